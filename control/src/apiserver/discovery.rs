@@ -1,0 +1,181 @@
+//! Discovery documents: `/version`, legacy discovery (`/api`, `/apis`,
+//! group-version resource lists) and aggregated discovery (apidiscovery v2),
+//! which kubectl uses when the Content-Type says so exactly.
+
+use serde_json::{json, Value};
+
+use super::resources::{in_group_version, Resource, GROUPS, RESOURCES};
+
+/// The Content-Type that makes kubectl accept aggregated discovery.
+pub const AGGREGATED_CONTENT_TYPE: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// The Kubernetes version the server reports. kubectl here picks its bundled
+/// client by the minor version, so it must be one kubectl ships.
+pub fn version() -> Value {
+    json!({
+        "major": "1",
+        "minor": "32",
+        "gitVersion": "v1.32.0-kedge",
+        "gitCommit": "0000000000000000000000000000000000000000",
+        "gitTreeState": "clean",
+        "buildDate": "2026-01-01T00:00:00Z",
+        "goVersion": "rust",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, match std::env::consts::ARCH { "x86_64" => "amd64", "aarch64" => "arm64", a => a }),
+    })
+}
+
+/// Whether the Accept header asks for aggregated discovery.
+pub fn wants_aggregated(accept: &str) -> bool {
+    accept.contains("as=APIGroupDiscoveryList")
+}
+
+/// `/api`.
+pub fn core_versions(server_address: &str) -> Value {
+    json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}],
+    })
+}
+
+fn group_entry(group: &str) -> Value {
+    let gv = format!("{group}/v1");
+    json!({
+        "name": group,
+        "versions": [{"groupVersion": gv, "version": "v1"}],
+        "preferredVersion": {"groupVersion": gv, "version": "v1"},
+    })
+}
+
+/// `/apis`.
+pub fn groups() -> Value {
+    let groups: Vec<Value> = GROUPS
+        .iter()
+        .filter(|g| !g.is_empty())
+        .map(|g| group_entry(g))
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+/// `/apis/<group>`.
+pub fn group(name: &str) -> Option<Value> {
+    if name.is_empty() || !GROUPS.contains(&name) {
+        return None;
+    }
+    let mut g = group_entry(name);
+    g["kind"] = json!("APIGroup");
+    g["apiVersion"] = json!("v1");
+    Some(g)
+}
+
+/// `/api/v1` or `/apis/<group>/<version>`.
+pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+    let mut resources = Vec::new();
+    for r in in_group_version(group, version) {
+        let mut entry = json!({
+            "name": r.plural,
+            "singularName": r.singular,
+            "namespaced": r.namespaced,
+            "kind": r.kind,
+            "verbs": r.verbs,
+        });
+        if !r.short_names.is_empty() {
+            entry["shortNames"] = json!(r.short_names);
+        }
+        if !r.categories.is_empty() {
+            entry["categories"] = json!(r.categories);
+        }
+        resources.push(entry);
+        for s in r.subresources {
+            let mut sub = json!({
+                "name": format!("{}/{}", r.plural, s.name),
+                "singularName": "",
+                "namespaced": r.namespaced,
+                "kind": if s.kind.is_empty() { r.kind } else { s.kind },
+                "verbs": s.verbs,
+            });
+            if !s.group.is_empty() {
+                sub["group"] = json!(s.group);
+                sub["version"] = json!(s.version);
+            }
+            resources.push(sub);
+        }
+    }
+    if resources.is_empty() {
+        return None;
+    }
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": gv,
+        "resources": resources,
+    }))
+}
+
+fn aggregated_resource(r: &Resource) -> Value {
+    let subresources: Vec<Value> = r
+        .subresources
+        .iter()
+        .map(|s| {
+            let (g, v, k) = if s.kind.is_empty() {
+                (r.group, r.version, r.kind)
+            } else {
+                (s.group, s.version, s.kind)
+            };
+            json!({
+                "subresource": s.name,
+                "responseKind": {"group": g, "version": v, "kind": k},
+                "verbs": s.verbs,
+            })
+        })
+        .collect();
+    let mut entry = json!({
+        "resource": r.plural,
+        "singularResource": r.singular,
+        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+        "verbs": r.verbs,
+        "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
+    });
+    if !r.short_names.is_empty() {
+        entry["shortNames"] = json!(r.short_names);
+    }
+    if !r.categories.is_empty() {
+        entry["categories"] = json!(r.categories);
+    }
+    if !subresources.is_empty() {
+        entry["subresources"] = json!(subresources);
+    }
+    entry
+}
+
+/// Aggregated discovery for `/api` (core only) or `/apis` (named groups).
+pub fn aggregated(core: bool) -> Value {
+    let items: Vec<Value> = GROUPS
+        .iter()
+        .filter(|g| g.is_empty() == core)
+        .map(|g| {
+            let resources: Vec<Value> = RESOURCES
+                .iter()
+                .filter(|r| r.group == *g)
+                .map(aggregated_resource)
+                .collect();
+            json!({
+                "metadata": {"name": g},
+                "versions": [{"version": "v1", "resources": resources, "freshness": "Current"}],
+            })
+        })
+        .collect();
+    json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": "apidiscovery.k8s.io/v2",
+        "metadata": {},
+        "items": items,
+    })
+}

@@ -1,0 +1,511 @@
+//! The API server: Kubernetes REST over HTTPS, the only component that
+//! touches the store.
+
+mod allocator;
+mod body;
+pub mod certs;
+mod discovery;
+mod meta;
+mod namespaces;
+mod objects;
+mod openapi;
+mod protobuf;
+mod request;
+pub mod resources;
+mod status;
+mod strategic;
+mod table;
+mod watch;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use kedge_config::cluster::ClusterConfig;
+
+use self::body::{error_response, json_response, json_response_typed, Body};
+use self::objects::Part;
+use self::request::{Query, ResourceRequest, Target};
+use self::status::{ApiError, ApiResult};
+use crate::metrics::Metrics;
+use crate::store::WatchCache;
+
+/// Largest request body accepted (Kubernetes' limit is 3 MiB).
+const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// Shared state of all request handlers.
+pub struct ApiState {
+    /// The objects.
+    pub cache: Arc<WatchCache>,
+    /// The admin bearer token.
+    pub token: String,
+    /// Cluster-wide settings (service CIDR, NodePort range, …).
+    pub cluster: ClusterConfig,
+    /// Serialises Service address allocation.
+    alloc: Mutex<()>,
+    /// Request metrics.
+    pub metrics: Arc<Metrics>,
+    /// The URL clients reach the server on.
+    pub server_url: String,
+}
+
+impl ApiState {
+    /// New state over an opened cache.
+    pub fn new(
+        cache: Arc<WatchCache>,
+        token: String,
+        cluster: ClusterConfig,
+        server_url: String,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            cache,
+            token,
+            cluster,
+            alloc: Mutex::new(()),
+            metrics,
+            server_url,
+        }
+    }
+}
+
+/// Create the namespaces and Services every cluster starts with.
+pub fn bootstrap(state: &ApiState) -> Result<(), ApiError> {
+    let q = Query::default();
+    let ns = resources::find("", "v1", "namespaces").expect("namespaces are served");
+    for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        if state.cache.get(&ns.key(None, name)).is_none() {
+            let req = ResourceRequest {
+                resource: ns,
+                namespace: None,
+                name: None,
+                subresource: None,
+                legacy_watch: false,
+            };
+            objects::create(
+                state,
+                &req,
+                &q,
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+            )?;
+        }
+    }
+    let svc = resources::find("", "v1", "services").expect("services are served");
+    if state
+        .cache
+        .get(&svc.key(Some("default"), "kubernetes"))
+        .is_none()
+    {
+        let port = state
+            .server_url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap_or(6443);
+        let req = ResourceRequest {
+            resource: svc,
+            namespace: Some("default".into()),
+            name: None,
+            subresource: None,
+            legacy_watch: false,
+        };
+        objects::create(
+            state,
+            &req,
+            &q,
+            json!({
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+                "spec": {
+                    "clusterIP": state.cluster.kubernetes_service_ip().to_string(),
+                    "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}],
+                    "sessionAffinity": "None",
+                    "type": "ClusterIP",
+                },
+            }),
+        )?;
+    }
+    Ok(())
+}
+
+/// Serve the API on `listener` with TLS until the task is dropped.
+pub async fn serve(
+    state: Arc<ApiState>,
+    listener: TcpListener,
+    tls: Arc<tokio_rustls::rustls::ServerConfig>,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    tokio::spawn(namespaces::run(state.clone()));
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(tcp).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+            };
+            let service = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(state, req).await) }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+fn header<'a>(req: &'a Request<Incoming>, name: &str) -> &'a str {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// Handle one request: authenticate, route, and answer (errors as Status).
+pub async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let resp = match route(state.clone(), req).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    };
+    let code = resp.status().as_u16();
+    state
+        .metrics
+        .observe_request(method.as_str(), code, started.elapsed());
+    tracing::debug!(%method, %path, code, elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "request");
+    resp
+}
+
+fn authenticated(state: &ApiState, req: &Request<Incoming>) -> bool {
+    let auth = header(req, "authorization");
+    match auth.strip_prefix("Bearer ") {
+        Some(t) => constant_time_eq(t.trim().as_bytes(), state.token.as_bytes()),
+        None => false,
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn read_body(req: Request<Incoming>) -> ApiResult<Bytes> {
+    let limited = Limited::new(req.into_body(), MAX_BODY);
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) => Err(ApiError {
+            code: 413,
+            reason: "RequestEntityTooLarge",
+            message: format!("request body: {e}"),
+            details: None,
+        }),
+    }
+}
+
+async fn route(state: Arc<ApiState>, req: Request<Incoming>) -> ApiResult<Response<Body>> {
+    let target = parse_target(&req)?;
+    let public = matches!(target, Target::Version | Target::Health);
+    if !public && !authenticated(&state, &req) {
+        return Err(ApiError::unauthorized());
+    }
+    if let Target::Resource(_) = target {
+        return handle_resource(state, req).await;
+    }
+    let accept = header(&req, "accept").to_string();
+    let get = req.method() == Method::GET;
+    match target {
+        Target::Version => Ok(json_response(200, &discovery::version())),
+        Target::Health => Ok(Response::builder()
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .body(body::full("ok"))
+            .expect("static response")),
+        Target::Metrics => Ok(Response::builder()
+            .header(
+                "Content-Type",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )
+            .body(body::full(state.metrics.encode()))
+            .expect("static response")),
+        _ if !get => Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        )),
+        Target::CoreVersions if discovery::wants_aggregated(&accept) => Ok(json_response_typed(
+            200,
+            &discovery::aggregated(true),
+            discovery::AGGREGATED_CONTENT_TYPE,
+        )),
+        Target::CoreVersions => Ok(json_response(
+            200,
+            &discovery::core_versions(state.server_url.trim_start_matches("https://")),
+        )),
+        Target::Groups if discovery::wants_aggregated(&accept) => Ok(json_response_typed(
+            200,
+            &discovery::aggregated(false),
+            discovery::AGGREGATED_CONTENT_TYPE,
+        )),
+        Target::Groups => Ok(json_response(200, &discovery::groups())),
+        Target::Group(g) => discovery::group(&g)
+            .map(|v| json_response(200, &v))
+            .ok_or_else(ApiError::no_route),
+        Target::ResourceList(g, v) => discovery::resource_list(&g, &v)
+            .map(|v| json_response(200, &v))
+            .ok_or_else(ApiError::no_route),
+        Target::OpenApiV3Index => Ok(json_response(200, &openapi::index())),
+        Target::OpenApiV3(p) => openapi::document(&p)
+            .map(|v| json_response(200, &v))
+            .ok_or_else(ApiError::no_route),
+        Target::OpenApiV2 => Err(ApiError::no_route()),
+        Target::Resource(_) => unreachable!("resources are routed before this match"),
+    }
+}
+
+fn parse_target(req: &Request<Incoming>) -> ApiResult<Target> {
+    request::parse_path(req.uri().path()).ok_or_else(ApiError::no_route)
+}
+
+/// How a response for an object or list should be rendered.
+struct Accept {
+    table: bool,
+    include_object: String,
+}
+
+fn parse_accept(accept: &str, q: &Query) -> Accept {
+    Accept {
+        table: accept.contains("as=Table"),
+        include_object: q.get("includeObject").unwrap_or("Metadata").to_string(),
+    }
+}
+
+fn object_response(
+    code: u16,
+    r: &resources::Resource,
+    obj: &Value,
+    accept: &Accept,
+) -> Response<Body> {
+    if accept.table {
+        let rv = obj
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let t = table::table(
+            r.plural,
+            std::slice::from_ref(obj),
+            rv,
+            None,
+            &accept.include_object,
+            true,
+            jiff::Timestamp::now(),
+        );
+        return json_response(code, &t);
+    }
+    json_response(code, obj)
+}
+
+/// Resource requests (the verbs on collections, objects and subresources).
+pub async fn handle_resource(
+    state: Arc<ApiState>,
+    req: Request<Incoming>,
+) -> ApiResult<Response<Body>> {
+    let Target::Resource(rr) = parse_target(&req)? else {
+        return Err(ApiError::no_route());
+    };
+    let q = Query::parse(req.uri().query());
+    let accept = parse_accept(header(&req, "accept"), &q);
+    let content_type = header(&req, "content-type").to_string();
+    let method = req.method().clone();
+    let r = rr.resource;
+    let sub = rr.subresource.clone();
+    let state_ref = &*state;
+    match (method, rr.name.is_some(), sub.as_deref()) {
+        // === collections ===
+        (Method::GET, false, None) => {
+            if q.flag("watch") || rr.legacy_watch {
+                let rendering = watch::Rendering {
+                    table: accept.table,
+                    include_object: accept.include_object,
+                };
+                return watch::watch(state.clone(), &rr, &q, rendering);
+            }
+            let page = objects::list(state_ref, &rr, &q)?;
+            if accept.table {
+                let items: Vec<Value> = page.items.iter().map(|o| (**o).clone()).collect();
+                let t = table::table(
+                    r.plural,
+                    &items,
+                    &page.revision.to_string(),
+                    page.continue_token.as_deref(),
+                    &accept.include_object,
+                    true,
+                    jiff::Timestamp::now(),
+                );
+                return Ok(json_response(200, &t));
+            }
+            Ok(json_response(200, &objects::list_object(r, &page)))
+        }
+        (Method::POST, false, None) => {
+            let body = read_body(req).await?;
+            let obj = body::decode_object(&content_type, &body)?;
+            let out = objects::create(state_ref, &rr, &q, obj)?;
+            Ok(object_response(out.code, r, &out.object, &accept))
+        }
+        (Method::DELETE, false, None) => {
+            let body = read_body(req).await?;
+            let options = delete_options(&body)?;
+            Ok(json_response(
+                200,
+                &objects::delete_collection(state_ref, &rr, &q, &options)?,
+            ))
+        }
+        // === objects ===
+        (Method::GET, true, None) => {
+            if rr.legacy_watch || q.flag("watch") {
+                let rendering = watch::Rendering {
+                    table: accept.table,
+                    include_object: accept.include_object,
+                };
+                return watch::watch(state.clone(), &rr, &q, rendering);
+            }
+            let obj = objects::get(state_ref, &rr)?;
+            Ok(object_response(200, r, &obj, &accept))
+        }
+        (Method::PUT, true, None) => {
+            let body = read_body(req).await?;
+            let obj = body::decode_object(&content_type, &body)?;
+            let out = objects::update(state_ref, &rr, &q, Part::Main, obj)?;
+            Ok(object_response(out.code, r, &out.object, &accept))
+        }
+        (Method::PATCH, true, None) => {
+            let body = read_body(req).await?;
+            let out = objects::patch(state_ref, &rr, &q, Part::Main, &content_type, &body)?;
+            Ok(object_response(out.code, r, &out.object, &accept))
+        }
+        (Method::DELETE, true, None) => {
+            let body = read_body(req).await?;
+            let options = delete_options(&body)?;
+            let out = objects::delete(state_ref, &rr, &q, &options)?;
+            Ok(object_response(out.code, r, &out.object, &accept))
+        }
+        // === subresources ===
+        (Method::GET, true, Some("status")) => {
+            Ok(json_response(200, &*objects::get(state_ref, &rr)?))
+        }
+        (Method::PUT, true, Some("status")) => {
+            let body = read_body(req).await?;
+            let obj = body::decode_object(&content_type, &body)?;
+            Ok(json_response(
+                200,
+                &objects::update(state_ref, &rr, &q, Part::Status, obj)?.object,
+            ))
+        }
+        (Method::PATCH, true, Some("status")) => {
+            let body = read_body(req).await?;
+            Ok(json_response(
+                200,
+                &objects::patch(state_ref, &rr, &q, Part::Status, &content_type, &body)?.object,
+            ))
+        }
+        (Method::GET, true, Some("scale")) => Ok(json_response(
+            200,
+            &objects::scale_of(&*objects::get(state_ref, &rr)?),
+        )),
+        (Method::PUT, true, Some("scale")) => {
+            let body = read_body(req).await?;
+            let scale = body::decode_object(&content_type, &body)?;
+            Ok(json_response(
+                200,
+                &objects::update_scale(state_ref, &rr, &q, move |_| Ok(scale))?,
+            ))
+        }
+        (Method::PATCH, true, Some("scale")) => {
+            let body = read_body(req).await?;
+            let patch: Value = serde_json::from_slice(&body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+            let ct = content_type.clone();
+            let scale_res = resources::find("autoscaling", "v1", "scale");
+            let _ = scale_res;
+            Ok(json_response(
+                200,
+                &objects::update_scale(state_ref, &rr, &q, move |current| {
+                    let ct = if ct.starts_with("application/strategic-merge-patch")
+                        || ct.starts_with("application/apply-patch")
+                    {
+                        "application/merge-patch+json"
+                    } else {
+                        ct.as_str()
+                    };
+                    objects::apply_patch(r, ct, current, &patch)
+                })?,
+            ))
+        }
+        (Method::POST, true, Some("binding")) => {
+            let body = read_body(req).await?;
+            let binding = body::decode_object(&content_type, &body)?;
+            Ok(json_response(
+                201,
+                &objects::bind(state_ref, &rr, &q, &binding)?,
+            ))
+        }
+        (Method::PUT, true, Some("finalize")) => {
+            let body = read_body(req).await?;
+            let obj = body::decode_object(&content_type, &body)?;
+            Ok(json_response(
+                200,
+                &objects::finalize_namespace(state_ref, &rr, &q, obj)?.object,
+            ))
+        }
+        (Method::GET, true, Some("log")) | (_, true, Some("exec")) => Err(ApiError {
+            code: 400,
+            reason: "BadRequest",
+            message: format!(
+                "pod \"{}\" has no node agent to serve this request",
+                rr.name.as_deref().unwrap_or("")
+            ),
+            details: None,
+        }),
+        _ => Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        )),
+    }
+}
+
+fn delete_options(body: &[u8]) -> ApiResult<Value> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))
+}
+
+/// The address the server listens on, resolved (port 0 picks a free one).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}

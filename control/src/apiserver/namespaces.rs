@@ -1,0 +1,108 @@
+//! Namespace lifecycle: a namespace being deleted has its contents removed,
+//! then its `kubernetes` finalizer cleared, which lets it go. This runs beside
+//! the API server on its own verbs, as Kubernetes' namespace controller
+//! would through the API.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::objects;
+use super::request::{Query, ResourceRequest};
+use super::resources::{self, RESOURCES};
+use super::ApiState;
+
+/// Watch namespaces and finalize those being deleted.
+pub async fn run(state: Arc<ApiState>) {
+    let ns = resources::find("", "v1", "namespaces").expect("namespaces are served");
+    loop {
+        let Ok(stream) = state.cache.watch(&ns.prefix(), None) else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        let mut live = stream.live;
+        sweep(&state);
+        loop {
+            // Re-check on every namespace change and at least every second
+            // (contents may still be going away).
+            match tokio::time::timeout(Duration::from_secs(1), live.recv()).await {
+                Ok(Ok(_)) | Err(_) => sweep(&state),
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => sweep(&state),
+                Ok(Err(_)) => break,
+            }
+        }
+    }
+}
+
+fn sweep(state: &ApiState) {
+    let ns = resources::find("", "v1", "namespaces").expect("namespaces are served");
+    let (_, all) = state.cache.list(&ns.prefix());
+    for (_, obj) in all {
+        if obj.pointer("/metadata/deletionTimestamp").is_none() {
+            continue;
+        }
+        let Some(name) = obj.pointer("/metadata/name").and_then(Value::as_str) else {
+            continue;
+        };
+        if let Err(e) = finalize(state, name) {
+            tracing::warn!(namespace = name, error = %e.message, "namespace finalization");
+        }
+    }
+}
+
+fn finalize(state: &ApiState, namespace: &str) -> Result<(), super::status::ApiError> {
+    let q = Query::default();
+    let mut remaining = 0usize;
+    for r in RESOURCES.iter().filter(|r| r.namespaced) {
+        let (_, items) = state.cache.list(&r.namespace_prefix(Some(namespace)));
+        for (_, obj) in items {
+            remaining += 1;
+            if obj.pointer("/metadata/deletionTimestamp").is_some() {
+                continue;
+            }
+            let Some(name) = obj.pointer("/metadata/name").and_then(Value::as_str) else {
+                continue;
+            };
+            let req = ResourceRequest {
+                resource: r,
+                namespace: Some(namespace.to_string()),
+                name: Some(name.to_string()),
+                subresource: None,
+                legacy_watch: false,
+            };
+            match objects::delete(state, &req, &q, &json!({"propagationPolicy": "Background"})) {
+                Ok(_) => {}
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    if remaining > 0 {
+        return Ok(());
+    }
+    let ns = resources::find("", "v1", "namespaces").expect("namespaces are served");
+    let req = ResourceRequest {
+        resource: ns,
+        namespace: None,
+        name: Some(namespace.to_string()),
+        subresource: Some("finalize".into()),
+        legacy_watch: false,
+    };
+    let current = state.cache.get(&ns.key(None, namespace));
+    let Some(current) = current else {
+        return Ok(());
+    };
+    let mut finalizers: Vec<Value> = current
+        .pointer("/spec/finalizers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    finalizers.retain(|f| f != "kubernetes");
+    match objects::finalize_namespace(state, &req, &q, json!({"spec": {"finalizers": finalizers}}))
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}

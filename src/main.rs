@@ -1,0 +1,134 @@
+//! The `kedge` binary: one command per role, wiring the crates together.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use kedge_config::cluster::{parse_port_range, ClusterConfig};
+use kedge_control::server::{self, ServerOptions};
+
+/// A Kubernetes-compatible edge platform.
+#[derive(Parser)]
+#[command(name = "kedge", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a single-machine cluster (today: the control plane).
+    Up(ServerArgs),
+    /// Run the control plane (API server).
+    Server(ServerArgs),
+}
+
+#[derive(Args, Clone)]
+struct ServerArgs {
+    /// Cluster configuration file (YAML); flags override it.
+    #[arg(long, env = "KEDGE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory for the store, credentials and kubeconfig.
+    #[arg(long, env = "KEDGE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address the API server listens on.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Service ClusterIP range.
+    #[arg(long)]
+    service_cidr: Option<String>,
+    /// NodePort range, e.g. 30000-32767.
+    #[arg(long)]
+    node_port_range: Option<String>,
+    /// Cluster DNS domain.
+    #[arg(long)]
+    cluster_domain: Option<String>,
+    /// Past events kept for watches to resume from.
+    #[arg(long, default_value_t = 10_000)]
+    watch_history: usize,
+}
+
+impl ServerArgs {
+    fn cluster_config(&self) -> anyhow::Result<ClusterConfig> {
+        let mut cfg = match &self.config {
+            Some(p) => {
+                ClusterConfig::from_file(p).with_context(|| format!("reading {}", p.display()))?
+            }
+            None => ClusterConfig::default(),
+        };
+        if let Some(d) = &self.data_dir {
+            cfg.data_dir = d.clone();
+        } else if self.config.is_none() {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."));
+            cfg.data_dir = home.join(".kedge");
+        }
+        if let Some(l) = self.listen {
+            cfg.listen = l;
+        }
+        if let Some(c) = &self.service_cidr {
+            cfg.service_cidr = c.clone();
+        }
+        if let Some(r) = &self.node_port_range {
+            cfg.node_port_range = parse_port_range(r).map_err(anyhow::Error::msg)?;
+        }
+        if let Some(d) = &self.cluster_domain {
+            cfg.cluster_domain = d.clone();
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Up(args) | Command::Server(args) => run_server(args).await,
+        }
+    })
+}
+
+async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
+    let cfg = args.cluster_config()?;
+    let opts = ServerOptions {
+        watch_history: args.watch_history,
+    };
+    let running = server::start(cfg, opts).await?;
+    println!("kedge is serving on {}", running.url);
+    println!("export KUBECONFIG={}", running.kubeconfig.display());
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.shutdown();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
