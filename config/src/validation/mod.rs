@@ -28,11 +28,15 @@ pub use self::core::{
     validate_namespace, validate_node, validate_scale, validate_secret, validate_service,
     validate_service_account,
 };
-pub use self::meta::{validate_label_selector, validate_labels, validate_object_meta, NameRule};
+pub use self::apps::render_int_or_string;
+pub use self::meta::{
+    render_label_selector, validate_annotations, validate_label_selector, validate_labels,
+    validate_object_meta, NameRule,
+};
 pub use self::networking::{
     validate_endpoint_slice, validate_ingress, validate_ingress_class, validate_lease,
 };
-pub use self::pod::{validate_pod, validate_pod_spec, validate_pod_template_spec};
+pub use self::pod::{validate_pod, validate_pod_spec, validate_pod_template_spec, validate_resources};
 pub use self::strings::*;
 
 /// The kind of a field error (Kubernetes' `field.ErrorType`).

@@ -360,7 +360,7 @@ fn check_namespace_open(state: &ApiState, r: &Resource, ns: Option<&str>) -> Api
 fn prepare(
     state: &ApiState,
     r: &Resource,
-    key: &str,
+    in_use: Option<&InUse>,
     obj: &mut Value,
     old: Option<&Value>,
 ) -> ApiResult<()> {
@@ -385,14 +385,28 @@ fn prepare(
             _ => {}
         }
     }
-    if r.kind == "Service" {
-        let _guard = state.alloc.lock();
-        let (_, services) = state.cache.list(&r.prefix());
-        let in_use = InUse::from_services(services.iter().map(|(k, v)| (k.as_str(), &**v)), key);
-        allocator::allocate(&state.cluster, obj, old, &in_use)
+    if let Some(in_use) = in_use {
+        allocator::allocate(&state.cluster, obj, old, in_use)
             .map_err(|errs| ApiError::invalid(r.kind, r.group, &name, &errs))?;
     }
     Ok(())
+}
+
+/// For Services: hold the allocation lock and collect what other Services
+/// use. Taken before the store's write lock (never inside it), and held until
+/// the write is done so two Services cannot pick the same address.
+fn service_addresses<'a>(
+    state: &'a ApiState,
+    r: &Resource,
+    key: &str,
+) -> Option<(parking_lot::MutexGuard<'a, ()>, InUse)> {
+    if r.kind != "Service" {
+        return None;
+    }
+    let guard = state.alloc.lock();
+    let (_, services) = state.cache.list(&r.prefix());
+    let in_use = InUse::from_services(services.iter().map(|(k, v)| (k.as_str(), &**v)), key);
+    Some((guard, in_use))
 }
 
 /// Kubernetes' QoS class of a pod from its containers' resources.
@@ -478,7 +492,8 @@ pub fn create(
         }
     }
     let key = r.key(req.namespace.as_deref(), &name);
-    prepare(state, r, &key, &mut obj, None)?;
+    let addresses = service_addresses(state, r, &key);
+    prepare(state, r, addresses.as_ref().map(|a| &a.1), &mut obj, None)?;
     if q.get("dryRun") == Some("All") {
         return Ok(Outcome {
             code: 201,
@@ -580,6 +595,7 @@ where
     let key = r.key(req.namespace.as_deref(), &name);
     let dry_run = q.get("dryRun") == Some("All");
     let mut dry_result = None;
+    let addresses = service_addresses(state, r, &key);
     let written = state.cache.write(&key, |current| -> ApiResult<Decision> {
         let old = current.ok_or_else(|| ApiError::not_found(r.plural, &name))?;
         let mut new = change(old)?;
@@ -609,7 +625,7 @@ where
         if !errs.is_empty() {
             return Err(ApiError::invalid(r.kind, r.group, &name, &errs));
         }
-        prepare(state, r, &key, &mut new, Some(old))?;
+        prepare(state, r, addresses.as_ref().map(|a| &a.1), &mut new, Some(old))?;
         if tracks_generation(r) && meta::spec_part(&new) != meta::spec_part(old) {
             let g = old
                 .pointer("/metadata/generation")
