@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The test command: checks what the suite needs, then runs every test of the
+# workspace (unit, integration, and end-to-end with the real kubectl).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing() { echo "cannot run the tests: $1" >&2; exit 1; }
+command -v cargo >/dev/null 2>&1 || missing "cargo (a Rust toolchain) is not on PATH"
+command -v kubectl >/dev/null 2>&1 || missing "kubectl (v1.32) is not on PATH; the end-to-end tests drive the real kubectl"
+
+exec cargo test --workspace "$@"
