@@ -54,10 +54,7 @@ pub struct ClusterConfig {
     #[serde(rename = "podCIDR")]
     pub pod_cidr: String,
     /// The inclusive NodePort range, written `"30000-32767"`.
-    #[serde(
-        serialize_with = "ser_port_range",
-        deserialize_with = "de_port_range"
-    )]
+    #[serde(serialize_with = "ser_port_range", deserialize_with = "de_port_range")]
     pub node_port_range: (u16, u16),
     /// The cluster DNS domain.
     pub cluster_domain: String,
@@ -177,10 +174,11 @@ impl ClusterConfig {
                 ),
             });
         }
-        let (_, pod_len) = parse_ipv4_cidr(&self.pod_cidr).map_err(|message| ConfigError::Invalid {
-            field: "podCIDR",
-            message,
-        })?;
+        let (_, pod_len) =
+            parse_ipv4_cidr(&self.pod_cidr).map_err(|message| ConfigError::Invalid {
+                field: "podCIDR",
+                message,
+            })?;
         if pod_len > 24 {
             return Err(ConfigError::Invalid {
                 field: "podCIDR",
@@ -244,8 +242,10 @@ mod tests {
 
     #[test]
     fn yaml_partial_and_full() {
-        let c = ClusterConfig::from_yaml("serviceCIDR: 10.100.0.0/16\nnodePortRange: \"31000-31999\"\n")
-            .unwrap();
+        let c = ClusterConfig::from_yaml(
+            "serviceCIDR: 10.100.0.0/16\nnodePortRange: \"31000-31999\"\n",
+        )
+        .unwrap();
         assert_eq!(c.service_cidr, "10.100.0.0/16");
         assert_eq!(c.node_port_range, (31000, 31999));
         assert_eq!(c.pod_cidr, "10.244.0.0/16");
@@ -254,9 +254,18 @@ mod tests {
         assert!(full.contains("serviceCIDR: 10.96.0.0/12"), "{full}");
         assert!(full.contains("nodePortRange: 30000-32767"), "{full}");
         assert!(full.contains("listenAddress: 127.0.0.1:6443"), "{full}");
-        assert_eq!(ClusterConfig::from_yaml(&full).unwrap(), ClusterConfig::default());
-        assert_eq!(ClusterConfig::from_yaml("").unwrap(), ClusterConfig::default());
-        assert_eq!(ClusterConfig::from_yaml("# nothing\n").unwrap(), ClusterConfig::default());
+        assert_eq!(
+            ClusterConfig::from_yaml(&full).unwrap(),
+            ClusterConfig::default()
+        );
+        assert_eq!(
+            ClusterConfig::from_yaml("").unwrap(),
+            ClusterConfig::default()
+        );
+        assert_eq!(
+            ClusterConfig::from_yaml("# nothing\n").unwrap(),
+            ClusterConfig::default()
+        );
     }
 
     #[test]

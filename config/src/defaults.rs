@@ -11,15 +11,15 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{
     DaemonSet, DaemonSetUpdateStrategy, Deployment, DeploymentStrategy, ReplicaSet,
-    RollingUpdateDaemonSet, RollingUpdateDeployment, RollingUpdateStatefulSetStrategy,
-    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetUpdateStrategy,
+    RollingUpdateDaemonSet, RollingUpdateDeployment, RollingUpdateStatefulSetStrategy, StatefulSet,
+    StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
     ClientIPConfig, Container, EmptyDirVolumeSource, Endpoints, HTTPGetAction, LifecycleHandler,
-    Namespace, NamespaceSpec, NamespaceStatus, Node, PersistentVolumeClaim, Pod, PodSecurityContext,
-    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Secret, Service, SessionAffinityConfig,
-    Toleration, Volume,
+    Namespace, NamespaceSpec, NamespaceStatus, Node, PersistentVolumeClaim, Pod,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Secret, Service,
+    SessionAffinityConfig, Toleration, Volume,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
@@ -54,12 +54,27 @@ pub fn image_tag(image: &str) -> String {
 pub fn default_container(c: &mut Container) {
     if c.image_pull_policy.as_deref().unwrap_or("").is_empty() {
         let tag = image_tag(c.image.as_deref().unwrap_or(""));
-        c.image_pull_policy = Some(if tag == "latest" { "Always" } else { "IfNotPresent" }.into());
+        c.image_pull_policy = Some(
+            if tag == "latest" {
+                "Always"
+            } else {
+                "IfNotPresent"
+            }
+            .into(),
+        );
     }
-    if c.termination_message_path.as_deref().unwrap_or("").is_empty() {
+    if c.termination_message_path
+        .as_deref()
+        .unwrap_or("")
+        .is_empty()
+    {
         c.termination_message_path = Some("/dev/termination-log".into());
     }
-    if c.termination_message_policy.as_deref().unwrap_or("").is_empty() {
+    if c.termination_message_policy
+        .as_deref()
+        .unwrap_or("")
+        .is_empty()
+    {
         c.termination_message_policy = Some("File".into());
     }
     for p in c.ports.iter_mut().flatten() {
@@ -67,9 +82,13 @@ pub fn default_container(c: &mut Container) {
             p.protocol = Some("TCP".into());
         }
     }
-    for probe in [&mut c.liveness_probe, &mut c.readiness_probe, &mut c.startup_probe]
-        .into_iter()
-        .flatten()
+    for probe in [
+        &mut c.liveness_probe,
+        &mut c.readiness_probe,
+        &mut c.startup_probe,
+    ]
+    .into_iter()
+    .flatten()
     {
         default_probe(probe);
     }
@@ -194,13 +213,26 @@ pub fn default_volume(v: &mut Volume) {
     if let Some(h) = &mut v.host_path {
         h.type_.get_or_insert_with(String::new);
     }
-    if let Some(t) = v.ephemeral.as_mut().and_then(|e| e.volume_claim_template.as_mut()) {
-        t.spec.volume_mode.get_or_insert_with(|| "Filesystem".into());
+    if let Some(t) = v
+        .ephemeral
+        .as_mut()
+        .and_then(|e| e.volume_claim_template.as_mut())
+    {
+        t.spec
+            .volume_mode
+            .get_or_insert_with(|| "Filesystem".into());
     }
     if let Some(img) = &mut v.image {
         if img.pull_policy.as_deref().unwrap_or("").is_empty() {
             let tag = image_tag(img.reference.as_deref().unwrap_or(""));
-            img.pull_policy = Some(if tag == "latest" { "Always" } else { "IfNotPresent" }.into());
+            img.pull_policy = Some(
+                if tag == "latest" {
+                    "Always"
+                } else {
+                    "IfNotPresent"
+                }
+                .into(),
+            );
         }
     }
 }
@@ -225,16 +257,29 @@ pub fn default_pod_spec(spec: &mut PodSpec) {
     if spec.host_network == Some(true) {
         default_host_network_ports(spec);
     }
-    for c in spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten()) {
+    for c in spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten())
+    {
         default_container(c);
     }
     for c in spec.ephemeral_containers.iter_mut().flatten() {
         if c.image_pull_policy.as_deref().unwrap_or("").is_empty() {
             let tag = image_tag(c.image.as_deref().unwrap_or(""));
-            c.image_pull_policy = Some(if tag == "latest" { "Always" } else { "IfNotPresent" }.into());
+            c.image_pull_policy = Some(
+                if tag == "latest" {
+                    "Always"
+                } else {
+                    "IfNotPresent"
+                }
+                .into(),
+            );
         }
-        c.termination_message_path.get_or_insert_with(|| "/dev/termination-log".into());
-        c.termination_message_policy.get_or_insert_with(|| "File".into());
+        c.termination_message_path
+            .get_or_insert_with(|| "/dev/termination-log".into());
+        c.termination_message_policy
+            .get_or_insert_with(|| "File".into());
     }
     for v in spec.volumes.iter_mut().flatten() {
         default_volume(v);
@@ -242,7 +287,11 @@ pub fn default_pod_spec(spec: &mut PodSpec) {
 }
 
 fn default_host_network_ports(spec: &mut PodSpec) {
-    for c in spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten()) {
+    for c in spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten())
+    {
         for p in c.ports.iter_mut().flatten() {
             if p.host_port.unwrap_or(0) == 0 {
                 p.host_port = Some(p.container_port);
@@ -261,7 +310,11 @@ pub fn default_pod_template_spec(t: &mut PodTemplateSpec) {
 pub fn default_pod(pod: &mut Pod) {
     let spec = pod.spec.get_or_insert_with(Default::default);
     default_pod_spec(spec);
-    for c in spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten()) {
+    for c in spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten())
+    {
         if let Some(r) = &mut c.resources {
             if let Some(limits) = r.limits.clone() {
                 let requests = r.requests.get_or_insert_with(BTreeMap::new);
@@ -279,7 +332,10 @@ pub fn default_pod(pod: &mut Pod) {
 /// tolerates them.
 pub fn add_default_tolerations(spec: &mut PodSpec) {
     let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
-    for taint in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+    for taint in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
         let tolerated = tolerations.iter().any(|t| {
             let key = t.key.as_deref().unwrap_or("");
             let effect = t.effect.as_deref().unwrap_or("");
@@ -344,7 +400,13 @@ pub fn default_service(svc: &mut Service) {
     let externally_accessible = ty == "NodePort"
         || ty == "LoadBalancer"
         || (ty == "ClusterIP" && spec.external_ips.as_ref().is_some_and(|v| !v.is_empty()));
-    if externally_accessible && spec.external_traffic_policy.as_deref().unwrap_or("").is_empty() {
+    if externally_accessible
+        && spec
+            .external_traffic_policy
+            .as_deref()
+            .unwrap_or("")
+            .is_empty()
+    {
         spec.external_traffic_policy = Some("Cluster".into());
     }
     if spec.internal_traffic_policy.is_none()
@@ -356,7 +418,8 @@ pub fn default_service(svc: &mut Service) {
         spec.allocate_load_balancer_node_ports.get_or_insert(true);
     }
     if ty != "ExternalName" {
-        spec.ip_family_policy.get_or_insert_with(|| "SingleStack".into());
+        spec.ip_family_policy
+            .get_or_insert_with(|| "SingleStack".into());
         let cluster_ip = spec.cluster_ip.clone().unwrap_or_default();
         let ips_empty = spec.cluster_ips.as_ref().is_none_or(Vec::is_empty);
         if !cluster_ip.is_empty() && ips_empty {
@@ -372,14 +435,20 @@ pub fn default_service(svc: &mut Service) {
 pub fn default_deployment(d: &mut Deployment) {
     let spec = d.spec.get_or_insert_with(Default::default);
     spec.replicas.get_or_insert(1);
-    let strategy = spec.strategy.get_or_insert_with(DeploymentStrategy::default);
+    let strategy = spec
+        .strategy
+        .get_or_insert_with(DeploymentStrategy::default);
     if strategy.type_.as_deref().unwrap_or("").is_empty() {
         strategy.type_ = Some("RollingUpdate".into());
     }
     if strategy.type_.as_deref() == Some("RollingUpdate") {
-        let ru = strategy.rolling_update.get_or_insert_with(RollingUpdateDeployment::default);
-        ru.max_unavailable.get_or_insert_with(|| IntOrString::String("25%".into()));
-        ru.max_surge.get_or_insert_with(|| IntOrString::String("25%".into()));
+        let ru = strategy
+            .rolling_update
+            .get_or_insert_with(RollingUpdateDeployment::default);
+        ru.max_unavailable
+            .get_or_insert_with(|| IntOrString::String("25%".into()));
+        ru.max_surge
+            .get_or_insert_with(|| IntOrString::String("25%".into()));
     }
     spec.revision_history_limit.get_or_insert(10);
     spec.progress_deadline_seconds.get_or_insert(600);
@@ -399,12 +468,16 @@ pub fn default_replica_set(rs: &mut ReplicaSet) {
 /// revisionHistoryLimit 10.
 pub fn default_daemon_set(ds: &mut DaemonSet) {
     let spec = ds.spec.get_or_insert_with(Default::default);
-    let s = spec.update_strategy.get_or_insert_with(DaemonSetUpdateStrategy::default);
+    let s = spec
+        .update_strategy
+        .get_or_insert_with(DaemonSetUpdateStrategy::default);
     if s.type_.as_deref().unwrap_or("").is_empty() {
         s.type_ = Some("RollingUpdate".into());
     }
     if s.type_.as_deref() == Some("RollingUpdate") {
-        let ru = s.rolling_update.get_or_insert_with(RollingUpdateDaemonSet::default);
+        let ru = s
+            .rolling_update
+            .get_or_insert_with(RollingUpdateDaemonSet::default);
         ru.max_unavailable.get_or_insert(IntOrString::Int(1));
         ru.max_surge.get_or_insert(IntOrString::Int(0));
     }
@@ -423,13 +496,21 @@ fn default_pvc_template(pvc: &mut PersistentVolumeClaim) {
 /// Retain/Retain, replicas 1, revisionHistoryLimit 10.
 pub fn default_stateful_set(ss: &mut StatefulSet) {
     let spec = ss.spec.get_or_insert_with(Default::default);
-    if spec.pod_management_policy.as_deref().unwrap_or("").is_empty() {
+    if spec
+        .pod_management_policy
+        .as_deref()
+        .unwrap_or("")
+        .is_empty()
+    {
         spec.pod_management_policy = Some("OrderedReady".into());
     }
-    let s = spec.update_strategy.get_or_insert_with(StatefulSetUpdateStrategy::default);
+    let s = spec
+        .update_strategy
+        .get_or_insert_with(StatefulSetUpdateStrategy::default);
     if s.type_.as_deref().unwrap_or("").is_empty() {
         s.type_ = Some("RollingUpdate".into());
-        s.rolling_update.get_or_insert_with(RollingUpdateStatefulSetStrategy::default);
+        s.rolling_update
+            .get_or_insert_with(RollingUpdateStatefulSetStrategy::default);
     }
     if s.type_.as_deref() == Some("RollingUpdate") {
         if let Some(ru) = &mut s.rolling_update {
@@ -463,13 +544,23 @@ pub fn default_job(job: &mut Job) {
     }
     spec.parallelism.get_or_insert(1);
     if spec.backoff_limit.is_none() {
-        spec.backoff_limit = Some(if spec.backoff_limit_per_index.is_some() { i32::MAX } else { 6 });
+        spec.backoff_limit = Some(if spec.backoff_limit_per_index.is_some() {
+            i32::MAX
+        } else {
+            6
+        });
     }
-    spec.completion_mode.get_or_insert_with(|| "NonIndexed".into());
+    spec.completion_mode
+        .get_or_insert_with(|| "NonIndexed".into());
     spec.suspend.get_or_insert(false);
     if spec.pod_replacement_policy.is_none() {
         spec.pod_replacement_policy = Some(
-            if spec.pod_failure_policy.is_some() { "Failed" } else { "TerminatingOrFailed" }.into(),
+            if spec.pod_failure_policy.is_some() {
+                "Failed"
+            } else {
+                "TerminatingOrFailed"
+            }
+            .into(),
         );
     }
     if let Some(pfp) = &mut spec.pod_failure_policy {
@@ -481,7 +572,11 @@ pub fn default_job(job: &mut Job) {
             }
         }
     }
-    let template_labels = spec.template.metadata.as_ref().and_then(|m| m.labels.clone());
+    let template_labels = spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone());
     default_pod_template_spec(&mut spec.template);
     if let Some(labels) = template_labels {
         if job.metadata.labels.as_ref().is_none_or(BTreeMap::is_empty) {
@@ -633,20 +728,41 @@ mod tests {
                     Container {
                         name: "a".into(),
                         image: Some("nginx".into()),
-                        ports: Some(vec![ContainerPort { container_port: 80, ..Default::default() }]),
+                        ports: Some(vec![ContainerPort {
+                            container_port: 80,
+                            ..Default::default()
+                        }]),
                         liveness_probe: Some(Probe {
-                            http_get: Some(HTTPGetAction { port: IntOrString::Int(80), ..Default::default() }),
+                            http_get: Some(HTTPGetAction {
+                                port: IntOrString::Int(80),
+                                ..Default::default()
+                            }),
                             ..Default::default()
                         }),
                         resources: Some(ResourceRequirements {
-                            limits: Some([("cpu".to_string(), k8s_openapi::apimachinery::pkg::api::resource::Quantity("1".into()))].into()),
+                            limits: Some(
+                                [(
+                                    "cpu".to_string(),
+                                    k8s_openapi::apimachinery::pkg::api::resource::Quantity(
+                                        "1".into(),
+                                    ),
+                                )]
+                                .into(),
+                            ),
                             ..Default::default()
                         }),
                         ..Default::default()
                     },
-                    Container { name: "b".into(), image: Some("busybox:1.36".into()), ..Default::default() },
+                    Container {
+                        name: "b".into(),
+                        image: Some("busybox:1.36".into()),
+                        ..Default::default()
+                    },
                 ],
-                volumes: Some(vec![Volume { name: "v".into(), ..Default::default() }]),
+                volumes: Some(vec![Volume {
+                    name: "v".into(),
+                    ..Default::default()
+                }]),
                 ..Default::default()
             }),
             ..Default::default()
@@ -661,18 +777,38 @@ mod tests {
         assert!(spec.security_context.is_some());
         let a = &spec.containers[0];
         assert_eq!(a.image_pull_policy.as_deref(), Some("Always"));
-        assert_eq!(spec.containers[1].image_pull_policy.as_deref(), Some("IfNotPresent"));
-        assert_eq!(a.termination_message_path.as_deref(), Some("/dev/termination-log"));
+        assert_eq!(
+            spec.containers[1].image_pull_policy.as_deref(),
+            Some("IfNotPresent")
+        );
+        assert_eq!(
+            a.termination_message_path.as_deref(),
+            Some("/dev/termination-log")
+        );
         assert_eq!(a.termination_message_policy.as_deref(), Some("File"));
-        assert_eq!(a.ports.as_ref().unwrap()[0].protocol.as_deref(), Some("TCP"));
+        assert_eq!(
+            a.ports.as_ref().unwrap()[0].protocol.as_deref(),
+            Some("TCP")
+        );
         let probe = a.liveness_probe.as_ref().unwrap();
         assert_eq!(
-            (probe.timeout_seconds, probe.period_seconds, probe.success_threshold, probe.failure_threshold),
+            (
+                probe.timeout_seconds,
+                probe.period_seconds,
+                probe.success_threshold,
+                probe.failure_threshold
+            ),
             (Some(1), Some(10), Some(1), Some(3))
         );
         let hg = probe.http_get.as_ref().unwrap();
-        assert_eq!((hg.path.as_deref(), hg.scheme.as_deref()), (Some("/"), Some("HTTP")));
-        assert_eq!(a.resources.as_ref().unwrap().requests.as_ref().unwrap()["cpu"].0, "1");
+        assert_eq!(
+            (hg.path.as_deref(), hg.scheme.as_deref()),
+            (Some("/"), Some("HTTP"))
+        );
+        assert_eq!(
+            a.resources.as_ref().unwrap().requests.as_ref().unwrap()["cpu"].0,
+            "1"
+        );
         assert!(spec.volumes.as_ref().unwrap()[0].empty_dir.is_some());
     }
 
@@ -685,7 +821,10 @@ mod tests {
         assert_eq!(t.len(), 2);
         assert_eq!(t[0].toleration_seconds, Some(300));
         let mut tolerate_all = PodSpec {
-            tolerations: Some(vec![Toleration { operator: Some("Exists".into()), ..Default::default() }]),
+            tolerations: Some(vec![Toleration {
+                operator: Some("Exists".into()),
+                ..Default::default()
+            }]),
             ..Default::default()
         };
         add_default_tolerations(&mut tolerate_all);
@@ -704,7 +843,10 @@ mod tests {
         assert_eq!(spec.session_affinity.as_deref(), Some("None"));
         let ports = spec.ports.unwrap();
         assert_eq!(ports[0].target_port, Some(IntOrString::Int(80)));
-        assert_eq!(ports[1].target_port, Some(IntOrString::String("http".into())));
+        assert_eq!(
+            ports[1].target_port,
+            Some(IntOrString::String("http".into()))
+        );
         assert_eq!(ports[0].protocol.as_deref(), Some("TCP"));
         assert_eq!(spec.external_traffic_policy.as_deref(), Some("Cluster"));
         assert_eq!(spec.internal_traffic_policy.as_deref(), Some("Cluster"));
@@ -725,27 +867,61 @@ mod tests {
 
         let mut ds = DaemonSet::default();
         default_daemon_set(&mut ds);
-        let ru = ds.spec.unwrap().update_strategy.unwrap().rolling_update.unwrap();
-        assert_eq!((ru.max_unavailable, ru.max_surge), (Some(IntOrString::Int(1)), Some(IntOrString::Int(0))));
+        let ru = ds
+            .spec
+            .unwrap()
+            .update_strategy
+            .unwrap()
+            .rolling_update
+            .unwrap();
+        assert_eq!(
+            (ru.max_unavailable, ru.max_surge),
+            (Some(IntOrString::Int(1)), Some(IntOrString::Int(0)))
+        );
 
         let mut ss = StatefulSet::default();
         default_stateful_set(&mut ss);
         let spec = ss.spec.unwrap();
         assert_eq!(spec.pod_management_policy.as_deref(), Some("OrderedReady"));
-        assert_eq!(spec.update_strategy.unwrap().rolling_update.unwrap().partition, Some(0));
-        assert_eq!(spec.persistent_volume_claim_retention_policy.unwrap().when_scaled.as_deref(), Some("Retain"));
+        assert_eq!(
+            spec.update_strategy
+                .unwrap()
+                .rolling_update
+                .unwrap()
+                .partition,
+            Some(0)
+        );
+        assert_eq!(
+            spec.persistent_volume_claim_retention_policy
+                .unwrap()
+                .when_scaled
+                .as_deref(),
+            Some("Retain")
+        );
 
         let mut job = Job::default();
         default_job(&mut job);
         let spec = job.spec.unwrap();
-        assert_eq!((spec.completions, spec.parallelism, spec.backoff_limit), (Some(1), Some(1), Some(6)));
-        assert_eq!(spec.pod_replacement_policy.as_deref(), Some("TerminatingOrFailed"));
+        assert_eq!(
+            (spec.completions, spec.parallelism, spec.backoff_limit),
+            (Some(1), Some(1), Some(6))
+        );
+        assert_eq!(
+            spec.pod_replacement_policy.as_deref(),
+            Some("TerminatingOrFailed")
+        );
 
         let mut cj = CronJob::default();
         default_cron_job(&mut cj);
         let spec = cj.spec.unwrap();
         assert_eq!(spec.concurrency_policy.as_deref(), Some("Allow"));
-        assert_eq!((spec.successful_jobs_history_limit, spec.failed_jobs_history_limit), (Some(3), Some(1)));
+        assert_eq!(
+            (
+                spec.successful_jobs_history_limit,
+                spec.failed_jobs_history_limit
+            ),
+            (Some(3), Some(1))
+        );
     }
 
     #[test]
@@ -763,8 +939,14 @@ mod tests {
         ns.metadata.name = Some("team".into());
         default_namespace(&mut ns);
         assert_eq!(ns.status.unwrap().phase.as_deref(), Some("Active"));
-        assert_eq!(ns.spec.unwrap().finalizers.unwrap(), vec!["kubernetes".to_string()]);
-        assert_eq!(ns.metadata.labels.unwrap()["kubernetes.io/metadata.name"], "team");
+        assert_eq!(
+            ns.spec.unwrap().finalizers.unwrap(),
+            vec!["kubernetes".to_string()]
+        );
+        assert_eq!(
+            ns.metadata.labels.unwrap()["kubernetes.io/metadata.name"],
+            "team"
+        );
     }
 
     #[test]
@@ -774,7 +956,10 @@ mod tests {
         job.metadata.uid = Some("u-1".into());
         generate_job_selector(&mut job);
         let spec = job.spec.unwrap();
-        assert_eq!(spec.selector.unwrap().match_labels.unwrap()["batch.kubernetes.io/controller-uid"], "u-1");
+        assert_eq!(
+            spec.selector.unwrap().match_labels.unwrap()["batch.kubernetes.io/controller-uid"],
+            "u-1"
+        );
         let labels = spec.template.metadata.unwrap().labels.unwrap();
         assert_eq!(labels["job-name"], "pi");
         assert_eq!(labels["controller-uid"], "u-1");

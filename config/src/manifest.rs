@@ -78,7 +78,7 @@ pub fn decode_documents(input: &str) -> Result<Vec<Value>, ManifestError> {
     for (index, doc) in raw {
         match doc {
             Value::Null => continue,
-            Value::Object(map) => expand(index, map, &mut out),
+            Value::Object(map) => expand(map, &mut out),
             other => {
                 return Err(ManifestError::NotAnObject {
                     document: index,
@@ -90,7 +90,7 @@ pub fn decode_documents(input: &str) -> Result<Vec<Value>, ManifestError> {
     Ok(out)
 }
 
-fn expand(index: usize, map: Map<String, Value>, out: &mut Vec<Value>) {
+fn expand(map: Map<String, Value>, out: &mut Vec<Value>) {
     let kind = map.get("kind").and_then(Value::as_str).unwrap_or("");
     let is_list = kind.ends_with("List") && matches!(map.get("items"), Some(Value::Array(_)));
     if !is_list {
@@ -114,7 +114,7 @@ fn expand(index: usize, map: Map<String, Value>, out: &mut Vec<Value>) {
                     }
                 }
                 // Lists may nest.
-                expand(index, m, out);
+                expand(m, out);
             }
             Value::Null => {}
             other => out.push(other),
@@ -177,7 +177,9 @@ pub fn yaml_to_json(v: serde_yaml::Value) -> Value {
             }
         }
         serde_yaml::Value::String(s) => Value::String(s),
-        serde_yaml::Value::Sequence(seq) => Value::Array(seq.into_iter().map(yaml_to_json).collect()),
+        serde_yaml::Value::Sequence(seq) => {
+            Value::Array(seq.into_iter().map(yaml_to_json).collect())
+        }
         serde_yaml::Value::Mapping(m) => {
             let mut map = Map::new();
             for (k, v) in m {
@@ -215,8 +217,12 @@ mod tests {
 
     #[test]
     fn json_single_and_stream() {
-        let docs = decode_documents(r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"}}"#).unwrap();
-        assert_eq!(docs, vec![json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"}})]);
+        let docs = decode_documents(r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"}}"#)
+            .unwrap();
+        assert_eq!(
+            docs,
+            vec![json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"}})]
+        );
         let docs = decode_documents("{\"kind\":\"A\"}\n{\"kind\":\"B\"}").unwrap();
         assert_eq!(docs.len(), 2);
     }
@@ -229,8 +235,13 @@ mod tests {
         .unwrap();
         assert_eq!(docs.len(), 2);
         assert_eq!(docs[1]["kind"], "Deployment");
-        let typed = decode_documents("apiVersion: v1\nkind: PodList\nitems:\n- metadata: {name: x}\n").unwrap();
-        assert_eq!(typed, vec![json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"x"}})]);
+        let typed =
+            decode_documents("apiVersion: v1\nkind: PodList\nitems:\n- metadata: {name: x}\n")
+                .unwrap();
+        assert_eq!(
+            typed,
+            vec![json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"x"}})]
+        );
         let empty = decode_documents("apiVersion: v1\nkind: List\nitems: []\n").unwrap();
         assert!(empty.is_empty());
     }
@@ -247,9 +258,18 @@ mod tests {
         }
         assert!(err.to_string().contains("document 1"), "{err}");
         let err = decode_documents("{\"a\": }").unwrap_err();
-        assert!(matches!(err, ManifestError::Json { line: Some(1), .. }), "{err:?}");
+        assert!(
+            matches!(err, ManifestError::Json { line: Some(1), .. }),
+            "{err:?}"
+        );
         let err = decode_documents("- a\n- b\n").unwrap_err();
-        assert_eq!(err, ManifestError::NotAnObject { document: 0, found: "array" });
+        assert_eq!(
+            err,
+            ManifestError::NotAnObject {
+                document: 0,
+                found: "array"
+            }
+        );
         assert!(decode_documents("").unwrap().is_empty());
     }
 }

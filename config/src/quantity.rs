@@ -323,7 +323,9 @@ mod tests {
 
     #[test]
     fn errors() {
-        for bad in ["", "abc", "1.2.3", "5 Mi", "1Zi", "Mi", ".", "1e", "1ee3", "1mi", "--1"] {
+        for bad in [
+            "", "abc", "1.2.3", "5 Mi", "1Zi", "Mi", ".", "1e", "1ee3", "1mi", "--1",
+        ] {
             assert!(parse_quantity(bad).is_err(), "{bad} should not parse");
         }
         assert_eq!(

@@ -222,7 +222,9 @@ impl LabelSelector {
     }
 
     /// Converts a `metav1.LabelSelector` (matchLabels + matchExpressions).
-    pub fn from_label_selector(sel: &metav1::LabelSelector) -> Result<LabelSelector, SelectorError> {
+    pub fn from_label_selector(
+        sel: &metav1::LabelSelector,
+    ) -> Result<LabelSelector, SelectorError> {
         let mut requirements = Vec::new();
         for (k, v) in sel.match_labels.iter().flatten() {
             requirements.push(
@@ -696,10 +698,7 @@ mod tests {
         let mut l5 = l.clone();
         l5.remove("i");
         assert!(!s.matches(&l5));
-        assert_eq!(
-            s.to_string(),
-            "a=b,c=d,e!=f,g in (x,y),h notin (z),i,!j"
-        );
+        assert_eq!(s.to_string(), "a=b,c=d,e!=f,g in (x,y),h notin (z),i,!j");
     }
 
     #[test]
@@ -726,7 +725,17 @@ mod tests {
 
     #[test]
     fn syntax_errors() {
-        for bad in ["a in x", "a in (x", ",a", "a,", "a=b=c", "a b", "=b", "a in (x y)", "!"] {
+        for bad in [
+            "a in x",
+            "a in (x",
+            ",a",
+            "a,",
+            "a=b=c",
+            "a b",
+            "=b",
+            "a in (x y)",
+            "!",
+        ] {
             assert!(LabelSelector::parse(bad).is_err(), "{bad} should fail");
         }
         assert!(LabelSelector::parse("a=b c").is_err());
@@ -764,7 +773,9 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            LabelSelector::from_label_selector(&bad).unwrap_err().to_string(),
+            LabelSelector::from_label_selector(&bad)
+                .unwrap_err()
+                .to_string(),
             "\"Like\" is not a valid label selector operator"
         );
         let empty_in = metav1::LabelSelector {

@@ -6,8 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::meta::{
-    selector_is_empty, selector_matches, validate_label_selector,
-    validate_object_meta, NameRule,
+    selector_is_empty, selector_matches, validate_label_selector, validate_object_meta, NameRule,
 };
 use super::pod::validate_pod_template_spec;
 use super::strings::is_valid_percent;
@@ -17,7 +16,9 @@ use super::{child, render_map, validate_nonnegative, FieldError};
 pub fn render_int_or_string(v: Option<&IntOrString>) -> String {
     match v {
         None => "intstr.IntOrString{Type:0, IntVal:0, StrVal:\"\"}".into(),
-        Some(IntOrString::Int(n)) => format!("intstr.IntOrString{{Type:0, IntVal:{n}, StrVal:\"\"}}"),
+        Some(IntOrString::Int(n)) => {
+            format!("intstr.IntOrString{{Type:0, IntVal:{n}, StrVal:\"\"}}")
+        }
         Some(IntOrString::String(s)) => format!(
             "intstr.IntOrString{{Type:1, IntVal:0, StrVal:{}}}",
             super::go_quote(s)
@@ -92,7 +93,11 @@ fn validate_selector_and_template(
     let spec = template.spec.as_ref();
     let rp = spec.and_then(|s| s.restart_policy.as_deref()).unwrap_or("");
     if rp != "Always" {
-        errs.push(FieldError::not_supported("spec.template.spec.restartPolicy", rp, &["Always"]));
+        errs.push(FieldError::not_supported(
+            "spec.template.spec.restartPolicy",
+            rp,
+            &["Always"],
+        ));
     }
     if spec.and_then(|s| s.active_deadline_seconds).is_some() {
         errs.push(FieldError::forbidden(
@@ -111,7 +116,12 @@ pub fn validate_deployment(d: &Deployment) -> Vec<FieldError> {
     if let Some(r) = spec.replicas {
         errs.extend(validate_nonnegative(r as i64, "spec.replicas"));
     }
-    errs.extend(validate_selector_and_template(&spec.selector, &spec.template, "deployment", "ReplicaSet"));
+    errs.extend(validate_selector_and_template(
+        &spec.selector,
+        &spec.template,
+        "deployment",
+        "ReplicaSet",
+    ));
     if let Some(s) = &spec.strategy {
         match s.type_.as_deref().unwrap_or("") {
             "Recreate" => {
@@ -129,8 +139,14 @@ pub fn validate_deployment(d: &Deployment) -> Vec<FieldError> {
                 )),
                 Some(ru) => {
                     let p = "spec.strategy.rollingUpdate";
-                    errs.extend(validate_positive_int_or_percent(ru.max_unavailable.as_ref(), &child(p, "maxUnavailable")));
-                    errs.extend(validate_positive_int_or_percent(ru.max_surge.as_ref(), &child(p, "maxSurge")));
+                    errs.extend(validate_positive_int_or_percent(
+                        ru.max_unavailable.as_ref(),
+                        &child(p, "maxUnavailable"),
+                    ));
+                    errs.extend(validate_positive_int_or_percent(
+                        ru.max_surge.as_ref(),
+                        &child(p, "maxSurge"),
+                    ));
                     if int_or_percent_value(ru.max_unavailable.as_ref()) == 0
                         && int_or_percent_value(ru.max_surge.as_ref()) == 0
                     {
@@ -140,19 +156,32 @@ pub fn validate_deployment(d: &Deployment) -> Vec<FieldError> {
                             "may not be 0 when `maxSurge` is 0",
                         ));
                     }
-                    errs.extend(not_more_than_100_percent(ru.max_unavailable.as_ref(), &child(p, "maxUnavailable")));
+                    errs.extend(not_more_than_100_percent(
+                        ru.max_unavailable.as_ref(),
+                        &child(p, "maxUnavailable"),
+                    ));
                 }
             },
-            other => errs.push(FieldError::not_supported("spec.strategy.type", other, &["Recreate", "RollingUpdate"])),
+            other => errs.push(FieldError::not_supported(
+                "spec.strategy.type",
+                other,
+                &["Recreate", "RollingUpdate"],
+            )),
         }
     }
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
-    errs.extend(validate_nonnegative(min_ready as i64, "spec.minReadySeconds"));
+    errs.extend(validate_nonnegative(
+        min_ready as i64,
+        "spec.minReadySeconds",
+    ));
     if let Some(r) = spec.revision_history_limit {
         errs.extend(validate_nonnegative(r as i64, "spec.revisionHistoryLimit"));
     }
     if let Some(p) = spec.progress_deadline_seconds {
-        errs.extend(validate_nonnegative(p as i64, "spec.progressDeadlineSeconds"));
+        errs.extend(validate_nonnegative(
+            p as i64,
+            "spec.progressDeadlineSeconds",
+        ));
         if p <= min_ready {
             errs.push(FieldError::invalid_int(
                 "spec.progressDeadlineSeconds",
@@ -172,9 +201,17 @@ pub fn validate_replica_set(rs: &ReplicaSet) -> Vec<FieldError> {
     if let Some(r) = spec.replicas {
         errs.extend(validate_nonnegative(r as i64, "spec.replicas"));
     }
-    errs.extend(validate_nonnegative(spec.min_ready_seconds.unwrap_or(0) as i64, "spec.minReadySeconds"));
+    errs.extend(validate_nonnegative(
+        spec.min_ready_seconds.unwrap_or(0) as i64,
+        "spec.minReadySeconds",
+    ));
     let template = spec.template.clone().unwrap_or_default();
-    errs.extend(validate_selector_and_template(&spec.selector, &template, "replicaset", "ReplicaSet"));
+    errs.extend(validate_selector_and_template(
+        &spec.selector,
+        &template,
+        "replicaset",
+        "ReplicaSet",
+    ));
     errs
 }
 
@@ -183,8 +220,16 @@ pub fn validate_daemon_set(ds: &DaemonSet) -> Vec<FieldError> {
     let mut errs = validate_object_meta(&ds.metadata, NameRule::Subdomain, "metadata");
     let default = Default::default();
     let spec = ds.spec.as_ref().unwrap_or(&default);
-    errs.extend(validate_selector_and_template(&spec.selector, &spec.template, "daemonset", "DaemonSet"));
-    errs.extend(validate_nonnegative(spec.min_ready_seconds.unwrap_or(0) as i64, "spec.minReadySeconds"));
+    errs.extend(validate_selector_and_template(
+        &spec.selector,
+        &spec.template,
+        "daemonset",
+        "DaemonSet",
+    ));
+    errs.extend(validate_nonnegative(
+        spec.min_ready_seconds.unwrap_or(0) as i64,
+        "spec.minReadySeconds",
+    ));
     if let Some(r) = spec.revision_history_limit {
         errs.extend(validate_nonnegative(r as i64, "spec.revisionHistoryLimit"));
     }
@@ -192,13 +237,28 @@ pub fn validate_daemon_set(ds: &DaemonSet) -> Vec<FieldError> {
         match s.type_.as_deref().unwrap_or("") {
             "OnDelete" => {}
             "RollingUpdate" => match &s.rolling_update {
-                None => errs.push(FieldError::required("spec.updateStrategy.rollingUpdate", "")),
+                None => errs.push(FieldError::required(
+                    "spec.updateStrategy.rollingUpdate",
+                    "",
+                )),
                 Some(ru) => {
                     let p = "spec.updateStrategy.rollingUpdate";
-                    errs.extend(validate_positive_int_or_percent(ru.max_unavailable.as_ref(), &child(p, "maxUnavailable")));
-                    errs.extend(validate_positive_int_or_percent(ru.max_surge.as_ref(), &child(p, "maxSurge")));
-                    errs.extend(not_more_than_100_percent(ru.max_unavailable.as_ref(), &child(p, "maxUnavailable")));
-                    errs.extend(not_more_than_100_percent(ru.max_surge.as_ref(), &child(p, "maxSurge")));
+                    errs.extend(validate_positive_int_or_percent(
+                        ru.max_unavailable.as_ref(),
+                        &child(p, "maxUnavailable"),
+                    ));
+                    errs.extend(validate_positive_int_or_percent(
+                        ru.max_surge.as_ref(),
+                        &child(p, "maxSurge"),
+                    ));
+                    errs.extend(not_more_than_100_percent(
+                        ru.max_unavailable.as_ref(),
+                        &child(p, "maxUnavailable"),
+                    ));
+                    errs.extend(not_more_than_100_percent(
+                        ru.max_surge.as_ref(),
+                        &child(p, "maxSurge"),
+                    ));
                     let has_unavailable = int_or_percent_value(ru.max_unavailable.as_ref()) != 0;
                     let has_surge = int_or_percent_value(ru.max_surge.as_ref()) != 0;
                     if has_unavailable && has_surge {
@@ -208,11 +268,18 @@ pub fn validate_daemon_set(ds: &DaemonSet) -> Vec<FieldError> {
                             "may not be set when maxUnavailable is non-zero",
                         ));
                     } else if !has_unavailable && !has_surge {
-                        errs.push(FieldError::required(child(p, "maxUnavailable"), "cannot be 0 when maxSurge is 0"));
+                        errs.push(FieldError::required(
+                            child(p, "maxUnavailable"),
+                            "cannot be 0 when maxSurge is 0",
+                        ));
                     }
                 }
             },
-            other => errs.push(FieldError::not_supported("spec.updateStrategy", other, &["RollingUpdate", "OnDelete"])),
+            other => errs.push(FieldError::not_supported(
+                "spec.updateStrategy",
+                other,
+                &["RollingUpdate", "OnDelete"],
+            )),
         }
     }
     errs
@@ -248,7 +315,10 @@ pub fn validate_stateful_set(ss: &StatefulSet) -> Vec<FieldError> {
             "RollingUpdate" => {
                 if let Some(ru) = &s.rolling_update {
                     if let Some(p) = ru.partition {
-                        errs.extend(validate_nonnegative(p as i64, "spec.updateStrategy.rollingUpdate.partition"));
+                        errs.extend(validate_nonnegative(
+                            p as i64,
+                            "spec.updateStrategy.rollingUpdate.partition",
+                        ));
                     }
                 }
             }
@@ -260,7 +330,10 @@ pub fn validate_stateful_set(ss: &StatefulSet) -> Vec<FieldError> {
         },
     }
     if let Some(p) = &spec.persistent_volume_claim_retention_policy {
-        for (field, v) in [("whenDeleted", p.when_deleted.as_deref()), ("whenScaled", p.when_scaled.as_deref())] {
+        for (field, v) in [
+            ("whenDeleted", p.when_deleted.as_deref()),
+            ("whenScaled", p.when_scaled.as_deref()),
+        ] {
             let v = v.unwrap_or("");
             if v != "Retain" && v != "Delete" {
                 errs.push(FieldError::not_supported(
@@ -279,7 +352,10 @@ pub fn validate_stateful_set(ss: &StatefulSet) -> Vec<FieldError> {
     if let Some(r) = spec.replicas {
         errs.extend(validate_nonnegative(r as i64, "spec.replicas"));
     }
-    errs.extend(validate_nonnegative(spec.min_ready_seconds.unwrap_or(0) as i64, "spec.minReadySeconds"));
+    errs.extend(validate_nonnegative(
+        spec.min_ready_seconds.unwrap_or(0) as i64,
+        "spec.minReadySeconds",
+    ));
     if let Some(r) = spec.revision_history_limit {
         errs.extend(validate_nonnegative(r as i64, "spec.revisionHistoryLimit"));
     }
@@ -292,14 +368,25 @@ pub fn validate_stateful_set(ss: &StatefulSet) -> Vec<FieldError> {
         let p = super::index("spec.volumeClaimTemplates", i);
         let name = pvc.metadata.name.as_deref().unwrap_or("");
         if name.is_empty() {
-            errs.push(FieldError::required(child(&child(&p, "metadata"), "name"), "name or generateName is required"));
+            errs.push(FieldError::required(
+                child(&child(&p, "metadata"), "name"),
+                "name or generateName is required",
+            ));
         } else {
             for m in super::strings::is_dns1123_subdomain(name) {
-                errs.push(FieldError::invalid_str(child(&child(&p, "metadata"), "name"), name, m));
+                errs.push(FieldError::invalid_str(
+                    child(&child(&p, "metadata"), "name"),
+                    name,
+                    m,
+                ));
             }
         }
     }
-    errs.extend(validate_selector_and_template(&spec.selector, &spec.template, "statefulset", "StatefulSet"));
+    errs.extend(validate_selector_and_template(
+        &spec.selector,
+        &spec.template,
+        "statefulset",
+        "StatefulSet",
+    ));
     errs
 }
-

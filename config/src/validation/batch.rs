@@ -31,7 +31,10 @@ fn validate_job_spec(spec: &JobSpec, path: &str) -> Vec<FieldError> {
         ("completions", spec.completions.map(i64::from)),
         ("activeDeadlineSeconds", spec.active_deadline_seconds),
         ("backoffLimit", spec.backoff_limit.map(i64::from)),
-        ("ttlSecondsAfterFinished", spec.ttl_seconds_after_finished.map(i64::from)),
+        (
+            "ttlSecondsAfterFinished",
+            spec.ttl_seconds_after_finished.map(i64::from),
+        ),
     ] {
         if let Some(v) = v {
             errs.extend(validate_nonnegative(v, &child(path, field)));
@@ -62,7 +65,11 @@ fn validate_job_spec(spec: &JobSpec, path: &str) -> Vec<FieldError> {
             ));
         }
     }
-    let labels = spec.template.metadata.as_ref().and_then(|m| m.labels.as_ref());
+    let labels = spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.as_ref());
     if let Some(sel) = &spec.selector {
         errs.extend(validate_label_selector(sel, &child(path, "selector")));
         if !selector_is_empty(sel) && !selector_matches(sel, labels) {
@@ -96,7 +103,11 @@ pub fn validate_cron_job(cj: &CronJob) -> Vec<FieldError> {
     let mut errs = validate_object_meta(&cj.metadata, NameRule::Subdomain, "metadata");
     if let Some(name) = cj.metadata.name.as_deref() {
         if name.len() > 52 {
-            errs.push(FieldError::invalid_str("metadata.name", name, "must be no more than 52 characters"));
+            errs.push(FieldError::invalid_str(
+                "metadata.name",
+                name,
+                "must be no more than 52 characters",
+            ));
         }
     }
     let default = Default::default();
@@ -117,7 +128,11 @@ pub fn validate_cron_job(cj: &CronJob) -> Vec<FieldError> {
     }
     if let Some(tz) = spec.time_zone.as_deref() {
         if tz.is_empty() || tz.contains(' ') || tz.starts_with('/') || tz.contains("..") {
-            errs.push(FieldError::invalid_str("spec.timeZone", tz, "unknown time zone ".to_string() + tz));
+            errs.push(FieldError::invalid_str(
+                "spec.timeZone",
+                tz,
+                "unknown time zone ".to_string() + tz,
+            ));
         }
     }
     match spec.concurrency_policy.as_deref().unwrap_or("") {
@@ -131,8 +146,14 @@ pub fn validate_cron_job(cj: &CronJob) -> Vec<FieldError> {
     }
     for (field, v) in [
         ("startingDeadlineSeconds", spec.starting_deadline_seconds),
-        ("successfulJobsHistoryLimit", spec.successful_jobs_history_limit.map(i64::from)),
-        ("failedJobsHistoryLimit", spec.failed_jobs_history_limit.map(i64::from)),
+        (
+            "successfulJobsHistoryLimit",
+            spec.successful_jobs_history_limit.map(i64::from),
+        ),
+        (
+            "failedJobsHistoryLimit",
+            spec.failed_jobs_history_limit.map(i64::from),
+        ),
     ] {
         if let Some(v) = v {
             errs.extend(validate_nonnegative(v, &child("spec", field)));
@@ -140,10 +161,16 @@ pub fn validate_cron_job(cj: &CronJob) -> Vec<FieldError> {
     }
     let jt = &spec.job_template;
     if let Some(m) = &jt.metadata {
-        errs.extend(validate_labels(m.labels.as_ref(), "spec.jobTemplate.metadata.labels"));
+        errs.extend(validate_labels(
+            m.labels.as_ref(),
+            "spec.jobTemplate.metadata.labels",
+        ));
     }
     let job_default = JobSpec::default();
-    errs.extend(validate_job_spec(jt.spec.as_ref().unwrap_or(&job_default), "spec.jobTemplate.spec"));
+    errs.extend(validate_job_spec(
+        jt.spec.as_ref().unwrap_or(&job_default),
+        "spec.jobTemplate.spec",
+    ));
     errs
 }
 
@@ -161,7 +188,9 @@ pub fn parse_cron_schedule(schedule: &str) -> Result<(), String> {
                 .map_err(|e| format!("failed to parse duration {s}: {e}"));
         }
         return match rest {
-            "yearly" | "annually" | "monthly" | "weekly" | "daily" | "midnight" | "hourly" => Ok(()),
+            "yearly" | "annually" | "monthly" | "weekly" | "daily" | "midnight" | "hourly" => {
+                Ok(())
+            }
             _ => Err(format!("unrecognized descriptor: {s}")),
         };
     }
@@ -173,7 +202,9 @@ pub fn parse_cron_schedule(schedule: &str) -> Result<(), String> {
             fields.join(" ")
         ));
     }
-    const MONTHS: &[&str] = &["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+    const MONTHS: &[&str] = &[
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
     const DAYS: &[&str] = &["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
     let bounds: [(u32, u32, &[&str], u32); 5] = [
         (0, 59, &[], 0),
@@ -194,11 +225,21 @@ fn parse_cron_value(s: &str, names: &[&str], name_base: u32) -> Result<u32, Stri
     if let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(s)) {
         return Ok(i as u32 + name_base);
     }
-    s.parse::<u32>()
-        .map_err(|_| format!("failed to parse int from {s}: strconv.Atoi: parsing {}: invalid syntax", go_quote(s)))
+    s.parse::<u32>().map_err(|_| {
+        format!(
+            "failed to parse int from {s}: strconv.Atoi: parsing {}: invalid syntax",
+            go_quote(s)
+        )
+    })
 }
 
-fn parse_cron_range(expr: &str, min: u32, max: u32, names: &[&str], name_base: u32) -> Result<(), String> {
+fn parse_cron_range(
+    expr: &str,
+    min: u32,
+    max: u32,
+    names: &[&str],
+    name_base: u32,
+) -> Result<(), String> {
     let parts: Vec<&str> = expr.split('/').collect();
     if parts.len() > 2 {
         return Err(format!("too many slashes: {expr}"));
@@ -222,21 +263,31 @@ fn parse_cron_range(expr: &str, min: u32, max: u32, names: &[&str], name_base: u
         (start, end)
     };
     if parts.len() == 2 {
-        let step = parts[1]
-            .parse::<u32>()
-            .map_err(|_| format!("failed to parse int from {}: strconv.Atoi: parsing {}: invalid syntax", parts[1], go_quote(parts[1])))?;
+        let step = parts[1].parse::<u32>().map_err(|_| {
+            format!(
+                "failed to parse int from {}: strconv.Atoi: parsing {}: invalid syntax",
+                parts[1],
+                go_quote(parts[1])
+            )
+        })?;
         if step == 0 {
             return Err(format!("step of range should be a positive number: {expr}"));
         }
     }
     if start < min {
-        return Err(format!("beginning of range ({start}) below minimum ({min}): {expr}"));
+        return Err(format!(
+            "beginning of range ({start}) below minimum ({min}): {expr}"
+        ));
     }
     if end > max {
-        return Err(format!("end of range ({end}) above maximum ({max}): {expr}"));
+        return Err(format!(
+            "end of range ({end}) above maximum ({max}): {expr}"
+        ));
     }
     if start > end {
-        return Err(format!("beginning of range ({start}) beyond end of range ({end}): {expr}"));
+        return Err(format!(
+            "beginning of range ({start}) beyond end of range ({end}): {expr}"
+        ));
     }
     Ok(())
 }
@@ -285,10 +336,31 @@ mod tests {
 
     #[test]
     fn cron() {
-        for ok in ["*/5 * * * *", "0 0 * * 0", "@hourly", "@every 1h30m", "0 9-17 * JAN-MAR mon-fri", "15,45 * 1 * ?"] {
-            assert!(parse_cron_schedule(ok).is_ok(), "{ok}: {:?}", parse_cron_schedule(ok));
+        for ok in [
+            "*/5 * * * *",
+            "0 0 * * 0",
+            "@hourly",
+            "@every 1h30m",
+            "0 9-17 * JAN-MAR mon-fri",
+            "15,45 * 1 * ?",
+        ] {
+            assert!(
+                parse_cron_schedule(ok).is_ok(),
+                "{ok}: {:?}",
+                parse_cron_schedule(ok)
+            );
         }
-        for bad in ["", "* * * *", "61 * * * *", "@often", "@every x", "* * * * * *", "*/0 * * * *", "5-1 * * * *", "a * * * *"] {
+        for bad in [
+            "",
+            "* * * *",
+            "61 * * * *",
+            "@often",
+            "@every x",
+            "* * * * * *",
+            "*/0 * * * *",
+            "5-1 * * * *",
+            "a * * * *",
+        ] {
             assert!(parse_cron_schedule(bad).is_err(), "{bad}");
         }
         assert_eq!(

@@ -34,7 +34,10 @@ pub fn validate_service(svc: &Service) -> Vec<FieldError> {
         "ClusterIP" | "NodePort" | "LoadBalancer" => {}
         "ExternalName" => {
             if !cluster_ip.is_empty() && !headless {
-                errs.push(FieldError::forbidden("spec.clusterIP", "may not be set for ExternalName services"));
+                errs.push(FieldError::forbidden(
+                    "spec.clusterIP",
+                    "may not be set for ExternalName services",
+                ));
             }
             let name = spec.external_name.as_deref().unwrap_or("");
             let clean = name.strip_suffix('.').unwrap_or(name);
@@ -71,19 +74,31 @@ pub fn validate_service(svc: &Service) -> Vec<FieldError> {
             }
         }
         for m in is_valid_port_num(sp.port as i64) {
-            errs.push(FieldError::invalid_int(child(&p, "port"), sp.port as i64, m));
+            errs.push(FieldError::invalid_int(
+                child(&p, "port"),
+                sp.port as i64,
+                m,
+            ));
         }
         let proto = sp.protocol.as_deref().unwrap_or("");
         match proto {
             "" => errs.push(FieldError::required(child(&p, "protocol"), "")),
             "TCP" | "UDP" | "SCTP" => {}
-            other => errs.push(FieldError::not_supported(child(&p, "protocol"), other, PROTOCOLS)),
+            other => errs.push(FieldError::not_supported(
+                child(&p, "protocol"),
+                other,
+                PROTOCOLS,
+            )),
         }
         if let Some(tp) = &sp.target_port {
             match tp {
                 IntOrString::Int(n) => {
                     for m in is_valid_port_num(*n as i64) {
-                        errs.push(FieldError::invalid_int(child(&p, "targetPort"), *n as i64, m));
+                        errs.push(FieldError::invalid_int(
+                            child(&p, "targetPort"),
+                            *n as i64,
+                            m,
+                        ));
                     }
                 }
                 IntOrString::String(s) => {
@@ -96,7 +111,10 @@ pub fn validate_service(svc: &Service) -> Vec<FieldError> {
         let np = sp.node_port.unwrap_or(0);
         if np != 0 {
             if ty == "ClusterIP" {
-                errs.push(FieldError::forbidden(child(&p, "nodePort"), "may not be used when `type` is 'ClusterIP'"));
+                errs.push(FieldError::forbidden(
+                    child(&p, "nodePort"),
+                    "may not be used when `type` is 'ClusterIP'",
+                ));
             }
             for m in is_valid_port_num(np as i64) {
                 errs.push(FieldError::invalid_int(child(&p, "nodePort"), np as i64, m));
@@ -155,7 +173,11 @@ pub fn validate_service(svc: &Service) -> Vec<FieldError> {
             }
         }
         "" => errs.push(FieldError::required("spec.sessionAffinity", "")),
-        other => errs.push(FieldError::not_supported("spec.sessionAffinity", other, &["ClientIP", "None"])),
+        other => errs.push(FieldError::not_supported(
+            "spec.sessionAffinity",
+            other,
+            &["ClientIP", "None"],
+        )),
     }
     // ClusterIP / ClusterIPs.
     let ips = spec.cluster_ips.as_deref().unwrap_or(&[]);
@@ -214,11 +236,19 @@ pub fn validate_service(svc: &Service) -> Vec<FieldError> {
     } else if etp.is_empty() {
         errs.push(FieldError::required("spec.externalTrafficPolicy", ""));
     } else if etp != "Cluster" && etp != "Local" {
-        errs.push(FieldError::not_supported("spec.externalTrafficPolicy", etp, &["Cluster", "Local"]));
+        errs.push(FieldError::not_supported(
+            "spec.externalTrafficPolicy",
+            etp,
+            &["Cluster", "Local"],
+        ));
     }
     if let Some(itp) = spec.internal_traffic_policy.as_deref() {
         if itp != "Cluster" && itp != "Local" {
-            errs.push(FieldError::not_supported("spec.internalTrafficPolicy", itp, &["Cluster", "Local"]));
+            errs.push(FieldError::not_supported(
+                "spec.internalTrafficPolicy",
+                itp,
+                &["Cluster", "Local"],
+            ));
         }
     } else if ty != "ExternalName" && !ty.is_empty() {
         errs.push(FieldError::required("spec.internalTrafficPolicy", ""));
@@ -234,17 +264,34 @@ pub fn validate_service(svc: &Service) -> Vec<FieldError> {
     }
     for (i, f) in spec.ip_families.iter().flatten().enumerate() {
         if f != "IPv4" && f != "IPv6" {
-            errs.push(FieldError::not_supported(index("spec.ipFamilies", i), f, &["IPv4", "IPv6"]));
+            errs.push(FieldError::not_supported(
+                index("spec.ipFamilies", i),
+                f,
+                &["IPv4", "IPv6"],
+            ));
         }
     }
-    for (i, r) in spec.load_balancer_source_ranges.iter().flatten().enumerate() {
+    for (i, r) in spec
+        .load_balancer_source_ranges
+        .iter()
+        .flatten()
+        .enumerate()
+    {
         for m in is_valid_cidr(r.trim()) {
-            errs.push(FieldError::invalid_str(index("spec.loadBalancerSourceRanges", i), r, m));
+            errs.push(FieldError::invalid_str(
+                index("spec.loadBalancerSourceRanges", i),
+                r,
+                m,
+            ));
         }
     }
     if let Some(h) = spec.health_check_node_port.filter(|h| *h != 0) {
         for m in is_valid_port_num(h as i64) {
-            errs.push(FieldError::invalid_int("spec.healthCheckNodePort", h as i64, m));
+            errs.push(FieldError::invalid_int(
+                "spec.healthCheckNodePort",
+                h as i64,
+                m,
+            ));
         }
     }
     errs
@@ -255,14 +302,21 @@ pub fn validate_endpoints(ep: &Endpoints) -> Vec<FieldError> {
     let mut errs = validate_object_meta(&ep.metadata, NameRule::Subdomain, "metadata");
     for (i, ss) in ep.subsets.iter().flatten().enumerate() {
         let p = index("subsets", i);
-        for (field, list) in [("addresses", &ss.addresses), ("notReadyAddresses", &ss.not_ready_addresses)] {
+        for (field, list) in [
+            ("addresses", &ss.addresses),
+            ("notReadyAddresses", &ss.not_ready_addresses),
+        ] {
             for (j, a) in list.iter().flatten().enumerate() {
                 let ap = index(&child(&p, field), j);
                 for m in is_valid_ip(&a.ip) {
                     errs.push(FieldError::invalid_str(child(&ap, "ip"), &a.ip, m));
                 }
                 if a.ip == "0.0.0.0" || a.ip == "::" {
-                    errs.push(FieldError::invalid_str(child(&ap, "ip"), &a.ip, "may not be unspecified (0.0.0.0)"));
+                    errs.push(FieldError::invalid_str(
+                        child(&ap, "ip"),
+                        &a.ip,
+                        "may not be unspecified (0.0.0.0)",
+                    ));
                 }
                 if let Some(h) = a.hostname.as_deref().filter(|h| !h.is_empty()) {
                     for m in is_dns1123_label(h) {
@@ -293,12 +347,20 @@ pub fn validate_endpoints(ep: &Endpoints) -> Vec<FieldError> {
                 }
             }
             for m in is_valid_port_num(port.port as i64) {
-                errs.push(FieldError::invalid_int(child(&pp, "port"), port.port as i64, m));
+                errs.push(FieldError::invalid_int(
+                    child(&pp, "port"),
+                    port.port as i64,
+                    m,
+                ));
             }
             match port.protocol.as_deref().unwrap_or("") {
                 "" => errs.push(FieldError::required(child(&pp, "protocol"), "")),
                 "TCP" | "UDP" | "SCTP" => {}
-                other => errs.push(FieldError::not_supported(child(&pp, "protocol"), other, PROTOCOLS)),
+                other => errs.push(FieldError::not_supported(
+                    child(&pp, "protocol"),
+                    other,
+                    PROTOCOLS,
+                )),
             }
         }
     }
@@ -320,7 +382,11 @@ pub fn validate_config_map(cm: &ConfigMap) -> Vec<FieldError> {
             errs.push(FieldError::invalid_str(key("binaryData", k), k, m));
         }
         if cm.data.as_ref().is_some_and(|d| d.contains_key(k)) {
-            errs.push(FieldError::invalid_str(key("binaryData", k), k, "duplicate of key present in data"));
+            errs.push(FieldError::invalid_str(
+                key("binaryData", k),
+                k,
+                "duplicate of key present in data",
+            ));
         }
         total += v.0.len();
     }
@@ -354,13 +420,15 @@ pub fn validate_secret(s: &Secret) -> Vec<FieldError> {
     if total > MAX_SECRET_SIZE {
         errs.push(FieldError::too_long("data", MAX_SECRET_SIZE));
     }
-    let has = |k: &str| {
-        data.contains_key(k) || s.string_data.as_ref().is_some_and(|d| d.contains_key(k))
-    };
+    let has =
+        |k: &str| data.contains_key(k) || s.string_data.as_ref().is_some_and(|d| d.contains_key(k));
     let get = |k: &str| -> Option<Vec<u8>> {
-        data.get(k)
-            .map(|b| b.0.clone())
-            .or_else(|| s.string_data.as_ref().and_then(|d| d.get(k)).map(|v| v.as_bytes().to_vec()))
+        data.get(k).map(|b| b.0.clone()).or_else(|| {
+            s.string_data
+                .as_ref()
+                .and_then(|d| d.get(k))
+                .map(|v| v.as_bytes().to_vec())
+        })
     };
     match s.type_.as_deref().unwrap_or("") {
         "kubernetes.io/service-account-token" => {
@@ -380,26 +448,32 @@ pub fn validate_secret(s: &Secret) -> Vec<FieldError> {
         }
         "" | "Opaque" => {}
         t @ ("kubernetes.io/dockercfg" | "kubernetes.io/dockerconfigjson") => {
-            let k = if t == "kubernetes.io/dockercfg" { ".dockercfg" } else { ".dockerconfigjson" };
+            let k = if t == "kubernetes.io/dockercfg" {
+                ".dockercfg"
+            } else {
+                ".dockerconfigjson"
+            };
             match get(k) {
                 None => errs.push(FieldError::required(key("data", k), "")),
                 Some(bytes) => {
-                    if let Err(e) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes) {
-                        errs.push(FieldError::invalid_str(key("data", k), "<secret contents redacted>", e.to_string()));
+                    if let Err(e) =
+                        serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes)
+                    {
+                        errs.push(FieldError::invalid_str(
+                            key("data", k),
+                            "<secret contents redacted>",
+                            e.to_string(),
+                        ));
                     }
                 }
             }
         }
-        "kubernetes.io/basic-auth" => {
-            if !has("username") && !has("password") {
-                errs.push(FieldError::required("data[username]", ""));
-                errs.push(FieldError::required("data[password]", ""));
-            }
+        "kubernetes.io/basic-auth" if !has("username") && !has("password") => {
+            errs.push(FieldError::required("data[username]", ""));
+            errs.push(FieldError::required("data[password]", ""));
         }
-        "kubernetes.io/ssh-auth" => {
-            if get("ssh-privatekey").is_none_or(|v| v.is_empty()) {
-                errs.push(FieldError::required("data[ssh-privatekey]", ""));
-            }
+        "kubernetes.io/ssh-auth" if get("ssh-privatekey").is_none_or(|v| v.is_empty()) => {
+            errs.push(FieldError::required("data[ssh-privatekey]", ""));
         }
         "kubernetes.io/tls" => {
             if !has("tls.crt") {
@@ -424,7 +498,11 @@ pub fn validate_namespace(ns: &Namespace) -> Vec<FieldError> {
             }
             let msgs = is_qualified_name(f);
             for m in &msgs {
-                errs.push(FieldError::invalid_str(index("spec.finalizers", i), f, m.clone()));
+                errs.push(FieldError::invalid_str(
+                    index("spec.finalizers", i),
+                    f,
+                    m.clone(),
+                ));
             }
             if msgs.is_empty() && !f.contains('/') {
                 errs.push(FieldError::invalid_str(
@@ -475,7 +553,11 @@ pub fn validate_node(node: &Node) -> Vec<FieldError> {
             if !seen.insert((t.key.clone(), t.effect.clone())) {
                 errs.push(FieldError::duplicate(
                     &p,
-                    format!("core.Taint{{Key:{}, Effect:{}}}", go_quote(&t.key), go_quote(&t.effect)),
+                    format!(
+                        "core.Taint{{Key:{}, Effect:{}}}",
+                        go_quote(&t.key),
+                        go_quote(&t.effect)
+                    ),
                 ));
             }
         }
@@ -516,7 +598,11 @@ pub fn validate_binding(b: &Binding) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let kind = b.target.kind.as_deref().unwrap_or("");
     if !kind.is_empty() && kind != "Node" {
-        errs.push(FieldError::not_supported("target.kind", kind, &["Node", "<empty>"]));
+        errs.push(FieldError::not_supported(
+            "target.kind",
+            kind,
+            &["Node", "<empty>"],
+        ));
     }
     if b.target.name.as_deref().unwrap_or("").is_empty() {
         errs.push(FieldError::required("target.name", ""));

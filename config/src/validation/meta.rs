@@ -47,7 +47,11 @@ pub fn validate_object_meta(meta: &ObjectMeta, rule: NameRule, path: &str) -> Ve
     let generate_name = meta.generate_name.as_deref().unwrap_or("");
     if !generate_name.is_empty() {
         for m in rule.check(generate_name, true) {
-            errs.push(FieldError::invalid_str(child(path, "generateName"), generate_name, m));
+            errs.push(FieldError::invalid_str(
+                child(path, "generateName"),
+                generate_name,
+                m,
+            ));
         }
     }
     if name.is_empty() {
@@ -70,29 +74,52 @@ pub fn validate_object_meta(meta: &ObjectMeta, rule: NameRule, path: &str) -> Ve
     if let Some(g) = meta.generation {
         errs.extend(super::validate_nonnegative(g, &child(path, "generation")));
     }
-    errs.extend(validate_labels(meta.labels.as_ref(), &child(path, "labels")));
+    errs.extend(validate_labels(
+        meta.labels.as_ref(),
+        &child(path, "labels"),
+    ));
     errs.extend(validate_annotations(
         meta.annotations.as_ref(),
         &child(path, "annotations"),
     ));
     for (i, f) in meta.finalizers.iter().flatten().enumerate() {
         for m in is_qualified_name(f) {
-            errs.push(FieldError::invalid_str(index(&child(path, "finalizers"), i), f, m));
+            errs.push(FieldError::invalid_str(
+                index(&child(path, "finalizers"), i),
+                f,
+                m,
+            ));
         }
     }
     for (i, r) in meta.owner_references.iter().flatten().enumerate() {
         let p = index(&child(path, "ownerReferences"), i);
         if r.api_version.is_empty() {
-            errs.push(FieldError::invalid_str(child(&p, "apiVersion"), "", "version must not be empty"));
+            errs.push(FieldError::invalid_str(
+                child(&p, "apiVersion"),
+                "",
+                "version must not be empty",
+            ));
         }
         if r.kind.is_empty() {
-            errs.push(FieldError::invalid_str(child(&p, "kind"), "", "kind must not be empty"));
+            errs.push(FieldError::invalid_str(
+                child(&p, "kind"),
+                "",
+                "kind must not be empty",
+            ));
         }
         if r.name.is_empty() {
-            errs.push(FieldError::invalid_str(child(&p, "name"), "", "name must not be empty"));
+            errs.push(FieldError::invalid_str(
+                child(&p, "name"),
+                "",
+                "name must not be empty",
+            ));
         }
         if r.uid.is_empty() {
-            errs.push(FieldError::invalid_str(child(&p, "uid"), "", "uid must not be empty"));
+            errs.push(FieldError::invalid_str(
+                child(&p, "uid"),
+                "",
+                "uid must not be empty",
+            ));
         }
     }
     errs
@@ -167,7 +194,11 @@ pub fn validate_label_selector(sel: &LabelSelector, path: &str) -> Vec<FieldErro
         }
         for (j, v) in r.values.iter().flatten().enumerate() {
             for m in is_valid_label_value(v) {
-                errs.push(FieldError::invalid_str(index(&child(&p, "values"), j), v, m));
+                errs.push(FieldError::invalid_str(
+                    index(&child(&p, "values"), j),
+                    v,
+                    m,
+                ));
             }
         }
     }
@@ -206,7 +237,10 @@ pub fn render_label_selector(sel: &LabelSelector) -> String {
 
 /// Whether a selector (converted as Kubernetes' `LabelSelectorAsSelector`) matches the
 /// labels. An empty selector matches everything; an unconvertible one matches nothing.
-pub(crate) fn selector_matches(sel: &LabelSelector, labels: Option<&BTreeMap<String, String>>) -> bool {
+pub(crate) fn selector_matches(
+    sel: &LabelSelector,
+    labels: Option<&BTreeMap<String, String>>,
+) -> bool {
     let empty = BTreeMap::new();
     match crate::selector::LabelSelector::from_label_selector(sel) {
         Ok(s) => s.matches(labels.unwrap_or(&empty)),

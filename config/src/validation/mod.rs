@@ -19,16 +19,15 @@ mod networking;
 mod pod;
 mod strings;
 
+pub use self::apps::render_int_or_string;
 pub use self::apps::{
     validate_daemon_set, validate_deployment, validate_replica_set, validate_stateful_set,
 };
 pub use self::batch::{parse_cron_schedule, validate_cron_job, validate_job};
 pub use self::core::{
-    validate_binding, validate_config_map, validate_endpoints, validate_event,
-    validate_namespace, validate_node, validate_scale, validate_secret, validate_service,
-    validate_service_account,
+    validate_binding, validate_config_map, validate_endpoints, validate_event, validate_namespace,
+    validate_node, validate_scale, validate_secret, validate_service, validate_service_account,
 };
-pub use self::apps::render_int_or_string;
 pub use self::meta::{
     render_label_selector, validate_annotations, validate_label_selector, validate_labels,
     validate_object_meta, NameRule,
@@ -36,7 +35,9 @@ pub use self::meta::{
 pub use self::networking::{
     validate_endpoint_slice, validate_ingress, validate_ingress_class, validate_lease,
 };
-pub use self::pod::{validate_pod, validate_pod_spec, validate_pod_template_spec, validate_resources};
+pub use self::pod::{
+    validate_pod, validate_pod_spec, validate_pod_template_spec, validate_resources,
+};
 pub use self::strings::*;
 
 /// The kind of a field error (Kubernetes' `field.ErrorType`).
@@ -82,7 +83,11 @@ impl FieldError {
 
     /// `Invalid value: <value>: detail`; `value` must already be rendered (see
     /// [`go_quote`], [`render_map`]).
-    pub fn invalid(field: impl Into<String>, value: impl Into<String>, detail: impl Into<String>) -> Self {
+    pub fn invalid(
+        field: impl Into<String>,
+        value: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
         Self::new(FieldErrorKind::Invalid, field, Some(value.into()), detail)
     }
 
@@ -108,10 +113,19 @@ impl FieldError {
         } else {
             format!(
                 "supported values: {}",
-                supported.iter().map(|s| go_quote(s)).collect::<Vec<_>>().join(", ")
+                supported
+                    .iter()
+                    .map(|s| go_quote(s))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         };
-        Self::new(FieldErrorKind::NotSupported, field, Some(go_quote(value)), detail)
+        Self::new(
+            FieldErrorKind::NotSupported,
+            field,
+            Some(go_quote(value)),
+            detail,
+        )
     }
 
     /// `Forbidden: detail`.
@@ -146,7 +160,12 @@ impl FieldError {
         Self::new(FieldErrorKind::NotFound, field, Some(go_quote(value)), "")
     }
 
-    fn new(kind: FieldErrorKind, field: impl Into<String>, value: Option<String>, detail: impl Into<String>) -> Self {
+    fn new(
+        kind: FieldErrorKind,
+        field: impl Into<String>,
+        value: Option<String>,
+        detail: impl Into<String>,
+    ) -> Self {
         FieldError {
             kind,
             field: field.into(),

@@ -18,7 +18,11 @@ fn validate_backend(b: &IngressBackend, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
     match (&b.resource, &b.service) {
         (Some(_), Some(_)) => {
-            errs.push(FieldError::invalid_str(path, "", "cannot set both resource and service backends"));
+            errs.push(FieldError::invalid_str(
+                path,
+                "",
+                "cannot set both resource and service backends",
+            ));
         }
         (Some(r), None) => {
             let p = child(path, "resource");
@@ -43,24 +47,47 @@ fn validate_backend(b: &IngressBackend, path: &str) -> Vec<FieldError> {
                     errs.push(FieldError::invalid_str(child(&sp, "name"), &s.name, m));
                 }
             }
-            let port_name = s.port.as_ref().and_then(|p| p.name.as_deref()).unwrap_or("");
+            let port_name = s
+                .port
+                .as_ref()
+                .and_then(|p| p.name.as_deref())
+                .unwrap_or("");
             let port_number = s.port.as_ref().and_then(|p| p.number).unwrap_or(0);
             if !port_name.is_empty() && port_number != 0 {
-                errs.push(FieldError::invalid_str(path, "", "cannot set both port name & port number"));
+                errs.push(FieldError::invalid_str(
+                    path,
+                    "",
+                    "cannot set both port name & port number",
+                ));
             } else if !port_name.is_empty() {
                 for m in is_valid_port_name(port_name) {
-                    errs.push(FieldError::invalid_str(child(&sp, "port.name"), port_name, m));
+                    errs.push(FieldError::invalid_str(
+                        child(&sp, "port.name"),
+                        port_name,
+                        m,
+                    ));
                 }
             } else if port_number != 0 {
                 for m in is_valid_port_num(port_number as i64) {
-                    errs.push(FieldError::invalid_int(child(&sp, "port.number"), port_number as i64, m));
+                    errs.push(FieldError::invalid_int(
+                        child(&sp, "port.number"),
+                        port_number as i64,
+                        m,
+                    ));
                 }
             } else {
-                errs.push(FieldError::required(path, "port name or number is required"));
+                errs.push(FieldError::required(
+                    path,
+                    "port name or number is required",
+                ));
             }
         }
         (None, None) => {
-            errs.push(FieldError::invalid_str(path, "", "resource or service backend is required"));
+            errs.push(FieldError::invalid_str(
+                path,
+                "",
+                "resource or service backend is required",
+            ));
         }
     }
     errs
@@ -69,7 +96,11 @@ fn validate_backend(b: &IngressBackend, path: &str) -> Vec<FieldError> {
 fn validate_host(host: &str, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if host.parse::<std::net::IpAddr>().is_ok() {
-        errs.push(FieldError::invalid_str(path, host, "must be a DNS name, not an IP address"));
+        errs.push(FieldError::invalid_str(
+            path,
+            host,
+            "must be a DNS name, not an IP address",
+        ));
     }
     let msgs = if host.contains('*') {
         is_wildcard_dns1123_subdomain(host)
@@ -113,29 +144,48 @@ pub fn validate_ingress(ing: &Ingress) -> Vec<FieldError> {
             let path = p.path.as_deref().unwrap_or("");
             match p.path_type.as_str() {
                 "" => {
-                    errs.push(FieldError::required(child(&pp, "pathType"), "pathType must be specified"));
+                    errs.push(FieldError::required(
+                        child(&pp, "pathType"),
+                        "pathType must be specified",
+                    ));
                     continue;
                 }
                 "Exact" | "Prefix" => {
                     if !path.starts_with('/') {
-                        errs.push(FieldError::invalid_str(child(&pp, "path"), path, "must be an absolute path"));
+                        errs.push(FieldError::invalid_str(
+                            child(&pp, "path"),
+                            path,
+                            "must be an absolute path",
+                        ));
                     }
                     if !path.is_empty() {
                         for seq in INVALID_PATH_SEQUENCES {
                             if path.contains(seq) {
-                                errs.push(FieldError::invalid_str(child(&pp, "path"), path, format!("must not contain '{seq}'")));
+                                errs.push(FieldError::invalid_str(
+                                    child(&pp, "path"),
+                                    path,
+                                    format!("must not contain '{seq}'"),
+                                ));
                             }
                         }
                         for suf in INVALID_PATH_SUFFIXES {
                             if path.ends_with(suf) {
-                                errs.push(FieldError::invalid_str(child(&pp, "path"), path, format!("cannot end with '{suf}'")));
+                                errs.push(FieldError::invalid_str(
+                                    child(&pp, "path"),
+                                    path,
+                                    format!("cannot end with '{suf}'"),
+                                ));
                             }
                         }
                     }
                 }
                 "ImplementationSpecific" => {
                     if !path.is_empty() && !path.starts_with('/') {
-                        errs.push(FieldError::invalid_str(child(&pp, "path"), path, "must be an absolute path"));
+                        errs.push(FieldError::invalid_str(
+                            child(&pp, "path"),
+                            path,
+                            "must be an absolute path",
+                        ));
                     }
                 }
                 other => errs.push(FieldError::not_supported(
@@ -156,7 +206,11 @@ pub fn validate_ingress(ing: &Ingress) -> Vec<FieldError> {
                 is_dns1123_subdomain(h)
             };
             for m in msgs {
-                errs.push(FieldError::invalid_str(index(&child(&tp, "hosts"), j), h, m));
+                errs.push(FieldError::invalid_str(
+                    index(&child(&tp, "hosts"), j),
+                    h,
+                    m,
+                ));
             }
         }
         if let Some(s) = t.secret_name.as_deref().filter(|s| !s.is_empty()) {
@@ -225,7 +279,11 @@ pub fn validate_ingress_class(ic: &IngressClass) -> Vec<FieldError> {
                     ));
                 }
             }
-            other => errs.push(FieldError::not_supported(child(pp, "scope"), other, &["Cluster", "Namespace"])),
+            other => errs.push(FieldError::not_supported(
+                child(pp, "scope"),
+                other,
+                &["Cluster", "Namespace"],
+            )),
         }
     }
     errs
@@ -236,7 +294,11 @@ pub fn validate_endpoint_slice(es: &EndpointSlice) -> Vec<FieldError> {
     let mut errs = validate_object_meta(&es.metadata, NameRule::Subdomain, "metadata");
     let at = es.address_type.as_str();
     if !["IPv4", "IPv6", "FQDN"].contains(&at) {
-        errs.push(FieldError::not_supported("addressType", at, &["FQDN", "IPv4", "IPv6"]));
+        errs.push(FieldError::not_supported(
+            "addressType",
+            at,
+            &["FQDN", "IPv4", "IPv6"],
+        ));
     }
     if es.endpoints.len() > 1000 {
         errs.push(FieldError::too_many("endpoints", es.endpoints.len(), 1000));
@@ -252,15 +314,19 @@ pub fn validate_endpoint_slice(es: &EndpointSlice) -> Vec<FieldError> {
         for (j, a) in ep.addresses.iter().enumerate() {
             let path = index(&ap, j);
             match at {
-                "IPv4" => {
-                    if a.parse::<std::net::Ipv4Addr>().is_err() {
-                        errs.push(FieldError::invalid_str(path, a, "must be a valid IPv4 address"));
-                    }
+                "IPv4" if a.parse::<std::net::Ipv4Addr>().is_err() => {
+                    errs.push(FieldError::invalid_str(
+                        path,
+                        a,
+                        "must be a valid IPv4 address",
+                    ));
                 }
-                "IPv6" => {
-                    if a.parse::<std::net::Ipv6Addr>().is_err() {
-                        errs.push(FieldError::invalid_str(path, a, "must be a valid IPv6 address"));
-                    }
+                "IPv6" if a.parse::<std::net::Ipv6Addr>().is_err() => {
+                    errs.push(FieldError::invalid_str(
+                        path,
+                        a,
+                        "must be a valid IPv6 address",
+                    ));
                 }
                 "FQDN" => {
                     for m in is_dns1123_subdomain(a.strip_suffix('.').unwrap_or(a)) {
@@ -300,7 +366,11 @@ pub fn validate_endpoint_slice(es: &EndpointSlice) -> Vec<FieldError> {
         match port.protocol.as_deref() {
             None | Some("") => errs.push(FieldError::required(child(&p, "protocol"), "")),
             Some("TCP" | "UDP" | "SCTP") => {}
-            Some(other) => errs.push(FieldError::not_supported(child(&p, "protocol"), other, &["SCTP", "TCP", "UDP"])),
+            Some(other) => errs.push(FieldError::not_supported(
+                child(&p, "protocol"),
+                other,
+                &["SCTP", "TCP", "UDP"],
+            )),
         }
         if let Some(n) = port.port {
             if n != 0 {
@@ -324,7 +394,11 @@ pub fn validate_lease(l: &Lease) -> Vec<FieldError> {
     if let Some(spec) = &l.spec {
         if let Some(d) = spec.lease_duration_seconds {
             if d <= 0 {
-                errs.push(FieldError::invalid_int("spec.leaseDurationSeconds", d as i64, IS_NOT_POSITIVE_ERROR));
+                errs.push(FieldError::invalid_int(
+                    "spec.leaseDurationSeconds",
+                    d as i64,
+                    IS_NOT_POSITIVE_ERROR,
+                ));
             }
         }
         if let Some(t) = spec.lease_transitions {

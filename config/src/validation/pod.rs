@@ -1,6 +1,6 @@
 //! Pods, pod templates and everything inside a pod spec.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use k8s_openapi::api::core::v1::{
     Container, EnvFromSource, EnvVar, HTTPGetAction, LifecycleHandler, Pod, PodSpec,
@@ -23,7 +23,10 @@ pub fn validate_pod(pod: &Pod) -> Vec<FieldError> {
     let spec = pod.spec.as_ref().unwrap_or(&default);
     errs.extend(validate_pod_spec(spec, "spec"));
     // Rules that apply to pods but not to templates.
-    for (field, list) in [("containers", Some(&spec.containers)), ("initContainers", spec.init_containers.as_ref())] {
+    for (field, list) in [
+        ("containers", Some(&spec.containers)),
+        ("initContainers", spec.init_containers.as_ref()),
+    ] {
         for (i, c) in list.into_iter().flatten().enumerate() {
             let image = c.image.as_deref().unwrap_or("");
             if !image.is_empty() && image.trim() != image {
@@ -44,17 +47,26 @@ pub fn validate_pod_template_spec(t: &PodTemplateSpec, path: &str) -> Vec<FieldE
     let mut errs = Vec::new();
     if let Some(m) = &t.metadata {
         errs.extend(validate_labels(m.labels.as_ref(), &child(path, "labels")));
-        errs.extend(validate_annotations(m.annotations.as_ref(), &child(path, "annotations")));
+        errs.extend(validate_annotations(
+            m.annotations.as_ref(),
+            &child(path, "annotations"),
+        ));
     }
     let default = PodSpec::default();
-    errs.extend(validate_pod_spec(t.spec.as_ref().unwrap_or(&default), &child(path, "spec")));
+    errs.extend(validate_pod_spec(
+        t.spec.as_ref().unwrap_or(&default),
+        &child(path, "spec"),
+    ));
     errs
 }
 
 /// Validates a pod spec at `path` (e.g. `spec` or `spec.template.spec`).
 pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    let (volume_names, mut e) = validate_volumes(spec.volumes.as_deref().unwrap_or(&[]), &child(path, "volumes"));
+    let (volume_names, mut e) = validate_volumes(
+        spec.volumes.as_deref().unwrap_or(&[]),
+        &child(path, "volumes"),
+    );
     errs.append(&mut e);
 
     let host_network = spec.host_network == Some(true);
@@ -62,10 +74,21 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
     let init = spec.init_containers.as_deref().unwrap_or(&[]);
     for (i, c) in init.iter().enumerate() {
         let p = index(&child(path, "initContainers"), i);
-        errs.extend(validate_container(c, &p, &volume_names, host_network, &mut all_names, true));
+        errs.extend(validate_container(
+            c,
+            &p,
+            &volume_names,
+            host_network,
+            &mut all_names,
+            true,
+        ));
         if let Some(rp) = c.restart_policy.as_deref() {
             if rp != "Always" {
-                errs.push(FieldError::not_supported(child(&p, "restartPolicy"), rp, &["Always"]));
+                errs.push(FieldError::not_supported(
+                    child(&p, "restartPolicy"),
+                    rp,
+                    &["Always"],
+                ));
             }
         }
         let sidecar = c.restart_policy.as_deref() == Some("Always");
@@ -96,7 +119,14 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
     }
     for (i, c) in spec.containers.iter().enumerate() {
         let p = index(&child(path, "containers"), i);
-        errs.extend(validate_container(c, &p, &volume_names, host_network, &mut all_names, false));
+        errs.extend(validate_container(
+            c,
+            &p,
+            &volume_names,
+            host_network,
+            &mut all_names,
+            false,
+        ));
         if let Some(rp) = c.restart_policy.as_deref() {
             let _ = rp;
             errs.push(FieldError::forbidden(
@@ -145,7 +175,11 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
         }
         for (i, n) in ns.iter().enumerate() {
             for m in is_valid_ip(n) {
-                errs.push(FieldError::invalid_str(index(&child(&p, "nameservers"), i), n, m));
+                errs.push(FieldError::invalid_str(
+                    index(&child(&p, "nameservers"), i),
+                    n,
+                    m,
+                ));
             }
         }
         if spec.dns_policy.as_deref() == Some("None") && ns.is_empty() {
@@ -165,17 +199,27 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
         for (i, s) in searches.iter().enumerate() {
             let s2 = s.strip_suffix('.').unwrap_or(s);
             for m in is_dns1123_subdomain(s2) {
-                errs.push(FieldError::invalid_str(index(&child(&p, "searches"), i), s, m));
+                errs.push(FieldError::invalid_str(
+                    index(&child(&p, "searches"), i),
+                    s,
+                    m,
+                ));
             }
         }
         for (i, o) in dc.options.iter().flatten().enumerate() {
             if o.name.as_deref().unwrap_or("").is_empty() {
-                errs.push(FieldError::required(child(&index(&child(&p, "options"), i), "name"), "Option.Name must not be empty"));
+                errs.push(FieldError::required(
+                    child(&index(&child(&p, "options"), i), "name"),
+                    "Option.Name must not be empty",
+                ));
             }
         }
     }
     if let Some(t) = spec.termination_grace_period_seconds {
-        errs.extend(validate_nonnegative(t, &child(path, "terminationGracePeriodSeconds")));
+        errs.extend(validate_nonnegative(
+            t,
+            &child(path, "terminationGracePeriodSeconds"),
+        ));
     }
     if let Some(a) = spec.active_deadline_seconds {
         if !(1..=i32::MAX as i64).contains(&a) {
@@ -186,7 +230,10 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
             ));
         }
     }
-    errs.extend(validate_labels(spec.node_selector.as_ref(), &child(path, "nodeSelector")));
+    errs.extend(validate_labels(
+        spec.node_selector.as_ref(),
+        &child(path, "nodeSelector"),
+    ));
     for (field, v) in [
         ("serviceAccountName", spec.service_account_name.as_deref()),
         ("nodeName", spec.node_name.as_deref()),
@@ -194,17 +241,16 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
         ("runtimeClassName", spec.runtime_class_name.as_deref()),
     ] {
         if let Some(v) = v.filter(|v| !v.is_empty()) {
-            let msgs = if field == "runtimeClassName" || field == "priorityClassName" {
-                is_dns1123_subdomain(v)
-            } else {
-                is_dns1123_subdomain(v)
-            };
+            let msgs = is_dns1123_subdomain(v);
             for m in msgs {
                 errs.push(FieldError::invalid_str(child(path, field), v, m));
             }
         }
     }
-    for (field, v) in [("hostname", spec.hostname.as_deref()), ("subdomain", spec.subdomain.as_deref())] {
+    for (field, v) in [
+        ("hostname", spec.hostname.as_deref()),
+        ("subdomain", spec.subdomain.as_deref()),
+    ] {
         if let Some(v) = v.filter(|v| !v.is_empty()) {
             for m in is_dns1123_label(v) {
                 errs.push(FieldError::invalid_str(child(path, field), v, m));
@@ -219,22 +265,40 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
         }
         for (j, hn) in h.hostnames.iter().flatten().enumerate() {
             for m in is_dns1123_subdomain(hn) {
-                errs.push(FieldError::invalid_str(index(&child(&p, "hostnames"), j), hn, m));
+                errs.push(FieldError::invalid_str(
+                    index(&child(&p, "hostnames"), j),
+                    hn,
+                    m,
+                ));
             }
         }
     }
     for (i, s) in spec.image_pull_secrets.iter().flatten().enumerate() {
         if s.name.is_empty() {
-            errs.push(FieldError::required(child(&index(&child(path, "imagePullSecrets"), i), "name"), ""));
+            errs.push(FieldError::required(
+                child(&index(&child(path, "imagePullSecrets"), i), "name"),
+                "",
+            ));
         }
     }
-    errs.extend(validate_tolerations(spec.tolerations.as_deref().unwrap_or(&[]), &child(path, "tolerations")));
+    errs.extend(validate_tolerations(
+        spec.tolerations.as_deref().unwrap_or(&[]),
+        &child(path, "tolerations"),
+    ));
     if let Some(sc) = &spec.security_context {
         let p = child(path, "securityContext");
-        for (field, v) in [("runAsUser", sc.run_as_user), ("runAsGroup", sc.run_as_group), ("fsGroup", sc.fs_group)] {
+        for (field, v) in [
+            ("runAsUser", sc.run_as_user),
+            ("runAsGroup", sc.run_as_group),
+            ("fsGroup", sc.fs_group),
+        ] {
             if let Some(v) = v {
                 if !(0..=i32::MAX as i64).contains(&v) {
-                    errs.push(FieldError::invalid_int(child(&p, field), v, inclusive_range_error(0, i32::MAX as i64)));
+                    errs.push(FieldError::invalid_int(
+                        child(&p, field),
+                        v,
+                        inclusive_range_error(0, i32::MAX as i64),
+                    ));
                 }
             }
         }
@@ -246,7 +310,10 @@ fn validate_host_ports(spec: &PodSpec, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
     let lists = [
-        ("initContainers", spec.init_containers.as_deref().unwrap_or(&[])),
+        (
+            "initContainers",
+            spec.init_containers.as_deref().unwrap_or(&[]),
+        ),
         ("containers", spec.containers.as_slice()),
     ];
     for (field, list) in lists {
@@ -264,7 +331,10 @@ fn validate_host_ports(spec: &PodSpec, path: &str) -> Vec<FieldError> {
                 );
                 if !seen.insert(k.clone()) {
                     errs.push(FieldError::duplicate(
-                        child(&index(&child(&index(&child(path, field), i), "ports"), j), "hostPort"),
+                        child(
+                            &index(&child(&index(&child(path, field), i), "ports"), j),
+                            "hostPort",
+                        ),
                         go_quote(&k),
                     ));
                 }
@@ -290,7 +360,10 @@ fn validate_container(
             errs.push(FieldError::invalid_str(child(path, "name"), &c.name, m));
         }
         if !all_names.insert(c.name.clone()) {
-            errs.push(FieldError::duplicate(child(path, "name"), go_quote(&c.name)));
+            errs.push(FieldError::duplicate(
+                child(path, "name"),
+                go_quote(&c.name),
+            ));
         }
     }
     if c.image.as_deref().unwrap_or("").is_empty() {
@@ -315,12 +388,20 @@ fn validate_container(
             errs.push(FieldError::required(child(&pp, "containerPort"), ""));
         } else {
             for m in is_valid_port_num(p.container_port as i64) {
-                errs.push(FieldError::invalid_int(child(&pp, "containerPort"), p.container_port as i64, m));
+                errs.push(FieldError::invalid_int(
+                    child(&pp, "containerPort"),
+                    p.container_port as i64,
+                    m,
+                ));
             }
         }
         if let Some(hp) = p.host_port.filter(|h| *h != 0) {
             for m in is_valid_port_num(hp as i64) {
-                errs.push(FieldError::invalid_int(child(&pp, "hostPort"), hp as i64, m));
+                errs.push(FieldError::invalid_int(
+                    child(&pp, "hostPort"),
+                    hp as i64,
+                    m,
+                ));
             }
             if host_network && hp != p.container_port {
                 errs.push(FieldError::invalid_int(
@@ -338,11 +419,21 @@ fn validate_container(
         match p.protocol.as_deref().unwrap_or("") {
             "" => errs.push(FieldError::required(child(&pp, "protocol"), "")),
             "TCP" | "UDP" | "SCTP" => {}
-            other => errs.push(FieldError::not_supported(child(&pp, "protocol"), other, PROTOCOLS)),
+            other => errs.push(FieldError::not_supported(
+                child(&pp, "protocol"),
+                other,
+                PROTOCOLS,
+            )),
         }
     }
-    errs.extend(validate_env(c.env.as_deref().unwrap_or(&[]), &child(path, "env")));
-    errs.extend(validate_env_from(c.env_from.as_deref().unwrap_or(&[]), &child(path, "envFrom")));
+    errs.extend(validate_env(
+        c.env.as_deref().unwrap_or(&[]),
+        &child(path, "env"),
+    ));
+    errs.extend(validate_env_from(
+        c.env_from.as_deref().unwrap_or(&[]),
+        &child(path, "envFrom"),
+    ));
     errs.extend(validate_volume_mounts(
         c.volume_mounts.as_deref().unwrap_or(&[]),
         volumes,
@@ -380,7 +471,10 @@ fn validate_container(
     }
     match c.termination_message_policy.as_deref() {
         None | Some("File") | Some("FallbackToLogsOnError") => {}
-        Some("") => errs.push(FieldError::required(child(path, "terminationMessagePolicy"), "")),
+        Some("") => errs.push(FieldError::required(
+            child(path, "terminationMessagePolicy"),
+            "",
+        )),
         Some(other) => errs.push(FieldError::not_supported(
             child(path, "terminationMessagePolicy"),
             other,
@@ -389,10 +483,17 @@ fn validate_container(
     }
     if let Some(sc) = &c.security_context {
         let p = child(path, "securityContext");
-        for (field, v) in [("runAsUser", sc.run_as_user), ("runAsGroup", sc.run_as_group)] {
+        for (field, v) in [
+            ("runAsUser", sc.run_as_user),
+            ("runAsGroup", sc.run_as_group),
+        ] {
             if let Some(v) = v {
                 if !(0..=i32::MAX as i64).contains(&v) {
-                    errs.push(FieldError::invalid_int(child(&p, field), v, inclusive_range_error(0, i32::MAX as i64)));
+                    errs.push(FieldError::invalid_int(
+                        child(&p, field),
+                        v,
+                        inclusive_range_error(0, i32::MAX as i64),
+                    ));
                 }
             }
         }
@@ -424,13 +525,19 @@ fn validate_env(env: &[EnvVar], path: &str) -> Vec<FieldError> {
             if let Some(f) = &vf.field_ref {
                 n += 1;
                 if f.field_path.is_empty() {
-                    errs.push(FieldError::required(child(&child(&vp, "fieldRef"), "fieldPath"), ""));
+                    errs.push(FieldError::required(
+                        child(&child(&vp, "fieldRef"), "fieldPath"),
+                        "",
+                    ));
                 }
             }
             if let Some(r) = &vf.resource_field_ref {
                 n += 1;
                 if r.resource.is_empty() {
-                    errs.push(FieldError::required(child(&child(&vp, "resourceFieldRef"), "resource"), ""));
+                    errs.push(FieldError::required(
+                        child(&child(&vp, "resourceFieldRef"), "resource"),
+                        "",
+                    ));
                 }
             }
             if let Some(r) = &vf.config_map_key_ref {
@@ -498,19 +605,33 @@ fn validate_env_from(list: &[EnvFromSource], path: &str) -> Vec<FieldError> {
         if let Some(r) = &ef.config_map_ref {
             n += 1;
             if r.name.is_empty() {
-                errs.push(FieldError::required(child(&child(&p, "configMapRef"), "name"), ""));
+                errs.push(FieldError::required(
+                    child(&child(&p, "configMapRef"), "name"),
+                    "",
+                ));
             }
         }
         if let Some(r) = &ef.secret_ref {
             n += 1;
             if r.name.is_empty() {
-                errs.push(FieldError::required(child(&child(&p, "secretRef"), "name"), ""));
+                errs.push(FieldError::required(
+                    child(&child(&p, "secretRef"), "name"),
+                    "",
+                ));
             }
         }
         if n == 0 {
-            errs.push(FieldError::invalid_str(&p, "", "must specify one of: `configMapRef` or `secretRef`"));
+            errs.push(FieldError::invalid_str(
+                &p,
+                "",
+                "must specify one of: `configMapRef` or `secretRef`",
+            ));
         } else if n > 1 {
-            errs.push(FieldError::invalid_str(&p, "", "may not have more than one field specified at a time"));
+            errs.push(FieldError::invalid_str(
+                &p,
+                "",
+                "may not have more than one field specified at a time",
+            ));
         }
     }
     errs
@@ -519,15 +640,27 @@ fn validate_env_from(list: &[EnvFromSource], path: &str) -> Vec<FieldError> {
 fn validate_local_descending_path(target: &str, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if target.starts_with('/') {
-        errs.push(FieldError::invalid_str(path, target, "must be a relative path"));
+        errs.push(FieldError::invalid_str(
+            path,
+            target,
+            "must be a relative path",
+        ));
     }
     if target.split('/').any(|seg| seg == "..") {
-        errs.push(FieldError::invalid_str(path, target, "must not contain '..'"));
+        errs.push(FieldError::invalid_str(
+            path,
+            target,
+            "must not contain '..'",
+        ));
     }
     errs
 }
 
-fn validate_volume_mounts(mounts: &[VolumeMount], volumes: &BTreeMap<String, bool>, path: &str) -> Vec<FieldError> {
+fn validate_volume_mounts(
+    mounts: &[VolumeMount],
+    volumes: &BTreeMap<String, bool>,
+    path: &str,
+) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let mut mount_points: HashSet<&str> = HashSet::new();
     for (i, m) in mounts.iter().enumerate() {
@@ -540,7 +673,11 @@ fn validate_volume_mounts(mounts: &[VolumeMount], volumes: &BTreeMap<String, boo
         if m.mount_path.is_empty() {
             errs.push(FieldError::required(child(&p, "mountPath"), ""));
         } else if !mount_points.insert(m.mount_path.as_str()) {
-            errs.push(FieldError::invalid_str(child(&p, "mountPath"), &m.mount_path, "must be unique"));
+            errs.push(FieldError::invalid_str(
+                child(&p, "mountPath"),
+                &m.mount_path,
+                "must be unique",
+            ));
         }
         if let Some(sp) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
             errs.extend(validate_local_descending_path(sp, &child(&p, "subPath")));
@@ -588,12 +725,19 @@ fn validate_http_get(h: &HTTPGetAction, path: &str) -> Vec<FieldError> {
     errs.extend(validate_port_num_or_name(&h.port, &child(path, "port")));
     if let Some(s) = h.scheme.as_deref() {
         if s != "HTTP" && s != "HTTPS" {
-            errs.push(FieldError::not_supported(child(path, "scheme"), s, &["HTTP", "HTTPS"]));
+            errs.push(FieldError::not_supported(
+                child(path, "scheme"),
+                s,
+                &["HTTP", "HTTPS"],
+            ));
         }
     }
     for (i, hd) in h.http_headers.iter().flatten().enumerate() {
         let valid = !hd.name.is_empty()
-            && hd.name.bytes().all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c as char));
+            && hd
+                .name
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c as char));
         if !valid {
             errs.push(FieldError::invalid_str(
                 child(&index(&child(path, "httpHeaders"), i), "name"),
@@ -617,17 +761,27 @@ fn validate_probe(probe: &Probe, path: &str, which: &str) -> Vec<FieldError> {
     }
     if let Some(t) = &probe.tcp_socket {
         handlers.push("tcpSocket");
-        errs.extend(validate_port_num_or_name(&t.port, &child(&child(path, "tcpSocket"), "port")));
+        errs.extend(validate_port_num_or_name(
+            &t.port,
+            &child(&child(path, "tcpSocket"), "port"),
+        ));
     }
     if let Some(g) = &probe.grpc {
         handlers.push("grpc");
         for m in is_valid_port_num(g.port as i64) {
-            errs.push(FieldError::invalid_int(child(&child(path, "grpc"), "port"), g.port as i64, m));
+            errs.push(FieldError::invalid_int(
+                child(&child(path, "grpc"), "port"),
+                g.port as i64,
+                m,
+            ));
         }
     }
     if let Some(e) = &probe.exec {
         if e.command.as_ref().is_none_or(Vec::is_empty) {
-            errs.push(FieldError::required(child(&child(path, "exec"), "command"), ""));
+            errs.push(FieldError::required(
+                child(&child(path, "exec"), "command"),
+                "",
+            ));
         }
     }
     match handlers.len() {
@@ -635,7 +789,10 @@ fn validate_probe(probe: &Probe, path: &str, which: &str) -> Vec<FieldError> {
         1 => {}
         _ => {
             for h in &handlers[1..] {
-                errs.push(FieldError::forbidden(child(path, h), "may not specify more than 1 handler type"));
+                errs.push(FieldError::forbidden(
+                    child(path, h),
+                    "may not specify more than 1 handler type",
+                ));
             }
         }
     }
@@ -653,7 +810,11 @@ fn validate_probe(probe: &Probe, path: &str, which: &str) -> Vec<FieldError> {
     if which != "readinessProbe" {
         if let Some(s) = probe.success_threshold {
             if s != 1 {
-                errs.push(FieldError::invalid_int(child(path, "successThreshold"), s as i64, "must be 1"));
+                errs.push(FieldError::invalid_int(
+                    child(path, "successThreshold"),
+                    s as i64,
+                    "must be 1",
+                ));
             }
         }
     }
@@ -665,7 +826,11 @@ fn validate_probe(probe: &Probe, path: &str, which: &str) -> Vec<FieldError> {
                 "must not be set for readinessProbes",
             ));
         } else if t <= 0 {
-            errs.push(FieldError::invalid_int(child(path, "terminationGracePeriodSeconds"), t, IS_NOT_POSITIVE_ERROR));
+            errs.push(FieldError::invalid_int(
+                child(path, "terminationGracePeriodSeconds"),
+                t,
+                IS_NOT_POSITIVE_ERROR,
+            ));
         }
     }
     errs
@@ -677,7 +842,10 @@ fn validate_lifecycle_handler(h: &LifecycleHandler, path: &str) -> Vec<FieldErro
     if let Some(e) = &h.exec {
         handlers.push("exec");
         if e.command.as_ref().is_none_or(Vec::is_empty) {
-            errs.push(FieldError::required(child(&child(path, "exec"), "command"), ""));
+            errs.push(FieldError::required(
+                child(&child(path, "exec"), "command"),
+                "",
+            ));
         }
     }
     if let Some(g) = &h.http_get {
@@ -686,7 +854,10 @@ fn validate_lifecycle_handler(h: &LifecycleHandler, path: &str) -> Vec<FieldErro
     }
     if let Some(t) = &h.tcp_socket {
         handlers.push("tcpSocket");
-        errs.extend(validate_port_num_or_name(&t.port, &child(&child(path, "tcpSocket"), "port")));
+        errs.extend(validate_port_num_or_name(
+            &t.port,
+            &child(&child(path, "tcpSocket"), "port"),
+        ));
     }
     if let Some(s) = &h.sleep {
         handlers.push("sleep");
@@ -703,7 +874,10 @@ fn validate_lifecycle_handler(h: &LifecycleHandler, path: &str) -> Vec<FieldErro
         1 => {}
         _ => {
             for h in &handlers[1..] {
-                errs.push(FieldError::forbidden(child(path, h), "may not specify more than 1 handler type"));
+                errs.push(FieldError::forbidden(
+                    child(path, h),
+                    "may not specify more than 1 handler type",
+                ));
             }
         }
     }
@@ -720,7 +894,11 @@ fn validate_resource_name(name: &str, path: &str) -> Vec<FieldError> {
         .map(|m| FieldError::invalid_str(path, name, m))
         .collect();
     if errs.is_empty() && !name.contains('/') && !is_standard_container_resource(name) {
-        errs.push(FieldError::invalid_str(path, name, "must be a standard resource for containers"));
+        errs.push(FieldError::invalid_str(
+            path,
+            name,
+            "must be a standard resource for containers",
+        ));
     }
     errs
 }
@@ -796,7 +974,10 @@ fn validate_volumes(volumes: &[Volume], path: &str) -> (BTreeMap<String, bool>, 
         }
         errs.extend(validate_volume_source(v, &p));
         if name_ok {
-            names.insert(v.name.clone(), v.persistent_volume_claim.is_some() || v.ephemeral.is_some());
+            names.insert(
+                v.name.clone(),
+                v.persistent_volume_claim.is_some() || v.ephemeral.is_some(),
+            );
         } else if !v.name.is_empty() {
             // Keep mounts of an invalid volume from also reporting "not found".
             names.entry(v.name.clone()).or_insert(false);
@@ -816,7 +997,10 @@ fn validate_mode(mode: Option<i32>, path: &str) -> Vec<FieldError> {
     }
 }
 
-fn validate_key_to_paths(items: &[k8s_openapi::api::core::v1::KeyToPath], path: &str) -> Vec<FieldError> {
+fn validate_key_to_paths(
+    items: &[k8s_openapi::api::core::v1::KeyToPath],
+    path: &str,
+) -> Vec<FieldError> {
     let mut errs = Vec::new();
     for (i, kp) in items.iter().enumerate() {
         let p = index(path, i);
@@ -842,7 +1026,7 @@ fn validate_volume_source(v: &Volume, path: &str) -> Vec<FieldError> {
         };
     }
     count!(
-        host_path => "hostPath", empty_dir => "emptyDir", gce_persistent_disk => "gcePersistentDisk",
+        empty_dir => "emptyDir", host_path => "hostPath", gce_persistent_disk => "gcePersistentDisk",
         aws_elastic_block_store => "awsElasticBlockStore", git_repo => "gitRepo", secret => "secret",
         nfs => "nfs", iscsi => "iscsi", glusterfs => "glusterfs",
         persistent_volume_claim => "persistentVolumeClaim", rbd => "rbd", flex_volume => "flexVolume",
@@ -858,7 +1042,10 @@ fn validate_volume_source(v: &Volume, path: &str) -> Vec<FieldError> {
         1 => {}
         _ => {
             for s in &sources[1..] {
-                errs.push(FieldError::forbidden(child(path, s), "may not specify more than 1 volume type"));
+                errs.push(FieldError::forbidden(
+                    child(path, s),
+                    "may not specify more than 1 volume type",
+                ));
             }
         }
     }
@@ -868,7 +1055,16 @@ fn validate_volume_source(v: &Volume, path: &str) -> Vec<FieldError> {
             errs.push(FieldError::required(child(&p, "path"), ""));
         }
         if let Some(t) = hp.type_.as_deref() {
-            const TYPES: &[&str] = &["", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket", "CharDevice", "BlockDevice"];
+            const TYPES: &[&str] = &[
+                "",
+                "DirectoryOrCreate",
+                "Directory",
+                "FileOrCreate",
+                "File",
+                "Socket",
+                "CharDevice",
+                "BlockDevice",
+            ];
             if !TYPES.contains(&t) {
                 errs.push(FieldError::not_supported(child(&p, "type"), t, TYPES));
             }
@@ -880,7 +1076,10 @@ fn validate_volume_source(v: &Volume, path: &str) -> Vec<FieldError> {
             errs.push(FieldError::required(child(&p, "secretName"), ""));
         }
         errs.extend(validate_mode(s.default_mode, &child(&p, "defaultMode")));
-        errs.extend(validate_key_to_paths(s.items.as_deref().unwrap_or(&[]), &child(&p, "items")));
+        errs.extend(validate_key_to_paths(
+            s.items.as_deref().unwrap_or(&[]),
+            &child(&p, "items"),
+        ));
     }
     if let Some(c) = &v.config_map {
         let p = child(path, "configMap");
@@ -888,25 +1087,43 @@ fn validate_volume_source(v: &Volume, path: &str) -> Vec<FieldError> {
             errs.push(FieldError::required(child(&p, "name"), ""));
         }
         errs.extend(validate_mode(c.default_mode, &child(&p, "defaultMode")));
-        errs.extend(validate_key_to_paths(c.items.as_deref().unwrap_or(&[]), &child(&p, "items")));
+        errs.extend(validate_key_to_paths(
+            c.items.as_deref().unwrap_or(&[]),
+            &child(&p, "items"),
+        ));
     }
     if let Some(c) = &v.persistent_volume_claim {
         if c.claim_name.is_empty() {
-            errs.push(FieldError::required(child(&child(path, "persistentVolumeClaim"), "claimName"), ""));
+            errs.push(FieldError::required(
+                child(&child(path, "persistentVolumeClaim"), "claimName"),
+                "",
+            ));
         }
     }
     if let Some(e) = &v.empty_dir {
         let p = child(path, "emptyDir");
         if let Some(m) = e.medium.as_deref() {
             if !(m.is_empty() || m == "Memory" || m.starts_with("HugePages")) {
-                errs.push(FieldError::not_supported(child(&p, "medium"), m, &["", "Memory", "HugePages"]));
+                errs.push(FieldError::not_supported(
+                    child(&p, "medium"),
+                    m,
+                    &["", "Memory", "HugePages"],
+                ));
             }
         }
         if let Some(q) = &e.size_limit {
             match parse_quantity(&q.0) {
-                Ok(v) if v.is_negative() => errs.push(FieldError::invalid_str(child(&p, "sizeLimit"), &q.0, super::IS_NEGATIVE_ERROR)),
+                Ok(v) if v.is_negative() => errs.push(FieldError::invalid_str(
+                    child(&p, "sizeLimit"),
+                    &q.0,
+                    super::IS_NEGATIVE_ERROR,
+                )),
                 Ok(_) => {}
-                Err(err) => errs.push(FieldError::invalid_str(child(&p, "sizeLimit"), &q.0, err.to_string())),
+                Err(err) => errs.push(FieldError::invalid_str(
+                    child(&p, "sizeLimit"),
+                    &q.0,
+                    err.to_string(),
+                )),
             }
         }
     }
@@ -915,18 +1132,30 @@ fn validate_volume_source(v: &Volume, path: &str) -> Vec<FieldError> {
         errs.extend(validate_mode(pr.default_mode, &child(&p, "defaultMode")));
         for (i, s) in pr.sources.iter().flatten().enumerate() {
             let sp = index(&child(&p, "sources"), i);
-            let n = [s.secret.is_some(), s.config_map.is_some(), s.downward_api.is_some(), s.service_account_token.is_some(), s.cluster_trust_bundle.is_some()]
-                .iter()
-                .filter(|b| **b)
-                .count();
+            let n = [
+                s.secret.is_some(),
+                s.config_map.is_some(),
+                s.downward_api.is_some(),
+                s.service_account_token.is_some(),
+                s.cluster_trust_bundle.is_some(),
+            ]
+            .iter()
+            .filter(|b| **b)
+            .count();
             if n == 0 {
                 errs.push(FieldError::required(&sp, "must specify exactly 1 of: `secret`, `configMap`, `downwardAPI`, `serviceAccountToken`, `clusterTrustBundle`"));
             } else if n > 1 {
-                errs.push(FieldError::forbidden(&sp, "may not specify more than 1 volume type per source"));
+                errs.push(FieldError::forbidden(
+                    &sp,
+                    "may not specify more than 1 volume type per source",
+                ));
             }
             if let Some(t) = &s.service_account_token {
                 if t.path.is_empty() {
-                    errs.push(FieldError::required(child(&child(&sp, "serviceAccountToken"), "path"), ""));
+                    errs.push(FieldError::required(
+                        child(&child(&sp, "serviceAccountToken"), "path"),
+                        "",
+                    ));
                 }
                 if let Some(e) = t.expiration_seconds {
                     if e < 600 {
@@ -941,7 +1170,10 @@ fn validate_volume_source(v: &Volume, path: &str) -> Vec<FieldError> {
         }
     }
     if let Some(d) = &v.downward_api {
-        errs.extend(validate_mode(d.default_mode, &child(&child(path, "downwardAPI"), "defaultMode")));
+        errs.extend(validate_mode(
+            d.default_mode,
+            &child(&child(path, "downwardAPI"), "defaultMode"),
+        ));
     }
     errs
 }
@@ -988,9 +1220,14 @@ fn validate_tolerations(tolerations: &[Toleration], path: &str) -> Vec<FieldErro
                     ));
                 }
             }
-            other => errs.push(FieldError::not_supported(child(&p, "operator"), other, &["Equal", "Exists"])),
+            other => errs.push(FieldError::not_supported(
+                child(&p, "operator"),
+                other,
+                &["Equal", "Exists"],
+            )),
         }
-        if !effect.is_empty() && !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect) {
+        if !effect.is_empty() && !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect)
+        {
             errs.push(FieldError::not_supported(
                 child(&p, "effect"),
                 effect,
@@ -999,14 +1236,4 @@ fn validate_tolerations(tolerations: &[Toleration], path: &str) -> Vec<FieldErro
         }
     }
     errs
-}
-
-/// The names of all containers (init, regular, ephemeral) in a spec.
-pub(crate) fn container_names(spec: &PodSpec) -> BTreeSet<String> {
-    spec.init_containers
-        .iter()
-        .flatten()
-        .chain(spec.containers.iter())
-        .map(|c| c.name.clone())
-        .collect()
 }

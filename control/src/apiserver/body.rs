@@ -41,7 +41,14 @@ pub fn error_response(e: &ApiError) -> Response<Body> {
 /// Decode an object body by its Content-Type.
 pub fn decode_object(content_type: &str, body: &[u8]) -> ApiResult<Value> {
     if protobuf::is_protobuf(content_type) {
-        return protobuf::decode(body).map_err(|e| ApiError::unsupported_media_type(e.to_string()));
+        return protobuf::decode(body).map_err(|e| match e {
+            // A kind the decoder has no schema for: the client may retry
+            // with JSON, as it would for any media type the server lacks.
+            protobuf::DecodeError::UnknownKind { .. } => {
+                ApiError::unsupported_media_type(e.to_string())
+            }
+            _ => ApiError::bad_request(format!("error decoding protobuf body: {e}")),
+        });
     }
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("the request body is empty"));

@@ -283,7 +283,16 @@ async fn route(state: Arc<ApiState>, req: Request<Incoming>) -> ApiResult<Respon
         Target::OpenApiV3(p) => openapi::document(&p)
             .map(|v| json_response(200, &v))
             .ok_or_else(ApiError::no_route),
-        Target::OpenApiV2 => Err(ApiError::no_route()),
+        // kubectl reads v2 only as protobuf, and only when v3 lacks a kind
+        // (an unknown kind): an empty Document (zero bytes) lets it report
+        // the unknown kind instead of failing to download OpenAPI.
+        Target::OpenApiV2 => Ok(Response::builder()
+            .header(
+                "Content-Type",
+                "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+            )
+            .body(body::full(Bytes::new()))
+            .expect("static response")),
         Target::Resource(_) => unreachable!("resources are routed before this match"),
     }
 }

@@ -471,8 +471,8 @@ pub fn create(
         }
     }
     let name = meta_str(&obj, "name").unwrap_or("").to_string();
-    let mut obj = typed::admit(r.group, r.kind, obj).map_err(|e| admit_error(r, &name, e))?;
-    check_namespace_open(state, r, req.namespace.as_deref())?;
+    // System metadata first: defaulting of some kinds (Job selectors) needs
+    // the uid.
     {
         let m = meta_mut(&mut obj);
         for k in [
@@ -491,6 +491,8 @@ pub fn create(
             m.remove("generation");
         }
     }
+    let mut obj = typed::admit(r.group, r.kind, obj).map_err(|e| admit_error(r, &name, e))?;
+    check_namespace_open(state, r, req.namespace.as_deref())?;
     let key = r.key(req.namespace.as_deref(), &name);
     let addresses = service_addresses(state, r, &key);
     prepare(state, r, addresses.as_ref().map(|a| &a.1), &mut obj, None)?;
@@ -625,7 +627,13 @@ where
         if !errs.is_empty() {
             return Err(ApiError::invalid(r.kind, r.group, &name, &errs));
         }
-        prepare(state, r, addresses.as_ref().map(|a| &a.1), &mut new, Some(old))?;
+        prepare(
+            state,
+            r,
+            addresses.as_ref().map(|a| &a.1),
+            &mut new,
+            Some(old),
+        )?;
         if tracks_generation(r) && meta::spec_part(&new) != meta::spec_part(old) {
             let g = old
                 .pointer("/metadata/generation")
