@@ -239,3 +239,40 @@ async fn acknowledged_writes_survive_sigkill() {
     let rv: u64 = after.metadata.resource_version.unwrap().parse().unwrap();
     assert!(rv > max_rv, "resourceVersion went back: {rv} <= {max_rv}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn finalizers_hold_deletion_and_deletecollection_selects() {
+    let c = Cluster::start();
+    let cms: Api<ConfigMap> = Api::namespaced(c.client().await, "default");
+    let mut held = configmap("held");
+    held.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    cms.create(&PostParams::default(), &held).await.unwrap();
+    cms.delete("held", &Default::default()).await.unwrap();
+    // Still there, marked for deletion.
+    let cm = cms.get("held").await.unwrap();
+    assert!(cm.metadata.deletion_timestamp.is_some());
+    // Clearing the finalizer lets it go.
+    let patch = serde_json::json!({"metadata": {"finalizers": null}});
+    cms.patch("held", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+        .await
+        .unwrap();
+    assert!(cms.get_opt("held").await.unwrap().is_none());
+
+    for (name, tier) in [("a", "web"), ("b", "web"), ("c", "db")] {
+        let mut cm = configmap(name);
+        cm.metadata.labels = Some([("tier".to_string(), tier.to_string())].into());
+        cms.create(&PostParams::default(), &cm).await.unwrap();
+    }
+    cms.delete_collection(&Default::default(), &kube::api::ListParams::default().labels("tier=web"))
+        .await
+        .unwrap();
+    let left: Vec<String> = cms
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|cm| cm.metadata.name)
+        .collect();
+    assert_eq!(left, vec!["c".to_string()]);
+}

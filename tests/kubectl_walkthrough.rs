@@ -177,3 +177,40 @@ fn service_addresses_are_allocated_and_released() {
     c.kubectl(&["delete", "svc", "web"]);
     c.kubectl(&["create", "service", "nodeport", "web2", "--tcp=80:8080", "--node-port=30080"]);
 }
+
+#[test]
+fn kubectl_create_forms_paging_and_pods() {
+    let c = Cluster::start();
+    // Protobuf bodies of every `kubectl create` form the tutorials use.
+    c.kubectl(&["create", "deployment", "web", "--image=nginx:1.25", "--replicas=2", "--port=80"]);
+    c.kubectl(&["create", "service", "clusterip", "web", "--tcp=80:80"]);
+    c.kubectl(&["create", "ingress", "web", "--class=kedge", "--rule=web.example.com/api*=web:80"]);
+    c.kubectl(&["create", "job", "once", "--image=busybox", "--", "echo", "hi"]);
+    c.kubectl(&["create", "cronjob", "tick", "--image=busybox", "--schedule=*/5 * * * *", "--", "date"]);
+    c.kubectl(&["create", "serviceaccount", "robot"]);
+    let out = c.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].ports[0].containerPort}"]);
+    assert_eq!(out, "2 80");
+    let out = c.kubectl(&["get", "ingress", "web", "-o", "jsonpath={.spec.rules[0].http.paths[0].pathType}"]);
+    assert_eq!(out, "Prefix");
+    let out = c.kubectl(&["get", "job", "once", "-o", "jsonpath={.spec.backoffLimit} {.spec.template.spec.restartPolicy}"]);
+    assert_eq!(out, "6 Never");
+
+    // A pod waits for a node; admission adds the default tolerations.
+    c.kubectl(&["run", "solo", "--image=busybox", "--labels=app=solo"]);
+    let out = c.kubectl(&["get", "pods", "-o", "wide", "--show-labels"]);
+    assert!(out.contains("Pending") && out.contains("app=solo"), "{out}");
+    let out = c.kubectl(&["get", "pod", "solo", "-o", "jsonpath={.spec.tolerations[*].key} {.status.qosClass}"]);
+    assert_eq!(out, "node.kubernetes.io/not-ready node.kubernetes.io/unreachable BestEffort");
+
+    // Paging: kubectl follows continue tokens.
+    for i in 0..7 {
+        c.kubectl(&["create", "configmap", &format!("page-{i}"), "--from-literal=k=v"]);
+    }
+    let out = c.kubectl(&["get", "cm", "--chunk-size=2", "-o", "name"]);
+    let pages = out.lines().filter(|l| l.starts_with("configmap/page-")).count();
+    assert_eq!(pages, 7, "{out}");
+    let out = c.kubectl(&["get", "cm", "--field-selector=metadata.name=page-3", "-o", "name"]);
+    assert_eq!(out.trim(), "configmap/page-3");
+    let err = c.kubectl_fails(&["get", "cm", "--field-selector=data.k=v"]);
+    assert!(err.contains("field label not supported"), "{err}");
+}

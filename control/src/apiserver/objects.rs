@@ -368,6 +368,7 @@ fn prepare(
     if old.is_none() {
         match r.kind {
             "Pod" => {
+                add_default_tolerations(obj);
                 let qos = pod_qos(obj);
                 let status = obj
                     .get("status")
@@ -407,6 +408,35 @@ fn service_addresses<'a>(
     let (_, services) = state.cache.list(&r.prefix());
     let in_use = InUse::from_services(services.iter().map(|(k, v)| (k.as_str(), &**v)), key);
     Some((guard, in_use))
+}
+
+/// The DefaultTolerationSeconds admission step: pods tolerate a not-ready or
+/// unreachable node for 300 s before eviction, unless they say otherwise.
+fn add_default_tolerations(pod: &mut Value) {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
+    let Some(list) = tolerations.as_array_mut() else {
+        return;
+    };
+    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+        let covered = list.iter().any(|t| {
+            let k = t.get("key").and_then(Value::as_str);
+            let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
+            let op = t.get("operator").and_then(Value::as_str).unwrap_or("Equal");
+            (k == Some(key) || (k.is_none() && op == "Exists"))
+                && (effect.is_empty() || effect == "NoExecute")
+        });
+        if !covered {
+            list.push(json!({
+                "key": key,
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": 300,
+            }));
+        }
+    }
 }
 
 /// Kubernetes' QoS class of a pod from its containers' resources.
