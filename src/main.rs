@@ -24,6 +24,27 @@ enum Command {
     Up(ServerArgs),
     /// Run the control plane (API server).
     Server(ServerArgs),
+    /// Run node agents against an API server.
+    Agent(AgentArgs),
+}
+
+#[derive(Args, Clone)]
+struct AgentArgs {
+    /// Kubeconfig of the API server to join.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: PathBuf,
+    /// Run hollow nodes (a fake container runtime) instead of a real one.
+    #[arg(long)]
+    hollow: bool,
+    /// How many hollow nodes to run.
+    #[arg(long, default_value_t = 1)]
+    count: usize,
+    /// Node names are this prefix plus an index.
+    #[arg(long, default_value = "hollow-")]
+    name_prefix: String,
+    /// Labels of the nodes, `key=value`, repeatable.
+    #[arg(long = "node-label")]
+    labels: Vec<String>,
 }
 
 #[derive(Args, Clone)]
@@ -99,22 +120,59 @@ fn main() -> anyhow::Result<()> {
         .context("starting the runtime")?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Up(args) | Command::Server(args) => run_server(args).await,
+            Command::Up(args) => run_server(args, true).await,
+            Command::Server(args) => run_server(args, true).await,
+            Command::Agent(args) => run_agent(args).await,
         }
     })
 }
 
-async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
+async fn run_server(args: ServerArgs, control_loops: bool) -> anyhow::Result<()> {
     let cfg = args.cluster_config()?;
     let opts = ServerOptions {
         watch_history: args.watch_history,
     };
     let running = server::start(cfg, opts).await?;
+    if control_loops {
+        // The scheduler and controllers are API clients like any other.
+        let client = running.client().await.context("API client for the control loops")?;
+        tokio::spawn(kedge_control::scheduler::run(client.clone()));
+        tokio::spawn(kedge_control::controllers::run_all(
+            kedge_control::controllers::Context::new(client),
+        ));
+    }
     println!("kedge is serving on {}", running.url);
     println!("export KUBECONFIG={}", running.kubeconfig.display());
     shutdown_signal().await;
     tracing::info!("shutting down");
     running.shutdown();
+    Ok(())
+}
+
+async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.hollow,
+        "only hollow nodes are available yet: pass --hollow"
+    );
+    let client = server::client_from_kubeconfig(&args.kubeconfig)
+        .await
+        .with_context(|| format!("reading {}", args.kubeconfig.display()))?;
+    let mut labels = Vec::new();
+    for l in &args.labels {
+        let (k, v) = l
+            .split_once('=')
+            .with_context(|| format!("node label {l:?} is not key=value"))?;
+        labels.push((k.to_string(), v.to_string()));
+    }
+    let opts = kedge_kubelet::hollow::HollowOptions {
+        count: args.count,
+        name_prefix: args.name_prefix.clone(),
+        labels,
+    };
+    tokio::select! {
+        _ = kedge_kubelet::hollow::run(client, opts) => {}
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+    }
     Ok(())
 }
 

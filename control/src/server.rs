@@ -70,6 +70,11 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
+    /// An API client with the admin credentials, for in-process components.
+    pub async fn client(&self) -> Result<kube::Client, ClientError> {
+        client_from_kubeconfig(&self.kubeconfig).await
+    }
+
     /// Stop serving.
     pub fn shutdown(self) {
         self.task.abort();
@@ -136,4 +141,22 @@ pub async fn start(
         state,
         task,
     })
+}
+
+/// An API client from a kubeconfig file.
+pub async fn client_from_kubeconfig(path: &std::path::Path) -> Result<kube::Client, ClientError> {
+    let kc = kube::config::Kubeconfig::read_from(path)?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+    Ok(kube::Client::try_from(cfg)?)
+}
+
+/// Errors while making an API client from a kubeconfig.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The kubeconfig could not be read or used.
+    #[error("kubeconfig: {0}")]
+    Kubeconfig(#[from] kube::config::KubeconfigError),
+    /// The client could not be built.
+    #[error("API client: {0}")]
+    Client(#[from] kube::Error),
 }

@@ -1,0 +1,48 @@
+//! Controllers: each reconciles one kind of object towards its desired state
+//! through the API (list + watch, then writes), never the store.
+//!
+//! Each controller is a module with a `run(ctx)` future built on
+//! `kube::runtime::Controller` (the reconcile-to-desired loop: a work queue
+//! that never runs one object twice at once, requeues with backoff on
+//! error, and watches the objects the controller owns).
+
+pub mod deployment;
+pub mod endpoints;
+pub mod endpointslice;
+pub mod events;
+pub mod garbagecollector;
+pub mod replicaset;
+
+use std::sync::Arc;
+
+use kube::Client;
+
+/// What every controller shares.
+#[derive(Clone)]
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+}
+
+impl Context {
+    /// A context over a client.
+    pub fn new(client: Client) -> Arc<Self> {
+        Arc::new(Self { client })
+    }
+
+    /// An event recorder for a controller.
+    pub fn recorder(&self, component: &str) -> events::Recorder {
+        events::Recorder::new(self.client.clone(), component, None)
+    }
+}
+
+/// Run every controller until the future is dropped.
+pub async fn run_all(ctx: Arc<Context>) {
+    tokio::join!(
+        replicaset::run(ctx.clone()),
+        deployment::run(ctx.clone()),
+        endpoints::run(ctx.clone()),
+        endpointslice::run(ctx.clone()),
+        garbagecollector::run(ctx.clone()),
+    );
+}
