@@ -832,6 +832,27 @@ pub fn delete(
             .and_then(Value::as_array)
             .is_some_and(|a| a.iter().any(|v| v == "All"));
     let preconditions = options.get("preconditions").cloned().unwrap_or(json!({}));
+    // Orphan and Foreground deletion hand the dependents to the garbage
+    // collector through a finalizer; Background (the default) deletes the
+    // owner at once and the collector removes dependents afterwards.
+    let policy = options
+        .get("propagationPolicy")
+        .and_then(Value::as_str)
+        .or_else(|| q.get("propagationPolicy"))
+        .map(str::to_string)
+        .or_else(|| {
+            (options.get("orphanDependents") == Some(&json!(true))).then(|| "Orphan".to_string())
+        });
+    let gc_finalizer = match policy.as_deref() {
+        Some("Orphan") => Some("orphan"),
+        Some("Foreground") => Some("foregroundDeletion"),
+        Some("Background") | None => None,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "DeleteOptions.propagationPolicy: Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
+            )))
+        }
+    };
     let mut code = 200;
     let mut dry_result = None;
     let written = state.cache.write(&key, |current| -> ApiResult<Decision> {
@@ -847,6 +868,13 @@ pub fn delete(
             }
         }
         let mut obj = (**old).clone();
+        if let Some(f) = gc_finalizer {
+            let mut list = meta::finalizers(&obj);
+            if !list.iter().any(|x| x == f) {
+                list.push(f.to_string());
+                meta_mut(&mut obj).insert("finalizers".into(), json!(list));
+            }
+        }
         let already = obj.pointer("/metadata/deletionTimestamp").is_some();
         let has_finalizers = !meta::finalizers(&obj).is_empty()
             || (r.kind == "Namespace"
@@ -877,7 +905,12 @@ pub fn delete(
         };
         if has_finalizers || pod_grace.is_some() {
             if already && pod_grace.is_none() {
-                return Ok(Decision::Keep);
+                // A repeated delete may only add a collector finalizer.
+                return Ok(if obj == **old {
+                    Decision::Keep
+                } else {
+                    Decision::Put(obj)
+                });
             }
             let now = jiff::Timestamp::now();
             let g = pod_grace.unwrap_or(0);

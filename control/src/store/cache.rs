@@ -2,10 +2,10 @@
 //! a broadcast of new changes. All writes pass through here so that the
 //! durable commit, the in-memory state and the event stream stay in one order.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
@@ -68,12 +68,69 @@ struct Inner {
     compacted: u64,
 }
 
-/// The in-memory face of the store.
-pub struct WatchCache {
+/// A write decided but not yet durable.
+struct Queued {
+    event: Arc<WatchEvent>,
+    op: Op,
+    done: Arc<Completion>,
+}
+
+/// Writes decided under the writers' lock, waiting for the committer.
+struct Pending {
+    /// The last revision handed out.
+    next_revision: u64,
+    /// The newest undurable state of each key (None: deleted), so that a
+    /// write decides on top of the writes queued before it.
+    overlay: HashMap<String, (u64, Option<Arc<Value>>)>,
+    queue: Vec<Queued>,
+    /// Set when the backend failed: the store refuses writes from then on.
+    failed: Option<String>,
+    shutdown: bool,
+}
+
+/// Signals one writer that its revision is durable (or failed).
+#[derive(Default)]
+struct Completion {
+    result: Mutex<Option<Result<()>>>,
+    ready: Condvar,
+}
+
+impl Completion {
+    fn finish(&self, r: Result<()>) {
+        *self.result.lock() = Some(r);
+        self.ready.notify_all();
+    }
+
+    fn wait(&self) -> Result<()> {
+        let mut g = self.result.lock();
+        while g.is_none() {
+            self.ready.wait(&mut g);
+        }
+        g.take().expect("completion set")
+    }
+}
+
+struct Shared {
     store: Box<dyn Store>,
     inner: Mutex<Inner>,
+    pending: Mutex<Pending>,
+    /// Wakes the committer when writes are queued.
+    queued: Condvar,
     events: broadcast::Sender<Arc<WatchEvent>>,
     history_limit: usize,
+}
+
+/// The in-memory face of the store.
+///
+/// Writes are group-committed: each writer decides its change under the
+/// writers' lock (seeing every earlier write, durable or not), queues it,
+/// and waits; one committer thread writes all queued changes in one durable
+/// transaction, then makes them visible to reads and watches in revision
+/// order and releases the writers. Readers never see a change before it is
+/// durable, and a writer is answered only after its change is.
+pub struct WatchCache {
+    shared: Arc<Shared>,
+    committer: Option<std::thread::JoinHandle<()>>,
 }
 
 /// What a write closure decides for a key.
@@ -104,6 +161,17 @@ impl Written {
     }
 }
 
+impl Drop for WatchCache {
+    fn drop(&mut self) {
+        self.shared.pending.lock().shutdown = true;
+        self.shared.queued.notify_all();
+        // The backend is closed only once the committer has let go of it.
+        if let Some(t) = self.committer.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 impl WatchCache {
     /// Load everything from `store` and keep at most `history_limit` past
     /// events for watches to resume from.
@@ -116,7 +184,7 @@ impl WatchCache {
             objects.insert(k, Arc::new(obj));
         }
         let (events, _) = broadcast::channel(8192);
-        Ok(Self {
+        let shared = Arc::new(Shared {
             store,
             inner: Mutex::new(Inner {
                 revision,
@@ -124,25 +192,42 @@ impl WatchCache {
                 history: VecDeque::new(),
                 compacted: revision,
             }),
+            pending: Mutex::new(Pending {
+                next_revision: revision,
+                overlay: HashMap::new(),
+                queue: Vec::new(),
+                failed: None,
+                shutdown: false,
+            }),
+            queued: Condvar::new(),
             events,
             history_limit: history_limit.max(1),
+        });
+        let for_thread = shared.clone();
+        let committer = std::thread::Builder::new()
+            .name("store-commit".into())
+            .spawn(move || commit_loop(&for_thread))
+            .map_err(|e| StoreError::Backend(format!("starting the committer: {e}")))?;
+        Ok(Self {
+            shared,
+            committer: Some(committer),
         })
     }
 
     /// The last committed revision.
     pub fn revision(&self) -> u64 {
-        self.inner.lock().revision
+        self.shared.inner.lock().revision
     }
 
     /// The object at `key`.
     pub fn get(&self, key: &str) -> Option<Arc<Value>> {
-        self.inner.lock().objects.get(key).cloned()
+        self.shared.inner.lock().objects.get(key).cloned()
     }
 
     /// Every object whose key starts with `prefix`, in key order, and the
     /// revision the snapshot reflects.
     pub fn list(&self, prefix: &str) -> (u64, Vec<(String, Arc<Value>)>) {
-        let inner = self.inner.lock();
+        let inner = self.shared.inner.lock();
         let items = inner
             .objects
             .range(prefix.to_string()..)
@@ -154,17 +239,34 @@ impl WatchCache {
 
     /// Atomically read the object at `key`, let `decide` choose its new state,
     /// commit it durably and publish the change. The new object gets the new
-    /// revision as its resourceVersion. Returns the event that was published.
+    /// revision as its resourceVersion. Returns once the change is durable
+    /// and visible. Blocks the calling thread while the commit runs (inside
+    /// a tokio runtime, through `block_in_place`).
     pub fn write<F, E>(&self, key: &str, decide: F) -> Result<Written, E>
     where
         F: FnOnce(Option<&Arc<Value>>) -> Result<Decision, E>,
         E: From<StoreError>,
     {
-        let mut inner = self.inner.lock();
-        let current = inner.objects.get(key).cloned();
+        let sh = &self.shared;
+        let mut pending = sh.pending.lock();
+        if let Some(f) = &pending.failed {
+            return Err(StoreError::Backend(f.clone()).into());
+        }
+        let (current, current_pending) = match pending.overlay.get(key) {
+            Some((rev, obj)) => (obj.clone(), Some(*rev)),
+            None => (sh.inner.lock().objects.get(key).cloned(), None),
+        };
         let decision = decide(current.as_ref())?;
-        let revision = inner.revision + 1;
+        let revision = pending.next_revision + 1;
         let (event_type, object, op) = match decision {
+            Decision::Keep => {
+                drop(pending);
+                // Answer only with durable state.
+                if let Some(rev) = current_pending {
+                    self.wait_for(rev)?;
+                }
+                return Ok(Written::Unchanged(current));
+            }
             Decision::Put(mut obj) => {
                 set_resource_version(&mut obj, revision);
                 let bytes =
@@ -176,7 +278,6 @@ impl WatchCache {
                 };
                 (t, Arc::new(obj), Op::Put(key.to_string(), Arc::new(bytes)))
             }
-            Decision::Keep => return Ok(Written::Unchanged(current)),
             Decision::Delete => {
                 let Some(old) = current.clone() else {
                     return Err(StoreError::NotFound.into());
@@ -190,17 +291,9 @@ impl WatchCache {
                 )
             }
         };
-        // Durable first: nothing is visible until the backend has it.
-        tokio::task::block_in_place(|| self.store.commit(revision, std::slice::from_ref(&op)))?;
-        inner.revision = revision;
-        match event_type {
-            EventType::Deleted => {
-                inner.objects.remove(key);
-            }
-            _ => {
-                inner.objects.insert(key.to_string(), object.clone());
-            }
-        }
+        pending.next_revision = revision;
+        let after = (event_type != EventType::Deleted).then(|| object.clone());
+        pending.overlay.insert(key.to_string(), (revision, after));
         let event = Arc::new(WatchEvent {
             revision,
             event_type,
@@ -208,15 +301,29 @@ impl WatchCache {
             object,
             previous: current,
         });
-        inner.history.push_back(event.clone());
-        while inner.history.len() > self.history_limit {
-            if let Some(old) = inner.history.pop_front() {
-                inner.compacted = old.revision;
-            }
-        }
-        // No receivers is not an error: nobody is watching.
-        let _ = self.events.send(event.clone());
+        let done = Arc::new(Completion::default());
+        pending.queue.push(Queued {
+            event: event.clone(),
+            op,
+            done: done.clone(),
+        });
+        drop(pending);
+        sh.queued.notify_one();
+        wait_blocking(|| done.wait())?;
         Ok(Written::Changed(event))
+    }
+
+    /// Wait until `revision` is durable (or the store failed).
+    fn wait_for(&self, revision: u64) -> Result<()> {
+        wait_blocking(|| loop {
+            if self.shared.inner.lock().revision >= revision {
+                return Ok(());
+            }
+            if let Some(f) = &self.shared.pending.lock().failed {
+                return Err(StoreError::Backend(f.clone()));
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        })
     }
 
     /// Start a watch of the keys under `prefix`. With `from`, replay every
@@ -224,8 +331,8 @@ impl WatchCache {
     /// reaches back that far); without it, replay the current state as ADDED
     /// events.
     pub fn watch(&self, prefix: &str, from: Option<u64>) -> Result<WatchStream> {
-        let inner = self.inner.lock();
-        let live = self.events.subscribe();
+        let inner = self.shared.inner.lock();
+        let live = self.shared.events.subscribe();
         let initial = match from {
             Some(rv) if rv < inner.compacted => {
                 return Err(StoreError::Expired {
@@ -259,6 +366,79 @@ impl WatchCache {
             live,
             revision: inner.revision,
         })
+    }
+}
+
+/// Block on `f`, telling the tokio runtime (if any) that this thread waits.
+fn wait_blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+/// The committer: takes every queued write, commits them as one durable
+/// transaction, then publishes them in order and wakes their writers.
+fn commit_loop(sh: &Shared) {
+    loop {
+        let batch = {
+            let mut pending = sh.pending.lock();
+            while pending.queue.is_empty() && !pending.shutdown {
+                sh.queued.wait(&mut pending);
+            }
+            if pending.queue.is_empty() && pending.shutdown {
+                return;
+            }
+            std::mem::take(&mut pending.queue)
+        };
+        let last = batch.last().map(|q| q.event.revision).unwrap_or(0);
+        let ops: Vec<Op> = batch.iter().map(|q| q.op.clone()).collect();
+        if let Err(e) = sh.store.commit(last, &ops) {
+            let msg = e.to_string();
+            tracing::error!(error = %msg, "store commit failed; refusing further writes");
+            let mut pending = sh.pending.lock();
+            pending.failed = Some(msg.clone());
+            pending.overlay.clear();
+            // Writes queued after this batch were decided on top of it.
+            let rest = std::mem::take(&mut pending.queue);
+            drop(pending);
+            for q in batch.iter().chain(rest.iter()) {
+                q.done.finish(Err(StoreError::Backend(msg.clone())));
+            }
+            continue;
+        }
+        {
+            let mut inner = sh.inner.lock();
+            for q in &batch {
+                let e = &q.event;
+                inner.revision = e.revision;
+                match e.event_type {
+                    EventType::Deleted => {
+                        inner.objects.remove(&e.key);
+                    }
+                    _ => {
+                        inner.objects.insert(e.key.clone(), e.object.clone());
+                    }
+                }
+                inner.history.push_back(e.clone());
+                // No receivers is not an error: nobody is watching.
+                let _ = sh.events.send(e.clone());
+            }
+            while inner.history.len() > sh.history_limit {
+                if let Some(old) = inner.history.pop_front() {
+                    inner.compacted = old.revision;
+                }
+            }
+        }
+        {
+            let mut pending = sh.pending.lock();
+            pending.overlay.retain(|_, (rev, _)| *rev > last);
+        }
+        for q in &batch {
+            q.done.finish(Ok(()));
+        }
     }
 }
 
@@ -348,5 +528,33 @@ mod tests {
         assert!(c.get("/k/1").is_none());
         assert_eq!(c.get("/k/2").unwrap()["n"], 2);
         assert_eq!(resource_version(&c.get("/k/2").unwrap()), Some(2));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn concurrent_read_modify_writes_lose_nothing() {
+        let (_d, c) = cache(10_000);
+        let c = Arc::new(c);
+        let mut threads = Vec::new();
+        for _ in 0..8 {
+            let c = c.clone();
+            threads.push(std::thread::spawn(move || {
+                for _ in 0..50 {
+                    c.write::<_, StoreError>("/counter", |cur| {
+                        let n = cur.and_then(|v| v["n"].as_i64()).unwrap_or(0);
+                        Ok(Decision::Put(json!({"metadata": {}, "n": n + 1})))
+                    })
+                    .unwrap();
+                }
+            }));
+        }
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(c.get("/counter").unwrap()["n"], 400);
+        assert_eq!(c.revision(), 400);
+        // Every revision was published once, in order.
+        let w = c.watch("/counter", Some(0)).unwrap();
+        let revs: Vec<u64> = w.initial.iter().map(|e| e.revision).collect();
+        assert_eq!(revs, (1..=400).collect::<Vec<_>>());
     }
 }
