@@ -214,3 +214,38 @@ fn kubectl_create_forms_paging_and_pods() {
     let err = c.kubectl_fails(&["get", "cm", "--field-selector=data.k=v"]);
     assert!(err.contains("field label not supported"), "{err}");
 }
+
+#[test]
+fn server_side_apply_tracks_field_owners() {
+    let c = Cluster::start();
+    let dir = &c.home;
+    let deploy = |replicas: u32, image: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      containers:\n      - name: web\n        image: {image}\n"
+        )
+    };
+    let file = dir.join("web.yaml");
+    std::fs::write(&file, deploy(2, "nginx:1.25")).unwrap();
+    let f = file.to_str().unwrap();
+    let out = c.kubectl(&["apply", "--server-side", "-f", f]);
+    assert!(out.contains("serverside-applied"), "{out}");
+    let fields = c.kubectl(&["get", "deploy", "web", "--show-managed-fields", "-o", "jsonpath={.metadata.managedFields[0].manager} {.metadata.managedFields[0].operation}"]);
+    assert_eq!(fields, "kubectl Apply");
+    let fields_v1 = c.kubectl(&["get", "deploy", "web", "--show-managed-fields", "-o", "jsonpath={.metadata.managedFields[0].fieldsV1}"]);
+    assert!(fields_v1.contains("f:replicas") && fields_v1.contains("k:{\\\"name\\\":\\\"web\\\"}"), "{fields_v1}");
+
+    // Another manager takes spec.replicas: applying a different value now
+    // conflicts, unless forced.
+    c.kubectl(&["scale", "deploy", "web", "--replicas=4"]);
+    std::fs::write(&file, deploy(3, "nginx:1.25")).unwrap();
+    let err = c.kubectl_fails(&["apply", "--server-side", "-f", f]);
+    assert!(err.contains("conflict") && err.contains(".spec.replicas"), "{err}");
+    c.kubectl(&["apply", "--server-side", "--force-conflicts", "-f", f]);
+    assert_eq!(c.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "3");
+
+    // A field left out of the applied configuration is removed.
+    std::fs::write(&file, deploy(3, "nginx:1.26").replace("  replicas: 3\n", "")).unwrap();
+    c.kubectl(&["apply", "--server-side", "-f", f]);
+    let out = c.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[0].image}"]);
+    assert_eq!(out, "nginx:1.26");
+}

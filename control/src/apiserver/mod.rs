@@ -5,6 +5,7 @@ mod allocator;
 mod body;
 pub mod certs;
 mod discovery;
+mod fieldmanager;
 mod meta;
 mod namespaces;
 mod objects;
@@ -347,7 +348,12 @@ pub async fn handle_resource(
     let Target::Resource(rr) = parse_target(&req)? else {
         return Err(ApiError::no_route());
     };
-    let q = Query::parse(req.uri().query());
+    let mut q = Query::parse(req.uri().query());
+    // Writes without a fieldManager are owned by the client's name, the
+    // User-Agent up to its first '/', as Kubernetes does.
+    let agent = header(&req, "user-agent");
+    let agent = agent.split('/').next().unwrap_or("").trim();
+    q.set_default("fieldManager", if agent.is_empty() { "unknown" } else { agent });
     let accept = parse_accept(header(&req, "accept"), &q);
     let content_type = header(&req, "content-type").to_string();
     let method = req.method().clone();

@@ -14,8 +14,8 @@ use super::meta::{self, meta_mut, meta_str};
 use super::request::{Query, ResourceRequest};
 use super::resources::{self, Resource};
 use super::status::{success_status, ApiError, ApiResult};
-use super::{strategic, ApiState};
-use crate::store::{resource_version, Decision, StoreError, Written};
+use super::{fieldmanager, strategic, ApiState};
+use crate::store::{Decision, StoreError, Written};
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
@@ -474,11 +474,16 @@ fn pod_qos(pod: &Value) -> &'static str {
 // === create ===
 
 /// POST a new object.
-pub fn create(
+pub fn create(state: &ApiState, req: &ResourceRequest, q: &Query, obj: Value) -> ApiResult<Outcome> {
+    create_inner(state, req, q, obj, true)
+}
+
+fn create_inner(
     state: &ApiState,
     req: &ResourceRequest,
     q: &Query,
     mut obj: Value,
+    record: bool,
 ) -> ApiResult<Outcome> {
     let r = req.resource;
     check_type(r, &mut obj, r.kind, &r.api_version())?;
@@ -523,6 +528,9 @@ pub fn create(
     }
     let mut obj = typed::admit(r.group, r.kind, obj).map_err(|e| admit_error(r, &name, e))?;
     check_namespace_open(state, r, req.namespace.as_deref())?;
+    if record {
+        fieldmanager::record_update(None, &mut obj, manager_of(q), r.group, r.kind, &meta::now());
+    }
     let key = r.key(req.namespace.as_deref(), &name);
     let addresses = service_addresses(state, r, &key);
     prepare(state, r, addresses.as_ref().map(|a| &a.1), &mut obj, None)?;
@@ -622,6 +630,20 @@ pub fn update_with<F>(
 where
     F: FnOnce(&Value) -> ApiResult<Value>,
 {
+    update_with_inner(state, req, q, part, true, change)
+}
+
+fn update_with_inner<F>(
+    state: &ApiState,
+    req: &ResourceRequest,
+    q: &Query,
+    part: Part,
+    record: bool,
+    change: F,
+) -> ApiResult<Outcome>
+where
+    F: FnOnce(&Value) -> ApiResult<Value>,
+{
     let r = req.resource;
     let name = name_of(req)?.to_string();
     let key = r.key(req.namespace.as_deref(), &name);
@@ -664,6 +686,10 @@ where
             &mut new,
             Some(old),
         )?;
+        if record {
+            let now = meta::now();
+            fieldmanager::record_update(Some(old), &mut new, manager_of(q), r.group, r.kind, &now);
+        }
         if tracks_generation(r) && meta::spec_part(&new) != meta::spec_part(old) {
             let g = old
                 .pointer("/metadata/generation")
@@ -776,10 +802,8 @@ pub fn patch(
     };
     let name = name_of(req)?.to_string();
     let key = r.key(req.namespace.as_deref(), &name);
-    if is_apply && part == Part::Main && state.cache.get(&key).is_none() {
-        let mut obj = patch.clone();
-        meta_mut(&mut obj).insert("name".into(), json!(name));
-        return create(state, req, q, obj);
+    if is_apply {
+        return server_side_apply(state, req, q, part, &key, &name, &patch);
     }
     let mut last_err = None;
     // A patch never carries a stale resourceVersion of its own unless the
@@ -792,6 +816,10 @@ pub fn patch(
                 base = current.clone();
             }
             let mut patched = apply_patch(r, content_type, &base, &patch)?;
+            meta_mut(&mut patched).remove("managedFields");
+            if let Some(m) = current.pointer("/metadata/managedFields") {
+                meta_mut(&mut patched).insert("managedFields".into(), m.clone());
+            }
             if patch.pointer("/metadata/resourceVersion").is_none() {
                 meta_mut(&mut patched).remove("resourceVersion");
             }
@@ -808,6 +836,76 @@ pub fn patch(
         }
     }
     Err(last_err.unwrap_or_else(|| ApiError::internal("patch retries exhausted")))
+}
+
+/// Server-side apply: merge the applied configuration with field ownership
+/// (`metadata.managedFields`); creates the object when it does not exist.
+fn server_side_apply(
+    state: &ApiState,
+    req: &ResourceRequest,
+    q: &Query,
+    part: Part,
+    key: &str,
+    name: &str,
+    applied: &Value,
+) -> ApiResult<Outcome> {
+    let r = req.resource;
+    let manager = q.non_empty("fieldManager").ok_or_else(|| {
+        ApiError::invalid(
+            r.kind,
+            r.group,
+            name,
+            &[kedge_config::validation::FieldError {
+                kind: kedge_config::validation::FieldErrorKind::Required,
+                field: "fieldManager".into(),
+                value: None,
+                detail: "is required for apply patch".into(),
+            }],
+        )
+    })?;
+    let force = q.flag("force");
+    let apply_err = |e: fieldmanager::ApplyError| match e {
+        fieldmanager::ApplyError::Conflicts(conflicts) => ApiError {
+            code: 409,
+            reason: "Conflict",
+            message: fieldmanager::ApplyError::Conflicts(conflicts.clone()).message(),
+            details: Some(json!({
+                "causes": conflicts.iter().map(|c| json!({
+                    "reason": "FieldManagerConflict",
+                    "message": c.message(),
+                    "field": c.field,
+                })).collect::<Vec<_>>(),
+            })),
+        },
+        fieldmanager::ApplyError::Invalid(m) => ApiError::bad_request(m),
+    };
+    if part == Part::Main && state.cache.get(key).is_none() {
+        let mut applied = applied.clone();
+        meta_mut(&mut applied).insert("name".into(), json!(name));
+        let obj = fieldmanager::apply(None, &applied, manager, force, r.group, r.kind, &meta::now())
+            .map_err(apply_err)?;
+        return create_inner(state, req, q, obj, false);
+    }
+    update_with_inner(state, req, q, part, false, |current| {
+        let mut merged = fieldmanager::apply(
+            Some(current),
+            applied,
+            manager,
+            force,
+            r.group,
+            r.kind,
+            &meta::now(),
+        )
+        .map_err(apply_err)?;
+        meta_mut(&mut merged).remove("resourceVersion");
+        Ok(merged)
+    })
+}
+
+/// The field manager of a write: the `fieldManager` parameter, or the
+/// client's name from its User-Agent as Kubernetes derives it.
+fn manager_of(q: &Query) -> &str {
+    q.non_empty("fieldManager").unwrap_or("unknown")
 }
 
 // === delete ===
@@ -1183,7 +1281,3 @@ pub fn requested_revision(q: &Query) -> ApiResult<Option<u64>> {
     }
 }
 
-/// The resourceVersion of a stored object (for tests and handlers).
-pub fn revision_of(obj: &Value) -> u64 {
-    resource_version(obj).unwrap_or(0)
-}

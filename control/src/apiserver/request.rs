@@ -145,6 +145,14 @@ impl Query {
         self.params.get(key).map(Vec::as_slice).unwrap_or(&[])
     }
 
+    /// Set a parameter unless the request gave it.
+    pub fn set_default(&mut self, key: &str, value: &str) {
+        let v = self.params.entry(key.to_string()).or_default();
+        if v.last().is_none_or(String::is_empty) {
+            v.push(value.to_string());
+        }
+    }
+
     /// A boolean parameter (`true`/`1`).
     pub fn flag(&self, key: &str) -> bool {
         matches!(self.get(key), Some("true") | Some("1"))
