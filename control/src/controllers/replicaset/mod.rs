@@ -1,11 +1,270 @@
-//! The replicaset controller.
+//! The ReplicaSet controller: keeps `spec.replicas` pods of the template
+//! running, owns them by controller ownerReference (adopting orphans its
+//! selector matches, releasing pods that stopped matching) and reports
+//! their counts in status (Kubernetes' `pkg/controller/replicaset`).
+//!
+//! The work loop is `kube::runtime::Controller` over ReplicaSets, triggered
+//! by pod events too. Reconcile reads pods from a reflector of its own
+//! (see `cache`): the watch that feeds it also settles the expectations
+//! (creates and deletes issued but not yet seen), which the controller's
+//! internal watch cannot report.
+
+pub mod backoff;
+pub mod cache;
+pub mod claim;
+pub mod expectations;
+pub mod manage;
+pub mod pods;
+pub mod status;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Pod;
+use kedge_config::selector::LabelSelector;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::Controller;
+use kube::Client;
+
+use self::backoff::Backoff;
+use self::cache::SyncPoint;
+use self::claim::Claimer;
+use self::expectations::Expectations;
+use super::events::Recorder;
 use super::Context;
+
+/// How soon to look again when our pod cache lags the controller's trigger
+/// watch: the awaited pod events are already on their way.
+const EXPECTATIONS_RECHECK: Duration = Duration::from_millis(200);
+
+/// Errors of one sync.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An API call failed.
+    #[error("API: {0}")]
+    Api(#[source] kube::Error),
+    /// Creating or deleting pods failed.
+    #[error("managing replicas: {0}")]
+    Manage(#[source] kube::Error),
+}
+
+/// What the reconcile function works with.
+pub struct State {
+    /// The API client.
+    pub client: Client,
+    /// Events as `replicaset-controller`.
+    pub recorder: Recorder,
+    /// All pods, from the reflector that settles expectations.
+    pub pods: Store<Pod>,
+    /// All ReplicaSets, from the controller's own watch.
+    pub rss: Store<ReplicaSet>,
+    /// Creates and deletes not yet observed, by ReplicaSet key.
+    pub expectations: Arc<Expectations>,
+    /// How far the pod cache is, against what woke each ReplicaSet.
+    pub pods_sync: Arc<SyncPoint>,
+    backoff: Backoff,
+}
 
 /// Run the controller until the future is dropped.
 pub async fn run(ctx: Arc<Context>) {
-    let _ = ctx;
-    futures::future::pending::<()>().await
+    let client = ctx.client.clone();
+    let pod_api: Api<Pod> = Api::all(client.clone());
+    let expectations = Arc::new(Expectations::default());
+    let pods_sync = Arc::new(SyncPoint::default());
+    let exp = expectations.clone();
+    let observed: Arc<parking_lot::Mutex<Option<Store<Pod>>>> = Default::default();
+    let reader = observed.clone();
+    let (pods, pod_cache) = cache::cache(pod_api.clone(), pods_sync.clone(), move |ev| {
+        if let Some(store) = reader.lock().as_ref() {
+            observe(&exp, store, ev);
+        }
+    });
+    *observed.lock() = Some(pods.clone());
+
+    let controller = Controller::new(
+        Api::<ReplicaSet>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let rss = controller.store();
+    let for_mapper = rss.clone();
+    let sync = pods_sync.clone();
+    let controller = controller.watches(pod_api, watcher::Config::default(), move |pod| {
+        let owners = owners_of(&for_mapper, &pod);
+        let rv = cache::revision(&pod);
+        for o in &owners {
+            sync.want(
+                format!("{}/{}", o.namespace.as_deref().unwrap_or(""), o.name),
+                rv,
+            );
+        }
+        owners
+    });
+    let state = Arc::new(State {
+        client,
+        recorder: ctx.recorder("replicaset-controller"),
+        pods,
+        rss,
+        expectations,
+        pods_sync,
+        backoff: Backoff::default(),
+    });
+    let work = controller
+        .run(reconcile, error_policy, state)
+        .for_each(|_| async {});
+    tokio::join!(pod_cache, work);
+}
+
+/// The expectation bookkeeping for one pod event: a pod the cache has not
+/// held before is an observed creation; a delete or a deletionTimestamp is
+/// an observed deletion.
+fn observe(exp: &Expectations, cache: &Store<Pod>, ev: &Event<Pod>) {
+    let (pod, deleted) = match ev {
+        Event::Apply(p) | Event::InitApply(p) => (p, p.metadata.deletion_timestamp.is_some()),
+        Event::Delete(p) => (p, true),
+        Event::Init | Event::InitDone => return,
+    };
+    let Some(owner) = pods::controller_of(&pod.metadata).filter(|r| r.kind == "ReplicaSet") else {
+        return;
+    };
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("");
+    let rs_key = format!("{ns}/{}", owner.name);
+    let known = cache
+        .get(&ObjectRef::from_obj(pod))
+        .is_some_and(|c| c.metadata.uid == pod.metadata.uid);
+    if !known {
+        exp.creation_observed(&rs_key);
+    }
+    if deleted {
+        exp.deletion_observed(&rs_key, &pods::key(pod));
+    }
+}
+
+/// ReplicaSets to sync for a pod event: its controller, or for an orphan
+/// every ReplicaSet whose selector matches it (one may adopt it).
+fn owners_of(rss: &Store<ReplicaSet>, pod: &Pod) -> Vec<ObjectRef<ReplicaSet>> {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    if let Some(owner) = pods::controller_of(&pod.metadata) {
+        if owner.kind == "ReplicaSet" && owner.api_version.starts_with("apps/") {
+            return vec![ObjectRef::new(&owner.name).within(&ns)];
+        }
+        return Vec::new();
+    }
+    let labels = pod.metadata.labels.clone().unwrap_or_default();
+    rss.state()
+        .iter()
+        .filter(|rs| rs.metadata.namespace.as_deref() == Some(ns.as_str()))
+        .filter(|rs| selector_of(rs).is_some_and(|s| !s.is_empty() && s.matches(&labels)))
+        .map(|rs| ObjectRef::from_obj(rs.as_ref()))
+        .collect()
+}
+
+fn selector_of(rs: &ReplicaSet) -> Option<LabelSelector> {
+    let sel = rs.spec.as_ref()?.selector.clone();
+    LabelSelector::from_label_selector(&sel).ok()
+}
+
+fn key_of(rs: &ReplicaSet) -> String {
+    format!(
+        "{}/{}",
+        rs.metadata.namespace.as_deref().unwrap_or(""),
+        rs.metadata.name.as_deref().unwrap_or("")
+    )
+}
+
+async fn reconcile(rs: Arc<ReplicaSet>, state: Arc<State>) -> Result<Action, Error> {
+    let key = key_of(&rs);
+    let action = sync(&rs, &state, &key).await?;
+    state.backoff.forget(&key);
+    Ok(action)
+}
+
+fn error_policy(rs: Arc<ReplicaSet>, err: &Error, state: Arc<State>) -> Action {
+    let key = key_of(&rs);
+    tracing::debug!(rs = %key, error = %err, "replicaset sync failed");
+    state.backoff.next(&key)
+}
+
+/// One sync: claim pods, create or delete towards the desired count unless
+/// earlier work is still unobserved, then write status.
+async fn sync(rs: &ReplicaSet, state: &State, key: &str) -> Result<Action, Error> {
+    if state.pods.wait_until_ready().await.is_err() {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    state.pods_sync.catch_up(key).await;
+    let ns = rs.metadata.namespace.clone().unwrap_or_default();
+    let Some(selector) = selector_of(rs) else {
+        // An invalid selector cannot be fixed by retrying.
+        tracing::warn!(rs = %key, "invalid selector");
+        return Ok(Action::await_change());
+    };
+    let needs_sync = state.expectations.satisfied(key, |pod_key| {
+        let (pns, name) = pod_key.split_once('/').unwrap_or(("", pod_key));
+        state
+            .pods
+            .get(&ObjectRef::new(name).within(pns))
+            .is_none_or(|p| p.metadata.deletion_timestamp.is_some())
+    });
+
+    let pod_api: Api<Pod> = Api::namespaced(state.client.clone(), &ns);
+    let rs_api: Api<ReplicaSet> = Api::namespaced(state.client.clone(), &ns);
+    let candidates = state.pods.state_filter(|p| {
+        p.metadata.namespace.as_deref() == Some(ns.as_str()) && pods::is_active(p)
+    });
+    let owner = manage::controller_ref(rs);
+    let claimer = Claimer {
+        owner: &owner,
+        namespace: &ns,
+        deleting: rs.metadata.deletion_timestamp.is_some(),
+    };
+    let uid = rs.metadata.uid.clone();
+    let name = rs.metadata.name.clone().unwrap_or_default();
+    let mut owned = claimer
+        .claim(
+            &pod_api,
+            candidates,
+            |p| {
+                !selector.is_empty()
+                    && selector.matches(&p.metadata.labels.clone().unwrap_or_default())
+            },
+            || async {
+                let fresh = rs_api.get(&name).await?;
+                Ok(fresh.metadata.uid == uid && fresh.metadata.deletion_timestamp.is_none())
+            },
+        )
+        .await
+        .map_err(Error::Api)?;
+    owned.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+
+    let mut manage_error = None;
+    if needs_sync && rs.metadata.deletion_timestamp.is_none() {
+        manage_error = manage::manage(state, key, rs, &owned).await.err();
+    }
+    let message = manage_error.as_ref().map(|e| e.to_string());
+    let new_status = status::calculate(rs, &owned, message.as_deref());
+    let updated = status::update(&rs_api, rs, new_status)
+        .await
+        .map_err(Error::Api)?;
+    if let Some(e) = manage_error {
+        return Err(Error::Manage(e));
+    }
+    let spec = updated.spec.as_ref();
+    let desired = spec.and_then(|s| s.replicas).unwrap_or(1);
+    let min_ready = spec.and_then(|s| s.min_ready_seconds).unwrap_or(0);
+    let st = updated.status.clone().unwrap_or_default();
+    if min_ready > 0
+        && st.ready_replicas.unwrap_or(0) == desired
+        && st.available_replicas.unwrap_or(0) != desired
+    {
+        // Pods turn available by the clock alone; no event will say so.
+        return Ok(Action::requeue(Duration::from_secs(min_ready as u64)));
+    }
+    if !needs_sync {
+        return Ok(Action::requeue(EXPECTATIONS_RECHECK));
+    }
+    Ok(Action::await_change())
 }

@@ -1,0 +1,127 @@
+//! ReplicaSet status: counts of the pods it owns and the ReplicaFailure
+//! condition (Kubernetes' `replica_set_utils.go`).
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, PostParams};
+
+use super::pods;
+
+/// The condition type set when pods cannot be created or deleted.
+pub const REPLICA_FAILURE: &str = "ReplicaFailure";
+
+/// Now, to the second: the API keeps seconds, so a finer time would make
+/// every comparison with a stored condition differ.
+pub fn now() -> Timestamp {
+    Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_else(|_| Timestamp::now())
+}
+
+/// The status `pods` (the active pods the ReplicaSet owns) call for.
+/// `manage_error` is the error of the last create/delete round, if any.
+pub fn calculate(
+    rs: &ReplicaSet,
+    pods: &[Arc<Pod>],
+    manage_error: Option<&str>,
+) -> ReplicaSetStatus {
+    let spec = rs.spec.as_ref();
+    let template_labels = spec
+        .and_then(|s| s.template.as_ref())
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    let min_ready = spec.and_then(|s| s.min_ready_seconds).unwrap_or(0);
+    let desired = spec.and_then(|s| s.replicas).unwrap_or(1);
+    let at = Timestamp::now();
+    let (mut fully_labeled, mut ready, mut available) = (0, 0, 0);
+    for pod in pods {
+        let labels = pod.metadata.labels.clone().unwrap_or_default();
+        if template_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+        {
+            fully_labeled += 1;
+        }
+        if pods::is_ready(pod) {
+            ready += 1;
+            if pods::is_available(pod, min_ready, at) {
+                available += 1;
+            }
+        }
+    }
+    let mut status = rs.status.clone().unwrap_or_default();
+    let mut conditions = status.conditions.take().unwrap_or_default();
+    let failure = conditions.iter().position(|c| c.type_ == REPLICA_FAILURE);
+    match (manage_error, failure) {
+        (Some(message), None) => {
+            let diff = pods.len() as i64 - i64::from(desired);
+            let reason = if diff < 0 {
+                "FailedCreate"
+            } else if diff > 0 {
+                "FailedDelete"
+            } else {
+                ""
+            };
+            conditions.push(ReplicaSetCondition {
+                type_: REPLICA_FAILURE.into(),
+                status: "True".into(),
+                reason: Some(reason.into()),
+                message: Some(message.into()),
+                last_transition_time: Some(Time(now())),
+            });
+        }
+        (None, Some(i)) => {
+            conditions.remove(i);
+        }
+        _ => {}
+    }
+    status.conditions = (!conditions.is_empty()).then_some(conditions);
+    status.replicas = pods.len() as i32;
+    status.fully_labeled_replicas = Some(fully_labeled);
+    status.ready_replicas = Some(ready);
+    status.available_replicas = Some(available);
+    status
+}
+
+/// Write `status` unless nothing changed; one retry on a conflict with a
+/// fresh copy, as the status is recomputed on the next sync anyway.
+pub async fn update(
+    api: &Api<ReplicaSet>,
+    rs: &ReplicaSet,
+    mut status: ReplicaSetStatus,
+) -> Result<ReplicaSet, kube::Error> {
+    let generation = rs.metadata.generation;
+    let current = rs.status.clone().unwrap_or_default();
+    if same_counts(&current, &status) && current.observed_generation == generation {
+        return Ok(rs.clone());
+    }
+    status.observed_generation = generation;
+    let name = rs.metadata.name.clone().unwrap_or_default();
+    let mut target = rs.clone();
+    for attempt in 0..2 {
+        target.status = Some(status.clone());
+        match api
+            .replace_status(&name, &PostParams::default(), &target)
+            .await
+        {
+            Ok(rs) => return Ok(rs),
+            Err(e) if attempt == 0 => {
+                tracing::debug!(error = %e, rs = %name, "status update failed, retrying once");
+                target = api.get(&name).await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+fn same_counts(a: &ReplicaSetStatus, b: &ReplicaSetStatus) -> bool {
+    a.replicas == b.replicas
+        && a.fully_labeled_replicas.unwrap_or(0) == b.fully_labeled_replicas.unwrap_or(0)
+        && a.ready_replicas.unwrap_or(0) == b.ready_replicas.unwrap_or(0)
+        && a.available_replicas.unwrap_or(0) == b.available_replicas.unwrap_or(0)
+        && a.conditions == b.conditions
+}
