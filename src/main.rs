@@ -168,6 +168,7 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         count: args.count,
         name_prefix: args.name_prefix.clone(),
         labels,
+        ..Default::default()
     };
     tokio::select! {
         _ = kedge_kubelet::hollow::run(client, opts) => {}

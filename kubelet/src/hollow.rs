@@ -1,7 +1,28 @@
-//! Hollow nodes: node agents whose containers "run" in a fake runtime.
+//! Hollow nodes: node agents whose containers "run" in the fake runtime
+//! ([`crate::runtime::fake`], whose annotations steer readiness and exits),
+//! many of them in one process against one API server, as Kubernetes'
+//! kubemark does for scale tests.
+//!
+//! Hollow node `i` is named `<prefix><i>`, has InternalIP `127.0.0.(10+i)`
+//! (an address nothing listens on and nothing contacts) and podCIDR
+//! `10.244.<i>.0/24` (past 255 nodes the second octet grows: 10.245.0.0/24
+//! is node 256). All of them share one API client and one pod watch; each
+//! costs a few tasks, never a thread.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+
+use crate::node::NodeConfig;
+use crate::pod_workers::PodSyncSettings;
+use crate::runtime::fake::{FakeRuntime, FakeRuntimeOptions};
+use crate::{source, Kubelet};
 
 /// Options of a group of hollow nodes.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct HollowOptions {
     /// How many nodes to run.
     pub count: usize,
@@ -9,10 +30,94 @@ pub struct HollowOptions {
     pub name_prefix: String,
     /// Labels every node gets.
     pub labels: Vec<(String, String)>,
+    /// The index of the first node (so several processes can run disjoint
+    /// groups).
+    pub first_index: usize,
+    /// Capacity (and allocatable) CPU.
+    pub cpu: String,
+    /// Capacity (and allocatable) memory.
+    pub memory: String,
+    /// Capacity (and allocatable) pods.
+    pub pods: String,
+    /// How often each node posts its status.
+    pub status_update_interval: Duration,
+    /// How often each node renews its Lease.
+    pub lease_renew_interval: Duration,
+    /// How pod workers pace themselves (resync, restart back-off).
+    pub pod_sync: PodSyncSettings,
+    /// Time between starting a container and it running.
+    pub container_start_delay: Duration,
+}
+
+impl Default for HollowOptions {
+    fn default() -> Self {
+        Self {
+            count: 1,
+            name_prefix: "hollow-".to_string(),
+            labels: Vec::new(),
+            first_index: 0,
+            cpu: "4".to_string(),
+            memory: "16Gi".to_string(),
+            pods: "110".to_string(),
+            status_update_interval: Duration::from_secs(10),
+            lease_renew_interval: Duration::from_secs(10),
+            pod_sync: PodSyncSettings::default(),
+            container_start_delay: Duration::ZERO,
+        }
+    }
+}
+
+/// The InternalIP of hollow node `index`: 127.0.0.10 onwards.
+pub fn internal_ip(index: usize) -> Ipv4Addr {
+    let base = u32::from(Ipv4Addr::new(127, 0, 0, 10));
+    Ipv4Addr::from(base.wrapping_add(index as u32))
+}
+
+/// The podCIDR of hollow node `index` (a /24 from 10.244.0.0 on), if the
+/// 10.0.0.0/8 space still has one.
+pub fn pod_cidr(index: usize) -> Option<(Ipv4Addr, u8)> {
+    let second = 244 + index / 256;
+    let second = u8::try_from(second).ok()?;
+    Some((Ipv4Addr::new(10, second, (index % 256) as u8, 0), 24))
+}
+
+/// The agent of hollow node `index`, built from `opts`.
+pub fn kubelet(client: kube::Client, opts: &HollowOptions, index: usize) -> Kubelet {
+    let name = format!("{}{index}", opts.name_prefix);
+    let cidr = pod_cidr(index);
+    let mut config = NodeConfig::new(name, IpAddr::V4(internal_ip(index)));
+    config.labels = opts.labels.iter().cloned().collect::<BTreeMap<_, _>>();
+    config.capacity = [
+        ("cpu", &opts.cpu),
+        ("memory", &opts.memory),
+        ("pods", &opts.pods),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.clone()))
+    .collect();
+    config.pod_cidr = cidr.map(|(net, len)| format!("{net}/{len}"));
+    config.status_update_interval = opts.status_update_interval;
+    config.lease_renew_interval = opts.lease_renew_interval;
+    config.os_image = "kedge hollow node".to_string();
+    let runtime = FakeRuntime::new(FakeRuntimeOptions {
+        start_delay: opts.container_start_delay,
+        pod_cidr: cidr,
+    });
+    Kubelet::new(client, config, runtime, opts.pod_sync.clone())
 }
 
 /// Run the hollow nodes until the future is dropped.
 pub async fn run(client: kube::Client, opts: HollowOptions) {
-    let _ = (client, opts);
-    std::future::pending::<()>().await
+    let kubelets: Vec<Kubelet> = (opts.first_index..opts.first_index + opts.count)
+        .map(|i| kubelet(client.clone(), &opts, i))
+        .collect();
+    let nodes: source::NodeSet = kubelets
+        .iter()
+        .map(|k| (k.name().to_string(), k.pod_workers().clone()))
+        .collect::<HashMap<_, _>>();
+    tracing::info!(count = kubelets.len(), prefix = %opts.name_prefix, "starting hollow nodes");
+    tokio::join!(
+        join_all(kubelets.iter().map(Kubelet::run_node)),
+        source::watch_pods(client, Arc::new(nodes)),
+    );
 }

@@ -168,6 +168,42 @@ impl Cluster {
     }
 }
 
+/// A `kedge agent` process started by a test; stopped (by PID) on drop.
+pub struct Agent {
+    child: Child,
+}
+
+impl Agent {
+    /// Kill the agent (its nodes stop heartbeating).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Cluster {
+    /// Start `kedge agent --hollow` with `count` nodes named `<prefix>N`.
+    pub fn hollow_nodes(&self, count: usize, prefix: &str, extra: &[&str]) -> Agent {
+        let child = Command::new(env!("CARGO_BIN_EXE_kedge"))
+            .args(["agent", "--hollow", "--count", &count.to_string(), "--name-prefix", prefix])
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting kedge agent");
+        Agent { child }
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.kill();
