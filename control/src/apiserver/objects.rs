@@ -630,7 +630,20 @@ pub fn update_with<F>(
 where
     F: FnOnce(&Value) -> ApiResult<Value>,
 {
-    update_with_inner(state, req, q, part, true, change)
+    update_with_inner(state, req, q, part, Writer::Client, change)
+}
+
+/// Who is writing, which decides the checks and bookkeeping of an update.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    /// An ordinary update or patch: field ownership recorded, immutable
+    /// fields enforced.
+    Client,
+    /// Server-side apply, which records ownership itself.
+    Apply,
+    /// The binding subresource: the one write allowed to set a pod's
+    /// `spec.nodeName`.
+    Binding,
 }
 
 fn update_with_inner<F>(
@@ -638,7 +651,7 @@ fn update_with_inner<F>(
     req: &ResourceRequest,
     q: &Query,
     part: Part,
-    record: bool,
+    writer: Writer,
     change: F,
 ) -> ApiResult<Outcome>
 where
@@ -673,9 +686,18 @@ where
             }
         }
         check_fields(r, &new, q)?;
-        let new = merge_part(r, part, old, new);
+        let mut new = merge_part(r, part, old, new);
+        if writer == Writer::Binding {
+            // Binding sets the node and the PodScheduled condition in one
+            // write, as the binding subresource does in Kubernetes.
+            set_pod_scheduled(&mut new);
+        }
         let mut new = typed::admit(r.group, r.kind, new).map_err(|e| admit_error(r, &name, e))?;
-        let errs = typed::validate_update(r.group, r.kind, old, &new);
+        let errs = if writer == Writer::Binding {
+            Vec::new()
+        } else {
+            typed::validate_update(r.group, r.kind, old, &new)
+        };
         if !errs.is_empty() {
             return Err(ApiError::invalid(r.kind, r.group, &name, &errs));
         }
@@ -686,7 +708,7 @@ where
             &mut new,
             Some(old),
         )?;
-        if record {
+        if writer != Writer::Apply {
             let now = meta::now();
             fieldmanager::record_update(Some(old), &mut new, manager_of(q), r.group, r.kind, &now);
         }
@@ -886,7 +908,7 @@ fn server_side_apply(
             .map_err(apply_err)?;
         return create_inner(state, req, q, obj, false);
     }
-    update_with_inner(state, req, q, part, false, |current| {
+    update_with_inner(state, req, q, part, Writer::Apply, |current| {
         let mut merged = fieldmanager::apply(
             Some(current),
             applied,
@@ -1181,6 +1203,25 @@ where
     Ok(scale_of(&out.object))
 }
 
+fn set_pod_scheduled(pod: &mut Value) {
+    let mut conds: Vec<Value> = pod
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    conds.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
+    conds.push(json!({
+        "type": "PodScheduled",
+        "status": "True",
+        "lastProbeTime": null,
+        "lastTransitionTime": meta::now(),
+    }));
+    if !pod.get("status").is_some_and(Value::is_object) {
+        pod["status"] = json!({});
+    }
+    pod["status"]["conditions"] = json!(conds);
+}
+
 /// POST pods/<name>/binding: assign the pod to a node.
 pub fn bind(
     state: &ApiState,
@@ -1195,7 +1236,7 @@ pub fn bind(
         .ok_or_else(|| ApiError::bad_request("binding target name is required"))?
         .to_string();
     let name = name_of(req)?.to_string();
-    update_with(state, req, q, Part::Main, |current| {
+    update_with_inner(state, req, q, Part::Main, Writer::Binding, |current| {
         if let Some(existing) = current
             .pointer("/spec/nodeName")
             .and_then(Value::as_str)
@@ -1213,21 +1254,6 @@ pub fn bind(
         }
         let mut new = current.clone();
         new["spec"]["nodeName"] = json!(node);
-        meta_mut(&mut new).remove("resourceVersion");
-        Ok(new)
-    })?;
-    // PodScheduled goes into status through the status path.
-    let now = meta::now();
-    update_with(state, req, q, Part::Status, |current| {
-        let mut new = current.clone();
-        let mut conds: Vec<Value> = current
-            .pointer("/status/conditions")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        conds.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
-        conds.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}));
-        new["status"]["conditions"] = json!(conds);
         meta_mut(&mut new).remove("resourceVersion");
         Ok(new)
     })?;
