@@ -34,13 +34,14 @@ async fn start() -> (
     (running, client, dir)
 }
 
-/// Poll until `check` holds (or fail after a generous bound).
+/// Poll until `check` holds (or fail after a generous bound: 30 s, for a
+/// loaded 2-core machine).
 async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    for _ in 0..200 {
+    for _ in 0..600 {
         if check().await {
             return;
         }
