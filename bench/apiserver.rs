@@ -77,7 +77,11 @@ fn configmap(name: &str) -> ConfigMap {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Proc(Child);
@@ -98,23 +102,29 @@ async fn start_kedge(dir: &std::path::Path) -> (Proc, kube::Client) {
         p.pop();
         p.join("kedge").display().to_string()
     });
-    let child = Command::new(&exe)
-        .args(["server", "--data-dir"])
-        .arg(dir)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {exe}: {e} (build it with cargo build --release)"));
+    let child = Proc(
+        Command::new(&exe)
+            .args(["server", "--data-dir"])
+            .arg(dir)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("starting {exe}: {e} (build it with cargo build --release)")
+            }),
+    );
     let kubeconfig = dir.join("kubeconfig");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if kubeconfig.exists() {
             let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
-            let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
+            let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .unwrap();
             let client = kube::Client::try_from(cfg).unwrap();
             if client.apiserver_version().await.is_ok() {
-                return (Proc(child), client);
+                return (child, client);
             }
         }
         assert!(Instant::now() < deadline, "kedge did not start");
@@ -130,7 +140,9 @@ async fn bench_kedge(client: kube::Client) -> Vec<(&'static str, Stats)> {
     let t = Instant::now();
     for i in 0..SEQUENTIAL {
         let s = Instant::now();
-        api.create(&PostParams::default(), &configmap(&format!("seq-{i}"))).await.unwrap();
+        api.create(&PostParams::default(), &configmap(&format!("seq-{i}")))
+            .await
+            .unwrap();
         lat.push(s.elapsed());
     }
     out.push(("create, sequential", Stats::from(lat, t.elapsed())));
@@ -143,7 +155,9 @@ async fn bench_kedge(client: kube::Client) -> Vec<(&'static str, Stats)> {
             let mut lat = Vec::new();
             for i in 0..CONCURRENT_EACH {
                 let s = Instant::now();
-                api.create(&PostParams::default(), &configmap(&format!("par-{w}-{i}"))).await.unwrap();
+                api.create(&PostParams::default(), &configmap(&format!("par-{w}-{i}")))
+                    .await
+                    .unwrap();
                 lat.push(s.elapsed());
             }
             lat
@@ -175,17 +189,31 @@ async fn bench_kedge(client: kube::Client) -> Vec<(&'static str, Stats)> {
     out.push(("list 3000 objects", Stats::from(lat, t.elapsed())));
 
     // Watch delivery: time from a write's acknowledgement to its event.
-    let rv = api.list(&ListParams::default().limit(1)).await.unwrap().metadata.resource_version.unwrap();
-    let mut stream = api.watch(&WatchParams::default(), &rv).await.unwrap().boxed();
+    let rv = api
+        .list(&ListParams::default().limit(1))
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut stream = api
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
     let mut lat = Vec::new();
     let t = Instant::now();
     for i in 0..WATCHED {
         let name = format!("watch-{i}");
-        api.create(&PostParams::default(), &configmap(&name)).await.unwrap();
+        api.create(&PostParams::default(), &configmap(&name))
+            .await
+            .unwrap();
         let acked = Instant::now();
         loop {
             match stream.next().await {
-                Some(Ok(WatchEvent::Added(cm))) if cm.metadata.name.as_deref() == Some(&name) => break,
+                Some(Ok(WatchEvent::Added(cm))) if cm.metadata.name.as_deref() == Some(&name) => {
+                    break
+                }
                 Some(Ok(_)) => continue,
                 other => panic!("watch ended: {other:?}"),
             }
@@ -227,7 +255,17 @@ fn etcd_value(name: &str) -> String {
 
 async fn etcd_put(http: &Http, port: u16, name: &str) {
     let key = format!("/registry/configmaps/default/{name}");
-    etcd_post(http, port, "/v3/kv/put", format!(r#"{{"key":"{}","value":"{}"}}"#, b64(&key), b64(&etcd_value(name)))).await;
+    etcd_post(
+        http,
+        port,
+        "/v3/kv/put",
+        format!(
+            r#"{{"key":"{}","value":"{}"}}"#,
+            b64(&key),
+            b64(&etcd_value(name))
+        ),
+    )
+    .await;
 }
 
 fn start_etcd(dir: &std::path::Path) -> Option<(Proc, u16)> {
@@ -236,11 +274,23 @@ fn start_etcd(dir: &std::path::Path) -> Option<(Proc, u16)> {
     let child = Command::new("etcd")
         .arg("--data-dir")
         .arg(dir)
-        .args(["--listen-client-urls", &format!("http://127.0.0.1:{client}")])
-        .args(["--advertise-client-urls", &format!("http://127.0.0.1:{client}")])
+        .args([
+            "--listen-client-urls",
+            &format!("http://127.0.0.1:{client}"),
+        ])
+        .args([
+            "--advertise-client-urls",
+            &format!("http://127.0.0.1:{client}"),
+        ])
         .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-        .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
-        .args(["--initial-cluster", &format!("default=http://127.0.0.1:{peer}")])
+        .args([
+            "--initial-advertise-peer-urls",
+            &format!("http://127.0.0.1:{peer}"),
+        ])
+        .args([
+            "--initial-cluster",
+            &format!("default=http://127.0.0.1:{peer}"),
+        ])
         .args(["--log-level", "error"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -254,9 +304,16 @@ async fn bench_etcd(port: u16) -> Vec<(&'static str, Stats)> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let req = hyper::Request::post(format!("http://127.0.0.1:{port}/v3/kv/range"))
-            .body(Full::new(Bytes::from(format!(r#"{{"key":"{}"}}"#, b64("x")))))
+            .body(Full::new(Bytes::from(format!(
+                r#"{{"key":"{}"}}"#,
+                b64("x")
+            ))))
             .unwrap();
-        if http.request(req).await.is_ok_and(|r| r.status().is_success()) {
+        if http
+            .request(req)
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             break;
         }
         assert!(Instant::now() < deadline, "etcd did not start");
@@ -298,17 +355,32 @@ async fn bench_etcd(port: u16) -> Vec<(&'static str, Stats)> {
     for i in 0..GETS {
         let key = format!("/registry/configmaps/default/seq-{}", i % SEQUENTIAL);
         let s = Instant::now();
-        etcd_post(&http, port, "/v3/kv/range", format!(r#"{{"key":"{}"}}"#, b64(&key))).await;
+        etcd_post(
+            &http,
+            port,
+            "/v3/kv/range",
+            format!(r#"{{"key":"{}"}}"#, b64(&key)),
+        )
+        .await;
         lat.push(s.elapsed());
     }
     out.push(("get", Stats::from(lat, t.elapsed())));
 
     let mut lat = Vec::new();
     let t = Instant::now();
-    let (start, end) = ("/registry/configmaps/default/", "/registry/configmaps/default0");
+    let (start, end) = (
+        "/registry/configmaps/default/",
+        "/registry/configmaps/default0",
+    );
     for _ in 0..LISTS {
         let s = Instant::now();
-        let body = etcd_post(&http, port, "/v3/kv/range", format!(r#"{{"key":"{}","range_end":"{}"}}"#, b64(start), b64(end))).await;
+        let body = etcd_post(
+            &http,
+            port,
+            "/v3/kv/range",
+            format!(r#"{{"key":"{}","range_end":"{}"}}"#, b64(start), b64(end)),
+        )
+        .await;
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert!(v["kvs"].as_array().map(|a| a.len()).unwrap_or(0) >= SEQUENTIAL);
         lat.push(s.elapsed());
@@ -327,21 +399,22 @@ async fn bench_etcd(port: u16) -> Vec<(&'static str, Stats)> {
     let mut body = resp.into_body();
     // The first message confirms the watch was created.
     let mut buf = Vec::new();
-    let mut next_message = async |body: &mut hyper::body::Incoming, buf: &mut Vec<u8>| -> serde_json::Value {
-        loop {
-            if let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=pos).collect();
-                if let Ok(v) = serde_json::from_slice(&line) {
-                    return v;
+    let next_message =
+        async |body: &mut hyper::body::Incoming, buf: &mut Vec<u8>| -> serde_json::Value {
+            loop {
+                if let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=pos).collect();
+                    if let Ok(v) = serde_json::from_slice(&line) {
+                        return v;
+                    }
+                    continue;
                 }
-                continue;
+                let frame = body.frame().await.unwrap().unwrap();
+                if let Ok(d) = frame.into_data() {
+                    buf.extend_from_slice(&d);
+                }
             }
-            let frame = body.frame().await.unwrap().unwrap();
-            if let Ok(d) = frame.into_data() {
-                buf.extend_from_slice(&d);
-            }
-        }
-    };
+        };
     let _created = next_message(&mut body, &mut buf).await;
     let mut lat = Vec::new();
     let t = Instant::now();
@@ -351,7 +424,10 @@ async fn bench_etcd(port: u16) -> Vec<(&'static str, Stats)> {
         let acked = Instant::now();
         loop {
             let m = next_message(&mut body, &mut buf).await;
-            if m.pointer("/result/events").and_then(|e| e.as_array()).is_some_and(|e| !e.is_empty()) {
+            if m.pointer("/result/events")
+                .and_then(|e| e.as_array())
+                .is_some_and(|e| !e.is_empty())
+            {
                 break;
             }
         }
@@ -362,7 +438,10 @@ async fn bench_etcd(port: u16) -> Vec<(&'static str, Stats)> {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let tmp = tempfile::tempdir().unwrap();
         println!("kedge API server vs etcd {} (same machine, same run)", etcd_version());

@@ -135,7 +135,10 @@ async fn run_server(args: ServerArgs, control_loops: bool) -> anyhow::Result<()>
     let running = server::start(cfg, opts).await?;
     if control_loops {
         // The scheduler and controllers are API clients like any other.
-        let client = running.client().await.context("API client for the control loops")?;
+        let client = running
+            .client()
+            .await
+            .context("API client for the control loops")?;
         tokio::spawn(kedge_control::scheduler::run(client.clone()));
         tokio::spawn(kedge_control::controllers::run_all(
             kedge_control::controllers::Context::new(client),

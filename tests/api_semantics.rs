@@ -64,10 +64,12 @@ async fn kubectl_watch_sees_objects_created_by_another_client() {
         let pods = pods.clone();
         let name2 = name.clone();
         let rt = tokio::runtime::Handle::current();
-        std::thread::spawn(move || rt.block_on(async { pods.create(&PostParams::default(), &pod(&name2)).await }))
-            .join()
-            .unwrap()
-            .unwrap();
+        std::thread::spawn(move || {
+            rt.block_on(async { pods.create(&PostParams::default(), &pod(&name2)).await })
+        })
+        .join()
+        .unwrap()
+        .unwrap();
         std::thread::sleep(Duration::from_millis(400));
         seen.lock().unwrap().contains("watched-")
     });
@@ -83,7 +85,10 @@ async fn kube_watcher_resumes_and_gets_410_after_compaction() {
     let c = Cluster::start_with(&["--watch-history", "5"]);
     let client = c.client().await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    let first = cms.create(&PostParams::default(), &configmap("a")).await.unwrap();
+    let first = cms
+        .create(&PostParams::default(), &configmap("a"))
+        .await
+        .unwrap();
     let rv = first.metadata.resource_version.clone().unwrap();
 
     // A watcher from the list sees a later create.
@@ -100,8 +105,13 @@ async fn kube_watcher_resumes_and_gets_410_after_compaction() {
         false
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    cms.create(&PostParams::default(), &configmap("b")).await.unwrap();
-    assert!(tokio::time::timeout(Duration::from_secs(20), seen).await.unwrap().unwrap());
+    cms.create(&PostParams::default(), &configmap("b"))
+        .await
+        .unwrap();
+    assert!(tokio::time::timeout(Duration::from_secs(20), seen)
+        .await
+        .unwrap()
+        .unwrap());
 
     // Resuming from a revision inside the history replays what followed.
     let mut w = cms
@@ -109,7 +119,11 @@ async fn kube_watcher_resumes_and_gets_410_after_compaction() {
         .await
         .unwrap()
         .boxed();
-    let ev = tokio::time::timeout(Duration::from_secs(10), w.next()).await.unwrap().unwrap().unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(10), w.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     match ev {
         kube::api::WatchEvent::Added(cm) => assert_eq!(cm.metadata.name.as_deref(), Some("b")),
         other => panic!("expected ADDED b, got {other:?}"),
@@ -117,14 +131,20 @@ async fn kube_watcher_resumes_and_gets_410_after_compaction() {
 
     // Push the history past that revision: the same resume is now Expired.
     for i in 0..10 {
-        cms.create(&PostParams::default(), &configmap(&format!("fill-{i}"))).await.unwrap();
+        cms.create(&PostParams::default(), &configmap(&format!("fill-{i}")))
+            .await
+            .unwrap();
     }
     let mut w = cms
         .watch(&kube::api::WatchParams::default(), &rv)
         .await
         .unwrap()
         .boxed();
-    let ev = tokio::time::timeout(Duration::from_secs(10), w.next()).await.unwrap().unwrap().unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(10), w.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     match ev {
         kube::api::WatchEvent::Error(e) => {
             assert_eq!(e.code, 410);
@@ -143,13 +163,22 @@ fn invalid_manifests_get_field_paths() {
     assert!(err.contains("spec.replicas"), "{err}");
 
     let err = c.kubectl_fails(&["apply", "-f", &f("bad-name.yaml")]);
-    assert!(err.contains("The ConfigMap \"Bad_Name\" is invalid"), "{err}");
-    assert!(err.contains("metadata.name: Invalid value: \"Bad_Name\""), "{err}");
+    assert!(
+        err.contains("The ConfigMap \"Bad_Name\" is invalid"),
+        "{err}"
+    );
+    assert!(
+        err.contains("metadata.name: Invalid value: \"Bad_Name\""),
+        "{err}"
+    );
 
     let err = c.kubectl_fails(&["apply", "-f", &f("selector-mismatch.yaml")]);
     assert!(err.contains("The Deployment \"web\" is invalid"), "{err}");
     assert!(err.contains("spec.template.metadata.labels"), "{err}");
-    assert!(err.contains("`selector` does not match template `labels`"), "{err}");
+    assert!(
+        err.contains("`selector` does not match template `labels`"),
+        "{err}"
+    );
 
     let err = c.kubectl_fails(&["apply", "-f", &f("unknown-kind.yaml")]);
     assert!(err.contains("no matches for kind \"Widget\""), "{err}");
@@ -158,19 +187,33 @@ fn invalid_manifests_get_field_paths() {
     assert!(err.contains("unknown field \"color\""), "{err}");
 
     let err = c.kubectl_fails(&["create", "-f", &f("missing-image.yaml")]);
-    assert!(err.contains("spec.containers[0].image: Required value"), "{err}");
-    assert!(err.contains("spec.containers[1].name: Duplicate value: \"c\""), "{err}");
-    assert!(err.contains("spec.containers[1].ports[0].containerPort"), "{err}");
+    assert!(
+        err.contains("spec.containers[0].image: Required value"),
+        "{err}"
+    );
+    assert!(
+        err.contains("spec.containers[1].name: Duplicate value: \"c\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("spec.containers[1].ports[0].containerPort"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stale_update_conflicts_and_missing_token_is_unauthorized() {
     let c = Cluster::start();
     let cms: Api<ConfigMap> = Api::namespaced(c.client().await, "default");
-    let cm = cms.create(&PostParams::default(), &configmap("x")).await.unwrap();
+    let cm = cms
+        .create(&PostParams::default(), &configmap("x"))
+        .await
+        .unwrap();
     let mut newer = cm.clone();
     newer.data = Some([("k".to_string(), "v2".to_string())].into());
-    cms.replace("x", &PostParams::default(), &newer).await.unwrap();
+    cms.replace("x", &PostParams::default(), &newer)
+        .await
+        .unwrap();
     // `cm` still carries the first resourceVersion.
     let mut stale = cm.clone();
     stale.data = Some([("k".to_string(), "v3".to_string())].into());
@@ -187,7 +230,13 @@ async fn stale_update_conflicts_and_missing_token_is_unauthorized() {
         err.contains("Unauthorized") || err.contains("provide credentials"),
         "{err}"
     );
-    let out = c.kubectl_output(&["get", "--raw", "/api/v1/namespaces", "--token=", "--username=nobody"]);
+    let out = c.kubectl_output(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces",
+        "--token=",
+        "--username=nobody",
+    ]);
     assert!(!out.status.success());
 }
 
@@ -224,18 +273,28 @@ async fn acknowledged_writes_survive_sigkill() {
         let _ = t.await;
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() >= 100, "only {} writes before the kill", acked.len());
+    assert!(
+        acked.len() >= 100,
+        "only {} writes before the kill",
+        acked.len()
+    );
     let max_rv = acked.iter().map(|(_, rv)| *rv).max().unwrap();
 
     c.restart();
     let cms: Api<ConfigMap> = Api::namespaced(c.client().await, "default");
     let list = cms.list(&Default::default()).await.unwrap();
-    let names: std::collections::HashSet<String> =
-        list.items.iter().filter_map(|cm| cm.metadata.name.clone()).collect();
+    let names: std::collections::HashSet<String> = list
+        .items
+        .iter()
+        .filter_map(|cm| cm.metadata.name.clone())
+        .collect();
     for (name, _) in &acked {
         assert!(names.contains(name), "acknowledged write {name} lost");
     }
-    let after = cms.create(&PostParams::default(), &configmap("after-restart")).await.unwrap();
+    let after = cms
+        .create(&PostParams::default(), &configmap("after-restart"))
+        .await
+        .unwrap();
     let rv: u64 = after.metadata.resource_version.unwrap().parse().unwrap();
     assert!(rv > max_rv, "resourceVersion went back: {rv} <= {max_rv}");
 }
@@ -253,9 +312,13 @@ async fn finalizers_hold_deletion_and_deletecollection_selects() {
     assert!(cm.metadata.deletion_timestamp.is_some());
     // Clearing the finalizer lets it go.
     let patch = serde_json::json!({"metadata": {"finalizers": null}});
-    cms.patch("held", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
-        .await
-        .unwrap();
+    cms.patch(
+        "held",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await
+    .unwrap();
     assert!(cms.get_opt("held").await.unwrap().is_none());
 
     for (name, tier) in [("a", "web"), ("b", "web"), ("c", "db")] {
@@ -263,9 +326,12 @@ async fn finalizers_hold_deletion_and_deletecollection_selects() {
         cm.metadata.labels = Some([("tier".to_string(), tier.to_string())].into());
         cms.create(&PostParams::default(), &cm).await.unwrap();
     }
-    cms.delete_collection(&Default::default(), &kube::api::ListParams::default().labels("tier=web"))
-        .await
-        .unwrap();
+    cms.delete_collection(
+        &Default::default(),
+        &kube::api::ListParams::default().labels("tier=web"),
+    )
+    .await
+    .unwrap();
     let left: Vec<String> = cms
         .list(&Default::default())
         .await

@@ -23,14 +23,27 @@ fn walkthrough_with_kubectl() {
 
     // Discovery: what api-resources prints.
     let out = c.kubectl(&["api-resources"]);
-    for needle in ["deployments", "deploy", "apps/v1", "ingresses", "endpointslices", "leases"] {
+    for needle in [
+        "deployments",
+        "deploy",
+        "apps/v1",
+        "ingresses",
+        "endpointslices",
+        "leases",
+    ] {
         assert!(out.contains(needle), "api-resources lacks {needle}:\n{out}");
     }
 
     // The namespaces a cluster starts with, and one of ours.
     c.kubectl(&["create", "namespace", "luffy"]);
     let out = c.kubectl(&["get", "ns"]);
-    for ns in ["default", "kube-system", "kube-public", "kube-node-lease", "luffy"] {
+    for ns in [
+        "default",
+        "kube-system",
+        "kube-public",
+        "kube-node-lease",
+        "luffy",
+    ] {
         assert!(out.contains(ns), "{ns} missing:\n{out}");
     }
     assert!(out.starts_with("NAME"), "table header expected:\n{out}");
@@ -38,20 +51,45 @@ fn walkthrough_with_kubectl() {
 
     // kubectl create sends protobuf bodies for these.
     c.kubectl(&[
-        "-n", "luffy", "create", "configmap", "myblog",
-        "--from-literal=MYSQL_HOST=mysql", "--from-literal=MYSQL_PORT=3306",
+        "-n",
+        "luffy",
+        "create",
+        "configmap",
+        "myblog",
+        "--from-literal=MYSQL_HOST=mysql",
+        "--from-literal=MYSQL_PORT=3306",
     ]);
     c.kubectl(&[
-        "-n", "luffy", "create", "secret", "generic", "myblog",
-        "--from-literal=MYSQL_USER=root", "--from-literal=MYSQL_PASSWD=123456",
+        "-n",
+        "luffy",
+        "create",
+        "secret",
+        "generic",
+        "myblog",
+        "--from-literal=MYSQL_USER=root",
+        "--from-literal=MYSQL_PASSWD=123456",
     ]);
     let (crt, key) = write_tls_files(&c.home);
     c.kubectl(&[
-        "-n", "luffy", "create", "secret", "tls", "tls-myblog",
-        &format!("--cert={crt}"), &format!("--key={key}"),
+        "-n",
+        "luffy",
+        "create",
+        "secret",
+        "tls",
+        "tls-myblog",
+        &format!("--cert={crt}"),
+        &format!("--key={key}"),
     ]);
     assert_eq!(
-        c.kubectl(&["-n", "luffy", "get", "cm", "myblog", "-o", "jsonpath={.data.MYSQL_PORT}"]),
+        c.kubectl(&[
+            "-n",
+            "luffy",
+            "get",
+            "cm",
+            "myblog",
+            "-o",
+            "jsonpath={.data.MYSQL_PORT}"
+        ]),
         "3306"
     );
     let out = c.kubectl(&["-n", "luffy", "get", "secrets"]);
@@ -62,7 +100,10 @@ fn walkthrough_with_kubectl() {
     let manifest = Cluster::fixture("myblog.yaml");
     let out = c.kubectl(&["apply", "-f", &manifest]);
     assert!(out.contains("deployment.apps/myblog created"), "{out}");
-    assert!(out.contains("ingress.networking.k8s.io/myblog created"), "{out}");
+    assert!(
+        out.contains("ingress.networking.k8s.io/myblog created"),
+        "{out}"
+    );
 
     let all = c.kubectl(&["get", "all", "-n", "luffy"]);
     assert!(all.contains("service/myblog-np"), "{all}");
@@ -71,7 +112,10 @@ fn walkthrough_with_kubectl() {
     assert!(all.contains("deployment.apps/myblog"), "{all}");
     assert!(all.contains("READY"), "{all}");
     let ing = c.kubectl(&["get", "ingress", "-n", "luffy"]);
-    assert!(ing.contains("blog.luffy.com") && ing.contains("80, 443"), "{ing}");
+    assert!(
+        ing.contains("blog.luffy.com") && ing.contains("80, 443"),
+        "{ing}"
+    );
 
     // Defaults as Kubernetes sets them.
     let strategy = c.kubectl(&[
@@ -83,19 +127,38 @@ fn walkthrough_with_kubectl() {
     // Applying the same file again changes nothing (a Secret written with
     // stringData always reports "configured", as on Kubernetes).
     let rv = |c: &Cluster| {
-        c.kubectl(&["-n", "luffy", "get", "deploy", "myblog", "-o", "jsonpath={.metadata.resourceVersion}"])
+        c.kubectl(&[
+            "-n",
+            "luffy",
+            "get",
+            "deploy",
+            "myblog",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ])
     };
     let rv_before = rv(&c);
     let out = c.kubectl(&["apply", "-f", &manifest]);
     assert!(out.contains("deployment.apps/myblog unchanged"), "{out}");
     assert!(out.contains("service/myblog-np unchanged"), "{out}");
-    assert!(out.contains("ingress.networking.k8s.io/myblog unchanged"), "{out}");
+    assert!(
+        out.contains("ingress.networking.k8s.io/myblog unchanged"),
+        "{out}"
+    );
     assert_eq!(rv_before, rv(&c));
 
     // -o yaml round trip: what get prints, replace accepts, and the spec
     // comes back the same (the generation does not move).
     let gen_of = |c: &Cluster| {
-        c.kubectl(&["-n", "luffy", "get", "deploy", "myblog", "-o", "jsonpath={.metadata.generation}"])
+        c.kubectl(&[
+            "-n",
+            "luffy",
+            "get",
+            "deploy",
+            "myblog",
+            "-o",
+            "jsonpath={.metadata.generation}",
+        ])
     };
     let g0 = gen_of(&c);
     let yaml = c.kubectl(&["-n", "luffy", "get", "deploy", "myblog", "-o", "yaml"]);
@@ -106,38 +169,80 @@ fn walkthrough_with_kubectl() {
 
     // Editing the image and re-applying patches it; the generation goes up.
     let gen = |c: &Cluster| -> i64 {
-        c.kubectl(&["-n", "luffy", "get", "deploy", "myblog", "-o", "jsonpath={.metadata.generation}"])
-            .parse()
-            .unwrap()
+        c.kubectl(&[
+            "-n",
+            "luffy",
+            "get",
+            "deploy",
+            "myblog",
+            "-o",
+            "jsonpath={.metadata.generation}",
+        ])
+        .parse()
+        .unwrap()
     };
     let g1 = gen(&c);
-    let edited = std::fs::read_to_string(&manifest).unwrap().replace("kedge/echo:v1", "kedge/echo:v2");
+    let edited = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("kedge/echo:v1", "kedge/echo:v2");
     let edited_path = c.home.join("myblog-v2.yaml");
     std::fs::write(&edited_path, edited).unwrap();
     let out = c.kubectl(&["apply", "-f", edited_path.to_str().unwrap()]);
     assert!(out.contains("deployment.apps/myblog configured"), "{out}");
     assert!(gen(&c) > g1);
-    let image = c.kubectl(&["-n", "luffy", "get", "deploy", "myblog", "-o", "jsonpath={.spec.template.spec.containers[0].image}"]);
+    let image = c.kubectl(&[
+        "-n",
+        "luffy",
+        "get",
+        "deploy",
+        "myblog",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
     assert_eq!(image, "kedge/echo:v2");
 
     // label, annotate, scale, set image.
     c.kubectl(&["-n", "luffy", "label", "deploy", "myblog", "tier=web"]);
     c.kubectl(&["-n", "luffy", "annotate", "deploy", "myblog", "owner=luffy"]);
-    c.kubectl(&["-n", "luffy", "scale", "deployment", "myblog", "--replicas=3"]);
-    c.kubectl(&["-n", "luffy", "set", "image", "deployment/myblog", "myblog=kedge/echo:v3"]);
+    c.kubectl(&[
+        "-n",
+        "luffy",
+        "scale",
+        "deployment",
+        "myblog",
+        "--replicas=3",
+    ]);
+    c.kubectl(&[
+        "-n",
+        "luffy",
+        "set",
+        "image",
+        "deployment/myblog",
+        "myblog=kedge/echo:v3",
+    ]);
     let out = c.kubectl(&[
         "-n", "luffy", "get", "deploy", "myblog", "-o",
         "jsonpath={.metadata.labels.tier} {.metadata.annotations.owner} {.spec.replicas} {.spec.template.spec.containers[0].image}",
     ]);
     assert_eq!(out, "web luffy 3 kedge/echo:v3");
-    let out = c.kubectl(&["-n", "luffy", "get", "deploy", "-l", "tier=web", "-o", "name"]);
+    let out = c.kubectl(&[
+        "-n", "luffy", "get", "deploy", "-l", "tier=web", "-o", "name",
+    ]);
     assert_eq!(out.trim(), "deployment.apps/myblog");
     c.kubectl(&["-n", "luffy", "label", "deploy", "myblog", "tier-"]);
-    let out = c.kubectl(&["-n", "luffy", "get", "deploy", "-l", "tier=web", "-o", "name"]);
+    let out = c.kubectl(&[
+        "-n", "luffy", "get", "deploy", "-l", "tier=web", "-o", "name",
+    ]);
     assert_eq!(out.trim(), "");
 
     // Server-side apply of the same file.
-    let out = c.kubectl(&["apply", "--server-side", "--force-conflicts", "-f", &manifest]);
+    let out = c.kubectl(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        &manifest,
+    ]);
     assert!(out.contains("serverside-applied"), "{out}");
 
     // delete -f removes what the file made.
@@ -158,58 +263,174 @@ fn walkthrough_with_kubectl() {
 #[test]
 fn service_addresses_are_allocated_and_released() {
     let c = Cluster::start();
-    let ip = c.kubectl(&["get", "svc", "kubernetes", "-o", "jsonpath={.spec.clusterIP}"]);
+    let ip = c.kubectl(&[
+        "get",
+        "svc",
+        "kubernetes",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
     assert_eq!(ip, "10.96.0.1");
-    c.kubectl(&["create", "service", "nodeport", "web", "--tcp=80:8080", "--node-port=30080"]);
-    let out = c.kubectl(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP} {.spec.ports[0].nodePort}"]);
+    c.kubectl(&[
+        "create",
+        "service",
+        "nodeport",
+        "web",
+        "--tcp=80:8080",
+        "--node-port=30080",
+    ]);
+    let out = c.kubectl(&[
+        "get",
+        "svc",
+        "web",
+        "-o",
+        "jsonpath={.spec.clusterIP} {.spec.ports[0].nodePort}",
+    ]);
     let (ip, port) = out.split_once(' ').unwrap();
     let ip: std::net::Ipv4Addr = ip.parse().unwrap();
     // Inside the service CIDR 10.96.0.0/12.
-    assert!(ip.octets()[0] == 10 && (96..112).contains(&ip.octets()[1]), "{ip}");
+    assert!(
+        ip.octets()[0] == 10 && (96..112).contains(&ip.octets()[1]),
+        "{ip}"
+    );
     assert_eq!(port, "30080");
     // The same NodePort again is a conflict with a clear message.
-    let err = c.kubectl_fails(&["create", "service", "nodeport", "web2", "--tcp=80:8080", "--node-port=30080"]);
+    let err = c.kubectl_fails(&[
+        "create",
+        "service",
+        "nodeport",
+        "web2",
+        "--tcp=80:8080",
+        "--node-port=30080",
+    ]);
     assert!(err.contains("provided port is already allocated"), "{err}");
     // Out of range.
-    let err = c.kubectl_fails(&["create", "service", "nodeport", "web3", "--tcp=80:8080", "--node-port=80"]);
-    assert!(err.contains("provided port is not in the valid range"), "{err}");
+    let err = c.kubectl_fails(&[
+        "create",
+        "service",
+        "nodeport",
+        "web3",
+        "--tcp=80:8080",
+        "--node-port=80",
+    ]);
+    assert!(
+        err.contains("provided port is not in the valid range"),
+        "{err}"
+    );
     // Released on delete.
     c.kubectl(&["delete", "svc", "web"]);
-    c.kubectl(&["create", "service", "nodeport", "web2", "--tcp=80:8080", "--node-port=30080"]);
+    c.kubectl(&[
+        "create",
+        "service",
+        "nodeport",
+        "web2",
+        "--tcp=80:8080",
+        "--node-port=30080",
+    ]);
 }
 
 #[test]
 fn kubectl_create_forms_paging_and_pods() {
     let c = Cluster::start();
     // Protobuf bodies of every `kubectl create` form the tutorials use.
-    c.kubectl(&["create", "deployment", "web", "--image=nginx:1.25", "--replicas=2", "--port=80"]);
+    c.kubectl(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.25",
+        "--replicas=2",
+        "--port=80",
+    ]);
     c.kubectl(&["create", "service", "clusterip", "web", "--tcp=80:80"]);
-    c.kubectl(&["create", "ingress", "web", "--class=kedge", "--rule=web.example.com/api*=web:80"]);
-    c.kubectl(&["create", "job", "once", "--image=busybox", "--", "echo", "hi"]);
-    c.kubectl(&["create", "cronjob", "tick", "--image=busybox", "--schedule=*/5 * * * *", "--", "date"]);
+    c.kubectl(&[
+        "create",
+        "ingress",
+        "web",
+        "--class=kedge",
+        "--rule=web.example.com/api*=web:80",
+    ]);
+    c.kubectl(&[
+        "create",
+        "job",
+        "once",
+        "--image=busybox",
+        "--",
+        "echo",
+        "hi",
+    ]);
+    c.kubectl(&[
+        "create",
+        "cronjob",
+        "tick",
+        "--image=busybox",
+        "--schedule=*/5 * * * *",
+        "--",
+        "date",
+    ]);
     c.kubectl(&["create", "serviceaccount", "robot"]);
-    let out = c.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].ports[0].containerPort}"]);
+    let out = c.kubectl(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].ports[0].containerPort}",
+    ]);
     assert_eq!(out, "2 80");
-    let out = c.kubectl(&["get", "ingress", "web", "-o", "jsonpath={.spec.rules[0].http.paths[0].pathType}"]);
+    let out = c.kubectl(&[
+        "get",
+        "ingress",
+        "web",
+        "-o",
+        "jsonpath={.spec.rules[0].http.paths[0].pathType}",
+    ]);
     assert_eq!(out, "Prefix");
-    let out = c.kubectl(&["get", "job", "once", "-o", "jsonpath={.spec.backoffLimit} {.spec.template.spec.restartPolicy}"]);
+    let out = c.kubectl(&[
+        "get",
+        "job",
+        "once",
+        "-o",
+        "jsonpath={.spec.backoffLimit} {.spec.template.spec.restartPolicy}",
+    ]);
     assert_eq!(out, "6 Never");
 
     // A pod waits for a node; admission adds the default tolerations.
     c.kubectl(&["run", "solo", "--image=busybox", "--labels=app=solo"]);
     let out = c.kubectl(&["get", "pods", "-o", "wide", "--show-labels"]);
     assert!(out.contains("Pending") && out.contains("app=solo"), "{out}");
-    let out = c.kubectl(&["get", "pod", "solo", "-o", "jsonpath={.spec.tolerations[*].key} {.status.qosClass}"]);
-    assert_eq!(out, "node.kubernetes.io/not-ready node.kubernetes.io/unreachable BestEffort");
+    let out = c.kubectl(&[
+        "get",
+        "pod",
+        "solo",
+        "-o",
+        "jsonpath={.spec.tolerations[*].key} {.status.qosClass}",
+    ]);
+    assert_eq!(
+        out,
+        "node.kubernetes.io/not-ready node.kubernetes.io/unreachable BestEffort"
+    );
 
     // Paging: kubectl follows continue tokens.
     for i in 0..7 {
-        c.kubectl(&["create", "configmap", &format!("page-{i}"), "--from-literal=k=v"]);
+        c.kubectl(&[
+            "create",
+            "configmap",
+            &format!("page-{i}"),
+            "--from-literal=k=v",
+        ]);
     }
     let out = c.kubectl(&["get", "cm", "--chunk-size=2", "-o", "name"]);
-    let pages = out.lines().filter(|l| l.starts_with("configmap/page-")).count();
+    let pages = out
+        .lines()
+        .filter(|l| l.starts_with("configmap/page-"))
+        .count();
     assert_eq!(pages, 7, "{out}");
-    let out = c.kubectl(&["get", "cm", "--field-selector=metadata.name=page-3", "-o", "name"]);
+    let out = c.kubectl(&[
+        "get",
+        "cm",
+        "--field-selector=metadata.name=page-3",
+        "-o",
+        "name",
+    ]);
     assert_eq!(out.trim(), "configmap/page-3");
     let err = c.kubectl_fails(&["get", "cm", "--field-selector=data.k=v"]);
     assert!(err.contains("field label not supported"), "{err}");
@@ -229,23 +450,56 @@ fn server_side_apply_tracks_field_owners() {
     let f = file.to_str().unwrap();
     let out = c.kubectl(&["apply", "--server-side", "-f", f]);
     assert!(out.contains("serverside-applied"), "{out}");
-    let fields = c.kubectl(&["get", "deploy", "web", "--show-managed-fields", "-o", "jsonpath={.metadata.managedFields[0].manager} {.metadata.managedFields[0].operation}"]);
+    let fields = c.kubectl(&[
+        "get",
+        "deploy",
+        "web",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={.metadata.managedFields[0].manager} {.metadata.managedFields[0].operation}",
+    ]);
     assert_eq!(fields, "kubectl Apply");
-    let fields_v1 = c.kubectl(&["get", "deploy", "web", "--show-managed-fields", "-o", "jsonpath={.metadata.managedFields[0].fieldsV1}"]);
-    assert!(fields_v1.contains("f:replicas") && fields_v1.contains("k:{\\\"name\\\":\\\"web\\\"}"), "{fields_v1}");
+    let fields_v1 = c.kubectl(&[
+        "get",
+        "deploy",
+        "web",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={.metadata.managedFields[0].fieldsV1}",
+    ]);
+    assert!(
+        fields_v1.contains("f:replicas") && fields_v1.contains("k:{\\\"name\\\":\\\"web\\\"}"),
+        "{fields_v1}"
+    );
 
     // Another manager takes spec.replicas: applying a different value now
     // conflicts, unless forced.
     c.kubectl(&["scale", "deploy", "web", "--replicas=4"]);
     std::fs::write(&file, deploy(3, "nginx:1.25")).unwrap();
     let err = c.kubectl_fails(&["apply", "--server-side", "-f", f]);
-    assert!(err.contains("conflict") && err.contains(".spec.replicas"), "{err}");
+    assert!(
+        err.contains("conflict") && err.contains(".spec.replicas"),
+        "{err}"
+    );
     c.kubectl(&["apply", "--server-side", "--force-conflicts", "-f", f]);
-    assert_eq!(c.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "3");
+    assert_eq!(
+        c.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "3"
+    );
 
     // A field left out of the applied configuration is removed.
-    std::fs::write(&file, deploy(3, "nginx:1.26").replace("  replicas: 3\n", "")).unwrap();
+    std::fs::write(
+        &file,
+        deploy(3, "nginx:1.26").replace("  replicas: 3\n", ""),
+    )
+    .unwrap();
     c.kubectl(&["apply", "--server-side", "-f", f]);
-    let out = c.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[0].image}"]);
+    let out = c.kubectl(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
     assert_eq!(out, "nginx:1.26");
 }

@@ -34,14 +34,35 @@ fn write(c: &Cluster, name: &str, text: &str) -> String {
 fn deployment_lifecycle_on_hollow_nodes() {
     let c = Cluster::start();
     let _nodes = c.hollow_nodes(3, "hollow-", &[]);
-    assert!(eventually(WAIT, || {
-        c.kubectl(&["get", "nodes", "--no-headers"]).lines().filter(|l| l.contains(" Ready ")).count() == 3
-    }), "{}", c.kubectl(&["get", "nodes"]));
+    assert!(
+        eventually(WAIT, || {
+            c.kubectl(&["get", "nodes", "--no-headers"])
+                .lines()
+                .filter(|l| l.contains(" Ready "))
+                .count()
+                == 3
+        }),
+        "{}",
+        c.kubectl(&["get", "nodes"])
+    );
 
-    c.kubectl(&["create", "deployment", "web", "--image=kedge/echo:v1", "--replicas=3"]);
-    assert!(eventually(WAIT, || running_pods(&c, "app=web").len() == 3), "{}", c.kubectl(&["get", "pods", "-o", "wide"]));
+    c.kubectl(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=kedge/echo:v1",
+        "--replicas=3",
+    ]);
+    assert!(
+        eventually(WAIT, || running_pods(&c, "app=web").len() == 3),
+        "{}",
+        c.kubectl(&["get", "pods", "-o", "wide"])
+    );
     // Spread over the three nodes.
-    let nodes: std::collections::HashSet<String> = running_pods(&c, "app=web").into_iter().map(|(_, n)| n).collect();
+    let nodes: std::collections::HashSet<String> = running_pods(&c, "app=web")
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect();
     assert_eq!(nodes.len(), 3, "{nodes:?}");
     let out = c.kubectl(&["get", "deploy", "web"]);
     assert!(out.contains("3/3"), "{out}");
@@ -62,13 +83,29 @@ fn deployment_lifecycle_on_hollow_nodes() {
     c.kubectl(&["set", "image", "deployment/web", "echo=kedge/echo:v2"]);
     let out = c.kubectl(&["rollout", "status", "deployment/web", "--timeout=60s"]);
     assert!(out.contains("successfully rolled out"), "{out}");
-    let images = c.kubectl(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].spec.containers[0].image}"]);
-    assert!(images.split_whitespace().all(|i| i == "kedge/echo:v2"), "{images}");
+    let images = c.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[*].spec.containers[0].image}",
+    ]);
+    assert!(
+        images.split_whitespace().all(|i| i == "kedge/echo:v2"),
+        "{images}"
+    );
     let history = c.kubectl(&["rollout", "history", "deployment/web"]);
     assert!(history.contains('1') && history.contains('2'), "{history}");
     c.kubectl(&["rollout", "undo", "deployment/web"]);
     c.kubectl(&["rollout", "status", "deployment/web", "--timeout=60s"]);
-    let image = c.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[0].image}"]);
+    let image = c.kubectl(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
     assert_eq!(image, "kedge/echo:v1");
 
     // Events a user looks for.
@@ -78,7 +115,9 @@ fn deployment_lifecycle_on_hollow_nodes() {
     // Deleting the Deployment removes its ReplicaSets and pods.
     c.kubectl(&["delete", "deployment", "web"]);
     assert!(eventually(WAIT, || {
-        c.kubectl(&["get", "rs,pods", "-l", "app=web", "-o", "name"]).trim().is_empty()
+        c.kubectl(&["get", "rs,pods", "-l", "app=web", "-o", "name"])
+            .trim()
+            .is_empty()
     }));
 }
 
@@ -86,33 +125,75 @@ fn deployment_lifecycle_on_hollow_nodes() {
 fn node_selector_waits_for_a_labelled_node() {
     let c = Cluster::start();
     let _nodes = c.hollow_nodes(3, "node-", &[]);
-    assert!(eventually(WAIT, || c.kubectl(&["get", "nodes", "--no-headers"]).lines().count() == 3));
+    assert!(eventually(WAIT, || c
+        .kubectl(&["get", "nodes", "--no-headers"])
+        .lines()
+        .count()
+        == 3));
     let f = write(&c, "mysql.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: mysql\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: mysql}\n  template:\n    metadata:\n      labels: {app: mysql}\n    spec:\n      nodeSelector:\n        mysql: \"true\"\n      containers:\n      - name: mysql\n        image: mysql:5.7\n");
     c.kubectl(&["apply", "-f", &f]);
-    assert!(eventually(WAIT, || c.kubectl(&["get", "events", "--field-selector=reason=FailedScheduling"]).contains("didn't match Pod's node affinity/selector")));
+    assert!(eventually(WAIT, || c
+        .kubectl(&["get", "events", "--field-selector=reason=FailedScheduling"])
+        .contains("didn't match Pod's node affinity/selector")));
     let pods = c.kubectl(&["get", "pods", "-l", "app=mysql"]);
     assert!(pods.contains("Pending"), "{pods}");
     c.kubectl(&["label", "node", "node-1", "mysql=true"]);
-    assert!(eventually(WAIT, || {
-        running_pods(&c, "app=mysql").iter().any(|(_, n)| n == "node-1")
-    }), "{}", c.kubectl(&["get", "pods", "-o", "wide"]));
+    assert!(
+        eventually(WAIT, || {
+            running_pods(&c, "app=mysql")
+                .iter()
+                .any(|(_, n)| n == "node-1")
+        }),
+        "{}",
+        c.kubectl(&["get", "pods", "-o", "wide"])
+    );
 }
 
 #[test]
 fn readiness_moves_pods_in_and_out_of_endpoints() {
     let c = Cluster::start();
     let _nodes = c.hollow_nodes(2, "hollow-", &[]);
-    c.kubectl(&["create", "deployment", "web", "--image=kedge/echo:v1", "--replicas=2", "--port=8080"]);
-    c.kubectl(&["expose", "deployment", "web", "--port=80", "--target-port=8080"]);
+    c.kubectl(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=kedge/echo:v1",
+        "--replicas=2",
+        "--port=8080",
+    ]);
+    c.kubectl(&[
+        "expose",
+        "deployment",
+        "web",
+        "--port=80",
+        "--target-port=8080",
+    ]);
     let ready_count = |c: &Cluster| {
-        let out = c.kubectl(&["get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "jsonpath={.items[*].endpoints[*].conditions.ready}"]);
+        let out = c.kubectl(&[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+            "-o",
+            "jsonpath={.items[*].endpoints[*].conditions.ready}",
+        ]);
         out.split_whitespace().filter(|v| *v == "true").count()
     };
-    assert!(eventually(WAIT, || ready_count(&c) == 2), "{}", c.kubectl(&["get", "endpointslices", "-o", "yaml"]));
+    assert!(
+        eventually(WAIT, || ready_count(&c) == 2),
+        "{}",
+        c.kubectl(&["get", "endpointslices", "-o", "yaml"])
+    );
     let (pod, _) = running_pods(&c, "app=web")[0].clone();
     c.kubectl(&["annotate", "pod", &pod, "hollow.kedge.io/ready=false"]);
     assert!(eventually(WAIT, || ready_count(&c) == 1));
-    let eps = c.kubectl(&["get", "endpoints", "web", "-o", "jsonpath={.subsets[*].notReadyAddresses[*].targetRef.name}"]);
+    let eps = c.kubectl(&[
+        "get",
+        "endpoints",
+        "web",
+        "-o",
+        "jsonpath={.subsets[*].notReadyAddresses[*].targetRef.name}",
+    ]);
     assert_eq!(eps, pod);
     c.kubectl(&["annotate", "pod", &pod, "hollow.kedge.io/ready-"]);
     assert!(eventually(WAIT, || ready_count(&c) == 2));

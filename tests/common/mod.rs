@@ -191,7 +191,14 @@ impl Cluster {
     /// Start `kedge agent --hollow` with `count` nodes named `<prefix>N`.
     pub fn hollow_nodes(&self, count: usize, prefix: &str, extra: &[&str]) -> Agent {
         let child = Command::new(env!("CARGO_BIN_EXE_kedge"))
-            .args(["agent", "--hollow", "--count", &count.to_string(), "--name-prefix", prefix])
+            .args([
+                "agent",
+                "--hollow",
+                "--count",
+                &count.to_string(),
+                "--name-prefix",
+                prefix,
+            ])
             .arg("--kubeconfig")
             .arg(self.kubeconfig())
             .args(extra)

@@ -353,7 +353,10 @@ pub async fn handle_resource(
     // User-Agent up to its first '/', as Kubernetes does.
     let agent = header(&req, "user-agent");
     let agent = agent.split('/').next().unwrap_or("").trim();
-    q.set_default("fieldManager", if agent.is_empty() { "unknown" } else { agent });
+    q.set_default(
+        "fieldManager",
+        if agent.is_empty() { "unknown" } else { agent },
+    );
     let accept = parse_accept(header(&req, "accept"), &q);
     let content_type = header(&req, "content-type").to_string();
     let method = req.method().clone();

@@ -420,7 +420,10 @@ fn add_default_tolerations(pod: &mut Value) {
     let Some(list) = tolerations.as_array_mut() else {
         return;
     };
-    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
         let covered = list.iter().any(|t| {
             let k = t.get("key").and_then(Value::as_str);
             let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
@@ -474,7 +477,12 @@ fn pod_qos(pod: &Value) -> &'static str {
 // === create ===
 
 /// POST a new object.
-pub fn create(state: &ApiState, req: &ResourceRequest, q: &Query, obj: Value) -> ApiResult<Outcome> {
+pub fn create(
+    state: &ApiState,
+    req: &ResourceRequest,
+    q: &Query,
+    obj: Value,
+) -> ApiResult<Outcome> {
     create_inner(state, req, q, obj, true)
 }
 
@@ -796,7 +804,7 @@ pub fn apply_patch(
             // Server-side apply: the applied configuration is merged into
             // the live object with the schema's merge keys.
             strategic::apply(current, patch, r.group, r.kind)
-                .map_err(|e| ApiError::bad_request(e.to_string()))
+                .map_err(|e| ApiError::bad_request(e.message()))
         }
         other => Err(ApiError::unsupported_media_type(format!(
             "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other})"
@@ -904,8 +912,16 @@ fn server_side_apply(
     if part == Part::Main && state.cache.get(key).is_none() {
         let mut applied = applied.clone();
         meta_mut(&mut applied).insert("name".into(), json!(name));
-        let obj = fieldmanager::apply(None, &applied, manager, force, r.group, r.kind, &meta::now())
-            .map_err(apply_err)?;
+        let obj = fieldmanager::apply(
+            None,
+            &applied,
+            manager,
+            force,
+            r.group,
+            r.kind,
+            &meta::now(),
+        )
+        .map_err(apply_err)?;
         return create_inner(state, req, q, obj, false);
     }
     update_with_inner(state, req, q, part, Writer::Apply, |current| {
@@ -1306,4 +1322,3 @@ pub fn requested_revision(q: &Query) -> ApiResult<Option<u64>> {
             .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}"))),
     }
 }
-

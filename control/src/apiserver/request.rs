@@ -140,11 +140,6 @@ impl Query {
             .map(String::as_str)
     }
 
-    /// All values of a repeated parameter.
-    pub fn all(&self, key: &str) -> &[String] {
-        self.params.get(key).map(Vec::as_slice).unwrap_or(&[])
-    }
-
     /// Set a parameter unless the request gave it.
     pub fn set_default(&mut self, key: &str, value: &str) {
         let v = self.params.entry(key.to_string()).or_default();

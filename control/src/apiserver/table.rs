@@ -573,6 +573,7 @@ pub fn table(
 }
 
 /// Kubernetes' duration.HumanDuration ("5s", "3m20s", "2d3h", "45d", "3y20d" ...) of the age since a RFC3339 timestamp ("<unknown>" if missing).
+#[cfg(test)]
 pub fn human_age(creation_timestamp: Option<&str>, now: Timestamp) -> String {
     match creation_timestamp.and_then(parse_ts) {
         Some(t) => since(t, now),

@@ -30,6 +30,9 @@ impl EventType {
     }
 }
 
+/// (object uid, reason, message): repeats of one event are aggregated.
+type AggregateKey = (String, String, String);
+
 /// Records events for one component (`deployment-controller`,
 /// `default-scheduler`, a kubelet, …).
 #[derive(Clone)]
@@ -38,7 +41,7 @@ pub struct Recorder {
     component: String,
     host: Option<String>,
     /// Event name and count of recent events by (object uid, reason, message).
-    seen: Arc<Mutex<HashMap<(String, String, String), (String, i32)>>>,
+    seen: Arc<Mutex<HashMap<AggregateKey, (String, i32)>>>,
 }
 
 impl Recorder {
@@ -54,8 +57,17 @@ impl Recorder {
 
     /// Record an event about `object`. Failures are logged, never returned:
     /// an event that cannot be written must not stop the work it describes.
-    pub async fn record(&self, object: &ObjectReference, event_type: EventType, reason: &str, message: &str) {
-        let namespace = object.namespace.clone().unwrap_or_else(|| "default".to_string());
+    pub async fn record(
+        &self,
+        object: &ObjectReference,
+        event_type: EventType,
+        reason: &str,
+        message: &str,
+    ) {
+        let namespace = object
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_string());
         let uid = object.uid.clone().unwrap_or_default();
         let key = (uid.clone(), reason.to_string(), message.to_string());
         let now = Time(jiff::Timestamp::now());

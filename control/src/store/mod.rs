@@ -54,12 +54,16 @@ pub enum Op {
     Delete(String),
 }
 
+/// Everything a backend holds: the last committed revision and every key
+/// with its document.
+pub type Snapshot = (u64, Vec<(String, Vec<u8>)>);
+
 /// A durable backend. It is written only through the watch cache, which
 /// serialises writes, so an implementation needs no concurrency control of its
 /// own beyond being safe to call from one writer at a time.
 pub trait Store: Send + Sync + 'static {
     /// Every stored key and document, and the last committed revision.
-    fn load(&self) -> Result<(u64, Vec<(String, Vec<u8>)>)>;
+    fn load(&self) -> Result<Snapshot>;
     /// Durably commit `ops` as revision `revision`; returns only once the
     /// write would survive a crash.
     fn commit(&self, revision: u64, ops: &[Op]) -> Result<()>;

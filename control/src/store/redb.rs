@@ -6,7 +6,7 @@ use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{Op, Result, Store, StoreError};
+use super::{Op, Result, Snapshot, Store, StoreError};
 
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -35,7 +35,7 @@ impl RedbStore {
 }
 
 impl Store for RedbStore {
-    fn load(&self) -> Result<(u64, Vec<(String, Vec<u8>)>)> {
+    fn load(&self) -> Result<Snapshot> {
         let tx = self.db.begin_read().map_err(backend)?;
         let meta = tx.open_table(META).map_err(backend)?;
         let revision = meta

@@ -97,6 +97,9 @@ fn addr_key(a: &EndpointAddress) -> AddrKey {
 /// Group (address, ready, port) entries into subsets: every port maps to
 /// the set of addresses offering it, and ports with the same set of
 /// addresses share a subset. An address ready anywhere counts as ready.
+// The nested maps mirror Kubernetes' RepackSubsets step by step; naming
+// each level would hide that correspondence.
+#[allow(clippy::type_complexity)]
 fn repack(entries: Vec<(EndpointAddress, bool, Option<EndpointPort>)>) -> Vec<EndpointSubset> {
     // Port (None: the "no ports" sentinel) → address key → (address, ready).
     let mut by_port: BTreeMap<

@@ -61,6 +61,9 @@ pub enum Error {
     CacheStopped(#[source] reflector::store::WriterDropped),
 }
 
+/// Slice name → resourceVersion written, or `None` for a deleted slice.
+type WrittenSlices = HashMap<String, Option<String>>;
+
 /// Kubernetes' `EndpointSliceTracker`: the slice writes of this controller
 /// that the cache has yet to show, so a sync never plans from a cache
 /// missing its own last writes (which would create duplicate slices).
@@ -68,7 +71,7 @@ pub enum Error {
 struct SliceTracker {
     /// By Service: slice name → resourceVersion written, or `None` for a
     /// deleted slice.
-    pending: Mutex<HashMap<(String, String), HashMap<String, Option<String>>>>,
+    pending: Mutex<HashMap<(String, String), WrittenSlices>>,
 }
 
 impl SliceTracker {

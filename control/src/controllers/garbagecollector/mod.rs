@@ -65,7 +65,7 @@ struct Resource {
 
 /// One change the monitors saw.
 enum Change {
-    Upsert(usize, DynamicObject),
+    Upsert(usize, Box<DynamicObject>),
     Delete(String),
     /// A monitor (re)listed: these uids exist, the others of its resource not.
     Relisted(usize, HashSet<String>),
@@ -188,12 +188,12 @@ async fn monitor(gc: Arc<Collector>, index: usize) {
                 if let (Some(seen), Some(uid)) = (listing.as_mut(), obj.uid()) {
                     seen.insert(uid);
                 }
-                Change::Upsert(index, obj)
+                Change::Upsert(index, Box::new(obj))
             }
             Ok(watcher::Event::InitDone) => {
                 Change::Relisted(index, listing.take().unwrap_or_default())
             }
-            Ok(watcher::Event::Apply(obj)) => Change::Upsert(index, obj),
+            Ok(watcher::Event::Apply(obj)) => Change::Upsert(index, Box::new(obj)),
             Ok(watcher::Event::Delete(obj)) => Change::Delete(obj.uid().unwrap_or_default()),
             Err(e) => {
                 tracing::debug!(error = %e, "garbage collector monitor");
