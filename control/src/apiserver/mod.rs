@@ -387,7 +387,10 @@ pub async fn handle_resource(
                 );
                 return Ok(json_response(200, &t));
             }
-            Ok(json_response(200, &objects::list_object(r, &page)))
+            Ok(Response::builder()
+                .header("Content-Type", "application/json")
+                .body(body::full(objects::list_bytes(r, &page)))
+                .expect("static response parts are valid"))
         }
         (Method::POST, false, None) => {
             let body = read_body(req).await?;

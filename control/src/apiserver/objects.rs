@@ -156,6 +156,8 @@ impl ListFilter {
 pub struct Page {
     /// Matching objects.
     pub items: Vec<Arc<Value>>,
+    /// Their committed JSON, where the cache has it (same order).
+    pub raw: Vec<Option<Arc<Vec<u8>>>>,
     /// The revision of the snapshot.
     pub revision: u64,
     /// Token for the next page.
@@ -170,7 +172,7 @@ pub fn list(state: &ApiState, req: &ResourceRequest, q: &Query) -> ApiResult<Pag
     let r = req.resource;
     let filter = ListFilter::from_query(r, q)?;
     let prefix = r.namespace_prefix(req.namespace.as_deref());
-    let (revision, all) = state.cache.list(&prefix);
+    let (revision, all) = state.cache.list_raw(&prefix);
     let start_after = match q.non_empty("continue") {
         Some(token) => {
             let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -187,10 +189,12 @@ pub fn list(state: &ApiState, req: &ResourceRequest, q: &Query) -> ApiResult<Pag
         .and_then(|l| l.parse::<usize>().ok())
         .filter(|l| *l > 0);
     let mut items = Vec::new();
+    let mut raw = Vec::new();
     let mut continue_token = None;
     let mut remaining = None;
     let mut matched_after = 0usize;
-    for (key, obj) in all.iter() {
+    for item in all.iter() {
+        let (key, obj) = (&item.key, &item.object);
         if let Some(after) = &start_after {
             if key.as_str() <= after.as_str() {
                 continue;
@@ -206,6 +210,7 @@ pub fn list(state: &ApiState, req: &ResourceRequest, q: &Query) -> ApiResult<Pag
             }
         }
         items.push(obj.clone());
+        raw.push(item.raw.clone());
         if limit == Some(items.len()) {
             continue_token =
                 Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.as_bytes()));
@@ -218,14 +223,16 @@ pub fn list(state: &ApiState, req: &ResourceRequest, q: &Query) -> ApiResult<Pag
     }
     Ok(Page {
         items,
+        raw,
         revision,
         continue_token,
         remaining,
     })
 }
 
-/// The JSON list object of a page.
-pub fn list_object(r: &Resource, page: &Page) -> Value {
+/// The JSON list of a page as bytes: the envelope, then each item's
+/// committed JSON copied as is.
+pub fn list_bytes(r: &Resource, page: &Page) -> Vec<u8> {
     let mut metadata = json!({"resourceVersion": page.revision.to_string()});
     if let Some(c) = &page.continue_token {
         metadata["continue"] = json!(c);
@@ -233,12 +240,28 @@ pub fn list_object(r: &Resource, page: &Page) -> Value {
     if let Some(n) = page.remaining {
         metadata["remainingItemCount"] = json!(n);
     }
-    json!({
+    let head = json!({
         "kind": format!("{}List", r.kind),
         "apiVersion": r.api_version(),
         "metadata": metadata,
-        "items": page.items.iter().map(|o| (**o).clone()).collect::<Vec<_>>(),
-    })
+    });
+    let mut out = serde_json::to_vec(&head).unwrap_or_default();
+    // Replace the closing brace with the items array.
+    out.pop();
+    out.extend_from_slice(b",\"items\":[");
+    let total: usize = page.raw.iter().flatten().map(|b| b.len() + 1).sum();
+    out.reserve(total + 2);
+    for (i, (obj, raw)) in page.items.iter().zip(&page.raw).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        match raw {
+            Some(b) => out.extend_from_slice(b),
+            None => out.extend_from_slice(&serde_json::to_vec(&**obj).unwrap_or_default()),
+        }
+    }
+    out.extend_from_slice(b"]}");
+    out
 }
 
 // === admission ===

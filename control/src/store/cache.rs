@@ -50,6 +50,17 @@ pub struct WatchEvent {
     pub previous: Option<Arc<Value>>,
 }
 
+/// An object in a list, with its committed JSON.
+pub struct RawItem {
+    /// The storage key.
+    pub key: String,
+    /// The object.
+    pub object: Arc<Value>,
+    /// Its JSON as committed (absent only for objects not yet rewritten
+    /// since an upgrade).
+    pub raw: Option<Arc<Vec<u8>>>,
+}
+
 /// The start of a watch: the changes to replay, then the live feed.
 pub struct WatchStream {
     /// Events to deliver first, in order.
@@ -63,6 +74,9 @@ pub struct WatchStream {
 struct Inner {
     revision: u64,
     objects: BTreeMap<String, Arc<Value>>,
+    /// Each object's JSON as committed, so lists can be answered by copying
+    /// bytes instead of serialising every object again.
+    raw: HashMap<String, Arc<Vec<u8>>>,
     history: VecDeque<Arc<WatchEvent>>,
     /// Every event after this revision is still in `history`.
     compacted: u64,
@@ -178,10 +192,12 @@ impl WatchCache {
     pub fn open(store: Box<dyn Store>, history_limit: usize) -> Result<Self> {
         let (revision, docs) = store.load()?;
         let mut objects = BTreeMap::new();
+        let mut raw = HashMap::new();
         for (k, v) in docs {
             let obj: Value = serde_json::from_slice(&v)
                 .map_err(|e| StoreError::Backend(format!("corrupt object at {k}: {e}")))?;
-            objects.insert(k, Arc::new(obj));
+            objects.insert(k.clone(), Arc::new(obj));
+            raw.insert(k, Arc::new(v));
         }
         let (events, _) = broadcast::channel(8192);
         let shared = Arc::new(Shared {
@@ -189,6 +205,7 @@ impl WatchCache {
             inner: Mutex::new(Inner {
                 revision,
                 objects,
+                raw,
                 history: VecDeque::new(),
                 compacted: revision,
             }),
@@ -233,6 +250,22 @@ impl WatchCache {
             .range(prefix.to_string()..)
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        (inner.revision, items)
+    }
+
+    /// Like [`WatchCache::list`], with each object's committed JSON bytes.
+    pub fn list_raw(&self, prefix: &str) -> (u64, Vec<RawItem>) {
+        let inner = self.shared.inner.lock();
+        let items = inner
+            .objects
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| RawItem {
+                key: k.clone(),
+                object: v.clone(),
+                raw: inner.raw.get(k).cloned(),
+            })
             .collect();
         (inner.revision, items)
     }
@@ -414,12 +447,14 @@ fn commit_loop(sh: &Shared) {
             for q in &batch {
                 let e = &q.event;
                 inner.revision = e.revision;
-                match e.event_type {
-                    EventType::Deleted => {
-                        inner.objects.remove(&e.key);
+                match &q.op {
+                    Op::Delete(k) => {
+                        inner.objects.remove(k);
+                        inner.raw.remove(k);
                     }
-                    _ => {
-                        inner.objects.insert(e.key.clone(), e.object.clone());
+                    Op::Put(k, bytes) => {
+                        inner.objects.insert(k.clone(), e.object.clone());
+                        inner.raw.insert(k.clone(), bytes.clone());
                     }
                 }
                 inner.history.push_back(e.clone());

@@ -11,7 +11,7 @@ mod cache;
 mod redb;
 
 pub use self::cache::{
-    resource_version, Decision, EventType, WatchCache, WatchEvent, WatchStream, Written,
+    resource_version, Decision, EventType, RawItem, WatchCache, WatchEvent, WatchStream, Written,
 };
 pub use self::redb::RedbStore;
 
