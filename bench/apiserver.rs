@@ -178,12 +178,17 @@ async fn bench_kedge(client: kube::Client) -> Vec<(&'static str, Stats)> {
     }
     out.push(("get", Stats::from(lat, t.elapsed())));
 
+    // Lists are read as raw JSON on both sides: the figure is the server's,
+    // not the client's typed decoding.
     let mut lat = Vec::new();
     let t = Instant::now();
     for _ in 0..LISTS {
         let s = Instant::now();
-        let l = api.list(&ListParams::default()).await.unwrap();
-        assert!(l.items.len() >= SEQUENTIAL);
+        let req = http::Request::get("/api/v1/namespaces/default/configmaps")
+            .body(Vec::new())
+            .unwrap();
+        let text = client.request_text(req).await.unwrap();
+        assert!(text.len() > SEQUENTIAL * 512);
         lat.push(s.elapsed());
     }
     out.push(("list 3000 objects", Stats::from(lat, t.elapsed())));
@@ -381,8 +386,7 @@ async fn bench_etcd(port: u16) -> Vec<(&'static str, Stats)> {
             format!(r#"{{"key":"{}","range_end":"{}"}}"#, b64(start), b64(end)),
         )
         .await;
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert!(v["kvs"].as_array().map(|a| a.len()).unwrap_or(0) >= SEQUENTIAL);
+        assert!(body.len() > SEQUENTIAL * 512);
         lat.push(s.elapsed());
     }
     out.push(("list 3000 objects", Stats::from(lat, t.elapsed())));

@@ -298,6 +298,22 @@ async fn named_target_port_is_resolved_per_pod() {
     })
     .await;
     eventually("only web-1 sliced", || async {
+        eprintln!(
+            "DBG {:?}",
+            slices_of(&client)
+                .await
+                .iter()
+                .map(|s| (
+                    s.metadata.name.clone(),
+                    s.metadata.resource_version.clone(),
+                    s.ports.clone(),
+                    s.endpoints
+                        .iter()
+                        .map(|e| e.addresses.clone())
+                        .collect::<Vec<_>>()
+                ))
+                .collect::<Vec<_>>()
+        );
         slice_endpoints(&client)
             .await
             .iter()
