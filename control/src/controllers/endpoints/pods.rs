@@ -145,7 +145,9 @@ pub(crate) fn selects(svc: &Service, pod: &Pod) -> bool {
 /// Kubernetes' `FindPort`: the pod port a Service port targets. A number is
 /// taken as is; a name is looked up among the containers' ports (and
 /// restartable init containers') with the same protocol. `None` when the
-/// pod has no such named port, so the pod is left out for that port.
+/// pod has no such named port: the Endpoints controller then leaves the
+/// pod out of that port's subset, and the EndpointSlice controller gives
+/// its endpoint a port list without that port.
 pub(crate) fn find_port(pod: &Pod, port: &ServicePort) -> Option<i32> {
     let protocol = port.protocol.as_deref().unwrap_or("TCP");
     match &port.target_port {

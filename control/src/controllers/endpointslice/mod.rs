@@ -5,6 +5,11 @@
 //! collector deletes them with it), holding one endpoint per selected pod
 //! with its ready / serving / terminating conditions, at most 100 per slice.
 //!
+//! Endpoints are grouped by the ports they offer: a pod that has none of a
+//! named targetPort still gets an endpoint, in a slice whose port list
+//! leaves that port out (with no ports at all if it offers none), as
+//! Kubernetes' `getEndpointPorts` does.
+//!
 //! Pod watch events requeue the Services selecting the pod at once, so a
 //! readiness change reaches the slices within one watch round trip.
 
@@ -107,6 +112,20 @@ impl SliceTracker {
         done
     }
 
+    /// Kubernetes' `HandleDeletion`: a slice seen deleted is no longer
+    /// awaited, whoever deleted it. Without this a slice deleted before the
+    /// cache showed this controller's write to it would be awaited forever,
+    /// and every sync of its Service would fail as stale.
+    fn deleted(&self, svc: &(String, String), slice: &str) {
+        let mut pending = self.pending.lock();
+        if let Some(writes) = pending.get_mut(svc) {
+            writes.remove(slice);
+            if writes.is_empty() {
+                pending.remove(svc);
+            }
+        }
+    }
+
     fn forget(&self, svc: &(String, String)) {
         self.pending.lock().remove(svc);
     }
@@ -180,7 +199,7 @@ pub async fn run(ctx: Arc<Context>) {
         service_requests(service_events, state.clone()).boxed(),
         endpoints::pod_requests(pod_events, services.clone()).boxed(),
         node_requests(node_events, services.clone()).boxed(),
-        slice_requests(slice_events).boxed(),
+        slice_requests(slice_events, state.clone()).boxed(),
     ]);
 
     applier(
@@ -259,22 +278,35 @@ fn node_requests(
     })
 }
 
-/// A managed slice changed or deleted by someone requeues its Service.
+/// A managed slice changed or deleted by someone requeues its Service; a
+/// deletion also ends the wait for any write of this controller to it.
 fn slice_requests(
     events: impl Stream<Item = Result<watcher::Event<EndpointSlice>, watcher::Error>> + Send + 'static,
+    state: Arc<State>,
 ) -> impl Stream<Item = Requests> + Send {
-    events.flat_map(|event| {
+    events.flat_map(move |event| {
         let refs = match event {
-            Ok(watcher::Event::Apply(s) | watcher::Event::Delete(s)) => s
-                .labels()
-                .get(SERVICE_NAME_LABEL)
-                .map(|svc| ObjectRef::new(svc).within(&s.namespace().unwrap_or_default()))
-                .into_iter()
-                .collect(),
+            Ok(watcher::Event::Apply(s)) => service_of(&s).into_iter().collect(),
+            Ok(watcher::Event::Delete(s)) => {
+                let svc = service_of(&s);
+                if let Some(svc) = &svc {
+                    let key = (svc.namespace.clone().unwrap_or_default(), svc.name.clone());
+                    state.tracker.deleted(&key, &s.name_any());
+                }
+                svc.into_iter().collect()
+            }
             _ => Vec::new(),
         };
         stream::iter(refs.into_iter().map(Ok))
     })
+}
+
+/// The Service a slice's `kubernetes.io/service-name` label names.
+fn service_of(slice: &EndpointSlice) -> Option<ObjectRef<Service>> {
+    slice
+        .labels()
+        .get(SERVICE_NAME_LABEL)
+        .map(|svc| ObjectRef::new(svc).within(&slice.namespace().unwrap_or_default()))
 }
 
 /// Kubernetes' `podToEndpoint` plus `getEndpointPorts`.
@@ -543,5 +575,102 @@ fn error_policy(_svc: Arc<Service>, error: &Error, _state: Arc<State>) -> Action
         } if s.code == 409 => Action::requeue(Duration::from_millis(100)),
         Error::NodeNotFound(_) => Action::requeue(Duration::from_secs(5)),
         _ => Action::requeue(Duration::from_secs(1)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{Container, ContainerPort, PodSpec, ServicePort, ServiceSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+    fn slice(name: &str, rv: &str) -> EndpointSlice {
+        EndpointSlice {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                resource_version: Some(rv.into()),
+                ..Default::default()
+            },
+            address_type: "IPv4".into(),
+            endpoints: Vec::new(),
+            ports: None,
+        }
+    }
+
+    fn key() -> (String, String) {
+        ("default".into(), "web".into())
+    }
+
+    #[test]
+    fn tracker_waits_for_the_cache_to_show_writes() {
+        let tracker = SliceTracker::default();
+        tracker.record(&key(), "web-a", Some("7".into()));
+        assert!(!tracker.caught_up(&key(), &[]));
+        assert!(!tracker.caught_up(&key(), &[slice("web-a", "6")]));
+        assert!(tracker.caught_up(&key(), &[slice("web-a", "7")]));
+        tracker.record(&key(), "web-a", None);
+        assert!(!tracker.caught_up(&key(), &[slice("web-a", "7")]));
+        assert!(tracker.caught_up(&key(), &[]));
+    }
+
+    #[test]
+    fn tracker_stops_waiting_for_a_slice_seen_deleted() {
+        let tracker = SliceTracker::default();
+        // Written, then deleted by someone else before the cache showed the
+        // write: the cache will never show it.
+        tracker.record(&key(), "web-a", Some("7".into()));
+        tracker.deleted(&key(), "web-a");
+        assert!(tracker.caught_up(&key(), &[]));
+    }
+
+    fn pod(port_name: &str) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(format!("pod-{port_name}")),
+                namespace: Some("default".into()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                containers: vec![Container {
+                    name: "web".into(),
+                    ports: Some(vec![ContainerPort {
+                        name: Some(port_name.into()),
+                        container_port: 8080,
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn pod_without_the_named_port_gets_an_endpoint_without_ports() {
+        let svc = Service {
+            metadata: ObjectMeta {
+                name: Some("web".into()),
+                namespace: Some("default".into()),
+                ..Default::default()
+            },
+            spec: Some(ServiceSpec {
+                ports: Some(vec![ServicePort {
+                    name: Some("http".into()),
+                    port: 80,
+                    target_port: Some(IntOrString::String("web-port".into())),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let (ports, _) = pod_endpoint(&svc, &pod("web-port"), "10.244.0.1".into(), None);
+        assert_eq!(ports.len(), 1);
+        assert_eq!(ports[0].port, Some(8080));
+        let (ports, endpoint) = pod_endpoint(&svc, &pod("other"), "10.244.0.2".into(), None);
+        assert!(ports.is_empty());
+        assert_eq!(endpoint.addresses, vec!["10.244.0.2".to_string()]);
     }
 }
