@@ -451,10 +451,13 @@ fn main() {
         println!("kedge API server vs etcd {} (same machine, same run)", etcd_version());
         let (kedge_proc, client) = start_kedge(&tmp.path().join("kedge")).await;
         let kedge = bench_kedge(client).await;
+        let kedge_rss = rss_kib(kedge_proc.0.id());
         drop(kedge_proc);
+        let mut etcd_rss = None;
         let etcd = match start_etcd(&tmp.path().join("etcd")) {
             Some((p, port)) => {
                 let r = bench_etcd(port).await;
+                etcd_rss = rss_kib(p.0.id());
                 drop(p);
                 Some(r)
             }
@@ -479,7 +482,19 @@ fn main() {
                 e.map(|e| format!("{:.2}", k.per_sec() / e.per_sec())).unwrap_or("-".into()),
             );
         }
+        // Memory after the run, with the same 3,300 objects (and history)
+        // held by each.
+        let mib = |k: Option<u64>| k.map(|k| format!("{:.1} MiB", k as f64 / 1024.0)).unwrap_or("-".into());
+        println!();
+        println!("resident memory after the run: kedge {}, etcd {}", mib(kedge_rss), mib(etcd_rss));
     });
+}
+
+/// Resident set size of a process, from /proc.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn etcd_version() -> String {
