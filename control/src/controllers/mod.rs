@@ -6,11 +6,15 @@
 //! that never runs one object twice at once, requeues with backoff on
 //! error, and watches the objects the controller owns).
 
+pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod events;
 pub mod garbagecollector;
+pub mod job;
+pub mod nodelifecycle;
 pub mod replicaset;
 
 use std::sync::Arc;
@@ -44,5 +48,9 @@ pub async fn run_all(ctx: Arc<Context>) {
         endpoints::run(ctx.clone()),
         endpointslice::run(ctx.clone()),
         garbagecollector::run(ctx.clone()),
+        nodelifecycle::run(ctx.clone()),
+        daemonset::run(ctx.clone()),
+        job::run(ctx.clone()),
+        cronjob::run(ctx.clone()),
     );
 }
