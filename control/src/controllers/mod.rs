@@ -16,6 +16,7 @@ pub mod garbagecollector;
 pub mod job;
 pub mod nodelifecycle;
 pub mod replicaset;
+pub mod statefulset;
 
 use std::sync::Arc;
 
@@ -52,5 +53,6 @@ pub async fn run_all(ctx: Arc<Context>) {
         daemonset::run(ctx.clone()),
         job::run(ctx.clone()),
         cronjob::run(ctx.clone()),
+        statefulset::run(ctx.clone()),
     );
 }
