@@ -42,6 +42,10 @@ struct AgentArgs {
     /// Node names are this prefix plus an index.
     #[arg(long, default_value = "hollow-")]
     name_prefix: String,
+    /// The first node index (it also picks the nodes' addresses and pod
+    /// CIDRs, so agents sharing a cluster need distinct ranges).
+    #[arg(long, default_value_t = 0)]
+    first_index: usize,
     /// Labels of the nodes, `key=value`, repeatable.
     #[arg(long = "node-label")]
     labels: Vec<String>,
@@ -171,6 +175,7 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         count: args.count,
         name_prefix: args.name_prefix.clone(),
         labels,
+        first_index: args.first_index,
         ..Default::default()
     };
     tokio::select! {

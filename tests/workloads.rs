@@ -198,3 +198,59 @@ fn readiness_moves_pods_in_and_out_of_endpoints() {
     c.kubectl(&["annotate", "pod", &pod, "hollow.kedge.io/ready-"]);
     assert!(eventually(WAIT, || ready_count(&c) == 2));
 }
+
+#[test]
+fn pods_leave_a_lost_node_for_the_others() {
+    // A short node grace period so the test does not wait 40 s.
+    let c = Cluster::start_with_env(&[], &[("KEDGE_NODE_MONITOR_GRACE_SECONDS", "3")]);
+    let _stay = c.hollow_nodes(2, "stay-", &[]);
+    let mut lost = c.hollow_nodes(1, "lost-", &["--first-index", "2"]);
+    assert!(eventually(WAIT, || {
+        c.kubectl(&["get", "nodes", "--no-headers"])
+            .lines()
+            .filter(|l| l.contains(" Ready "))
+            .count()
+            == 3
+    }));
+    let f = write(
+        &c,
+        "web.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 3\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      tolerations:\n      - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 2}\n      - {key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 2}\n      containers:\n      - name: web\n        image: kedge/echo:v1\n",
+    );
+    c.kubectl(&["apply", "-f", &f]);
+    assert!(
+        eventually(WAIT, || {
+            let pods = running_pods(&c, "app=web");
+            pods.len() == 3 && pods.iter().any(|(_, n)| n == "lost-2")
+        }),
+        "{}",
+        c.kubectl(&["get", "pods", "-o", "wide"])
+    );
+
+    // The node's agent dies: the node goes NotReady (Unknown), is tainted,
+    // and its pods are evicted and replaced on the nodes that remain.
+    lost.kill();
+    assert!(eventually(WAIT, || {
+        c.kubectl(&["get", "node", "lost-2", "--no-headers"])
+            .contains("NotReady")
+    }));
+    let taints = c.kubectl(&[
+        "get",
+        "node",
+        "lost-2",
+        "-o",
+        "jsonpath={.spec.taints[*].key}",
+    ]);
+    assert!(
+        taints.contains("node.kubernetes.io/unreachable"),
+        "{taints}"
+    );
+    assert!(
+        eventually(WAIT, || {
+            let pods = running_pods(&c, "app=web");
+            pods.len() == 3 && pods.iter().all(|(_, n)| n.starts_with("stay-"))
+        }),
+        "{}",
+        c.kubectl(&["get", "pods", "-o", "wide"])
+    );
+}

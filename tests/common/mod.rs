@@ -18,6 +18,7 @@ pub struct Cluster {
     pub url: String,
     _tmp: Option<tempfile::TempDir>,
     extra_args: Vec<String>,
+    extra_env: Vec<(String, String)>,
 }
 
 fn free_port() -> u16 {
@@ -36,6 +37,11 @@ impl Cluster {
 
     /// Start with extra `kedge server` flags.
     pub fn start_with(args: &[&str]) -> Self {
+        Self::start_with_env(args, &[])
+    }
+
+    /// Start with extra flags and environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let data_dir = tmp.path().join("data");
         let home = tmp.path().join("home");
@@ -47,6 +53,10 @@ impl Cluster {
             url: String::new(),
             _tmp: Some(tmp),
             extra_args: args.iter().map(|s| s.to_string()).collect(),
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         c.spawn(free_port());
         c
@@ -60,6 +70,7 @@ impl Cluster {
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .args(&self.extra_args)
+            .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
