@@ -254,3 +254,38 @@ fn pods_leave_a_lost_node_for_the_others() {
         c.kubectl(&["get", "pods", "-o", "wide"])
     );
 }
+
+#[test]
+fn a_job_runs_to_completion() {
+    let c = Cluster::start();
+    let _nodes = c.hollow_nodes(2, "hollow-", &[]);
+    let f = write(
+        &c,
+        "job.yaml",
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: pi\nspec:\n  completions: 3\n  parallelism: 2\n  template:\n    metadata:\n      annotations:\n        hollow.kedge.io/exit-code: \"0\"\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: pi\n        image: kedge/echo:v1\n",
+    );
+    c.kubectl(&["apply", "-f", &f]);
+    c.kubectl(&[
+        "wait",
+        "--for=condition=complete",
+        "job/pi",
+        "--timeout=60s",
+    ]);
+    let out = c.kubectl(&["get", "job", "pi"]);
+    assert!(out.contains("Complete") && out.contains("3/3"), "{out}");
+    let pods = c.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "job-name=pi",
+        "-o",
+        "jsonpath={.items[*].status.phase}",
+    ]);
+    assert_eq!(
+        pods.split_whitespace()
+            .filter(|p| *p == "Succeeded")
+            .count(),
+        3,
+        "{pods}"
+    );
+}
