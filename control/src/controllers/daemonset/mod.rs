@@ -1,11 +1,429 @@
-//! The daemonset controller.
+//! The DaemonSet controller (Kubernetes' `pkg/controller/daemon`): one pod
+//! per node that the template's nodeSelector and required node affinity
+//! select and whose taints the pod tolerates; pods on other nodes are
+//! deleted; a changed template rolls out node by node within
+//! maxUnavailable; status counts the nodes.
+//!
+//! The work loop is `kube::runtime::Controller` over DaemonSets, triggered
+//! by their pods and by every node change (a node's labels or taints may
+//! change where any DaemonSet runs). Pods come from a reflector that also
+//! settles expectations, as in the ReplicaSet controller. Nodes come from a
+//! second reflector that, like the pod one, a reconcile waits on until it
+//! has the node versions its triggers saw: the node watch that wakes a
+//! DaemonSet can run ahead of the node cache that its sync reads, and a
+//! sync that still sees a node's old labels finds nothing to do and waits
+//! for a change that has already happened.
 
+pub mod util;
+
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::Controller;
+use kube::Client;
+
+use super::events::{self, EventType, Recorder};
+use super::replicaset::backoff::Backoff;
+use super::replicaset::cache::{self, SyncPoint};
+use super::replicaset::expectations::Expectations;
+use super::replicaset::pods;
 use super::Context;
+
+/// How soon to look again while creates or deletes are unobserved.
+const EXPECTATIONS_RECHECK: Duration = Duration::from_millis(200);
+
+/// Errors of one sync.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An API call failed.
+    #[error("API: {0}")]
+    Api(#[source] kube::Error),
+}
+
+/// What the reconcile function works with.
+pub struct State {
+    client: Client,
+    recorder: Recorder,
+    pods: Store<Pod>,
+    nodes: Store<Node>,
+    expectations: Arc<Expectations>,
+    pods_sync: Arc<SyncPoint>,
+    nodes_sync: Arc<SyncPoint>,
+    backoff: Backoff,
+}
 
 /// Run the controller until the future is dropped.
 pub async fn run(ctx: Arc<Context>) {
-    let _ = ctx;
-    futures::future::pending::<()>().await
+    let client = ctx.client.clone();
+    let pod_api: Api<Pod> = Api::all(client.clone());
+    let expectations = Arc::new(Expectations::default());
+    let pods_sync = Arc::new(SyncPoint::default());
+    let exp = expectations.clone();
+    let observed: Arc<parking_lot::Mutex<Option<Store<Pod>>>> = Default::default();
+    let reader = observed.clone();
+    let (pod_store, pod_cache) = cache::cache(pod_api.clone(), pods_sync.clone(), move |ev| {
+        if let Some(store) = reader.lock().as_ref() {
+            observe(&exp, store, ev);
+        }
+    });
+    *observed.lock() = Some(pod_store.clone());
+    let nodes_sync = Arc::new(SyncPoint::default());
+    let (nodes, node_cache) =
+        cache::cache(Api::<Node>::all(client.clone()), nodes_sync.clone(), |_| {});
+
+    let controller = Controller::new(
+        Api::<DaemonSet>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let dss = controller.store();
+    let sync = pods_sync.clone();
+    let node_sync = nodes_sync.clone();
+    let controller = controller
+        .watches(pod_api, watcher::Config::default(), move |pod| {
+            let owner = pods::controller_of(&pod.metadata)
+                .filter(|r| r.kind == "DaemonSet" && r.api_version.starts_with("apps/"))?;
+            let ns = pod.metadata.namespace.clone().unwrap_or_default();
+            sync.want(format!("{ns}/{}", owner.name), cache::revision(&pod));
+            Some(ObjectRef::<DaemonSet>::new(&owner.name).within(&ns))
+        })
+        .watches(
+            Api::<Node>::all(client.clone()),
+            watcher::Config::default(),
+            move |node| {
+                let rv = cache::revision(&node);
+                dss.state()
+                    .iter()
+                    .map(|ds| {
+                        node_sync.want(key_of(ds), rv);
+                        ObjectRef::from_obj(ds.as_ref())
+                    })
+                    .collect::<Vec<_>>()
+            },
+        );
+    let state = Arc::new(State {
+        client,
+        recorder: ctx.recorder("daemonset-controller"),
+        pods: pod_store,
+        nodes,
+        expectations,
+        pods_sync,
+        nodes_sync,
+        backoff: Backoff::default(),
+    });
+    let work = controller
+        .run(reconcile, error_policy, state)
+        .for_each(|_| async {});
+    tokio::join!(pod_cache, node_cache, work);
+}
+
+/// Expectation bookkeeping for one pod event (see the ReplicaSet
+/// controller's `observe`).
+fn observe(exp: &Expectations, cache: &Store<Pod>, ev: &Event<Pod>) {
+    let (pod, deleted) = match ev {
+        Event::Apply(p) | Event::InitApply(p) => (p, p.metadata.deletion_timestamp.is_some()),
+        Event::Delete(p) => (p, true),
+        Event::Init | Event::InitDone => return,
+    };
+    let Some(owner) = pods::controller_of(&pod.metadata).filter(|r| r.kind == "DaemonSet") else {
+        return;
+    };
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("");
+    let key = format!("{ns}/{}", owner.name);
+    let known = cache
+        .get(&ObjectRef::from_obj(pod))
+        .is_some_and(|c| c.metadata.uid == pod.metadata.uid);
+    if !known {
+        exp.creation_observed(&key);
+    }
+    if deleted {
+        exp.deletion_observed(&key, &pods::key(pod));
+    }
+}
+
+fn key_of(ds: &DaemonSet) -> String {
+    format!(
+        "{}/{}",
+        ds.metadata.namespace.as_deref().unwrap_or(""),
+        ds.metadata.name.as_deref().unwrap_or("")
+    )
+}
+
+async fn reconcile(ds: Arc<DaemonSet>, state: Arc<State>) -> Result<Action, Error> {
+    let key = key_of(&ds);
+    let action = sync(&ds, &state, &key).await?;
+    state.backoff.forget(&key);
+    Ok(action)
+}
+
+fn error_policy(ds: Arc<DaemonSet>, err: &Error, state: Arc<State>) -> Action {
+    let key = key_of(&ds);
+    tracing::debug!(ds = %key, error = %err, "daemonset sync failed");
+    state.backoff.next(&key)
+}
+
+/// What one sync decided, and the counts for status.
+#[derive(Default)]
+struct Plan {
+    create: Vec<String>,
+    delete: Vec<Arc<Pod>>,
+    status: DaemonSetStatus,
+    /// Some kept pod is ready but not yet available.
+    waiting_available: bool,
+}
+
+fn plan(ds: &DaemonSet, nodes: &[Arc<Node>], owned: Vec<Arc<Pod>>, hash: &str) -> Plan {
+    let min_ready = ds
+        .spec
+        .as_ref()
+        .and_then(|s| s.min_ready_seconds)
+        .unwrap_or(0);
+    let now = Timestamp::now();
+    let mut by_node: HashMap<String, Vec<Arc<Pod>>> = HashMap::new();
+    let mut p = Plan::default();
+    for pod in owned {
+        if pods::is_active(&pod) || pod.metadata.deletion_timestamp.is_some() {
+            let node = util::node_of(&pod).unwrap_or_default();
+            by_node.entry(node).or_default().push(pod);
+        } else {
+            // A failed or succeeded daemon pod is replaced.
+            p.delete.push(pod);
+        }
+    }
+    let (mut desired, mut current, mut mis, mut ready, mut available, mut updated) =
+        (0, 0, 0, 0, 0, 0);
+    let mut old_available = Vec::new();
+    let mut unavailable = 0;
+    for node in nodes {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let mut here = by_node.remove(&name).unwrap_or_default();
+        // Pods already going away count for nothing but block a new one.
+        let terminating = here.iter().any(|p| p.metadata.deletion_timestamp.is_some());
+        here.retain(|p| p.metadata.deletion_timestamp.is_none());
+        if !util::should_run(ds, node) {
+            if !here.is_empty() {
+                mis += 1;
+            }
+            p.delete.extend(here);
+            continue;
+        }
+        desired += 1;
+        if here.is_empty() {
+            unavailable += 1;
+            if !terminating {
+                p.create.push(name);
+            }
+            continue;
+        }
+        current += 1;
+        // Keep the oldest pod; extra ones go.
+        here.sort_by(|a, b| {
+            let t = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            t(a).cmp(&t(b)).then(a.metadata.name.cmp(&b.metadata.name))
+        });
+        let kept = here.remove(0);
+        p.delete.extend(here);
+        let is_new = kept
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(util::REVISION_LABEL))
+            .map(String::as_str)
+            == Some(hash);
+        if is_new {
+            updated += 1;
+        }
+        if pods::is_ready(&kept) {
+            ready += 1;
+        }
+        let avail = pods::is_available(&kept, min_ready, now);
+        if avail {
+            available += 1;
+        } else {
+            unavailable += 1;
+            p.waiting_available |= pods::is_ready(&kept);
+        }
+        if !is_new && !util::on_delete(ds) {
+            if avail {
+                old_available.push(kept);
+            } else {
+                // An old pod that is not available costs nothing to replace.
+                p.delete.push(kept);
+            }
+        }
+    }
+    // Pods pinned to nodes that no longer exist.
+    for (_, rest) in by_node {
+        p.delete.extend(
+            rest.into_iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none()),
+        );
+    }
+    let budget = util::max_unavailable(ds, desired);
+    for pod in old_available {
+        if unavailable >= budget {
+            break;
+        }
+        unavailable += 1;
+        p.delete.push(pod);
+    }
+    p.status = DaemonSetStatus {
+        desired_number_scheduled: desired,
+        current_number_scheduled: current,
+        number_misscheduled: mis,
+        number_ready: ready,
+        number_available: Some(available),
+        number_unavailable: Some(desired - available),
+        updated_number_scheduled: Some(updated),
+        observed_generation: ds.metadata.generation,
+        ..ds.status.clone().unwrap_or_default()
+    };
+    p
+}
+
+async fn sync(ds: &DaemonSet, state: &State, key: &str) -> Result<Action, Error> {
+    if state.pods.wait_until_ready().await.is_err() || state.nodes.wait_until_ready().await.is_err()
+    {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    state.pods_sync.catch_up(key).await;
+    state.nodes_sync.catch_up(key).await;
+    let ns = ds.metadata.namespace.clone().unwrap_or_default();
+    let uid = ds.metadata.uid.clone().unwrap_or_default();
+    let needs_sync = state.expectations.satisfied(key, |pod_key| {
+        let (pns, name) = pod_key.split_once('/').unwrap_or(("", pod_key));
+        state
+            .pods
+            .get(&ObjectRef::new(name).within(pns))
+            .is_none_or(|p| p.metadata.deletion_timestamp.is_some())
+    });
+    let owned = state.pods.state_filter(|p| {
+        p.metadata.namespace.as_deref() == Some(ns.as_str())
+            && pods::controller_of(&p.metadata).is_some_and(|r| r.uid == uid)
+    });
+    let hash = util::template_hash(ds);
+    let plan = plan(ds, &state.nodes.state(), owned, &hash);
+    let mut first_error = None;
+    if needs_sync && ds.metadata.deletion_timestamp.is_none() {
+        first_error = manage(state, key, ds, &plan, &hash).await.err();
+    }
+    let ds_api: Api<DaemonSet> = Api::namespaced(state.client.clone(), &ns);
+    update_status(&ds_api, ds, plan.status.clone())
+        .await
+        .map_err(Error::Api)?;
+    if let Some(e) = first_error {
+        return Err(Error::Api(e));
+    }
+    if !needs_sync {
+        return Ok(Action::requeue(EXPECTATIONS_RECHECK));
+    }
+    if plan.waiting_available {
+        // Pods turn available by the clock alone; no event will say so.
+        let secs = ds
+            .spec
+            .as_ref()
+            .and_then(|s| s.min_ready_seconds)
+            .unwrap_or(0);
+        return Ok(Action::requeue(Duration::from_secs(secs.max(1) as u64)));
+    }
+    Ok(Action::await_change())
+}
+
+/// Issue the plan's deletes, then its creates, under expectations.
+async fn manage(
+    state: &State,
+    key: &str,
+    ds: &DaemonSet,
+    plan: &Plan,
+    hash: &str,
+) -> Result<(), kube::Error> {
+    let ns = ds.metadata.namespace.clone().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(state.client.clone(), &ns);
+    let reference = events::reference("apps/v1", "DaemonSet", &ds.metadata);
+    let mut first_error = None;
+    if !plan.delete.is_empty() {
+        state
+            .expectations
+            .expect_deletions(key, plan.delete.iter().map(|p| pods::key(p)));
+    }
+    for pod in &plan.delete {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        match api.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => {
+                let msg = format!("Deleted pod: {name}");
+                state
+                    .recorder
+                    .record(&reference, EventType::Normal, "SuccessfulDelete", &msg)
+                    .await;
+            }
+            Err(e) => {
+                state.expectations.deletion_observed(key, &pods::key(pod));
+                if !matches!(&e, kube::Error::Api(s) if s.code == 404) {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+    }
+    if !plan.create.is_empty() {
+        state.expectations.expect_creations(key, plan.create.len());
+    }
+    for node in &plan.create {
+        let pod = util::new_pod(ds, node, hash);
+        match api.create(&PostParams::default(), &pod).await {
+            Ok(created) => {
+                let name = created.metadata.name.unwrap_or_default();
+                let msg = format!("Created pod: {name}");
+                state
+                    .recorder
+                    .record(&reference, EventType::Normal, "SuccessfulCreate", &msg)
+                    .await;
+            }
+            Err(e) => {
+                state.expectations.creation_observed(key);
+                let msg = format!("Error creating: {e}");
+                state
+                    .recorder
+                    .record(&reference, EventType::Warning, "FailedCreate", &msg)
+                    .await;
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Write `status` unless it is what the object already says.
+async fn update_status(
+    api: &Api<DaemonSet>,
+    ds: &DaemonSet,
+    status: DaemonSetStatus,
+) -> Result<(), kube::Error> {
+    if ds.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let name = ds.metadata.name.clone().unwrap_or_default();
+    let mut target = ds.clone();
+    for attempt in 0..2 {
+        target.status = Some(status.clone());
+        match api
+            .replace_status(&name, &PostParams::default(), &target)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if attempt == 0 => {
+                tracing::debug!(error = %e, ds = %name, "status update failed, retrying once");
+                target = api.get(&name).await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

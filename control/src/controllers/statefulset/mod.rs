@@ -1,11 +1,459 @@
-//! The statefulset controller.
+//! The StatefulSet controller: pods with stable ordinal names
+//! `<set>-0 … <set>-(replicas-1)`, created in order and removed in reverse
+//! (OrderedReady) or all at once (Parallel), recreated under the same name
+//! when deleted or failed, and replaced highest ordinal first when the
+//! template changes (RollingUpdate with partition, or OnDelete) —
+//! Kubernetes' `pkg/controller/statefulset`.
+//!
+//! Not served: `volumeClaimTemplates` (there are no PersistentVolumeClaims,
+//! so pods get no claims and the templates are ignored), ControllerRevision
+//! objects (revisions are template hashes only, so a recreated pod always
+//! gets the newest template, even below the partition), `maxUnavailable`
+//! and `persistentVolumeClaimRetentionPolicy`.
+//!
+//! The loop mirrors the ReplicaSet controller's (its pod cache, sync point,
+//! adoption and backoff are reused). No expectations are needed: pods are
+//! created under fixed names and deleted with a uid precondition, so acting
+//! twice on a stale cache is a harmless AlreadyExists or NotFound.
 
+pub mod identity;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
+use k8s_openapi::api::core::v1::Pod;
+use kedge_config::selector::LabelSelector;
+use kube::api::{Api, DeleteParams, PostParams, Preconditions};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::runtime::Controller;
+use kube::Client;
+
+use super::events::{self, EventType, Recorder};
+use super::replicaset::backoff::Backoff;
+use super::replicaset::cache::{self, SyncPoint};
+use super::replicaset::claim::{is_not_found, Claimer};
+use super::replicaset::pods;
 use super::Context;
+
+/// Errors of one sync.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An API call failed.
+    #[error("API: {0}")]
+    Api(#[source] kube::Error),
+}
+
+/// What the reconcile function works with.
+pub struct State {
+    client: Client,
+    recorder: Recorder,
+    pods: Store<Pod>,
+    pods_sync: Arc<SyncPoint>,
+    backoff: Backoff,
+}
 
 /// Run the controller until the future is dropped.
 pub async fn run(ctx: Arc<Context>) {
-    let _ = ctx;
-    futures::future::pending::<()>().await
+    let client = ctx.client.clone();
+    let pod_api: Api<Pod> = Api::all(client.clone());
+    let pods_sync = Arc::new(SyncPoint::default());
+    let (pods, pod_cache) = cache::cache(pod_api.clone(), pods_sync.clone(), |_| {});
+    let controller = Controller::new(
+        Api::<StatefulSet>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let sets = controller.store();
+    let sync = pods_sync.clone();
+    let controller = controller.watches(pod_api, watcher::Config::default(), move |pod| {
+        let owners = owners_of(&sets, &pod);
+        let rv = cache::revision(&pod);
+        for o in &owners {
+            sync.want(
+                format!("{}/{}", o.namespace.as_deref().unwrap_or(""), o.name),
+                rv,
+            );
+        }
+        owners
+    });
+    let state = Arc::new(State {
+        client,
+        recorder: ctx.recorder("statefulset-controller"),
+        pods,
+        pods_sync,
+        backoff: Backoff::default(),
+    });
+    let work = controller
+        .run(reconcile, error_policy, state)
+        .for_each(|_| async {});
+    tokio::join!(pod_cache, work);
+}
+
+/// StatefulSets to sync for a pod event: its controller, or for an orphan
+/// every set that could adopt it.
+fn owners_of(sets: &Store<StatefulSet>, pod: &Pod) -> Vec<ObjectRef<StatefulSet>> {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    if let Some(owner) = pods::controller_of(&pod.metadata) {
+        if owner.kind == "StatefulSet" && owner.api_version.starts_with("apps/") {
+            return vec![ObjectRef::new(&owner.name).within(&ns)];
+        }
+        return Vec::new();
+    }
+    sets.state()
+        .iter()
+        .filter(|s| s.metadata.namespace.as_deref() == Some(ns.as_str()))
+        .filter(|s| claims(s, pod))
+        .map(|s| ObjectRef::from_obj(s.as_ref()))
+        .collect()
+}
+
+fn selector_of(set: &StatefulSet) -> Option<LabelSelector> {
+    LabelSelector::from_label_selector(&set.spec.as_ref()?.selector).ok()
+}
+
+/// A set claims the pods its selector matches that carry one of its
+/// ordinal names (Kubernetes' `isMemberOf` on top of the selector).
+fn claims(set: &StatefulSet, pod: &Pod) -> bool {
+    let name = set.metadata.name.as_deref().unwrap_or("");
+    let labels = pod.metadata.labels.clone().unwrap_or_default();
+    selector_of(set).is_some_and(|s| !s.is_empty() && s.matches(&labels))
+        && identity::ordinal_of(name, pod.metadata.name.as_deref().unwrap_or("")).is_some()
+}
+
+fn key_of(set: &StatefulSet) -> String {
+    format!(
+        "{}/{}",
+        set.metadata.namespace.as_deref().unwrap_or(""),
+        set.metadata.name.as_deref().unwrap_or("")
+    )
+}
+
+async fn reconcile(set: Arc<StatefulSet>, state: Arc<State>) -> Result<Action, Error> {
+    let key = key_of(&set);
+    let action = sync(&set, &state, &key).await?;
+    state.backoff.forget(&key);
+    Ok(action)
+}
+
+fn error_policy(set: Arc<StatefulSet>, err: &Error, state: Arc<State>) -> Action {
+    let key = key_of(&set);
+    tracing::debug!(sts = %key, error = %err, "statefulset sync failed");
+    state.backoff.next(&key)
+}
+
+fn phase(pod: &Pod) -> &str {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("")
+}
+
+fn terminating(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some()
+}
+
+/// Running, Ready and not going away: what OrderedReady waits for.
+fn healthy(pod: &Pod) -> bool {
+    phase(pod) == "Running" && pods::is_ready(pod) && !terminating(pod)
+}
+
+/// Finished pods are replaced under the same name, as a failed member must
+/// come back with its identity.
+fn finished(pod: &Pod) -> bool {
+    matches!(phase(pod), "Failed" | "Succeeded")
+}
+
+/// The rollout strategy: None for OnDelete, else the partition.
+fn rolling_partition(set: &StatefulSet) -> Option<i32> {
+    let strategy = set
+        .spec
+        .as_ref()?
+        .update_strategy
+        .clone()
+        .unwrap_or_default();
+    if strategy.type_.as_deref() == Some("OnDelete") {
+        return None;
+    }
+    Some(
+        strategy
+            .rolling_update
+            .and_then(|r| r.partition)
+            .unwrap_or(0)
+            .max(0),
+    )
+}
+
+/// One sync: claim pods, bring the ordinals to the desired state (at most
+/// the step the policy allows), then write status.
+async fn sync(set: &StatefulSet, state: &State, key: &str) -> Result<Action, Error> {
+    if state.pods.wait_until_ready().await.is_err() {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    state.pods_sync.catch_up(key).await;
+    let ns = set.metadata.namespace.clone().unwrap_or_default();
+    let name = set.metadata.name.clone().unwrap_or_default();
+    if selector_of(set).is_none() {
+        // An invalid selector cannot be fixed by retrying.
+        tracing::warn!(sts = %key, "invalid selector");
+        return Ok(Action::await_change());
+    }
+    let pod_api: Api<Pod> = Api::namespaced(state.client.clone(), &ns);
+    let set_api: Api<StatefulSet> = Api::namespaced(state.client.clone(), &ns);
+    let candidates = state
+        .pods
+        .state_filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()));
+    let owner = identity::controller_ref(set);
+    let claimer = Claimer {
+        owner: &owner,
+        namespace: &ns,
+        deleting: set.metadata.deletion_timestamp.is_some(),
+    };
+    let uid = set.metadata.uid.clone();
+    let owned = claimer
+        .claim(
+            &pod_api,
+            candidates,
+            |p| claims(set, p),
+            || async {
+                let fresh = set_api.get(&name).await?;
+                Ok(fresh.metadata.uid == uid && fresh.metadata.deletion_timestamp.is_none())
+            },
+        )
+        .await
+        .map_err(Error::Api)?;
+    let by_ordinal: BTreeMap<i32, Arc<Pod>> = owned
+        .iter()
+        .filter_map(|p| {
+            let ord = identity::ordinal_of(&name, p.metadata.name.as_deref()?)?;
+            Some((ord, p.clone()))
+        })
+        .collect();
+
+    let update_revision = identity::revision_name(set);
+    let mut result = Ok(());
+    if set.metadata.deletion_timestamp.is_none() {
+        let step = Step {
+            state,
+            set,
+            api: &pod_api,
+            revision: &update_revision,
+        };
+        result = step.run(&by_ordinal).await;
+    }
+    let status = calculate_status(set, &by_ordinal, &update_revision);
+    update_status(&set_api, set, status)
+        .await
+        .map_err(Error::Api)?;
+    result.map_err(Error::Api)?;
+    let min_ready = set
+        .spec
+        .as_ref()
+        .and_then(|s| s.min_ready_seconds)
+        .unwrap_or(0);
+    let waiting_available = by_ordinal
+        .values()
+        .any(|p| healthy(p) && !pods::is_available(p, min_ready, jiff::Timestamp::now()));
+    if min_ready > 0 && waiting_available {
+        // Pods turn available by the clock alone; no event will say so.
+        return Ok(Action::requeue(Duration::from_secs(min_ready as u64)));
+    }
+    Ok(Action::await_change())
+}
+
+/// The pod operations of one sync.
+struct Step<'a> {
+    state: &'a State,
+    set: &'a StatefulSet,
+    api: &'a Api<Pod>,
+    revision: &'a str,
+}
+
+impl Step<'_> {
+    /// Create missing and replace finished members, remove condemned ones
+    /// (ordinal ≥ replicas) highest first, then roll out the template.
+    /// OrderedReady stops at the first pod that is not yet healthy; Parallel
+    /// acts on every ordinal at once.
+    async fn run(&self, pods: &BTreeMap<i32, Arc<Pod>>) -> Result<(), kube::Error> {
+        let spec = self.set.spec.clone().unwrap_or_default();
+        let replicas = spec.replicas.unwrap_or(1).max(0);
+        let parallel = spec.pod_management_policy.as_deref() == Some("Parallel");
+
+        for ord in 0..replicas {
+            match pods.get(&ord) {
+                None => self.create(ord).await?,
+                Some(p) if finished(p) && !terminating(p) => self.delete(p).await?,
+                Some(p) if healthy(p) => continue,
+                Some(_) => {}
+            }
+            if !parallel {
+                return Ok(());
+            }
+        }
+
+        let condemned = pods.range(replicas..).rev().map(|(_, p)| p);
+        for p in condemned {
+            if !terminating(p) {
+                self.delete(p).await?;
+            }
+            if !parallel {
+                // One at a time: the next waits until this one is gone.
+                return Ok(());
+            }
+        }
+
+        let Some(partition) = rolling_partition(self.set) else {
+            return Ok(());
+        };
+        for ord in (partition..replicas).rev() {
+            let Some(p) = pods.get(&ord) else {
+                return Ok(());
+            };
+            if identity::revision_of(p) != Some(self.revision) && !terminating(p) {
+                return self.delete(p).await;
+            }
+            if !healthy(p) {
+                // Replace one at a time, each only once the ones above are Ready.
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    fn reference(&self) -> k8s_openapi::api::core::v1::ObjectReference {
+        events::reference("apps/v1", "StatefulSet", &self.set.metadata)
+    }
+
+    async fn create(&self, ord: i32) -> Result<(), kube::Error> {
+        let set_name = self.set.metadata.name.as_deref().unwrap_or("");
+        let pod = identity::new_pod(self.set, ord, self.revision);
+        let pod_name = identity::pod_name(set_name, ord);
+        match self.api.create(&PostParams::default(), &pod).await {
+            Ok(_) => {
+                let msg = format!("create Pod {pod_name} in StatefulSet {set_name} successful");
+                self.record(EventType::Normal, "SuccessfulCreate", &msg)
+                    .await;
+                Ok(())
+            }
+            // The cache lags a create of ours; the pod is there.
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            Err(e) => {
+                let msg =
+                    format!("create Pod {pod_name} in StatefulSet {set_name} failed error: {e}");
+                self.record(EventType::Warning, "FailedCreate", &msg).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Delete exactly this pod: the uid precondition keeps a stale cache
+    /// from deleting a newer pod of the same name.
+    async fn delete(&self, pod: &Pod) -> Result<(), kube::Error> {
+        let set_name = self.set.metadata.name.as_deref().unwrap_or("");
+        let pod_name = pod.metadata.name.clone().unwrap_or_default();
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: pod.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match self.api.delete(&pod_name, &dp).await {
+            Ok(_) => {
+                let msg = format!("delete Pod {pod_name} in StatefulSet {set_name} successful");
+                self.record(EventType::Normal, "SuccessfulDelete", &msg)
+                    .await;
+                Ok(())
+            }
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            Err(e) => {
+                let msg =
+                    format!("delete Pod {pod_name} in StatefulSet {set_name} failed error: {e}");
+                self.record(EventType::Warning, "FailedDelete", &msg).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn record(&self, t: EventType, reason: &str, msg: &str) {
+        self.state
+            .recorder
+            .record(&self.reference(), t, reason, msg)
+            .await;
+    }
+}
+
+/// Status from the pods as this sync found them. The current revision
+/// moves to the update revision once every replica runs it and is Ready.
+fn calculate_status(
+    set: &StatefulSet,
+    pods: &BTreeMap<i32, Arc<Pod>>,
+    update_revision: &str,
+) -> StatefulSetStatus {
+    let spec = set.spec.clone().unwrap_or_default();
+    let desired = spec.replicas.unwrap_or(1).max(0);
+    let min_ready = spec.min_ready_seconds.unwrap_or(0);
+    let old = set.status.clone().unwrap_or_default();
+    let mut current_revision = old
+        .current_revision
+        .clone()
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| update_revision.to_string());
+    let now = jiff::Timestamp::now();
+    let live: Vec<&Arc<Pod>> = pods.values().filter(|p| !terminating(p)).collect();
+    let count = |f: &dyn Fn(&Pod) -> bool| live.iter().filter(|p| f(p)).count() as i32;
+    let replicas = live.len() as i32;
+    let ready = count(&healthy);
+    let available = count(&|p| healthy(p) && pods::is_available(p, min_ready, now));
+    let updated = count(&|p| identity::revision_of(p) == Some(update_revision));
+    let mut current = count(&|p| identity::revision_of(p) == Some(current_revision.as_str()));
+    if updated == desired && ready == desired && replicas == desired {
+        current_revision = update_revision.to_string();
+        current = updated;
+    }
+    StatefulSetStatus {
+        replicas,
+        ready_replicas: Some(ready),
+        available_replicas: Some(available),
+        current_replicas: Some(current),
+        updated_replicas: Some(updated),
+        current_revision: Some(current_revision),
+        update_revision: Some(update_revision.to_string()),
+        observed_generation: set.metadata.generation,
+        collision_count: old.collision_count,
+        conditions: old.conditions,
+    }
+}
+
+/// Write `status` unless nothing changed; one retry on a conflict with a
+/// fresh copy, as the status is recomputed on the next sync anyway.
+async fn update_status(
+    api: &Api<StatefulSet>,
+    set: &StatefulSet,
+    status: StatefulSetStatus,
+) -> Result<(), kube::Error> {
+    if set.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let name = set.metadata.name.clone().unwrap_or_default();
+    let mut target = set.clone();
+    for attempt in 0..2 {
+        target.status = Some(status.clone());
+        match api
+            .replace_status(&name, &PostParams::default(), &target)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if attempt == 0 => {
+                tracing::debug!(error = %e, sts = %name, "status update failed, retrying once");
+                target = api.get(&name).await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
