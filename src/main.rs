@@ -20,9 +20,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a single-machine cluster (today: the control plane).
+    /// Run a single-machine cluster (today: the control plane; add nodes with `agent`).
     Up(ServerArgs),
-    /// Run the control plane (API server).
+    /// Run the control plane (API server, scheduler, controllers).
     Server(ServerArgs),
     /// Run node agents against an API server.
     Agent(AgentArgs),

@@ -289,3 +289,49 @@ fn a_job_runs_to_completion() {
         "{pods}"
     );
 }
+
+#[test]
+fn rollout_pause_and_resume_with_kubectl() {
+    let c = Cluster::start();
+    let _nodes = c.hollow_nodes(2, "hollow-", &[]);
+    c.kubectl(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=kedge/echo:v1",
+        "--replicas=2",
+    ]);
+    c.kubectl(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    c.kubectl(&["rollout", "pause", "deployment/web"]);
+    c.kubectl(&["set", "image", "deployment/web", "echo=kedge/echo:v2"]);
+    // Paused: the template changed, the pods did not.
+    std::thread::sleep(Duration::from_secs(2));
+    let images = c.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[*].spec.containers[0].image}",
+    ]);
+    assert!(
+        images.split_whitespace().all(|i| i == "kedge/echo:v1"),
+        "{images}"
+    );
+    c.kubectl(&["rollout", "resume", "deployment/web"]);
+    c.kubectl(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    assert!(eventually(WAIT, || {
+        let images = c.kubectl(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "--field-selector=status.phase=Running",
+            "-o",
+            "jsonpath={.items[*].spec.containers[0].image}",
+        ]);
+        !images.is_empty() && images.split_whitespace().all(|i| i == "kedge/echo:v2")
+    }));
+    let history = c.kubectl(&["rollout", "history", "deployment/web"]);
+    assert!(history.contains("REVISION"), "{history}");
+}
