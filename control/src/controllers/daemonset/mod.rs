@@ -27,14 +27,14 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher::{self, Event};
+use kube::runtime::watcher;
 use kube::runtime::Controller;
 use kube::Client;
 
 use super::events::{self, EventType, Recorder};
 use super::replicaset::backoff::Backoff;
 use super::replicaset::cache::{self, SyncPoint};
-use super::replicaset::expectations::Expectations;
+use super::replicaset::expectations::{self, Expectations};
 use super::replicaset::pods;
 use super::Context;
 
@@ -72,7 +72,7 @@ pub async fn run(ctx: Arc<Context>) {
     let reader = observed.clone();
     let (pod_store, pod_cache) = cache::cache(pod_api.clone(), pods_sync.clone(), move |ev| {
         if let Some(store) = reader.lock().as_ref() {
-            observe(&exp, store, ev);
+            expectations::observe_pod_event(&exp, "DaemonSet", store, ev);
         }
     });
     *observed.lock() = Some(pod_store.clone());
@@ -123,30 +123,6 @@ pub async fn run(ctx: Arc<Context>) {
         .run(reconcile, error_policy, state)
         .for_each(|_| async {});
     tokio::join!(pod_cache, node_cache, work);
-}
-
-/// Expectation bookkeeping for one pod event (see the ReplicaSet
-/// controller's `observe`).
-fn observe(exp: &Expectations, cache: &Store<Pod>, ev: &Event<Pod>) {
-    let (pod, deleted) = match ev {
-        Event::Apply(p) | Event::InitApply(p) => (p, p.metadata.deletion_timestamp.is_some()),
-        Event::Delete(p) => (p, true),
-        Event::Init | Event::InitDone => return,
-    };
-    let Some(owner) = pods::controller_of(&pod.metadata).filter(|r| r.kind == "DaemonSet") else {
-        return;
-    };
-    let ns = pod.metadata.namespace.as_deref().unwrap_or("");
-    let key = format!("{ns}/{}", owner.name);
-    let known = cache
-        .get(&ObjectRef::from_obj(pod))
-        .is_some_and(|c| c.metadata.uid == pod.metadata.uid);
-    if !known {
-        exp.creation_observed(&key);
-    }
-    if deleted {
-        exp.deletion_observed(&key, &pods::key(pod));
-    }
 }
 
 fn key_of(ds: &DaemonSet) -> String {

@@ -88,6 +88,39 @@ impl Expectations {
     }
 }
 
+/// The expectation bookkeeping for one pod event of a controller whose pods
+/// are owned by a `kind` object: a pod the cache has not held before is an
+/// observed creation; a delete or a deletionTimestamp is an observed
+/// deletion.
+pub fn observe_pod_event(
+    exp: &Expectations,
+    kind: &str,
+    cache: &kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Pod>,
+    ev: &kube::runtime::watcher::Event<k8s_openapi::api::core::v1::Pod>,
+) {
+    use kube::runtime::reflector::ObjectRef;
+    use kube::runtime::watcher::Event;
+    let (pod, deleted) = match ev {
+        Event::Apply(p) | Event::InitApply(p) => (p, p.metadata.deletion_timestamp.is_some()),
+        Event::Delete(p) => (p, true),
+        Event::Init | Event::InitDone => return,
+    };
+    let Some(owner) = super::pods::controller_of(&pod.metadata).filter(|r| r.kind == kind) else {
+        return;
+    };
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("");
+    let key = format!("{ns}/{}", owner.name);
+    let known = cache
+        .get(&ObjectRef::from_obj(pod))
+        .is_some_and(|c| c.metadata.uid == pod.metadata.uid);
+    if !known {
+        exp.creation_observed(&key);
+    }
+    if deleted {
+        exp.deletion_observed(&key, &super::pods::key(pod));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,7 +27,7 @@ use kedge_config::selector::LabelSelector;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher::{self, Event};
+use kube::runtime::watcher;
 use kube::runtime::Controller;
 use kube::Client;
 
@@ -81,7 +81,7 @@ pub async fn run(ctx: Arc<Context>) {
     let reader = observed.clone();
     let (pods, pod_cache) = cache::cache(pod_api.clone(), pods_sync.clone(), move |ev| {
         if let Some(store) = reader.lock().as_ref() {
-            observe(&exp, store, ev);
+            expectations::observe_pod_event(&exp, "ReplicaSet", store, ev);
         }
     });
     *observed.lock() = Some(pods.clone());
@@ -117,31 +117,6 @@ pub async fn run(ctx: Arc<Context>) {
         .run(reconcile, error_policy, state)
         .for_each(|_| async {});
     tokio::join!(pod_cache, work);
-}
-
-/// The expectation bookkeeping for one pod event: a pod the cache has not
-/// held before is an observed creation; a delete or a deletionTimestamp is
-/// an observed deletion.
-fn observe(exp: &Expectations, cache: &Store<Pod>, ev: &Event<Pod>) {
-    let (pod, deleted) = match ev {
-        Event::Apply(p) | Event::InitApply(p) => (p, p.metadata.deletion_timestamp.is_some()),
-        Event::Delete(p) => (p, true),
-        Event::Init | Event::InitDone => return,
-    };
-    let Some(owner) = pods::controller_of(&pod.metadata).filter(|r| r.kind == "ReplicaSet") else {
-        return;
-    };
-    let ns = pod.metadata.namespace.as_deref().unwrap_or("");
-    let rs_key = format!("{ns}/{}", owner.name);
-    let known = cache
-        .get(&ObjectRef::from_obj(pod))
-        .is_some_and(|c| c.metadata.uid == pod.metadata.uid);
-    if !known {
-        exp.creation_observed(&rs_key);
-    }
-    if deleted {
-        exp.deletion_observed(&rs_key, &pods::key(pod));
-    }
 }
 
 /// ReplicaSets to sync for a pod event: its controller, or for an orphan
