@@ -41,6 +41,35 @@ impl Context {
     }
 }
 
+/// Write an object's status through the `status` subresource with `set`
+/// applied. On failure it retries once on a fresh copy: a conflict means
+/// someone wrote meanwhile, and the status is recomputed on the next sync.
+pub async fn replace_status_retrying<K>(
+    api: &kube::Api<K>,
+    obj: &K,
+    set: impl Fn(&mut K),
+) -> Result<K, kube::Error>
+where
+    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let name = obj.meta().name.clone().unwrap_or_default();
+    let mut target = obj.clone();
+    set(&mut target);
+    match api
+        .replace_status(&name, &kube::api::PostParams::default(), &target)
+        .await
+    {
+        Ok(o) => Ok(o),
+        Err(e) => {
+            tracing::debug!(error = %e, name = %name, "status update failed, retrying once");
+            let mut fresh = api.get(&name).await?;
+            set(&mut fresh);
+            api.replace_status(&name, &kube::api::PostParams::default(), &fresh)
+                .await
+        }
+    }
+}
+
 /// Run every controller until the future is dropped.
 pub async fn run_all(ctx: Arc<Context>) {
     tokio::join!(

@@ -385,21 +385,6 @@ async fn update_status(
     if ds.status.as_ref() == Some(&status) {
         return Ok(());
     }
-    let name = ds.metadata.name.clone().unwrap_or_default();
-    let mut target = ds.clone();
-    for attempt in 0..2 {
-        target.status = Some(status.clone());
-        match api
-            .replace_status(&name, &PostParams::default(), &target)
-            .await
-        {
-            Ok(_) => return Ok(()),
-            Err(e) if attempt == 0 => {
-                tracing::debug!(error = %e, ds = %name, "status update failed, retrying once");
-                target = api.get(&name).await?;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    super::replace_status_retrying(api, ds, |d| d.status = Some(status.clone())).await?;
     Ok(())
 }

@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 
 use super::pods;
 
@@ -99,23 +99,7 @@ pub async fn update(
         return Ok(rs.clone());
     }
     status.observed_generation = generation;
-    let name = rs.metadata.name.clone().unwrap_or_default();
-    let mut target = rs.clone();
-    for attempt in 0..2 {
-        target.status = Some(status.clone());
-        match api
-            .replace_status(&name, &PostParams::default(), &target)
-            .await
-        {
-            Ok(rs) => return Ok(rs),
-            Err(e) if attempt == 0 => {
-                tracing::debug!(error = %e, rs = %name, "status update failed, retrying once");
-                target = api.get(&name).await?;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    unreachable!("the loop returns")
+    super::super::replace_status_retrying(api, rs, |r| r.status = Some(status.clone())).await
 }
 
 fn same_counts(a: &ReplicaSetStatus, b: &ReplicaSetStatus) -> bool {
