@@ -124,30 +124,28 @@ fn main() -> anyhow::Result<()> {
         .context("starting the runtime")?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Up(args) => run_server(args, true).await,
-            Command::Server(args) => run_server(args, true).await,
+            // Until `up` also runs a real node, both run the same control plane.
+            Command::Up(args) | Command::Server(args) => run_server(args).await,
             Command::Agent(args) => run_agent(args).await,
         }
     })
 }
 
-async fn run_server(args: ServerArgs, control_loops: bool) -> anyhow::Result<()> {
+async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let cfg = args.cluster_config()?;
     let opts = ServerOptions {
         watch_history: args.watch_history,
     };
     let running = server::start(cfg, opts).await?;
-    if control_loops {
-        // The scheduler and controllers are API clients like any other.
-        let client = running
-            .client()
-            .await
-            .context("API client for the control loops")?;
-        tokio::spawn(kedge_control::scheduler::run(client.clone()));
-        tokio::spawn(kedge_control::controllers::run_all(
-            kedge_control::controllers::Context::new(client),
-        ));
-    }
+    // The scheduler and controllers are API clients like any other.
+    let client = running
+        .client()
+        .await
+        .context("API client for the control loops")?;
+    tokio::spawn(kedge_control::scheduler::run(client.clone()));
+    tokio::spawn(kedge_control::controllers::run_all(
+        kedge_control::controllers::Context::new(client),
+    ));
     println!("kedge is serving on {}", running.url);
     println!("export KUBECONFIG={}", running.kubeconfig.display());
     shutdown_signal().await;

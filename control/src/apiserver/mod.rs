@@ -471,8 +471,6 @@ pub async fn handle_resource(
             let patch: Value = serde_json::from_slice(&body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
             let ct = content_type.clone();
-            let scale_res = resources::find("autoscaling", "v1", "scale");
-            let _ = scale_res;
             Ok(json_response(
                 200,
                 &objects::update_scale(state_ref, &rr, &q, move |current| {

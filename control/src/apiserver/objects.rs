@@ -863,12 +863,8 @@ pub fn patch(
     // client put one there, so it applies to whatever is current.
     for _ in 0..3 {
         let res = update_with(state, req, q, part, |current| {
-            let mut base = current.clone();
-            if part == Part::Status {
-                // Status patches see the whole object, as in Kubernetes.
-                base = current.clone();
-            }
-            let mut patched = apply_patch(r, content_type, &base, &patch)?;
+            // Status patches too see the whole object, as in Kubernetes.
+            let mut patched = apply_patch(r, content_type, current, &patch)?;
             meta_mut(&mut patched).remove("managedFields");
             if let Some(m) = current.pointer("/metadata/managedFields") {
                 meta_mut(&mut patched).insert("managedFields".into(), m.clone());

@@ -130,10 +130,7 @@ pub fn watch(
     // ADDED events); any other rv resumes after that revision.
     let from = match rv {
         Some(0) | None => None,
-        Some(n) if send_initial => {
-            let _ = n;
-            None
-        }
+        Some(_) if send_initial => None,
         Some(n) => Some(n),
     };
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(64);
