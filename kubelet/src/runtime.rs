@@ -11,10 +11,15 @@ pub mod fake;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use k8s_openapi::api::core::v1::Probe;
+use tokio::io::AsyncWrite;
 use tokio::sync::broadcast;
 
 /// Errors of a container runtime.
@@ -31,6 +36,12 @@ pub enum RuntimeError {
     /// The runtime could not do what was asked.
     #[error("runtime: {0}")]
     Failed(String),
+    /// An image could not be pulled (ErrImagePull).
+    #[error("{0}")]
+    ImagePull(String),
+    /// This runtime does not do that (the fake runtime has no logs).
+    #[error("{0} is not supported by this container runtime")]
+    Unsupported(&'static str),
 }
 
 /// Result of a runtime call.
@@ -52,6 +63,50 @@ pub struct PodSandboxConfig {
     pub annotations: BTreeMap<String, String>,
     /// The pod uses the node's network namespace.
     pub host_network: bool,
+    /// The hostname inside the pod (`spec.hostname` or the pod's name).
+    pub hostname: String,
+    /// The domain of a pod with a `spec.subdomain`:
+    /// `<subdomain>.<namespace>.svc.<cluster domain>`.
+    pub domainname: Option<String>,
+    /// The pod's resolv.conf; `None` keeps the runtime's default (the
+    /// node's resolver).
+    pub dns: Option<DnsConfig>,
+    /// Extra /etc/hosts entries (`spec.hostAliases`): IP and names.
+    pub host_aliases: Vec<(String, Vec<String>)>,
+}
+
+/// The resolv.conf of a pod.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DnsConfig {
+    /// `nameserver` lines.
+    pub servers: Vec<String>,
+    /// The `search` line.
+    pub searches: Vec<String>,
+    /// The `options` line (`ndots:5`).
+    pub options: Vec<String>,
+}
+
+/// A bind mount of a node path into a container.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Mount {
+    /// The path on the node (a volume's directory, or a file in it for a
+    /// `subPath`).
+    pub host_path: PathBuf,
+    /// Where it appears in the container.
+    pub container_path: String,
+    /// Mounted read-only.
+    pub read_only: bool,
+}
+
+/// What a container may use, already converted from the spec's quantities.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContainerResources {
+    /// CPU shares from the CPU request (1024 per core, at least 2).
+    pub cpu_shares: Option<i64>,
+    /// CPU limit in millicores (CFS quota over a 100 ms period).
+    pub cpu_limit_millis: Option<i64>,
+    /// Memory limit in bytes.
+    pub memory_limit_bytes: Option<i64>,
 }
 
 /// Whether a sandbox still holds its network namespace.
@@ -93,6 +148,90 @@ pub struct ContainerConfig {
     pub args: Vec<String>,
     /// Environment, already resolved.
     pub env: Vec<(String, String)>,
+    /// `workingDir`.
+    pub working_dir: Option<String>,
+    /// Volumes, already on the node.
+    pub mounts: Vec<Mount>,
+    /// Requests and limits.
+    pub resources: ContainerResources,
+    /// `securityContext.runAsUser`.
+    pub run_as_user: Option<i64>,
+    /// `securityContext.runAsGroup`.
+    pub run_as_group: Option<i64>,
+    /// `stdin`: keep stdin open.
+    pub stdin: bool,
+    /// `stdinOnce`.
+    pub stdin_once: bool,
+    /// `tty`.
+    pub tty: bool,
+}
+
+/// What `kubectl logs` asks for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogOptions {
+    /// Keep streaming while the container runs.
+    pub follow: bool,
+    /// Only the last N lines.
+    pub tail_lines: Option<i64>,
+    /// Prefix each line with its RFC 3339 time.
+    pub timestamps: bool,
+    /// Only lines newer than this many seconds.
+    pub since_seconds: Option<i64>,
+    /// Stop after this many bytes.
+    pub limit_bytes: Option<i64>,
+}
+
+/// What `kubectl exec` asks for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExecRequest {
+    /// The command and its arguments.
+    pub command: Vec<String>,
+    /// Attach stdin.
+    pub stdin: bool,
+    /// Allocate a TTY (stdout and stderr then come as one stream).
+    pub tty: bool,
+}
+
+/// One chunk of a running exec's output.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExecOutput {
+    /// Written to stdout (or the TTY).
+    Stdout(Bytes),
+    /// Written to stderr.
+    Stderr(Bytes),
+}
+
+/// Resizes the TTY of a running exec: (width, height).
+pub type ResizeFn = Box<dyn Fn(u16, u16) -> BoxFuture<'static, Result<()>> + Send + Sync>;
+
+/// A running exec: its output, its stdin, and its exit code once the output
+/// has ended.
+pub struct ExecSession {
+    /// stdout and stderr, until the process ends.
+    pub output: BoxStream<'static, Result<ExecOutput>>,
+    /// The process's stdin, when asked for; shutting it down closes it.
+    pub stdin: Option<Pin<Box<dyn AsyncWrite + Send>>>,
+    /// Resizes the TTY, when there is one.
+    pub resize: Option<ResizeFn>,
+    /// The exit code; ask once `output` has ended.
+    pub exit_code: BoxFuture<'static, Result<i32>>,
+}
+
+impl std::fmt::Debug for ExecSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecSession").finish_non_exhaustive()
+    }
+}
+
+/// Which probe is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProbeKind {
+    /// `startupProbe`.
+    Startup,
+    /// `livenessProbe`.
+    Liveness,
+    /// `readinessProbe`.
+    Readiness,
 }
 
 /// The state of a container as the runtime sees it.
@@ -221,4 +360,41 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Pod lifecycle events from now on.
     fn events(&self) -> broadcast::Receiver<PodLifecycleEvent>;
+
+    /// Whether the image is on the node; returns its id (`imageID`).
+    fn image_status<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<Option<String>>>;
+
+    /// Pull an image; returns its id. A failure is [`RuntimeError::ImagePull`].
+    fn pull_image<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<String>>;
+
+    /// Run one probe of a running container once: httpGet and tcpSocket to
+    /// the pod's IP, exec inside the container. Success is `true`.
+    fn run_probe<'a>(
+        &'a self,
+        id: &'a str,
+        kind: ProbeKind,
+        probe: &'a Probe,
+        pod_ip: Option<IpAddr>,
+    ) -> BoxFuture<'a, Result<bool>>;
+
+    /// The container's output (`kubectl logs`).
+    fn container_logs<'a>(
+        &'a self,
+        id: &'a str,
+        options: &'a LogOptions,
+    ) -> BoxFuture<'a, Result<BoxStream<'static, Result<Bytes>>>> {
+        let _ = (id, options);
+        Box::pin(async { Err(RuntimeError::Unsupported("logs")) })
+    }
+
+    /// Run a command in a running container (`kubectl exec`, exec probes
+    /// and hooks).
+    fn exec<'a>(
+        &'a self,
+        id: &'a str,
+        request: &'a ExecRequest,
+    ) -> BoxFuture<'a, Result<ExecSession>> {
+        let _ = (id, request);
+        Box::pin(async { Err(RuntimeError::Unsupported("exec")) })
+    }
 }

@@ -34,7 +34,7 @@ use tokio::sync::broadcast;
 
 use super::{
     ContainerConfig, ContainerState, ContainerStatus, PodLifecycleEvent, PodLifecycleEventType,
-    PodSandboxConfig, PodSandboxState, PodSandboxStatus, Result, Runtime, RuntimeError,
+    PodSandboxConfig, PodSandboxState, PodSandboxStatus, ProbeKind, Result, Runtime, RuntimeError,
 };
 
 /// Readiness fails while this annotation is `"false"`.
@@ -528,6 +528,29 @@ impl Runtime for FakeRuntime {
 
     fn events(&self) -> broadcast::Receiver<PodLifecycleEvent> {
         self.events.subscribe()
+    }
+
+    fn image_status<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
+        // Every image is "present": hollow nodes pull nothing.
+        futures::future::ready(Ok(Some(image_ref(image)))).boxed()
+    }
+
+    fn pull_image<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<String>> {
+        futures::future::ready(Ok(image_ref(image))).boxed()
+    }
+
+    fn run_probe<'a>(
+        &'a self,
+        id: &'a str,
+        kind: ProbeKind,
+        probe: &'a Probe,
+        _pod_ip: Option<IpAddr>,
+    ) -> BoxFuture<'a, Result<bool>> {
+        // Only readiness follows the annotation; other probes pass.
+        match kind {
+            ProbeKind::Readiness => self.probe_readiness(id, Some(probe)),
+            _ => futures::future::ready(Ok(true)).boxed(),
+        }
     }
 }
 
