@@ -20,8 +20,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a single-machine cluster (today: the control plane; add nodes with `agent`).
-    Up(ServerArgs),
+    /// Run a single-machine cluster: the control plane and one node whose pods run in Docker.
+    Up(UpArgs),
     /// Run the control plane (API server, scheduler, controllers).
     Server(ServerArgs),
     /// Run node agents against an API server.
@@ -36,6 +36,8 @@ struct AgentArgs {
     /// Run hollow nodes (a fake container runtime) instead of a real one.
     #[arg(long)]
     hollow: bool,
+    #[command(flatten)]
+    node: NodeArgs,
     /// How many hollow nodes to run.
     #[arg(long, default_value_t = 1)]
     count: usize,
@@ -47,6 +49,41 @@ struct AgentArgs {
     #[arg(long, default_value_t = 0)]
     first_index: usize,
     /// Labels of the nodes, `key=value`, repeatable.
+    #[arg(long = "node-label")]
+    labels: Vec<String>,
+}
+
+/// The real node of `agent` and `up`.
+#[derive(Args, Clone)]
+struct NodeArgs {
+    /// The node's name (default: the machine's hostname).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// The node's pod CIDR, the subnet of its Docker network.
+    #[arg(long, default_value = "10.244.0.0/24")]
+    pod_cidr: String,
+    /// The node's InternalIP (default: its address on the pod network).
+    #[arg(long)]
+    node_ip: Option<std::net::IpAddr>,
+    /// The Docker network of the pods (default: kedge-<node name>).
+    #[arg(long)]
+    pod_network: Option<String>,
+    /// Port of the kubelet's HTTPS endpoint (logs, exec).
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
+    /// Where pod volumes live (default: <data dir>/kubelet, or
+    /// /var/lib/kedge/kubelet for `agent`).
+    #[arg(long)]
+    root_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct UpArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    node: NodeArgs,
+    /// Labels of the node, `key=value`, repeatable.
     #[arg(long = "node-label")]
     labels: Vec<String>,
 }
@@ -124,15 +161,24 @@ fn main() -> anyhow::Result<()> {
         .context("starting the runtime")?;
     runtime.block_on(async move {
         match cli.command {
-            // Until `up` also runs a real node, both run the same control plane.
-            Command::Up(args) | Command::Server(args) => run_server(args).await,
+            Command::Up(args) => run_up(args).await,
+            Command::Server(args) => run_server(args, None).await,
             Command::Agent(args) => run_agent(args).await,
         }
     })
 }
 
-async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
+async fn run_up(args: UpArgs) -> anyhow::Result<()> {
+    let labels = parse_labels(&args.labels)?;
+    run_server(args.server, Some((args.node, labels))).await
+}
+
+async fn run_server(
+    args: ServerArgs,
+    node: Option<(NodeArgs, Vec<(String, String)>)>,
+) -> anyhow::Result<()> {
     let cfg = args.cluster_config()?;
+    let data_dir = cfg.data_dir.clone();
     let opts = ServerOptions {
         watch_history: args.watch_history,
     };
@@ -144,30 +190,87 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         .context("API client for the control loops")?;
     tokio::spawn(kedge_control::scheduler::run(client.clone()));
     tokio::spawn(kedge_control::controllers::run_all(
-        kedge_control::controllers::Context::new(client),
+        kedge_control::controllers::Context::new(client.clone()),
     ));
+    let kubelet = match node {
+        Some((node, labels)) => {
+            let opts = node_options(&node, labels, data_dir.join("kubelet"))?;
+            let kubelet = kedge_kubelet::docker_node::kubelet(client, &opts)
+                .await
+                .context("starting the node (is Docker running?)")?;
+            Some(kubelet)
+        }
+        None => None,
+    };
     println!("kedge is serving on {}", running.url);
     println!("export KUBECONFIG={}", running.kubeconfig.display());
-    shutdown_signal().await;
+    match &kubelet {
+        Some(k) => {
+            tokio::select! {
+                _ = k.run() => {}
+                _ = shutdown_signal() => {}
+            }
+        }
+        None => shutdown_signal().await,
+    }
     tracing::info!("shutting down");
     running.shutdown();
     Ok(())
 }
 
+/// `key=value` pairs.
+fn parse_labels(args: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    args.iter()
+        .map(|l| {
+            let (k, v) = l
+                .split_once('=')
+                .with_context(|| format!("node label {l:?} is not key=value"))?;
+            Ok((k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+/// The machine's hostname, lowercased as Kubernetes node names are.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_lowercase())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "kedge".to_string())
+}
+
+fn node_options(
+    node: &NodeArgs,
+    labels: Vec<(String, String)>,
+    default_root: PathBuf,
+) -> anyhow::Result<kedge_kubelet::docker_node::DockerNodeOptions> {
+    Ok(kedge_kubelet::docker_node::DockerNodeOptions {
+        name: node.node_name.clone().unwrap_or_else(hostname),
+        labels: labels.into_iter().collect(),
+        pod_cidr: node.pod_cidr.clone(),
+        internal_ip: node.node_ip,
+        network: node.pod_network.clone(),
+        kubelet_port: node.kubelet_port,
+        root_dir: node.root_dir.clone().unwrap_or(default_root),
+        pod_sync: Default::default(),
+    })
+}
+
 async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.hollow,
-        "only hollow nodes are available yet: pass --hollow"
-    );
     let client = server::client_from_kubeconfig(&args.kubeconfig)
         .await
         .with_context(|| format!("reading {}", args.kubeconfig.display()))?;
-    let mut labels = Vec::new();
-    for l in &args.labels {
-        let (k, v) = l
-            .split_once('=')
-            .with_context(|| format!("node label {l:?} is not key=value"))?;
-        labels.push((k.to_string(), v.to_string()));
+    let labels = parse_labels(&args.labels)?;
+    if !args.hollow {
+        let opts = node_options(&args.node, labels, PathBuf::from("/var/lib/kedge/kubelet"))?;
+        let kubelet = kedge_kubelet::docker_node::kubelet(client, &opts)
+            .await
+            .context("starting the node (is Docker running?)")?;
+        tokio::select! {
+            _ = kubelet.run() => {}
+            _ = shutdown_signal() => tracing::info!("shutting down"),
+        }
+        return Ok(());
     }
     let opts = kedge_kubelet::hollow::HollowOptions {
         count: args.count,

@@ -12,10 +12,12 @@
 //! - [`hollow`]: many hollow nodes in one process.
 #![forbid(unsafe_code)]
 
+pub mod docker_node;
 pub mod hollow;
 mod kubelet;
 pub mod node;
 pub mod pod_workers;
+pub mod prober;
 pub mod runtime;
 pub mod source;
 pub mod status;

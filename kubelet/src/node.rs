@@ -55,6 +55,8 @@ pub struct NodeConfig {
     pub kernel_version: String,
     /// `nodeInfo.containerRuntimeVersion`.
     pub container_runtime_version: String,
+    /// The port of the kubelet's HTTPS endpoint (logs, exec).
+    pub kubelet_port: i32,
 }
 
 impl NodeConfig {
@@ -75,6 +77,7 @@ impl NodeConfig {
             os_image: "kedge".to_string(),
             kernel_version: kernel_version(),
             container_runtime_version: "unknown".to_string(),
+            kubelet_port: 10250,
         }
     }
 
@@ -214,7 +217,9 @@ impl NodeStatusManager {
             ]),
             conditions: Some(self.conditions(now)),
             daemon_endpoints: Some(NodeDaemonEndpoints {
-                kubelet_endpoint: Some(DaemonEndpoint { port: 10250 }),
+                kubelet_endpoint: Some(DaemonEndpoint {
+                    port: c.kubelet_port,
+                }),
             }),
             node_info: Some(NodeSystemInfo {
                 architecture: arch().into(),

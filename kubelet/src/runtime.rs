@@ -7,6 +7,7 @@
 //! The trait is object safe (`Arc<dyn Runtime>`): a node picks its runtime
 //! at start (the fake one for hollow nodes, Docker later).
 
+pub mod docker;
 pub mod fake;
 
 use std::collections::BTreeMap;
@@ -330,6 +331,10 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Every sandbox this runtime holds (to find the ones no pod wants).
     fn list_pod_sandboxes(&self) -> BoxFuture<'_, Result<Vec<PodSandboxStatus>>>;
+
+    /// Every container of this node's sandboxes (a restarted kubelet
+    /// adopts them).
+    fn list_containers(&self) -> BoxFuture<'_, Result<Vec<ContainerStatus>>>;
 
     /// Create a container in a sandbox; returns its id.
     fn create_container<'a>(

@@ -8,6 +8,13 @@
 //!
 //! Pod updates reach a worker through a `watch` channel, so a burst of
 //! updates costs one sync with the newest pod, never a queue of stale ones.
+//!
+//! A worker that starts while its pod's sandbox is still in the runtime
+//! (the kubelet restarted) adopts the sandbox and its containers instead
+//! of starting new ones.
+
+mod hooks;
+mod probes;
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -26,7 +33,7 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use crate::runtime::{self, ContainerConfig, PodSandboxConfig, Runtime};
+use crate::runtime::{self, ContainerConfig, PodSandboxConfig, PodSandboxState, Runtime};
 use crate::status::{self, api_time, phase, Conditions};
 use crate::{is_not_found, Result};
 
@@ -68,6 +75,20 @@ pub struct PodWorkers {
     /// ending worker remove its own entry and not a successor's.
     workers: Mutex<HashMap<String, (u64, PodSender)>>,
     next_generation: AtomicU64,
+    /// UID -> the pod's containers, for logs and exec.
+    index: Mutex<HashMap<String, PodContainers>>,
+}
+
+/// Where a pod's containers are, as its worker last saw them.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct PodContainers {
+    namespace: String,
+    name: String,
+    /// The first container of the spec (the one `kubectl logs` means when
+    /// a pod has one).
+    default_container: Option<String>,
+    /// Container name -> (current id, previous id).
+    ids: HashMap<String, (Option<String>, Option<String>)>,
 }
 
 // === impl PodWorkers ===
@@ -89,6 +110,7 @@ impl PodWorkers {
             settings,
             workers: Mutex::new(HashMap::new()),
             next_generation: AtomicU64::new(0),
+            index: Mutex::new(HashMap::new()),
         })
     }
 
@@ -154,8 +176,17 @@ impl PodWorkers {
         container: Option<&str>,
         previous: bool,
     ) -> Option<String> {
-        let _ = (namespace, pod, container, previous);
-        None
+        let index = self.index.lock();
+        let pc = index
+            .values()
+            .find(|p| p.namespace == namespace && p.name == pod)?;
+        let name = container.or(pc.default_container.as_deref())?;
+        let (current, prev) = pc.ids.get(name)?;
+        if previous {
+            prev.clone()
+        } else {
+            current.clone()
+        }
     }
 
     /// UIDs of the pods that have workers.
@@ -223,6 +254,7 @@ impl PodWorkers {
         let mut workers = self.workers.lock();
         if workers.get(&uid).is_some_and(|(g, _)| *g == generation) {
             workers.remove(&uid);
+            self.index.lock().remove(&uid);
         }
     }
 }
@@ -250,6 +282,18 @@ enum Next {
 struct Record {
     /// The current container in the runtime.
     id: Option<String>,
+    /// The container before it, kept for `kubectl logs --previous`.
+    previous: Option<String>,
+    /// Why no container could be made (ErrImagePull,
+    /// CreateContainerConfigError, …) and the message.
+    waiting: Option<(String, String)>,
+    /// Making the container is not tried again before then.
+    retry_at: Option<Timestamp>,
+    /// Failed attempts in a row to make or start the container (image
+    /// pulls back off on these).
+    failures: u32,
+    /// The ended container already counted in `restart_count`.
+    counted: Option<String>,
     /// The image it was created from.
     image: String,
     restart_count: i32,
@@ -275,6 +319,9 @@ struct PodWorker {
     /// The conditions last posted: their transition times count, not those
     /// of a pod from a watch that has not caught up yet.
     last_conditions: Vec<PodCondition>,
+    probes: probes::ContainerProbes,
+    /// The runtime was searched for this pod's sandbox from an earlier run.
+    adoption_checked: bool,
 }
 
 // === impl PodWorker ===
@@ -292,6 +339,8 @@ impl PodWorker {
             terminal: false,
             last_sent: None,
             last_conditions: Vec::new(),
+            probes: probes::ContainerProbes::default(),
+            adoption_checked: false,
         }
     }
 
@@ -301,7 +350,7 @@ impl PodWorker {
 
     async fn sync(&mut self, pod: Option<&Arc<Pod>>) -> Result<Next> {
         let Some(pod) = pod else {
-            self.kill(Duration::ZERO).await?;
+            self.kill(None, Duration::ZERO).await?;
             self.remove().await?;
             return Ok(Next::Done);
         };
@@ -316,14 +365,27 @@ impl PodWorker {
         if phase::is_terminal(api_phase) && !self.terminal {
             // Finished before this worker knew it (an earlier kubelet):
             // only make sure nothing runs.
-            self.kill(Duration::ZERO).await?;
+            self.kill(None, Duration::ZERO).await?;
             return Ok(Next::Idle);
         }
         let mut wake: Option<Timestamp> = None;
         let mut initialized = true;
+        if !self.adoption_checked {
+            self.adopt(pod).await?;
+            self.adoption_checked = true;
+        }
         if !self.terminal {
             self.ensure_sandbox(pod).await?;
             initialized = self.sync_containers(pod, &mut wake).await?;
+        }
+        self.publish(pod);
+        for at in self
+            .containers
+            .values()
+            .filter_map(|r| r.retry_at)
+            .chain(self.probes.next_due())
+        {
+            wake = Some(wake.map_or(at, |w| w.min(at)));
         }
         let st = self.build_status(pod, initialized, false).await?;
         if phase::is_terminal(st.phase.as_deref().unwrap_or_default()) && !self.terminal {
@@ -345,6 +407,82 @@ impl PodWorker {
             })
             .unwrap_or(resync);
         Ok(Next::After(next))
+    }
+
+    /// Take over the sandbox and containers an earlier kubelet left for
+    /// this pod; remove sandboxes of it that no longer run.
+    async fn adopt(&mut self, pod: &Pod) -> Result<()> {
+        let sandboxes: Vec<_> = self
+            .runtime()
+            .list_pod_sandboxes()
+            .await?
+            .into_iter()
+            .filter(|s| s.pod_uid == self.uid)
+            .collect();
+        for sb in &sandboxes {
+            if sb.state == PodSandboxState::Ready && self.sandbox.is_none() {
+                self.sandbox = Some(sb.id.clone());
+                self.pod_ip = if sandbox_config(pod, &self.uid).host_network {
+                    Some(self.workers.host_ip)
+                } else {
+                    sb.ip
+                };
+                self.start_time = pod.status.as_ref().and_then(|s| s.start_time.clone());
+            } else {
+                self.runtime().stop_pod_sandbox(&sb.id).await?;
+                self.runtime().remove_pod_sandbox(&sb.id).await?;
+            }
+        }
+        let Some(sandbox) = self.sandbox.clone() else {
+            return Ok(());
+        };
+        let mut containers: Vec<_> = self
+            .runtime()
+            .list_containers()
+            .await?
+            .into_iter()
+            .filter(|c| c.sandbox_id == sandbox)
+            .collect();
+        // Newest attempt first: it is the current container, the one before
+        // it the previous; older ones are not kept.
+        containers.sort_by(|a, b| b.attempt.cmp(&a.attempt));
+        for c in containers {
+            let record = self.containers.entry(c.name.clone()).or_default();
+            if record.id.is_none() {
+                record.id = Some(c.id);
+                record.image = c.image;
+                record.restart_count = i32::try_from(c.attempt).unwrap_or(i32::MAX);
+            } else if record.previous.is_none() {
+                record.last_termination = Some(status::api_state(&c.state));
+                record.previous = Some(c.id);
+            } else {
+                self.workers.runtime.remove_container(&c.id).await?;
+            }
+        }
+        tracing::info!(node = %self.workers.node_name, pod = ?pod.metadata.name, containers = self.containers.len(), "adopted running pod sandbox");
+        Ok(())
+    }
+
+    /// Tell `find_container` where this pod's containers are.
+    fn publish(&self, pod: &Pod) {
+        let entry = PodContainers {
+            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            default_container: pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.containers.first())
+                .map(|c| c.name.clone()),
+            ids: self
+                .containers
+                .iter()
+                .map(|(n, r)| (n.clone(), (r.id.clone(), r.previous.clone())))
+                .collect(),
+        };
+        let mut index = self.workers.index.lock();
+        if index.get(&self.uid) != Some(&entry) {
+            index.insert(self.uid.clone(), entry);
+        }
     }
 
     async fn ensure_sandbox(&mut self, pod: &Pod) -> Result<()> {
@@ -419,6 +557,20 @@ impl PodWorker {
                             .await?;
                     }
                 }
+                Some(runtime::ContainerState::Running { started_at }) if !self.image_changed(c) => {
+                    let Some(id) = self.containers.get(&c.name).and_then(|r| r.id.clone()) else {
+                        continue;
+                    };
+                    let failed = self
+                        .probes
+                        .run_due(&*self.workers.runtime, c, &id, started_at, self.pod_ip)
+                        .await?;
+                    if let Some(failed) = failed {
+                        tracing::info!(node = %self.workers.node_name, pod = ?pod.metadata.name, container = %c.name, probe = ?failed.kind, "{}", failed.message);
+                        self.stop_one(pod, c, &id, grace_period(pod)).await;
+                        // Its death wakes the worker, which restarts it.
+                    }
+                }
                 Some(_) => {
                     // A new image in the spec replaces the container.
                     let image = c.image.as_deref().unwrap_or_default();
@@ -441,6 +593,13 @@ impl PodWorker {
         Ok(true)
     }
 
+    fn image_changed(&self, c: &Container) -> bool {
+        let image = c.image.as_deref().unwrap_or_default();
+        self.containers
+            .get(&c.name)
+            .is_some_and(|r| r.image != image)
+    }
+
     async fn current_state(&self, name: &str) -> Result<Option<runtime::ContainerState>> {
         let Some(id) = self.containers.get(name).and_then(|r| r.id.as_deref()) else {
             return Ok(None);
@@ -456,10 +615,29 @@ impl PodWorker {
         let Some(sandbox) = self.sandbox.clone() else {
             return Ok(());
         };
+        let now = Timestamp::now();
+        let record = self.containers.entry(c.name.clone()).or_default();
+        if record.retry_at.is_some_and(|at| now < at) {
+            if let Some((reason, message)) = &mut record.waiting {
+                if reason == "ErrImagePull" {
+                    *reason = "ImagePullBackOff".into();
+                    *message = format!(
+                        "Back-off pulling image \"{}\"",
+                        c.image.as_deref().unwrap_or_default()
+                    );
+                }
+            }
+            return Ok(());
+        }
+        let image = c.image.clone().unwrap_or_default();
+        if let Err(message) = self.ensure_image(c, &image).await {
+            self.fail_start(c, "ErrImagePull", message, true);
+            return Ok(());
+        }
         let record = self.containers.entry(c.name.clone()).or_default();
         let config = ContainerConfig {
             name: c.name.clone(),
-            image: c.image.clone().unwrap_or_default(),
+            image: image.clone(),
             attempt: u32::try_from(record.restart_count).unwrap_or_default(),
             init,
             command: c.command.clone().unwrap_or_default(),
@@ -470,22 +648,110 @@ impl PodWorker {
                 .flatten()
                 .filter_map(|e| e.value.clone().map(|v| (e.name.clone(), v)))
                 .collect(),
+            working_dir: c.working_dir.clone(),
+            stdin: c.stdin.unwrap_or(false),
+            stdin_once: c.stdin_once.unwrap_or(false),
+            tty: c.tty.unwrap_or(false),
             ..Default::default()
         };
-        record.image = config.image.clone();
+        record.image = image;
         record.backoff_until = None;
-        let id = self
+        let id = match self
             .workers
             .runtime
             .create_container(&sandbox, &config)
-            .await?;
+            .await
+        {
+            Ok(id) => id,
+            Err(e) => {
+                self.fail_start(c, "CreateContainerError", e.to_string(), false);
+                return Ok(());
+            }
+        };
         // Recorded before starting, so a failed start is retried on the
         // same container's status rather than leaking it.
         if let Some(r) = self.containers.get_mut(&c.name) {
-            r.id = Some(id.clone());
+            if let Some(old) = r.id.replace(id.clone()) {
+                if let Some(older) = r.previous.replace(old) {
+                    self.workers.runtime.remove_container(&older).await?;
+                }
+            }
         }
-        self.workers.runtime.start_container(&id).await?;
+        if let Err(e) = self.workers.runtime.start_container(&id).await {
+            let _ = self.workers.runtime.remove_container(&id).await;
+            if let Some(r) = self.containers.get_mut(&c.name) {
+                r.id = r.previous.take();
+            }
+            self.fail_start(c, "RunContainerError", e.to_string(), false);
+            return Ok(());
+        }
+        if let Some(r) = self.containers.get_mut(&c.name) {
+            r.waiting = None;
+            r.retry_at = None;
+            r.failures = 0;
+        }
+        if let Some(handler) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
+            let runtime = &*self.workers.runtime;
+            if let Err(message) = hooks::run(runtime, c, &id, handler, self.pod_ip).await {
+                // The container is killed; the restart policy decides what
+                // comes next.
+                tracing::warn!(node = %self.workers.node_name, container = %c.name, "FailedPostStartHook: {message}");
+                runtime.stop_container(&id, Duration::ZERO).await?;
+            }
+        }
         Ok(())
+    }
+
+    /// Make sure the image is on the node as `imagePullPolicy` says;
+    /// the error is the ErrImagePull message.
+    async fn ensure_image(&self, c: &Container, image: &str) -> Result<(), String> {
+        let policy = c.image_pull_policy.as_deref().unwrap_or("IfNotPresent");
+        let present = self
+            .runtime()
+            .image_status(image)
+            .await
+            .map_err(|e| e.to_string())?
+            .is_some();
+        match policy {
+            "Never" if !present => Err(format!(
+                "Container image \"{image}\" is not present with pull policy of Never"
+            )),
+            "Never" => Ok(()),
+            "IfNotPresent" if present => Ok(()),
+            _ => self
+                .runtime()
+                .pull_image(image)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// No container could be made: show why, and try again after a
+    /// back-off (doubling from the restart back-off, as image pulls do).
+    fn fail_start(&mut self, c: &Container, reason: &str, message: String, backoff: bool) {
+        let s = &self.workers.settings;
+        let record = self.containers.entry(c.name.clone()).or_default();
+        record.failures += 1;
+        let delay = if backoff {
+            let factor = 1u32
+                .checked_shl(record.failures.saturating_sub(1).min(16))
+                .unwrap_or(u32::MAX);
+            s.restart_backoff
+                .saturating_mul(factor)
+                .min(s.max_restart_backoff)
+        } else {
+            s.retry_interval
+        };
+        tracing::info!(node = %self.workers.node_name, container = %c.name, %reason, "{message}");
+        record.waiting = Some((reason.to_string(), message));
+        let now = Timestamp::now();
+        record.retry_at = Some(now + SignedDuration::try_from(delay).unwrap_or_default());
+        if backoff {
+            // Sync again soon, to show ImagePullBackOff while waiting.
+            let soon = now + SignedDuration::from_secs(1);
+            record.retry_at = record.retry_at.map(|at| at.max(soon));
+        }
     }
 
     /// Replace an ended container, remembering how it ended.
@@ -494,13 +760,16 @@ impl PodWorker {
         if let Some(old) = old {
             let status = self.runtime().container_status(&old).await.ok();
             if let Some(r) = self.containers.get_mut(&c.name) {
-                r.last_termination = status.map(|s| status::api_state(&s.state));
-                r.restart_count += 1;
-                r.id = None;
+                // A restart that could not make its container is tried
+                // again; the ended one counts once.
+                if r.counted.as_deref() != Some(old.as_str()) {
+                    r.last_termination = status.map(|s| status::api_state(&s.state));
+                    r.restart_count += 1;
+                    r.counted = Some(old.clone());
+                }
             }
-            // Only the newest ended container is kept in Kubernetes; here
-            // its state lives in the record, so the runtime keeps none.
-            self.workers.runtime.remove_container(&old).await?;
+            // The ended container stays (as `previous`, for logs) until
+            // its successor exists; `start` swaps them.
         }
         self.start(c, init).await
     }
@@ -573,11 +842,17 @@ impl PodWorker {
                 state: Some(status::waiting(waiting_reason, None)),
                 ..Default::default()
             };
+            if let Some((reason, message)) = record.and_then(|r| r.waiting.as_ref()) {
+                // Nothing new could be made: say why, whatever ran before.
+                status.state = Some(status::waiting(reason, Some(message.clone())));
+                out.push(status);
+                continue;
+            }
             if let Some(cur) = current {
                 status.container_id = Some(format!("{scheme}://{}", cur.id));
                 status.image_id = cur.image_ref.clone();
                 let running = matches!(cur.state, runtime::ContainerState::Running { .. });
-                status.started = Some(running);
+                status.started = Some(running && self.probes.started(c, &cur.id));
                 let backoff = record.and_then(|r| r.backoff_until);
                 match (&cur.state, backoff) {
                     (runtime::ContainerState::Exited { .. }, Some(_)) if !self.terminal => {
@@ -595,7 +870,7 @@ impl PodWorker {
                     }
                     _ => status.state = Some(status::api_state(&cur.state)),
                 }
-                if running {
+                if running && self.probes.ready(c, &cur.id) {
                     status.ready = self
                         .runtime()
                         .probe_readiness(&cur.id, c.readiness_probe.as_ref())
@@ -773,17 +1048,73 @@ impl PodWorker {
         }
     }
 
-    /// Stop every container and the sandbox.
-    async fn kill(&mut self, grace: Duration) -> Result<()> {
-        for r in self.containers.values() {
-            if let Some(id) = &r.id {
-                self.workers.runtime.stop_container(id, grace).await?;
-            }
+    /// Stop every container and the sandbox; with a grace period, each
+    /// running container's preStop hook runs first, all at once.
+    async fn kill(&mut self, pod: Option<&Pod>, grace: Duration) -> Result<()> {
+        let specs: Vec<Container> = pod
+            .and_then(|p| p.spec.as_ref())
+            .map(|s| {
+                s.init_containers
+                    .iter()
+                    .flatten()
+                    .chain(&s.containers)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let this = &*self;
+        let mut stops = Vec::new();
+        for (name, r) in &this.containers {
+            let Some(id) = r.id.clone() else { continue };
+            let spec = specs.iter().find(|c| &c.name == name);
+            stops.push(async move {
+                match (pod, spec) {
+                    (Some(pod), Some(c)) if !grace.is_zero() => {
+                        this.stop_one(pod, c, &id, grace).await;
+                        Ok(())
+                    }
+                    _ => this.workers.runtime.stop_container(&id, grace).await,
+                }
+            });
+        }
+        for r in futures::future::join_all(stops).await {
+            r?;
         }
         if let Some(id) = &self.sandbox {
             self.workers.runtime.stop_pod_sandbox(id).await?;
         }
         Ok(())
+    }
+
+    /// Stop one container within `grace`: its preStop hook, then SIGTERM,
+    /// then SIGKILL when the rest of the grace period is up.
+    async fn stop_one(&self, pod: &Pod, c: &Container, id: &str, grace: Duration) {
+        let runtime = &*self.workers.runtime;
+        let running = matches!(
+            runtime.container_status(id).await.map(|s| s.state),
+            Ok(runtime::ContainerState::Running { .. })
+        );
+        let started = std::time::Instant::now();
+        if let (true, Some(handler)) = (
+            running && !grace.is_zero(),
+            c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()),
+        ) {
+            match tokio::time::timeout(grace, hooks::run(runtime, c, id, handler, self.pod_ip))
+                .await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(message)) => {
+                    tracing::warn!(node = %self.workers.node_name, pod = ?pod.metadata.name, container = %c.name, "FailedPreStopHook: {message}")
+                }
+                Err(_) => {
+                    tracing::warn!(node = %self.workers.node_name, pod = ?pod.metadata.name, container = %c.name, "preStop hook did not finish within the grace period")
+                }
+            }
+        }
+        let rest = grace.saturating_sub(started.elapsed());
+        if let Err(e) = runtime.stop_container(id, rest).await {
+            tracing::warn!(node = %self.workers.node_name, container = %c.name, error = %e, "stopping container");
+        }
     }
 
     /// Remove the sandbox and its containers from the runtime.
@@ -804,7 +1135,7 @@ impl PodWorker {
             .and_then(|g| u64::try_from(g).ok())
             .map(Duration::from_secs)
             .unwrap_or_default();
-        self.kill(grace).await?;
+        self.kill(Some(pod), grace).await?;
         self.terminal = true;
         if self.sandbox.is_some() {
             let st = self.build_status(pod, true, true).await?;
@@ -832,6 +1163,16 @@ impl PodWorker {
         self.remove().await?;
         Ok(Next::Done)
     }
+}
+
+/// The pod's `terminationGracePeriodSeconds` (default 30).
+fn grace_period(pod: &Pod) -> Duration {
+    let secs = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+        .unwrap_or(30);
+    Duration::from_secs(u64::try_from(secs).unwrap_or_default())
 }
 
 /// The sandbox a pod asks for.

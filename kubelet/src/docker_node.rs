@@ -1,0 +1,94 @@
+//! A real node: the kubelet with the Docker runtime, reporting the
+//! machine's own capacity.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::node::NodeConfig;
+use crate::pod_workers::PodSyncSettings;
+use crate::runtime::docker::{DockerOptions, DockerRuntime};
+use crate::runtime::RuntimeError;
+use crate::Kubelet;
+
+/// How a real node runs.
+#[derive(Debug, Clone)]
+pub struct DockerNodeOptions {
+    /// The Node's name.
+    pub name: String,
+    /// Labels besides the well-known ones.
+    pub labels: BTreeMap<String, String>,
+    /// The node's pod CIDR: the subnet of its Docker network.
+    pub pod_cidr: String,
+    /// The node's InternalIP; default: the node's address on the pod
+    /// network (reachable from the machine and from every pod).
+    pub internal_ip: Option<IpAddr>,
+    /// The Docker network of the pods; default `kedge-<node name>`.
+    pub network: Option<String>,
+    /// The port of the kubelet's HTTPS endpoint.
+    pub kubelet_port: u16,
+    /// Where pod volumes live on the node.
+    pub root_dir: PathBuf,
+    /// How pod workers pace themselves.
+    pub pod_sync: PodSyncSettings,
+}
+
+/// The machine's capacity: CPUs, memory, and Kubernetes' default of 110
+/// pods.
+pub fn host_capacity() -> BTreeMap<String, String> {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let memory_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    BTreeMap::from([
+        ("cpu".to_string(), cpus.to_string()),
+        ("memory".to_string(), format!("{memory_kib}Ki")),
+        ("pods".to_string(), "110".to_string()),
+    ])
+}
+
+/// Connect to Docker and make the node's kubelet.
+pub async fn kubelet(
+    client: kube::Client,
+    opts: &DockerNodeOptions,
+) -> Result<Kubelet, RuntimeError> {
+    let runtime = DockerRuntime::connect(DockerOptions {
+        node_name: opts.name.clone(),
+        pod_cidr: opts.pod_cidr.clone(),
+        network: opts.network.clone(),
+    })
+    .await?;
+    let gateway = crate::runtime::docker::gateway(&opts.pod_cidr)
+        .and_then(|g| g.parse().ok())
+        .ok_or_else(|| {
+            RuntimeError::Failed(format!("pod CIDR {} is not an IPv4 subnet", opts.pod_cidr))
+        })?;
+    let mut config = NodeConfig::new(opts.name.clone(), opts.internal_ip.unwrap_or(gateway));
+    config.labels = opts.labels.clone();
+    config.capacity = host_capacity();
+    config.pod_cidr = Some(opts.pod_cidr.clone());
+    config.kubelet_port = i32::from(opts.kubelet_port);
+    config.os_image = os_image();
+    let runtime: Arc<dyn crate::runtime::Runtime> = runtime;
+    Ok(Kubelet::new(client, config, runtime, opts.pod_sync.clone()))
+}
+
+/// `PRETTY_NAME` of /etc/os-release.
+fn os_image() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                .map(|v| v.trim_matches('"').to_string())
+        })
+        .unwrap_or_else(|| "Linux".to_string())
+}
