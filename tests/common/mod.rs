@@ -2,6 +2,8 @@
 //! port in a temporary data dir, and drive it with the real `kubectl`.
 #![allow(dead_code)]
 
+pub mod images;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -19,6 +21,122 @@ pub struct Cluster {
     _tmp: Option<tempfile::TempDir>,
     extra_args: Vec<String>,
     extra_env: Vec<(String, String)>,
+    /// `server`, or `up` with a real node.
+    command: &'static str,
+    /// The real node of `up`, whose containers are removed on drop.
+    pub node: Option<RealNode>,
+}
+
+/// A real node's identity, unique on this machine while its test runs: its
+/// name carries the test process's PID, so a run that crashed can be swept.
+#[derive(Debug, Clone)]
+pub struct RealNode {
+    /// The Node's name.
+    pub name: String,
+    /// Its pod CIDR (the subnet of its Docker network).
+    pub pod_cidr: String,
+    /// The port of its kubelet endpoint.
+    pub kubelet_port: u16,
+    /// Where its pod volumes live.
+    pub root_dir: PathBuf,
+}
+
+impl RealNode {
+    /// A fresh node identity under `dir`.
+    pub fn new(dir: &Path) -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+        sweep_crashed_nodes();
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let pid = std::process::id();
+        RealNode {
+            name: format!("t{pid}-{n}"),
+            pod_cidr: format!("10.{}.{}.0/24", 200 + pid % 50, n % 250),
+            kubelet_port: free_port(),
+            root_dir: dir.join(format!("kubelet-{n}")),
+        }
+    }
+
+    /// The `kedge up` / `kedge agent` flags of this node.
+    pub fn args(&self) -> Vec<String> {
+        vec![
+            "--node-name".into(),
+            self.name.clone(),
+            "--pod-cidr".into(),
+            self.pod_cidr.clone(),
+            "--kubelet-port".into(),
+            self.kubelet_port.to_string(),
+            "--root-dir".into(),
+            self.root_dir.display().to_string(),
+        ]
+    }
+
+    /// The Docker network of its pods.
+    pub fn network(&self) -> String {
+        format!("kedge-{}", self.name)
+    }
+
+    /// Remove the node's containers and network from Docker.
+    pub fn remove_from_docker(&self) {
+        remove_docker_node(&self.name);
+    }
+}
+
+fn docker_lines(args: &[&str]) -> Vec<String> {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(str::to_string)
+                .filter(|l| !l.trim().is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn remove_docker_node(node: &str) {
+    let filter = format!("label=io.kedge.node={node}");
+    let ids = docker_lines(&["ps", "-aq", "--filter", &filter]);
+    if !ids.is_empty() {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", "-v"])
+            .args(&ids)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+    let _ = Command::new("docker")
+        .args(["network", "rm", &format!("kedge-{node}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Remove what test nodes of processes that are gone left in Docker.
+fn sweep_crashed_nodes() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let nodes = docker_lines(&[
+            "network",
+            "ls",
+            "--filter",
+            "label=io.kedge.managed=true",
+            "--format",
+            "{{.Label \"io.kedge.node\"}}",
+        ]);
+        for node in nodes {
+            let pid = node
+                .strip_prefix('t')
+                .and_then(|r| r.split_once('-'))
+                .and_then(|(p, _)| p.parse::<u32>().ok());
+            if let Some(pid) = pid {
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    remove_docker_node(&node);
+                }
+            }
+        }
+    });
 }
 
 fn free_port() -> u16 {
@@ -57,6 +175,37 @@ impl Cluster {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            command: "server",
+            node: None,
+        };
+        c.spawn(free_port());
+        c
+    }
+
+    /// `kedge up`: the control plane and one real node, pods in Docker.
+    pub fn up() -> Self {
+        Self::up_with(&[])
+    }
+
+    /// `kedge up` with extra flags.
+    pub fn up_with(args: &[&str]) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().join("data");
+        let home = tmp.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let node = RealNode::new(tmp.path());
+        let mut extra_args = node.args();
+        extra_args.extend(args.iter().map(|s| s.to_string()));
+        let mut c = Cluster {
+            child: None,
+            data_dir,
+            home,
+            url: String::new(),
+            _tmp: Some(tmp),
+            extra_args,
+            extra_env: Vec::new(),
+            command: "up",
+            node: Some(node),
         };
         c.spawn(free_port());
         c
@@ -64,7 +213,7 @@ impl Cluster {
 
     fn spawn(&mut self, port: u16) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kedge"))
-            .arg("server")
+            .arg(self.command)
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--listen")
@@ -225,6 +374,74 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.kill();
+        if let Some(node) = &self.node {
+            node.remove_from_docker();
+        }
+    }
+}
+
+impl Cluster {
+    /// Start `kedge agent` with a real node (pods in Docker) joining this
+    /// cluster; stopped by PID on drop (its containers stay, as a
+    /// kubelet's do; the node's `remove_from_docker` removes them).
+    pub fn real_agent(&self, node: &RealNode) -> Agent {
+        let child = Command::new(env!("CARGO_BIN_EXE_kedge"))
+            .arg("agent")
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .args(node.args())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting kedge agent");
+        Agent { child }
+    }
+
+    /// Wait until every pod matching `selector` (or the pod `name`) is in
+    /// `phase` and, for Running, Ready; panics with `kubectl get` after
+    /// `timeout`.
+    pub fn wait_ready(&self, what: &[&str], timeout: Duration) {
+        let mut args = vec!["wait", "--for=condition=Ready", "--timeout"];
+        let t = format!("{}s", timeout.as_secs());
+        args.push(&t);
+        args.extend_from_slice(what);
+        let out = self.kubectl_output(&args);
+        if !out.status.success() {
+            let pods = self.kubectl_output(&["get", "pods", "-A", "-o", "wide"]);
+            let describe = self.kubectl_output(&["describe", "pods"]);
+            panic!(
+                "pods not ready: {}\n{}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&pods.stdout),
+                String::from_utf8_lossy(&describe.stdout)
+            );
+        }
+    }
+
+    /// `kubectl apply` a manifest given as text.
+    pub fn apply(&self, manifest: &str) -> String {
+        use std::io::Write;
+        let mut child = self
+            .kubectl_cmd(&["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running kubectl");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(manifest.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl apply failed: {}\n{manifest}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
     }
 }
 

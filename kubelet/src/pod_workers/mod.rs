@@ -354,6 +354,12 @@ impl PodWorker {
             self.remove().await?;
             return Ok(Next::Done);
         };
+        // Before anything else: a pod being deleted must stop what an
+        // earlier kubelet started for it too.
+        if !self.adoption_checked {
+            self.adopt(pod).await?;
+            self.adoption_checked = true;
+        }
         if pod.metadata.deletion_timestamp.is_some() {
             return self.terminate(pod).await;
         }
@@ -370,10 +376,6 @@ impl PodWorker {
         }
         let mut wake: Option<Timestamp> = None;
         let mut initialized = true;
-        if !self.adoption_checked {
-            self.adopt(pod).await?;
-            self.adoption_checked = true;
-        }
         if !self.terminal {
             self.ensure_sandbox(pod).await?;
             initialized = self.sync_containers(pod, &mut wake).await?;

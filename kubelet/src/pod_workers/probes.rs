@@ -162,9 +162,17 @@ impl ContainerProbes {
             if now < state.next_at {
                 continue;
             }
-            let ok = runtime
+            // A probe that cannot run at all fails, as in Kubernetes.
+            let ok = match runtime
                 .run_probe(id, kind, &resolve_ports_of(c, spec), pod_ip)
-                .await?;
+                .await
+            {
+                Ok(ok) => ok,
+                Err(e) => {
+                    tracing::debug!(container = %c.name, probe = ?kind, error = %e, "probe errored");
+                    false
+                }
+            };
             state.next_at = now + secs(spec.period_seconds, 10).max(SignedDuration::from_secs(1));
             let success_threshold = spec.success_threshold.unwrap_or(1).max(1);
             let failure_threshold = spec.failure_threshold.unwrap_or(3).max(1);
