@@ -7,5 +7,7 @@ cd "$(dirname "$0")/.."
 missing() { echo "cannot run the tests: $1" >&2; exit 1; }
 command -v cargo >/dev/null 2>&1 || missing "cargo (a Rust toolchain) is not on PATH"
 command -v kubectl >/dev/null 2>&1 || missing "kubectl (v1.32) is not on PATH; the end-to-end tests drive the real kubectl"
+docker info >/dev/null 2>&1 || missing "Docker Engine does not answer (docker info); pods run as Docker containers"
+command -v busybox >/dev/null 2>&1 || missing "busybox is not installed (apt-get install busybox-static); the test images are built from it"
 
 exec cargo test --workspace "$@"

@@ -100,6 +100,11 @@ impl Kubelet {
         loop {
             tokio::select! {
                 _ = status_tick.tick() => {
+                    let down = self.runtime.status().await.err().map(|e| e.to_string());
+                    if let Some(why) = &down {
+                        tracing::warn!(node = %config.name, "container runtime is down: {why}");
+                    }
+                    self.status.set_runtime_status(down);
                     if let Err(e) = self.status.update_status().await {
                         tracing::warn!(node = %config.name, error = %e, "updating node status");
                     }

@@ -145,6 +145,8 @@ pub struct NodeStatusManager {
     /// The Node as last written: its uid (for the Lease's owner) and its
     /// conditions (to keep their transition times).
     last: Mutex<Option<Node>>,
+    /// Why the container runtime is not usable, when it is not.
+    runtime_down: Mutex<Option<String>>,
 }
 
 // === impl NodeStatusManager ===
@@ -157,7 +159,14 @@ impl NodeStatusManager {
             nodes: Api::all(client.clone()),
             leases: Api::namespaced(client, LEASE_NAMESPACE),
             last: Mutex::new(None),
+            runtime_down: Mutex::new(None),
         }
+    }
+
+    /// Record whether the container runtime answers: while it does not,
+    /// the node is NotReady with the reason.
+    pub fn set_runtime_status(&self, down: Option<String>) {
+        *self.runtime_down.lock() = down;
     }
 
     /// The node's configuration.
@@ -180,19 +189,29 @@ impl NodeStatusManager {
             .and_then(|n| n.status.as_ref())
             .and_then(|s| s.conditions.as_deref())
             .unwrap_or_default();
+        let down = self.runtime_down.lock().clone();
         CONDITIONS
             .iter()
+            .map(|&(type_, status, reason, message)| match (&down, type_) {
+                (Some(why), "Ready") => (
+                    type_,
+                    "False",
+                    "KubeletNotReady",
+                    format!("container runtime is down: {why}"),
+                ),
+                _ => (type_, status, reason, message.to_string()),
+            })
             .map(|(type_, status, reason, message)| {
                 let since = old
                     .iter()
-                    .find(|c| c.type_ == *type_ && c.status == *status)
+                    .find(|c| c.type_ == type_ && c.status == status)
                     .and_then(|c| c.last_transition_time.clone())
                     .unwrap_or_else(|| api_time(now));
                 NodeCondition {
                     type_: type_.to_string(),
                     status: status.to_string(),
                     reason: Some(reason.to_string()),
-                    message: Some(message.to_string()),
+                    message: Some(message),
                     last_heartbeat_time: Some(api_time(now)),
                     last_transition_time: Some(since),
                 }

@@ -366,6 +366,11 @@ pub trait Runtime: Send + Sync + 'static {
     /// Pod lifecycle events from now on.
     fn events(&self) -> broadcast::Receiver<PodLifecycleEvent>;
 
+    /// Whether the runtime answers; the error makes the node NotReady.
+    fn status(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// Whether the image is on the node; returns its id (`imageID`).
     fn image_status<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<Option<String>>>;
 

@@ -612,6 +612,17 @@ impl Runtime for DockerRuntime {
         self.events.subscribe()
     }
 
+    fn status(&self) -> BoxFuture<'_, Result<()>> {
+        async move {
+            self.docker
+                .ping()
+                .await
+                .map(|_| ())
+                .map_err(|e| RuntimeError::Failed(format!("docker does not answer: {e}")))
+        }
+        .boxed()
+    }
+
     fn image_status<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
         async move {
             match self.docker.inspect_image(image).await {
