@@ -75,6 +75,13 @@ struct NodeArgs {
     /// /var/lib/kedge/kubelet for `agent`).
     #[arg(long)]
     root_dir: Option<PathBuf>,
+    /// The cluster DNS IP of pods (default: the 10th address of the
+    /// Service range, 10.96.0.10).
+    #[arg(long)]
+    cluster_dns: Option<String>,
+    /// The cluster domain of pods' search paths.
+    #[arg(long, default_value = "cluster.local")]
+    node_cluster_domain: String,
 }
 
 #[derive(Args, Clone)]
@@ -179,6 +186,8 @@ async fn run_server(
 ) -> anyhow::Result<()> {
     let cfg = args.cluster_config()?;
     let data_dir = cfg.data_dir.clone();
+    let cfg_dns = cfg.dns_service_ip();
+    let cfg_domain = cfg.cluster_domain.clone();
     let opts = ServerOptions {
         watch_history: args.watch_history,
     };
@@ -194,6 +203,9 @@ async fn run_server(
     ));
     let kubelet = match node {
         Some((node, labels)) => {
+            let mut node = node;
+            node.cluster_dns.get_or_insert_with(|| cfg_dns.to_string());
+            node.node_cluster_domain = cfg_domain.clone();
             let opts = node_options(&node, labels, data_dir.join("kubelet"))?;
             let kubelet = kedge_kubelet::docker_node::kubelet(client, &opts)
                 .await
@@ -253,6 +265,11 @@ fn node_options(
         kubelet_port: node.kubelet_port,
         root_dir: node.root_dir.clone().unwrap_or(default_root),
         pod_sync: Default::default(),
+        cluster_dns: vec![node
+            .cluster_dns
+            .clone()
+            .unwrap_or_else(|| "10.96.0.10".to_string())],
+        cluster_domain: node.node_cluster_domain.clone(),
     })
 }
 

@@ -6,8 +6,10 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::dns::{ClusterDns, HostResolvConf};
+use crate::downward::NodeAllocatable;
 use crate::node::NodeConfig;
-use crate::pod_workers::PodSyncSettings;
+use crate::pod_workers::{PodHost, PodSyncSettings};
 use crate::runtime::docker::{DockerOptions, DockerRuntime};
 use crate::runtime::RuntimeError;
 use crate::Kubelet;
@@ -32,6 +34,10 @@ pub struct DockerNodeOptions {
     pub root_dir: PathBuf,
     /// How pod workers pace themselves.
     pub pod_sync: PodSyncSettings,
+    /// The cluster DNS service IPs of `ClusterFirst` pods.
+    pub cluster_dns: Vec<String>,
+    /// The cluster domain.
+    pub cluster_domain: String,
 }
 
 /// The machine's capacity: CPUs, memory, and Kubernetes' default of 110
@@ -78,7 +84,35 @@ pub async fn kubelet(
     config.kubelet_port = i32::from(opts.kubelet_port);
     config.os_image = os_image();
     let runtime: Arc<dyn crate::runtime::Runtime> = runtime;
-    Ok(Kubelet::new(client, config, runtime, opts.pod_sync.clone()))
+    let host = PodHost {
+        root_dir: opts.root_dir.clone(),
+        objects: Arc::new(client.clone()),
+        cluster_dns: ClusterDns {
+            servers: opts.cluster_dns.clone(),
+            domain: opts.cluster_domain.clone(),
+        },
+        host_resolv: host_resolv_conf().await,
+        allocatable: NodeAllocatable::from_quantities(&config.capacity),
+    };
+    Ok(Kubelet::with_host(
+        client,
+        config,
+        runtime,
+        opts.pod_sync.clone(),
+        Some(host),
+    ))
+}
+
+/// The node's resolv.conf for `dnsPolicy: Default` pods: systemd-resolved's
+/// upstream list when there is one, since a pod cannot reach its
+/// 127.0.0.53 stub.
+async fn host_resolv_conf() -> Option<HostResolvConf> {
+    for path in ["/run/systemd/resolve/resolv.conf", "/etc/resolv.conf"] {
+        if let Ok(conf) = HostResolvConf::read(std::path::Path::new(path)).await {
+            return Some(conf);
+        }
+    }
+    None
 }
 
 /// `PRETTY_NAME` of /etc/os-release.

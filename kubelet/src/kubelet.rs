@@ -9,7 +9,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 
 use crate::node::{NodeConfig, NodeStatusManager};
-use crate::pod_workers::{PodSyncSettings, PodWorkers};
+use crate::pod_workers::{PodHost, PodSyncSettings, PodWorkers};
 use crate::runtime::Runtime;
 use crate::source;
 
@@ -27,17 +27,30 @@ impl Kubelet {
     /// An agent for the node `config` describes, running pods in `runtime`.
     pub fn new(
         client: Client,
-        mut config: NodeConfig,
+        config: NodeConfig,
         runtime: Arc<dyn Runtime>,
         settings: PodSyncSettings,
     ) -> Self {
+        Self::with_host(client, config, runtime, settings, None)
+    }
+
+    /// An agent whose pods get volumes, environment and DNS resolved on
+    /// the node (`host`), as a real node's do.
+    pub fn with_host(
+        client: Client,
+        mut config: NodeConfig,
+        runtime: Arc<dyn Runtime>,
+        settings: PodSyncSettings,
+        host: Option<PodHost>,
+    ) -> Self {
         config.container_runtime_version = runtime.version();
-        let workers = PodWorkers::new(
+        let workers = PodWorkers::with_host(
             client.clone(),
             config.name.clone(),
             config.internal_ip,
             runtime.clone(),
             settings,
+            host,
         );
         Self {
             status: NodeStatusManager::new(client.clone(), config),

@@ -9,18 +9,31 @@
 //!   its status into the API.
 //! - [`source`]: the pod watch that feeds the workers of one or many nodes.
 //! - [`status`]: pod phase and conditions from container states.
+//! - [`env`], [`volumes`], [`resources`], [`dns`]: what a pod's spec asks
+//!   of the runtime, resolved on the node: container environments, volumes
+//!   and mounts, runtime resources, sandbox names and resolv.conf.
+//! - [`downward`]: pod fields and container resources (the downward API).
+//! - [`objects`]: where ConfigMaps and Secrets are read from.
+//! - [`prober`]: one probe run against a container.
+//! - [`docker_node`]: a real node, pods in Docker.
 //! - [`hollow`]: many hollow nodes in one process.
 #![forbid(unsafe_code)]
 
+pub mod dns;
 pub mod docker_node;
+pub mod downward;
+pub mod env;
 pub mod hollow;
 mod kubelet;
 pub mod node;
+pub mod objects;
 pub mod pod_workers;
 pub mod prober;
+pub mod resources;
 pub mod runtime;
 pub mod source;
 pub mod status;
+pub mod volumes;
 
 pub use kubelet::Kubelet;
 

@@ -18,6 +18,7 @@ mod probes;
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,8 +34,12 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
+use crate::dns::{self, ClusterDns, HostResolvConf};
+use crate::downward::{DownwardInputs, NodeAllocatable};
+use crate::objects::ObjectSource;
 use crate::runtime::{self, ContainerConfig, PodSandboxConfig, PodSandboxState, Runtime};
 use crate::status::{self, api_time, phase, Conditions};
+use crate::{env, resources, volumes};
 use crate::{is_not_found, Result};
 
 /// How pod workers pace themselves.
@@ -77,6 +82,22 @@ pub struct PodWorkers {
     next_generation: AtomicU64,
     /// UID -> the pod's containers, for logs and exec.
     index: Mutex<HashMap<String, PodContainers>>,
+    /// A real node's volumes, environment and DNS; none on hollow nodes.
+    host: Option<PodHost>,
+}
+
+/// What a real node resolves for its pods on the node itself.
+pub struct PodHost {
+    /// Pod volumes live under `<root>/pods/<uid>`.
+    pub root_dir: PathBuf,
+    /// Where ConfigMaps and Secrets are read.
+    pub objects: Arc<dyn ObjectSource>,
+    /// The cluster DNS of `ClusterFirst` pods.
+    pub cluster_dns: ClusterDns,
+    /// The node's resolv.conf (`dnsPolicy: Default`).
+    pub host_resolv: Option<HostResolvConf>,
+    /// Limits a container leaves unset default to these.
+    pub allocatable: NodeAllocatable,
 }
 
 /// Where a pod's containers are, as its worker last saw them.
@@ -102,6 +123,19 @@ impl PodWorkers {
         runtime: Arc<dyn Runtime>,
         settings: PodSyncSettings,
     ) -> Arc<Self> {
+        Self::with_host(client, node_name, host_ip, runtime, settings, None)
+    }
+
+    /// The pod workers of a node that resolves volumes, environment and
+    /// DNS for its pods (`host`), or not (`None`: hollow nodes).
+    pub fn with_host(
+        client: Client,
+        node_name: impl Into<String>,
+        host_ip: IpAddr,
+        runtime: Arc<dyn Runtime>,
+        settings: PodSyncSettings,
+        host: Option<PodHost>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             node_name: node_name.into(),
             host_ip,
@@ -111,6 +145,7 @@ impl PodWorkers {
             workers: Mutex::new(HashMap::new()),
             next_generation: AtomicU64::new(0),
             index: Mutex::new(HashMap::new()),
+            host,
         })
     }
 
@@ -210,6 +245,12 @@ impl PodWorkers {
             }
         };
         let known: HashSet<String> = self.pod_uids().into_iter().collect();
+        if let Some(host) = &self.host {
+            let keep: HashSet<String> = wanted.union(&known).cloned().collect();
+            if let Err(e) = volumes::remove_orphaned_pod_dirs(&host.root_dir, &keep).await {
+                tracing::warn!(node = %self.node_name, error = %e, "removing orphaned pod volumes");
+            }
+        }
         for sb in sandboxes {
             if !wanted.contains(&sb.pod_uid) && !known.contains(&sb.pod_uid) {
                 tracing::info!(node = %self.node_name, pod_uid = %sb.pod_uid, "removing orphaned pod sandbox");
@@ -322,6 +363,8 @@ struct PodWorker {
     probes: probes::ContainerProbes,
     /// The runtime was searched for this pod's sandbox from an earlier run.
     adoption_checked: bool,
+    /// The pod's volumes on the node.
+    volumes: volumes::PodVolumes,
 }
 
 // === impl PodWorker ===
@@ -341,6 +384,7 @@ impl PodWorker {
             last_conditions: Vec::new(),
             probes: probes::ContainerProbes::default(),
             adoption_checked: false,
+            volumes: volumes::PodVolumes::new(),
         }
     }
 
@@ -378,7 +422,16 @@ impl PodWorker {
         let mut initialized = true;
         if !self.terminal {
             self.ensure_sandbox(pod).await?;
-            initialized = self.sync_containers(pod, &mut wake).await?;
+            initialized = match self.mount_volumes(pod).await {
+                Ok(()) => self.sync_containers(pod, &mut wake).await?,
+                Err(message) => {
+                    // Containers wait (ContainerCreating) until it works.
+                    tracing::warn!(node = %self.workers.node_name, pod = ?pod.metadata.name, "FailedMount: {message}");
+                    let at = Timestamp::now() + SignedDuration::from_secs(2);
+                    wake = Some(wake.map_or(at, |w| w.min(at)));
+                    false
+                }
+            };
         }
         self.publish(pod);
         for at in self
@@ -465,6 +518,18 @@ impl PodWorker {
         Ok(())
     }
 
+    /// Set up (or refresh) the pod's volumes on a real node.
+    async fn mount_volumes(&mut self, pod: &Pod) -> Result<(), String> {
+        let Some(host) = &self.workers.host else {
+            return Ok(());
+        };
+        let inputs = self.downward_inputs(host);
+        self.volumes = volumes::setup_pod_volumes(&host.root_dir, pod, &inputs, &*host.objects)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
     /// Tell `find_container` where this pod's containers are.
     fn publish(&self, pod: &Pod) {
         let entry = PodContainers {
@@ -488,7 +553,15 @@ impl PodWorker {
     }
 
     async fn ensure_sandbox(&mut self, pod: &Pod) -> Result<()> {
-        let config = sandbox_config(pod, &self.uid);
+        let mut config = sandbox_config(pod, &self.uid);
+        if let Some(host) = &self.workers.host {
+            let names = dns::sandbox_dns(pod, &host.cluster_dns, host.host_resolv.as_ref())
+                .map_err(|e| runtime::RuntimeError::Failed(e.to_string()))?;
+            config.hostname = names.hostname;
+            config.domainname = names.domainname;
+            config.dns = names.dns;
+            config.host_aliases = names.host_aliases;
+        }
         match &self.sandbox {
             None => {
                 let id = self.workers.runtime.run_pod_sandbox(&config).await?;
@@ -525,7 +598,7 @@ impl PodWorker {
         for c in spec.init_containers.iter().flatten() {
             match self.current_state(&c.name).await? {
                 None => {
-                    self.start(c, true).await?;
+                    self.start(pod, c, true).await?;
                     return Ok(false);
                 }
                 Some(runtime::ContainerState::Exited { exit_code: 0, .. }) => continue,
@@ -533,7 +606,7 @@ impl PodWorker {
                     // An init container that failed runs again unless the
                     // pod never restarts; the pod is Failed then.
                     if policy != "Never" {
-                        self.restart_after_backoff(c, true, finished_at, wake)
+                        self.restart_after_backoff(pod, c, true, finished_at, wake)
                             .await?;
                     }
                     return Ok(false);
@@ -543,7 +616,7 @@ impl PodWorker {
         }
         for c in &spec.containers {
             match self.current_state(&c.name).await? {
-                None => self.start(c, false).await?,
+                None => self.start(pod, c, false).await?,
                 Some(runtime::ContainerState::Exited {
                     exit_code,
                     finished_at,
@@ -555,7 +628,7 @@ impl PodWorker {
                         _ => true,
                     };
                     if restart {
-                        self.restart_after_backoff(c, false, finished_at, wake)
+                        self.restart_after_backoff(pod, c, false, finished_at, wake)
                             .await?;
                     }
                 }
@@ -587,7 +660,7 @@ impl PodWorker {
                                 .stop_container(&id, Duration::ZERO)
                                 .await?;
                         }
-                        self.restart(c, false).await?;
+                        self.restart(pod, c, false).await?;
                     }
                 }
             }
@@ -613,7 +686,7 @@ impl PodWorker {
         }
     }
 
-    async fn start(&mut self, c: &Container, init: bool) -> Result<()> {
+    async fn start(&mut self, pod: &Pod, c: &Container, init: bool) -> Result<()> {
         let Some(sandbox) = self.sandbox.clone() else {
             return Ok(());
         };
@@ -636,26 +709,17 @@ impl PodWorker {
             self.fail_start(c, "ErrImagePull", message, true);
             return Ok(());
         }
-        let record = self.containers.entry(c.name.clone()).or_default();
-        let config = ContainerConfig {
-            name: c.name.clone(),
-            image: image.clone(),
-            attempt: u32::try_from(record.restart_count).unwrap_or_default(),
-            init,
-            command: c.command.clone().unwrap_or_default(),
-            args: c.args.clone().unwrap_or_default(),
-            env: c
-                .env
-                .iter()
-                .flatten()
-                .filter_map(|e| e.value.clone().map(|v| (e.name.clone(), v)))
-                .collect(),
-            working_dir: c.working_dir.clone(),
-            stdin: c.stdin.unwrap_or(false),
-            stdin_once: c.stdin_once.unwrap_or(false),
-            tty: c.tty.unwrap_or(false),
-            ..Default::default()
+        let mut config = match self.container_config(pod, c).await {
+            Ok(config) => config,
+            Err(message) => {
+                self.fail_start(c, "CreateContainerConfigError", message, false);
+                return Ok(());
+            }
         };
+        let record = self.containers.entry(c.name.clone()).or_default();
+        config.image = image.clone();
+        config.attempt = u32::try_from(record.restart_count).unwrap_or_default();
+        config.init = init;
         record.image = image;
         record.backoff_until = None;
         let id = match self
@@ -702,6 +766,54 @@ impl PodWorker {
             }
         }
         Ok(())
+    }
+
+    /// What the runtime needs to make container `c`: on a real node, the
+    /// environment resolved (ConfigMaps, Secrets, the downward API), the
+    /// volumes mounted and `$(VAR)` expanded in command and args; on a
+    /// hollow node, only the literal values. The error is the
+    /// CreateContainerConfigError message.
+    async fn container_config(&self, pod: &Pod, c: &Container) -> Result<ContainerConfig, String> {
+        let mut config = ContainerConfig {
+            name: c.name.clone(),
+            command: c.command.clone().unwrap_or_default(),
+            args: c.args.clone().unwrap_or_default(),
+            working_dir: c.working_dir.clone(),
+            stdin: c.stdin.unwrap_or(false),
+            stdin_once: c.stdin_once.unwrap_or(false),
+            tty: c.tty.unwrap_or(false),
+            run_as_user: run_as(pod, c, |s| s.run_as_user, |s| s.run_as_user),
+            run_as_group: run_as(pod, c, |s| s.run_as_group, |s| s.run_as_group),
+            ..Default::default()
+        };
+        let Some(host) = &self.workers.host else {
+            config.env = c
+                .env
+                .iter()
+                .flatten()
+                .filter_map(|e| e.value.clone().map(|v| (e.name.clone(), v)))
+                .collect();
+            return Ok(config);
+        };
+        let inputs = self.downward_inputs(host);
+        let env = env::make_environment_variables(pod, c, &inputs, &*host.objects)
+            .await
+            .map_err(|e| e.to_string())?;
+        config.mounts = volumes::make_mounts(c, &self.volumes, &env).map_err(|e| e.to_string())?;
+        let (command, args) = env::expand_command_and_args(c, &env);
+        config.command = command;
+        config.args = args;
+        config.env = env;
+        config.resources = resources::container_resources(c);
+        Ok(config)
+    }
+
+    fn downward_inputs(&self, host: &PodHost) -> DownwardInputs {
+        DownwardInputs {
+            host_ips: vec![self.workers.host_ip.to_string()],
+            pod_ips: self.pod_ip.iter().map(|ip| ip.to_string()).collect(),
+            allocatable: host.allocatable.clone(),
+        }
     }
 
     /// Make sure the image is on the node as `imagePullPolicy` says;
@@ -757,7 +869,7 @@ impl PodWorker {
     }
 
     /// Replace an ended container, remembering how it ended.
-    async fn restart(&mut self, c: &Container, init: bool) -> Result<()> {
+    async fn restart(&mut self, pod: &Pod, c: &Container, init: bool) -> Result<()> {
         let old = self.containers.get(&c.name).and_then(|r| r.id.clone());
         if let Some(old) = old {
             let status = self.runtime().container_status(&old).await.ok();
@@ -773,11 +885,12 @@ impl PodWorker {
             // The ended container stays (as `previous`, for logs) until
             // its successor exists; `start` swaps them.
         }
-        self.start(c, init).await
+        self.start(pod, c, init).await
     }
 
     async fn restart_after_backoff(
         &mut self,
+        pod: &Pod,
         c: &Container,
         init: bool,
         finished_at: Timestamp,
@@ -801,7 +914,7 @@ impl PodWorker {
         };
         let until = finished_at + SignedDuration::try_from(backoff).unwrap_or_default();
         if Timestamp::now() >= until {
-            return self.restart(c, init).await;
+            return self.restart(pod, c, init).await;
         }
         if let Some(r) = self.containers.get_mut(&c.name) {
             r.backoff_until = Some(until);
@@ -1125,6 +1238,11 @@ impl PodWorker {
             self.workers.runtime.remove_pod_sandbox(&id).await?;
         }
         self.containers.clear();
+        if let Some(host) = &self.workers.host {
+            if let Err(e) = volumes::remove_pod_dir(&host.root_dir, &self.uid).await {
+                tracing::warn!(node = %self.workers.node_name, pod_uid = %self.uid, error = %e, "removing pod volumes");
+            }
+        }
         Ok(())
     }
 
@@ -1165,6 +1283,22 @@ impl PodWorker {
         self.remove().await?;
         Ok(Next::Done)
     }
+}
+
+/// A container's security context setting, or the pod's.
+fn run_as(
+    pod: &Pod,
+    c: &Container,
+    container: impl Fn(&k8s_openapi::api::core::v1::SecurityContext) -> Option<i64>,
+    pod_level: impl Fn(&k8s_openapi::api::core::v1::PodSecurityContext) -> Option<i64>,
+) -> Option<i64> {
+    c.security_context.as_ref().and_then(container).or_else(|| {
+        pod.spec
+            .as_ref()?
+            .security_context
+            .as_ref()
+            .and_then(pod_level)
+    })
 }
 
 /// The pod's `terminationGracePeriodSeconds` (default 30).

@@ -35,8 +35,8 @@ use k8s_openapi::api::core::v1::Probe;
 use tokio::sync::broadcast;
 
 use super::{
-    ContainerConfig, ContainerState, ContainerStatus, PodLifecycleEvent, PodSandboxConfig,
-    PodSandboxState, PodSandboxStatus, ProbeKind, Result, Runtime, RuntimeError,
+    ContainerConfig, ContainerState, ContainerStatus, DnsConfig, PodLifecycleEvent,
+    PodSandboxConfig, PodSandboxState, PodSandboxStatus, ProbeKind, Result, Runtime, RuntimeError,
 };
 
 /// Set on everything kedge creates in Docker, so a crashed run can be swept.
@@ -257,6 +257,22 @@ impl DockerRuntime {
         }
     }
 
+    /// On its own networks Docker points every container at its embedded
+    /// resolver (127.0.0.11), which would hide the cluster DNS from pods.
+    /// The sandbox's resolv.conf, which the pod's containers share, is
+    /// rewritten to the pod's own, as Kubernetes' Docker integration did.
+    async fn write_resolv_conf(&self, id: &str, dns: &DnsConfig) -> Result<()> {
+        let path = self
+            .inspect("pod sandbox", id)
+            .await?
+            .resolv_conf_path
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| RuntimeError::Failed("the pod sandbox has no resolv.conf".into()))?;
+        tokio::fs::write(&path, resolv_conf(dns))
+            .await
+            .map_err(|e| RuntimeError::Failed(format!("writing the pod's resolv.conf {path}: {e}")))
+    }
+
     fn sandbox_status(&self, id: &str, c: &ContainerInspectResponse) -> PodSandboxStatus {
         let labels = c.config.as_ref().and_then(|c| c.labels.as_ref());
         let running = c.state.as_ref().and_then(|s| s.running).unwrap_or(false);
@@ -389,6 +405,12 @@ impl Runtime for DockerRuntime {
             if let Err(e) = self.docker.start_container(&id, None).await {
                 let _ = self.remove(&id).await;
                 return Err(map_err("starting the pod sandbox", e));
+            }
+            if let (Some(dns), false) = (&config.dns, config.host_network) {
+                if let Err(e) = self.write_resolv_conf(&id, dns).await {
+                    let _ = self.remove(&id).await;
+                    return Err(e);
+                }
             }
             Ok(id)
         }
@@ -663,6 +685,21 @@ impl Runtime for DockerRuntime {
     ) -> BoxFuture<'a, Result<bool>> {
         crate::prober::run(self, id, probe, pod_ip).boxed()
     }
+}
+
+/// A resolv.conf in the kubelet's layout.
+fn resolv_conf(dns: &DnsConfig) -> String {
+    let mut out = String::new();
+    for server in &dns.servers {
+        out.push_str(&format!("nameserver {server}\n"));
+    }
+    if !dns.searches.is_empty() {
+        out.push_str(&format!("search {}\n", dns.searches.join(" ")));
+    }
+    if !dns.options.is_empty() {
+        out.push_str(&format!("options {}\n", dns.options.join(" ")));
+    }
+    out
 }
 
 /// Kubernetes' wording of a failed pull, with the engine's reason.

@@ -1,0 +1,175 @@
+//! Where a pod's ConfigMaps and Secrets come from: the API server for a
+//! real node, a lookup table for hollow nodes and tests. Environment
+//! variables and volumes read them through [`ObjectSource`] so neither
+//! depends on a live client.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::Api;
+use kube::Client;
+use parking_lot::RwLock;
+
+/// Errors of an object source.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    /// The API server could not be asked (a missing object is not an error).
+    #[error("API: {0}")]
+    Api(#[source] kube::Error),
+}
+
+/// Result of an object source.
+pub type Result<T, E = ObjectError> = std::result::Result<T, E>;
+
+/// Reads ConfigMaps and Secrets of a namespace; `None` when there is no
+/// such object.
+pub trait ObjectSource: Send + Sync {
+    /// The ConfigMap `namespace/name`.
+    fn config_map<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<ConfigMap>>>>;
+
+    /// The Secret `namespace/name`.
+    fn secret<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<Secret>>>>;
+}
+
+// === impl Client ===
+
+// One GET per lookup: the kubelet's watch-based object cache would save
+// them, but pods read few objects and only when a container starts or a
+// volume is refreshed.
+impl ObjectSource for Client {
+    fn config_map<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<ConfigMap>>>> {
+        Box::pin(async move {
+            let api: Api<ConfigMap> = Api::namespaced(self.clone(), namespace);
+            let cm = api.get_opt(name).await.map_err(ObjectError::Api)?;
+            Ok(cm.map(Arc::new))
+        })
+    }
+
+    fn secret<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<Secret>>>> {
+        Box::pin(async move {
+            let api: Api<Secret> = Api::namespaced(self.clone(), namespace);
+            let secret = api.get_opt(name).await.map_err(ObjectError::Api)?;
+            Ok(secret.map(Arc::new))
+        })
+    }
+}
+
+/// ConfigMaps and Secrets held in memory, keyed by namespace and name: the
+/// source of hollow nodes and tests.
+#[derive(Debug, Default)]
+pub struct MemoryObjects {
+    config_maps: RwLock<HashMap<(String, String), Arc<ConfigMap>>>,
+    secrets: RwLock<HashMap<(String, String), Arc<Secret>>>,
+}
+
+// === impl MemoryObjects ===
+
+impl MemoryObjects {
+    /// An empty source.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add or replace a ConfigMap (its namespace and name are its key).
+    pub fn put_config_map(&self, cm: ConfigMap) {
+        let key = key_of(&cm.metadata);
+        self.config_maps.write().insert(key, Arc::new(cm));
+    }
+
+    /// Add or replace a Secret.
+    pub fn put_secret(&self, secret: Secret) {
+        let key = key_of(&secret.metadata);
+        self.secrets.write().insert(key, Arc::new(secret));
+    }
+
+    /// Remove a ConfigMap.
+    pub fn remove_config_map(&self, namespace: &str, name: &str) {
+        self.config_maps
+            .write()
+            .remove(&(namespace.to_string(), name.to_string()));
+    }
+
+    /// Remove a Secret.
+    pub fn remove_secret(&self, namespace: &str, name: &str) {
+        self.secrets
+            .write()
+            .remove(&(namespace.to_string(), name.to_string()));
+    }
+}
+
+fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (String, String) {
+    (
+        meta.namespace.clone().unwrap_or_else(|| "default".into()),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+impl ObjectSource for MemoryObjects {
+    fn config_map<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<ConfigMap>>>> {
+        let found = self
+            .config_maps
+            .read()
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned();
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn secret<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<Secret>>>> {
+        let found = self
+            .secrets
+            .read()
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned();
+        Box::pin(async move { Ok(found) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    #[tokio::test]
+    async fn memory_objects_by_namespace_and_name() {
+        let objects = MemoryObjects::new();
+        objects.put_config_map(ConfigMap {
+            metadata: ObjectMeta {
+                name: Some("cfg".into()),
+                namespace: Some("ns".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        assert!(objects.config_map("ns", "cfg").await.unwrap().is_some());
+        assert!(objects.config_map("other", "cfg").await.unwrap().is_none());
+        assert!(objects.secret("ns", "cfg").await.unwrap().is_none());
+        objects.remove_config_map("ns", "cfg");
+        assert!(objects.config_map("ns", "cfg").await.unwrap().is_none());
+    }
+}
