@@ -236,3 +236,146 @@ spec:
     drop(agent2);
     node.remove_from_docker();
 }
+
+/// Wait for a file a pod writes into a hostPath volume.
+fn read_when_written(path: &std::path::Path) -> String {
+    assert!(
+        eventually(WAIT, || std::fs::read_to_string(path).is_ok_and(|s| s.ends_with('\n'))),
+        "{} was never written",
+        path.display()
+    );
+    std::fs::read_to_string(path).unwrap()
+}
+
+#[test]
+fn pods_get_config_secrets_volumes_and_cluster_dns() {
+    let busybox = images::busybox();
+    let c = Cluster::up();
+    let out = tempfile::tempdir().unwrap();
+    let out_dir = out.path().join("out");
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: settings}}
+data: {{GREETING: hello, app.conf: "mode=test\n"}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: creds}}
+stringData: {{password: s3cret}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: app}}
+spec:
+  terminationGracePeriodSeconds: 1
+  nodeSelector: {{kubernetes.io/hostname: {node}}}
+  initContainers:
+  - name: init
+    image: {busybox}
+    command: ["sh", "-c", "echo written-by-init > /work/index.html"]
+    volumeMounts: [{{name: work, mountPath: /work}}]
+  containers:
+  - name: web
+    image: {busybox}
+    command: ["httpd", "-f", "-p", "8080", "-h", "/work"]
+    volumeMounts: [{{name: work, mountPath: /work}}]
+  - name: check
+    image: {busybox}
+    command:
+    - sh
+    - -c
+    - >-
+      env > /out/env.tmp && mv /out/env.tmp /out/env;
+      cat /etc/secret/password /etc/app/app.conf > /out/files;
+      cat /etc/resolv.conf > /out/resolv.conf;
+      until wget -q -O /out/web http://localhost:8080/index.html; do sleep 0.2; done;
+      exec sleep 100000
+    env:
+    - {{name: GREETING, valueFrom: {{configMapKeyRef: {{name: settings, key: GREETING}}}}}}
+    - {{name: PASSWORD, valueFrom: {{secretKeyRef: {{name: creds, key: password}}}}}}
+    - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
+    - {{name: POD_IP, valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}}}
+    - {{name: MESSAGE, value: "$(GREETING)-world"}}
+    envFrom: [{{prefix: CFG_, configMapRef: {{name: settings}}}}]
+    volumeMounts:
+    - {{name: secret, mountPath: /etc/secret, readOnly: true}}
+    - {{name: conf, mountPath: /etc/app}}
+    - {{name: out, mountPath: /out}}
+  volumes:
+  - {{name: work, emptyDir: {{}}}}
+  - {{name: secret, secret: {{secretName: creds}}}}
+  - {{name: conf, configMap: {{name: settings, items: [{{key: app.conf, path: app.conf}}]}}}}
+  - {{name: out, hostPath: {{path: {out}, type: DirectoryOrCreate}}}}
+"#,
+        node = c.node.as_ref().unwrap().name,
+        out = out_dir.display()
+    ));
+    let env = read_when_written(&out_dir.join("env"));
+    for want in [
+        "GREETING=hello",
+        "PASSWORD=s3cret",
+        "POD_NAME=app",
+        "MESSAGE=hello-world",
+        "CFG_GREETING=hello",
+    ] {
+        assert!(env.lines().any(|l| l == want), "{want} in\n{env}");
+    }
+    let ip = jsonpath(&c, "app", "{.status.podIP}");
+    assert!(env.lines().any(|l| l == format!("POD_IP={ip}")), "{env}");
+    assert_eq!(
+        read_when_written(&out_dir.join("files")),
+        "s3cretmode=test\n"
+    );
+    assert_eq!(
+        read_when_written(&out_dir.join("resolv.conf")),
+        "nameserver 10.96.0.10\nsearch default.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"
+    );
+    // The init container wrote what the web container serves, to the
+    // third container over localhost.
+    assert_eq!(read_when_written(&out_dir.join("web")), "written-by-init\n");
+    c.wait_ready(&["pod/app"], WAIT);
+}
+
+#[test]
+fn deleting_a_pod_runs_prestop_then_sigterm_within_the_grace_period() {
+    let busybox = images::busybox();
+    let c = Cluster::up();
+    let out = tempfile::tempdir().unwrap();
+    let log = out.path().join("log");
+    std::fs::write(&log, "").unwrap();
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: graceful}}
+spec:
+  terminationGracePeriodSeconds: 20
+  containers:
+  - name: main
+    image: {busybox}
+    command: ["sh", "-c", "echo started >> /out/log; trap 'echo sigterm >> /out/log; exit 0' TERM; while true; do sleep 0.2; done"]
+    lifecycle:
+      postStart:
+        exec: {{command: ["sh", "-c", "echo poststart >> /out/log"]}}
+      preStop:
+        exec: {{command: ["sh", "-c", "echo prestop >> /out/log"]}}
+    volumeMounts: [{{name: out, mountPath: /out}}]
+  volumes:
+  - {{name: out, hostPath: {{path: {dir}}}}}
+"#,
+        dir = out.path().display()
+    ));
+    c.wait_ready(&["pod/graceful"], WAIT);
+    c.kubectl(&["delete", "pod", "graceful", "--timeout=60s"]);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.contains(&"poststart"), "{text}");
+    let prestop = lines.iter().position(|l| *l == "prestop");
+    let sigterm = lines.iter().position(|l| *l == "sigterm");
+    assert!(
+        prestop.is_some() && sigterm.is_some() && prestop < sigterm,
+        "preStop ran, then SIGTERM arrived: {text}"
+    );
+}
