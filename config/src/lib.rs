@@ -8,13 +8,15 @@
 //! * [`object`] is the write-path dispatcher (decode, default, validate, re-encode);
 //! * [`selector`] parses and evaluates label and field selectors;
 //! * [`quantity`] parses resource quantities (`500m`, `1Gi`, `1e3`);
-//! * [`cluster`] is the cluster configuration file.
+//! * [`cluster`] is the cluster configuration file;
+//! * [`events`] records core/v1 Events for any component.
 #![forbid(unsafe_code)]
 
 pub use k8s_openapi;
 
 pub mod cluster;
 pub mod defaults;
+pub mod events;
 pub mod manifest;
 pub mod object;
 pub mod quantity;

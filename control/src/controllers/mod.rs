@@ -11,7 +11,7 @@ pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
-pub mod events;
+pub use kedge_config::events;
 pub mod garbagecollector;
 pub mod job;
 pub mod nodelifecycle;

@@ -34,6 +34,8 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
+use kedge_config::events::{self, EventType, Recorder};
+
 use crate::dns::{self, ClusterDns, HostResolvConf};
 use crate::downward::{DownwardInputs, NodeAllocatable};
 use crate::objects::ObjectSource;
@@ -84,6 +86,8 @@ pub struct PodWorkers {
     index: Mutex<HashMap<String, PodContainers>>,
     /// A real node's volumes, environment and DNS; none on hollow nodes.
     host: Option<PodHost>,
+    /// The kubelet's events (Pulled, Created, Started, Killing, …).
+    recorder: Recorder,
 }
 
 /// What a real node resolves for its pods on the node itself.
@@ -136,8 +140,10 @@ impl PodWorkers {
         settings: PodSyncSettings,
         host: Option<PodHost>,
     ) -> Arc<Self> {
+        let node_name: String = node_name.into();
+        let recorder = Recorder::new(client.clone(), "kubelet", Some(&node_name));
         Arc::new(Self {
-            node_name: node_name.into(),
+            node_name: node_name.clone(),
             host_ip,
             client,
             runtime,
@@ -146,6 +152,7 @@ impl PodWorkers {
             next_generation: AtomicU64::new(0),
             index: Mutex::new(HashMap::new()),
             host,
+            recorder,
         })
     }
 
@@ -390,6 +397,31 @@ impl PodWorker {
 
     fn runtime(&self) -> &dyn Runtime {
         &*self.workers.runtime
+    }
+
+    /// Record an event about the pod, or one of its containers; in the
+    /// background, so a slow API never holds up the pod.
+    fn event(
+        &self,
+        pod: &Pod,
+        c: Option<&Container>,
+        kind: EventType,
+        reason: &str,
+        message: String,
+    ) {
+        let mut reference = events::reference("v1", "Pod", &pod.metadata);
+        if let Some(c) = c {
+            let init = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.init_containers.as_ref())
+                .is_some_and(|i| i.iter().any(|i| i.name == c.name));
+            let list = if init { "initContainers" } else { "containers" };
+            reference.field_path = Some(format!("spec.{list}{{{}}}", c.name));
+        }
+        let recorder = self.workers.recorder.clone();
+        let reason = reason.to_string();
+        tokio::spawn(async move { recorder.record(&reference, kind, &reason, &message).await });
     }
 
     async fn sync(&mut self, pod: Option<&Arc<Pod>>) -> Result<Next> {
@@ -642,6 +674,13 @@ impl PodWorker {
                         .await?;
                     if let Some(failed) = failed {
                         tracing::info!(node = %self.workers.node_name, pod = ?pod.metadata.name, container = %c.name, probe = ?failed.kind, "{}", failed.message);
+                        self.event(
+                            pod,
+                            Some(c),
+                            EventType::Normal,
+                            "Killing",
+                            failed.message.clone(),
+                        );
                         self.stop_one(pod, c, &id, grace_period(pod)).await;
                         // Its death wakes the worker, which restarts it.
                     }
@@ -700,18 +739,42 @@ impl PodWorker {
                         "Back-off pulling image \"{}\"",
                         c.image.as_deref().unwrap_or_default()
                     );
+                    let message = message.clone();
+                    self.event(pod, Some(c), EventType::Normal, "BackOff", message);
+                    self.event(
+                        pod,
+                        Some(c),
+                        EventType::Warning,
+                        "Failed",
+                        "Error: ImagePullBackOff".into(),
+                    );
                 }
             }
             return Ok(());
         }
         let image = c.image.clone().unwrap_or_default();
-        if let Err(message) = self.ensure_image(c, &image).await {
+        if let Err(message) = self.ensure_image(pod, c, &image).await {
+            self.event(pod, Some(c), EventType::Warning, "Failed", message.clone());
+            self.event(
+                pod,
+                Some(c),
+                EventType::Warning,
+                "Failed",
+                "Error: ErrImagePull".into(),
+            );
             self.fail_start(c, "ErrImagePull", message, true);
             return Ok(());
         }
         let mut config = match self.container_config(pod, c).await {
             Ok(config) => config,
             Err(message) => {
+                self.event(
+                    pod,
+                    Some(c),
+                    EventType::Warning,
+                    "Failed",
+                    format!("Error: {message}"),
+                );
                 self.fail_start(c, "CreateContainerConfigError", message, false);
                 return Ok(());
             }
@@ -730,10 +793,24 @@ impl PodWorker {
         {
             Ok(id) => id,
             Err(e) => {
+                self.event(
+                    pod,
+                    Some(c),
+                    EventType::Warning,
+                    "Failed",
+                    format!("Error: {e}"),
+                );
                 self.fail_start(c, "CreateContainerError", e.to_string(), false);
                 return Ok(());
             }
         };
+        self.event(
+            pod,
+            Some(c),
+            EventType::Normal,
+            "Created",
+            format!("Created container: {}", c.name),
+        );
         // Recorded before starting, so a failed start is retried on the
         // same container's status rather than leaking it.
         if let Some(r) = self.containers.get_mut(&c.name) {
@@ -748,9 +825,23 @@ impl PodWorker {
             if let Some(r) = self.containers.get_mut(&c.name) {
                 r.id = r.previous.take();
             }
+            self.event(
+                pod,
+                Some(c),
+                EventType::Warning,
+                "Failed",
+                format!("Error: {e}"),
+            );
             self.fail_start(c, "RunContainerError", e.to_string(), false);
             return Ok(());
         }
+        self.event(
+            pod,
+            Some(c),
+            EventType::Normal,
+            "Started",
+            format!("Started container {}", c.name),
+        );
         if let Some(r) = self.containers.get_mut(&c.name) {
             r.waiting = None;
             r.retry_at = None;
@@ -762,6 +853,13 @@ impl PodWorker {
                 // The container is killed; the restart policy decides what
                 // comes next.
                 tracing::warn!(node = %self.workers.node_name, container = %c.name, "FailedPostStartHook: {message}");
+                self.event(
+                    pod,
+                    Some(c),
+                    EventType::Warning,
+                    "FailedPostStartHook",
+                    message,
+                );
                 runtime.stop_container(&id, Duration::ZERO).await?;
             }
         }
@@ -818,7 +916,7 @@ impl PodWorker {
 
     /// Make sure the image is on the node as `imagePullPolicy` says;
     /// the error is the ErrImagePull message.
-    async fn ensure_image(&self, c: &Container, image: &str) -> Result<(), String> {
+    async fn ensure_image(&self, pod: &Pod, c: &Container, image: &str) -> Result<(), String> {
         let policy = c.image_pull_policy.as_deref().unwrap_or("IfNotPresent");
         let present = self
             .runtime()
@@ -830,14 +928,41 @@ impl PodWorker {
             "Never" if !present => Err(format!(
                 "Container image \"{image}\" is not present with pull policy of Never"
             )),
-            "Never" => Ok(()),
-            "IfNotPresent" if present => Ok(()),
-            _ => self
-                .runtime()
-                .pull_image(image)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
+            "Never" | "IfNotPresent" if present => {
+                self.event(
+                    pod,
+                    Some(c),
+                    EventType::Normal,
+                    "Pulled",
+                    format!("Container image \"{image}\" already present on machine"),
+                );
+                Ok(())
+            }
+            _ => {
+                self.event(
+                    pod,
+                    Some(c),
+                    EventType::Normal,
+                    "Pulling",
+                    format!("Pulling image \"{image}\""),
+                );
+                let started = std::time::Instant::now();
+                self.runtime()
+                    .pull_image(image)
+                    .await
+                    .map_err(|e| format!("Failed to pull image \"{image}\": {e}"))?;
+                self.event(
+                    pod,
+                    Some(c),
+                    EventType::Normal,
+                    "Pulled",
+                    format!(
+                        "Successfully pulled image \"{image}\" in {:.3}s",
+                        started.elapsed().as_secs_f64()
+                    ),
+                );
+                Ok(())
+            }
         }
     }
 
@@ -916,8 +1041,24 @@ impl PodWorker {
         if Timestamp::now() >= until {
             return self.restart(pod, c, init).await;
         }
-        if let Some(r) = self.containers.get_mut(&c.name) {
-            r.backoff_until = Some(until);
+        let first = self
+            .containers
+            .get_mut(&c.name)
+            .map(|r| r.backoff_until.replace(until) != Some(until))
+            .unwrap_or(false);
+        if first {
+            let name = pod.metadata.name.as_deref().unwrap_or_default();
+            let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+            self.event(
+                pod,
+                Some(c),
+                EventType::Warning,
+                "BackOff",
+                format!(
+                    "Back-off restarting failed container {} in pod {name}_{ns}({})",
+                    c.name, self.uid
+                ),
+            );
         }
         *wake = Some(wake.map_or(until, |w| w.min(until)));
         Ok(())
@@ -1219,12 +1360,28 @@ impl PodWorker {
             {
                 Ok(Ok(())) => {}
                 Ok(Err(message)) => {
-                    tracing::warn!(node = %self.workers.node_name, pod = ?pod.metadata.name, container = %c.name, "FailedPreStopHook: {message}")
+                    tracing::warn!(node = %self.workers.node_name, pod = ?pod.metadata.name, container = %c.name, "FailedPreStopHook: {message}");
+                    self.event(
+                        pod,
+                        Some(c),
+                        EventType::Warning,
+                        "FailedPreStopHook",
+                        message,
+                    );
                 }
                 Err(_) => {
                     tracing::warn!(node = %self.workers.node_name, pod = ?pod.metadata.name, container = %c.name, "preStop hook did not finish within the grace period")
                 }
             }
+        }
+        if running {
+            self.event(
+                pod,
+                Some(c),
+                EventType::Normal,
+                "Killing",
+                format!("Stopping container {}", c.name),
+            );
         }
         let rest = grace.saturating_sub(started.elapsed());
         if let Err(e) = runtime.stop_container(id, rest).await {

@@ -1,5 +1,6 @@
 //! Recording core/v1 Events, the ones `kubectl describe` and `kubectl get
-//! events` show. Repeats of the same event on the same object bump `count`
+//! events` show, for every component that writes them (controllers, the
+//! scheduler, kubelets). Repeats of the same event on the same object bump `count`
 //! and `lastTimestamp` instead of making a new object, as Kubernetes'
 //! recorder does.
 
@@ -85,7 +86,7 @@ impl Recorder {
             }
         }
         let base = object.name.clone().unwrap_or_default();
-        let name = format!("{base}.{:x}", rand::random::<u64>());
+        let name = format!("{base}.{}", unique_suffix());
         let event = Event {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
@@ -119,6 +120,15 @@ impl Recorder {
             Err(e) => tracing::debug!(error = %e, reason, "recording an event failed"),
         }
     }
+}
+
+/// Event names are `<object>.<hex>`, as Kubernetes makes them from the
+/// time; a process-wide counter keeps two events of one instant apart.
+fn unique_suffix() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = jiff::Timestamp::now().as_nanosecond() as u64;
+    format!("{:x}", nanos.wrapping_add(n))
 }
 
 /// A reference to an object for events, from its kind and metadata.
