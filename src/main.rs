@@ -206,20 +206,21 @@ async fn run_server(
             let mut node = node;
             node.cluster_dns.get_or_insert_with(|| cfg_dns.to_string());
             node.node_cluster_domain = cfg_domain.clone();
-            let opts = node_options(&node, labels, data_dir.join("kubelet"))?;
-            let kubelet = kedge_kubelet::docker_node::kubelet(client, &opts)
-                .await
-                .context("starting the node (is Docker running?)")?;
-            Some(kubelet)
+            let ca = std::fs::read_to_string(data_dir.join("ca.crt"))
+                .context("reading the cluster CA")?;
+            let opts = node_options(&node, labels, data_dir.join("kubelet"), ca)?;
+            Some((client, opts))
         }
         None => None,
     };
     println!("kedge is serving on {}", running.url);
     println!("export KUBECONFIG={}", running.kubeconfig.display());
-    match &kubelet {
-        Some(k) => {
+    match kubelet {
+        Some((client, opts)) => {
             tokio::select! {
-                _ = k.run() => {}
+                r = kedge_kubelet::docker_node::run(client, &opts) => {
+                    r.context("running the node (is Docker running?)")?;
+                }
                 _ = shutdown_signal() => {}
             }
         }
@@ -228,6 +229,38 @@ async fn run_server(
     tracing::info!("shutting down");
     running.shutdown();
     Ok(())
+}
+
+/// The cluster CA (PEM) of a kubeconfig's current cluster.
+fn cluster_ca(kubeconfig: &std::path::Path) -> anyhow::Result<String> {
+    use base64::Engine;
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("reading {}", kubeconfig.display()))?;
+    let current = kc.current_context.clone().unwrap_or_default();
+    let cluster_name = kc
+        .contexts
+        .iter()
+        .find(|c| c.name == current)
+        .and_then(|c| c.context.as_ref())
+        .map(|c| c.cluster.clone());
+    let cluster = kc
+        .clusters
+        .iter()
+        .find(|c| Some(&c.name) == cluster_name.as_ref())
+        .or_else(|| kc.clusters.first())
+        .and_then(|c| c.cluster.as_ref())
+        .context("the kubeconfig names no cluster")?;
+    if let Some(data) = &cluster.certificate_authority_data {
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .context("decoding certificate-authority-data")?;
+        return String::from_utf8(pem).context("certificate-authority-data is not PEM");
+    }
+    let path = cluster
+        .certificate_authority
+        .as_ref()
+        .context("the kubeconfig has no certificate authority")?;
+    std::fs::read_to_string(path).with_context(|| format!("reading {path}"))
 }
 
 /// `key=value` pairs.
@@ -255,6 +288,7 @@ fn node_options(
     node: &NodeArgs,
     labels: Vec<(String, String)>,
     default_root: PathBuf,
+    client_ca_pem: String,
 ) -> anyhow::Result<kedge_kubelet::docker_node::DockerNodeOptions> {
     Ok(kedge_kubelet::docker_node::DockerNodeOptions {
         name: node.node_name.clone().unwrap_or_else(hostname),
@@ -270,6 +304,7 @@ fn node_options(
             .clone()
             .unwrap_or_else(|| "10.96.0.10".to_string())],
         cluster_domain: node.node_cluster_domain.clone(),
+        client_ca_pem,
     })
 }
 
@@ -279,12 +314,17 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         .with_context(|| format!("reading {}", args.kubeconfig.display()))?;
     let labels = parse_labels(&args.labels)?;
     if !args.hollow {
-        let opts = node_options(&args.node, labels, PathBuf::from("/var/lib/kedge/kubelet"))?;
-        let kubelet = kedge_kubelet::docker_node::kubelet(client, &opts)
-            .await
-            .context("starting the node (is Docker running?)")?;
+        let ca = cluster_ca(&args.kubeconfig)?;
+        let opts = node_options(
+            &args.node,
+            labels,
+            PathBuf::from("/var/lib/kedge/kubelet"),
+            ca,
+        )?;
         tokio::select! {
-            _ = kubelet.run() => {}
+            r = kedge_kubelet::docker_node::run(client, &opts) => {
+                r.context("running the node (is Docker running?)")?;
+            }
             _ = shutdown_signal() => tracing::info!("shutting down"),
         }
         return Ok(());

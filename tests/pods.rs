@@ -240,7 +240,8 @@ spec:
 /// Wait for a file a pod writes into a hostPath volume.
 fn read_when_written(path: &std::path::Path) -> String {
     assert!(
-        eventually(WAIT, || std::fs::read_to_string(path).is_ok_and(|s| s.ends_with('\n'))),
+        eventually(WAIT, || std::fs::read_to_string(path)
+            .is_ok_and(|s| s.ends_with('\n'))),
         "{} was never written",
         path.display()
     );

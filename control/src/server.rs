@@ -113,7 +113,7 @@ pub async fn start(
     if !local.ip().is_unspecified() && !ips.contains(&local.ip()) {
         ips.push(local.ip());
     }
-    let (creds, _ca) = certs::ensure(&dir, &ips)?;
+    let (creds, ca) = certs::ensure(&dir, &ips)?;
     let host = if local.ip().is_unspecified() {
         IpAddr::from([127, 0, 0, 1])
     } else {
@@ -124,13 +124,17 @@ pub async fn start(
     let tls = certs::server_config(&creds)?;
 
     let metrics = Arc::new(Metrics::new());
-    let state = Arc::new(ApiState::new(
-        cache,
-        creds.admin_token.clone(),
-        cluster,
-        url.clone(),
-        metrics,
-    ));
+    let kubelet_client = apiserver::KubeletClient::new(&ca)?;
+    let state = Arc::new(
+        ApiState::new(
+            cache,
+            creds.admin_token.clone(),
+            cluster,
+            url.clone(),
+            metrics,
+        )
+        .with_kubelet_client(kubelet_client),
+    );
     tokio::task::block_in_place(|| apiserver::bootstrap(&state))
         .map_err(|e| StartError::Bootstrap(e.message))?;
     let task = tokio::spawn(apiserver::serve(state.clone(), listener, tls));

@@ -38,6 +38,28 @@ pub struct DockerNodeOptions {
     pub cluster_dns: Vec<String>,
     /// The cluster domain.
     pub cluster_domain: String,
+    /// The cluster CA (PEM): the kubelet endpoint accepts only clients
+    /// with a certificate it signed (the API server).
+    pub client_ca_pem: String,
+}
+
+/// Run a real node until the future is dropped: its kubelet endpoint
+/// (logs, exec) and its agent.
+pub async fn run(client: kube::Client, opts: &DockerNodeOptions) -> Result<(), RuntimeError> {
+    let kubelet = kubelet(client, opts).await?;
+    let addr = std::net::SocketAddr::from(([0, 0, 0, 0], opts.kubelet_port));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| RuntimeError::Failed(format!("binding the kubelet endpoint {addr}: {e}")))?;
+    let ip = kubelet.internal_ip();
+    let tls = crate::server::ServerTls::self_signed(&opts.name, &[ip], &opts.client_ca_pem)
+        .map_err(|e| RuntimeError::Failed(format!("kubelet endpoint TLS: {e}")))?;
+    tracing::info!(node = %opts.name, %addr, "kubelet endpoint serving");
+    tokio::join!(
+        crate::server::serve(listener, tls, kubelet.pod_workers().clone()),
+        kubelet.run()
+    );
+    Ok(())
 }
 
 /// The machine's capacity: CPUs, memory, and Kubernetes' default of 110

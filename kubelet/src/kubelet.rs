@@ -65,6 +65,11 @@ impl Kubelet {
         &self.status.config().name
     }
 
+    /// The node's InternalIP.
+    pub fn internal_ip(&self) -> std::net::IpAddr {
+        self.status.config().internal_ip
+    }
+
     /// The node's pod workers (to feed them from a shared watch).
     pub fn pod_workers(&self) -> &Arc<PodWorkers> {
         &self.workers

@@ -17,6 +17,8 @@
 //! - [`prober`]: one probe run against a container.
 //! - [`docker_node`]: a real node, pods in Docker.
 //! - [`hollow`]: many hollow nodes in one process.
+//! - [`server`]: the HTTPS endpoint the API server proxies logs and exec
+//!   to.
 #![forbid(unsafe_code)]
 
 pub mod dns;
@@ -31,6 +33,7 @@ pub mod pod_workers;
 pub mod prober;
 pub mod resources;
 pub mod runtime;
+pub mod server;
 pub mod source;
 pub mod status;
 pub mod volumes;

@@ -114,6 +114,30 @@ impl ClusterCa {
         let cert = params.signed_by(&key, &issuer)?;
         Ok((cert.pem(), key.serialize_pem()))
     }
+
+    /// Sign a client certificate for `common_name` (the user name) in the
+    /// groups `organizations`.
+    pub fn sign_client(
+        &self,
+        common_name: &str,
+        organizations: &[&str],
+    ) -> Result<(String, String), CertError> {
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, common_name);
+        for o in organizations {
+            dn.push(DnType::OrganizationName, *o);
+        }
+        params.distinguished_name = dn;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2124, 1, 1);
+        let key = KeyPair::generate()?;
+        let issuer = Issuer::new(ca_params(), &self.key);
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
 }
 
 /// Load the credentials from `dir`, making whatever is missing. The serving

@@ -6,6 +6,7 @@ mod body;
 pub mod certs;
 mod discovery;
 mod fieldmanager;
+mod kubelet;
 mod meta;
 mod namespaces;
 mod objects;
@@ -41,6 +42,8 @@ use self::status::{ApiError, ApiResult};
 use crate::metrics::Metrics;
 use crate::store::WatchCache;
 
+pub use self::kubelet::KubeletClient;
+
 /// Largest request body accepted (Kubernetes' limit is 3 MiB).
 const MAX_BODY: usize = 3 * 1024 * 1024;
 
@@ -58,6 +61,9 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// The URL clients reach the server on.
     pub server_url: String,
+    /// How pods/log and pods/exec reach kubelets; without it they are
+    /// refused.
+    kubelet_client: Option<KubeletClient>,
 }
 
 impl ApiState {
@@ -76,7 +82,15 @@ impl ApiState {
             alloc: Mutex::new(()),
             metrics,
             server_url,
+            kubelet_client: None,
         }
+    }
+
+    /// Serve pods/log and pods/exec by passing them to kubelets with
+    /// `client`.
+    pub fn with_kubelet_client(mut self, client: KubeletClient) -> Self {
+        self.kubelet_client = Some(client);
+        self
     }
 }
 
@@ -501,15 +515,12 @@ pub async fn handle_resource(
                 &objects::finalize_namespace(state_ref, &rr, &q, obj)?.object,
             ))
         }
-        (Method::GET, true, Some("log")) | (_, true, Some("exec")) => Err(ApiError {
-            code: 400,
-            reason: "BadRequest",
-            message: format!(
-                "pod \"{}\" has no node agent to serve this request",
-                rr.name.as_deref().unwrap_or("")
-            ),
-            details: None,
-        }),
+        (Method::GET, true, Some("log")) => {
+            kubelet::logs(state_ref, &rr, &q, req.uri().query()).await
+        }
+        (Method::GET | Method::POST, true, Some("exec")) => {
+            kubelet::exec(state_ref, &rr, &q, req).await
+        }
         _ => Err(ApiError::method_not_allowed(
             "the server does not allow this method on the requested resource",
         )),

@@ -14,6 +14,7 @@
 mod events;
 mod network;
 mod pause;
+mod streams;
 
 pub use network::gateway;
 
@@ -28,15 +29,18 @@ use bollard::query_parameters::{
     ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use bollard::Docker;
+use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt};
+use futures::stream::BoxStream;
 use futures::TryStreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Probe;
 use tokio::sync::broadcast;
 
 use super::{
-    ContainerConfig, ContainerState, ContainerStatus, DnsConfig, PodLifecycleEvent,
-    PodSandboxConfig, PodSandboxState, PodSandboxStatus, ProbeKind, Result, Runtime, RuntimeError,
+    ContainerConfig, ContainerState, ContainerStatus, DnsConfig, ExecRequest, ExecSession,
+    LogOptions, PodLifecycleEvent, PodSandboxConfig, PodSandboxState, PodSandboxStatus, ProbeKind,
+    Result, Runtime, RuntimeError,
 };
 
 /// Set on everything kedge creates in Docker, so a crashed run can be swept.
@@ -674,6 +678,22 @@ impl Runtime for DockerRuntime {
             }
         }
         .boxed()
+    }
+
+    fn container_logs<'a>(
+        &'a self,
+        id: &'a str,
+        options: &'a LogOptions,
+    ) -> BoxFuture<'a, Result<BoxStream<'static, Result<Bytes>>>> {
+        streams::logs(&self.docker, id, options).boxed()
+    }
+
+    fn exec<'a>(
+        &'a self,
+        id: &'a str,
+        request: &'a ExecRequest,
+    ) -> BoxFuture<'a, Result<ExecSession>> {
+        streams::exec(&self.docker, id, request).boxed()
     }
 
     fn run_probe<'a>(
