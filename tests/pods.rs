@@ -380,3 +380,220 @@ spec:
         "preStop ran, then SIGTERM arrived: {text}"
     );
 }
+
+#[test]
+fn kubectl_logs_and_exec_reach_the_containers() {
+    let busybox = images::busybox();
+    let c = Cluster::up();
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: talker}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {busybox}
+    command: ["sh", "-c", "for i in 1 2 3; do echo line-$i; done; while true; do echo tick; sleep 0.2; done"]
+    env: [{{name: FAVOURITE, value: kedge}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: crasher}}
+spec:
+  containers:
+  - name: main
+    image: {busybox}
+    command: ["sh", "-c", "echo this-run-crashed; sleep 1; exit 1"]
+"#
+    ));
+    c.wait_ready(&["pod/talker"], WAIT);
+
+    // What the kubelet did shows in `kubectl describe`.
+    assert!(eventually(WAIT, || {
+        let d = c.kubectl(&["describe", "pod", "talker"]);
+        ["Scheduled", "Pulled", "Created", "Started"]
+            .iter()
+            .all(|r| d.contains(&format!("  {r}  ")))
+    }));
+
+    let logs = c.kubectl(&["logs", "talker"]);
+    assert!(logs.starts_with("line-1\nline-2\nline-3\n"), "{logs}");
+    let tail = c.kubectl(&["logs", "talker", "--tail=1"]);
+    assert_eq!(tail, "tick\n");
+
+    // `logs -f` keeps streaming as the container writes.
+    let mut follow = c
+        .kubectl_cmd(&["logs", "-f", "talker", "-c", "main"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let ticks = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .filter(|l| l == "tick")
+            .take(20)
+            .count()
+    });
+    assert!(
+        eventually(WAIT, || ticks.is_finished()),
+        "logs -f delivered new lines"
+    );
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert_eq!(ticks.join().unwrap(), 20);
+
+    let env = c.kubectl(&["exec", "talker", "--", "env"]);
+    assert!(env.lines().any(|l| l == "FAVOURITE=kedge"), "{env}");
+    let out = c.kubectl_output(&[
+        "exec",
+        "talker",
+        "--",
+        "sh",
+        "-c",
+        "echo to-stderr >&2; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).lines().next(),
+        Some("to-stderr")
+    );
+
+    // stdin passes through.
+    let mut cat = c
+        .kubectl_cmd(&["exec", "-i", "talker", "--", "cat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = cat.stdin.take().unwrap();
+        stdin.write_all(b"through-stdin\n").unwrap();
+    }
+    let out = cat.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "through-stdin\n");
+
+    // -it: kubectl wants a terminal, which `script` gives it.
+    let kubectl = format!(
+        "kubectl --kubeconfig {} exec -it talker -- sh -c 'tty; echo interactive-$((40+2))'",
+        c.kubeconfig().display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &kubectl, "/dev/null"])
+        .env("HOME", &c.home)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/dev/pts/"), "a TTY inside: {text}");
+    assert!(text.contains("interactive-42"), "{text}");
+
+    // The ended container's output stays readable with --previous.
+    assert!(eventually(WAIT, || {
+        jsonpath(&c, "crasher", "{.status.containerStatuses[0].restartCount}")
+            .parse::<u32>()
+            .is_ok_and(|n| n >= 1)
+    }));
+    assert!(eventually(WAIT, || {
+        let out = c.kubectl_output(&["logs", "crasher", "--previous"]);
+        String::from_utf8_lossy(&out.stdout) == "this-run-crashed\n"
+    }));
+}
+
+#[test]
+fn a_deployment_of_echo_servers_rolls_to_a_new_image() {
+    let echo = images::echo();
+    let busybox = images::busybox();
+    // A second tag of the same image stands for a new release.
+    let v2 = format!("{echo}-v2");
+    let status = Command::new("docker")
+        .args(["tag", echo, &v2])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let c = Cluster::up();
+    c.apply(&format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: echo}}
+spec:
+  replicas: 3
+  strategy: {{rollingUpdate: {{maxSurge: 1, maxUnavailable: 0}}}}
+  selector: {{matchLabels: {{app: echo}}}}
+  template:
+    metadata: {{labels: {{app: echo}}}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: echo
+        image: {echo}
+        ports: [{{name: http, containerPort: 8080}}]
+        env:
+        - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
+        - {{name: POD_NAMESPACE, valueFrom: {{fieldRef: {{fieldPath: metadata.namespace}}}}}}
+        - {{name: POD_IP, valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}}}
+        readinessProbe:
+          httpGet: {{path: /ready, port: http}}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: client}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {{name: c, image: {busybox}, command: ["sleep", "100000"]}}
+"#
+    ));
+    c.kubectl(&["rollout", "status", "deployment/echo", "--timeout=120s"]);
+    c.wait_ready(&["pod/client"], WAIT);
+
+    // Every replica answers, from another pod, with its own identity.
+    let pods = c.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "app=echo",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.status.podIP}{\"\\n\"}{end}",
+    ]);
+    let pods: Vec<(String, String)> = pods
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(n, ip)| (n.to_string(), ip.to_string()))
+        .collect();
+    assert_eq!(pods.len(), 3, "{pods:?}");
+    for (name, ip) in &pods {
+        let url = format!("http://{ip}:8080/hello?x=1");
+        let body = c.kubectl(&[
+            "exec", "client", "--", "timeout", "5", "wget", "-q", "-O", "-", &url,
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["pod"], name.as_str(), "{body}");
+        assert_eq!(v["namespace"], "default");
+        assert_eq!(v["podIP"], ip.as_str());
+        assert_eq!(v["path"], "/hello?x=1");
+        assert_eq!(v["method"], "GET");
+    }
+
+    c.kubectl(&["set", "image", "deployment/echo", &format!("echo={v2}")]);
+    c.kubectl(&["rollout", "status", "deployment/echo", "--timeout=120s"]);
+    assert!(eventually(WAIT, || {
+        let out = c.kubectl(&[
+            "get",
+            "pods",
+            "-l",
+            "app=echo",
+            "-o",
+            "jsonpath={range .items[*]}{.spec.containers[0].image} {.status.phase} {.status.containerStatuses[0].ready}{\"\\n\"}{end}",
+        ]);
+        let lines: Vec<&str> = out.lines().collect();
+        lines.len() == 3 && lines.iter().all(|l| *l == format!("{v2} Running true"))
+    }));
+}
