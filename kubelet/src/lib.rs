@@ -15,6 +15,7 @@
 //! - [`downward`]: pod fields and container resources (the downward API).
 //! - [`objects`]: where ConfigMaps and Secrets are read from.
 //! - [`prober`]: one probe run against a container.
+//! - [`metrics`]: the kubelet's Prometheus metrics.
 //! - [`docker_node`]: a real node, pods in Docker.
 //! - [`hollow`]: many hollow nodes in one process.
 //! - [`server`]: the HTTPS endpoint the API server proxies logs and exec
@@ -27,6 +28,7 @@ pub mod downward;
 pub mod env;
 pub mod hollow;
 mod kubelet;
+pub mod metrics;
 pub mod node;
 pub mod objects;
 pub mod pod_workers;

@@ -38,6 +38,7 @@ use kedge_config::events::{self, EventType, Recorder};
 
 use crate::dns::{self, ClusterDns, HostResolvConf};
 use crate::downward::{DownwardInputs, NodeAllocatable};
+use crate::metrics::KubeletMetrics;
 use crate::objects::ObjectSource;
 use crate::runtime::{self, ContainerConfig, PodSandboxConfig, PodSandboxState, Runtime};
 use crate::status::{self, api_time, phase, Conditions};
@@ -88,6 +89,7 @@ pub struct PodWorkers {
     host: Option<PodHost>,
     /// The kubelet's events (Pulled, Created, Started, Killing, …).
     recorder: Recorder,
+    metrics: KubeletMetrics,
 }
 
 /// What a real node resolves for its pods on the node itself.
@@ -153,12 +155,19 @@ impl PodWorkers {
             index: Mutex::new(HashMap::new()),
             host,
             recorder,
+            metrics: KubeletMetrics::new(),
         })
     }
 
     /// The node's name.
     pub fn node_name(&self) -> &str {
         &self.node_name
+    }
+
+    /// The node's metrics in Prometheus' text format.
+    pub fn encode_metrics(&self) -> String {
+        self.metrics.set_pods(self.workers.lock().len());
+        self.metrics.encode()
     }
 
     /// The runtime the pods run in.
@@ -276,7 +285,10 @@ impl PodWorkers {
         let mut worker = PodWorker::new(self.clone(), uid.clone());
         loop {
             let pod = rx.borrow_and_update().clone();
-            let wait = match worker.sync(pod.as_ref()).await {
+            let started = std::time::Instant::now();
+            let result = worker.sync(pod.as_ref()).await;
+            self.metrics.observe_sync(started.elapsed());
+            let wait = match result {
                 Ok(Next::Done) => break,
                 Ok(Next::After(d)) => Some(d),
                 Ok(Next::Idle) => None,
@@ -372,6 +384,8 @@ struct PodWorker {
     adoption_checked: bool,
     /// The pod's volumes on the node.
     volumes: volumes::PodVolumes,
+    /// Its start (every container running) was measured.
+    start_observed: bool,
 }
 
 // === impl PodWorker ===
@@ -392,6 +406,7 @@ impl PodWorker {
             probes: probes::ContainerProbes::default(),
             adoption_checked: false,
             volumes: volumes::PodVolumes::new(),
+            start_observed: false,
         }
     }
 
@@ -475,6 +490,15 @@ impl PodWorker {
             wake = Some(wake.map_or(at, |w| w.min(at)));
         }
         let st = self.build_status(pod, initialized, false).await?;
+        if !self.start_observed && all_running(&st) {
+            self.start_observed = true;
+            if let Some(created) = &pod.metadata.creation_timestamp {
+                let d = Timestamp::now().duration_since(created.0);
+                self.workers
+                    .metrics
+                    .observe_pod_start(Duration::try_from(d).unwrap_or_default());
+            }
+        }
         if phase::is_terminal(st.phase.as_deref().unwrap_or_default()) && !self.terminal {
             self.terminal = true;
             // A finished pod keeps no sandbox; its status keeps the podIP.
@@ -670,7 +694,14 @@ impl PodWorker {
                     };
                     let failed = self
                         .probes
-                        .run_due(&*self.workers.runtime, c, &id, started_at, self.pod_ip)
+                        .run_due(
+                            &*self.workers.runtime,
+                            &self.workers.metrics,
+                            c,
+                            &id,
+                            started_at,
+                            self.pod_ip,
+                        )
                         .await?;
                     if let Some(failed) = failed {
                         tracing::info!(node = %self.workers.node_name, pod = ?pod.metadata.name, container = %c.name, probe = ?failed.kind, "{}", failed.message);
@@ -842,6 +873,7 @@ impl PodWorker {
             "Started",
             format!("Started container {}", c.name),
         );
+        self.workers.metrics.container_started();
         if let Some(r) = self.containers.get_mut(&c.name) {
             r.waiting = None;
             r.retry_at = None;
@@ -983,6 +1015,7 @@ impl PodWorker {
             s.retry_interval
         };
         tracing::info!(node = %self.workers.node_name, container = %c.name, %reason, "{message}");
+        self.workers.metrics.container_start_failed(reason);
         record.waiting = Some((reason.to_string(), message));
         let now = Timestamp::now();
         record.retry_at = Some(now + SignedDuration::try_from(delay).unwrap_or_default());
@@ -1440,6 +1473,16 @@ impl PodWorker {
         self.remove().await?;
         Ok(Next::Done)
     }
+}
+
+/// Every app container of the status runs.
+fn all_running(st: &PodStatus) -> bool {
+    st.container_statuses.as_ref().is_some_and(|cs| {
+        !cs.is_empty()
+            && cs
+                .iter()
+                .all(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+    })
 }
 
 /// A container's security context setting, or the pod's.

@@ -14,6 +14,7 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::{Container, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use crate::metrics::KubeletMetrics;
 use crate::runtime::{ProbeKind, Result, Runtime};
 
 #[derive(Debug)]
@@ -118,6 +119,7 @@ impl ContainerProbes {
     pub async fn run_due(
         &mut self,
         runtime: &dyn Runtime,
+        metrics: &KubeletMetrics,
         c: &Container,
         id: &str,
         started_at: Timestamp,
@@ -173,6 +175,7 @@ impl ContainerProbes {
                     false
                 }
             };
+            metrics.probe(kind, ok);
             state.next_at = now + secs(spec.period_seconds, 10).max(SignedDuration::from_secs(1));
             let success_threshold = spec.success_threshold.unwrap_or(1).max(1);
             let failure_threshold = spec.failure_threshold.unwrap_or(3).max(1);

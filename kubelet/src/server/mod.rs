@@ -7,6 +7,7 @@
 //! - `GET|POST /exec/{namespace}/{pod}/{container}?command=…`: a WebSocket
 //!   speaking `v5.channel.k8s.io` (or `v4`), see [`channel`].
 //! - `GET /healthz`: `ok`.
+//! - `GET /metrics`: the kubelet's Prometheus metrics.
 //!
 //! Only clients with a certificate signed by the cluster CA get in: the
 //! API server presents one; nothing else talks to a kubelet.
@@ -74,6 +75,11 @@ pub trait StreamingBackend: Send + Sync + 'static {
         id: &'a str,
         request: &'a ExecRequest,
     ) -> BoxFuture<'a, RuntimeResult<ExecSession>>;
+
+    /// The node's Prometheus metrics.
+    fn metrics(&self) -> String {
+        String::new()
+    }
 }
 
 // === impl PodWorkers ===
@@ -103,6 +109,10 @@ impl StreamingBackend for PodWorkers {
         request: &'a ExecRequest,
     ) -> BoxFuture<'a, RuntimeResult<ExecSession>> {
         self.runtime().exec(id, request)
+    }
+
+    fn metrics(&self) -> String {
+        self.encode_metrics()
     }
 }
 
@@ -156,6 +166,11 @@ async fn handle<B: StreamingBackend>(backend: Arc<B>, req: Request<Incoming>) ->
     let method = req.method().clone();
     let response = match (&method, segments.as_slice()) {
         (&Method::GET, ["healthz"]) => text_response(StatusCode::OK, "ok"),
+        (&Method::GET, ["metrics"]) => Response::builder()
+            .status(StatusCode::OK)
+            .header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+            .body(full(backend.metrics()))
+            .expect("a valid response"),
         (&Method::GET, ["containerLogs", namespace, pod, container]) => {
             logs::handle(&*backend, namespace, pod, container, req.uri().query()).await
         }
@@ -169,7 +184,7 @@ async fn handle<B: StreamingBackend>(backend: Arc<B>, req: Request<Incoming>) ->
             };
             exec::handle(backend, target, req).await
         }
-        (_, ["healthz"] | ["containerLogs", ..] | ["exec", ..]) => status_response(
+        (_, ["healthz"] | ["metrics"] | ["containerLogs", ..] | ["exec", ..]) => status_response(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",
             &format!("{method} is not allowed on {path}"),
