@@ -37,7 +37,7 @@ fn image_exists(reference: &str) -> bool {
 
 /// `docker import` a root filesystem directory as `reference`.
 fn import(root: &Path, reference: &str, changes: &[&str]) {
-    let tar = Command::new("tar")
+    let mut tar = Command::new("tar")
         .arg("-C")
         .arg(root)
         .args(["-cf", "-", "."])
@@ -51,9 +51,10 @@ fn import(root: &Path, reference: &str, changes: &[&str]) {
     }
     let out = cmd
         .args(["-", reference])
-        .stdin(tar.stdout.unwrap())
+        .stdin(tar.stdout.take().unwrap())
         .output()
         .expect("running docker import");
+    let _ = tar.wait();
     assert!(
         out.status.success(),
         "docker import {reference}: {}",

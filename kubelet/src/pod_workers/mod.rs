@@ -556,7 +556,7 @@ impl PodWorker {
             .collect();
         // Newest attempt first: it is the current container, the one before
         // it the previous; older ones are not kept.
-        containers.sort_by(|a, b| b.attempt.cmp(&a.attempt));
+        containers.sort_by_key(|c| std::cmp::Reverse(c.attempt));
         for c in containers {
             let record = self.containers.entry(c.name.clone()).or_default();
             if record.id.is_none() {
