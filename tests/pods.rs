@@ -103,6 +103,17 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {{name: over-limit}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: {busybox}
+    command: ["sh", "-c", "head -c 300000000 /dev/zero | tail"]
+    resources: {{limits: {{memory: 20Mi}}}}
+---
+apiVersion: v1
+kind: Pod
 metadata: {{name: no-such-image}}
 spec:
   containers:
@@ -164,6 +175,42 @@ spec:
         }),
         "an image that cannot be pulled shows why"
     );
+    assert!(
+        eventually(WAIT, || {
+            jsonpath(
+                &c,
+                "over-limit",
+                "{.status.containerStatuses[0].state.terminated.reason}",
+            ) == "OOMKilled"
+        }),
+        "a container over its memory limit is OOMKilled"
+    );
+    assert_eq!(status_column(&c, "over-limit"), "OOMKilled");
+
+    // The infra container dies: the pod gets a new sandbox, and its
+    // containers are made again in it.
+    let infra = Command::new("docker")
+        .args([
+            "ps",
+            "-q",
+            "--filter",
+            "label=io.kubernetes.pod.name=duo",
+            "--filter",
+            "label=io.kubernetes.container.name=POD",
+        ])
+        .output()
+        .unwrap();
+    let infra = String::from_utf8_lossy(&infra.stdout).trim().to_string();
+    assert!(!infra.is_empty());
+    Command::new("docker")
+        .args(["kill", &infra])
+        .output()
+        .unwrap();
+    assert!(eventually(WAIT, || {
+        jsonpath(&c, "duo", "{.status.containerStatuses[*].restartCount}") == "1 1"
+    }));
+    c.wait_ready(&["pod/duo"], WAIT);
+
     // Running, never ready: READY 0/1.
     assert!(eventually(WAIT, || status_column(&c, "not-ready") == "Running"));
     let line = c.kubectl(&["get", "pod", "not-ready", "--no-headers"]);

@@ -354,6 +354,8 @@ struct Record {
     failures: u32,
     /// The ended container already counted in `restart_count`.
     counted: Option<String>,
+    /// `restart_count` when the back-off last started afresh.
+    backoff_base: i32,
     /// The image it was created from.
     image: String,
     restart_count: i32,
@@ -618,6 +620,16 @@ impl PodWorker {
             config.dns = names.dns;
             config.host_aliases = names.host_aliases;
         }
+        if let Some(id) = self.sandbox.clone() {
+            let dead = match self.runtime().pod_sandbox_status(&id).await {
+                Ok(st) => st.state == PodSandboxState::NotReady,
+                Err(runtime::RuntimeError::NotFound { .. }) => true,
+                Err(e) => return Err(e.into()),
+            };
+            if dead {
+                self.replace_sandbox(pod, &id).await?;
+            }
+        }
         match &self.sandbox {
             None => {
                 let id = self.workers.runtime.run_pod_sandbox(&config).await?;
@@ -644,6 +656,39 @@ impl PodWorker {
         Ok(())
     }
 
+    /// The sandbox died under the pod (its infra container was killed):
+    /// every container goes with it, and all are made again in a new one,
+    /// each counting a restart, as Kubernetes does.
+    async fn replace_sandbox(&mut self, pod: &Pod, id: &str) -> Result<()> {
+        tracing::info!(node = %self.workers.node_name, pod = ?pod.metadata.name, "pod sandbox changed, it will be killed and re-created");
+        self.event(
+            pod,
+            None,
+            EventType::Normal,
+            "SandboxChanged",
+            "Pod sandbox changed, it will be killed and re-created.".into(),
+        );
+        for record in self.containers.values_mut() {
+            let Some(cid) = record.id.take() else {
+                continue;
+            };
+            self.workers
+                .runtime
+                .stop_container(&cid, Duration::ZERO)
+                .await?;
+            if let Ok(st) = self.workers.runtime.container_status(&cid).await {
+                record.last_termination = Some(status::api_state(&st.state));
+            }
+            record.restart_count += 1;
+            record.previous = None;
+            record.counted = None;
+        }
+        self.workers.runtime.remove_pod_sandbox(id).await?;
+        self.sandbox = None;
+        self.sandbox_config = None;
+        Ok(())
+    }
+
     /// Start, restart or keep each container; returns whether the init
     /// containers are done.
     async fn sync_containers(&mut self, pod: &Pod, wake: &mut Option<Timestamp>) -> Result<bool> {
@@ -658,12 +703,16 @@ impl PodWorker {
                     return Ok(false);
                 }
                 Some(runtime::ContainerState::Exited { exit_code: 0, .. }) => continue,
-                Some(runtime::ContainerState::Exited { finished_at, .. }) => {
+                Some(runtime::ContainerState::Exited {
+                    started_at,
+                    finished_at,
+                    ..
+                }) => {
                     // An init container that failed runs again unless the
                     // pod never restarts; the pod is Failed then.
                     if policy != "Never" {
-                        self.restart_after_backoff(pod, c, true, finished_at, wake)
-                            .await?;
+                        let ran = (started_at, finished_at);
+                        self.restart_after_backoff(pod, c, true, ran, wake).await?;
                     }
                     return Ok(false);
                 }
@@ -675,6 +724,7 @@ impl PodWorker {
                 None => self.start(pod, c, false).await?,
                 Some(runtime::ContainerState::Exited {
                     exit_code,
+                    started_at,
                     finished_at,
                     ..
                 }) => {
@@ -684,8 +734,8 @@ impl PodWorker {
                         _ => true,
                     };
                     if restart {
-                        self.restart_after_backoff(pod, c, false, finished_at, wake)
-                            .await?;
+                        let ran = (started_at, finished_at);
+                        self.restart_after_backoff(pod, c, false, ran, wake).await?;
                     }
                 }
                 Some(runtime::ContainerState::Running { started_at }) if !self.image_changed(c) => {
@@ -1051,15 +1101,20 @@ impl PodWorker {
         pod: &Pod,
         c: &Container,
         init: bool,
-        finished_at: Timestamp,
+        (started_at, finished_at): (Option<Timestamp>, Timestamp),
         wake: &mut Option<Timestamp>,
     ) -> Result<()> {
-        let restarts = self
-            .containers
-            .get(&c.name)
-            .map(|r| r.restart_count)
-            .unwrap_or_default();
         let s = &self.workers.settings;
+        // A container that ran for twice the longest back-off before it
+        // ended starts its back-off afresh, as Kubernetes' does.
+        let stable = SignedDuration::try_from(s.max_restart_backoff * 2).unwrap_or_default();
+        let Some(record) = self.containers.get_mut(&c.name) else {
+            return Ok(());
+        };
+        if started_at.is_some_and(|st| finished_at.duration_since(st) >= stable) {
+            record.backoff_base = record.restart_count;
+        }
+        let restarts = record.restart_count - record.backoff_base;
         let backoff = if restarts == 0 {
             Duration::ZERO
         } else {

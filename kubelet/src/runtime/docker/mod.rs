@@ -546,6 +546,9 @@ impl Runtime for DockerRuntime {
                 cpu_period: r.cpu_limit_millis.map(|_| 100_000),
                 cpu_quota: r.cpu_limit_millis.map(|m| (m * 100).max(1000)),
                 memory: r.memory_limit_bytes,
+                // No swap beyond the limit: a pod over its memory limit is
+                // OOMKilled, as in Kubernetes.
+                memory_swap: r.memory_limit_bytes,
                 ..Default::default()
             };
             let user = match (config.run_as_user, config.run_as_group) {
