@@ -335,3 +335,108 @@ fn rollout_pause_and_resume_with_kubectl() {
     let history = c.kubectl(&["rollout", "history", "deployment/web"]);
     assert!(history.contains("REVISION"), "{history}");
 }
+
+#[test]
+fn daemonset_statefulset_and_cronjob_with_kubectl() {
+    let c = Cluster::start();
+    let _nodes = c.hollow_nodes(3, "hollow-", &[]);
+    assert!(eventually(WAIT, || {
+        c.kubectl(&["get", "nodes", "--no-headers"]).lines().count() == 3
+    }));
+    c.kubectl(&["label", "node", "hollow-0", "hollow-2", "disk=ssd"]);
+    let manifest = write(
+        &c,
+        "workloads.yaml",
+        r#"
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      nodeSelector: {disk: ssd}
+      containers: [{name: a, image: kedge/agent:1}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  clusterIP: None
+  selector: {app: web}
+  ports: [{port: 80}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web}
+spec:
+  serviceName: web
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: w, image: kedge/web:1}]
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: tick}
+spec:
+  schedule: "* * * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers: [{name: t, image: kedge/tick:1}]
+"#,
+    );
+    c.kubectl(&["apply", "-f", &manifest]);
+
+    // One daemon pod on each labelled node, none on the other.
+    c.kubectl(&["rollout", "status", "daemonset/agent", "--timeout=60s"]);
+    let mut nodes: Vec<String> = running_pods(&c, "app=agent")
+        .into_iter()
+        .map(|(_, node)| node)
+        .collect();
+    nodes.sort();
+    assert_eq!(nodes, ["hollow-0", "hollow-2"]);
+
+    // Ordinal names, in order; scaling down removes the highest.
+    c.kubectl(&["rollout", "status", "statefulset/web", "--timeout=60s"]);
+    let mut names: Vec<String> = running_pods(&c, "app=web")
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    names.sort();
+    assert_eq!(names, ["web-0", "web-1"]);
+    c.kubectl(&["scale", "statefulset", "web", "--replicas=1"]);
+    assert!(eventually(WAIT, || {
+        let names: Vec<String> = running_pods(&c, "app=web")
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        names == ["web-0"]
+    }));
+
+    // The CronJob's first run comes within a minute and is a Job it owns.
+    assert!(eventually(Duration::from_secs(90), || {
+        c.kubectl(&[
+            "get",
+            "jobs",
+            "-o",
+            "jsonpath={.items[*].metadata.ownerReferences[0].name}",
+        ])
+        .split_whitespace()
+        .any(|owner| owner == "tick")
+    }));
+    let last = c.kubectl(&[
+        "get",
+        "cronjob",
+        "tick",
+        "-o",
+        "jsonpath={.status.lastScheduleTime}",
+    ]);
+    assert!(!last.is_empty(), "lastScheduleTime is set");
+}
