@@ -93,6 +93,21 @@ struct UpArgs {
     /// Labels of the node, `key=value`, repeatable.
     #[arg(long = "node-label")]
     labels: Vec<String>,
+    #[command(flatten)]
+    services: ServiceNetworkArgs,
+}
+
+/// The service proxy and cluster DNS of a node.
+#[derive(Args, Clone)]
+struct ServiceNetworkArgs {
+    /// The interface that holds the Service ClusterIPs on the node (a
+    /// bridge the proxy makes and removes).
+    #[arg(long, default_value = kedge_proxy::DEFAULT_HOLDER_INTERFACE)]
+    proxy_interface: String,
+    /// Resolvers the cluster DNS forwards other names to, `ip:port`,
+    /// repeatable (default: the nameservers of /etc/resolv.conf).
+    #[arg(long = "dns-upstream")]
+    dns_upstreams: Vec<std::net::SocketAddr>,
 }
 
 #[derive(Args, Clone)]
@@ -157,8 +172,9 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,hickory_server=warn,hickory_proto=warn")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -177,12 +193,52 @@ fn main() -> anyhow::Result<()> {
 
 async fn run_up(args: UpArgs) -> anyhow::Result<()> {
     let labels = parse_labels(&args.labels)?;
-    run_server(args.server, Some((args.node, labels))).await
+    run_server(args.server, Some((args.node, labels, args.services))).await
+}
+
+/// The service proxy and the cluster DNS of the node, until dropped; the
+/// proxy removes its holder interface when its task ends.
+async fn run_service_network(
+    client: kube::Client,
+    node_name: String,
+    node_address: std::net::IpAddr,
+    dns_ip: std::net::IpAddr,
+    cluster_domain: String,
+    args: ServiceNetworkArgs,
+) -> anyhow::Result<()> {
+    kedge_dns::ensure_kube_dns_service(client.clone(), dns_ip)
+        .await
+        .context("creating the kube-dns Service")?;
+    let proxy = kedge_proxy::run(
+        client.clone(),
+        kedge_proxy::ProxyConfig {
+            node_name,
+            node_addresses: vec![node_address],
+            holder_interface: Some(args.proxy_interface),
+            ..Default::default()
+        },
+    );
+    let upstreams = if args.dns_upstreams.is_empty() {
+        kedge_dns::host_nameservers()
+    } else {
+        args.dns_upstreams
+    };
+    let dns = kedge_dns::ClusterDns::new(kedge_dns::DnsConfig {
+        listen: vec![std::net::SocketAddr::new(dns_ip, 53)],
+        cluster_domain,
+        upstreams,
+        ..Default::default()
+    })?;
+    tokio::select! {
+        r = proxy => r.context("service proxy")?,
+        r = dns.run(client) => r.context("cluster DNS")?,
+    }
+    Ok(())
 }
 
 async fn run_server(
     args: ServerArgs,
-    node: Option<(NodeArgs, Vec<(String, String)>)>,
+    node: Option<(NodeArgs, Vec<(String, String)>, ServiceNetworkArgs)>,
 ) -> anyhow::Result<()> {
     let cfg = args.cluster_config()?;
     let data_dir = cfg.data_dir.clone();
@@ -202,25 +258,42 @@ async fn run_server(
         kedge_control::controllers::Context::new(client.clone()),
     ));
     let kubelet = match node {
-        Some((node, labels)) => {
+        Some((node, labels, services)) => {
             let mut node = node;
             node.cluster_dns.get_or_insert_with(|| cfg_dns.to_string());
             node.node_cluster_domain = cfg_domain.clone();
             let ca = std::fs::read_to_string(data_dir.join("ca.crt"))
                 .context("reading the cluster CA")?;
             let opts = node_options(&node, labels, data_dir.join("kubelet"), ca)?;
-            Some((client, opts))
+            Some((client, opts, services))
         }
         None => None,
     };
     println!("kedge is serving on {}", running.url);
     println!("export KUBECONFIG={}", running.kubeconfig.display());
     match kubelet {
-        Some((client, opts)) => {
+        Some((client, opts, services)) => {
+            let node_address = match opts.internal_ip {
+                Some(ip) => ip,
+                None => kedge_kubelet::runtime::docker::gateway(&opts.pod_cidr)
+                    .and_then(|g| g.parse().ok())
+                    .context("the pod CIDR is not an IPv4 subnet")?,
+            };
+            let network = run_service_network(
+                client.clone(),
+                opts.name.clone(),
+                node_address,
+                std::net::IpAddr::V4(cfg_dns),
+                cfg_domain.clone(),
+                services,
+            );
+            // Dropping the futures on shutdown removes the proxy's
+            // holder interface.
             tokio::select! {
                 r = kedge_kubelet::docker_node::run(client, &opts) => {
                     r.context("running the node (is Docker running?)")?;
                 }
+                r = network => r?,
                 _ = shutdown_signal() => {}
             }
         }

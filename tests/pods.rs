@@ -378,7 +378,10 @@ spec:
     );
     assert_eq!(
         read_when_written(&out_dir.join("resolv.conf")),
-        "nameserver 10.96.0.10\nsearch default.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"
+format!(
+            "nameserver {}\nsearch default.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n",
+            c.node.as_ref().unwrap().dns_ip()
+        )
     );
     // The init container wrote what the web container serves, to the
     // third container over localhost.

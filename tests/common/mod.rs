@@ -39,6 +39,11 @@ pub struct RealNode {
     pub kubelet_port: u16,
     /// Where its pod volumes live.
     pub root_dir: PathBuf,
+    /// The Service range of its cluster (its own, so ClusterIPs of
+    /// clusters of parallel tests never meet).
+    pub service_cidr: String,
+    /// The bridge holding its ClusterIPs.
+    pub proxy_interface: String,
 }
 
 impl RealNode {
@@ -53,7 +58,22 @@ impl RealNode {
             pod_cidr: format!("10.{}.{}.0/24", 200 + pid % 50, n % 250),
             kubelet_port: free_port(),
             root_dir: dir.join(format!("kubelet-{n}")),
+            service_cidr: format!("10.{}.{}.0/24", 100 + pid % 50, n % 250),
+            proxy_interface: format!("kh{}x{n}", pid % 100_000),
         }
+    }
+
+    /// The cluster DNS address: the 10th of the Service range.
+    pub fn dns_ip(&self) -> String {
+        let base = self.service_cidr.split('/').next().unwrap();
+        let prefix = base.rsplit_once('.').unwrap().0;
+        format!("{prefix}.10")
+    }
+
+    /// The node's address: the first of its pod CIDR.
+    pub fn address(&self) -> String {
+        let prefix = self.pod_cidr.rsplit_once('.').unwrap().0;
+        format!("{prefix}.1")
     }
 
     /// The `kedge up` / `kedge agent` flags of this node.
@@ -75,9 +95,15 @@ impl RealNode {
         format!("kedge-{}", self.name)
     }
 
-    /// Remove the node's containers and network from Docker.
+    /// Remove the node's containers and network from Docker, and its
+    /// proxy's holder interface.
     pub fn remove_from_docker(&self) {
         remove_docker_node(&self.name);
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.proxy_interface])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -195,6 +221,20 @@ impl Cluster {
         std::fs::create_dir_all(&home).unwrap();
         let node = RealNode::new(tmp.path());
         let mut extra_args = node.args();
+        // DNS forwarding goes to a loopback stub the test starts (or to
+        // nothing), never to the machine's resolver.
+        extra_args.extend([
+            "--service-cidr".to_string(),
+            node.service_cidr.clone(),
+            "--proxy-interface".to_string(),
+            node.proxy_interface.clone(),
+        ]);
+        if !args.contains(&"--dns-upstream") {
+            extra_args.extend([
+                "--dns-upstream".to_string(),
+                format!("127.0.0.1:{}", free_port()),
+            ]);
+        }
         extra_args.extend(args.iter().map(|s| s.to_string()));
         let mut c = Cluster {
             child: None,

@@ -1,0 +1,84 @@
+//! The UDP and TCP listeners, served by hickory's `Server`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hickory_server::Server;
+use tokio::net::{TcpListener, UdpSocket};
+
+use crate::handler::ClusterDnsHandler;
+use crate::Error;
+
+/// How long an idle TCP connection is kept.
+const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Responses queued per TCP connection.
+const TCP_RESPONSE_BUFFER: usize = 32;
+/// Tries to find a port free for both UDP and TCP when asked for port 0.
+const EPHEMERAL_TRIES: usize = 32;
+
+/// A running DNS server: UDP and TCP on each listen address. Dropping it
+/// stops it.
+pub struct DnsServer {
+    server: Server<ClusterDnsHandler>,
+    local_addrs: Vec<SocketAddr>,
+}
+
+// === impl DnsServer ===
+
+impl DnsServer {
+    /// Bind UDP and TCP on every address (port 0 picks one port free for
+    /// both) and start serving on the current runtime.
+    pub async fn bind(handler: ClusterDnsHandler, listen: &[SocketAddr]) -> Result<Self, Error> {
+        let mut server = Server::new(handler);
+        let mut local_addrs = Vec::with_capacity(listen.len());
+        for addr in listen {
+            let (udp, tcp, local) = bind_pair(*addr).await?;
+            server.register_socket(udp);
+            server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
+            tracing::info!(%local, "cluster DNS listening on UDP and TCP");
+            local_addrs.push(local);
+        }
+        Ok(Self {
+            server,
+            local_addrs,
+        })
+    }
+
+    /// The bound addresses, one per listen address (UDP and TCP share it).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// Serve until a listener fails.
+    pub async fn serve(mut self) -> Result<(), Error> {
+        self.server.block_until_done().await.map_err(Error::Serve)
+    }
+
+    /// Stop accepting, finish requests in flight.
+    pub async fn shutdown(mut self) -> Result<(), Error> {
+        self.server
+            .shutdown_gracefully()
+            .await
+            .map_err(Error::Serve)
+    }
+}
+
+async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener, SocketAddr), Error> {
+    let bind_error = |source| Error::Bind { addr, source };
+    let tries = if addr.port() == 0 { EPHEMERAL_TRIES } else { 1 };
+    let mut last = None;
+    for _ in 0..tries {
+        let udp = UdpSocket::bind(addr).await.map_err(bind_error)?;
+        let local = udp.local_addr().map_err(bind_error)?;
+        match TcpListener::bind(local).await {
+            Ok(tcp) => return Ok((udp, tcp, local)),
+            Err(error) => last = Some(error),
+        }
+    }
+    Err(bind_error(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "no port free for UDP and TCP",
+        )
+    })))
+}

@@ -1,0 +1,206 @@
+//! The userspace data plane: one listener per [`Frontend`], each balancing
+//! over the endpoints it is given. Applying a table swaps endpoint lists in
+//! place, so established connections are untouched and new ones see the
+//! change at once; listeners come and go with their frontends.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::RwLock;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::balancer::Balancer;
+use crate::holder::{Holder, HolderError};
+use crate::metrics::{Metrics, PortMetrics};
+use crate::table::{Backends, Frontend, NodeInfo, Protocol, ProxyTable};
+use crate::ProxyConfig;
+
+mod tcp;
+mod udp;
+
+/// The userspace proxy's listeners and holder interface. Dropping it closes
+/// every listener and connection and removes the holder interface.
+pub struct Proxier {
+    node: NodeInfo,
+    listeners: HashMap<Frontend, Listener>,
+    /// Frontends whose listener could not be bound yet, with the error logged once.
+    pending: BTreeMap<Frontend, String>,
+    metrics: Arc<Metrics>,
+    udp_idle_timeout: Duration,
+    /// Never sent on: dropping it tells every connection task to end.
+    shutdown: watch::Sender<()>,
+    // Last, so that listeners close before their addresses go.
+    holder: Option<Holder>,
+}
+
+/// What a listener's connections read when they start.
+pub(crate) struct Current {
+    pub backends: Backends,
+    pub metrics: PortMetrics,
+}
+
+/// State shared by a listener and its connections.
+pub(crate) struct Shared {
+    pub current: RwLock<Arc<Current>>,
+    pub balancer: Balancer,
+}
+
+struct Listener {
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Proxier {
+    fn drop(&mut self) {
+        for l in self.listeners.values() {
+            l.task.abort();
+        }
+    }
+}
+
+impl Proxier {
+    /// A proxier for `config`, creating the holder interface if one is named.
+    pub async fn new(config: &ProxyConfig) -> Result<Self, HolderError> {
+        let holder = match &config.holder_interface {
+            Some(name) => Some(Holder::ensure(name).await?),
+            None => None,
+        };
+        Ok(Self {
+            node: NodeInfo {
+                name: config.node_name.clone(),
+                addresses: config.node_addresses.clone(),
+            },
+            listeners: HashMap::new(),
+            pending: BTreeMap::new(),
+            metrics: config.metrics.clone(),
+            udp_idle_timeout: config.udp_idle_timeout,
+            shutdown: watch::channel(()).0,
+            holder,
+        })
+    }
+
+    /// Serve `table`: ClusterIPs on the holder interface, listeners for
+    /// every frontend of this node. Listeners that cannot be bound yet are
+    /// kept [`pending`](Self::has_pending); calling again retries them.
+    pub async fn sync(&mut self, table: &ProxyTable) {
+        let start = Instant::now();
+        let desired = table.frontends(&self.node);
+        self.close_removed(&desired).await;
+        if let Some(holder) = &mut self.holder {
+            if let Err(e) = holder.sync(&table.cluster_ips()).await {
+                tracing::warn!(interface = holder.name(), error = %e, "updating ClusterIPs on the holder interface failed");
+            }
+        }
+        self.open_and_update(desired).await;
+        self.metrics.observe_sync(start.elapsed());
+    }
+
+    /// Serve exactly `desired`, without touching the holder interface.
+    pub async fn apply(&mut self, desired: BTreeMap<Frontend, Backends>) {
+        self.close_removed(&desired).await;
+        self.open_and_update(desired).await;
+    }
+
+    /// Whether some listeners could not be bound and wait for a retry.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// The frontends being listened on.
+    pub fn frontends(&self) -> BTreeSet<Frontend> {
+        self.listeners.keys().copied().collect()
+    }
+
+    async fn close_removed(&mut self, desired: &BTreeMap<Frontend, Backends>) {
+        self.pending.retain(|f, _| desired.contains_key(f));
+        let gone: Vec<Frontend> = self
+            .listeners
+            .keys()
+            .filter(|f| !desired.contains_key(f))
+            .copied()
+            .collect();
+        let mut closing = Vec::with_capacity(gone.len());
+        for f in gone {
+            if let Some(l) = self.listeners.remove(&f) {
+                tracing::debug!(frontend = %f, "closing listener");
+                l.task.abort();
+                closing.push(l.task);
+            }
+        }
+        // An aborted task has dropped its socket once awaited: a frontend
+        // that comes back in this same sync can bind again.
+        for task in closing {
+            let _ = task.await;
+        }
+    }
+
+    async fn open_and_update(&mut self, desired: BTreeMap<Frontend, Backends>) {
+        for (frontend, backends) in desired {
+            if let Some(l) = self.listeners.get(&frontend) {
+                let mut current = l.shared.current.write();
+                if current.backends != backends {
+                    let metrics = if current.backends.service == backends.service
+                        && current.backends.port_name == backends.port_name
+                    {
+                        current.metrics.clone()
+                    } else {
+                        self.port_metrics(&frontend, &backends)
+                    };
+                    tracing::debug!(%frontend, endpoints = ?backends.endpoints, "endpoints changed");
+                    *current = Arc::new(Current { backends, metrics });
+                }
+                continue;
+            }
+            let shared = Arc::new(Shared {
+                current: RwLock::new(Arc::new(Current {
+                    metrics: self.port_metrics(&frontend, &backends),
+                    backends,
+                })),
+                balancer: Balancer::new(),
+            });
+            match self.bind(frontend, shared.clone()).await {
+                Ok(task) => {
+                    tracing::debug!(%frontend, "listening");
+                    if self.pending.remove(&frontend).is_some() {
+                        tracing::info!(%frontend, "listener bound after retrying");
+                    }
+                    self.listeners.insert(frontend, Listener { shared, task });
+                }
+                Err(e) => {
+                    let e = e.to_string();
+                    if self.pending.get(&frontend) != Some(&e) {
+                        self.metrics.bind_failed();
+                        tracing::warn!(%frontend, error = %e, "cannot listen; retrying");
+                    }
+                    self.pending.insert(frontend, e);
+                }
+            }
+        }
+    }
+
+    fn port_metrics(&self, frontend: &Frontend, backends: &Backends) -> PortMetrics {
+        self.metrics
+            .port(&backends.service, &backends.port_name, frontend.protocol)
+    }
+
+    async fn bind(
+        &self,
+        frontend: Frontend,
+        shared: Arc<Shared>,
+    ) -> std::io::Result<JoinHandle<()>> {
+        let shutdown = self.shutdown.subscribe();
+        Ok(match frontend.protocol {
+            Protocol::Tcp => {
+                let listener = TcpListener::bind(frontend.addr).await?;
+                tokio::spawn(tcp::serve(listener, shared, shutdown))
+            }
+            Protocol::Udp => {
+                let socket = UdpSocket::bind(frontend.addr).await?;
+                tokio::spawn(udp::serve(socket, shared, self.udp_idle_timeout, shutdown))
+            }
+        })
+    }
+}

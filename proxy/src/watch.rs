@@ -1,0 +1,179 @@
+//! The watch loop: Services and EndpointSlices from the API into the
+//! [`ServiceState`], and each burst of changes into one [`Proxier::sync`].
+
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client};
+use tokio::sync::mpsc;
+
+use crate::proxier::Proxier;
+use crate::status::{wanted_ingress, StatusUpdate};
+use crate::table::{ServiceState, SERVICE_NAME_LABEL};
+use crate::{Error, ProxyConfig, SERVICE_PROXY_NAME_LABEL};
+
+/// How often listeners that could not be bound are retried.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// Events of either watch, boxed: the objects are large and moved twice.
+enum Event {
+    Service(Box<Result<watcher::Event<Service>, watcher::Error>>),
+    Slice(Box<Result<watcher::Event<EndpointSlice>, watcher::Error>>),
+}
+
+/// What the loop keeps besides the state: relist buffers and whether each
+/// kind has been listed once.
+#[derive(Default)]
+struct Sync {
+    services_listed: bool,
+    slices_listed: bool,
+    services_buffer: Vec<Service>,
+    slices_buffer: Vec<EndpointSlice>,
+}
+
+/// Run the proxy until the future is dropped (or the API client is gone):
+/// watch Services and EndpointSlices, keep the holder interface and the
+/// listeners in step with them, and write load-balancer status. Dropping it
+/// closes every listener and connection and removes the holder interface.
+pub async fn run(client: Client, config: ProxyConfig) -> Result<(), Error> {
+    let mut proxier = Proxier::new(&config).await?;
+    let selector = match &config.service_proxy_name {
+        Some(name) => format!("{SERVICE_PROXY_NAME_LABEL}={name}"),
+        None => format!("!{SERVICE_PROXY_NAME_LABEL}"),
+    };
+    let services = watcher(
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default().labels(&selector),
+    )
+    .default_backoff()
+    .map(|e| Event::Service(Box::new(e)))
+    .boxed();
+    let slices = watcher(
+        Api::<EndpointSlice>::all(client.clone()),
+        watcher::Config::default().labels(SERVICE_NAME_LABEL),
+    )
+    .default_backoff()
+    .map(|e| Event::Slice(Box::new(e)))
+    .boxed();
+    let mut events = futures::stream::select(services, slices);
+
+    let (status_tx, status_rx) = mpsc::unbounded_channel();
+    // Aborted with the proxy: it holds nothing the proxy must clean up.
+    let status_task = AbortOnDrop(tokio::spawn(crate::status::write_statuses(
+        client, status_rx,
+    )));
+
+    let mut state = ServiceState::new();
+    let mut sync = Sync::default();
+    let mut dirty = false;
+    loop {
+        tokio::select! {
+            event = events.next() => {
+                let Some(event) = event else {
+                    return Err(Error::WatchEnded("Service or EndpointSlice"));
+                };
+                dirty |= handle(event, &mut state, &mut sync, &config, &status_tx);
+                // Take whatever else has already arrived, so a burst of
+                // changes is one sync.
+                while let Some(Some(event)) = events.next().now_or_never() {
+                    dirty |= handle(event, &mut state, &mut sync, &config, &status_tx);
+                }
+            }
+            _ = tokio::time::sleep(RETRY), if proxier.has_pending() => dirty = true,
+        }
+        // Until both kinds are listed a partial table would refuse
+        // connections that have endpoints.
+        if dirty && sync.services_listed && sync.slices_listed {
+            proxier.sync(&state.table()).await;
+            dirty = false;
+        }
+        if status_task.0.is_finished() {
+            return Err(Error::WatchEnded("status"));
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Apply one event; returns whether the table may have changed.
+fn handle(
+    event: Event,
+    state: &mut ServiceState,
+    sync: &mut Sync,
+    config: &ProxyConfig,
+    status: &mpsc::UnboundedSender<StatusUpdate>,
+) -> bool {
+    let lb_status = |svc: &Service| {
+        if !config.load_balancer_status {
+            return;
+        }
+        if let (Some(ingress), Some(ns), Some(name)) = (
+            wanted_ingress(svc, &config.node_addresses),
+            svc.metadata.namespace.clone(),
+            svc.metadata.name.clone(),
+        ) {
+            let _ = status.send(StatusUpdate {
+                namespace: ns,
+                name,
+                ingress,
+            });
+        }
+    };
+    match event {
+        Event::Service(e) => match *e {
+            Ok(watcher::Event::Apply(svc)) => {
+                lb_status(&svc);
+                state.apply_service(&svc)
+            }
+            Ok(watcher::Event::Delete(svc)) => state.delete_service(&svc),
+            Ok(watcher::Event::Init) => {
+                sync.services_buffer.clear();
+                false
+            }
+            Ok(watcher::Event::InitApply(svc)) => {
+                lb_status(&svc);
+                sync.services_buffer.push(svc);
+                false
+            }
+            Ok(watcher::Event::InitDone) => {
+                state.replace_services(&std::mem::take(&mut sync.services_buffer));
+                sync.services_listed = true;
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Service watch failed; retrying");
+                false
+            }
+        },
+        Event::Slice(e) => match *e {
+            Ok(watcher::Event::Apply(slice)) => state.apply_slice(&slice),
+            Ok(watcher::Event::Delete(slice)) => state.delete_slice(&slice),
+            Ok(watcher::Event::Init) => {
+                sync.slices_buffer.clear();
+                false
+            }
+            Ok(watcher::Event::InitApply(slice)) => {
+                sync.slices_buffer.push(slice);
+                false
+            }
+            Ok(watcher::Event::InitDone) => {
+                state.replace_slices(&std::mem::take(&mut sync.slices_buffer));
+                sync.slices_listed = true;
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "EndpointSlice watch failed; retrying");
+                false
+            }
+        },
+    }
+}

@@ -1,0 +1,680 @@
+//! The userspace proxy against an in-process API server, with real sockets:
+//! echo backends on loopback, ClusterIPs on a holder bridge each test names
+//! for itself, NodePorts and load-balancer ports on 127.0.0.1.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kedge_proxy::{Backends, Frontend, Protocol, Proxier, ProxyConfig, ServiceKey};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::Client;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+/// The `service-proxy-name` the tests' Services carry, so the proxies leave
+/// the API server's own `kubernetes` Service (10.96.0.1) alone.
+const PROXY_NAME: &str = "kedge-proxy-test";
+
+// === test harness ===
+
+struct Cluster {
+    client: Client,
+    _server: kedge_control::server::RunningServer,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_api() -> Cluster {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = kedge_config::cluster::ClusterConfig {
+        data_dir: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    };
+    let server = kedge_control::server::start(cfg, Default::default())
+        .await
+        .unwrap();
+    let client = server.client().await.unwrap();
+    Cluster {
+        client,
+        _server: server,
+        _dir: dir,
+    }
+}
+
+/// Deletes the test's interface even if the proxy did not get to (a panic
+/// before it was dropped); `ip link del` of a missing link is harmless.
+struct LinkGuard(String);
+
+impl Drop for LinkGuard {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.0])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// A running proxy; dropping it stops the proxy and removes its interface.
+struct RunningProxy {
+    task: tokio::task::JoinHandle<Result<(), kedge_proxy::Error>>,
+    metrics: Arc<kedge_proxy::Metrics>,
+    link: LinkGuard,
+}
+
+impl Drop for RunningProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A holder name and a ClusterIP unique to this process and test.
+fn names(test: u8) -> (String, Ipv4Addr) {
+    let pid = std::process::id();
+    let name = format!("kp{pid}t{test}");
+    assert!(name.len() <= 15);
+    let ip = Ipv4Addr::new(10, 100 + test, (pid >> 8) as u8, pid as u8);
+    (name, ip)
+}
+
+fn start_proxy(client: &Client, holder: &str, node_addresses: Vec<IpAddr>) -> RunningProxy {
+    let metrics = Arc::new(kedge_proxy::Metrics::new());
+    let config = ProxyConfig {
+        node_name: "node-a".into(),
+        node_addresses,
+        holder_interface: Some(holder.into()),
+        service_proxy_name: Some(PROXY_NAME.into()),
+        metrics: metrics.clone(),
+        ..Default::default()
+    };
+    RunningProxy {
+        task: tokio::spawn(kedge_proxy::run(client.clone(), config)),
+        metrics,
+        link: LinkGuard(holder.into()),
+    }
+}
+
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..200 {
+        if let Some(v) = check().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn link_addresses(name: &str) -> Option<String> {
+    let out = std::process::Command::new("ip")
+        .args(["-o", "address", "show", "dev", name])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A TCP backend that greets with its name, then echoes.
+async fn tcp_backend(name: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                s.write_all(format!("{name}\n").as_bytes()).await?;
+                let (mut r, mut w) = s.split();
+                tokio::io::copy(&mut r, &mut w).await?;
+                Ok::<_, std::io::Error>(())
+            });
+        }
+    });
+    addr
+}
+
+/// A UDP backend that answers `name:payload`.
+async fn udp_backend(name: &'static str) -> SocketAddr {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let (n, peer) = socket.recv_from(&mut buf).await.unwrap();
+            let mut answer = format!("{name}:").into_bytes();
+            answer.extend_from_slice(&buf[..n]);
+            socket.send_to(&answer, peer).await.unwrap();
+        }
+    });
+    addr
+}
+
+/// Connect and read the backend's greeting.
+async fn greeting(addr: SocketAddr) -> std::io::Result<(String, BufReader<TcpStream>)> {
+    let s = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr))
+        .await
+        .map_err(|_| std::io::Error::other("connect timed out"))??;
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(2), r.read_line(&mut line))
+        .await
+        .map_err(|_| std::io::Error::other("no greeting"))??;
+    if line.is_empty() {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok((line.trim().to_string(), r))
+}
+
+async fn echo(conn: &mut BufReader<TcpStream>, text: &str) -> String {
+    conn.get_mut().write_all(text.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; text.len()];
+    tokio::time::timeout(Duration::from_secs(2), conn.read_exact(&mut buf))
+        .await
+        .expect("echo timed out")
+        .unwrap();
+    String::from_utf8(buf).unwrap()
+}
+
+async fn create_service(client: &Client, name: &str, spec: Value) -> Service {
+    let api: Api<Service> = Api::namespaced(client.clone(), "default");
+    let svc: Service = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"service.kubernetes.io/service-proxy-name": PROXY_NAME}},
+        "spec": spec,
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &svc).await.unwrap()
+}
+
+/// An EndpointSlice of `service` with one port and endpoints `(ip, ready)`.
+fn slice(
+    service: &str,
+    name: &str,
+    port: u16,
+    protocol: &str,
+    endpoints: &[(IpAddr, bool)],
+) -> EndpointSlice {
+    let endpoints: Vec<Value> = endpoints
+        .iter()
+        .map(|(ip, ready)| {
+            json!({"addresses": [ip.to_string()], "nodeName": "node-a", "conditions": {"ready": ready}})
+        })
+        .collect();
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"kubernetes.io/service-name": service}},
+        "addressType": "IPv4",
+        "ports": [{"name": "p", "port": port, "protocol": protocol}],
+        "endpoints": endpoints,
+    }))
+    .unwrap()
+}
+
+async fn put_slice(client: &Client, s: EndpointSlice) {
+    let api: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let name = s.metadata.name.clone().unwrap();
+    api.patch(
+        &name,
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(json!({
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": s.metadata,
+            "addressType": s.address_type,
+            "ports": s.ports,
+            "endpoints": s.endpoints,
+        })),
+    )
+    .await
+    .unwrap();
+}
+
+fn localhost() -> IpAddr {
+    IpAddr::from([127, 0, 0, 1])
+}
+
+/// A port in the NodePort range that is free on 127.0.0.1 right now.
+async fn free_node_port() -> u16 {
+    let seed = std::process::id() as u64 * 7919
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos() as u64;
+    for i in 0..500u64 {
+        let port = 30000 + ((seed + i * 131) % 2767) as u16;
+        if TcpListener::bind((localhost(), port)).await.is_ok()
+            && UdpSocket::bind((localhost(), port)).await.is_ok()
+        {
+            return port;
+        }
+    }
+    panic!("no free NodePort");
+}
+
+// === tests ===
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_then_endpoint_removed_keeps_established_connections() {
+    let c = start_api().await;
+    let (holder, cluster_ip) = names(1);
+    let a = tcp_backend("a").await;
+    let b = tcp_backend("b").await;
+    create_service(
+        &c.client,
+        "web",
+        json!({"clusterIP": cluster_ip.to_string(), "ports": [{"name": "p", "port": 80, "targetPort": 8080}]}),
+    )
+    .await;
+    // One slice per backend: an EndpointSlice has one port for all endpoints.
+    put_slice(
+        &c.client,
+        slice("web", "web-a", a.port(), "TCP", &[(a.ip(), true)]),
+    )
+    .await;
+    put_slice(
+        &c.client,
+        slice("web", "web-b", b.port(), "TCP", &[(b.ip(), true)]),
+    )
+    .await;
+    let proxy = start_proxy(&c.client, &holder, vec![]);
+    let front = SocketAddr::from((cluster_ip, 80));
+
+    let first = eventually("the ClusterIP to answer", || async {
+        greeting(front).await.ok()
+    })
+    .await;
+    let mut seen = vec![first.0];
+    for _ in 0..5 {
+        seen.push(greeting(front).await.unwrap().0);
+    }
+    // Strict alternation between the two endpoints.
+    for pair in seen.windows(2) {
+        assert_ne!(pair[0], pair[1], "not round-robin: {seen:?}");
+    }
+
+    // An established connection to a, then a stops being ready.
+    let mut on_a = loop {
+        let (name, conn) = greeting(front).await.unwrap();
+        if name == "a" {
+            break conn;
+        }
+    };
+    assert_eq!(echo(&mut on_a, "hello").await, "hello");
+    put_slice(
+        &c.client,
+        slice("web", "web-a", a.port(), "TCP", &[(a.ip(), false)]),
+    )
+    .await;
+    eventually("new connections only to b", || async {
+        let mut names = Vec::new();
+        for _ in 0..4 {
+            names.push(greeting(front).await.ok()?.0);
+        }
+        names.iter().all(|n| n == "b").then_some(())
+    })
+    .await;
+    assert_eq!(echo(&mut on_a, "still there").await, "still there");
+
+    let metrics = proxy.metrics.encode();
+    assert!(
+        metrics.contains(r#"kedge_proxy_connections_total{namespace="default",service="web",port="p",protocol="TCP"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("kedge_proxy_sync_duration_seconds_count"),
+        "{metrics}"
+    );
+
+    // Stopping the proxy removes its interface.
+    let name = proxy.link.0.clone();
+    proxy.task.abort();
+    drop(proxy);
+    eventually("the holder interface removed", || async {
+        link_addresses(&name).is_none().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_ready_endpoint_refuses_at_once() {
+    let c = start_api().await;
+    let (holder, cluster_ip) = names(2);
+    let backend = tcp_backend("only").await;
+    create_service(
+        &c.client,
+        "empty",
+        json!({"clusterIP": cluster_ip.to_string(), "ports": [{"name": "p", "port": 80}]}),
+    )
+    .await;
+    let _proxy = start_proxy(&c.client, &holder, vec![]);
+    // The ClusterIP is held even without endpoints.
+    eventually("the ClusterIP on the holder", || async {
+        link_addresses(&holder)
+            .filter(|out| out.contains(&format!("inet {cluster_ip}/32")))
+            .map(|_| ())
+    })
+    .await;
+    let front = SocketAddr::from((cluster_ip, 80));
+    let refused = |what: &'static str| async move {
+        let started = std::time::Instant::now();
+        let err = greeting(front).await.expect_err(what);
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::ConnectionRefused,
+            "{what}: {err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{what}: refused only after {:?}",
+            started.elapsed()
+        );
+    };
+    refused("no EndpointSlice").await;
+
+    put_slice(
+        &c.client,
+        slice(
+            "empty",
+            "empty-1",
+            backend.port(),
+            "TCP",
+            &[(backend.ip(), true)],
+        ),
+    )
+    .await;
+    eventually("the endpoint to answer", || async {
+        greeting(front).await.ok()
+    })
+    .await;
+
+    put_slice(
+        &c.client,
+        slice(
+            "empty",
+            "empty-1",
+            backend.port(),
+            "TCP",
+            &[(backend.ip(), false)],
+        ),
+    )
+    .await;
+    eventually("refused again", || async {
+        matches!(greeting(front).await, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
+            .then_some(())
+    })
+    .await;
+    refused("endpoint not ready").await;
+
+    // Deleting the Service takes its address off the holder.
+    let api: Api<Service> = Api::namespaced(c.client.clone(), "default");
+    api.delete("empty", &DeleteParams::default()).await.unwrap();
+    eventually("the ClusterIP removed", || async {
+        link_addresses(&holder)
+            .filter(|out| !out.contains(&format!("inet {cluster_ip}/32")))
+            .map(|_| ())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_port_and_load_balancer_on_the_node_address() {
+    let c = start_api().await;
+    let (holder, cluster_ip) = names(3);
+    let backend = tcp_backend("np").await;
+    let node_port = free_node_port().await;
+    create_service(
+        &c.client,
+        "np",
+        json!({
+            "type": "NodePort",
+            "clusterIP": cluster_ip.to_string(),
+            "ports": [{"name": "p", "port": 80, "nodePort": node_port}],
+        }),
+    )
+    .await;
+    put_slice(
+        &c.client,
+        slice("np", "np-1", backend.port(), "TCP", &[(backend.ip(), true)]),
+    )
+    .await;
+    // A LoadBalancer on another ClusterIP, its port and NodePort free on 127.0.0.1.
+    let lb_ip = Ipv4Addr::new(10, 110, cluster_ip.octets()[2], cluster_ip.octets()[3]);
+    let lb_port = free_node_port().await;
+    let lb_node_port = loop {
+        let p = free_node_port().await;
+        if p != lb_port && p != node_port {
+            break p;
+        }
+    };
+    create_service(
+        &c.client,
+        "lb",
+        json!({
+            "type": "LoadBalancer",
+            "clusterIP": lb_ip.to_string(),
+            "ports": [{"name": "p", "port": lb_port, "nodePort": lb_node_port}],
+        }),
+    )
+    .await;
+    put_slice(
+        &c.client,
+        slice("lb", "lb-1", backend.port(), "TCP", &[(backend.ip(), true)]),
+    )
+    .await;
+
+    let _proxy = start_proxy(&c.client, &holder, vec![localhost()]);
+    let (name, mut conn) = eventually("the NodePort to answer", || async {
+        greeting(SocketAddr::new(localhost(), node_port)).await.ok()
+    })
+    .await;
+    assert_eq!(name, "np");
+    assert_eq!(echo(&mut conn, "via NodePort").await, "via NodePort");
+    greeting(SocketAddr::from((cluster_ip, 80))).await.unwrap();
+
+    for port in [lb_port, lb_node_port] {
+        eventually("the load-balancer port to answer", || async {
+            greeting(SocketAddr::new(localhost(), port)).await.ok()
+        })
+        .await;
+    }
+    let api: Api<Service> = Api::namespaced(c.client.clone(), "default");
+    eventually("load-balancer status", || async {
+        let svc = api.get("lb").await.ok()?;
+        let ingress = svc.status?.load_balancer?.ingress?;
+        (ingress.len() == 1 && ingress[0].ip.as_deref() == Some("127.0.0.1")).then_some(())
+    })
+    .await;
+
+    // externalTrafficPolicy: Local with the only endpoint on another node:
+    // the NodePort refuses while the ClusterIP still answers.
+    api.patch(
+        "np",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"externalTrafficPolicy": "Local"}})),
+    )
+    .await
+    .unwrap();
+    let mut other_node = slice("np", "np-1", backend.port(), "TCP", &[(backend.ip(), true)]);
+    other_node.endpoints[0].node_name = Some("node-b".into());
+    put_slice(&c.client, other_node).await;
+    eventually("the Local NodePort to refuse", || async {
+        matches!(greeting(SocketAddr::new(localhost(), node_port)).await,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
+        .then_some(())
+    })
+    .await;
+    greeting(SocketAddr::from((cluster_ip, 80))).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_through_the_cluster_ip() {
+    let c = start_api().await;
+    let (holder, cluster_ip) = names(4);
+    let a = udp_backend("a").await;
+    let b = udp_backend("b").await;
+    create_service(
+        &c.client,
+        "dns",
+        json!({"clusterIP": cluster_ip.to_string(), "ports": [{"name": "p", "port": 53, "protocol": "UDP"}]}),
+    )
+    .await;
+    put_slice(
+        &c.client,
+        slice("dns", "dns-a", a.port(), "UDP", &[(a.ip(), true)]),
+    )
+    .await;
+    put_slice(
+        &c.client,
+        slice("dns", "dns-b", b.port(), "UDP", &[(b.ip(), true)]),
+    )
+    .await;
+    let _proxy = start_proxy(&c.client, &holder, vec![]);
+    let front = SocketAddr::from((cluster_ip, 53));
+
+    // A connected socket only accepts datagrams from the ClusterIP itself.
+    let ask = |text: &'static str| async move {
+        let s = UdpSocket::bind("0.0.0.0:0").await.ok()?;
+        s.connect(front).await.ok()?;
+        s.send(text.as_bytes()).await.ok()?;
+        let mut buf = [0u8; 512];
+        let n = tokio::time::timeout(Duration::from_millis(500), s.recv(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        Some((s, String::from_utf8_lossy(&buf[..n]).into_owned()))
+    };
+    let (flow, answer) = eventually("a UDP answer", || ask("q1")).await;
+    assert!(answer == "a:q1" || answer == "b:q1", "{answer}");
+    // The same client stays on its flow.
+    let backend = &answer[..1];
+    for i in 0..3 {
+        flow.send(format!("again{i}").as_bytes()).await.unwrap();
+        let mut buf = [0u8; 512];
+        let n = tokio::time::timeout(Duration::from_secs(1), flow.recv(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&buf[..n]),
+            format!("{backend}:again{i}")
+        );
+    }
+    // New clients are spread over both endpoints.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..4 {
+        let (_, answer) = ask("q").await.expect("answer");
+        seen.insert(answer);
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxier_driven_from_a_table() {
+    // No API server and no holder: frontends on loopback.
+    let metrics = Arc::new(kedge_proxy::Metrics::new());
+    let config = ProxyConfig {
+        holder_interface: None,
+        metrics: metrics.clone(),
+        ..Default::default()
+    };
+    let mut proxier = Proxier::new(&config).await.unwrap();
+    let a = tcp_backend("a").await;
+    let b = tcp_backend("b").await;
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let front = Frontend {
+        addr: SocketAddr::new(localhost(), port),
+        protocol: Protocol::Tcp,
+    };
+    let backends = |eps: Vec<SocketAddr>| Backends {
+        service: ServiceKey::new("default", "direct"),
+        port_name: "p".into(),
+        endpoints: eps.into(),
+        affinity: None,
+    };
+    proxier
+        .apply(BTreeMap::from([(front, backends(vec![a, b]))]))
+        .await;
+    assert!(!proxier.has_pending());
+    let names: Vec<String> = greetings(front.addr, 4).await;
+    assert_eq!(names, ["a", "b", "a", "b"]);
+
+    // ClientIP affinity: every connection from 127.0.0.1 to the same endpoint.
+    let mut sticky = backends(vec![a, b]);
+    sticky.affinity = Some(Duration::from_secs(60));
+    proxier.apply(BTreeMap::from([(front, sticky)])).await;
+    let names = greetings(front.addr, 4).await;
+    assert!(names.iter().all(|n| n == &names[0]), "{names:?}");
+
+    // An endpoint that refuses is skipped for the next one.
+    let dead = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap()
+    };
+    proxier
+        .apply(BTreeMap::from([(front, backends(vec![dead, b]))]))
+        .await;
+    assert_eq!(greetings(front.addr, 3).await, ["b", "b", "b"]);
+
+    // Nothing to serve: the listener is closed and connections are refused.
+    proxier.apply(BTreeMap::new()).await;
+    let err = TcpStream::connect(front.addr).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+    // And it can come back on the same port.
+    proxier
+        .apply(BTreeMap::from([(front, backends(vec![a]))]))
+        .await;
+    assert_eq!(greetings(front.addr, 1).await, ["a"]);
+}
+
+/// Greetings of `n` connections made one after another.
+async fn greetings(addr: SocketAddr, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(greeting(addr).await.unwrap().0);
+    }
+    out
+}
+
+#[tokio::test]
+async fn holder_adopts_its_own_leftover_and_refuses_other_bridges() {
+    let (name, ip) = names(5);
+    let _guard = LinkGuard(name.clone());
+    let mut holder = kedge_proxy::Holder::ensure(&name).await.unwrap();
+    holder
+        .sync(&[IpAddr::from(ip)].into_iter().collect())
+        .await
+        .unwrap();
+    holder.keep();
+    // A restart adopts the leftover with its addresses, and reconciles them.
+    let mut holder = kedge_proxy::Holder::ensure(&name).await.unwrap();
+    assert_eq!(
+        holder.addresses().iter().copied().collect::<Vec<_>>(),
+        [IpAddr::from(ip)]
+    );
+    holder.sync(&Default::default()).await.unwrap();
+    assert!(!link_addresses(&name).unwrap().contains("inet "));
+    drop(holder);
+    assert!(link_addresses(&name).is_none());
+
+    // A bridge some other tool made is left alone.
+    let status = std::process::Command::new("ip")
+        .args(["link", "add", &name, "type", "bridge"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let err = kedge_proxy::Holder::ensure(&name).await.unwrap_err();
+    assert!(matches!(err, kedge_proxy::HolderError::NotOurs(_)), "{err}");
+    assert!(link_addresses(&name).is_some());
+}
