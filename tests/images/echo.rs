@@ -4,11 +4,19 @@
 //! path, headers). It is built as a static binary, with nothing but the
 //! standard library, and packed alone into a test image.
 //!
+//! `/readyz` answers 200, or 503 after a request to `/set-unready` (until
+//! one to `/set-ready`); `/status/N` answers with status N.
+//!
 //! `PORT` (default 8080) sets the port. SIGTERM ends it at once, so pods
 //! of this image stop without waiting out their grace period.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set by `/set-unready`, cleared by `/set-ready`: `/readyz` answers 503
+/// while set, so a test can make one replica fail its readiness probe.
+static UNREADY: AtomicBool = AtomicBool::new(false);
 
 extern "C" {
     fn signal(signum: i32, handler: extern "C" fn(i32)) -> usize;
@@ -104,8 +112,15 @@ fn serve(stream: TcpStream) -> std::io::Result<()> {
             quote(&peer),
             header_json.join(",")
         );
+        match path.as_str() {
+            "/set-unready" => UNREADY.store(true, Ordering::Relaxed),
+            "/set-ready" => UNREADY.store(false, Ordering::Relaxed),
+            _ => {}
+        }
         let status = if path.starts_with("/status/") {
             path.trim_start_matches("/status/").parse().unwrap_or(200)
+        } else if path == "/readyz" && UNREADY.load(Ordering::Relaxed) {
+            503
         } else {
             200u16
         };

@@ -1,0 +1,321 @@
+//! Services end to end on `kedge up`: a pod reaches a Service by its DNS
+//! name through the cluster DNS and the service proxy, the host reaches it
+//! through a NodePort, readiness and scaling change who answers, and names
+//! outside the cluster go to the upstream resolver (a stub on loopback).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use common::{eventually, images, Cluster};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+/// A loopback DNS stub: names under `example.` have the address
+/// 192.0.2.7, every other name does not exist. It runs until the test
+/// process ends.
+fn dns_stub() -> u16 {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = socket.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        loop {
+            let Ok((n, peer)) = socket.recv_from(&mut buf) else {
+                return;
+            };
+            if n < 12 {
+                continue;
+            }
+            // The question ends after the name's zero label, then type and
+            // class.
+            let Some(end) = buf[12..n].iter().position(|b| *b == 0).map(|p| 12 + p + 5) else {
+                continue;
+            };
+            if end > n {
+                continue;
+            }
+            let mut reply = buf[..end].to_vec();
+            reply[2] = 0x81; // response, recursion desired
+            reply[6..12].copy_from_slice(&[0, 0, 0, 0, 0, 0]);
+            let known = buf[12..end].windows(8).any(|w| w == b"\x07example");
+            let type_a = buf[end - 4..end - 2] == [0, 1];
+            if !known {
+                reply[3] = 0x83; // recursion available, NXDOMAIN
+            } else {
+                reply[3] = 0x80; // recursion available, NOERROR
+                if type_a {
+                    reply[7] = 1; // one answer
+                    reply.extend_from_slice(&[
+                        0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4, 192, 0, 2, 7,
+                    ]);
+                }
+            }
+            let _ = socket.send_to(&reply, peer);
+        }
+    });
+    port
+}
+
+fn exec(c: &Cluster, args: &[&str]) -> std::process::Output {
+    let mut full = vec!["-n", "luffy", "exec", "client", "--"];
+    full.extend_from_slice(args);
+    c.kubectl_output(&full)
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// The pod that answered a request to `url` from the client pod.
+fn who_answers(c: &Cluster, url: &str) -> Option<String> {
+    let out = exec(c, &["timeout", "5", "wget", "-q", "-O", "-", url]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    v["pod"].as_str().map(str::to_string)
+}
+
+#[test]
+fn pods_reach_services_by_name_and_the_host_through_a_node_port() {
+    let echo = images::echo();
+    let busybox = images::busybox();
+    let stub = dns_stub();
+    let upstream = format!("127.0.0.1:{stub}");
+    let c = Cluster::up_with(&["--dns-upstream", &upstream]);
+    let node = c.node.clone().unwrap();
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {{name: luffy}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: myblog, namespace: luffy}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: myblog}}}}
+  template:
+    metadata: {{labels: {{app: myblog}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: echo
+        image: {echo}
+        env: [{{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}]
+        readinessProbe:
+          httpGet: {{path: /readyz, port: 8080}}
+          periodSeconds: 1
+          failureThreshold: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: myblog, namespace: luffy}}
+spec:
+  selector: {{app: myblog}}
+  ports: [{{name: http, port: 80, targetPort: 8080}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: mysql, namespace: luffy}}
+spec:
+  selector: {{app: mysql}}
+  ports: [{{port: 3306}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: elsewhere, namespace: default}}
+spec:
+  ports: [{{port: 80}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: client, namespace: luffy}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers: [{{name: c, image: {busybox}, command: ["sleep", "100000"]}}]
+"#
+    ));
+    c.kubectl(&[
+        "-n",
+        "luffy",
+        "rollout",
+        "status",
+        "deployment/myblog",
+        "--timeout=120s",
+    ]);
+    c.wait_ready(&["-n", "luffy", "pod/client"], WAIT);
+    let ip_of = |ns: &str, svc: &str| {
+        c.kubectl(&[
+            "-n",
+            ns,
+            "get",
+            "svc",
+            svc,
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ])
+    };
+
+    // Names through the search list, and fully qualified.
+    let mysql = ip_of("luffy", "mysql");
+    let myblog = ip_of("luffy", "myblog");
+    let elsewhere = ip_of("default", "elsewhere");
+    for (name, ip) in [
+        ("mysql", &mysql),
+        ("myblog.luffy.svc.cluster.local", &myblog),
+        ("elsewhere.default.svc.cluster.local", &elsewhere),
+    ] {
+        let out = stdout(&exec(&c, &["nslookup", name]));
+        assert!(
+            out.contains(&format!("Address: {ip}")),
+            "{name} → {ip}:\n{out}"
+        );
+    }
+    // The C library's resolver walks the search list (ndots:5) for dotted
+    // names too.
+    assert!(who_answers(&c, "http://myblog.luffy/").is_some());
+    let out = exec(
+        &c,
+        &[
+            "timeout",
+            "5",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "http://elsewhere.default/",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refused"), "resolved, nothing listens: {err}");
+    let out = exec(&c, &["nslookup", "nosuch.luffy.svc.cluster.local."]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("NXDOMAIN"),
+        "{}",
+        stdout(&out)
+    );
+    // A name outside the cluster goes to the upstream: the stub.
+    let out = stdout(&exec(&c, &["nslookup", "outside.example."]));
+    assert!(out.contains("Address: 192.0.2.7"), "{out}");
+
+    // Through the ClusterIP, both replicas answer.
+    let pods: BTreeSet<String> = c
+        .kubectl(&[
+            "-n",
+            "luffy",
+            "get",
+            "pods",
+            "-l",
+            "app=myblog",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ])
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(pods.len(), 2);
+    let answered: BTreeSet<String> = (0..20)
+        .filter_map(|_| who_answers(&c, "http://myblog/"))
+        .collect();
+    assert_eq!(answered, pods, "both replicas answer through the Service");
+
+    // From the host, through a NodePort on the node's address.
+    c.kubectl(&[
+        "-n",
+        "luffy",
+        "patch",
+        "svc",
+        "myblog",
+        "-p",
+        r#"{"spec":{"type":"NodePort"}}"#,
+    ]);
+    let node_port = c.kubectl(&[
+        "-n",
+        "luffy",
+        "get",
+        "svc",
+        "myblog",
+        "-o",
+        "jsonpath={.spec.ports[0].nodePort}",
+    ]);
+    let node_url = format!("{}:{node_port}", node.address());
+    let from_host = || -> Option<String> {
+        use std::io::{Read, Write};
+        let mut s =
+            std::net::TcpStream::connect_timeout(&node_url.parse().ok()?, Duration::from_secs(2))
+                .ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(b"GET /from-host HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let body = text.split("\r\n\r\n").nth(1)?;
+        let v: serde_json::Value = serde_json::from_str(body).ok()?;
+        v["pod"].as_str().map(str::to_string)
+    };
+    assert!(eventually(WAIT, || from_host().is_some_and(|p| pods.contains(&p))));
+
+    // One replica fails its readiness probe: it gets no more traffic.
+    let unready = pods.iter().next().unwrap().clone();
+    let unready_ip = c.kubectl(&[
+        "-n",
+        "luffy",
+        "get",
+        "pod",
+        &unready,
+        "-o",
+        "jsonpath={.status.podIP}",
+    ]);
+    let out = exec(
+        &c,
+        &[
+            "timeout",
+            "5",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            &format!("http://{unready_ip}:8080/set-unready"),
+        ],
+    );
+    assert!(out.status.success());
+    assert!(eventually(WAIT, || {
+        c.kubectl(&[
+            "-n",
+            "luffy",
+            "get",
+            "pod",
+            &unready,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ]) == "False"
+    }));
+    assert!(eventually(WAIT, || {
+        (0..10).all(|_| who_answers(&c, "http://myblog/").is_some_and(|p| p != unready))
+            && (0..10).all(|_| from_host().is_some_and(|p| p != unready))
+    }));
+
+    // No replica at all: refused at once, not a hang.
+    c.kubectl(&[
+        "-n",
+        "luffy",
+        "scale",
+        "deployment",
+        "myblog",
+        "--replicas=0",
+    ]);
+    assert!(eventually(WAIT, || {
+        let out = exec(
+            &c,
+            &["timeout", "5", "wget", "-q", "-O", "-", "http://myblog/"],
+        );
+        String::from_utf8_lossy(&out.stderr).contains("refused")
+    }));
+    let refused =
+        std::net::TcpStream::connect_timeout(&node_url.parse().unwrap(), Duration::from_secs(5));
+    assert_eq!(
+        refused.unwrap_err().kind(),
+        std::io::ErrorKind::ConnectionRefused
+    );
+}
