@@ -108,6 +108,10 @@ struct ServiceNetworkArgs {
     /// repeatable (default: the nameservers of /etc/resolv.conf).
     #[arg(long = "dns-upstream")]
     dns_upstreams: Vec<std::net::SocketAddr>,
+    /// Where the service proxy and cluster DNS serve their Prometheus
+    /// metrics (plain HTTP, `/metrics`), as kube-proxy does on 10249.
+    #[arg(long, default_value = "127.0.0.1:10249")]
+    metrics_addr: std::net::SocketAddr,
 }
 
 #[derive(Args, Clone)]
@@ -209,12 +213,14 @@ async fn run_service_network(
     kedge_dns::ensure_kube_dns_service(client.clone(), dns_ip)
         .await
         .context("creating the kube-dns Service")?;
+    let proxy_metrics = std::sync::Arc::new(kedge_proxy::Metrics::new());
     let proxy = kedge_proxy::run(
         client.clone(),
         kedge_proxy::ProxyConfig {
             node_name,
             node_addresses: vec![node_address],
             holder_interface: Some(args.proxy_interface),
+            metrics: proxy_metrics.clone(),
             ..Default::default()
         },
     );
@@ -229,11 +235,52 @@ async fn run_service_network(
         upstreams,
         ..Default::default()
     })?;
+    let dns_metrics = dns.metrics().clone();
+    let metrics = serve_metrics(args.metrics_addr, move || {
+        proxy_metrics.encode() + &dns_metrics.encode()
+    });
     tokio::select! {
         r = proxy => r.context("service proxy")?,
         r = dns.run(client) => r.context("cluster DNS")?,
+        r = metrics => r?,
     }
     Ok(())
+}
+
+/// A minimal HTTP endpoint answering every request with `encode()`'s
+/// text: Prometheus scrapes GET /metrics and needs nothing more.
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    encode: impl Fn() -> String + Send + Sync + 'static,
+) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the metrics endpoint {addr}"))?;
+    tracing::info!(%addr, "metrics endpoint serving");
+    let encode = std::sync::Arc::new(encode);
+    loop {
+        let Ok((mut conn, _)) = listener.accept().await else {
+            continue;
+        };
+        let encode = encode.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            // One request per connection; its head is all that is read.
+            let Ok(Ok(_)) =
+                tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut buf)).await
+            else {
+                return;
+            };
+            let body = encode();
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = conn.write_all(head.as_bytes()).await;
+            let _ = conn.write_all(body.as_bytes()).await;
+        });
+    }
 }
 
 async fn run_server(

@@ -296,6 +296,23 @@ spec:
             && (0..10).all(|_| from_host().is_some_and(|p| p != unready))
     }));
 
+    // The proxy and the DNS count what they did.
+    let metrics_addr = c.arg_after("--metrics-addr").unwrap();
+    let metrics = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&metrics_addr).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text
+    };
+    assert!(
+        metrics.contains("kedge_proxy_connections_total{"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("kedge_dns_requests_total{"), "{metrics}");
+
     // No replica at all: refused at once, not a hang.
     c.kubectl(&[
         "-n",

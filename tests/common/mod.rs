@@ -229,6 +229,10 @@ impl Cluster {
             "--proxy-interface".to_string(),
             node.proxy_interface.clone(),
         ]);
+        extra_args.extend([
+            "--metrics-addr".to_string(),
+            format!("127.0.0.1:{}", free_port()),
+        ]);
         if !args.contains(&"--dns-upstream") {
             extra_args.extend([
                 "--dns-upstream".to_string(),
@@ -284,6 +288,12 @@ impl Cluster {
         std::thread::spawn(move || for _ in lines {});
         self.url = url.expect("kedge printed its URL");
         self.child = Some(child);
+    }
+
+    /// The value given to a flag of the command, if any.
+    pub fn arg_after(&self, flag: &str) -> Option<String> {
+        let i = self.extra_args.iter().position(|a| a == flag)?;
+        self.extra_args.get(i + 1).cloned()
     }
 
     /// The port the server listens on.
