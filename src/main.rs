@@ -197,7 +197,19 @@ fn main() -> anyhow::Result<()> {
 
 async fn run_up(args: UpArgs) -> anyhow::Result<()> {
     let labels = parse_labels(&args.labels)?;
-    run_server(args.server, Some((args.node, labels, args.services))).await
+    let node = UpNode {
+        node: args.node,
+        labels,
+        services: args.services,
+    };
+    run_server(args.server, Some(node)).await
+}
+
+/// The real node `up` runs beside the control plane.
+struct UpNode {
+    node: NodeArgs,
+    labels: Vec<(String, String)>,
+    services: ServiceNetworkArgs,
 }
 
 /// The service proxy and the cluster DNS of the node, until dropped; the
@@ -283,10 +295,7 @@ async fn serve_metrics(
     }
 }
 
-async fn run_server(
-    args: ServerArgs,
-    node: Option<(NodeArgs, Vec<(String, String)>, ServiceNetworkArgs)>,
-) -> anyhow::Result<()> {
+async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()> {
     let cfg = args.cluster_config()?;
     let data_dir = cfg.data_dir.clone();
     let cfg_dns = cfg.dns_service_ip();
@@ -305,7 +314,11 @@ async fn run_server(
         kedge_control::controllers::Context::new(client.clone()),
     ));
     let kubelet = match node {
-        Some((node, labels, services)) => {
+        Some(UpNode {
+            node,
+            labels,
+            services,
+        }) => {
             let mut node = node;
             node.cluster_dns.get_or_insert_with(|| cfg_dns.to_string());
             node.node_cluster_domain = cfg_domain.clone();
