@@ -647,3 +647,49 @@ spec:
         lines.len() == 3 && lines.iter().all(|l| *l == format!("{v2} Running true"))
     }));
 }
+
+#[test]
+fn config_map_files_follow_updates_and_containers_run_as_their_user() {
+    let busybox = images::busybox();
+    let c = Cluster::up();
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: live}}
+data: {{colour: blue}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: reader}}
+spec:
+  terminationGracePeriodSeconds: 1
+  securityContext: {{runAsUser: 65534, runAsGroup: 65534}}
+  containers:
+  - name: main
+    image: {busybox}
+    command: ["sh", "-c", "echo uid=$(id -u) gid=$(id -g); while true; do echo colour=$(cat /etc/live/colour); sleep 0.5; done"]
+    volumeMounts: [{{name: live, mountPath: /etc/live}}]
+  volumes:
+  - {{name: live, configMap: {{name: live}}}}
+"#
+    ));
+    c.wait_ready(&["pod/reader"], WAIT);
+    let logs = c.kubectl(&["logs", "reader"]);
+    assert!(logs.starts_with("uid=65534 gid=65534\n"), "{logs}");
+    assert!(eventually(WAIT, || c
+        .kubectl(&["logs", "reader", "--tail=1"])
+        == "colour=blue\n"));
+    c.kubectl(&[
+        "patch",
+        "configmap",
+        "live",
+        "-p",
+        r#"{"data":{"colour":"green"}}"#,
+    ]);
+    // The kubelet rewrites the files on its next sync of the pod (at the
+    // latest its resync period), atomically.
+    assert!(eventually(WAIT, || c
+        .kubectl(&["logs", "reader", "--tail=1"])
+        == "colour=green\n"));
+}
