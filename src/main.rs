@@ -26,6 +26,48 @@ enum Command {
     Server(ServerArgs),
     /// Run node agents against an API server.
     Agent(AgentArgs),
+    /// Run the service proxy alone against any cluster.
+    Proxy(ProxyArgs),
+    /// Run the cluster DNS alone against any cluster.
+    Dns(DnsArgs),
+}
+
+#[derive(Args, Clone)]
+struct ProxyArgs {
+    /// Kubeconfig of the API server.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: PathBuf,
+    /// This node's name (for externalTrafficPolicy: Local).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// The node addresses NodePorts are served on, repeatable.
+    #[arg(long = "node-address", required = true)]
+    node_addresses: Vec<std::net::IpAddr>,
+    /// The interface that holds the Service ClusterIPs.
+    #[arg(long, default_value = kedge_proxy::DEFAULT_HOLDER_INTERFACE)]
+    proxy_interface: String,
+    /// Where Prometheus metrics are served.
+    #[arg(long, default_value = "127.0.0.1:10249")]
+    metrics_addr: std::net::SocketAddr,
+}
+
+#[derive(Args, Clone)]
+struct DnsArgs {
+    /// Kubeconfig of the API server.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: PathBuf,
+    /// Addresses to answer on, repeatable.
+    #[arg(long = "listen", default_value = "10.96.0.10:53")]
+    listen: Vec<std::net::SocketAddr>,
+    /// The cluster domain.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// Resolvers other names go to, repeatable (default: /etc/resolv.conf's).
+    #[arg(long = "dns-upstream")]
+    dns_upstreams: Vec<std::net::SocketAddr>,
+    /// Where Prometheus metrics are served.
+    #[arg(long, default_value = "127.0.0.1:9153")]
+    metrics_addr: std::net::SocketAddr,
 }
 
 #[derive(Args, Clone)]
@@ -191,6 +233,8 @@ fn main() -> anyhow::Result<()> {
             Command::Up(args) => run_up(args).await,
             Command::Server(args) => run_server(args, None).await,
             Command::Agent(args) => run_agent(args).await,
+            Command::Proxy(args) => run_proxy(args).await,
+            Command::Dns(args) => run_dns(args).await,
         }
     })
 }
@@ -255,6 +299,54 @@ async fn run_service_network(
         r = proxy => r.context("service proxy")?,
         r = dns.run(client) => r.context("cluster DNS")?,
         r = metrics => r?,
+    }
+    Ok(())
+}
+
+async fn run_proxy(args: ProxyArgs) -> anyhow::Result<()> {
+    let client = server::client_from_kubeconfig(&args.kubeconfig)
+        .await
+        .with_context(|| format!("reading {}", args.kubeconfig.display()))?;
+    let metrics = std::sync::Arc::new(kedge_proxy::Metrics::new());
+    let proxy = kedge_proxy::run(
+        client,
+        kedge_proxy::ProxyConfig {
+            node_name: args.node_name.unwrap_or_else(hostname),
+            node_addresses: args.node_addresses,
+            holder_interface: Some(args.proxy_interface),
+            metrics: metrics.clone(),
+            ..Default::default()
+        },
+    );
+    // Ending on a signal drops the proxy, which removes its interface.
+    tokio::select! {
+        r = proxy => r.context("service proxy")?,
+        r = serve_metrics(args.metrics_addr, move || metrics.encode()) => r?,
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+    }
+    Ok(())
+}
+
+async fn run_dns(args: DnsArgs) -> anyhow::Result<()> {
+    let client = server::client_from_kubeconfig(&args.kubeconfig)
+        .await
+        .with_context(|| format!("reading {}", args.kubeconfig.display()))?;
+    let upstreams = if args.dns_upstreams.is_empty() {
+        kedge_dns::host_nameservers()
+    } else {
+        args.dns_upstreams
+    };
+    let dns = kedge_dns::ClusterDns::new(kedge_dns::DnsConfig {
+        listen: args.listen,
+        cluster_domain: args.cluster_domain,
+        upstreams,
+        ..Default::default()
+    })?;
+    let metrics = dns.metrics().clone();
+    tokio::select! {
+        r = dns.run(client) => r.context("cluster DNS")?,
+        r = serve_metrics(args.metrics_addr, move || metrics.encode()) => r?,
+        _ = shutdown_signal() => tracing::info!("shutting down"),
     }
     Ok(())
 }
