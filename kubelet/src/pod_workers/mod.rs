@@ -70,6 +70,19 @@ impl Default for PodSyncSettings {
     }
 }
 
+impl PodSyncSettings {
+    /// The wait before try `n` (from 1): the restart back-off doubled per
+    /// earlier try, capped at the longest back-off.
+    fn backoff(&self, n: u32) -> Duration {
+        let factor = 1u32
+            .checked_shl(n.saturating_sub(1).min(16))
+            .unwrap_or(u32::MAX);
+        self.restart_backoff
+            .saturating_mul(factor)
+            .min(self.max_restart_backoff)
+    }
+}
+
 type PodSender = watch::Sender<Option<Arc<Pod>>>;
 
 /// The pod workers of one node.
@@ -1055,12 +1068,7 @@ impl PodWorker {
         let record = self.containers.entry(c.name.clone()).or_default();
         record.failures += 1;
         let delay = if backoff {
-            let factor = 1u32
-                .checked_shl(record.failures.saturating_sub(1).min(16))
-                .unwrap_or(u32::MAX);
-            s.restart_backoff
-                .saturating_mul(factor)
-                .min(s.max_restart_backoff)
+            s.backoff(record.failures)
         } else {
             s.retry_interval
         };
@@ -1118,12 +1126,7 @@ impl PodWorker {
         let backoff = if restarts == 0 {
             Duration::ZERO
         } else {
-            let factor = 1u32
-                .checked_shl((restarts - 1).min(16) as u32)
-                .unwrap_or(u32::MAX);
-            s.restart_backoff
-                .saturating_mul(factor)
-                .min(s.max_restart_backoff)
+            s.backoff(u32::try_from(restarts).unwrap_or(u32::MAX))
         };
         let until = finished_at + SignedDuration::try_from(backoff).unwrap_or_default();
         if Timestamp::now() >= until {
