@@ -2,19 +2,26 @@
 //! with the Services, EndpointSlices and Secrets they name, are compiled
 //! into a route table ([`table`]); the proxy ([`proxy`]) matches each
 //! request against whatever table is current and sends it straight to a
-//! ready endpoint. A change compiles a new table and swaps it in: no
-//! reload, no dropped connection.
+//! ready endpoint. A change compiles a new table and swaps it in
+//! ([`watch`]): no reload, no dropped connection.
 
 #![deny(missing_docs)]
 
 use std::sync::Arc;
 
 pub mod annotations;
+pub mod metrics;
 pub mod path;
+pub mod proxy;
+pub mod server;
 pub mod table;
 pub mod tls;
+pub mod watch;
 
+pub use metrics::Metrics;
+pub use server::{Listeners, ProxyServer, ServeOptions};
 pub use table::{ClassConfig, RouteTable};
+pub use watch::ControllerConfig;
 
 /// The `spec.controller` of kedge's IngressClasses.
 pub const CONTROLLER_NAME: &str = "kedge.io/ingress";
@@ -25,4 +32,31 @@ pub type Routes = arc_swap::ArcSwap<RouteTable>;
 /// A fresh table store holding the empty table.
 pub fn new_routes(fallback: Arc<tls::TlsCert>) -> Arc<Routes> {
     Arc::new(arc_swap::ArcSwap::from_pointee(RouteTable::empty(fallback)))
+}
+
+/// Errors that stop the controller.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The proxy could not start.
+    #[error("starting the proxy: {0}")]
+    Serve(#[from] std::io::Error),
+    /// The watches ended.
+    #[error(transparent)]
+    Watch(#[from] watch::Error),
+}
+
+/// Serve on `listeners` and follow the API until the client goes away or
+/// the future is dropped (which stops the proxy).
+pub async fn run(
+    client: kube::Client,
+    cfg: ControllerConfig,
+    listeners: Listeners,
+    opts: ServeOptions,
+    metrics: Arc<Metrics>,
+) -> Result<(), Error> {
+    let fallback = Arc::new(tls::TlsCert::fallback());
+    let routes = new_routes(fallback.clone());
+    let _server = server::start(routes.clone(), metrics.clone(), listeners, opts)?;
+    watch::run(client, cfg, routes, metrics, fallback).await?;
+    Ok(())
 }

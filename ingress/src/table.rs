@@ -30,6 +30,7 @@ use parking_lot::Mutex;
 use regex::Regex;
 
 use crate::annotations::{self, LoadBalance, LocationConfig};
+use crate::metrics::LocationLabels;
 use crate::tls::{CertStore, TlsCert};
 
 /// The annotation that marks an IngressClass as the default.
@@ -270,6 +271,8 @@ pub struct Location {
     pub config: Arc<LocationConfig>,
     /// Where requests go.
     pub target: Target,
+    /// Its metric labels.
+    pub labels: LocationLabels,
 }
 
 impl Location {
@@ -380,7 +383,7 @@ impl RouteTable {
 }
 
 /// A problem with one Ingress, for a Warning event on it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Problem {
     /// The Ingress.
     pub ingress: ObjectKey,
@@ -688,8 +691,14 @@ fn clone_draft(d: &Draft) -> Draft {
     }
 }
 
-fn root_location(target: Target, kind: MatchKind) -> Location {
+fn root_location(host: &str, target: Target, kind: MatchKind) -> Location {
     Location {
+        labels: LocationLabels {
+            namespace: String::new(),
+            ingress: String::new(),
+            host: host.into(),
+            path: "/".into(),
+        },
         ingress: None,
         ingress_path: "/".into(),
         path: "/".into(),
@@ -706,7 +715,7 @@ fn root_only_server(host: &str, target: Target) -> Server {
         host: host.into(),
         tls: false,
         exact: HashMap::new(),
-        prefixes: vec![Arc::new(root_location(target, MatchKind::Prefix))],
+        prefixes: vec![Arc::new(root_location(host, target, MatchKind::Prefix))],
         regexes: Vec::new(),
     }
 }
@@ -739,6 +748,12 @@ fn build_server(host: &str, draft: HostDraft, catch_all_default: Option<Target>)
             .then(|| Regex::new(&format!("(?i){}", d.path)).ok())
             .flatten();
         locations.push(Location {
+            labels: LocationLabels {
+                namespace: d.ingress.namespace.clone(),
+                ingress: d.ingress.name.clone(),
+                host: host.into(),
+                path: d.ingress_path.clone(),
+            },
             ingress: Some(d.ingress),
             ingress_path: d.ingress_path,
             path: d.path,
@@ -764,7 +779,7 @@ fn build_server(host: &str, draft: HostDraft, catch_all_default: Option<Target>)
         } else {
             MatchKind::Prefix
         };
-        locations.push(root_location(target, kind));
+        locations.push(root_location(host, target, kind));
     }
     // ingress-nginx's order: by path descending, then (stably) longest first.
     locations.sort_by(|a, b| b.path.cmp(&a.path));

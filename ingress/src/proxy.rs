@@ -1,0 +1,549 @@
+//! The request path through Pingora: match the request against the
+//! current route table, answer what the annotations answer themselves
+//! (redirects, CORS preflight, allow-lists, size limits, the default
+//! backend), and send the rest to a ready endpoint with the path rewritten
+//! and the forwarding headers set.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::Method;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::{Error, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{ProxyHttp, Session};
+
+use crate::annotations::BackendProtocol;
+use crate::metrics::Metrics;
+use crate::path;
+use crate::table::{Endpoint, Location, Target};
+use crate::Routes;
+
+/// How many endpoints one request may be tried on when connecting fails
+/// (ingress-nginx's `proxy-next-upstream-tries`).
+const MAX_TRIES: usize = 3;
+
+const NOT_FOUND_BODY: &[u8] = b"<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n<center><h1>404 Not Found</h1></center>\r\n<hr><center>kedge</center>\r\n</body>\r\n</html>\r\n";
+
+/// The ingress proxy's request logic.
+pub struct IngressProxy {
+    routes: Arc<Routes>,
+    metrics: Arc<Metrics>,
+    /// The HTTPS port redirects point at.
+    https_port: u16,
+    access_log: bool,
+}
+
+impl IngressProxy {
+    /// Requests matched against `routes`; redirects to HTTPS name
+    /// `https_port`; one access-log line per request when `access_log`.
+    pub fn new(
+        routes: Arc<Routes>,
+        metrics: Arc<Metrics>,
+        https_port: u16,
+        access_log: bool,
+    ) -> Self {
+        Self {
+            routes,
+            metrics,
+            https_port,
+            access_log,
+        }
+    }
+}
+
+/// What one request carries from phase to phase.
+pub struct RequestCtx {
+    started: Instant,
+    location: Option<Arc<Location>>,
+    /// The Host header as sent (with any port), for the backend.
+    host_header: String,
+    /// The host without port, lower case.
+    host: String,
+    tls: bool,
+    /// The normalized request path.
+    path: String,
+    tried: Vec<SocketAddr>,
+    endpoint: Option<Arc<Endpoint>>,
+    upstream_started: Option<Instant>,
+    body_bytes: u64,
+    status: u16,
+}
+
+/// Split a Host value into the host (lower case) and whether it is well formed.
+fn host_of(raw: &str) -> Option<String> {
+    let host = if let Some(rest) = raw.strip_prefix('[') {
+        // [v6]:port
+        let (inner, _) = rest.split_once(']')?;
+        inner
+    } else {
+        match raw.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            Some(_) => return None,
+            None => raw,
+        }
+    };
+    let ok = host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':'));
+    ok.then(|| host.to_ascii_lowercase())
+}
+
+fn client_ip(session: &Session) -> Option<IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| match a.ip() {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(a.ip()),
+            v4 => v4,
+        })
+}
+
+/// Framing that lets a proxy and a backend disagree on where a request
+/// ends: Content-Length beside Transfer-Encoding, a transfer coding other
+/// than chunked, or Content-Lengths that differ. nginx refuses all three.
+fn smuggling_shape(req: &RequestHeader) -> bool {
+    let te: Vec<_> = req
+        .headers
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .collect();
+    let cl: Vec<_> = req
+        .headers
+        .get_all(http::header::CONTENT_LENGTH)
+        .iter()
+        .collect();
+    if !te.is_empty() {
+        let chunked_last = te
+            .last()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
+        return !cl.is_empty() || !chunked_last;
+    }
+    cl.windows(2).any(|w| w[0] != w[1])
+}
+
+/// nginx's `large_client_header_buffers 4 8k`: no request line or header
+/// line over 8 KiB, no more than 32 KiB of headers.
+const MAX_LINE: usize = 8 * 1024;
+const MAX_HEADERS: usize = 32 * 1024;
+
+/// 414 for a request target too long, 431 for headers too large.
+fn oversized(req: &RequestHeader) -> Option<u16> {
+    if req.raw_path().len() > MAX_LINE {
+        return Some(414);
+    }
+    let mut total = 0;
+    for (name, value) in req.headers.iter() {
+        let line = name.as_str().len() + value.len() + 4;
+        if line > MAX_LINE {
+            return Some(431);
+        }
+        total += line;
+    }
+    (total > MAX_HEADERS).then_some(431)
+}
+
+/// Pingora itself drops Content-Length when Transfer-Encoding is also
+/// present (RFC 9112 allows that if the connection closes afterwards);
+/// nginx answers 400. The trace Pingora leaves is keep-alive switched off
+/// on an HTTP/1.1 request that carries Transfer-Encoding and did not ask
+/// for the connection to close.
+fn te_beside_cl(session: &Session) -> bool {
+    let req = session.req_header();
+    req.version == http::Version::HTTP_11
+        && req.headers.contains_key(http::header::TRANSFER_ENCODING)
+        && session.get_keepalive().is_none()
+        && !req
+            .headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .any(|v| {
+                v.to_str()
+                    .is_ok_and(|v| v.to_ascii_lowercase().contains("close"))
+            })
+}
+
+/// Answer the request from the proxy itself.
+async fn respond(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    code: u16,
+    headers: &[(&'static str, String)],
+    body: &'static [u8],
+) -> Result<bool> {
+    let mut resp = ResponseHeader::build(code, Some(headers.len() + 2))?;
+    for (name, value) in headers {
+        resp.insert_header(*name, value.as_str())?;
+    }
+    resp.insert_header("Content-Length", body.len().to_string())?;
+    if !body.is_empty() {
+        resp.insert_header("Content-Type", "text/html")?;
+    }
+    if matches!(code, 400 | 414 | 431) {
+        // Whatever follows a malformed request on this connection cannot
+        // be trusted to start where the client says it does.
+        session.set_keepalive(None);
+    }
+    let head_only = body.is_empty() || session.req_header().method == Method::HEAD;
+    session
+        .write_response_header(Box::new(resp), head_only)
+        .await?;
+    if !head_only {
+        session
+            .write_response_body(Some(Bytes::from_static(body)), true)
+            .await?;
+    }
+    ctx.status = code;
+    Ok(true)
+}
+
+fn cors_headers(cors: &crate::annotations::Cors) -> Vec<(&'static str, String)> {
+    let mut h = vec![
+        ("Access-Control-Allow-Origin", cors.allow_origin.clone()),
+        ("Access-Control-Allow-Methods", cors.allow_methods.clone()),
+        ("Access-Control-Allow-Headers", cors.allow_headers.clone()),
+        ("Access-Control-Max-Age", cors.max_age.to_string()),
+    ];
+    if cors.allow_credentials {
+        h.push(("Access-Control-Allow-Credentials", "true".into()));
+    }
+    if let Some(e) = &cors.expose_headers {
+        h.push(("Access-Control-Expose-Headers", e.clone()));
+    }
+    h
+}
+
+#[async_trait]
+impl ProxyHttp for IngressProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            started: Instant::now(),
+            location: None,
+            host_header: String::new(),
+            host: String::new(),
+            tls: false,
+            path: String::new(),
+            tried: Vec::new(),
+            endpoint: None,
+            upstream_started: None,
+            body_bytes: 0,
+            status: 0,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let req = session.req_header();
+        if smuggling_shape(req) || te_beside_cl(session) {
+            return respond(session, ctx, 400, &[], b"").await;
+        }
+        if let Some(code) = oversized(req) {
+            return respond(session, ctx, code, &[], b"").await;
+        }
+        let raw_host = match req.uri.authority() {
+            Some(a) => a.as_str().to_string(),
+            None => match req.headers.get(http::header::HOST).map(|h| h.to_str()) {
+                Some(Ok(h)) => h.to_string(),
+                Some(Err(_)) => return respond(session, ctx, 400, &[], b"").await,
+                // HTTP/1.0 without Host: the catch-all server.
+                None => String::new(),
+            },
+        };
+        let Some(host) = host_of(&raw_host) else {
+            return respond(session, ctx, 400, &[], b"").await;
+        };
+        let Some(norm) = path::normalize(req.uri.path()) else {
+            return respond(session, ctx, 400, &[], b"").await;
+        };
+        let (location, server_tls) = {
+            let table = self.routes.load();
+            let server = table.server(&host);
+            (server.locate(&norm).clone(), server.tls)
+        };
+        ctx.host = host;
+        ctx.host_header = raw_host;
+        ctx.path = norm;
+        ctx.location = Some(location.clone());
+        let cfg = &location.config;
+        let scheme = if ctx.tls { "https" } else { "http" };
+
+        if let Some(root) = &cfg.app_root {
+            if ctx.path == "/" {
+                let url = format!("{scheme}://{}{root}", ctx.host_header);
+                return respond(session, ctx, 302, &[("Location", url)], b"").await;
+            }
+        }
+        if let Some((url, code)) = &cfg.redirect {
+            return respond(session, ctx, *code, &[("Location", url.clone())], b"").await;
+        }
+        if !ctx.tls && (cfg.force_ssl_redirect || (cfg.ssl_redirect && server_tls)) {
+            let port = match self.https_port {
+                443 => String::new(),
+                p => format!(":{p}"),
+            };
+            let host = if ctx.host.contains(':') {
+                format!("[{}]", ctx.host)
+            } else {
+                ctx.host.clone()
+            };
+            let pq = session
+                .req_header()
+                .uri
+                .path_and_query()
+                .map_or("/", |pq| pq.as_str());
+            let url = format!("https://{host}{port}{pq}");
+            return respond(session, ctx, 308, &[("Location", url)], b"").await;
+        }
+        if let Some(cors) = &cfg.cors {
+            if session.req_header().method == Method::OPTIONS {
+                let mut h = cors_headers(cors);
+                h.push(("Content-Type", "text/plain; charset=utf-8".into()));
+                return respond(session, ctx, 204, &h, b"").await;
+            }
+        }
+        if let Some(ranges) = &cfg.source_range {
+            let allowed =
+                client_ip(session).is_some_and(|ip| ranges.iter().any(|r| r.contains(ip)));
+            if !allowed {
+                return respond(session, ctx, 403, &[], b"").await;
+            }
+        }
+        if let Some(limit) = cfg.body_size {
+            let declared = session
+                .req_header()
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > limit) {
+                return respond(session, ctx, 413, &[], b"").await;
+            }
+        }
+        match &location.target {
+            Target::NotFound => respond(session, ctx, 404, &[], NOT_FOUND_BODY).await,
+            Target::Backend(b) if b.endpoints.is_empty() => {
+                respond(session, ctx, 503, &[], b"").await
+            }
+            Target::Backend(_) => Ok(false),
+        }
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // A chunked body has no Content-Length to check up front.
+        if let (Some(b), Some(loc)) = (body.as_ref(), ctx.location.as_ref()) {
+            ctx.body_bytes += b.len() as u64;
+            if loc
+                .config
+                .body_size
+                .is_some_and(|limit| ctx.body_bytes > limit)
+            {
+                return Error::e_explain(ErrorType::HTTPStatus(413), "request body too large");
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let Some(location) = ctx.location.clone() else {
+            return Error::e_explain(ErrorType::InternalError, "no location matched");
+        };
+        let Target::Backend(backend) = &location.target else {
+            return Error::e_explain(ErrorType::HTTPStatus(404), "default backend");
+        };
+        let Some(endpoint) = backend.pick(&ctx.tried).cloned() else {
+            return Error::e_explain(ErrorType::HTTPStatus(503), "no ready endpoint");
+        };
+        ctx.tried.push(endpoint.addr);
+        let cfg = &location.config;
+        let tls = cfg.backend_protocol == BackendProtocol::Https;
+        // The SNI only matters over TLS; leaving it empty otherwise lets
+        // every host share the endpoint's keep-alive pool.
+        let sni = if tls { ctx.host.clone() } else { String::new() };
+        let mut peer = HttpPeer::new(endpoint.addr, tls, sni);
+        peer.options.connection_timeout = Some(cfg.connect_timeout);
+        peer.options.read_timeout = Some(cfg.read_timeout);
+        peer.options.write_timeout = Some(cfg.send_timeout);
+        if tls {
+            // ingress-nginx does not verify backends' certificates by default.
+            peer.options.verify_cert = false;
+            peer.options.verify_hostname = false;
+        }
+        endpoint.start();
+        ctx.endpoint = Some(endpoint);
+        ctx.upstream_started = Some(Instant::now());
+        Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        self.metrics.connect_failure();
+        if let Some(ep) = ctx.endpoint.take() {
+            // Count the failure as a slow answer so EWMA steers away.
+            ep.finish(1_000_000.0);
+        }
+        let others = match ctx.location.as_ref().map(|l| &l.target) {
+            Some(Target::Backend(b)) => b.endpoints.len() > ctx.tried.len(),
+            _ => false,
+        };
+        // Nothing was sent yet, so any method may go to another endpoint.
+        if others && ctx.tried.len() < MAX_TRIES {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(location) = ctx.location.as_ref() else {
+            return Ok(());
+        };
+        let query = session.req_header().uri.query();
+        let new_path = match location.rewritten(&ctx.path) {
+            // The replacement may have put back what normalizing took out.
+            Some(p) => match path::normalize(&p) {
+                Some(p) => Some(path::with_query(&p, query)),
+                None => {
+                    return Error::e_explain(ErrorType::HTTPStatus(400), "rewritten path escapes /")
+                }
+            },
+            // Send the path as the client wrote it, in origin form.
+            None => upstream
+                .uri
+                .authority()
+                .is_some()
+                .then(|| {
+                    session
+                        .req_header()
+                        .uri
+                        .path_and_query()
+                        .map(|pq| pq.as_str().to_string())
+                })
+                .flatten(),
+        };
+        if let Some(p) = new_path {
+            let uri = p
+                .parse::<http::Uri>()
+                .map_err(|e| Error::because(ErrorType::HTTPStatus(400), "rewritten path", e))?;
+            upstream.set_uri(uri);
+        }
+        let host = location
+            .config
+            .upstream_vhost
+            .clone()
+            .unwrap_or_else(|| ctx.host_header.clone());
+        upstream.insert_header(http::header::HOST, host)?;
+        let scheme = if ctx.tls { "https" } else { "http" };
+        let client = client_ip(session)
+            .map(|ip| ip.to_string())
+            .unwrap_or_default();
+        let port = session
+            .server_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.port().to_string())
+            .unwrap_or_default();
+        let request_id = match session.req_header().headers.get("x-request-id") {
+            Some(v) => v.clone(),
+            None => http::HeaderValue::from_str(&format!("{:032x}", rand::random::<u128>()))
+                .expect("hex is a valid header value"),
+        };
+        upstream.insert_header("X-Request-ID", request_id)?;
+        upstream.insert_header("X-Real-IP", client.as_str())?;
+        upstream.insert_header("X-Forwarded-For", client)?;
+        upstream.insert_header("X-Forwarded-Host", ctx.host_header.as_str())?;
+        upstream.insert_header("X-Forwarded-Port", port)?;
+        upstream.insert_header("X-Forwarded-Proto", scheme)?;
+        upstream.insert_header("X-Forwarded-Scheme", scheme)?;
+        upstream.insert_header("X-Scheme", scheme)?;
+        // httpoxy: a client's Proxy header must not reach CGI-style backends.
+        upstream.remove_header("Proxy");
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.status = resp.status.as_u16();
+        if let Some(cors) = ctx.location.as_ref().and_then(|l| l.config.cors.as_ref()) {
+            for (name, value) in cors_headers(cors) {
+                resp.insert_header(name, value)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = match (ctx.status, e) {
+            (0, Some(e)) => match e.etype() {
+                ErrorType::HTTPStatus(c) => *c,
+                _ => 502,
+            },
+            (s, _) => s,
+        };
+        if let (Some(ep), Some(t)) = (ctx.endpoint.take(), ctx.upstream_started) {
+            ep.finish(t.elapsed().as_secs_f64() * 1e6);
+        }
+        let took = ctx.started.elapsed();
+        if let Some(loc) = &ctx.location {
+            self.metrics.request(&loc.labels, status, took);
+        }
+        if self.access_log {
+            let req = session.req_header();
+            tracing::info!(
+                target: "kedge_ingress::access",
+                client = %client_ip(session).map(|i| i.to_string()).unwrap_or_default(),
+                method = %req.method,
+                host = %ctx.host,
+                uri = %req.uri,
+                status,
+                upstream = %ctx.tried.last().map(|a| a.to_string()).unwrap_or_default(),
+                ms = took.as_secs_f64() * 1000.0,
+                error = %e.map(|e| e.to_string()).unwrap_or_default(),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_of;
+
+    #[test]
+    fn hosts() {
+        assert_eq!(host_of("Foo.COM:8080").as_deref(), Some("foo.com"));
+        assert_eq!(host_of("foo.com").as_deref(), Some("foo.com"));
+        assert_eq!(host_of("[::1]:80").as_deref(), Some("::1"));
+        assert_eq!(host_of("").as_deref(), Some(""));
+        assert_eq!(host_of("a b"), None);
+        assert_eq!(host_of("foo.com:x"), None);
+        assert_eq!(host_of("foo/bar"), None);
+    }
+}

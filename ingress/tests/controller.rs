@@ -1,0 +1,699 @@
+//! The ingress controller against an in-process API server, with real
+//! sockets: HTTP backends on loopback addresses behind Services and
+//! EndpointSlices the tests write, the proxy on 127.0.0.1 ports, plain and
+//! TLS clients written out byte for byte.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Event, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kedge_ingress::{ClassConfig, ControllerConfig, Listeners, ServeOptions};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::Client;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+// === harness ===
+
+struct Harness {
+    client: Client,
+    http: SocketAddr,
+    https: SocketAddr,
+    task: tokio::task::JoinHandle<Result<(), kedge_ingress::Error>>,
+    _server: kedge_control::server::RunningServer,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn start() -> Harness {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = kedge_config::cluster::ClusterConfig {
+        data_dir: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    };
+    let server = kedge_control::server::start(cfg, Default::default())
+        .await
+        .unwrap();
+    let client = server.client().await.unwrap();
+    let classes: Api<IngressClass> = Api::all(client.clone());
+    classes
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "kedge",
+                             "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"}},
+                "spec": {"controller": kedge_ingress::CONTROLLER_NAME}
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let listeners = Listeners::bind(
+        &["127.0.0.1:0".parse().unwrap()],
+        &["127.0.0.1:0".parse().unwrap()],
+    )
+    .unwrap();
+    let http = listeners.http[0].local_addr().unwrap();
+    let https = listeners.https[0].local_addr().unwrap();
+    let cfg = ControllerConfig {
+        classes: ClassConfig::default(),
+        status_addresses: vec!["127.0.0.1".parse().unwrap()],
+        host: Some("test-node".into()),
+    };
+    let task = tokio::spawn(kedge_ingress::run(
+        client.clone(),
+        cfg,
+        listeners,
+        ServeOptions {
+            threads: 2,
+            ..Default::default()
+        },
+        Arc::new(kedge_ingress::Metrics::new()),
+    ));
+    Harness {
+        client,
+        http,
+        https,
+        task,
+        _server: server,
+        _dir: dir,
+    }
+}
+
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..400 {
+        if let Some(v) = check().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// An HTTP/1.1 backend that answers every request with its name, the
+/// request line and the headers it got, and counts what it served.
+struct Backend {
+    addr: SocketAddr,
+    served: Arc<AtomicUsize>,
+    seen: Arc<parking_lot::Mutex<Vec<String>>>,
+}
+
+async fn backend(ip: &str, port: u16, name: &'static str) -> Backend {
+    let listener = TcpListener::bind((ip, port)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let (s2, seen2) = (served.clone(), seen.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = listener.accept().await else {
+                return;
+            };
+            let (served, seen) = (s2.clone(), seen2.clone());
+            tokio::spawn(async move {
+                let mut r = BufReader::new(s);
+                loop {
+                    let mut head = String::new();
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).await.ok()? == 0 {
+                            return None;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        head.push_str(&line);
+                    }
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().ok())
+                                .flatten()
+                        })
+                        .unwrap_or(0);
+                    let mut body = vec![0; len];
+                    r.read_exact(&mut body).await.ok()?;
+                    served.fetch_add(1, Ordering::SeqCst);
+                    seen.lock().push(head.clone());
+                    let text = format!("{name}\n{head}");
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{text}",
+                        text.len()
+                    );
+                    r.get_mut().write_all(resp.as_bytes()).await.ok()?;
+                }
+                #[allow(unreachable_code)]
+                Some(())
+            });
+        }
+    });
+    Backend { addr, served, seen }
+}
+
+/// Two backends on 127.0.0.2 and 127.0.0.3 with the same port.
+async fn backend_pair(a: &'static str, b: &'static str) -> (Backend, Backend) {
+    loop {
+        let first = backend("127.0.0.2", 0, a).await;
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.3", first.addr.port())) {
+            drop(l);
+            let second = backend("127.0.0.3", first.addr.port(), b).await;
+            return (first, second);
+        }
+    }
+}
+
+async fn service(client: &Client, ns: &str, name: &str, endpoints: &[(SocketAddr, bool)]) {
+    let svc: Service = serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}
+    }))
+    .unwrap();
+    Api::<Service>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &svc)
+        .await
+        .unwrap();
+    set_endpoints(client, ns, name, endpoints).await;
+}
+
+async fn set_endpoints(client: &Client, ns: &str, name: &str, endpoints: &[(SocketAddr, bool)]) {
+    let port = endpoints.first().map_or(8080, |(a, _)| a.port());
+    let eps: Vec<Value> = endpoints
+        .iter()
+        .map(
+            |(a, ready)| json!({"addresses": [a.ip().to_string()], "conditions": {"ready": ready}}),
+        )
+        .collect();
+    let slice: EndpointSlice = serde_json::from_value(json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": format!("{name}-slice"), "namespace": ns,
+                     "labels": {"kubernetes.io/service-name": name}},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+        "endpoints": eps,
+    }))
+    .unwrap();
+    Api::<EndpointSlice>::namespaced(client.clone(), ns)
+        .patch(
+            &format!("{name}-slice"),
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&slice),
+        )
+        .await
+        .unwrap();
+}
+
+async fn apply_ingress(client: &Client, ns: &str, v: Value) {
+    let mut v = v;
+    v["apiVersion"] = json!("networking.k8s.io/v1");
+    v["kind"] = json!("Ingress");
+    v["metadata"]["namespace"] = json!(ns);
+    let name = v["metadata"]["name"].as_str().unwrap().to_string();
+    let ing: Ingress = serde_json::from_value(v).unwrap();
+    Api::<Ingress>::namespaced(client.clone(), ns)
+        .patch(
+            &name,
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&ing),
+        )
+        .await
+        .unwrap();
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+fn parse_response(raw: &[u8]) -> Response {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Response {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
+    }
+}
+
+/// Send raw bytes, read until the server closes.
+async fn raw(addr: SocketAddr, request: &[u8]) -> Response {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    parse_response(&buf)
+}
+
+async fn get(addr: SocketAddr, host: &str, path: &str) -> Response {
+    raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+}
+
+/// Over TLS with SNI `sni`, trusting `roots`; returns the response and
+/// the server certificate's DER.
+async fn get_tls(
+    addr: SocketAddr,
+    sni: &str,
+    roots: rustls::RootCertStore,
+    path: &str,
+) -> (Response, Vec<u8>) {
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    let cert = tls.get_ref().1.peer_certificates().unwrap()[0].to_vec();
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut buf)).await;
+    (parse_response(&buf), cert)
+}
+
+/// Accepts any server certificate: for looking at the fallback one.
+#[derive(Debug)]
+struct AnyCert;
+
+impl rustls::client::danger::ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+async fn served_cert(addr: SocketAddr, sni: &str) -> Vec<u8> {
+    let config = rustls::ClientConfig::builder()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert))
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+/// A CA and a leaf certificate for `host` it signed.
+struct Pki {
+    ca_der: Vec<u8>,
+    leaf_pem: String,
+    leaf_der: Vec<u8>,
+    key_pem: String,
+}
+
+fn pki(host: &str) -> Pki {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec![host.to_string()])
+        .unwrap()
+        .signed_by(&key, &rcgen::Issuer::new(ca_params, ca_key))
+        .unwrap();
+    Pki {
+        ca_der: ca.der().to_vec(),
+        leaf_pem: leaf.pem(),
+        leaf_der: leaf.der().to_vec(),
+        key_pem: key.serialize_pem(),
+    }
+}
+
+fn roots(p: &Pki) -> rustls::RootCertStore {
+    let mut r = rustls::RootCertStore::empty();
+    r.add(p.ca_der.clone().into()).unwrap();
+    r
+}
+
+async fn put_tls_secret(client: &Client, ns: &str, name: &str, p: &Pki) {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": ns},
+        "type": "kubernetes.io/tls",
+        "data": {"tls.crt": b64(&p.leaf_pem), "tls.key": b64(&p.key_pem)}
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .patch(
+            name,
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .unwrap();
+}
+
+// === tests ===
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_rewrites_and_default_backend() {
+    let h = start().await;
+    let (a, b) = backend_pair("myblog-a", "myblog-b").await;
+    service(
+        &h.client,
+        "default",
+        "myblog",
+        &[(a.addr, true), (b.addr, true)],
+    )
+    .await;
+    let admin = backend("127.0.0.4", 0, "admin").await;
+    service(&h.client, "default", "admin", &[(admin.addr, true)]).await;
+    apply_ingress(
+        &h.client,
+        "default",
+        json!({"metadata": {"name": "myblog"}, "spec": {"rules": [{
+        "host": "myblog.luffy.com",
+        "http": {"paths": [
+            {"path": "/exact", "pathType": "Exact",
+             "backend": {"service": {"name": "admin", "port": {"number": 80}}}},
+            {"path": "/", "pathType": "Prefix",
+             "backend": {"service": {"name": "myblog", "port": {"name": "http"}}}}
+        ]}}]}}),
+    )
+    .await;
+    apply_ingress(
+        &h.client,
+        "default",
+        json!({"metadata": {"name": "rewrite", "annotations": {
+                "nginx.ingress.kubernetes.io/rewrite-target": "/admin/$2"}},
+               "spec": {"rules": [{"host": "rw.luffy.com", "http": {"paths": [
+                {"path": "/foo(/|$)(.*)", "pathType": "ImplementationSpecific",
+                 "backend": {"service": {"name": "admin", "port": {"number": 80}}}}]}}]}}),
+    )
+    .await;
+
+    let r = eventually("the Ingress served", || async {
+        let r = get(h.http, "myblog.luffy.com", "/hello?x=1").await;
+        (r.status == 200).then_some(r)
+    })
+    .await;
+    assert!(r.body.contains("GET /hello?x=1 HTTP/1.1"), "{}", r.body);
+    assert!(
+        r.body.contains("X-Forwarded-Host: myblog.luffy.com"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("X-Forwarded-Proto: http"), "{}", r.body);
+    assert!(r.body.contains("X-Real-IP: 127.0.0.1"), "{}", r.body);
+    assert!(
+        r.body.to_ascii_lowercase().contains("x-request-id: "),
+        "{}",
+        r.body
+    );
+
+    // Both replicas answer, in turn.
+    for _ in 0..10 {
+        assert_eq!(get(h.http, "myblog.luffy.com", "/").await.status, 200);
+    }
+    assert!(a.served.load(Ordering::SeqCst) >= 5 && b.served.load(Ordering::SeqCst) >= 5);
+
+    // Exact before prefix; a longer path under it is the prefix's.
+    assert!(get(h.http, "myblog.luffy.com", "/exact")
+        .await
+        .body
+        .starts_with("admin"));
+    assert!(get(h.http, "myblog.luffy.com", "/exact/x")
+        .await
+        .body
+        .starts_with("myblog"));
+
+    // rewrite-target with capture groups, query kept.
+    let r = get(h.http, "rw.luffy.com", "/foo/bar?q=1").await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("GET /admin/bar?q=1 HTTP/1.1"), "{}", r.body);
+    let r = get(h.http, "rw.luffy.com", "/foo").await;
+    assert!(r.body.contains("GET /admin/ HTTP/1.1"), "{}", r.body);
+    // Nothing matches /other on that host: the default backend.
+    assert_eq!(get(h.http, "rw.luffy.com", "/other").await.status, 404);
+
+    // Host mismatch: the built-in default backend.
+    let r = get(h.http, "unknown.luffy.com", "/").await;
+    assert_eq!(r.status, 404);
+    assert!(r.body.contains("404 Not Found"));
+
+    // Readiness: an unready endpoint gets no more requests.
+    set_endpoints(
+        &h.client,
+        "default",
+        "myblog",
+        &[(a.addr, true), (b.addr, false)],
+    )
+    .await;
+    eventually("the unready endpoint dropped", || async {
+        let before = b.served.load(Ordering::SeqCst);
+        for _ in 0..6 {
+            get(h.http, "myblog.luffy.com", "/").await;
+        }
+        (b.served.load(Ordering::SeqCst) == before).then_some(())
+    })
+    .await;
+    // No ready endpoint: 503 at once.
+    set_endpoints(&h.client, "default", "myblog", &[(a.addr, false)]).await;
+    eventually("503 without endpoints", || async {
+        (get(h.http, "myblog.luffy.com", "/").await.status == 503).then_some(())
+    })
+    .await;
+
+    // The load-balancer status names the address served on.
+    eventually("status written", || async {
+        let ing = Api::<Ingress>::namespaced(h.client.clone(), "default")
+            .get("myblog")
+            .await
+            .ok()?;
+        let ip = ing.status?.load_balancer?.ingress?.first()?.ip.clone()?;
+        (ip == "127.0.0.1").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_from_secrets_by_sni_with_redirect_and_rotation() {
+    let h = start().await;
+    let web = backend("127.0.0.5", 0, "secure").await;
+    service(&h.client, "default", "secure", &[(web.addr, true)]).await;
+    let first = pki("secure.luffy.com");
+    put_tls_secret(&h.client, "default", "secure-tls", &first).await;
+    apply_ingress(
+        &h.client,
+        "default",
+        json!({"metadata": {"name": "secure"}, "spec": {
+            "tls": [{"hosts": ["secure.luffy.com"], "secretName": "secure-tls"}],
+            "rules": [{"host": "secure.luffy.com", "http": {"paths": [
+                {"path": "/", "pathType": "Prefix",
+                 "backend": {"service": {"name": "secure", "port": {"number": 80}}}}]}}]}}),
+    )
+    .await;
+
+    // HTTPS with the Secret's certificate, checked against its CA.
+    let (r, cert) = eventually("HTTPS served", || async {
+        if served_cert(h.https, "secure.luffy.com").await != first.leaf_der {
+            return None;
+        }
+        Some(get_tls(h.https, "secure.luffy.com", roots(&first), "/x").await)
+    })
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(cert, first.leaf_der);
+    assert!(r.body.contains("X-Forwarded-Proto: https"), "{}", r.body);
+
+    // Plain HTTP is redirected with 308, path and query kept.
+    let r = get(h.http, "secure.luffy.com", "/a/b?c=d").await;
+    assert_eq!(r.status, 308);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://secure.luffy.com:{}/a/b?c=d", h.https.port()).as_str())
+    );
+
+    // An unknown name gets the fallback certificate.
+    let fallback = served_cert(h.https, "nobody.example").await;
+    assert_ne!(fallback, first.leaf_der);
+
+    // Rotating the Secret changes the certificate without a restart.
+    let second = pki("secure.luffy.com");
+    put_tls_secret(&h.client, "default", "secure-tls", &second).await;
+    eventually("the new certificate served", || async {
+        (served_cert(h.https, "secure.luffy.com").await == second.leaf_der).then_some(())
+    })
+    .await;
+    let (r, _) = get_tls(h.https, "secure.luffy.com", roots(&second), "/").await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_requests_never_reach_a_backend() {
+    let h = start().await;
+    let web = backend("127.0.0.6", 0, "guarded").await;
+    service(&h.client, "default", "guarded", &[(web.addr, true)]).await;
+    apply_ingress(
+        &h.client,
+        "default",
+        json!({"metadata": {"name": "guarded", "annotations": {
+                "nginx.ingress.kubernetes.io/rewrite-target": "/inner/$1"}},
+               "spec": {"rules": [{"host": "g.luffy.com", "http": {"paths": [
+                {"path": "/pub/(.*)", "pathType": "ImplementationSpecific",
+                 "backend": {"service": {"name": "guarded", "port": {"number": 80}}}}]}}]}}),
+    )
+    .await;
+    eventually("the Ingress served", || async {
+        (get(h.http, "g.luffy.com", "/pub/ok").await.status == 200).then_some(())
+    })
+    .await;
+    let before = web.served.load(Ordering::SeqCst);
+
+    // Path traversal, plain and percent-encoded.
+    assert_eq!(
+        get(h.http, "g.luffy.com", "/pub/../../etc/passwd")
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        get(h.http, "g.luffy.com", "/pub/%2e%2e/%2e%2e/etc")
+            .await
+            .status,
+        400
+    );
+    // A bad request line and a bad Host.
+    assert_eq!(raw(h.http, b"GARBAGE\r\n\r\n").await.status, 400);
+    assert_eq!(
+        raw(
+            h.http,
+            b"GET /pub/x HTTP/1.1\r\nHost: g.luffy.com/evil\r\n\r\n"
+        )
+        .await
+        .status,
+        400
+    );
+    // Conflicting Content-Length and Transfer-Encoding: the smuggling shape.
+    let smuggle = b"POST /pub/x HTTP/1.1\r\nHost: g.luffy.com\r\nContent-Length: 4\r\n\
+                    Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /pub/smuggled HTTP/1.1\r\nHost: g.luffy.com\r\n\r\n";
+    let r = raw(h.http, smuggle).await;
+    assert!(r.status == 400 || r.status == 0, "{}", r.head);
+    // Two Content-Length values that disagree.
+    let r = raw(
+        h.http,
+        b"POST /pub/x HTTP/1.1\r\nHost: g.luffy.com\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+    )
+    .await;
+    assert!(r.status == 400 || r.status == 0, "{}", r.head);
+    // Oversized headers.
+    let big = format!(
+        "GET /pub/x HTTP/1.1\r\nHost: g.luffy.com\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(256 * 1024)
+    );
+    let r = raw(h.http, big.as_bytes()).await;
+    assert_eq!(r.status, 431, "{}", r.head);
+
+    assert_eq!(web.served.load(Ordering::SeqCst), before);
+    // The proxy still serves.
+    let r = get(h.http, "g.luffy.com", "/pub/after").await;
+    assert!(r.body.contains("GET /inner/after HTTP/1.1"), "{}", r.body);
+    assert!(!web.seen.lock().iter().any(|h| h.contains("smuggled")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snippets_are_refused_with_an_event() {
+    let h = start().await;
+    let web = backend("127.0.0.7", 0, "snippet").await;
+    service(&h.client, "default", "snippet", &[(web.addr, true)]).await;
+    apply_ingress(
+        &h.client,
+        "default",
+        json!({"metadata": {"name": "snippet", "annotations": {
+                "nginx.ingress.kubernetes.io/configuration-snippet": "return 200 'owned';"}},
+               "spec": {"rules": [{"host": "s.luffy.com", "http": {"paths": [
+                {"path": "/", "pathType": "Prefix",
+                 "backend": {"service": {"name": "snippet", "port": {"number": 80}}}}]}}]}}),
+    )
+    .await;
+    let events: Api<Event> = Api::namespaced(h.client.clone(), "default");
+    let message = eventually("the Rejected event", || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("Rejected"))
+            .and_then(|e| e.message)
+    })
+    .await;
+    assert!(message.contains("configuration-snippet"), "{message}");
+    assert_eq!(get(h.http, "s.luffy.com", "/").await.status, 404);
+    assert_eq!(web.served.load(Ordering::SeqCst), 0);
+}
