@@ -30,6 +30,51 @@ enum Command {
     Proxy(ProxyArgs),
     /// Run the cluster DNS alone against any cluster.
     Dns(DnsArgs),
+    /// Run the ingress controller against any cluster (in a pod: the
+    /// in-cluster configuration).
+    Ingress(IngressArgs),
+}
+
+#[derive(Args, Clone)]
+struct IngressArgs {
+    /// Kubeconfig of the API server (default: $KUBECONFIG, ~/.kube/config
+    /// or the pod's service account).
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Address the listeners bind.
+    #[arg(long, default_value = "0.0.0.0")]
+    listen_address: std::net::IpAddr,
+    /// Plain HTTP port.
+    #[arg(long, default_value_t = 80)]
+    http_port: u16,
+    /// HTTPS port.
+    #[arg(long, default_value_t = 443)]
+    https_port: u16,
+    /// The IngressClass controller value served.
+    #[arg(long, default_value = kedge_ingress::CONTROLLER_NAME)]
+    controller_class: String,
+    /// Also serve Ingresses of this class name whatever its IngressClass
+    /// says (e.g. `nginx`), repeatable.
+    #[arg(long = "also-class")]
+    also_classes: Vec<String>,
+    /// Serve Ingresses without a class even when no IngressClass is the default.
+    #[arg(long)]
+    watch_ingress_without_class: bool,
+    /// Addresses written to served Ingresses' status, repeatable.
+    #[arg(long = "status-address", env = "KEDGE_STATUS_ADDRESS", value_delimiter = ',')]
+    status_addresses: Vec<std::net::IpAddr>,
+    /// The node this runs on, for events.
+    #[arg(long, env = "NODE_NAME")]
+    node_name: Option<String>,
+    /// Proxy worker threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Do not log one line per request.
+    #[arg(long)]
+    no_access_log: bool,
+    /// Where Prometheus metrics are served.
+    #[arg(long, default_value = "127.0.0.1:10254")]
+    metrics_addr: std::net::SocketAddr,
 }
 
 #[derive(Args, Clone)]
@@ -137,6 +182,25 @@ struct UpArgs {
     labels: Vec<String>,
     #[command(flatten)]
     services: ServiceNetworkArgs,
+    #[command(flatten)]
+    ingress: IngressDeployArgs,
+}
+
+/// The ingress controller `up` deploys as a DaemonSet.
+#[derive(Args, Clone)]
+struct IngressDeployArgs {
+    /// Do not deploy the ingress controller.
+    #[arg(long)]
+    no_ingress: bool,
+    /// The HTTP port the ingress controller binds on labelled nodes.
+    #[arg(long, default_value_t = 80)]
+    ingress_http_port: u16,
+    /// The HTTPS port the ingress controller binds on labelled nodes.
+    #[arg(long, default_value_t = 443)]
+    ingress_https_port: u16,
+    /// Where the ingress controller serves metrics on its node (127.0.0.1).
+    #[arg(long, default_value_t = 10254)]
+    ingress_metrics_port: u16,
 }
 
 /// The service proxy and cluster DNS of a node.
@@ -235,6 +299,7 @@ fn main() -> anyhow::Result<()> {
             Command::Agent(args) => run_agent(args).await,
             Command::Proxy(args) => run_proxy(args).await,
             Command::Dns(args) => run_dns(args).await,
+            Command::Ingress(args) => run_ingress(args).await,
         }
     })
 }
@@ -245,6 +310,7 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         node: args.node,
         labels,
         services: args.services,
+        ingress: args.ingress,
     };
     run_server(args.server, Some(node)).await
 }
@@ -254,6 +320,29 @@ struct UpNode {
     node: NodeArgs,
     labels: Vec<(String, String)>,
     services: ServiceNetworkArgs,
+    ingress: IngressDeployArgs,
+}
+
+/// Import kedge's own binary as an image and apply the ingress
+/// controller's DaemonSet, which runs it on nodes labelled `ingress=true`.
+async fn deploy_ingress(client: kube::Client, args: IngressDeployArgs) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("finding kedge's own binary")?;
+    let image = kedge_kubelet::runtime::docker::ensure_program_image("kedge/kedge", &exe)
+        .await
+        .context("importing kedge's image")?;
+    kedge_ingress::deploy::apply(
+        &client,
+        &kedge_ingress::deploy::DeployOptions {
+            image,
+            http_port: args.ingress_http_port,
+            https_port: args.ingress_https_port,
+            metrics_port: args.ingress_metrics_port,
+        },
+    )
+    .await
+    .context("applying the ingress controller's DaemonSet")?;
+    tracing::info!("ingress controller deployed: label a node ingress=true to run it there");
+    Ok(())
 }
 
 /// The service proxy and the cluster DNS of the node, until dropped; the
@@ -322,6 +411,45 @@ async fn run_proxy(args: ProxyArgs) -> anyhow::Result<()> {
     tokio::select! {
         r = proxy => r.context("service proxy")?,
         r = serve_metrics(args.metrics_addr, move || metrics.encode()) => r?,
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+    }
+    Ok(())
+}
+
+async fn run_ingress(args: IngressArgs) -> anyhow::Result<()> {
+    let client = match &args.kubeconfig {
+        Some(path) => server::client_from_kubeconfig(path)
+            .await
+            .with_context(|| format!("reading {}", path.display()))?,
+        None => kube::Client::try_default()
+            .await
+            .context("no kubeconfig and no in-cluster configuration")?,
+    };
+    let listeners = kedge_ingress::Listeners::bind(
+        &[SocketAddr::new(args.listen_address, args.http_port)],
+        &[SocketAddr::new(args.listen_address, args.https_port)],
+    )?;
+    let mut opts = kedge_ingress::ServeOptions {
+        access_log: !args.no_access_log,
+        ..Default::default()
+    };
+    if let Some(t) = args.threads {
+        opts.threads = t;
+    }
+    let cfg = kedge_ingress::ControllerConfig {
+        classes: kedge_ingress::ClassConfig {
+            controller: args.controller_class,
+            extra_classes: args.also_classes,
+            watch_without_class: args.watch_ingress_without_class,
+        },
+        status_addresses: args.status_addresses,
+        host: args.node_name,
+    };
+    let metrics = std::sync::Arc::new(kedge_ingress::Metrics::new());
+    let encode = metrics.clone();
+    tokio::select! {
+        r = kedge_ingress::run(client, cfg, listeners, opts, metrics) => r.context("ingress controller")?,
+        r = serve_metrics(args.metrics_addr, move || encode.encode()) => r?,
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
     Ok(())
@@ -410,7 +538,16 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
             node,
             labels,
             services,
+            ingress,
         }) => {
+            if !ingress.no_ingress {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = deploy_ingress(client, ingress).await {
+                        tracing::error!("deploying the ingress controller: {e:#}");
+                    }
+                });
+            }
             let mut node = node;
             node.cluster_dns.get_or_insert_with(|| cfg_dns.to_string());
             node.node_cluster_domain = cfg_domain.clone();

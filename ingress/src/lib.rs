@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 pub mod annotations;
+pub mod deploy;
 pub mod metrics;
 pub mod path;
 pub mod proxy;

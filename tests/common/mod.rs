@@ -165,7 +165,7 @@ fn sweep_crashed_nodes() {
     });
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -233,6 +233,11 @@ impl Cluster {
             "--metrics-addr".to_string(),
             format!("127.0.0.1:{}", free_port()),
         ]);
+        // The ingress controller's image and DaemonSet only where a test
+        // asks for them.
+        if !args.contains(&"--ingress-http-port") {
+            extra_args.push("--no-ingress".to_string());
+        }
         if !args.contains(&"--dns-upstream") {
             extra_args.extend([
                 "--dns-upstream".to_string(),

@@ -14,9 +14,11 @@
 mod events;
 mod network;
 mod pause;
+mod program_image;
 mod streams;
 
 pub use network::gateway;
+pub use program_image::ensure_program_image;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
