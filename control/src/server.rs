@@ -38,6 +38,9 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// The service-account signing key could not be made or loaded.
+    #[error(transparent)]
+    ServiceAccountKey(#[from] apiserver::tokens::KeyError),
     /// The initial objects could not be created.
     #[error("bootstrap: {0}")]
     Bootstrap(String),
@@ -123,12 +126,17 @@ pub async fn start(
     let kubeconfig = certs::write_kubeconfig(&dir, &url, &creds)?;
     let tls = certs::server_config(&creds)?;
 
+    let issuer = apiserver::tokens::TokenIssuer::ensure(
+        &dir,
+        apiserver::tokens::TokenIssuer::issuer_url(&cluster.cluster_domain),
+    )?;
     let metrics = Arc::new(Metrics::new());
     let kubelet_client = apiserver::KubeletClient::new(&ca)?;
     let state = Arc::new(
         ApiState::new(
             cache,
             creds.admin_token.clone(),
+            Arc::new(issuer),
             cluster,
             url.clone(),
             metrics,

@@ -2,6 +2,7 @@
 //! touches the store.
 
 mod allocator;
+mod authn;
 mod body;
 pub mod certs;
 mod discovery;
@@ -14,9 +15,12 @@ mod openapi;
 mod protobuf;
 mod request;
 pub mod resources;
+pub mod serviceaccount;
 mod status;
 mod strategic;
 mod table;
+mod tokenrequest;
+pub mod tokens;
 mod watch;
 
 use std::net::SocketAddr;
@@ -51,8 +55,10 @@ const MAX_BODY: usize = 3 * 1024 * 1024;
 pub struct ApiState {
     /// The objects.
     pub cache: Arc<WatchCache>,
-    /// The admin bearer token.
-    pub token: String,
+    /// Who requests come from (the admin token, ServiceAccount tokens).
+    authn: authn::Authenticator,
+    /// Signs ServiceAccount tokens (the TokenRequest API).
+    pub tokens: Arc<tokens::TokenIssuer>,
     /// Cluster-wide settings (service CIDR, NodePort range, …).
     pub cluster: ClusterConfig,
     /// Serialises Service address allocation.
@@ -70,14 +76,16 @@ impl ApiState {
     /// New state over an opened cache.
     pub fn new(
         cache: Arc<WatchCache>,
-        token: String,
+        admin_token: String,
+        tokens: Arc<tokens::TokenIssuer>,
         cluster: ClusterConfig,
         server_url: String,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             cache,
-            token,
+            authn: authn::Authenticator::new(admin_token, tokens.clone()),
+            tokens,
             cluster,
             alloc: Mutex::new(()),
             metrics,
@@ -222,15 +230,11 @@ pub async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Response<Bo
 }
 
 fn authenticated(state: &ApiState, req: &Request<Incoming>) -> bool {
-    let auth = header(req, "authorization");
-    match auth.strip_prefix("Bearer ") {
-        Some(t) => constant_time_eq(t.trim().as_bytes(), state.token.as_bytes()),
-        None => false,
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    // Authorization is "authenticated is allowed" (see `authn`).
+    state
+        .authn
+        .authenticate(header(req, "authorization"), &state.cache)
+        .is_some()
 }
 
 async fn read_body(req: Request<Incoming>) -> ApiResult<Bytes> {
@@ -513,6 +517,14 @@ pub async fn handle_resource(
             Ok(json_response(
                 200,
                 &objects::finalize_namespace(state_ref, &rr, &q, obj)?.object,
+            ))
+        }
+        (Method::POST, true, Some("token")) => {
+            let body = read_body(req).await?;
+            let request = body::decode_object(&content_type, &body)?;
+            Ok(json_response(
+                201,
+                &tokenrequest::create(state_ref, &rr, &q, request)?,
             ))
         }
         (Method::GET, true, Some("log")) => {
