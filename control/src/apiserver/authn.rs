@@ -49,6 +49,11 @@ impl Authenticator {
         }
     }
 
+    /// The admin bearer token.
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
     /// The user of an `Authorization` header value, if it authenticates.
     pub fn authenticate(&self, authorization: &str, cache: &WatchCache) -> Option<User> {
         let token = authorization.strip_prefix("Bearer ")?.trim();

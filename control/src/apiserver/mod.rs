@@ -8,6 +8,7 @@ pub mod certs;
 mod discovery;
 mod fieldmanager;
 mod kubelet;
+pub mod kubernetes_service;
 mod meta;
 mod namespaces;
 mod objects;
@@ -94,6 +95,11 @@ impl ApiState {
         }
     }
 
+    /// The admin bearer token.
+    pub fn admin_token(&self) -> &str {
+        self.authn.admin_token()
+    }
+
     /// Serve pods/log and pods/exec by passing them to kubelets with
     /// `client`.
     pub fn with_kubelet_client(mut self, client: KubeletClient) -> Self {
@@ -123,43 +129,16 @@ pub fn bootstrap(state: &ApiState) -> Result<(), ApiError> {
             )?;
         }
     }
-    let svc = resources::find("", "v1", "services").expect("services are served");
-    if state
-        .cache
-        .get(&svc.key(Some("default"), "kubernetes"))
-        .is_none()
-    {
-        let port = state
-            .server_url
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse::<u16>().ok())
-            .unwrap_or(6443);
-        let req = ResourceRequest {
-            resource: svc,
-            namespace: Some("default".into()),
-            name: None,
-            subresource: None,
-            legacy_watch: false,
-        };
-        objects::create(
-            state,
-            &req,
-            &q,
-            json!({
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
-                "spec": {
-                    "clusterIP": state.cluster.kubernetes_service_ip().to_string(),
-                    "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}],
-                    "sessionAffinity": "None",
-                    "type": "ClusterIP",
-                },
-            }),
-        )?;
-    }
+    kubernetes_service::ensure_service(state, server_port(&state.server_url))?;
     Ok(())
+}
+
+/// The port of a server URL (6443 if it names none).
+pub fn server_port(url: &str) -> u16 {
+    url.rsplit(':')
+        .next()
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or(6443)
 }
 
 /// Serve the API on `listener` with TLS until the task is dropped.
@@ -168,8 +147,18 @@ pub async fn serve(
     listener: TcpListener,
     tls: Arc<tokio_rustls::rustls::ServerConfig>,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
     tokio::spawn(namespaces::run(state.clone()));
+    accept(state, listener, tls).await
+}
+
+/// Serve the API on one more listener (the control loops started by
+/// [`serve`] are not started again).
+pub async fn accept(
+    state: Arc<ApiState>,
+    listener: TcpListener,
+    tls: Arc<tokio_rustls::rustls::ServerConfig>,
+) {
+    let acceptor = TlsAcceptor::from(tls);
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,

@@ -58,6 +58,12 @@ pub fn create(state: &ApiState, req: &ResourceRequest, q: &Query, body: Value) -
             )))
         }
     }
+    let mut body = body;
+    // Status is the answer; what a client sends there is ignored (kubectl's
+    // protobuf body carries an empty one).
+    if let Some(o) = body.as_object_mut() {
+        o.remove("status");
+    }
     let mut request: TokenRequest = serde_json::from_value(body).map_err(|e| {
         ApiError::bad_request(format!(
             "TokenRequest in version \"v1\" cannot be handled as a TokenRequest: {e}"
