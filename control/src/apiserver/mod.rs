@@ -287,6 +287,23 @@ async fn route(state: Arc<ApiState>, req: Request<Incoming>) -> ApiResult<Respon
         Target::ResourceList(g, v) => discovery::resource_list(&g, &v)
             .map(|v| json_response(200, &v))
             .ok_or_else(ApiError::no_route),
+        // Service account issuer discovery, as Kubernetes serves it (to
+        // authenticated clients).
+        Target::OpenIdConfiguration => Ok(json_response(
+            200,
+            &json!({
+                "issuer": state.tokens.issuer,
+                "jwks_uri": format!("{}/openid/v1/jwks", state.server_url),
+                "response_types_supported": ["id_token"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["ES256"],
+            }),
+        )),
+        Target::Jwks => Ok(json_response_typed(
+            200,
+            &json!({"keys": [state.tokens.jwk()]}),
+            "application/jwk-set+json",
+        )),
         Target::OpenApiV3Index => Ok(json_response(200, &openapi::index())),
         Target::OpenApiV3(p) => openapi::document(&p)
             .map(|v| json_response(200, &v))

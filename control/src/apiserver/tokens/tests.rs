@@ -212,3 +212,23 @@ fn key_is_made_once_and_reused() {
     assert_eq!(first.key_id(), again.key_id());
     assert!(again.verify(&token, NOW).is_ok());
 }
+
+#[test]
+fn the_published_jwk_verifies_tokens() {
+    let issuer = TokenIssuer::generate(ISSUER.into());
+    let token = issuer.sign(&issuer.claims(&spec(false), NOW));
+    let jwk = issuer.jwk();
+    assert_eq!(
+        (jwk["kty"].as_str(), jwk["crv"].as_str()),
+        (Some("EC"), Some("P-256"))
+    );
+    assert_eq!(jwk["kid"], issuer.key_id());
+    let mut point = vec![4u8];
+    for c in ["x", "y"] {
+        point.extend(URL_SAFE_NO_PAD.decode(jwk[c].as_str().unwrap()).unwrap());
+    }
+    let (signed, sig) = token.rsplit_once('.').unwrap();
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, point)
+        .verify(signed.as_bytes(), &URL_SAFE_NO_PAD.decode(sig).unwrap())
+        .unwrap();
+}
