@@ -110,6 +110,12 @@ fn pods_get_a_token_the_ca_and_the_kubernetes_service() {
     c.apply(&format!(
         r#"
 apiVersion: v1
+kind: Service
+metadata: {{name: svc-link}}
+spec:
+  ports: [{{name: http, port: 8080, protocol: TCP}}]
+---
+apiVersion: v1
 kind: Pod
 metadata: {{name: reader}}
 spec:
@@ -122,6 +128,7 @@ kind: Pod
 metadata: {{name: no-token}}
 spec:
   automountServiceAccountToken: false
+  enableServiceLinks: false
   terminationGracePeriodSeconds: 1
   containers:
   - {{name: c, image: {busybox}, command: ["sleep", "100000"]}}
@@ -172,6 +179,28 @@ spec:
     ] {
         assert!(env.lines().any(|l| l == want), "{want} missing in:\n{env}");
     }
+    // Docker links variables of the namespace's Services, unless the pod
+    // turns them off; the `kubernetes` Service's come regardless.
+    let link_ip = c.kubectl(&[
+        "get",
+        "service",
+        "svc-link",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    for want in [
+        format!("SVC_LINK_SERVICE_HOST={link_ip}"),
+        "SVC_LINK_SERVICE_PORT_HTTP=8080".to_string(),
+        format!("SVC_LINK_PORT_8080_TCP=tcp://{link_ip}:8080"),
+    ] {
+        assert!(env.lines().any(|l| l == want), "{want} missing in:\n{env}");
+    }
+    let env = exec(&c, "no-token", &["env"]);
+    assert!(!env.contains("SVC_LINK_"), "{env}");
+    assert!(
+        env.contains(&format!("KUBERNETES_SERVICE_HOST={ip}")),
+        "{env}"
+    );
 
     // The ClusterIP leads to the API server from inside the pod (busybox
     // has no TLS client: nc exits 0 only once the connection is made).
