@@ -231,6 +231,11 @@ struct ServerArgs {
     /// Address the API server listens on.
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Address pods reach the API server on: the endpoint of the
+    /// `kubernetes` Service, listened on as well (default for `up`: the
+    /// node's address on its pod network).
+    #[arg(long)]
+    advertise_address: Option<std::net::IpAddr>,
     /// Service ClusterIP range.
     #[arg(long)]
     service_cidr: Option<String>,
@@ -520,8 +525,19 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
     let data_dir = cfg.data_dir.clone();
     let cfg_dns = cfg.dns_service_ip();
     let cfg_domain = cfg.cluster_domain.clone();
+    // Pods reach the API server through the `kubernetes` Service, whose
+    // endpoint is this address. The listen address is often loopback,
+    // which pods cannot reach; the node's address on the pod network (the
+    // bridge's gateway) is reachable from every pod, so `up` advertises it
+    // and the server listens there as well.
+    let advertise_address = match (&args.advertise_address, &node) {
+        (Some(ip), _) => Some(*ip),
+        (None, Some(up)) => Some(up_node_address(&up.node)?),
+        (None, None) => None,
+    };
     let opts = ServerOptions {
         watch_history: args.watch_history,
+        advertise_address,
     };
     let running = server::start(cfg, opts).await?;
     // The scheduler and controllers are API clients like any other.
@@ -530,8 +546,9 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
         .await
         .context("API client for the control loops")?;
     tokio::spawn(kedge_control::scheduler::run(client.clone()));
+    let ca = std::fs::read_to_string(data_dir.join("ca.crt")).context("reading the cluster CA")?;
     tokio::spawn(kedge_control::controllers::run_all(
-        kedge_control::controllers::Context::new(client.clone()),
+        kedge_control::controllers::Context::with_root_ca(client.clone(), ca.clone()),
     ));
     let kubelet = match node {
         Some(UpNode {
@@ -551,8 +568,6 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
             let mut node = node;
             node.cluster_dns.get_or_insert_with(|| cfg_dns.to_string());
             node.node_cluster_domain = cfg_domain.clone();
-            let ca = std::fs::read_to_string(data_dir.join("ca.crt"))
-                .context("reading the cluster CA")?;
             let opts = node_options(&node, labels, data_dir.join("kubelet"), ca)?;
             Some((client, opts, services))
         }
@@ -564,9 +579,7 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
         Some((client, opts, services)) => {
             let node_address = match opts.internal_ip {
                 Some(ip) => ip,
-                None => kedge_kubelet::runtime::docker::gateway(&opts.pod_cidr)
-                    .and_then(|g| g.parse().ok())
-                    .context("the pod CIDR is not an IPv4 subnet")?,
+                None => pod_network_gateway(&opts.pod_cidr)?,
             };
             let network = run_service_network(
                 client.clone(),
@@ -591,6 +604,22 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
     tracing::info!("shutting down");
     running.shutdown();
     Ok(())
+}
+
+/// The gateway of a node's pod network, its address there.
+fn pod_network_gateway(pod_cidr: &str) -> anyhow::Result<std::net::IpAddr> {
+    kedge_kubelet::runtime::docker::gateway(pod_cidr)
+        .and_then(|g| g.parse().ok())
+        .context("the pod CIDR is not an IPv4 subnet")
+}
+
+/// The address of `up`'s node: its InternalIP, else its address on its
+/// pod network.
+fn up_node_address(node: &NodeArgs) -> anyhow::Result<std::net::IpAddr> {
+    match node.node_ip {
+        Some(ip) => Ok(ip),
+        None => pod_network_gateway(&node.pod_cidr),
+    }
 }
 
 /// The cluster CA (PEM) of a kubeconfig's current cluster.

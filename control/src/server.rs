@@ -38,6 +38,9 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// The service-account signing key could not be made or loaded.
+    #[error(transparent)]
+    ServiceAccountKey(#[from] apiserver::tokens::KeyError),
     /// The initial objects could not be created.
     #[error("bootstrap: {0}")]
     Bootstrap(String),
@@ -48,12 +51,20 @@ pub enum StartError {
 pub struct ServerOptions {
     /// How many past events the watch cache keeps for resuming watches.
     pub watch_history: usize,
+    /// The address pods reach the API server on (Kubernetes'
+    /// `--advertise-address`): the endpoint of the `kubernetes` Service.
+    /// When the listen address is another one, the server listens here too.
+    /// Unset, it is the listen address unless that is loopback or
+    /// unspecified, which pods cannot reach: then the Service has no
+    /// endpoints.
+    pub advertise_address: Option<IpAddr>,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
         Self {
             watch_history: 10_000,
+            advertise_address: None,
         }
     }
 }
@@ -110,8 +121,14 @@ pub async fn start(
         IpAddr::from([127, 0, 0, 1]),
         IpAddr::from(cluster.kubernetes_service_ip()),
     ];
-    if !local.ip().is_unspecified() && !ips.contains(&local.ip()) {
-        ips.push(local.ip());
+    let advertise = opts.advertise_address.or_else(|| {
+        let ip = local.ip();
+        (!ip.is_unspecified() && !ip.is_loopback()).then_some(ip)
+    });
+    for ip in [Some(local.ip()), advertise].into_iter().flatten() {
+        if !ip.is_unspecified() && !ips.contains(&ip) {
+            ips.push(ip);
+        }
     }
     let (creds, ca) = certs::ensure(&dir, &ips)?;
     let host = if local.ip().is_unspecified() {
@@ -123,12 +140,17 @@ pub async fn start(
     let kubeconfig = certs::write_kubeconfig(&dir, &url, &creds)?;
     let tls = certs::server_config(&creds)?;
 
+    let issuer = apiserver::tokens::TokenIssuer::ensure(
+        &dir,
+        apiserver::tokens::TokenIssuer::issuer_url(&cluster.cluster_domain),
+    )?;
     let metrics = Arc::new(Metrics::new());
     let kubelet_client = apiserver::KubeletClient::new(&ca)?;
     let state = Arc::new(
         ApiState::new(
             cache,
             creds.admin_token.clone(),
+            Arc::new(issuer),
             cluster,
             url.clone(),
             metrics,
@@ -137,7 +159,23 @@ pub async fn start(
     );
     tokio::task::block_in_place(|| apiserver::bootstrap(&state))
         .map_err(|e| StartError::Bootstrap(e.message))?;
-    let task = tokio::spawn(apiserver::serve(state.clone(), listener, tls));
+    // Pods reach the server on the advertise address: listen there too
+    // unless the listener already covers it.
+    let also_listen = advertise.filter(|ip| !local.ip().is_unspecified() && *ip != local.ip());
+    let task = tokio::spawn({
+        let state = state.clone();
+        async move {
+            tokio::join!(
+                apiserver::serve(state.clone(), listener, tls.clone()),
+                listen_on_advertise_address(
+                    state.clone(),
+                    also_listen.map(|ip| std::net::SocketAddr::new(ip, local.port())),
+                    tls
+                ),
+                apiserver::kubernetes_service::run(state, advertise, local.port()),
+            );
+        }
+    });
     tracing::info!(%url, data_dir = %dir.display(), "API server serving");
     Ok(RunningServer {
         url,
@@ -145,6 +183,34 @@ pub async fn start(
         state,
         task,
     })
+}
+
+/// Serve on `addr` as well. The address may not exist yet (a node's pod
+/// bridge appears once its kubelet has made the Docker network), so binding
+/// is retried until it works.
+async fn listen_on_advertise_address(
+    state: Arc<ApiState>,
+    addr: Option<std::net::SocketAddr>,
+    tls: Arc<tokio_rustls::rustls::ServerConfig>,
+) {
+    let Some(addr) = addr else {
+        return;
+    };
+    let mut attempts = 0u32;
+    let listener = loop {
+        match apiserver::bind(addr).await {
+            Ok(l) => break l,
+            Err(e) => {
+                attempts += 1;
+                if attempts == 30 {
+                    tracing::warn!(%addr, error = %e, "cannot listen on the advertise address yet; pods cannot reach the API server");
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    };
+    tracing::info!(%addr, "API server serving pods on the advertise address");
+    apiserver::accept(state, listener, tls).await;
 }
 
 /// An API client from a kubeconfig file.

@@ -108,7 +108,9 @@ pub async fn kubelet(
     let runtime: Arc<dyn crate::runtime::Runtime> = runtime;
     let host = PodHost {
         root_dir: opts.root_dir.clone(),
-        objects: Arc::new(client.clone()),
+        objects: Arc::new(crate::token_manager::TokenManager::new(Arc::new(
+            client.clone(),
+        ))),
         cluster_dns: ClusterDns {
             servers: opts.cluster_dns.clone(),
             domain: opts.cluster_domain.clone(),

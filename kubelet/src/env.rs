@@ -77,6 +77,13 @@ pub async fn make_environment_variables(
         secrets: HashMap::new(),
     };
     let mut env = Env::default();
+    // Service variables come last and never override the container's own,
+    // but `$(VAR)` references see them.
+    let services = services::service_environment(pod, objects).await?;
+    let service_env: HashMap<&str, &str> = services
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
 
     for from in container.env_from.iter().flatten() {
         let prefix = from.prefix.as_deref().unwrap_or_default();
@@ -102,7 +109,11 @@ pub async fn make_environment_variables(
 
     for var in container.env.iter().flatten() {
         let value = match (var.value.as_deref(), &var.value_from) {
-            (Some(v), _) if !v.is_empty() => expand(v, |name| env.get(name).map(str::to_string)),
+            (Some(v), _) if !v.is_empty() => expand(v, |name| {
+                env.get(name)
+                    .or_else(|| service_env.get(name).copied())
+                    .map(str::to_string)
+            }),
             (_, Some(from)) => {
                 if let Some(sel) = &from.field_ref {
                     downward::pod_field_value(pod, sel, inputs)?
@@ -154,6 +165,11 @@ pub async fn make_environment_variables(
             _ => String::new(),
         };
         env.set(&var.name, value);
+    }
+    for (k, v) in &services {
+        if env.get(k).is_none() {
+            env.set(k, v.clone());
+        }
     }
     Ok(env.vars)
 }
@@ -325,6 +341,8 @@ pub fn expand_command_and_args(
     };
     (expand_all(&container.command), expand_all(&container.args))
 }
+
+pub mod services;
 
 #[cfg(test)]
 mod tests;

@@ -13,7 +13,10 @@
 //!   of the runtime, resolved on the node: container environments, volumes
 //!   and mounts, runtime resources, sandbox names and resolv.conf.
 //! - [`downward`]: pod fields and container resources (the downward API).
-//! - [`objects`]: where ConfigMaps and Secrets are read from.
+//! - [`objects`]: where ConfigMaps, Secrets, Services and ServiceAccount
+//!   tokens are read from.
+//! - [`token_manager`]: ServiceAccount tokens of projected volumes, cached
+//!   and refreshed before they expire.
 //! - [`prober`]: one probe run against a container.
 //! - [`metrics`]: the kubelet's Prometheus metrics.
 //! - [`docker_node`]: a real node, pods in Docker.
@@ -38,6 +41,7 @@ pub mod runtime;
 pub mod server;
 pub mod source;
 pub mod status;
+pub mod token_manager;
 pub mod volumes;
 
 pub use kubelet::Kubelet;

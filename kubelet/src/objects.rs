@@ -1,14 +1,16 @@
-//! Where a pod's ConfigMaps and Secrets come from: the API server for a
-//! real node, a lookup table for hollow nodes and tests. Environment
-//! variables and volumes read them through [`ObjectSource`] so neither
-//! depends on a live client.
+//! Where a pod's ConfigMaps, Secrets, Services and ServiceAccount tokens
+//! come from: the API server for a real node, a lookup table for hollow
+//! nodes and tests. Environment variables and volumes read them through
+//! [`ObjectSource`] so neither depends on a live client.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::Api;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestStatus};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, ListParams, PostParams};
 use kube::Client;
 use parking_lot::RwLock;
 
@@ -18,6 +20,9 @@ pub enum ObjectError {
     /// The API server could not be asked (a missing object is not an error).
     #[error("API: {0}")]
     Api(#[source] kube::Error),
+    /// The source cannot issue ServiceAccount tokens.
+    #[error("no token source: {0}")]
+    NoTokens(String),
 }
 
 /// Result of an object source.
@@ -39,6 +44,18 @@ pub trait ObjectSource: Send + Sync {
         namespace: &'a str,
         name: &'a str,
     ) -> BoxFuture<'a, Result<Option<Arc<Secret>>>>;
+
+    /// The Services of `namespace`.
+    fn services<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Vec<Arc<Service>>>>;
+
+    /// A token of ServiceAccount `namespace/name`: the TokenRequest
+    /// answered (`status` set).
+    fn service_account_token<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        request: &'a TokenRequest,
+    ) -> BoxFuture<'a, Result<TokenRequest>>;
 }
 
 // === impl Client ===
@@ -70,6 +87,31 @@ impl ObjectSource for Client {
             Ok(secret.map(Arc::new))
         })
     }
+
+    fn services<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Vec<Arc<Service>>>> {
+        Box::pin(async move {
+            let api: Api<Service> = Api::namespaced(self.clone(), namespace);
+            let list = api
+                .list(&ListParams::default())
+                .await
+                .map_err(ObjectError::Api)?;
+            Ok(list.items.into_iter().map(Arc::new).collect())
+        })
+    }
+
+    fn service_account_token<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        request: &'a TokenRequest,
+    ) -> BoxFuture<'a, Result<TokenRequest>> {
+        Box::pin(async move {
+            let api: Api<ServiceAccount> = Api::namespaced(self.clone(), namespace);
+            api.create_token_request(name, &PostParams::default(), request)
+                .await
+                .map_err(ObjectError::Api)
+        })
+    }
 }
 
 /// ConfigMaps and Secrets held in memory, keyed by namespace and name: the
@@ -78,6 +120,11 @@ impl ObjectSource for Client {
 pub struct MemoryObjects {
     config_maps: RwLock<HashMap<(String, String), Arc<ConfigMap>>>,
     secrets: RwLock<HashMap<(String, String), Arc<Secret>>>,
+    services: RwLock<HashMap<(String, String), Arc<Service>>>,
+    /// ServiceAccounts that get tokens, by namespace and name.
+    service_accounts: RwLock<std::collections::HashSet<(String, String)>>,
+    /// How many tokens were issued.
+    tokens_issued: std::sync::atomic::AtomicU64,
 }
 
 // === impl MemoryObjects ===
@@ -98,6 +145,26 @@ impl MemoryObjects {
     pub fn put_secret(&self, secret: Secret) {
         let key = key_of(&secret.metadata);
         self.secrets.write().insert(key, Arc::new(secret));
+    }
+
+    /// Add or replace a Service.
+    pub fn put_service(&self, svc: Service) {
+        let key = key_of(&svc.metadata);
+        self.services.write().insert(key, Arc::new(svc));
+    }
+
+    /// Let ServiceAccount `namespace/name` have tokens: fake ones,
+    /// `memory-token-<n>`, valid for what was asked.
+    pub fn put_service_account(&self, namespace: &str, name: &str) {
+        self.service_accounts
+            .write()
+            .insert((namespace.to_string(), name.to_string()));
+    }
+
+    /// How many tokens were issued so far.
+    pub fn tokens_issued(&self) -> u64 {
+        self.tokens_issued
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Remove a ConfigMap.
@@ -147,6 +214,50 @@ impl ObjectSource for MemoryObjects {
             .get(&(namespace.to_string(), name.to_string()))
             .cloned();
         Box::pin(async move { Ok(found) })
+    }
+
+    fn services<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Vec<Arc<Service>>>> {
+        let mut found: Vec<(String, Arc<Service>)> = self
+            .services
+            .read()
+            .iter()
+            .filter(|((ns, _), _)| ns == namespace)
+            .map(|((_, n), s)| (n.clone(), s.clone()))
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        Box::pin(async move { Ok(found.into_iter().map(|(_, s)| s).collect()) })
+    }
+
+    fn service_account_token<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        request: &'a TokenRequest,
+    ) -> BoxFuture<'a, Result<TokenRequest>> {
+        Box::pin(async move {
+            let known = self
+                .service_accounts
+                .read()
+                .contains(&(namespace.to_string(), name.to_string()));
+            if !known {
+                return Err(ObjectError::NoTokens(format!(
+                    "serviceaccounts \"{name}\" not found"
+                )));
+            }
+            let n = self
+                .tokens_issued
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1;
+            let seconds = request.spec.expiration_seconds.unwrap_or(3600);
+            let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(seconds);
+            let mut answer = request.clone();
+            answer.spec.expiration_seconds = Some(seconds);
+            answer.status = Some(TokenRequestStatus {
+                token: format!("memory-token-{n}"),
+                expiration_timestamp: Time(expires),
+            });
+            Ok(answer)
+        })
     }
 }
 

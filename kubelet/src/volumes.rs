@@ -21,9 +21,10 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, DownwardAPIVolumeFile, HostPathVolumeSource, KeyToPath, Pod, Secret,
-    Volume,
+    ServiceAccountTokenProjection, Volume,
 };
 
 use crate::downward::{self, DownwardError, DownwardInputs};
@@ -105,6 +106,9 @@ pub enum SetUpError {
     /// A hostPath that is not absolute.
     #[error("hostPath {0:?} must be an absolute path")]
     RelativeHostPath(String),
+    /// The ServiceAccount token could not be had.
+    #[error("failed to fetch token: {0}")]
+    Token(String),
     /// This kubelet has no plugin for the volume's source.
     #[error("volume source {0} is not supported by this kubelet")]
     Unsupported(&'static str),
@@ -311,10 +315,9 @@ async fn plan(
                     inputs,
                     mode,
                 )?);
-            } else if source.service_account_token.is_some() {
-                // Tokens need the TokenRequest API, which this node does
-                // not call; failing is clearer than a missing token file.
-                return Err(SetUpError::Unsupported("serviceAccountToken"));
+            } else if let Some(p) = &source.service_account_token {
+                let token = service_account_token(objects, pod, namespace, p).await?;
+                payload.insert(p.path.clone(), file(token.into_bytes(), mode));
             } else if source.cluster_trust_bundle.is_some() {
                 return Err(SetUpError::Unsupported("clusterTrustBundle"));
             }
@@ -350,6 +353,49 @@ fn source_kind(v: &Volume) -> &'static str {
         .find(|(_, set)| *set)
         .map(|(k, _)| *k)
         .unwrap_or("of this kind")
+}
+
+/// A token of the pod's ServiceAccount bound to the pod, through the
+/// TokenRequest API (cached and refreshed by the node's token manager).
+async fn service_account_token(
+    objects: &dyn ObjectSource,
+    pod: &Pod,
+    namespace: &str,
+    projection: &ServiceAccountTokenProjection,
+) -> Result<String, SetUpError> {
+    let account = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.as_deref())
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| SetUpError::Token("the pod has no serviceAccountName".into()))?;
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: projection
+                .audience
+                .iter()
+                .filter(|a| !a.is_empty())
+                .cloned()
+                .collect(),
+            expiration_seconds: Some(projection.expiration_seconds.unwrap_or(3600)),
+            bound_object_ref: Some(BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: pod.metadata.name.clone(),
+                uid: pod.metadata.uid.clone(),
+            }),
+        },
+        ..Default::default()
+    };
+    let answer = objects
+        .service_account_token(namespace, account, &request)
+        .await
+        .map_err(|e| SetUpError::Token(e.to_string()))?;
+    answer
+        .status
+        .map(|s| s.token)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| SetUpError::Token("the TokenRequest was answered without a token".into()))
 }
 
 async fn get_config_map(

@@ -296,7 +296,7 @@ impl Cluster {
         );
         headers.insert(
             "authorization",
-            format!("Bearer {}", self.server.state.token)
+            format!("Bearer {}", self.server.state.admin_token())
                 .parse()
                 .unwrap(),
         );

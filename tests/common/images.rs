@@ -70,15 +70,42 @@ fn scratch_dir(name: &str) -> PathBuf {
     dir
 }
 
+fn busybox_binary() -> Vec<u8> {
+    let binary = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("busybox is not installed: apt-get install busybox-static");
+    std::fs::read(binary).unwrap()
+}
+
+/// Lay out busybox and its applets under `root`.
+fn busybox_root(root: &Path, busybox: &[u8]) {
+    use std::os::unix::fs::PermissionsExt;
+    for d in ["bin", "tmp", "etc", "proc", "sys", "dev"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::write(root.join("bin/busybox"), busybox).unwrap();
+    std::fs::set_permissions(
+        root.join("bin/busybox"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    for a in APPLETS {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(a)).unwrap();
+    }
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+}
+
 /// `kedge-test/busybox:<hash>`: sh, httpd, nc, wget, nslookup and friends.
 pub fn busybox() -> &'static str {
     static IMAGE: OnceLock<String> = OnceLock::new();
     IMAGE.get_or_init(|| {
-        let binary = ["/bin/busybox", "/usr/bin/busybox"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("busybox is not installed: apt-get install busybox-static");
-        let bytes = std::fs::read(binary).unwrap();
+        let bytes = busybox_binary();
         let reference = format!(
             "kedge-test/busybox:{}",
             fingerprint(&[&bytes, APPLETS.join(",").as_bytes()])
@@ -87,25 +114,7 @@ pub fn busybox() -> &'static str {
             return reference;
         }
         let root = scratch_dir("busybox");
-        for d in ["bin", "tmp", "etc", "proc", "sys", "dev"] {
-            std::fs::create_dir_all(root.join(d)).unwrap();
-        }
-        std::fs::write(root.join("bin/busybox"), &bytes).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(
-            root.join("bin/busybox"),
-            std::fs::Permissions::from_mode(0o755),
-        )
-        .unwrap();
-        for a in APPLETS {
-            std::os::unix::fs::symlink("busybox", root.join("bin").join(a)).unwrap();
-        }
-        std::fs::write(
-            root.join("etc/passwd"),
-            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n",
-        )
-        .unwrap();
-        std::fs::write(root.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+        busybox_root(&root, &bytes);
         import(
             &root,
             &reference,
@@ -118,6 +127,58 @@ pub fn busybox() -> &'static str {
         let _ = std::fs::remove_dir_all(&root);
         reference
     })
+}
+
+/// The statically linked kubectl 1.32 of this machine (the one `kubectl`
+/// dispatches to for a 1.32 server), if there is one.
+pub fn kubectl_binary() -> Option<PathBuf> {
+    [
+        "/usr/lib/google-cloud-sdk/bin/kubectl.1.32",
+        "/usr/local/bin/kubectl",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+}
+
+/// `kedge-test/kubectl:<hash>`: busybox plus a static kubectl at
+/// /bin/kubectl, an in-cluster API client (client-go's in-cluster config).
+pub fn kubectl() -> Option<&'static str> {
+    static IMAGE: OnceLock<Option<String>> = OnceLock::new();
+    IMAGE
+        .get_or_init(|| {
+            let kubectl = std::fs::read(kubectl_binary()?).ok()?;
+            let bytes = busybox_binary();
+            let reference = format!(
+                "kedge-test/kubectl:{}",
+                fingerprint(&[&bytes, APPLETS.join(",").as_bytes(), &kubectl])
+            );
+            if image_exists(&reference) {
+                return Some(reference);
+            }
+            let root = scratch_dir("kubectl");
+            busybox_root(&root, &bytes);
+            std::fs::write(root.join("bin/kubectl"), &kubectl).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(
+                root.join("bin/kubectl"),
+                std::fs::Permissions::from_mode(0o755),
+            )
+            .unwrap();
+            import(
+                &root,
+                &reference,
+                &[
+                    "ENV PATH=/bin",
+                    "ENV HOME=/tmp",
+                    r#"CMD ["/bin/sh"]"#,
+                    "LABEL io.kedge.managed=true",
+                ],
+            );
+            let _ = std::fs::remove_dir_all(&root);
+            Some(reference)
+        })
+        .as_deref()
 }
 
 /// `kedge-test/echo:<hash>`: the echo server (tests/images/echo.rs) on

@@ -53,7 +53,7 @@ fn read(path: &Path) -> Result<String, CertError> {
     })
 }
 
-fn write_private(path: &Path, contents: &str) -> Result<(), CertError> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> Result<(), CertError> {
     let io_err = |source| CertError::Io {
         path: path.to_path_buf(),
         source,

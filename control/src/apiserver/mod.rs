@@ -2,11 +2,13 @@
 //! touches the store.
 
 mod allocator;
+mod authn;
 mod body;
 pub mod certs;
 mod discovery;
 mod fieldmanager;
 mod kubelet;
+pub mod kubernetes_service;
 mod meta;
 mod namespaces;
 mod objects;
@@ -14,9 +16,12 @@ mod openapi;
 mod protobuf;
 mod request;
 pub mod resources;
+pub mod serviceaccount;
 mod status;
 mod strategic;
 mod table;
+mod tokenrequest;
+pub mod tokens;
 mod watch;
 
 use std::net::SocketAddr;
@@ -51,8 +56,10 @@ const MAX_BODY: usize = 3 * 1024 * 1024;
 pub struct ApiState {
     /// The objects.
     pub cache: Arc<WatchCache>,
-    /// The admin bearer token.
-    pub token: String,
+    /// Who requests come from (the admin token, ServiceAccount tokens).
+    authn: authn::Authenticator,
+    /// Signs ServiceAccount tokens (the TokenRequest API).
+    pub tokens: Arc<tokens::TokenIssuer>,
     /// Cluster-wide settings (service CIDR, NodePort range, …).
     pub cluster: ClusterConfig,
     /// Serialises Service address allocation.
@@ -70,20 +77,27 @@ impl ApiState {
     /// New state over an opened cache.
     pub fn new(
         cache: Arc<WatchCache>,
-        token: String,
+        admin_token: String,
+        tokens: Arc<tokens::TokenIssuer>,
         cluster: ClusterConfig,
         server_url: String,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             cache,
-            token,
+            authn: authn::Authenticator::new(admin_token, tokens.clone()),
+            tokens,
             cluster,
             alloc: Mutex::new(()),
             metrics,
             server_url,
             kubelet_client: None,
         }
+    }
+
+    /// The admin bearer token.
+    pub fn admin_token(&self) -> &str {
+        self.authn.admin_token()
     }
 
     /// Serve pods/log and pods/exec by passing them to kubelets with
@@ -115,43 +129,16 @@ pub fn bootstrap(state: &ApiState) -> Result<(), ApiError> {
             )?;
         }
     }
-    let svc = resources::find("", "v1", "services").expect("services are served");
-    if state
-        .cache
-        .get(&svc.key(Some("default"), "kubernetes"))
-        .is_none()
-    {
-        let port = state
-            .server_url
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse::<u16>().ok())
-            .unwrap_or(6443);
-        let req = ResourceRequest {
-            resource: svc,
-            namespace: Some("default".into()),
-            name: None,
-            subresource: None,
-            legacy_watch: false,
-        };
-        objects::create(
-            state,
-            &req,
-            &q,
-            json!({
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
-                "spec": {
-                    "clusterIP": state.cluster.kubernetes_service_ip().to_string(),
-                    "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}],
-                    "sessionAffinity": "None",
-                    "type": "ClusterIP",
-                },
-            }),
-        )?;
-    }
+    kubernetes_service::ensure_service(state, server_port(&state.server_url))?;
     Ok(())
+}
+
+/// The port of a server URL (6443 if it names none).
+pub fn server_port(url: &str) -> u16 {
+    url.rsplit(':')
+        .next()
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or(6443)
 }
 
 /// Serve the API on `listener` with TLS until the task is dropped.
@@ -160,8 +147,18 @@ pub async fn serve(
     listener: TcpListener,
     tls: Arc<tokio_rustls::rustls::ServerConfig>,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
     tokio::spawn(namespaces::run(state.clone()));
+    accept(state, listener, tls).await
+}
+
+/// Serve the API on one more listener (the control loops started by
+/// [`serve`] are not started again).
+pub async fn accept(
+    state: Arc<ApiState>,
+    listener: TcpListener,
+    tls: Arc<tokio_rustls::rustls::ServerConfig>,
+) {
+    let acceptor = TlsAcceptor::from(tls);
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -222,15 +219,11 @@ pub async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Response<Bo
 }
 
 fn authenticated(state: &ApiState, req: &Request<Incoming>) -> bool {
-    let auth = header(req, "authorization");
-    match auth.strip_prefix("Bearer ") {
-        Some(t) => constant_time_eq(t.trim().as_bytes(), state.token.as_bytes()),
-        None => false,
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    // Authorization is "authenticated is allowed" (see `authn`).
+    state
+        .authn
+        .authenticate(header(req, "authorization"), &state.cache)
+        .is_some()
 }
 
 async fn read_body(req: Request<Incoming>) -> ApiResult<Bytes> {
@@ -294,6 +287,23 @@ async fn route(state: Arc<ApiState>, req: Request<Incoming>) -> ApiResult<Respon
         Target::ResourceList(g, v) => discovery::resource_list(&g, &v)
             .map(|v| json_response(200, &v))
             .ok_or_else(ApiError::no_route),
+        // Service account issuer discovery, as Kubernetes serves it (to
+        // authenticated clients).
+        Target::OpenIdConfiguration => Ok(json_response(
+            200,
+            &json!({
+                "issuer": state.tokens.issuer,
+                "jwks_uri": format!("{}/openid/v1/jwks", state.server_url),
+                "response_types_supported": ["id_token"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["ES256"],
+            }),
+        )),
+        Target::Jwks => Ok(json_response_typed(
+            200,
+            &json!({"keys": [state.tokens.jwk()]}),
+            "application/jwk-set+json",
+        )),
         Target::OpenApiV3Index => Ok(json_response(200, &openapi::index())),
         Target::OpenApiV3(p) => openapi::document(&p)
             .map(|v| json_response(200, &v))
@@ -513,6 +523,14 @@ pub async fn handle_resource(
             Ok(json_response(
                 200,
                 &objects::finalize_namespace(state_ref, &rr, &q, obj)?.object,
+            ))
+        }
+        (Method::POST, true, Some("token")) => {
+            let body = read_body(req).await?;
+            let request = body::decode_object(&content_type, &body)?;
+            Ok(json_response(
+                201,
+                &tokenrequest::create(state_ref, &rr, &q, request)?,
             ))
         }
         (Method::GET, true, Some("log")) => {

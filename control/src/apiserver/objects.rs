@@ -14,7 +14,7 @@ use super::meta::{self, meta_mut, meta_str};
 use super::request::{Query, ResourceRequest};
 use super::resources::{self, Resource};
 use super::status::{success_status, ApiError, ApiResult};
-use super::{fieldmanager, strategic, ApiState};
+use super::{fieldmanager, serviceaccount, strategic, ApiState};
 use crate::store::{Decision, StoreError, Written};
 
 impl From<StoreError> for ApiError {
@@ -391,6 +391,14 @@ fn prepare(
     if old.is_none() {
         match r.kind {
             "Pod" => {
+                // Mirror pods of static pods keep what their node wrote.
+                if obj
+                    .pointer("/metadata/annotations/kubernetes.io~1config.mirror")
+                    .is_none()
+                {
+                    let ns = meta_str(obj, "namespace").unwrap_or("default").to_string();
+                    serviceaccount::admit_pod(&state.cache, &ns, obj)?;
+                }
                 add_default_tolerations(obj);
                 let qos = pod_qos(obj);
                 let status = obj

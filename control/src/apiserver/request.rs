@@ -27,6 +27,11 @@ pub enum Target {
     OpenApiV3Index,
     /// `/openapi/v3/<api/v1 | apis/group/version>`.
     OpenApiV3(String),
+    /// `/.well-known/openid-configuration`: where ServiceAccount tokens
+    /// can be verified.
+    OpenIdConfiguration,
+    /// `/openid/v1/jwks`: the keys that sign ServiceAccount tokens.
+    Jwks,
     /// A resource, collection or object.
     Resource(ResourceRequest),
 }
@@ -60,6 +65,8 @@ pub fn parse_path(path: &str) -> Option<Target> {
         ["apis", g] => return Some(Target::Group(g.to_string())),
         ["api", v] => return Some(Target::ResourceList(String::new(), v.to_string())),
         ["apis", g, v] => return Some(Target::ResourceList(g.to_string(), v.to_string())),
+        [".well-known", "openid-configuration"] => return Some(Target::OpenIdConfiguration),
+        ["openid", "v1", "jwks"] => return Some(Target::Jwks),
         ["openapi", "v2"] => return Some(Target::OpenApiV2),
         ["openapi", "v3"] => return Some(Target::OpenApiV3Index),
         ["openapi", "v3", rest @ ..] => return Some(Target::OpenApiV3(rest.join("/"))),

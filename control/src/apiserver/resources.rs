@@ -207,7 +207,13 @@ pub static RESOURCES: &[Resource] = &[
         true,
         &["sa"],
         &[],
-        &[]
+        &[Subresource {
+            name: "token",
+            group: "authentication.k8s.io",
+            version: "v1",
+            kind: "TokenRequest",
+            verbs: &["create"]
+        }]
     ),
     res!(
         "apps",

@@ -16,6 +16,8 @@ pub mod garbagecollector;
 pub mod job;
 pub mod nodelifecycle;
 pub mod replicaset;
+pub mod rootcacertpublisher;
+pub mod serviceaccount;
 pub mod statefulset;
 
 use std::sync::Arc;
@@ -27,12 +29,26 @@ use kube::Client;
 pub struct Context {
     /// The API client.
     pub client: Client,
+    /// The cluster CA (PEM) published to every namespace; without it the
+    /// root-ca-cert-publisher does not run.
+    pub root_ca_pem: Option<String>,
 }
 
 impl Context {
     /// A context over a client.
     pub fn new(client: Client) -> Arc<Self> {
-        Arc::new(Self { client })
+        Arc::new(Self {
+            client,
+            root_ca_pem: None,
+        })
+    }
+
+    /// A context whose root-ca-cert-publisher publishes `ca_pem`.
+    pub fn with_root_ca(client: Client, ca_pem: String) -> Arc<Self> {
+        Arc::new(Self {
+            client,
+            root_ca_pem: Some(ca_pem),
+        })
     }
 
     /// An event recorder for a controller.
@@ -83,5 +99,11 @@ pub async fn run_all(ctx: Arc<Context>) {
         job::run(ctx.clone()),
         cronjob::run(ctx.clone()),
         statefulset::run(ctx.clone()),
+        serviceaccount::run(ctx.clone()),
+        async {
+            if let Some(ca) = ctx.root_ca_pem.clone() {
+                rootcacertpublisher::run(ctx.clone(), ca).await;
+            }
+        },
     );
 }

@@ -489,19 +489,32 @@ async fn projected_volume() {
     let ts = data_link(&v.path);
     assert_eq!(mode(&v.path.join(&ts).join("user")), 0o440);
 
+    // A token of the pod's ServiceAccount, bound to the pod.
     let token = VolumeProjection {
         service_account_token: Some(ServiceAccountTokenProjection {
             path: "token".into(),
+            expiration_seconds: Some(3607),
             ..Default::default()
         }),
         ..Default::default()
     };
+    let mut with_token = projected(Some(token));
+    with_token.spec.as_mut().unwrap().service_account_name = Some("default".into());
+    let objs = objects();
     assert_eq!(
-        setup(root.path(), &projected(Some(token)), &objects())
+        setup(root.path(), &with_token, &objs)
             .await
             .unwrap_err()
             .to_string(),
-        "MountVolume.SetUp failed for volume \"all-in-one\" : volume source serviceAccountToken is not supported by this kubelet"
+        "MountVolume.SetUp failed for volume \"all-in-one\" : failed to fetch token: no token source: serviceaccounts \"default\" not found"
+    );
+    objs.put_service_account("ns", "default");
+    let vols = setup(root.path(), &with_token, &objs).await.unwrap();
+    let v = &vols["all-in-one"];
+    assert_eq!(read(&v.path.join("token")), "memory-token-1");
+    assert_eq!(
+        visible(&v.path),
+        ["config", "namespace", "password", "token", "user"]
     );
 }
 
