@@ -222,9 +222,17 @@ pub(crate) async fn nft(args: &[&str], script: Option<&str>) -> Result<String, N
         .await
         .map_err(NftablesError::Spawn)?;
     if !out.status.success() {
-        return Err(NftablesError::Failed(
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ));
+        // nft quotes the offending line of a script that may be megabytes.
+        let mut stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        if stderr.len() > 2000 {
+            let mut cut = 2000;
+            while !stderr.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            stderr.truncate(cut);
+            stderr.push_str(" …");
+        }
+        return Err(NftablesError::Failed(stderr));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -173,6 +173,23 @@ impl Drop for TableGuard {
     }
 }
 
+/// TCP connections the table's reject chain has turned away. With the
+/// holder the kernel would refuse a ClusterIP on its own; the counter shows
+/// that the table did.
+fn rejected_tcp(table: &str) -> u64 {
+    let out = Command::new("nft")
+        .args(["list", "chain", "ip", table, "reject-chain"])
+        .output()
+        .expect("nft list chain");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.contains("tcp reset"))
+        .and_then(|l| l.split("counter packets ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 fn table_exists(name: &str) -> bool {
     run("nft", &["list", "table", "ip", name]).is_ok()
 }
@@ -339,6 +356,84 @@ async fn cluster_ip_and_node_port_through_the_kernel() {
     let seen = answers(front, 20).await;
     assert!(seen.iter().all(|n| n == &seen[0]), "{seen:?}");
 
+    // From a pod (a namespace's connection DNATed in prerouting). Docker's
+    // FORWARD policy on this machine drops traffic between our veths, so the
+    // endpoint is a listener on the host's end of a's pair (input, not
+    // forward). Needs busybox for the client.
+    if run("busybox", &["true"]).is_ok() {
+        let listener = tokio::net::TcpListener::bind((a.host_ip, 0)).await.unwrap();
+        let host_ep = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.0 200 OK\r\n\r\n{\"pod\":\"host\"}\n")
+                    .await;
+            }
+        });
+        let host_svc_ip = Ipv4Addr::new(10, 111, (pid >> 8) as u8 ^ 0x80, pid as u8);
+        create_service(
+            &c.client,
+            "from-pod",
+            json!({"clusterIP": host_svc_ip.to_string(), "ports": [{"name": "p", "port": 80}]}),
+        )
+        .await;
+        put_slice(
+            &c.client,
+            slice(
+                "from-pod",
+                "from-pod-1",
+                host_ep.port(),
+                "TCP",
+                &[(host_ep.ip(), true)],
+            ),
+        )
+        .await;
+        let url = format!("http://{host_svc_ip}/");
+        let from_b = || async {
+            let out = tokio::process::Command::new("ip")
+                .args([
+                    "netns", "exec", &b.ns, "timeout", "3", "busybox", "wget", "-qO-", &url,
+                ])
+                .stdin(Stdio::null())
+                .output()
+                .await
+                .unwrap();
+            (
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+        eventually("a pod to reach the ClusterIP", || async {
+            from_b().await.0.contains("\"host\"").then_some(())
+        })
+        .await;
+        // And a pod is refused at once when the Service has no endpoint.
+        put_slice(
+            &c.client,
+            slice(
+                "from-pod",
+                "from-pod-1",
+                host_ep.port(),
+                "TCP",
+                &[(host_ep.ip(), false)],
+            ),
+        )
+        .await;
+        eventually("a pod to be refused", || async {
+            from_b().await.1.contains("refused").then_some(())
+        })
+        .await;
+        assert!(rejected_tcp(&table) > 0);
+        server.abort();
+    } else {
+        eprintln!("no busybox: the pod path (prerouting) is not exercised");
+    }
+
     // No ready endpoint: refused at once (a reset, not a timeout), on the
     // ClusterIP and the NodePort.
     put_slice(&c.client, both(false)).await;
@@ -346,8 +441,12 @@ async fn cluster_ip_and_node_port_through_the_kernel() {
         refused(&ask(front).await).then_some(())
     })
     .await;
+    let before = rejected_tcp(&table);
     let r = ask(node_front).await;
     assert!(refused(&r), "{r:?}");
+    let r = ask(front).await;
+    assert!(refused(&r), "{r:?}");
+    assert!(rejected_tcp(&table) >= before + 2);
 
     let text = metrics.encode();
     assert!(text.contains("kedge_proxy_nftables_rules "), "{text}");

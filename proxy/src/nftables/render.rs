@@ -283,11 +283,12 @@ pub fn render(table: &ProxyTable, opts: &RenderOptions<'_>) -> Ruleset {
         "filter-forward",
         "ct state new ip daddr @cluster-ips goto reject-chain".into(),
     );
+    // Counted, so that `nft list chain` shows how many were turned away.
     chains.add(
         "reject-chain",
-        "meta l4proto tcp reject with tcp reset".into(),
+        "meta l4proto tcp counter reject with tcp reset".into(),
     );
-    chains.add("reject-chain", "reject".into());
+    chains.add("reject-chain", "counter reject".into());
     chains.add("nat-prerouting", "jump services".into());
     chains.add("nat-output", "jump services".into());
     chains.add("nat-postrouting", "jump masquerading".into());

@@ -122,8 +122,8 @@ table ip kedge_test {
 \t\tjump services
 \t}
 \tchain reject-chain {
-\t\tmeta l4proto tcp reject with tcp reset
-\t\treject
+\t\tmeta l4proto tcp counter reject with tcp reset
+\t\tcounter reject
 \t}
 \tchain services {
 \t\tip daddr . meta l4proto . th dport vmap @service-ports
@@ -159,7 +159,10 @@ fn no_ready_endpoint_is_rejected_and_not_dnated() {
     // UDP gets ICMP port unreachable, TCP a reset.
     assert_eq!(
         chain(&r, "reject-chain"),
-        ["meta l4proto tcp reject with tcp reset", "reject"]
+        [
+            "meta l4proto tcp counter reject with tcp reset",
+            "counter reject"
+        ]
     );
 }
 
