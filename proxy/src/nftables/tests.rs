@@ -83,13 +83,10 @@ table ip kedge_test {
 \t\ttype ipv4_addr
 \t\telements = { 10.96.0.20 }
 \t}
-\tchain ep-default/web/tcp/80__10.244.0.5/8080 {
-\t\tip saddr 10.244.0.5 meta mark set meta mark | 0x4000
-\t\tmeta l4proto tcp dnat to 10.244.0.5:8080
-\t}
-\tchain ep-default/web/tcp/80__10.244.1.6/8080 {
-\t\tip saddr 10.244.1.6 meta mark set meta mark | 0x4000
-\t\tmeta l4proto tcp dnat to 10.244.1.6:8080
+\tset hairpin {
+\t\ttype ipv4_addr . ipv4_addr
+\t\telements = { 10.244.0.5 . 10.244.0.5,
+\t\t\t10.244.1.6 . 10.244.1.6 }
 \t}
 \tchain filter-forward {
 \t\ttype filter hook forward priority -110; policy accept;
@@ -105,9 +102,10 @@ table ip kedge_test {
 \t\tct state new ip daddr . meta l4proto . th dport @no-endpoints goto reject-chain
 \t}
 \tchain masquerading {
+\t\tct status dnat ip saddr . ip daddr @hairpin meta mark set meta mark | 0x4000
 \t\tmeta mark & 0x4000 == 0 return
 \t\tmeta mark set meta mark ^ 0x4000
-\t\tmasquerade fully-random
+\t\tmasquerade
 \t}
 \tchain nat-output {
 \t\ttype nat hook output priority -100; policy accept;
@@ -130,12 +128,13 @@ table ip kedge_test {
 \t}
 \tchain svc-default/web/tcp/80 {
 \t\tfib saddr type local meta mark set meta mark | 0x4000
-\t\tnumgen random mod 2 vmap { 0 : goto ep-default/web/tcp/80__10.244.0.5/8080, 1 : goto ep-default/web/tcp/80__10.244.1.6/8080 }
+\t\tnumgen random mod 2 == 0 meta l4proto tcp dnat to 10.244.0.5:8080
+\t\tmeta l4proto tcp dnat to 10.244.1.6:8080
 \t}
 }
 ";
     assert_eq!(r.text, expected, "{}", r.text);
-    assert_eq!(r.rules, 19);
+    assert_eq!(r.rules, 17);
     assert!(r
         .replace_script()
         .starts_with("add table ip kedge_test\ndelete table ip kedge_test\ntable ip kedge_test {"));
@@ -155,7 +154,7 @@ fn no_ready_endpoint_is_rejected_and_not_dnated() {
         r.text
     );
     assert!(!r.text.contains("svc-default"), "{}", r.text);
-    assert!(!r.text.contains("dnat"), "{}", r.text);
+    assert!(!r.text.contains("dnat to"), "{}", r.text);
     // UDP gets ICMP port unreachable, TCP a reset.
     assert_eq!(
         chain(&r, "reject-chain"),
@@ -187,18 +186,24 @@ fn node_port_local_policy_uses_local_endpoints_and_keeps_the_source() {
         chain(&r, "ext-default/np/tcp/80"),
         [
             "fib saddr type local meta mark set meta mark | 0x4000",
-            "goto ep-default/np/tcp/80__10.244.0.5/8080",
+            "meta l4proto tcp dnat to 10.244.0.5:8080",
         ]
     );
     // The ClusterIP still balances over both.
-    assert!(chain(&r, "svc-default/np/tcp/80")[1].starts_with("numgen random mod 2 vmap"));
+    assert_eq!(
+        chain(&r, "svc-default/np/tcp/80")[1..],
+        [
+            "numgen random mod 2 == 0 meta l4proto tcp dnat to 10.244.0.5:8080",
+            "meta l4proto tcp dnat to 10.244.1.6:8080",
+        ]
+    );
     // Cluster policy: every external connection is masqueraded, on the
     // NodePort and the load-balancer port alike.
     assert_eq!(
         chain(&r, "ext-default/lb/tcp/80"),
         [
             "meta mark set meta mark | 0x4000",
-            "goto ep-default/lb/tcp/80__10.244.1.7/8080",
+            "meta l4proto tcp dnat to 10.244.1.7:8080",
         ]
     );
     assert!(r
@@ -239,7 +244,7 @@ fn client_ip_affinity_sets_survive_an_update() {
         format!("ip saddr @{set} goto ep-default/web/tcp/80__10.244.0.5/8080")
     );
     assert_eq!(
-        chain(&r, "ep-default/web/tcp/80__10.244.0.5/8080")[1],
+        chain(&r, "ep-default/web/tcp/80__10.244.0.5/8080")[0],
         format!("update @{set} {{ ip saddr }}")
     );
 
@@ -353,4 +358,29 @@ async fn nft_accepts_the_scripts() {
     // An empty table is a valid one.
     let empty = render(&ProxyTable::default(), &opts(&none));
     super::check(&empty.replace_script()).await.unwrap();
+}
+
+#[test]
+fn each_of_three_endpoints_is_taken_with_equal_chance() {
+    let r = rendered(
+        vec![entry(
+            "web",
+            "10.96.0.20",
+            &[
+                ("10.244.0.5:8080", "node-a"),
+                ("10.244.0.6:8080", "node-a"),
+                ("10.244.0.7:8080", "node-a"),
+            ],
+        )],
+        &BTreeSet::new(),
+    );
+    // 1/3, then 1/2 of the remaining 2/3, then the rest: 1/3 each.
+    assert_eq!(
+        chain(&r, "svc-default/web/tcp/80")[1..],
+        [
+            "numgen random mod 3 == 0 meta l4proto tcp dnat to 10.244.0.5:8080",
+            "numgen random mod 2 == 0 meta l4proto tcp dnat to 10.244.0.6:8080",
+            "meta l4proto tcp dnat to 10.244.0.7:8080",
+        ]
+    );
 }
