@@ -91,9 +91,24 @@ struct ProxyArgs {
     /// The interface that holds the Service ClusterIPs.
     #[arg(long, default_value = kedge_proxy::DEFAULT_HOLDER_INTERFACE)]
     proxy_interface: String,
+    #[command(flatten)]
+    mode: ProxyModeArgs,
     /// Where Prometheus metrics are served.
     #[arg(long, default_value = "127.0.0.1:10249")]
     metrics_addr: std::net::SocketAddr,
+}
+
+/// The service proxy's data plane.
+#[derive(Args, Clone)]
+struct ProxyModeArgs {
+    /// `userspace` (listeners in this process) or `nftables` (DNAT in the
+    /// kernel; needs root and the `nft` tool).
+    #[arg(long, default_value_t = kedge_proxy::ProxyMode::Userspace)]
+    proxy_mode: kedge_proxy::ProxyMode,
+    /// The nftables table of `--proxy-mode nftables` (family ip); the proxy
+    /// replaces it and deletes it on exit.
+    #[arg(long, default_value = kedge_proxy::nftables::DEFAULT_TABLE)]
+    proxy_nftables_table: String,
 }
 
 #[derive(Args, Clone)]
@@ -210,6 +225,8 @@ struct ServiceNetworkArgs {
     /// bridge the proxy makes and removes).
     #[arg(long, default_value = kedge_proxy::DEFAULT_HOLDER_INTERFACE)]
     proxy_interface: String,
+    #[command(flatten)]
+    proxy_mode: ProxyModeArgs,
     /// Resolvers the cluster DNS forwards other names to, `ip:port`,
     /// repeatable (default: the nameservers of /etc/resolv.conf).
     #[arg(long = "dns-upstream")]
@@ -364,13 +381,24 @@ async fn run_service_network(
         .await
         .context("creating the kube-dns Service")?;
     let proxy_metrics = std::sync::Arc::new(kedge_proxy::Metrics::new());
+    // The cluster DNS answers on its ClusterIP itself (the kube-dns Service
+    // has no endpoints): the kernel mode must not reject it.
+    let dns_frontends = [kedge_proxy::Protocol::Udp, kedge_proxy::Protocol::Tcp].map(|protocol| {
+        kedge_proxy::Frontend {
+            addr: std::net::SocketAddr::new(dns_ip, 53),
+            protocol,
+        }
+    });
     let proxy = kedge_proxy::run(
         client.clone(),
         kedge_proxy::ProxyConfig {
+            mode: args.proxy_mode.proxy_mode,
+            nftables_table: args.proxy_mode.proxy_nftables_table,
             node_name,
             node_addresses: vec![node_address],
             holder_interface: Some(args.proxy_interface),
             metrics: proxy_metrics.clone(),
+            locally_served: dns_frontends.to_vec(),
             ..Default::default()
         },
     );
@@ -405,6 +433,8 @@ async fn run_proxy(args: ProxyArgs) -> anyhow::Result<()> {
     let proxy = kedge_proxy::run(
         client,
         kedge_proxy::ProxyConfig {
+            mode: args.mode.proxy_mode,
+            nftables_table: args.mode.proxy_nftables_table,
             node_name: args.node_name.unwrap_or_else(hostname),
             node_addresses: args.node_addresses,
             holder_interface: Some(args.proxy_interface),
@@ -412,7 +442,8 @@ async fn run_proxy(args: ProxyArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
     );
-    // Ending on a signal drops the proxy, which removes its interface.
+    // Ending on a signal drops the proxy, which removes its interface (and
+    // its nftables table).
     tokio::select! {
         r = proxy => r.context("service proxy")?,
         r = serve_metrics(args.metrics_addr, move || metrics.encode()) => r?,

@@ -1,11 +1,15 @@
-//! kedge's service proxy (kube-proxy), userspace mode: Services and
-//! EndpointSlices watched through the API are compiled into a table
-//! ([`table`]), ClusterIPs are put on a holder interface ([`holder`]), and
-//! every ClusterIP, NodePort and load-balancer port gets a TCP or UDP
-//! listener that balances over the ready endpoints ([`proxier`]).
+//! kedge's service proxy (kube-proxy). Services and EndpointSlices watched
+//! through the API are compiled into a table ([`table`]), ClusterIPs are put
+//! on a holder interface ([`holder`]), and the table is served by one of two
+//! data planes ([`ProxyMode`]):
+//! - userspace: every ClusterIP, NodePort and load-balancer port gets a TCP
+//!   or UDP listener that balances over the ready endpoints ([`proxier`]);
+//! - nftables: the kernel DNATs to the endpoints, programmed as one
+//!   nftables table ([`nftables`]).
 //!
 //! Data flows one way: watch event → [`ServiceState`] → [`ProxyTable`] →
-//! [`Proxier::sync`]. Tests can start anywhere along it.
+//! [`Proxier::sync`] or [`NftablesProxier::sync`]. Tests can start anywhere
+//! along it.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -17,6 +21,7 @@ use std::time::Duration;
 pub mod balancer;
 pub mod holder;
 pub mod metrics;
+pub mod nftables;
 pub mod proxier;
 mod status;
 pub mod table;
@@ -24,6 +29,7 @@ mod watch;
 
 pub use holder::{Holder, HolderError};
 pub use metrics::Metrics;
+pub use nftables::{NftablesError, NftablesProxier};
 pub use proxier::Proxier;
 pub use table::{Backends, Frontend, NodeInfo, Protocol, ProxyTable, ServiceKey, ServiceState};
 pub use watch::run;
@@ -35,9 +41,43 @@ pub const SERVICE_PROXY_NAME_LABEL: &str = "service.kubernetes.io/service-proxy-
 /// The default holder interface.
 pub const DEFAULT_HOLDER_INTERFACE: &str = "kedge0";
 
+/// Which data plane serves the table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProxyMode {
+    /// Listeners in this process ([`Proxier`]).
+    #[default]
+    Userspace,
+    /// DNAT in the kernel, one nftables table ([`NftablesProxier`]); needs
+    /// root (CAP_NET_ADMIN) and the `nft` tool.
+    Nftables,
+}
+
+impl std::str::FromStr for ProxyMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "userspace" => Ok(Self::Userspace),
+            "nftables" => Ok(Self::Nftables),
+            _ => Err(format!("unknown proxy mode {s:?} (userspace or nftables)")),
+        }
+    }
+}
+
+impl std::fmt::Display for ProxyMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Userspace => "userspace",
+            Self::Nftables => "nftables",
+        })
+    }
+}
+
 /// How the proxy runs on its node.
 #[derive(Clone, Debug)]
 pub struct ProxyConfig {
+    /// The data plane.
+    pub mode: ProxyMode,
     /// The node's name, for `trafficPolicy: Local`.
     pub node_name: String,
     /// Where NodePorts and load-balancer ports are served, and what is added
@@ -57,11 +97,19 @@ pub struct ProxyConfig {
     pub load_balancer_status: bool,
     /// Where the proxy counts; keep a clone to [`Metrics::encode`].
     pub metrics: Arc<Metrics>,
+    /// The nftables table of [`ProxyMode::Nftables`] (family `ip`); created,
+    /// replaced and deleted by the proxy, so it must be the proxy's alone.
+    pub nftables_table: String,
+    /// Frontends a process on this node serves itself (the in-process
+    /// cluster DNS on its ClusterIP, a Service without endpoints): the
+    /// kernel mode neither DNATs nor rejects them.
+    pub locally_served: Vec<Frontend>,
 }
 
 impl Default for ProxyConfig {
     fn default() -> Self {
         Self {
+            mode: ProxyMode::Userspace,
             node_name: String::new(),
             node_addresses: Vec::new(),
             holder_interface: Some(DEFAULT_HOLDER_INTERFACE.into()),
@@ -71,6 +119,8 @@ impl Default for ProxyConfig {
             udp_idle_timeout: Duration::from_secs(1),
             load_balancer_status: true,
             metrics: Arc::new(Metrics::new()),
+            nftables_table: nftables::DEFAULT_TABLE.into(),
+            locally_served: Vec::new(),
         }
     }
 }
@@ -81,6 +131,9 @@ pub enum Error {
     /// The holder interface could not be set up.
     #[error("holder interface: {0}")]
     Holder(#[from] HolderError),
+    /// The kernel mode could not start.
+    #[error("nftables mode: {0}")]
+    Nftables(#[from] NftablesError),
     /// A watch stream ended (the watcher retries errors itself, so this
     /// means the client is gone).
     #[error("the {0} watch ended")]

@@ -39,6 +39,8 @@ pub struct Metrics {
     bytes: Family<ByteLabels, Counter>,
     sync_duration: Histogram,
     bind_failures: Counter,
+    nftables_rules: Gauge,
+    nftables_sync_failures: Counter,
 }
 
 /// One Service port's metric handles, resolved once per frontend so that
@@ -95,7 +97,7 @@ impl Metrics {
         let sync_duration = Histogram::new(exponential_buckets(0.00005, 2.0, 18));
         registry.register(
             "sync_duration_seconds",
-            "Time to apply a changed table (holder addresses and listeners)",
+            "Time to apply a changed table (holder addresses, and listeners or the nftables table)",
             sync_duration.clone(),
         );
         let bind_failures = Counter::default();
@@ -103,6 +105,18 @@ impl Metrics {
             "listener_bind_failures",
             "Listeners that could not be bound (retried)",
             bind_failures.clone(),
+        );
+        let nftables_rules = Gauge::default();
+        registry.register(
+            "nftables_rules",
+            "Rules in the applied nftables table (kernel mode)",
+            nftables_rules.clone(),
+        );
+        let nftables_sync_failures = Counter::default();
+        registry.register(
+            "nftables_sync_failures",
+            "nftables tables that nft refused (retried)",
+            nftables_sync_failures.clone(),
         );
         Self {
             registry: Mutex::new(registry),
@@ -112,6 +126,8 @@ impl Metrics {
             bytes,
             sync_duration,
             bind_failures,
+            nftables_rules,
+            nftables_sync_failures,
         }
     }
 
@@ -144,6 +160,15 @@ impl Metrics {
 
     pub(crate) fn observe_sync(&self, elapsed: Duration) {
         self.sync_duration.observe(elapsed.as_secs_f64());
+    }
+
+    pub(crate) fn set_nftables_rules(&self, rules: usize) {
+        self.nftables_rules
+            .set(i64::try_from(rules).unwrap_or(i64::MAX));
+    }
+
+    pub(crate) fn nftables_sync_failed(&self) {
+        self.nftables_sync_failures.inc();
     }
 
     pub(crate) fn bind_failed(&self) {

@@ -10,12 +10,15 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 use tokio::sync::mpsc;
 
+use crate::nftables::NftablesProxier;
 use crate::proxier::Proxier;
 use crate::status::{wanted_ingress, StatusUpdate};
+use crate::table::ProxyTable;
 use crate::table::{ServiceState, SERVICE_NAME_LABEL};
-use crate::{Error, ProxyConfig, SERVICE_PROXY_NAME_LABEL};
+use crate::{Error, ProxyConfig, ProxyMode, SERVICE_PROXY_NAME_LABEL};
 
-/// How often listeners that could not be bound are retried.
+/// How often listeners that could not be bound, or an nftables table that
+/// could not be applied, are retried.
 const RETRY: Duration = Duration::from_secs(1);
 
 /// Events of either watch, boxed: the objects are large and moved twice.
@@ -34,12 +37,42 @@ struct Sync {
     slices_buffer: Vec<EndpointSlice>,
 }
 
+/// The data plane of [`ProxyConfig::mode`].
+enum DataPlane {
+    Userspace(Proxier),
+    Nftables(NftablesProxier),
+}
+
+impl DataPlane {
+    async fn new(config: &ProxyConfig) -> Result<Self, Error> {
+        Ok(match config.mode {
+            ProxyMode::Userspace => Self::Userspace(Proxier::new(config).await?),
+            ProxyMode::Nftables => Self::Nftables(NftablesProxier::new(config).await?),
+        })
+    }
+
+    async fn sync(&mut self, table: &ProxyTable) {
+        match self {
+            Self::Userspace(p) => p.sync(table).await,
+            Self::Nftables(p) => p.sync(table).await,
+        }
+    }
+
+    fn has_pending(&self) -> bool {
+        match self {
+            Self::Userspace(p) => p.has_pending(),
+            Self::Nftables(p) => p.has_pending(),
+        }
+    }
+}
+
 /// Run the proxy until the future is dropped (or the API client is gone):
 /// watch Services and EndpointSlices, keep the holder interface and the
-/// listeners in step with them, and write load-balancer status. Dropping it
-/// closes every listener and connection and removes the holder interface.
+/// data plane in step with them, and write load-balancer status. Dropping
+/// it closes every listener and connection (userspace) or deletes the
+/// nftables table (kernel mode), and removes the holder interface.
 pub async fn run(client: Client, config: ProxyConfig) -> Result<(), Error> {
-    let mut proxier = Proxier::new(&config).await?;
+    let mut proxier = DataPlane::new(&config).await?;
     let selector = match &config.service_proxy_name {
         Some(name) => format!("{SERVICE_PROXY_NAME_LABEL}={name}"),
         None => format!("!{SERVICE_PROXY_NAME_LABEL}"),

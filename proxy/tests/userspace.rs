@@ -8,60 +8,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kedge_proxy::{Backends, Frontend, Protocol, Proxier, ProxyConfig, ServiceKey};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::Client;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
-/// The `service-proxy-name` the tests' Services carry, so the proxies leave
-/// the API server's own `kubernetes` Service (10.96.0.1) alone.
-const PROXY_NAME: &str = "kedge-proxy-test";
+mod common;
+
+use common::{create_service, eventually, put_slice, slice, start_api, LinkGuard, PROXY_NAME};
 
 // === test harness ===
-
-struct Cluster {
-    client: Client,
-    _server: kedge_control::server::RunningServer,
-    _dir: tempfile::TempDir,
-}
-
-async fn start_api() -> Cluster {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = kedge_config::cluster::ClusterConfig {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..Default::default()
-    };
-    let server = kedge_control::server::start(cfg, Default::default())
-        .await
-        .unwrap();
-    let client = server.client().await.unwrap();
-    Cluster {
-        client,
-        _server: server,
-        _dir: dir,
-    }
-}
-
-/// Deletes the test's interface even if the proxy did not get to (a panic
-/// before it was dropped); `ip link del` of a missing link is harmless.
-struct LinkGuard(String);
-
-impl Drop for LinkGuard {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip")
-            .args(["link", "del", &self.0])
-            .stderr(std::process::Stdio::null())
-            .status();
-    }
-}
 
 /// A running proxy; dropping it stops the proxy and removes its interface.
 struct RunningProxy {
@@ -100,20 +58,6 @@ fn start_proxy(client: &Client, holder: &str, node_addresses: Vec<IpAddr>) -> Ru
         metrics,
         link: LinkGuard(holder.into()),
     }
-}
-
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    for _ in 0..200 {
-        if let Some(v) = check().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 fn link_addresses(name: &str) -> Option<String> {
@@ -184,58 +128,6 @@ async fn echo(conn: &mut BufReader<TcpStream>, text: &str) -> String {
         .expect("echo timed out")
         .unwrap();
     String::from_utf8(buf).unwrap()
-}
-
-async fn create_service(client: &Client, name: &str, spec: Value) -> Service {
-    let api: Api<Service> = Api::namespaced(client.clone(), "default");
-    let svc: Service = serde_json::from_value(json!({
-        "metadata": {"name": name, "labels": {"service.kubernetes.io/service-proxy-name": PROXY_NAME}},
-        "spec": spec,
-    }))
-    .unwrap();
-    api.create(&PostParams::default(), &svc).await.unwrap()
-}
-
-/// An EndpointSlice of `service` with one port and endpoints `(ip, ready)`.
-fn slice(
-    service: &str,
-    name: &str,
-    port: u16,
-    protocol: &str,
-    endpoints: &[(IpAddr, bool)],
-) -> EndpointSlice {
-    let endpoints: Vec<Value> = endpoints
-        .iter()
-        .map(|(ip, ready)| {
-            json!({"addresses": [ip.to_string()], "nodeName": "node-a", "conditions": {"ready": ready}})
-        })
-        .collect();
-    serde_json::from_value(json!({
-        "metadata": {"name": name, "labels": {"kubernetes.io/service-name": service}},
-        "addressType": "IPv4",
-        "ports": [{"name": "p", "port": port, "protocol": protocol}],
-        "endpoints": endpoints,
-    }))
-    .unwrap()
-}
-
-async fn put_slice(client: &Client, s: EndpointSlice) {
-    let api: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
-    let name = s.metadata.name.clone().unwrap();
-    api.patch(
-        &name,
-        &PatchParams::apply("test").force(),
-        &Patch::Apply(json!({
-            "apiVersion": "discovery.k8s.io/v1",
-            "kind": "EndpointSlice",
-            "metadata": s.metadata,
-            "addressType": s.address_type,
-            "ports": s.ports,
-            "endpoints": s.endpoints,
-        })),
-    )
-    .await
-    .unwrap();
 }
 
 fn localhost() -> IpAddr {

@@ -1,0 +1,244 @@
+//! The kernel mode: the whole [`ProxyTable`] as one nftables table
+//! ([`render`]), applied with `nft -f -` in one transaction, so packets see
+//! either the old table or the new one and never a half-written one.
+//!
+//! The first sync replaces any table of that name (a leftover of a crashed
+//! run); later ones flush and redefine it in place, which keeps the
+//! ClientIP affinity sets and their entries. A sync whose rendered text is
+//! the one applied last does nothing. Dropping the proxier deletes the table.
+//!
+//! Routes: DNAT happens in `prerouting` and `output` before the routing
+//! decision is final, so pods reach a ClusterIP without it being local.
+//! This host's own connections are different: `connect()` needs a route to
+//! the ClusterIP before `output` sees a packet, so a host with no default
+//! route gets `ENETUNREACH`. The holder bridge, when configured, carries
+//! the ClusterIPs as /32s and gives every host that route (and a place for
+//! the in-process cluster DNS to bind its ClusterIP); with it, the host's
+//! connections take the local route, are DNATed in `output` and rerouted
+//! to the endpoint. Measured with `proxy/tests/nftables.rs` run inside a
+//! namespace without a default route: ClusterIPs answer with the holder and
+//! time out without it; with a default route both work.
+
+use std::collections::BTreeSet;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+use crate::holder::{Holder, HolderError};
+use crate::metrics::Metrics;
+use crate::table::{Frontend, NodeInfo, ProxyTable};
+use crate::ProxyConfig;
+
+pub mod render;
+
+#[cfg(test)]
+mod tests;
+
+pub use render::{render, RenderOptions, Ruleset};
+
+/// The default table name.
+pub const DEFAULT_TABLE: &str = "kedge";
+
+/// Errors of the kernel mode.
+#[derive(Debug, thiserror::Error)]
+pub enum NftablesError {
+    /// `nft` could not be run (not installed, or not in `PATH`).
+    #[error("running nft: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// `nft` rejected the script.
+    #[error("nft -f -: {0}")]
+    Failed(String),
+    /// The table name is not one nft accepts unquoted.
+    #[error(
+        "invalid nftables table name {0:?}: a letter or '_', then letters, digits, '_' or '-'"
+    )]
+    InvalidTable(String),
+    /// The holder interface could not be set up.
+    #[error("holder interface: {0}")]
+    Holder(#[from] HolderError),
+}
+
+/// The kernel-mode data plane of one node.
+pub struct NftablesProxier {
+    table: String,
+    node: NodeInfo,
+    locally_served: BTreeSet<Frontend>,
+    metrics: Arc<Metrics>,
+    /// What the kernel has, when the last sync succeeded.
+    applied: Option<Ruleset>,
+    /// Whether the last sync failed and should be retried.
+    failed: bool,
+    holder: Option<Holder>,
+}
+
+impl NftablesProxier {
+    /// A proxier for `config`; nothing is written to the kernel until the
+    /// first [`sync`](Self::sync) but the holder interface, if one is named.
+    pub async fn new(config: &ProxyConfig) -> Result<Self, NftablesError> {
+        if !render::valid_table_name(&config.nftables_table) {
+            return Err(NftablesError::InvalidTable(config.nftables_table.clone()));
+        }
+        // Fail early, with the reason, when nft cannot run at all.
+        nft(&["--version"], None).await?;
+        let holder = match &config.holder_interface {
+            Some(name) => Some(Holder::ensure(name).await?),
+            None => None,
+        };
+        Ok(Self {
+            table: config.nftables_table.clone(),
+            node: NodeInfo {
+                name: config.node_name.clone(),
+                addresses: config.node_addresses.clone(),
+            },
+            locally_served: config.locally_served.iter().copied().collect(),
+            metrics: config.metrics.clone(),
+            applied: None,
+            failed: false,
+            holder,
+        })
+    }
+
+    /// The table's name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Program `table`. A failure is logged and retried by the next call
+    /// (see [`has_pending`](Self::has_pending)); the kernel keeps the table
+    /// applied before.
+    pub async fn sync(&mut self, table: &ProxyTable) {
+        let start = Instant::now();
+        if let Some(holder) = &mut self.holder {
+            if let Err(e) = holder.sync(&table.cluster_ips()).await {
+                tracing::warn!(interface = holder.name(), error = %e, "updating ClusterIPs on the holder interface failed");
+            }
+        }
+        let ruleset = render(
+            table,
+            &RenderOptions {
+                table: &self.table,
+                node: &self.node,
+                locally_served: &self.locally_served,
+            },
+        );
+        if self.applied.as_ref() == Some(&ruleset) {
+            self.failed = false;
+            return;
+        }
+        match self.apply(&ruleset).await {
+            Ok(()) => {
+                tracing::debug!(table = %self.table, rules = ruleset.rules, elapsed = ?start.elapsed(), "nftables table applied");
+                if self.failed {
+                    tracing::info!(table = %self.table, "nftables table applied after retrying");
+                }
+                self.metrics.set_nftables_rules(ruleset.rules);
+                self.applied = Some(ruleset);
+                self.failed = false;
+                self.metrics.observe_sync(start.elapsed());
+            }
+            Err(e) => {
+                if !self.failed {
+                    tracing::warn!(table = %self.table, error = %e, "applying the nftables table failed; retrying");
+                }
+                self.metrics.nftables_sync_failed();
+                self.failed = true;
+            }
+        }
+    }
+
+    async fn apply(&mut self, ruleset: &Ruleset) -> Result<(), NftablesError> {
+        if let Some(previous) = &self.applied {
+            match nft(&["-f", "-"], Some(&ruleset.update_script(previous))).await {
+                Ok(_) => return Ok(()),
+                // Someone changed the table under us: start over.
+                Err(e) => {
+                    tracing::info!(table = %self.table, error = %e, "updating the nftables table in place failed; replacing it")
+                }
+            }
+        }
+        nft(&["-f", "-"], Some(&ruleset.replace_script()))
+            .await
+            .map(|_| ())
+    }
+
+    /// Whether the last sync failed and waits for a retry.
+    pub fn has_pending(&self) -> bool {
+        self.failed
+    }
+}
+
+impl Drop for NftablesProxier {
+    fn drop(&mut self) {
+        // Drop cannot await; one nft run is quick.
+        let out = std::process::Command::new("nft")
+            .args(["delete", "table", "ip", &self.table])
+            .stdin(Stdio::null())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {
+                tracing::debug!(table = %self.table, "nftables table removed")
+            }
+            // Never applied (or already gone): nothing to remove.
+            Ok(_) if self.applied.is_none() => {}
+            Ok(o) => tracing::warn!(
+                table = %self.table,
+                stderr = %String::from_utf8_lossy(&o.stderr).trim(),
+                "removing the nftables table failed"
+            ),
+            Err(e) => {
+                tracing::warn!(table = %self.table, error = %e, "removing the nftables table failed")
+            }
+        }
+    }
+}
+
+/// Run `nft args`, with `script` on its standard input.
+pub(crate) async fn nft(args: &[&str], script: Option<&str>) -> Result<String, NftablesError> {
+    let mut child = Command::new("nft")
+        .args(args)
+        .stdin(if script.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(NftablesError::Spawn)?;
+    if let (Some(script), Some(mut stdin)) = (script, child.stdin.take()) {
+        stdin
+            .write_all(script.as_bytes())
+            .await
+            .map_err(NftablesError::Spawn)?;
+        // Closing stdin ends the script.
+        drop(stdin);
+    }
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(NftablesError::Spawn)?;
+    if !out.status.success() {
+        // nft quotes the offending line of a script that may be megabytes.
+        let mut stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        if stderr.len() > 2000 {
+            let mut cut = 2000;
+            while !stderr.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            stderr.truncate(cut);
+            stderr.push_str(" …");
+        }
+        return Err(NftablesError::Failed(stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Check `script` with `nft -c -f -` (parsed and validated by the kernel,
+/// nothing committed).
+pub async fn check(script: &str) -> Result<(), NftablesError> {
+    nft(&["-c", "-f", "-"], Some(script)).await.map(|_| ())
+}

@@ -1,0 +1,386 @@
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use super::render::{render, RenderOptions, Ruleset};
+use crate::table::{
+    Endpoint, Frontend, NodeInfo, Protocol, ProxyTable, ServiceKey, ServicePortEntry,
+};
+
+fn entry(name: &str, cluster_ip: &str, endpoints: &[(&str, &str)]) -> ServicePortEntry {
+    ServicePortEntry {
+        service: ServiceKey::new("default", name),
+        port_name: "http".into(),
+        protocol: Protocol::Tcp,
+        cluster_ips: vec![cluster_ip.parse().unwrap()],
+        port: 80,
+        node_port: None,
+        load_balancer: false,
+        external_local: false,
+        internal_local: false,
+        affinity: None,
+        endpoints: endpoints
+            .iter()
+            .map(|(addr, node)| Endpoint {
+                addr: addr.parse().unwrap(),
+                node_name: Some((*node).into()),
+            })
+            .collect(),
+    }
+}
+
+fn node() -> NodeInfo {
+    NodeInfo {
+        name: "node-a".into(),
+        addresses: vec!["192.0.2.10".parse().unwrap()],
+    }
+}
+
+fn rendered(ports: Vec<ServicePortEntry>, locally_served: &BTreeSet<Frontend>) -> Ruleset {
+    render(
+        &ProxyTable { ports },
+        &RenderOptions {
+            table: "kedge_test",
+            node: &node(),
+            locally_served,
+        },
+    )
+}
+
+/// The lines of chain `name`'s body, tabs trimmed.
+fn chain(r: &Ruleset, name: &str) -> Vec<String> {
+    let head = format!("\tchain {name} {{\n");
+    let Some(start) = r.text.find(&head) else {
+        return Vec::new();
+    };
+    r.text[start + head.len()..]
+        .lines()
+        .take_while(|l| *l != "\t}")
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn cluster_ip_with_two_endpoints() {
+    let r = rendered(
+        vec![entry(
+            "web",
+            "10.96.0.20",
+            &[("10.244.0.5:8080", "node-a"), ("10.244.1.6:8080", "node-b")],
+        )],
+        &BTreeSet::new(),
+    );
+    let expected = "\
+table ip kedge_test {
+\tmap service-ports {
+\t\ttype ipv4_addr . inet_proto . inet_service : verdict
+\t\telements = { 10.96.0.20 . tcp . 80 : goto svc-default/web/tcp/80 }
+\t}
+\tset no-endpoints {
+\t\ttype ipv4_addr . inet_proto . inet_service
+\t}
+\tset cluster-ips {
+\t\ttype ipv4_addr
+\t\telements = { 10.96.0.20 }
+\t}
+\tset hairpin {
+\t\ttype ipv4_addr . ipv4_addr
+\t\telements = { 10.244.0.5 . 10.244.0.5,
+\t\t\t10.244.1.6 . 10.244.1.6 }
+\t}
+\tchain filter-forward {
+\t\ttype filter hook forward priority -110; policy accept;
+\t\tct state new ip daddr . meta l4proto . th dport @no-endpoints goto reject-chain
+\t\tct state new ip daddr @cluster-ips goto reject-chain
+\t}
+\tchain filter-input {
+\t\ttype filter hook input priority -110; policy accept;
+\t\tct state new ip daddr . meta l4proto . th dport @no-endpoints goto reject-chain
+\t}
+\tchain filter-output {
+\t\ttype filter hook output priority -110; policy accept;
+\t\tct state new ip daddr . meta l4proto . th dport @no-endpoints goto reject-chain
+\t}
+\tchain masquerading {
+\t\tct status dnat ip saddr . ip daddr @hairpin meta mark set meta mark | 0x4000
+\t\tmeta mark & 0x4000 == 0 return
+\t\tmeta mark set meta mark ^ 0x4000
+\t\tmasquerade
+\t}
+\tchain nat-output {
+\t\ttype nat hook output priority -100; policy accept;
+\t\tjump services
+\t}
+\tchain nat-postrouting {
+\t\ttype nat hook postrouting priority 100; policy accept;
+\t\tjump masquerading
+\t}
+\tchain nat-prerouting {
+\t\ttype nat hook prerouting priority -100; policy accept;
+\t\tjump services
+\t}
+\tchain reject-chain {
+\t\tmeta l4proto tcp counter reject with tcp reset
+\t\tcounter reject
+\t}
+\tchain services {
+\t\tip daddr . meta l4proto . th dport vmap @service-ports
+\t}
+\tchain svc-default/web/tcp/80 {
+\t\tfib saddr type local meta mark set meta mark | 0x4000
+\t\tnumgen random mod 2 == 0 meta l4proto tcp dnat to 10.244.0.5:8080
+\t\tmeta l4proto tcp dnat to 10.244.1.6:8080
+\t}
+}
+";
+    assert_eq!(r.text, expected, "{}", r.text);
+    assert_eq!(r.rules, 17);
+    assert!(r
+        .replace_script()
+        .starts_with("add table ip kedge_test\ndelete table ip kedge_test\ntable ip kedge_test {"));
+}
+
+#[test]
+fn no_ready_endpoint_is_rejected_and_not_dnated() {
+    let mut udp = entry("dns", "10.96.0.30", &[]);
+    udp.protocol = Protocol::Udp;
+    udp.port = 53;
+    let r = rendered(vec![entry("web", "10.96.0.20", &[]), udp], &BTreeSet::new());
+    assert!(
+        r.text.contains(
+            "set no-endpoints {\n\t\ttype ipv4_addr . inet_proto . inet_service\n\t\telements = { 10.96.0.20 . tcp . 80,\n\t\t\t10.96.0.30 . udp . 53 }"
+        ),
+        "{}",
+        r.text
+    );
+    assert!(!r.text.contains("svc-default"), "{}", r.text);
+    assert!(!r.text.contains("dnat to"), "{}", r.text);
+    // UDP gets ICMP port unreachable, TCP a reset.
+    assert_eq!(
+        chain(&r, "reject-chain"),
+        [
+            "meta l4proto tcp counter reject with tcp reset",
+            "counter reject"
+        ]
+    );
+}
+
+#[test]
+fn node_port_local_policy_uses_local_endpoints_and_keeps_the_source() {
+    let mut np = entry(
+        "np",
+        "10.96.0.40",
+        &[("10.244.0.5:8080", "node-a"), ("10.244.1.6:8080", "node-b")],
+    );
+    np.node_port = Some(30080);
+    np.external_local = true;
+    let mut lb = entry("lb", "10.96.0.41", &[("10.244.1.7:8080", "node-b")]);
+    lb.node_port = Some(30081);
+    lb.load_balancer = true;
+    let r = rendered(vec![np.clone(), lb], &BTreeSet::new());
+
+    assert!(r
+        .text
+        .contains("192.0.2.10 . tcp . 30080 : goto ext-default/np/tcp/80"));
+    assert_eq!(
+        chain(&r, "ext-default/np/tcp/80"),
+        [
+            "fib saddr type local meta mark set meta mark | 0x4000",
+            "meta l4proto tcp dnat to 10.244.0.5:8080",
+        ]
+    );
+    // The ClusterIP still balances over both.
+    assert_eq!(
+        chain(&r, "svc-default/np/tcp/80")[1..],
+        [
+            "numgen random mod 2 == 0 meta l4proto tcp dnat to 10.244.0.5:8080",
+            "meta l4proto tcp dnat to 10.244.1.6:8080",
+        ]
+    );
+    // Cluster policy: every external connection is masqueraded, on the
+    // NodePort and the load-balancer port alike.
+    assert_eq!(
+        chain(&r, "ext-default/lb/tcp/80"),
+        [
+            "meta mark set meta mark | 0x4000",
+            "meta l4proto tcp dnat to 10.244.1.7:8080",
+        ]
+    );
+    assert!(r
+        .text
+        .contains("192.0.2.10 . tcp . 30081 : goto ext-default/lb/tcp/80"));
+    assert!(r
+        .text
+        .contains("192.0.2.10 . tcp . 80 : goto ext-default/lb/tcp/80"));
+
+    // No local endpoint: the NodePort rejects, the ClusterIP serves.
+    np.endpoints
+        .retain(|e| e.node_name.as_deref() == Some("node-b"));
+    let r = rendered(vec![np], &BTreeSet::new());
+    assert!(
+        r.text.contains("elements = { 192.0.2.10 . tcp . 30080 }"),
+        "{}",
+        r.text
+    );
+    assert!(chain(&r, "ext-default/np/tcp/80").is_empty());
+    assert_eq!(chain(&r, "svc-default/np/tcp/80").len(), 2);
+}
+
+#[test]
+fn client_ip_affinity_sets_survive_an_update() {
+    let mut web = entry(
+        "web",
+        "10.96.0.20",
+        &[("10.244.0.5:8080", "node-a"), ("10.244.1.6:8080", "node-b")],
+    );
+    web.affinity = Some(Duration::from_secs(600));
+    let r = rendered(vec![web.clone()], &BTreeSet::new());
+    let set = "aff-default/web/tcp/80__10.244.0.5/8080";
+    assert!(r.text.contains(&format!(
+        "\tset {set} {{ type ipv4_addr; flags dynamic,timeout; timeout 600s; }}\n"
+    )));
+    assert_eq!(
+        chain(&r, "svc-default/web/tcp/80")[1],
+        format!("ip saddr @{set} goto ep-default/web/tcp/80__10.244.0.5/8080")
+    );
+    assert_eq!(
+        chain(&r, "ep-default/web/tcp/80__10.244.0.5/8080")[0],
+        format!("update @{set} {{ ip saddr }}")
+    );
+
+    // One endpoint goes: its chain and set are deleted, the other's set
+    // (and the clients in it) stays.
+    web.endpoints.pop();
+    let next = rendered(vec![web], &BTreeSet::new());
+    let script = next.update_script(&r);
+    assert!(script.starts_with("add table ip kedge_test\nflush table ip kedge_test\n"));
+    assert!(script.contains("delete chain ip kedge_test ep-default/web/tcp/80__10.244.1.6/8080\n"));
+    assert!(script.contains("delete set ip kedge_test aff-default/web/tcp/80__10.244.1.6/8080\n"));
+    assert!(!script.contains(&format!("delete set ip kedge_test {set}\n")));
+    assert!(script.contains("delete map ip kedge_test service-ports\n"));
+    assert!(script.ends_with(&next.text));
+}
+
+#[test]
+fn locally_served_frontends_and_ipv6_are_left_alone() {
+    let mut dns = entry("kube-dns", "10.96.0.10", &[]);
+    dns.port = 53;
+    let mut v6 = entry("v6", "fd00::20", &[("[fd00:1::5]:8080", "node-a")]);
+    v6.port = 81;
+    let served = BTreeSet::from([Frontend {
+        addr: "10.96.0.10:53".parse::<SocketAddr>().unwrap(),
+        protocol: Protocol::Tcp,
+    }]);
+    let r = rendered(vec![dns, v6], &served);
+    assert!(!r.text.contains("10.96.0.10"), "{}", r.text);
+    assert!(!r.text.contains("fd00"), "{}", r.text);
+}
+
+#[test]
+fn same_table_renders_the_same_text() {
+    let t = || {
+        rendered(
+            vec![
+                entry("b", "10.96.0.2", &[("10.244.0.9:80", "node-a")]),
+                entry("a", "10.96.0.1", &[("10.244.0.8:80", "node-a")]),
+            ],
+            &BTreeSet::new(),
+        )
+    };
+    assert_eq!(t(), t());
+}
+
+/// Whether this process may talk to nftables (root with nft installed).
+fn nft_usable() -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false);
+    let nft = std::process::Command::new("nft")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !(root && nft) {
+        eprintln!("skipped: needs root and nft");
+    }
+    root && nft
+}
+
+#[tokio::test]
+async fn nft_accepts_the_scripts() {
+    if !nft_usable() {
+        return;
+    }
+    let mut web = entry(
+        "web",
+        "10.96.0.20",
+        &[("10.244.0.5:8080", "node-a"), ("10.244.1.6:8080", "node-b")],
+    );
+    web.affinity = Some(Duration::from_secs(10800));
+    web.node_port = Some(30080);
+    web.external_local = true;
+    let mut lb = entry("lb", "10.96.0.21", &[("10.244.1.7:8080", "node-b")]);
+    lb.load_balancer = true;
+    lb.node_port = Some(30081);
+    let mut udp = entry("dns", "10.96.0.22", &[]);
+    udp.protocol = Protocol::Udp;
+    let table = format!("kedge_c{}", std::process::id());
+    let node = NodeInfo {
+        name: "node-a".into(),
+        addresses: vec![IpAddr::from([192, 0, 2, 10])],
+    };
+    let opts = |served| RenderOptions {
+        table: &table,
+        node: &node,
+        locally_served: served,
+    };
+    let none = BTreeSet::new();
+    let first = render(
+        &ProxyTable {
+            ports: vec![web.clone(), lb, udp],
+        },
+        &opts(&none),
+    );
+    super::check(&first.replace_script())
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", first.replace_script()));
+    // Check mode does not commit, so the update is checked against a table
+    // made in the same script.
+    let second = render(&ProxyTable { ports: vec![web] }, &opts(&none));
+    let script = format!("{}{}", first.replace_script(), second.update_script(&first));
+    super::check(&script)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{script}"));
+    // An empty table is a valid one.
+    let empty = render(&ProxyTable::default(), &opts(&none));
+    super::check(&empty.replace_script()).await.unwrap();
+}
+
+#[test]
+fn each_of_three_endpoints_is_taken_with_equal_chance() {
+    let r = rendered(
+        vec![entry(
+            "web",
+            "10.96.0.20",
+            &[
+                ("10.244.0.5:8080", "node-a"),
+                ("10.244.0.6:8080", "node-a"),
+                ("10.244.0.7:8080", "node-a"),
+            ],
+        )],
+        &BTreeSet::new(),
+    );
+    // 1/3, then 1/2 of the remaining 2/3, then the rest: 1/3 each.
+    assert_eq!(
+        chain(&r, "svc-default/web/tcp/80")[1..],
+        [
+            "numgen random mod 3 == 0 meta l4proto tcp dnat to 10.244.0.5:8080",
+            "numgen random mod 2 == 0 meta l4proto tcp dnat to 10.244.0.6:8080",
+            "meta l4proto tcp dnat to 10.244.0.7:8080",
+        ]
+    );
+}
