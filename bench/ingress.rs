@@ -48,6 +48,17 @@ struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // SIGTERM, not SIGKILL: nginx's master stops its workers only when
+        // asked (killed outright, it leaves them running).
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -119,8 +130,13 @@ fn parse_ms(s: &str) -> f64 {
 
 fn wrk(url: &str, seconds: u64, close: bool) -> Wrk {
     let mut cmd = Command::new("wrk");
-    cmd.args(["-t2", &format!("-c{CONNECTIONS}"), &format!("-d{seconds}s"), "--latency"])
-        .args(["-H", &format!("Host: {HOST}")]);
+    cmd.args([
+        "-t2",
+        &format!("-c{CONNECTIONS}"),
+        &format!("-d{seconds}s"),
+        "--latency",
+    ])
+    .args(["-H", &format!("Host: {HOST}")]);
     if close {
         cmd.args(["-H", "Connection: close"]);
     }
@@ -278,6 +294,7 @@ fn main() {
             threads: 2,
             access_log: false,
             https_port: None,
+            work_stealing: std::env::var("STEAL").is_ok_and(|v| v == "1"),
         },
     )
     .unwrap();

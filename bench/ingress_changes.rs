@@ -41,6 +41,17 @@ struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // SIGTERM, not SIGKILL: nginx's master stops its workers only when
+        // asked (killed outright, it leaves them running).
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -75,8 +86,7 @@ fn rss_kib(pid: u32) -> u64 {
 /// nginx's master and its workers.
 fn nginx_rss_kib(master: u32) -> u64 {
     let mut total = rss_kib(master);
-    if let Ok(children) =
-        std::fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
+    if let Ok(children) = std::fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
     {
         for pid in children.split_whitespace().filter_map(|p| p.parse().ok()) {
             total += rss_kib(pid);
@@ -122,12 +132,19 @@ fn upstream(name: &'static str) -> SocketAddr {
 fn get(addr: SocketAddr, host: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).ok()?;
     let text = String::from_utf8_lossy(&buf);
     let (head, body) = text.split_once("\r\n\r\n")?;
-    Some((head.split_whitespace().nth(1)?.parse().ok()?, body.to_string()))
+    Some((
+        head.split_whitespace().nth(1)?.parse().ok()?,
+        body.to_string(),
+    ))
 }
 
 /// Poll until `check` holds; the time it took.
@@ -251,7 +268,10 @@ async fn main() {
         .await
         .unwrap();
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
-    slices.patch("web-1", &pp, &Patch::Apply(&slice(up_a))).await.unwrap();
+    slices
+        .patch("web-1", &pp, &Patch::Apply(&slice(up_a)))
+        .await
+        .unwrap();
 
     // The controller, a process of its own.
     let http_port = free_port();
@@ -290,13 +310,18 @@ async fn main() {
             .await
             .unwrap();
         let t = Instant::now();
-        kedge_add.push(until(t, || get(kedge_addr, &host).is_some_and(|r| r.0 == 200)));
+        kedge_add.push(until(t, || {
+            get(kedge_addr, &host).is_some_and(|r| r.0 == 200)
+        }));
     }
     // EndpointSlice switched → the new endpoint answers.
     let mut kedge_slice = Vec::new();
     for i in 0..rounds {
         let (to, name) = if i % 2 == 0 { (up_b, "b") } else { (up_a, "a") };
-        slices.patch("web-1", &pp, &Patch::Apply(&slice(to))).await.unwrap();
+        slices
+            .patch("web-1", &pp, &Patch::Apply(&slice(to)))
+            .await
+            .unwrap();
         let t = Instant::now();
         kedge_slice.push(until(t, || {
             get(kedge_addr, "warmup.bench").is_some_and(|r| r.1 == name)
@@ -319,7 +344,9 @@ async fn main() {
             .expect("nginx (apt-get install nginx-light)"),
     );
     let nginx_addr: SocketAddr = format!("127.0.0.1:{nport}").parse().unwrap();
-    until(Instant::now(), || get(nginx_addr, "host-0.bench").is_some_and(|r| r.0 == 200));
+    until(Instant::now(), || {
+        get(nginx_addr, "host-0.bench").is_some_and(|r| r.0 == 200)
+    });
     let mut nginx_add = Vec::new();
     for i in 1..=rounds {
         nginx_conf(&ndir, nport, up_a, i + 1);
@@ -336,7 +363,9 @@ async fn main() {
             .success();
         assert!(ok, "nginx -s reload failed");
         let host = format!("host-{i}.bench");
-        nginx_add.push(until(t, || get(nginx_addr, &host).is_some_and(|r| r.0 == 200)));
+        nginx_add.push(until(t, || {
+            get(nginx_addr, &host).is_some_and(|r| r.0 == 200)
+        }));
     }
 
     // Memory with 1,000 Ingresses (and nginx with 1,000 servers).
@@ -352,7 +381,9 @@ async fn main() {
             .unwrap();
     }
     let last = format!("mem-{}.bench", total - 1);
-    until(Instant::now(), || get(kedge_addr, &last).is_some_and(|r| r.0 == 200));
+    until(Instant::now(), || {
+        get(kedge_addr, &last).is_some_and(|r| r.0 == 200)
+    });
     tokio::time::sleep(Duration::from_secs(1)).await;
     let kedge_rss = rss_kib(ingress_proc.0.id());
     nginx_conf(&ndir, nport, up_a, total);
@@ -366,7 +397,9 @@ async fn main() {
         .status()
         .unwrap();
     let last = format!("host-{}.bench", total - 1);
-    until(Instant::now(), || get(nginx_addr, &last).is_some_and(|r| r.0 == 200));
+    until(Instant::now(), || {
+        get(nginx_addr, &last).is_some_and(|r| r.0 == 200)
+    });
     // Old workers finish their requests and leave.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let nginx_rss = nginx_rss_kib(nginx.0.id());

@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a single-machine cluster: the control plane and one node whose pods run in Docker.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Run the control plane (API server, scheduler, controllers).
     Server(ServerArgs),
     /// Run node agents against an API server.
@@ -61,7 +61,11 @@ struct IngressArgs {
     #[arg(long)]
     watch_ingress_without_class: bool,
     /// Addresses written to served Ingresses' status, repeatable.
-    #[arg(long = "status-address", env = "KEDGE_STATUS_ADDRESS", value_delimiter = ',')]
+    #[arg(
+        long = "status-address",
+        env = "KEDGE_STATUS_ADDRESS",
+        value_delimiter = ','
+    )]
     status_addresses: Vec<std::net::IpAddr>,
     /// The node this runs on, for events.
     #[arg(long, env = "NODE_NAME")]
@@ -316,7 +320,7 @@ fn main() -> anyhow::Result<()> {
         .context("starting the runtime")?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Up(args) => run_up(args).await,
+            Command::Up(args) => run_up(*args).await,
             Command::Server(args) => run_server(args, None).await,
             Command::Agent(args) => run_agent(args).await,
             Command::Proxy(args) => run_proxy(args).await,

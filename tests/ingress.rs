@@ -21,7 +21,11 @@ const WAIT: Duration = Duration::from_secs(120);
 fn http(addr: SocketAddr, host: &str, path: &str) -> Option<(u16, String, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).ok()?;
     split(&buf)
@@ -65,7 +69,11 @@ fn https(addr: SocketAddr, sni: &str, ca_pem: &str, path: &str) -> Option<(u16, 
     let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).ok()?;
     tcp.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     let mut tls = rustls::StreamOwned::new(conn, tcp);
-    write!(tls, "GET {path} HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        tls,
+        "GET {path} HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut buf = Vec::new();
     // The server closes without close_notify sometimes; what was read counts.
     let _ = tls.read_to_end(&mut buf);
@@ -105,7 +113,10 @@ fn pki(host: &str) -> Pki {
 
 /// `kubectl create secret tls` from files, replacing any Secret of that name.
 fn tls_secret(c: &Cluster, dir: &std::path::Path, name: &str, p: &Pki) {
-    let (crt, key) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
+    let (crt, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
     std::fs::write(&crt, &p.cert_pem).unwrap();
     std::fs::write(&key, &p.key_pem).unwrap();
     let yaml = c.kubectl(&[
@@ -242,7 +253,8 @@ spec:
 
     // The walkthrough: the host answers from the pods, both of them.
     assert!(
-        eventually(WAIT, || http(web, "myblog.luffy.com", "/").is_some_and(|r| r.0 == 200)),
+        eventually(WAIT, || http(web, "myblog.luffy.com", "/")
+            .is_some_and(|r| r.0 == 200)),
         "the Ingress never answered: {:?}",
         http(web, "myblog.luffy.com", "/")
     );
@@ -253,7 +265,10 @@ spec:
         let v = echoed(&body);
         // Without rewrite-target the path arrives as sent.
         assert_eq!(v["path"], "/api/items?x=1", "{body}");
-        assert_eq!(v["headers"]["X-Forwarded-Host"], "myblog.luffy.com", "{body}");
+        assert_eq!(
+            v["headers"]["X-Forwarded-Host"], "myblog.luffy.com",
+            "{body}"
+        );
         pods.insert(v["pod"].as_str().unwrap_or_default().to_string());
     }
     assert_eq!(pods.len(), 2, "{pods:?}");
@@ -362,7 +377,12 @@ spec:
     load.join().unwrap();
     let failed = failed.lock();
     assert!(ok.load(Ordering::SeqCst) > 50, "too few requests made");
-    assert!(failed.is_empty(), "{} failed: {:?}", failed.len(), &failed[..failed.len().min(5)]);
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
 
     // Unlabelled, the node runs no ingress controller.
     c.kubectl(&["label", "node", &node.name, "ingress-"]);

@@ -129,7 +129,10 @@ mod tests {
         let pod = ds.spec.unwrap().template.spec.unwrap();
         assert_eq!(pod.host_network, Some(true));
         assert_eq!(
-            pod.node_selector.unwrap().get("ingress").map(String::as_str),
+            pod.node_selector
+                .unwrap()
+                .get("ingress")
+                .map(String::as_str),
             Some("true")
         );
     }

@@ -32,6 +32,13 @@ struct RequestLabels {
     status: u16,
 }
 
+/// A location's metric handles, filled on first use.
+#[derive(Debug, Default)]
+pub struct LocationStats {
+    duration: std::sync::OnceLock<Histogram>,
+    statuses: parking_lot::RwLock<Vec<(u16, Counter)>>,
+}
+
 /// The ingress controller's metrics.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -104,9 +111,26 @@ impl Metrics {
         }
     }
 
-    /// Count one answered request.
-    pub fn request(&self, labels: &LocationLabels, status: u16, took: Duration) {
-        self.requests
+    /// Count one answered request. The location keeps the metric handles
+    /// it used, so that a request looks up no labels once its location has
+    /// answered with that status before.
+    pub fn request(
+        &self,
+        labels: &LocationLabels,
+        cache: &LocationStats,
+        status: u16,
+        took: Duration,
+    ) {
+        cache
+            .duration
+            .get_or_init(|| self.duration.get_or_create(labels).clone())
+            .observe(took.as_secs_f64());
+        if let Some((_, c)) = cache.statuses.read().iter().find(|(s, _)| *s == status) {
+            c.inc();
+            return;
+        }
+        let counter = self
+            .requests
             .get_or_create(&RequestLabels {
                 namespace: labels.namespace.clone(),
                 ingress: labels.ingress.clone(),
@@ -114,10 +138,9 @@ impl Metrics {
                 path: labels.path.clone(),
                 status,
             })
-            .inc();
-        self.duration
-            .get_or_create(labels)
-            .observe(took.as_secs_f64());
+            .clone();
+        counter.inc();
+        cache.statuses.write().push((status, counter));
     }
 
     /// Count a failed connection to an endpoint.

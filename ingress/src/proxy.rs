@@ -513,7 +513,7 @@ impl ProxyHttp for IngressProxy {
         }
         let took = ctx.started.elapsed();
         if let Some(loc) = &ctx.location {
-            self.metrics.request(&loc.labels, status, took);
+            self.metrics.request(&loc.labels, &loc.stats, status, took);
         }
         if self.access_log {
             let req = session.req_header();

@@ -10,6 +10,7 @@ use pingora_core::listeners::tls::TlsSettings;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::Fds;
 use pingora_core::services::Service as _;
+use pingora_runtime::Runtime;
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
@@ -51,6 +52,13 @@ pub struct ServeOptions {
     /// The port HTTP→HTTPS redirects name (the first HTTPS listener's if
     /// not set).
     pub https_port: Option<u16>,
+    /// One work-stealing runtime for all threads, instead of one
+    /// single-threaded runtime per thread with connections spread over
+    /// them (Pingora's "no steal" flavour, faster here: see
+    /// docs/benchmarks.md). Set it when a process starts more than one
+    /// proxy over its life: the no-steal runtime finds its pools through a
+    /// process-wide thread-local that recycled thread ids can leave stale.
+    pub work_stealing: bool,
 }
 
 impl Default for ServeOptions {
@@ -59,6 +67,7 @@ impl Default for ServeOptions {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             access_log: true,
             https_port: None,
+            work_stealing: false,
         }
     }
 }
@@ -129,22 +138,21 @@ pub fn start(
     let fds = Arc::new(parking_lot::Mutex::new(fds));
 
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .thread_name("ingress-proxy")
-        .enable_all()
-        .build()?;
+    let runtime = if opts.work_stealing {
+        Runtime::new_steal(threads, "ingress-proxy")
+    } else {
+        Runtime::new_no_steal(threads, "ingress-proxy")
+    };
     let thread = std::thread::Builder::new()
         .name("ingress-proxy-main".into())
         .spawn(move || {
-            runtime.block_on(async move {
-                // Accept loops end when the shutdown watch turns true.
-                tokio::spawn(async move {
-                    service.start_service(Some(fds), shutdown_rx, 1).await;
-                })
-                .await
-                .ok();
+            let (done_tx, done_rx) = std::sync::mpsc::channel();
+            // Accept loops end when the shutdown watch turns true.
+            runtime.get_handle().spawn(async move {
+                service.start_service(Some(fds), shutdown_rx, 1).await;
+                let _ = done_tx.send(());
             });
+            let _ = done_rx.recv();
             // Requests still in flight end with the runtime.
             runtime.shutdown_timeout(std::time::Duration::from_secs(1));
         })?;

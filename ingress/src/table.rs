@@ -30,7 +30,7 @@ use parking_lot::Mutex;
 use regex::Regex;
 
 use crate::annotations::{self, LoadBalance, LocationConfig};
-use crate::metrics::LocationLabels;
+use crate::metrics::{LocationLabels, LocationStats};
 use crate::tls::{CertStore, TlsCert};
 
 /// The annotation that marks an IngressClass as the default.
@@ -273,6 +273,8 @@ pub struct Location {
     pub target: Target,
     /// Its metric labels.
     pub labels: LocationLabels,
+    /// Its metric handles.
+    pub stats: LocationStats,
 }
 
 impl Location {
@@ -707,6 +709,7 @@ fn root_location(host: &str, target: Target, kind: MatchKind) -> Location {
         rewrite: None,
         config: Arc::new(LocationConfig::default()),
         target,
+        stats: LocationStats::default(),
     }
 }
 
@@ -762,6 +765,7 @@ fn build_server(host: &str, draft: HostDraft, catch_all_default: Option<Target>)
             rewrite,
             config: d.config,
             target: d.target,
+            stats: LocationStats::default(),
         });
     }
     // Every host answers for "/", with its Ingress's default backend when

@@ -81,6 +81,12 @@ async fn start() -> Harness {
         listeners,
         ServeOptions {
             threads: 2,
+            // Pingora's no-steal runtime keeps its thread pools in a
+            // process-wide thread-local keyed by recycled thread ids, so a
+            // proxy started after another one stopped can inherit the dead
+            // one's pools. One proxy per process (the binary) is fine; the
+            // tests start many, so they use the work-stealing runtime.
+            work_stealing: true,
             ..Default::default()
         },
         Arc::new(kedge_ingress::Metrics::new()),
@@ -696,4 +702,189 @@ async fn snippets_are_refused_with_an_event() {
     assert!(message.contains("configuration-snippet"), "{message}");
     assert_eq!(get(h.http, "s.luffy.com", "/").await.status, 404);
     assert_eq!(web.served.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn annotations_answered_by_the_proxy() {
+    let h = start().await;
+    let web = backend("127.0.0.8", 0, "annotated").await;
+    service(&h.client, "default", "annotated", &[(web.addr, true)]).await;
+    let rule = |host: &str| {
+        json!([{"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": "annotated", "port": {"number": 80}}}}]}}])
+    };
+    let cases = [
+        (
+            "app-root",
+            json!({"nginx.ingress.kubernetes.io/app-root": "/app"}),
+        ),
+        (
+            "moved",
+            json!({"nginx.ingress.kubernetes.io/permanent-redirect": "https://elsewhere.example/new"}),
+        ),
+        (
+            "cors",
+            json!({"nginx.ingress.kubernetes.io/enable-cors": "true",
+                        "nginx.ingress.kubernetes.io/cors-allow-origin": "https://app.example"}),
+        ),
+        (
+            "private",
+            json!({"nginx.ingress.kubernetes.io/whitelist-source-range": "10.0.0.0/8"}),
+        ),
+        (
+            "small",
+            json!({"nginx.ingress.kubernetes.io/proxy-body-size": "10"}),
+        ),
+        (
+            "vhost",
+            json!({"nginx.ingress.kubernetes.io/upstream-vhost": "internal.example"}),
+        ),
+        ("forced", json!({"kedge.io/force-ssl-redirect": "true"})),
+    ];
+    for (name, annotations) in &cases {
+        apply_ingress(
+            &h.client,
+            "default",
+            json!({"metadata": {"name": name, "annotations": annotations},
+                   "spec": {"rules": rule(&format!("{name}.luffy.com"))}}),
+        )
+        .await;
+    }
+    eventually("every Ingress served", || async {
+        (get(h.http, "vhost.luffy.com", "/").await.status == 200).then_some(())
+    })
+    .await;
+
+    let r = get(h.http, "app-root.luffy.com", "/").await;
+    assert_eq!(r.status, 302);
+    assert_eq!(r.header("location"), Some("http://app-root.luffy.com/app"));
+    assert_eq!(get(h.http, "app-root.luffy.com", "/app").await.status, 200);
+
+    let r = get(h.http, "moved.luffy.com", "/x").await;
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("location"), Some("https://elsewhere.example/new"));
+
+    let r = raw(
+        h.http,
+        b"OPTIONS / HTTP/1.1\r\nHost: cors.luffy.com\r\nOrigin: https://app.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    let r = get(h.http, "cors.luffy.com", "/").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+
+    // 127.0.0.1 is not in 10.0.0.0/8.
+    assert_eq!(get(h.http, "private.luffy.com", "/").await.status, 403);
+
+    let small_ok = raw(
+        h.http,
+        b"POST / HTTP/1.1\r\nHost: small.luffy.com\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    )
+    .await;
+    assert_eq!(small_ok.status, 200);
+    let too_big = raw(
+        h.http,
+        b"POST / HTTP/1.1\r\nHost: small.luffy.com\r\nContent-Length: 20\r\nConnection: close\r\n\r\n01234567890123456789",
+    )
+    .await;
+    assert_eq!(too_big.status, 413);
+    // Chunked: no length up front, counted as it arrives.
+    let chunked = raw(
+        h.http,
+        b"POST / HTTP/1.1\r\nHost: small.luffy.com\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n14\r\n01234567890123456789\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(chunked.status, 413);
+
+    let r = get(h.http, "vhost.luffy.com", "/").await;
+    assert!(r.body.contains("Host: internal.example"), "{}", r.body);
+    assert!(
+        r.body.contains("X-Forwarded-Host: vhost.luffy.com"),
+        "{}",
+        r.body
+    );
+
+    let r = get(h.http, "forced.luffy.com", "/p").await;
+    assert_eq!(r.status, 308);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://forced.luffy.com:{}/p", h.https.port()).as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_upgrades_pass_through() {
+    let h = start().await;
+    // A backend that accepts the upgrade, then echoes bytes.
+    let listener = TcpListener::bind("127.0.0.9:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut r = BufReader::new(s);
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).await.unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                if !head.to_ascii_lowercase().contains("upgrade: websocket") {
+                    return;
+                }
+                let mut s = r.into_inner();
+                s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+                    .await
+                    .unwrap();
+                let (mut rd, mut wr) = s.split();
+                let _ = tokio::io::copy(&mut rd, &mut wr).await;
+            });
+        }
+    });
+    service(&h.client, "default", "ws", &[(addr, true)]).await;
+    apply_ingress(
+        &h.client,
+        "default",
+        json!({"metadata": {"name": "ws"}, "spec": {"rules": [{"host": "ws.luffy.com", "http": {"paths": [
+            {"path": "/", "pathType": "Prefix",
+             "backend": {"service": {"name": "ws", "port": {"number": 80}}}}]}}]}}),
+    )
+    .await;
+    let mut conn = eventually("the upgrade accepted", || async {
+        let mut s = TcpStream::connect(h.http).await.ok()?;
+        s.write_all(
+            b"GET /chat HTTP/1.1\r\nHost: ws.luffy.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .ok()?;
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if s.read(&mut byte).await.ok()? == 0 {
+                return None;
+            }
+            head.push(byte[0]);
+        }
+        String::from_utf8_lossy(&head).contains(" 101 ").then_some(s)
+    })
+    .await;
+    for msg in [&b"ping"[..], b"frames both ways"] {
+        conn.write_all(msg).await.unwrap();
+        let mut back = vec![0u8; msg.len()];
+        tokio::time::timeout(Duration::from_secs(5), conn.read_exact(&mut back))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(back, msg);
+    }
 }
