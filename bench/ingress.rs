@@ -32,6 +32,11 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kedge_ingress::table::{compile, EndpointRegistry, ObjectKey, Snapshot};
 use serde_json::json;
 
+/// The allocator of the `kedge` binary, so the proxy measured here is the
+/// one shipped.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const HOST: &str = "bench.local";
 const CONNECTIONS: u32 = 64;
 
@@ -291,7 +296,10 @@ fn main() {
         Arc::new(kedge_ingress::Metrics::new()),
         listeners,
         kedge_ingress::ServeOptions {
-            threads: 2,
+            threads: std::env::var("THREADS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(2),
             access_log: false,
             https_port: None,
             work_stealing: std::env::var("STEAL").is_ok_and(|v| v == "1"),

@@ -10,6 +10,11 @@ use clap::{Args, Parser, Subcommand};
 use kedge_config::cluster::{parse_port_range, ClusterConfig};
 use kedge_control::server::{self, ServerOptions};
 
+/// mimalloc: the proxies allocate per request, and glibc's malloc was a
+/// tenth of the ingress proxy's profile (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A Kubernetes-compatible edge platform.
 #[derive(Parser)]
 #[command(name = "kedge", version, about)]
