@@ -888,3 +888,138 @@ async fn websocket_upgrades_pass_through() {
         assert_eq!(back, msg);
     }
 }
+
+/// A TLS client config trusting `roots`, offering `alpn`.
+fn client_tls(roots: rustls::RootCertStore, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_over_tls_to_an_http1_backend() {
+    let h = start().await;
+    let web = backend("127.0.0.10", 0, "h2-backend").await;
+    service(&h.client, "default", "h2web", &[(web.addr, true)]).await;
+    let p = pki("h2.luffy.com");
+    put_tls_secret(&h.client, "default", "h2-tls", &p).await;
+    apply_ingress(
+        &h.client,
+        "default",
+        json!({"metadata": {"name": "h2"}, "spec": {
+            "tls": [{"hosts": ["h2.luffy.com"], "secretName": "h2-tls"}],
+            "rules": [{"host": "h2.luffy.com", "http": {"paths": [
+                {"path": "/", "pathType": "Prefix",
+                 "backend": {"service": {"name": "h2web", "port": {"number": 80}}}}]}}]}}),
+    )
+    .await;
+    eventually("the certificate served", || async {
+        (served_cert(h.https, "h2.luffy.com").await == p.leaf_der).then_some(())
+    })
+    .await;
+
+    let connector = tokio_rustls::TlsConnector::from(client_tls(roots(&p), &[b"h2"]));
+    let tcp = TcpStream::connect(h.https).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("h2.luffy.com").unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (client, conn) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    // Several streams on the one connection.
+    for i in 0..3 {
+        let req = http::Request::builder()
+            .uri(format!("https://h2.luffy.com/stream/{i}?q=1"))
+            .body(())
+            .unwrap();
+        let (resp, _) = client.send_request(req, true).unwrap();
+        let resp = resp.await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut body = resp.into_body();
+        let mut text = Vec::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.unwrap();
+            let _ = body.flow_control().release_capacity(chunk.len());
+            text.extend_from_slice(&chunk);
+        }
+        let text = String::from_utf8(text).unwrap();
+        // The backend gets HTTP/1.1 in origin form, with the Host the
+        // client named in :authority.
+        assert!(
+            text.contains(&format!("GET /stream/{i}?q=1 HTTP/1.1")),
+            "{text}"
+        );
+        // Header names arrive in lower case from an HTTP/2 client.
+        let lower = text.to_ascii_lowercase();
+        assert!(lower.contains("host: h2.luffy.com"), "{text}");
+        assert!(lower.contains("x-forwarded-proto: https"), "{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_protocol_https() {
+    let h = start().await;
+    // A backend that speaks only TLS, with a self-signed certificate (not
+    // verified, as ingress-nginx does not verify backends by default).
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["backend.internal".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let server_config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+    let listener = TcpListener::bind("127.0.0.11:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                let mut r = BufReader::new(tls);
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).await.unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                let body = format!("over tls\n{head}");
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = r.get_mut().write_all(resp.as_bytes()).await;
+                let _ = r.get_mut().shutdown().await;
+            });
+        }
+    });
+    service(&h.client, "default", "secure-backend", &[(addr, true)]).await;
+    apply_ingress(
+        &h.client,
+        "default",
+        json!({"metadata": {"name": "tls-backend", "annotations": {
+                "nginx.ingress.kubernetes.io/backend-protocol": "HTTPS"}},
+               "spec": {"rules": [{"host": "tb.luffy.com", "http": {"paths": [
+                {"path": "/", "pathType": "Prefix",
+                 "backend": {"service": {"name": "secure-backend", "port": {"number": 80}}}}]}}]}}),
+    )
+    .await;
+    let r = eventually("the TLS backend answered", || async {
+        let r = get(h.http, "tb.luffy.com", "/x").await;
+        (r.status == 200).then_some(r)
+    })
+    .await;
+    assert!(r.body.starts_with("over tls"), "{}", r.body);
+    assert!(r.body.contains("GET /x HTTP/1.1"), "{}", r.body);
+}
