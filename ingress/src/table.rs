@@ -220,8 +220,15 @@ impl Backend {
             LoadBalance::Ewma => {
                 // Power of two choices: two endpoints in turn, the better one.
                 let start = self.next.fetch_add(1, Ordering::Relaxed);
-                let a = &self.endpoints[start % n];
-                let b = &self.endpoints[(start + 1 + start / n) % n];
+                let i = start % n;
+                // The second choice is always another endpoint (when
+                // there is one), walking through all the others in turn.
+                let j = if n > 1 {
+                    (i + 1 + (start / n) % (n - 1)) % n
+                } else {
+                    i
+                };
+                let (a, b) = (&self.endpoints[i], &self.endpoints[j]);
                 let best = if b.score() < a.score() { b } else { a };
                 if fresh(&best) {
                     Some(best)

@@ -350,3 +350,29 @@ fn snippets_refuse_and_tls_hosts_are_marked() {
     assert!(c.table.server("t.com").tls);
     assert!(!c.table.server("s.com").tls);
 }
+
+#[test]
+fn ewma_steers_away_from_a_slow_endpoint() {
+    let registry = EndpointRegistry::default();
+    let fast = registry.get("10.0.0.1:80".parse().unwrap());
+    let slow = registry.get("10.0.0.2:80".parse().unwrap());
+    let b = Backend {
+        name: "default/web:80".into(),
+        endpoints: vec![fast.clone(), slow.clone()],
+        next: AtomicUsize::new(0),
+        balance: LoadBalance::Ewma,
+    };
+    // Teach it: one answers in 1 ms, the other in 200 ms.
+    for _ in 0..10 {
+        fast.start();
+        fast.finish(1_000.0);
+        slow.start();
+        slow.finish(200_000.0);
+    }
+    let to_fast = (0..100)
+        .filter(|_| b.pick(&[]).unwrap().addr == fast.addr)
+        .count();
+    assert!(to_fast >= 90, "{to_fast} of 100 to the fast endpoint");
+    // A retry still avoids the endpoint that failed, fast or not.
+    assert_eq!(b.pick(&[fast.addr]).unwrap().addr, slow.addr);
+}
