@@ -48,6 +48,9 @@ pub struct Metrics {
     compile_duration: Histogram,
     table_swaps: Counter,
     ingresses: Gauge,
+    /// The request label sets made so far, so that those of locations that
+    /// no longer exist can be removed.
+    made: Mutex<std::collections::HashSet<RequestLabels>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -108,6 +111,7 @@ impl Metrics {
             compile_duration,
             table_swaps,
             ingresses,
+            made: Mutex::default(),
         }
     }
 
@@ -129,16 +133,15 @@ impl Metrics {
             c.inc();
             return;
         }
-        let counter = self
-            .requests
-            .get_or_create(&RequestLabels {
-                namespace: labels.namespace.clone(),
-                ingress: labels.ingress.clone(),
-                host: labels.host.clone(),
-                path: labels.path.clone(),
-                status,
-            })
-            .clone();
+        let request_labels = RequestLabels {
+            namespace: labels.namespace.clone(),
+            ingress: labels.ingress.clone(),
+            host: labels.host.clone(),
+            path: labels.path.clone(),
+            status,
+        };
+        let counter = self.requests.get_or_create(&request_labels).clone();
+        self.made.lock().insert(request_labels);
         counter.inc();
         cache.statuses.write().push((status, counter));
     }
@@ -148,11 +151,32 @@ impl Metrics {
         self.upstream_connect_failures.inc();
     }
 
-    /// Record a table compiled and swapped in.
-    pub fn swapped(&self, compile: Duration, ingresses: usize) {
+    /// Record a table compiled and swapped in, and drop the metrics of
+    /// locations not in `live` (an Ingress deleted or a path removed).
+    pub fn swapped(
+        &self,
+        compile: Duration,
+        ingresses: usize,
+        live: &std::collections::HashSet<LocationLabels>,
+    ) {
         self.compile_duration.observe(compile.as_secs_f64());
         self.table_swaps.inc();
         self.ingresses.set(ingresses as i64);
+        let mut made = self.made.lock();
+        made.retain(|r| {
+            let location = LocationLabels {
+                namespace: r.namespace.clone(),
+                ingress: r.ingress.clone(),
+                host: r.host.clone(),
+                path: r.path.clone(),
+            };
+            if live.contains(&location) {
+                return true;
+            }
+            self.requests.remove(r);
+            self.duration.remove(&location);
+            false
+        });
     }
 
     /// The metrics in Prometheus' text format.
@@ -162,5 +186,43 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(ingress: &str) -> LocationLabels {
+        LocationLabels {
+            namespace: "default".into(),
+            ingress: ingress.into(),
+            host: "a.example".into(),
+            path: "/".into(),
+        }
+    }
+
+    #[test]
+    fn metrics_of_gone_locations_are_dropped() {
+        let m = Metrics::new();
+        let (kept, gone) = (labels("kept"), labels("gone"));
+        m.request(
+            &kept,
+            &LocationStats::default(),
+            200,
+            Duration::from_millis(1),
+        );
+        m.request(
+            &gone,
+            &LocationStats::default(),
+            404,
+            Duration::from_millis(1),
+        );
+        let text = m.encode();
+        assert!(text.contains("ingress=\"gone\"") && text.contains("ingress=\"kept\""));
+        m.swapped(Duration::ZERO, 1, &[kept].into_iter().collect());
+        let text = m.encode();
+        assert!(!text.contains("ingress=\"gone\""), "{text}");
+        assert!(text.contains("ingress=\"kept\""), "{text}");
     }
 }

@@ -389,6 +389,18 @@ impl RouteTable {
     pub fn server_count(&self) -> usize {
         self.exact.len() + self.wildcard.len() + 1
     }
+
+    /// The metric labels of every location, to let go of the metrics of
+    /// locations that are gone.
+    pub fn location_labels(&self) -> HashSet<LocationLabels> {
+        self.exact
+            .values()
+            .chain(self.wildcard.values())
+            .chain(std::iter::once(&self.catch_all))
+            .flat_map(|s| s.locations())
+            .map(|l| l.labels.clone())
+            .collect()
+    }
 }
 
 /// A problem with one Ingress, for a Warning event on it.

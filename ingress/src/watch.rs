@@ -174,8 +174,9 @@ pub async fn run(
             &registry,
             fallback.clone(),
         );
+        let live = compiled.table.location_labels();
         routes.store(Arc::new(compiled.table));
-        metrics.swapped(started.elapsed(), compiled.served.len());
+        metrics.swapped(started.elapsed(), compiled.served.len(), &live);
         tracing::debug!(
             ingresses = compiled.served.len(),
             ms = started.elapsed().as_secs_f64() * 1000.0,
