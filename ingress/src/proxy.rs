@@ -222,6 +222,10 @@ fn cors_headers(cors: &crate::annotations::Cors) -> Vec<(&'static str, String)> 
 impl ProxyHttp for IngressProxy {
     type CTX = RequestCtx;
 
+    /// No downstream modules: the default adds a (disabled) compression
+    /// module whose filters would still run on every response.
+    fn init_downstream_modules(&self, _modules: &mut pingora_core::modules::http::HttpModules) {}
+
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             started: Instant::now(),
