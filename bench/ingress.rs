@@ -317,7 +317,12 @@ fn main() {
     println!("{rounds} rounds of {seconds} s, {CONNECTIONS} connections, 2 wrk threads\n");
     println!("| case | kedge req/s | kedge p50 / p99 ms | nginx req/s | nginx p50 / p99 ms | kedge / nginx |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
-    for (name, scheme, close) in cases {
+    // CASES=1 runs only the first case (for profiling runs).
+    let only: usize = std::env::var("CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cases.len());
+    for (name, scheme, close) in cases.into_iter().take(only) {
         let (kp, np) = if scheme == "http" {
             (k_http, n_http)
         } else {

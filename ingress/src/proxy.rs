@@ -462,27 +462,31 @@ impl ProxyHttp for IngressProxy {
             .clone()
             .unwrap_or_else(|| ctx.host_header.clone());
         upstream.insert_header(http::header::HOST, host)?;
-        let scheme = if ctx.tls { "https" } else { "http" };
-        let client = client_ip(session)
-            .map(|ip| ip.to_string())
-            .unwrap_or_default();
+        // Each value is made once and shared (a HeaderValue clone is a
+        // reference count).
+        let scheme = http::HeaderValue::from_static(if ctx.tls { "https" } else { "http" });
+        let client = match client_ip(session) {
+            Some(ip) => http::HeaderValue::from_str(&ip.to_string())
+                .expect("an IP address is a valid header value"),
+            None => http::HeaderValue::from_static(""),
+        };
         let port = session
             .server_addr()
             .and_then(|a| a.as_inet())
-            .map(|a| a.port().to_string())
-            .unwrap_or_default();
+            .map(|a| http::HeaderValue::from(a.port()))
+            .unwrap_or_else(|| http::HeaderValue::from_static(""));
         let request_id = match session.req_header().headers.get("x-request-id") {
             Some(v) => v.clone(),
             None => http::HeaderValue::from_str(&format!("{:032x}", rand::random::<u128>()))
                 .expect("hex is a valid header value"),
         };
         upstream.insert_header("X-Request-ID", request_id)?;
-        upstream.insert_header("X-Real-IP", client.as_str())?;
+        upstream.insert_header("X-Real-IP", client.clone())?;
         upstream.insert_header("X-Forwarded-For", client)?;
         upstream.insert_header("X-Forwarded-Host", ctx.host_header.as_str())?;
         upstream.insert_header("X-Forwarded-Port", port)?;
-        upstream.insert_header("X-Forwarded-Proto", scheme)?;
-        upstream.insert_header("X-Forwarded-Scheme", scheme)?;
+        upstream.insert_header("X-Forwarded-Proto", scheme.clone())?;
+        upstream.insert_header("X-Forwarded-Scheme", scheme.clone())?;
         upstream.insert_header("X-Scheme", scheme)?;
         // httpoxy: a client's Proxy header must not reach CGI-style backends.
         upstream.remove_header("Proxy");
