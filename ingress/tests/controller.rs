@@ -247,6 +247,21 @@ async fn apply_ingress(client: &Client, ns: &str, v: Value) {
         .unwrap();
 }
 
+/// An Ingress with one rule: `host`, one path to port 80 of `service`.
+fn one_path(
+    name: &str,
+    annotations: Value,
+    host: &str,
+    path: &str,
+    path_type: &str,
+    service: &str,
+) -> Value {
+    json!({"metadata": {"name": name, "annotations": annotations},
+           "spec": {"rules": [{"host": host, "http": {"paths": [
+               {"path": path, "pathType": path_type,
+                "backend": {"service": {"name": service, "port": {"number": 80}}}}]}}]}})
+}
+
 /// A response, read whole.
 #[derive(Debug)]
 struct Response {
@@ -458,11 +473,14 @@ async fn routes_rewrites_and_default_backend() {
     apply_ingress(
         &h.client,
         "default",
-        json!({"metadata": {"name": "rewrite", "annotations": {
-                "nginx.ingress.kubernetes.io/rewrite-target": "/admin/$2"}},
-               "spec": {"rules": [{"host": "rw.luffy.com", "http": {"paths": [
-                {"path": "/foo(/|$)(.*)", "pathType": "ImplementationSpecific",
-                 "backend": {"service": {"name": "admin", "port": {"number": 80}}}}]}}]}}),
+        one_path(
+            "rewrite",
+            json!({ "nginx.ingress.kubernetes.io/rewrite-target": "/admin/$2"}),
+            "rw.luffy.com",
+            "/foo(/|$)(.*)",
+            "ImplementationSpecific",
+            "admin",
+        ),
     )
     .await;
 
@@ -611,11 +629,14 @@ async fn hostile_requests_never_reach_a_backend() {
     apply_ingress(
         &h.client,
         "default",
-        json!({"metadata": {"name": "guarded", "annotations": {
-                "nginx.ingress.kubernetes.io/rewrite-target": "/inner/$1"}},
-               "spec": {"rules": [{"host": "g.luffy.com", "http": {"paths": [
-                {"path": "/pub/(.*)", "pathType": "ImplementationSpecific",
-                 "backend": {"service": {"name": "guarded", "port": {"number": 80}}}}]}}]}}),
+        one_path(
+            "guarded",
+            json!({ "nginx.ingress.kubernetes.io/rewrite-target": "/inner/$1"}),
+            "g.luffy.com",
+            "/pub/(.*)",
+            "ImplementationSpecific",
+            "guarded",
+        ),
     )
     .await;
     eventually("the Ingress served", || async {
@@ -683,11 +704,14 @@ async fn snippets_are_refused_with_an_event() {
     apply_ingress(
         &h.client,
         "default",
-        json!({"metadata": {"name": "snippet", "annotations": {
-                "nginx.ingress.kubernetes.io/configuration-snippet": "return 200 'owned';"}},
-               "spec": {"rules": [{"host": "s.luffy.com", "http": {"paths": [
-                {"path": "/", "pathType": "Prefix",
-                 "backend": {"service": {"name": "snippet", "port": {"number": 80}}}}]}}]}}),
+        one_path(
+            "snippet",
+            json!({ "nginx.ingress.kubernetes.io/configuration-snippet": "return 200 'owned';"}),
+            "s.luffy.com",
+            "/",
+            "Prefix",
+            "snippet",
+        ),
     )
     .await;
     let events: Api<Event> = Api::namespaced(h.client.clone(), "default");
@@ -854,9 +878,7 @@ async fn websocket_upgrades_pass_through() {
     apply_ingress(
         &h.client,
         "default",
-        json!({"metadata": {"name": "ws"}, "spec": {"rules": [{"host": "ws.luffy.com", "http": {"paths": [
-            {"path": "/", "pathType": "Prefix",
-             "backend": {"service": {"name": "ws", "port": {"number": 80}}}}]}}]}}),
+        one_path("ws", json!({}), "ws.luffy.com", "/", "Prefix", "ws"),
     )
     .await;
     let mut conn = eventually("the upgrade accepted", || async {
@@ -1008,11 +1030,14 @@ async fn backend_protocol_https() {
     apply_ingress(
         &h.client,
         "default",
-        json!({"metadata": {"name": "tls-backend", "annotations": {
-                "nginx.ingress.kubernetes.io/backend-protocol": "HTTPS"}},
-               "spec": {"rules": [{"host": "tb.luffy.com", "http": {"paths": [
-                {"path": "/", "pathType": "Prefix",
-                 "backend": {"service": {"name": "secure-backend", "port": {"number": 80}}}}]}}]}}),
+        one_path(
+            "tls-backend",
+            json!({ "nginx.ingress.kubernetes.io/backend-protocol": "HTTPS"}),
+            "tb.luffy.com",
+            "/",
+            "Prefix",
+            "secure-backend",
+        ),
     )
     .await;
     let r = eventually("the TLS backend answered", || async {
