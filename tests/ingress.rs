@@ -266,7 +266,7 @@ spec:
         // Without rewrite-target the path arrives as sent.
         assert_eq!(v["path"], "/api/items?x=1", "{body}");
         assert_eq!(
-            v["headers"]["X-Forwarded-Host"], "myblog.luffy.com",
+            v["headers"]["x-forwarded-host"], "myblog.luffy.com",
             "{body}"
         );
         pods.insert(v["pod"].as_str().unwrap_or_default().to_string());
