@@ -77,11 +77,77 @@ fn who_answers(c: &Cluster, url: &str) -> Option<String> {
 
 #[test]
 fn pods_reach_services_by_name_and_the_host_through_a_node_port() {
+    walkthrough(&[]);
+}
+
+/// The same walkthrough with the proxy's kernel mode: DNAT in a table of
+/// the test's own, which is gone afterwards.
+#[test]
+fn pods_reach_services_by_name_and_the_host_through_a_node_port_in_nftables_mode() {
+    let table = NftablesTable::unique();
+    let mut c = walkthrough(&[
+        "--proxy-mode",
+        "nftables",
+        "--proxy-nftables-table",
+        &table.name,
+    ]);
+    assert!(table.exists());
+    // The proxy deletes its table when it stops.
+    assert!(
+        c.terminate(Duration::from_secs(20)),
+        "kedge up did not stop"
+    );
+    assert!(!table.exists(), "the table {} is left", table.name);
+}
+
+/// The nftables table name of one test: unique on this machine while the
+/// test runs, and deleted on drop if the proxy left it (a crash).
+struct NftablesTable {
+    name: String,
+}
+
+impl NftablesTable {
+    fn unique() -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self {
+            name: format!("kedge_t{}_{n}", std::process::id()),
+        }
+    }
+
+    fn exists(&self) -> bool {
+        std::process::Command::new("nft")
+            .args(["list", "table", "ip", &self.name])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for NftablesTable {
+    fn drop(&mut self) {
+        // Only this test's own table; the machine's other tables are not
+        // ours to touch.
+        if self.exists() {
+            let _ = std::process::Command::new("nft")
+                .args(["delete", "table", "ip", &self.name])
+                .status();
+        }
+    }
+}
+
+/// The seed's walkthrough on `kedge up` with `extra` flags; the cluster is
+/// left running.
+fn walkthrough(extra: &[&str]) -> Cluster {
+    let nftables = extra.contains(&"nftables");
     let echo = images::echo();
     let busybox = images::busybox();
     let stub = dns_stub();
     let upstream = format!("127.0.0.1:{stub}");
-    let c = Cluster::up_with(&["--dns-upstream", &upstream]);
+    let mut args = vec!["--dns-upstream", upstream.as_str()];
+    args.extend_from_slice(extra);
+    let c = Cluster::up_with(&args);
     let node = c.node.clone().unwrap();
     c.apply(&format!(
         r#"
@@ -307,10 +373,20 @@ spec:
         s.read_to_string(&mut text).unwrap();
         text
     };
-    assert!(
-        metrics.contains("kedge_proxy_connections_total{"),
-        "{metrics}"
-    );
+    if nftables {
+        // The kernel counts the connections; the proxy counts its rules.
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("kedge_proxy_nftables_rules ") && !l.ends_with(" 0")),
+            "{metrics}"
+        );
+    } else {
+        assert!(
+            metrics.contains("kedge_proxy_connections_total{"),
+            "{metrics}"
+        );
+    }
     assert!(metrics.contains("kedge_dns_requests_total{"), "{metrics}");
 
     // No replica at all: refused at once, not a hang.
@@ -335,4 +411,5 @@ spec:
         refused.unwrap_err().kind(),
         std::io::ErrorKind::ConnectionRefused
     );
+    c
 }

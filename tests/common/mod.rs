@@ -319,6 +319,27 @@ impl Cluster {
         }
     }
 
+    /// Stop with SIGTERM, as an operator would, and wait up to `grace` for
+    /// the graceful shutdown; SIGKILL after that. Whether it ended in time.
+    pub fn terminate(&mut self, grace: Duration) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        false
+    }
+
     /// Start the server again on the same port and data dir.
     pub fn restart(&mut self) {
         self.kill();
