@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use common::{eventually, images, Cluster};
+use common::{eventually, images, Cluster, RealNode};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -73,6 +73,135 @@ fn who_answers(c: &Cluster, url: &str) -> Option<String> {
     let out = exec(c, &["timeout", "5", "wget", "-q", "-O", "-", url]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
     v["pod"].as_str().map(str::to_string)
+}
+
+/// The pod that answered a request from the host to `addr` (`ip:port`).
+fn from_host(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /from-host HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let body = text.split("\r\n\r\n").nth(1)?;
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    v["pod"].as_str().map(str::to_string)
+}
+
+/// The text of a metrics endpoint.
+fn metrics(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text
+}
+
+/// A node that joins with `kedge agent` runs its own service proxy and
+/// cluster DNS, as kubeadm's DaemonSets would give it: a NodePort answers
+/// on the node's address, through that node's proxy.
+#[test]
+fn an_agent_node_serves_node_ports_through_its_own_proxy() {
+    agent_node(&[], |_| {});
+}
+
+/// The same with the agent's proxy in kernel mode, in a table of the
+/// test's own that the agent deletes when it stops.
+#[test]
+fn an_agent_node_serves_node_ports_through_its_own_proxy_in_nftables_mode() {
+    let table = NftablesTable::unique();
+    let flags = [
+        "--proxy-mode",
+        "nftables",
+        "--proxy-nftables-table",
+        &table.name,
+    ];
+    agent_node(&flags, |agent| {
+        assert!(table.exists());
+        assert!(
+            agent.terminate(Duration::from_secs(20)),
+            "the agent did not stop"
+        );
+        assert!(!table.exists(), "the table {} is left", table.name);
+    });
+}
+
+/// A pod on a node joined with `kedge agent` (with `extra` flags) behind a
+/// NodePort Service: the node's address answers from the host, through the
+/// agent's proxy. `then` gets the running agent at the end.
+fn agent_node(extra: &[&str], then: impl FnOnce(&mut common::Agent)) {
+    let nftables = extra.contains(&"nftables");
+    let echo = images::echo();
+    let c = Cluster::up();
+    let dir = tempfile::tempdir().unwrap();
+    let node = RealNode::new(dir.path());
+    // Declared before the agent, so it runs after the agent is stopped.
+    struct Removed<'a>(&'a RealNode);
+    impl Drop for Removed<'_> {
+        fn drop(&mut self) {
+            self.0.remove_from_docker();
+        }
+    }
+    let _removed = Removed(&node);
+    let mut agent = c.real_agent_with(&node, extra);
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: joined, labels: {{app: joined}}}}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: echo
+    image: {echo}
+    env: [{{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: joined}}
+spec:
+  type: NodePort
+  selector: {{app: joined}}
+  ports: [{{port: 80, targetPort: 8080}}]
+"#,
+        node = node.name
+    ));
+    c.wait_ready(&["pod/joined"], WAIT);
+    let node_port = c.kubectl(&[
+        "get",
+        "svc",
+        "joined",
+        "-o",
+        "jsonpath={.spec.ports[0].nodePort}",
+    ]);
+    let url = format!("{}:{node_port}", node.address());
+    assert!(
+        eventually(WAIT, || from_host(&url).as_deref() == Some("joined")),
+        "the NodePort on the agent node's address answers"
+    );
+    // The agent's own proxy carried it, and its DNS runs beside it.
+    let text = metrics(agent.metrics_addr.as_deref().unwrap());
+    if nftables {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("kedge_proxy_nftables_rules ") && !l.ends_with(" 0")),
+            "{text}"
+        );
+    } else {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("kedge_proxy_connections_total{")
+                    && l.contains("service=\"joined\"")),
+            "{text}"
+        );
+    }
+    assert!(text.contains("# TYPE kedge_dns_"), "{text}");
+    then(&mut agent);
 }
 
 #[test]
@@ -306,20 +435,7 @@ spec:
         "jsonpath={.spec.ports[0].nodePort}",
     ]);
     let node_url = format!("{}:{node_port}", node.address());
-    let from_host = || -> Option<String> {
-        use std::io::{Read, Write};
-        let mut s =
-            std::net::TcpStream::connect_timeout(&node_url.parse().ok()?, Duration::from_secs(2))
-                .ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        s.write_all(b"GET /from-host HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .ok()?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).ok()?;
-        let body = text.split("\r\n\r\n").nth(1)?;
-        let v: serde_json::Value = serde_json::from_str(body).ok()?;
-        v["pod"].as_str().map(str::to_string)
-    };
+    let from_host = || from_host(&node_url);
     assert!(eventually(WAIT, || from_host().is_some_and(|p| pods.contains(&p))));
 
     // One replica fails its readiness probe: it gets no more traffic.
@@ -364,15 +480,7 @@ spec:
 
     // The proxy and the DNS count what they did.
     let metrics_addr = c.arg_after("--metrics-addr").unwrap();
-    let metrics = {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(&metrics_addr).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        text
-    };
+    let metrics = metrics(&metrics_addr);
     if nftables {
         // The kernel counts the connections; the proxy counts its rules.
         assert!(
