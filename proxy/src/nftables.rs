@@ -200,9 +200,9 @@ impl Drop for NftablesProxier {
 /// 2, so the reply of an endpoint to a client pod that reached it through
 /// a ClusterIP is only un-DNATed when bridged IPv4 traffic goes through
 /// netfilter (`br_netfilter`, which Docker loads for its bridge networks):
-/// without it the client sees the endpoint's address and resets. The
-/// end-to-end walkthrough in nftables mode passes with it, as kube-proxy's
-/// modes need it too.
+/// without it the client would see the endpoint's address and reset (not
+/// tried here: turning it off changes the machine's Docker networking).
+/// kube-proxy's iptables and nftables modes need it for the same reason.
 fn warn_without_bridge_netfilter() {
     let path = "/proc/sys/net/bridge/bridge-nf-call-iptables";
     let on = std::fs::read_to_string(path).is_ok_and(|v| v.trim() == "1");
