@@ -194,8 +194,9 @@ struct NodeArgs {
     /// /var/lib/kedge/kubelet for `agent`).
     #[arg(long)]
     root_dir: Option<PathBuf>,
-    /// The cluster DNS IP of pods (default: the 10th address of the
-    /// Service range, 10.96.0.10).
+    /// The cluster DNS IP of pods (default: for `up`, the 10th address of
+    /// the Service range; for `agent`, the `kube-dns` Service's address,
+    /// else 10.96.0.10).
     #[arg(long)]
     cluster_dns: Option<String>,
     /// The cluster domain of pods' search paths.
