@@ -13,10 +13,17 @@
 //! count and time, and the namespace, links and tables (named after this
 //! process) are removed at the end, also on a panic.
 //!
+//! The switch latency is the whole path of an endpoint change: an
+//! EndpointSlice patched through an in-process API server, the proxy's
+//! watch, its table, its data plane, until a new connection to the
+//! ClusterIP reaches the new endpoint (a client connecting in a loop, each
+//! connection asking the backend which port it reached).
+//!
 //! ```sh
-//! cargo bench --bench proxy                 # ROUNDS=3 BYTES_MIB=256 SERVICES=1000,10000
+//! cargo bench --bench proxy                 # ROUNDS=3 BYTES_MIB=256 SERVICES=1000,10000 SWITCHES=20
 //! ROUNDS=1 BYTES_MIB=64 SERVICES=1000 cargo bench --bench proxy
-//! TRAFFIC=0 SERVICES=1000 cargo bench --bench proxy   # sync time only
+//! TRAFFIC=0 SWITCHES=0 SERVICES=1000 cargo bench --bench proxy   # sync time only
+//! TRAFFIC=0 SERVICES= SWITCHES=20 cargo bench --bench proxy      # switch latency only
 //! ```
 //!
 //! Needs root and `nft`.
@@ -38,6 +45,9 @@ use tokio::net::TcpStream;
 const BACKEND_ENV: &str = "KEDGE_PROXY_BENCH_BACKEND";
 /// The backend's ports: direct, behind userspace, behind nftables.
 const PORTS: [u16; 3] = [8001, 8002, 8003];
+/// The backend's ports the switch rounds move between: two behind the
+/// userspace mode, two behind the nftables mode.
+const SWITCH_PORTS: [[u16; 2]; 2] = [[8004, 8005], [8006, 8007]];
 /// Connection-rate load: concurrent clients, and per round the most
 /// connections and the longest time.
 const CLIENTS: usize = 4;
@@ -63,6 +73,7 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
+    let switches: usize = env_or("SWITCHES", 20);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -75,6 +86,9 @@ fn main() {
             sync_time(n).await;
         }
     });
+    if switches > 0 {
+        switch_latency(switches);
+    }
 }
 
 // === the backend ===
@@ -82,7 +96,7 @@ fn main() {
 /// Per connection: `P` → one byte back, then close (connection rate);
 /// `T` + u64 → that many bytes, then close (throughput).
 fn backend() {
-    for port in PORTS {
+    for port in PORTS.into_iter().chain(SWITCH_PORTS.into_iter().flatten()) {
         let listener = std::net::TcpListener::bind(("0.0.0.0", port)).expect("binding");
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
@@ -102,6 +116,11 @@ fn serve(mut conn: std::net::TcpStream) -> std::io::Result<()> {
     conn.read_exact(&mut cmd)?;
     match cmd[0] {
         b'P' => conn.write_all(b"p"),
+        // Which port was reached (the switch rounds).
+        b'I' => {
+            let port = conn.local_addr()?.port();
+            conn.write_all(&port.to_be_bytes())
+        }
         b'T' => {
             let mut n = [0u8; 8];
             conn.read_exact(&mut n)?;
@@ -456,4 +475,190 @@ async fn sync_time(n: usize) {
         first.as_secs_f64() * 1e3,
         update.as_secs_f64() * 1e3
     );
+}
+
+// === switch latency ===
+
+/// The backend port a new connection to `addr` reaches, if it connects.
+fn reached_port(addr: SocketAddr) -> Option<u16> {
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    s.write_all(b"I").ok()?;
+    let mut port = [0u8; 2];
+    s.read_exact(&mut port).ok()?;
+    Some(u16::from_be_bytes(port))
+}
+
+/// `rounds` endpoint moves per mode through an in-process API server and
+/// `kedge_proxy::run`, each timed from the PATCH of the EndpointSlice to
+/// the first new connection that reaches the new endpoint.
+fn switch_latency(rounds: usize) {
+    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use kube::api::{Api, Patch, PatchParams, PostParams};
+    use serde_json::json;
+
+    let pid = std::process::id();
+    let net = Net::start();
+    let backend_ip = net.backend_ip;
+    // The API server and the proxies on a runtime of their own; the client
+    // connects from this thread, blocking.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("10.205.{}", pid % 250);
+    let cfg = kedge_config::cluster::ClusterConfig {
+        data_dir: dir.path().join("data"),
+        listen: std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port"),
+        service_cidr: format!("{prefix}.0/24"),
+        ..Default::default()
+    };
+    // On a worker: the store opens in `block_in_place`.
+    let running = rt
+        .block_on(rt.spawn(kedge_control::server::start(cfg, Default::default())))
+        .unwrap()
+        .expect("starting the API server");
+    let client = rt.block_on(running.client()).expect("API client");
+
+    // One selector-less Service per mode, each served only by its own proxy
+    // (the service-proxy-name label), with a slice written here.
+    let modes = [(ProxyMode::Userspace, 20u8), (ProxyMode::Nftables, 21u8)];
+    let mut proxies = Vec::new();
+    let mut syncs = Vec::new();
+    for (i, (mode, last)) in modes.iter().enumerate() {
+        let name = format!("switch-{mode}");
+        let services: Api<Service> = Api::namespaced(client.clone(), "default");
+        let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+        rt.block_on(async {
+            services
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(json!({
+                        "metadata": {"name": name, "labels": {
+                            kedge_proxy::SERVICE_PROXY_NAME_LABEL: name}},
+                        "spec": {"clusterIP": format!("{prefix}.{last}"),
+                            "ports": [{"name": "p", "port": 80, "protocol": "TCP"}]}
+                    }))
+                    .unwrap(),
+                )
+                .await
+                .expect("creating the Service");
+            slices
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(json!({
+                        "metadata": {"name": name, "labels": {
+                            "kubernetes.io/service-name": name,
+                            "endpointslice.kubernetes.io/managed-by": "bench"}},
+                        "addressType": "IPv4",
+                        "endpoints": [{"addresses": [backend_ip.to_string()],
+                            "conditions": {"ready": true}}],
+                        "ports": [{"name": "p", "port": SWITCH_PORTS[i][0], "protocol": "TCP"}]
+                    }))
+                    .unwrap(),
+                )
+                .await
+                .expect("creating the EndpointSlice");
+        });
+        let metrics = Arc::new(kedge_proxy::Metrics::new());
+        syncs.push(metrics.clone());
+        let config = ProxyConfig {
+            mode: *mode,
+            metrics,
+            node_name: "bench".into(),
+            holder_interface: Some(format!("kb{pid}w{i}")),
+            service_proxy_name: Some(name.clone()),
+            nftables_table: format!("kedge_w{pid}"),
+            ..Default::default()
+        };
+        proxies.push(rt.spawn(kedge_proxy::run(client.clone(), config)));
+    }
+
+    let mut results = Vec::new();
+    for (i, (mode, last)) in modes.iter().enumerate() {
+        let name = format!("switch-{mode}");
+        let addr = SocketAddr::from(([10, 205, (pid % 250) as u8, *last], 80));
+        let first = Instant::now();
+        while reached_port(addr) != Some(SWITCH_PORTS[i][0]) {
+            assert!(
+                first.elapsed() < Duration::from_secs(10),
+                "{mode}: the Service never answered"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+        let mut acked = Vec::new();
+        let mut switched = Vec::new();
+        let mut probes = 0usize;
+        for round in 0..rounds {
+            let to = SWITCH_PORTS[i][(round + 1) % 2];
+            let patch = json!({"ports": [{"name": "p", "port": to, "protocol": "TCP"}]});
+            // The PATCH on the runtime, the probes from here at once: the
+            // data plane may switch before the PATCH's answer arrives.
+            let start = Instant::now();
+            let (api, slice) = (slices.clone(), name.clone());
+            let patched = rt.spawn(async move {
+                api.patch(&slice, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .expect("patching the EndpointSlice");
+                start.elapsed()
+            });
+            loop {
+                probes += 1;
+                if reached_port(addr) == Some(to) {
+                    break;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(5),
+                    "{mode}: traffic never moved to port {to}"
+                );
+            }
+            switched.push(start.elapsed().as_secs_f64() * 1e3);
+            acked.push(rt.block_on(patched).unwrap().as_secs_f64() * 1e3);
+            // Let the old endpoint's connections drain between rounds.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // The proxy's own time per sync: its sync-duration histogram.
+        let text = syncs[i].encode();
+        let value = |name: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+                .unwrap_or(0.0)
+        };
+        let sync_ms = value("kedge_proxy_sync_duration_seconds_sum") * 1e3
+            / value("kedge_proxy_sync_duration_seconds_count").max(1.0);
+        results.push((*mode, acked, switched, probes, sync_ms));
+    }
+    for p in proxies {
+        p.abort();
+    }
+    running.shutdown();
+    // Dropping the runtime drops the proxies: holders and the table go.
+    drop(rt);
+    drop(net);
+
+    println!(
+        "\nEndpointSlice PATCH → first new connection reaching the new endpoint, {rounds} moves per mode (ms)\n"
+    );
+    println!("| mode | PATCH acked p50 | switched p50 | switched p90 | switched max | probes | proxy sync mean |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (mode, acked, switched, probes, sync_ms) in results {
+        let pct = |v: &[f64], q: f64| {
+            let mut v = v.to_vec();
+            v.sort_by(|a, b| a.total_cmp(b));
+            v[((v.len() - 1) as f64 * q).round() as usize]
+        };
+        println!(
+            "| {mode} | {:.2} | {:.2} | {:.2} | {:.2} | {probes} | {sync_ms:.2} |",
+            pct(&acked, 0.5),
+            pct(&switched, 0.5),
+            pct(&switched, 0.9),
+            pct(&switched, 1.0),
+        );
+    }
 }

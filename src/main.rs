@@ -162,6 +162,14 @@ struct AgentArgs {
     /// Labels of the nodes, `key=value`, repeatable.
     #[arg(long = "node-label")]
     labels: Vec<String>,
+    /// The real node's service proxy and cluster DNS (not run for hollow
+    /// nodes).
+    #[command(flatten)]
+    services: ServiceNetworkArgs,
+    /// Run no service proxy and cluster DNS on the real node (something
+    /// else serves its ClusterIPs, NodePorts and DNS address).
+    #[arg(long)]
+    no_service_network: bool,
 }
 
 /// The real node of `agent` and `up`.
@@ -186,8 +194,9 @@ struct NodeArgs {
     /// /var/lib/kedge/kubelet for `agent`).
     #[arg(long)]
     root_dir: Option<PathBuf>,
-    /// The cluster DNS IP of pods (default: the 10th address of the
-    /// Service range, 10.96.0.10).
+    /// The cluster DNS IP of pods (default: for `up`, the 10th address of
+    /// the Service range; for `agent`, the `kube-dns` Service's address,
+    /// else 10.96.0.10).
     #[arg(long)]
     cluster_dns: Option<String>,
     /// The cluster domain of pods' search paths.
@@ -746,16 +755,46 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
     let labels = parse_labels(&args.labels)?;
     if !args.hollow {
         let ca = cluster_ca(&args.kubeconfig)?;
-        let opts = node_options(
-            &args.node,
-            labels,
-            PathBuf::from("/var/lib/kedge/kubelet"),
-            ca,
-        )?;
+        let mut node = args.node;
+        // A joining node gives its pods the cluster's DNS address, as
+        // kubeadm's kubelet configuration does.
+        if node.cluster_dns.is_none() {
+            node.cluster_dns = kedge_dns::kube_dns_service_ip(client.clone())
+                .await
+                .context("reading the kube-dns Service")?
+                .map(|ip| ip.to_string());
+        }
+        let opts = node_options(&node, labels, PathBuf::from("/var/lib/kedge/kubelet"), ca)?;
+        // The node's kube-proxy and DNS, which kubeadm's DaemonSets would
+        // give it.
+        let network = async {
+            if args.no_service_network {
+                return std::future::pending().await;
+            }
+            let node_address = match opts.internal_ip {
+                Some(ip) => ip,
+                None => pod_network_gateway(&opts.pod_cidr)?,
+            };
+            let dns_ip = opts.cluster_dns[0]
+                .parse()
+                .with_context(|| format!("cluster DNS address {:?}", opts.cluster_dns[0]))?;
+            run_service_network(
+                client.clone(),
+                opts.name.clone(),
+                node_address,
+                dns_ip,
+                opts.cluster_domain.clone(),
+                args.services,
+            )
+            .await
+        };
+        // Dropping the futures on shutdown removes the proxy's holder
+        // interface (and its nftables table).
         tokio::select! {
-            r = kedge_kubelet::docker_node::run(client, &opts) => {
+            r = kedge_kubelet::docker_node::run(client.clone(), &opts) => {
                 r.context("running the node (is Docker running?)")?;
             }
+            r = network => r?,
             _ = shutdown_signal() => tracing::info!("shutting down"),
         }
         return Ok(());

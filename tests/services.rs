@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use common::{eventually, images, Cluster};
+use common::{eventually, images, Cluster, RealNode};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -75,13 +75,208 @@ fn who_answers(c: &Cluster, url: &str) -> Option<String> {
     v["pod"].as_str().map(str::to_string)
 }
 
+/// The pod that answered a request from the host to `addr` (`ip:port`).
+fn from_host(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /from-host HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let body = text.split("\r\n\r\n").nth(1)?;
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    v["pod"].as_str().map(str::to_string)
+}
+
+/// The text of a metrics endpoint.
+fn metrics(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text
+}
+
+/// A node that joins with `kedge agent` runs its own service proxy and
+/// cluster DNS, as kubeadm's DaemonSets would give it: a NodePort answers
+/// on the node's address, through that node's proxy.
+#[test]
+fn an_agent_node_serves_node_ports_through_its_own_proxy() {
+    agent_node(&[], |_| {});
+}
+
+/// The same with the agent's proxy in kernel mode, in a table of the
+/// test's own that the agent deletes when it stops.
+#[test]
+fn an_agent_node_serves_node_ports_through_its_own_proxy_in_nftables_mode() {
+    let table = NftablesTable::unique();
+    let flags = [
+        "--proxy-mode",
+        "nftables",
+        "--proxy-nftables-table",
+        &table.name,
+    ];
+    agent_node(&flags, |agent| {
+        assert!(table.exists());
+        assert!(
+            agent.terminate(Duration::from_secs(20)),
+            "the agent did not stop"
+        );
+        assert!(!table.exists(), "the table {} is left", table.name);
+    });
+}
+
+/// A pod on a node joined with `kedge agent` (with `extra` flags) behind a
+/// NodePort Service: the node's address answers from the host, through the
+/// agent's proxy. `then` gets the running agent at the end.
+fn agent_node(extra: &[&str], then: impl FnOnce(&mut common::Agent)) {
+    let nftables = extra.contains(&"nftables");
+    let echo = images::echo();
+    let c = Cluster::up();
+    let dir = tempfile::tempdir().unwrap();
+    let node = RealNode::new(dir.path());
+    // Declared before the agent, so it runs after the agent is stopped.
+    struct Removed<'a>(&'a RealNode);
+    impl Drop for Removed<'_> {
+        fn drop(&mut self) {
+            self.0.remove_from_docker();
+        }
+    }
+    let _removed = Removed(&node);
+    let mut agent = c.real_agent_with(&node, extra);
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: joined, labels: {{app: joined}}}}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: echo
+    image: {echo}
+    env: [{{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: joined}}
+spec:
+  type: NodePort
+  selector: {{app: joined}}
+  ports: [{{port: 80, targetPort: 8080}}]
+"#,
+        node = node.name
+    ));
+    c.wait_ready(&["pod/joined"], WAIT);
+    let node_port = c.kubectl(&[
+        "get",
+        "svc",
+        "joined",
+        "-o",
+        "jsonpath={.spec.ports[0].nodePort}",
+    ]);
+    let url = format!("{}:{node_port}", node.address());
+    assert!(
+        eventually(WAIT, || from_host(&url).as_deref() == Some("joined")),
+        "the NodePort on the agent node's address answers"
+    );
+    // The agent's own proxy carried it, and its DNS runs beside it.
+    let text = metrics(agent.metrics_addr.as_deref().unwrap());
+    if nftables {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("kedge_proxy_nftables_rules ") && !l.ends_with(" 0")),
+            "{text}"
+        );
+    } else {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("kedge_proxy_connections_total{")
+                    && l.contains("service=\"joined\"")),
+            "{text}"
+        );
+    }
+    assert!(text.contains("# TYPE kedge_dns_"), "{text}");
+    then(&mut agent);
+}
+
 #[test]
 fn pods_reach_services_by_name_and_the_host_through_a_node_port() {
+    walkthrough(&[]);
+}
+
+/// The same walkthrough with the proxy's kernel mode: DNAT in a table of
+/// the test's own, which is gone afterwards.
+#[test]
+fn pods_reach_services_by_name_and_the_host_through_a_node_port_in_nftables_mode() {
+    let table = NftablesTable::unique();
+    let mut c = walkthrough(&[
+        "--proxy-mode",
+        "nftables",
+        "--proxy-nftables-table",
+        &table.name,
+    ]);
+    assert!(table.exists());
+    // The proxy deletes its table when it stops.
+    assert!(
+        c.terminate(Duration::from_secs(20)),
+        "kedge up did not stop"
+    );
+    assert!(!table.exists(), "the table {} is left", table.name);
+}
+
+/// The nftables table name of one test: unique on this machine while the
+/// test runs, and deleted on drop if the proxy left it (a crash).
+struct NftablesTable {
+    name: String,
+}
+
+impl NftablesTable {
+    fn unique() -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self {
+            name: format!("kedge_t{}_{n}", std::process::id()),
+        }
+    }
+
+    fn exists(&self) -> bool {
+        std::process::Command::new("nft")
+            .args(["list", "table", "ip", &self.name])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for NftablesTable {
+    fn drop(&mut self) {
+        // Only this test's own table; the machine's other tables are not
+        // ours to touch.
+        if self.exists() {
+            let _ = std::process::Command::new("nft")
+                .args(["delete", "table", "ip", &self.name])
+                .status();
+        }
+    }
+}
+
+/// The seed's walkthrough on `kedge up` with `extra` flags; the cluster is
+/// left running.
+fn walkthrough(extra: &[&str]) -> Cluster {
+    let nftables = extra.contains(&"nftables");
     let echo = images::echo();
     let busybox = images::busybox();
     let stub = dns_stub();
     let upstream = format!("127.0.0.1:{stub}");
-    let c = Cluster::up_with(&["--dns-upstream", &upstream]);
+    let mut args = vec!["--dns-upstream", upstream.as_str()];
+    args.extend_from_slice(extra);
+    let c = Cluster::up_with(&args);
     let node = c.node.clone().unwrap();
     c.apply(&format!(
         r#"
@@ -240,20 +435,7 @@ spec:
         "jsonpath={.spec.ports[0].nodePort}",
     ]);
     let node_url = format!("{}:{node_port}", node.address());
-    let from_host = || -> Option<String> {
-        use std::io::{Read, Write};
-        let mut s =
-            std::net::TcpStream::connect_timeout(&node_url.parse().ok()?, Duration::from_secs(2))
-                .ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        s.write_all(b"GET /from-host HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .ok()?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).ok()?;
-        let body = text.split("\r\n\r\n").nth(1)?;
-        let v: serde_json::Value = serde_json::from_str(body).ok()?;
-        v["pod"].as_str().map(str::to_string)
-    };
+    let from_host = || from_host(&node_url);
     assert!(eventually(WAIT, || from_host().is_some_and(|p| pods.contains(&p))));
 
     // One replica fails its readiness probe: it gets no more traffic.
@@ -298,19 +480,21 @@ spec:
 
     // The proxy and the DNS count what they did.
     let metrics_addr = c.arg_after("--metrics-addr").unwrap();
-    let metrics = {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(&metrics_addr).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        text
-    };
-    assert!(
-        metrics.contains("kedge_proxy_connections_total{"),
-        "{metrics}"
-    );
+    let metrics = metrics(&metrics_addr);
+    if nftables {
+        // The kernel counts the connections; the proxy counts its rules.
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("kedge_proxy_nftables_rules ") && !l.ends_with(" 0")),
+            "{metrics}"
+        );
+    } else {
+        assert!(
+            metrics.contains("kedge_proxy_connections_total{"),
+            "{metrics}"
+        );
+    }
     assert!(metrics.contains("kedge_dns_requests_total{"), "{metrics}");
 
     // No replica at all: refused at once, not a hang.
@@ -335,4 +519,5 @@ spec:
         refused.unwrap_err().kind(),
         std::io::ErrorKind::ConnectionRefused
     );
+    c
 }

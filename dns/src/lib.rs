@@ -181,7 +181,9 @@ impl ClusterDns {
     ///
     /// The listen address is the cluster DNS ClusterIP, which appears on
     /// the node only once the service proxy has put it on its holder
-    /// interface: binding is retried while the address is not there yet.
+    /// interface: binding is retried while the address is not there yet,
+    /// or while another process (the DNS of another node on this machine)
+    /// holds it.
     pub async fn run(self, client: kube::Client) -> Result<(), Error> {
         let watch = watch::watch(client, self.index.clone());
         tokio::pin!(watch);
@@ -190,10 +192,17 @@ impl ClusterDns {
             match self.bind().await {
                 Ok(server) => break server,
                 Err(Error::Bind { addr, source })
-                    if source.kind() == std::io::ErrorKind::AddrNotAvailable =>
+                    if matches!(
+                        source.kind(),
+                        std::io::ErrorKind::AddrNotAvailable | std::io::ErrorKind::AddrInUse
+                    ) =>
                 {
+                    // In use: another node on this machine (nodes share
+                    // the host's network namespace) serves the cluster DNS
+                    // on that address already; this one takes over if it
+                    // goes.
                     if !logged {
-                        tracing::info!(%addr, "waiting for the cluster DNS address to appear on the node");
+                        tracing::info!(%addr, error = %source, "waiting for the cluster DNS address to be free on the node");
                         logged = true;
                     }
                     tokio::select! {
@@ -245,6 +254,22 @@ pub async fn ensure_kube_dns_service(
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// The ClusterIP of the `kube-dns` Service in `kube-system`, if it exists:
+/// the cluster DNS address a joining node gives its pods, as kubeadm writes
+/// it into each kubelet's configuration.
+pub async fn kube_dns_service_ip(
+    client: kube::Client,
+) -> Result<Option<std::net::IpAddr>, kube::Error> {
+    use k8s_openapi::api::core::v1::Service;
+    use kube::api::Api;
+    let api: Api<Service> = Api::namespaced(client, "kube-system");
+    Ok(api
+        .get_opt("kube-dns")
+        .await?
+        .and_then(|svc| svc.spec?.cluster_ip)
+        .and_then(|ip| ip.parse().ok()))
 }
 
 /// Serve the cluster DNS for `config`, fed from the API through `client`,

@@ -83,6 +83,7 @@ impl NftablesProxier {
         }
         // Fail early, with the reason, when nft cannot run at all.
         nft(&["--version"], None).await?;
+        warn_without_bridge_netfilter();
         let holder = match &config.holder_interface {
             Some(name) => Some(Holder::ensure(name).await?),
             None => None,
@@ -192,6 +193,23 @@ impl Drop for NftablesProxier {
                 tracing::warn!(table = %self.table, error = %e, "removing the nftables table failed")
             }
         }
+    }
+}
+
+/// Pods on one bridge (a node's Docker network) answer each other at layer
+/// 2, so the reply of an endpoint to a client pod that reached it through
+/// a ClusterIP is only un-DNATed when bridged IPv4 traffic goes through
+/// netfilter (`br_netfilter`, which Docker loads for its bridge networks):
+/// without it the client would see the endpoint's address and reset (not
+/// tried here: turning it off changes the machine's Docker networking).
+/// kube-proxy's iptables and nftables modes need it for the same reason.
+fn warn_without_bridge_netfilter() {
+    let path = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+    let on = std::fs::read_to_string(path).is_ok_and(|v| v.trim() == "1");
+    if !on {
+        tracing::warn!(
+            "{path} is not 1 (br_netfilter): pods reaching a Service whose endpoint is on their own bridge will get no answer in nftables mode"
+        );
     }
 }
 

@@ -65,9 +65,7 @@ impl RealNode {
 
     /// The cluster DNS address: the 10th of the Service range.
     pub fn dns_ip(&self) -> String {
-        let base = self.service_cidr.split('/').next().unwrap();
-        let prefix = base.rsplit_once('.').unwrap().0;
-        format!("{prefix}.10")
+        dns_ip(&self.service_cidr)
     }
 
     /// The node's address: the first of its pod CIDR.
@@ -105,6 +103,13 @@ impl RealNode {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// The cluster DNS address of a Service range (a /24 or longer): its 10th.
+pub fn dns_ip(service_cidr: &str) -> String {
+    let base = service_cidr.split('/').next().unwrap();
+    let prefix = base.rsplit_once('.').unwrap().0;
+    format!("{prefix}.10")
 }
 
 fn docker_lines(args: &[&str]) -> Vec<String> {
@@ -319,6 +324,15 @@ impl Cluster {
         }
     }
 
+    /// Stop with SIGTERM, as an operator would, and wait up to `grace` for
+    /// the graceful shutdown; SIGKILL after that. Whether it ended in time.
+    pub fn terminate(&mut self, grace: Duration) -> bool {
+        match self.child.take() {
+            Some(mut c) => terminate(&mut c, grace),
+            None => true,
+        }
+    }
+
     /// Start the server again on the same port and data dir.
     pub fn restart(&mut self) {
         self.kill();
@@ -386,9 +400,17 @@ impl Cluster {
 /// A `kedge agent` process started by a test; stopped (by PID) on drop.
 pub struct Agent {
     child: Child,
+    /// Where a real agent's service proxy and cluster DNS serve metrics.
+    pub metrics_addr: Option<String>,
 }
 
 impl Agent {
+    /// Stop the agent with SIGTERM (a graceful shutdown), SIGKILL after
+    /// `grace`; whether it ended in time.
+    pub fn terminate(&mut self, grace: Duration) -> bool {
+        terminate(&mut self.child, grace)
+    }
+
     /// Kill the agent (its nodes stop heartbeating).
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -422,7 +444,10 @@ impl Cluster {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("starting kedge agent");
-        Agent { child }
+        Agent {
+            child,
+            metrics_addr: None,
+        }
     }
 }
 
@@ -439,18 +464,51 @@ impl Cluster {
     /// Start `kedge agent` with a real node (pods in Docker) joining this
     /// cluster; stopped by PID on drop (its containers stay, as a
     /// kubelet's do; the node's `remove_from_docker` removes them).
+    ///
+    /// The agent runs the node's service proxy and cluster DNS on the
+    /// node's own holder interface and a metrics port of its own, with DNS
+    /// forwarded to loopback; on a cluster with no Service range of the
+    /// test's own it runs neither, so that the default range's ClusterIPs
+    /// never land on this machine.
     pub fn real_agent(&self, node: &RealNode) -> Agent {
+        self.real_agent_with(node, &[])
+    }
+
+    /// [`real_agent`](Self::real_agent) with extra `kedge agent` flags.
+    pub fn real_agent_with(&self, node: &RealNode, extra: &[&str]) -> Agent {
+        let services: Vec<String> = match self.arg_after("--service-cidr") {
+            Some(cidr) => vec![
+                "--cluster-dns".into(),
+                dns_ip(&cidr),
+                "--proxy-interface".into(),
+                node.proxy_interface.clone(),
+                "--metrics-addr".into(),
+                format!("127.0.0.1:{}", free_port()),
+                "--dns-upstream".into(),
+                format!("127.0.0.1:{}", free_port()),
+            ],
+            None => vec!["--no-service-network".into()],
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_kedge"))
             .arg("agent")
             .arg("--kubeconfig")
             .arg(self.kubeconfig())
             .args(node.args())
+            .args(&services)
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("starting kedge agent");
-        Agent { child }
+        let metrics_addr = services
+            .iter()
+            .position(|a| a == "--metrics-addr")
+            .map(|i| services[i + 1].clone());
+        Agent {
+            child,
+            metrics_addr,
+        }
     }
 
     /// Wait until every pod matching `selector` (or the pod `name`) is in
@@ -498,6 +556,24 @@ impl Cluster {
         );
         String::from_utf8(out.stdout).unwrap()
     }
+}
+
+/// SIGTERM `child`, wait up to `grace` for it to end, SIGKILL after that;
+/// whether it ended in time.
+fn terminate(child: &mut Child, grace: Duration) -> bool {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
 }
 
 /// Poll `f` until it returns true or `timeout` passes.
