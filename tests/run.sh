@@ -11,5 +11,6 @@ docker info >/dev/null 2>&1 || missing "Docker Engine does not answer (docker in
 command -v busybox >/dev/null 2>&1 || missing "busybox is not installed (apt-get install busybox-static); the test images are built from it"
 command -v cmake >/dev/null 2>&1 || missing "cmake is not installed (apt-get install cmake); Pingora's zlib-ng builds with it"
 command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing "nft is not installed (apt-get install nftables); the proxy's kernel mode is tested with it"
+command -v dig >/dev/null 2>&1 || missing "dig is not installed (apt-get install bind9-dnsutils); the cluster DNS is queried with it"
 
 exec cargo test --workspace "$@"
