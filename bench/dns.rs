@@ -27,9 +27,14 @@
 //! ROUNDS=1 SECONDS=2 cargo bench --bench dns
 //! ```
 
+#[path = "support.rs"]
+mod support;
+
+use support::Proc;
+
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use hickory_server::proto::op::{Message, Query, ResponseCode};
@@ -60,25 +65,6 @@ fn free_udp_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// A child process stopped with SIGTERM on drop, by its PID.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        for _ in 0..100 {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// The ClusterIP of Service `i`: 10.96.4.1 onwards, clear of the cluster

@@ -19,10 +19,15 @@
 //! ROUNDS=1 SECONDS=3 cargo bench --bench ingress
 //! ```
 
+#[path = "support.rs"]
+mod support;
+
+use support::{free_port, Proc};
+
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,35 +44,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const HOST: &str = "bench.local";
 const CONNECTIONS: u32 = 64;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        // SIGTERM, not SIGKILL: nginx's master stops its workers only when
-        // asked (killed outright, it leaves them running).
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        for _ in 0..100 {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn nginx(dir: &Path, name: &str, servers: &str) -> Proc {
     let prefix = dir.join(name);

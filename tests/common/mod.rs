@@ -587,3 +587,48 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// A loopback DNS stub: names under `example.` have the address
+/// 192.0.2.7, every other name does not exist. It runs until the test
+/// process ends.
+pub fn dns_stub() -> u16 {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = socket.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        loop {
+            let Ok((n, peer)) = socket.recv_from(&mut buf) else {
+                return;
+            };
+            if n < 12 {
+                continue;
+            }
+            // The question ends after the name's zero label, then type and
+            // class.
+            let Some(end) = buf[12..n].iter().position(|b| *b == 0).map(|p| 12 + p + 5) else {
+                continue;
+            };
+            if end > n {
+                continue;
+            }
+            let mut reply = buf[..end].to_vec();
+            reply[2] = 0x81; // response, recursion desired
+            reply[6..12].copy_from_slice(&[0, 0, 0, 0, 0, 0]);
+            let known = buf[12..end].windows(8).any(|w| w == b"\x07example");
+            let type_a = buf[end - 4..end - 2] == [0, 1];
+            if !known {
+                reply[3] = 0x83; // recursion available, NXDOMAIN
+            } else {
+                reply[3] = 0x80; // recursion available, NOERROR
+                if type_a {
+                    reply[7] = 1; // one answer
+                    reply.extend_from_slice(&[
+                        0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4, 192, 0, 2, 7,
+                    ]);
+                }
+            }
+            let _ = socket.send_to(&reply, peer);
+        }
+    });
+    port
+}
