@@ -380,4 +380,79 @@ fn main() {
     drop(peer);
     runtime.block_on(server.shutdown()).unwrap();
     drop(dns);
+
+    let changes: usize = env("CHANGES", 50);
+    if changes > 0 {
+        change_latency(changes);
+    }
+}
+
+/// Service created → its name answers: the cluster DNS watching an
+/// in-process API server, the clock running from the create's
+/// acknowledgement to the first answer with the ClusterIP.
+fn change_latency(changes: usize) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_udp_port();
+    let addr: SocketAddr = (Ipv4Addr::LOCALHOST, port).into();
+    let (api, client) = runtime.block_on(async {
+        let api = kedge_control::server::start(
+            kedge_config::cluster::ClusterConfig {
+                data_dir: dir.path().to_path_buf(),
+                listen: "127.0.0.1:0".parse().unwrap(),
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap();
+        let client = api.client().await.unwrap();
+        let dns = ClusterDns::new(DnsConfig {
+            listen: vec![addr],
+            upstreams: vec![],
+            ..DnsConfig::default()
+        })
+        .unwrap();
+        tokio::spawn(dns.run(client.clone()));
+        (api, client)
+    });
+    let services: kube::Api<Service> = kube::Api::namespaced(client, "default");
+    let mut took = Vec::new();
+    for i in 0..changes {
+        let name = format!("change-{i}");
+        let svc: Service = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"ports": [{"port": 80}]}
+        }))
+        .unwrap();
+        let created = runtime
+            .block_on(services.create(&Default::default(), &svc))
+            .unwrap();
+        let started = std::time::Instant::now();
+        let ip = created.spec.and_then(|s| s.cluster_ip).unwrap();
+        let fqdn = format!("{name}.default.svc.cluster.local.");
+        loop {
+            let m = ask(addr, &fqdn, RecordType::A);
+            if rdata(&m).contains(&ip) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{fqdn} never answered"
+            );
+        }
+        took.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    took.sort_by(f64::total_cmp);
+    let at = |q: f64| took[((took.len() as f64 * q) as usize).min(took.len() - 1)];
+    println!(
+        "\nService created → its name answers ({changes} Services): p50 {:.2} ms, p99 {:.2} ms",
+        at(0.5),
+        at(0.99)
+    );
+    drop(api);
 }
