@@ -520,14 +520,30 @@ async fn proxier_driven_from_a_table() {
     assert_eq!(greetings(front.addr, 3).await, ["b", "b", "b"]);
 
     // Nothing to serve: the listener is closed and connections are refused.
+    // The freed port is an ordinary ephemeral port, which another test of
+    // this binary binding port 0 may be handed at once: a connection that
+    // does get through must then not be the proxy's (no backend greets).
     proxier.apply(BTreeMap::new()).await;
-    let err = TcpStream::connect(front.addr).await.unwrap_err();
-    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
-    // And it can come back on the same port.
+    assert!(proxier.frontends().is_empty());
+    match TcpStream::connect(front.addr).await {
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused),
+        Ok(s) => {
+            let mut line = String::new();
+            let mut r = BufReader::new(s);
+            let _ = tokio::time::timeout(Duration::from_millis(300), r.read_line(&mut line)).await;
+            assert!(
+                !["a", "b"].contains(&line.trim()),
+                "the proxy still answers"
+            );
+        }
+    }
+    // And it can come back on the same port (unless someone else holds it now).
     proxier
         .apply(BTreeMap::from([(front, backends(vec![a]))]))
         .await;
-    assert_eq!(greetings(front.addr, 1).await, ["a"]);
+    if !proxier.has_pending() {
+        assert_eq!(greetings(front.addr, 1).await, ["a"]);
+    }
 }
 
 /// Greetings of `n` connections made one after another.
