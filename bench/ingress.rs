@@ -278,7 +278,6 @@ fn main() {
                 .unwrap_or(2),
             access_log: false,
             https_port: None,
-            work_stealing: std::env::var("STEAL").is_ok_and(|v| v == "1"),
         },
     )
     .unwrap();

@@ -1,6 +1,6 @@
-//! The Pingora service: HTTP and HTTPS listeners on a runtime of their
-//! own, so that the proxy's worker threads do only proxying and the
-//! watches run elsewhere.
+//! The Pingora services: HTTP and HTTPS listeners on worker threads of
+//! their own, so that the proxy's threads do only proxying and the watches
+//! run elsewhere.
 
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::IntoRawFd;
@@ -9,8 +9,10 @@ use std::sync::Arc;
 use pingora_core::listeners::tls::TlsSettings;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::Fds;
+use pingora_core::server::ListenFds;
+use pingora_core::services::listening::Service;
 use pingora_core::services::Service as _;
-use pingora_runtime::Runtime;
+use pingora_proxy::HttpProxy;
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
@@ -52,13 +54,6 @@ pub struct ServeOptions {
     /// The port HTTP→HTTPS redirects name (the first HTTPS listener's if
     /// not set).
     pub https_port: Option<u16>,
-    /// One work-stealing runtime for all threads, instead of one
-    /// single-threaded runtime per thread with connections spread over
-    /// them (Pingora's "no steal" flavour, faster here: see
-    /// docs/benchmarks.md). Set it when a process starts more than one
-    /// proxy over its life: the no-steal runtime finds its pools through a
-    /// process-wide thread-local that recycled thread ids can leave stale.
-    pub work_stealing: bool,
 }
 
 impl Default for ServeOptions {
@@ -67,15 +62,14 @@ impl Default for ServeOptions {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             access_log: true,
             https_port: None,
-            work_stealing: false,
         }
     }
 }
 
-/// The running proxy; dropping it stops accepting and ends the runtime.
+/// The running proxy; dropping it stops accepting and ends the workers.
 pub struct ProxyServer {
     shutdown: watch::Sender<bool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
     /// Where it serves plain HTTP.
     pub http_addrs: Vec<SocketAddr>,
     /// Where it serves HTTPS.
@@ -85,13 +79,29 @@ pub struct ProxyServer {
 impl Drop for ProxyServer {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
         }
     }
 }
 
+/// One worker's copy of every listening socket.
+struct WorkerListeners {
+    http: Vec<(String, TcpListener)>,
+    https: Vec<(String, TcpListener)>,
+}
+
 /// Start serving `routes` on `listeners`.
+///
+/// Each worker thread runs a single-threaded runtime with a Pingora
+/// service of its own: it accepts on its own duplicate of every listening
+/// socket and keeps its own upstream keep-alive pool, so a connection, its
+/// upstream connections and every wake-up they cause stay on one thread.
+/// (With connections accepted on one thread and served on another, or
+/// upstream connections shared between threads, each readiness event
+/// crossed threads: two to three eventfd writes and a context switch a
+/// request; docs/benchmarks.md.) An idle worker takes the next connection
+/// first, since every worker's poller sees the listening socket.
 pub fn start(
     routes: Arc<Routes>,
     metrics: Arc<Metrics>,
@@ -109,25 +119,78 @@ pub fn start(
         .https_port
         .or_else(|| https_addrs.first().map(|a| a.port()))
         .unwrap_or(443);
+    for l in listeners.http.iter().chain(&listeners.https) {
+        l.set_nonblocking(true)?;
+    }
 
     let threads = opts.threads.max(1);
     let conf = Arc::new(ServerConf {
-        threads,
+        threads: 1,
         ..Default::default()
     });
-    let app = IngressProxy::new(routes.clone(), metrics, https_port, opts.access_log);
-    let mut service = pingora_proxy::http_proxy_service_with_name(&conf, app, "kedge ingress");
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut workers = Vec::with_capacity(threads);
+    for i in 0..threads {
+        let copies = |ls: &[TcpListener]| {
+            ls.iter()
+                .map(|l| Ok((l.local_addr()?.to_string(), l.try_clone()?)))
+                .collect::<std::io::Result<Vec<_>>>()
+        };
+        let own = WorkerListeners {
+            http: copies(&listeners.http)?,
+            https: copies(&listeners.https)?,
+        };
+        let app = IngressProxy::new(routes.clone(), metrics.clone(), https_port, opts.access_log);
+        let (routes, conf, shutdown_rx) = (routes.clone(), conf.clone(), shutdown_rx.clone());
+        let worker = std::thread::Builder::new()
+            .name(format!("ingress-proxy-{i}"))
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(error = %e, "ingress worker runtime");
+                        return;
+                    }
+                };
+                match service(app, &conf, &routes, own) {
+                    // Accept loops end when the shutdown watch turns true.
+                    Ok((mut service, fds)) => {
+                        runtime.block_on(service.start_service(Some(fds), shutdown_rx, 1))
+                    }
+                    Err(e) => tracing::error!(error = %e, "ingress worker listeners"),
+                }
+                // Requests still in flight end with the runtime.
+                runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            })?;
+        workers.push(worker);
+    }
+    tracing::info!(http = ?http_addrs, https = ?https_addrs, threads, "ingress proxy serving");
+    Ok(ProxyServer {
+        shutdown,
+        workers,
+        http_addrs,
+        https_addrs,
+    })
+}
+
+/// One worker's Pingora service over its own copies of the sockets.
+fn service(
+    app: IngressProxy,
+    conf: &Arc<ServerConf>,
+    routes: &Arc<Routes>,
+    own: WorkerListeners,
+) -> std::io::Result<(Service<HttpProxy<IngressProxy>>, ListenFds)> {
+    let mut service = pingora_proxy::http_proxy_service_with_name(conf, app, "kedge ingress");
     // Pingora takes already-bound sockets from its fd table by address.
     let mut fds = Fds::new();
-    for l in listeners.http {
-        let addr = l.local_addr()?.to_string();
-        l.set_nonblocking(true)?;
+    for (addr, l) in own.http {
         fds.add(addr.clone(), l.into_raw_fd());
         service.add_tcp(&addr);
     }
-    for l in listeners.https {
-        let addr = l.local_addr()?.to_string();
-        l.set_nonblocking(true)?;
+    for (addr, l) in own.https {
         fds.add(addr.clone(), l.into_raw_fd());
         // The certificate is chosen per handshake from the current table.
         let mut tls = TlsSettings::intermediate("", "").map_err(std::io::Error::other)?;
@@ -135,32 +198,5 @@ pub fn start(
         tls.enable_h2();
         service.add_tls_with_settings(&addr, None, tls);
     }
-    let fds = Arc::new(parking_lot::Mutex::new(fds));
-
-    let (shutdown, shutdown_rx) = watch::channel(false);
-    let runtime = if opts.work_stealing {
-        Runtime::new_steal(threads, "ingress-proxy")
-    } else {
-        Runtime::new_no_steal(threads, "ingress-proxy")
-    };
-    let thread = std::thread::Builder::new()
-        .name("ingress-proxy-main".into())
-        .spawn(move || {
-            let (done_tx, done_rx) = std::sync::mpsc::channel();
-            // Accept loops end when the shutdown watch turns true.
-            runtime.get_handle().spawn(async move {
-                service.start_service(Some(fds), shutdown_rx, 1).await;
-                let _ = done_tx.send(());
-            });
-            let _ = done_rx.recv();
-            // Requests still in flight end with the runtime.
-            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-        })?;
-    tracing::info!(http = ?http_addrs, https = ?https_addrs, threads, "ingress proxy serving");
-    Ok(ProxyServer {
-        shutdown,
-        thread: Some(thread),
-        http_addrs,
-        https_addrs,
-    })
+    Ok((service, Arc::new(parking_lot::Mutex::new(fds))))
 }

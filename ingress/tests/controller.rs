@@ -81,12 +81,6 @@ async fn start() -> Harness {
         listeners,
         ServeOptions {
             threads: 2,
-            // Pingora's no-steal runtime keeps its thread pools in a
-            // process-wide thread-local keyed by recycled thread ids, so a
-            // proxy started after another one stopped can inherit the dead
-            // one's pools. One proxy per process (the binary) is fine; the
-            // tests start many, so they use the work-stealing runtime.
-            work_stealing: true,
             ..Default::default()
         },
         Arc::new(kedge_ingress::Metrics::new()),
