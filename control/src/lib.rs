@@ -9,3 +9,6 @@ pub mod metrics;
 pub mod scheduler;
 pub mod server;
 pub mod store;
+/// Helpers for the tests of kedge's crates: a throw-away API server and
+/// polling until a condition holds.
+pub mod testing;

@@ -1,0 +1,61 @@
+use std::future::Future;
+use std::time::Duration;
+
+use crate::server::RunningServer;
+
+/// An API server started by [`start`]. It serves until
+/// [`RunningServer::shutdown`] or the end of the test's runtime; dropping
+/// this removes the data directory.
+pub struct TestServer {
+    pub server: RunningServer,
+    /// A client with the admin credentials.
+    pub client: kube::Client,
+    /// The data directory (store, `ca.crt`, kubeconfig).
+    pub dir: tempfile::TempDir,
+}
+
+/// Start an API server on `127.0.0.1:0` with default options and its data in
+/// a new temporary directory. Panics on failure.
+pub async fn start() -> TestServer {
+    let dir = tempfile::tempdir().expect("a temporary data directory");
+    let cfg = kedge_config::cluster::ClusterConfig {
+        data_dir: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    };
+    let server = crate::server::start(cfg, Default::default())
+        .await
+        .expect("the API server starts");
+    let client = server.client().await.expect("an API client");
+    TestServer {
+        server,
+        client,
+        dir,
+    }
+}
+
+/// Poll `check` every 50 ms until it holds; panic after 30 s (a generous
+/// bound, for a loaded 2-core machine).
+pub async fn eventually<F, Fut>(what: &str, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    eventually_within(30, what, check).await
+}
+
+/// Poll `check` every 50 ms until it holds; panic after `secs` seconds.
+pub async fn eventually_within<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
