@@ -10,23 +10,9 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Event;
 use kedge_control::controllers::cronjob::{self, ManualClock, SCHEDULED_TIMESTAMP};
 use kedge_control::controllers::Context;
+use kedge_control::testing::{self, eventually_within};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-
-async fn wait_until<F, Fut>(secs: u64, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 async fn job_names(api: &Api<Job>) -> Vec<String> {
     let mut names: Vec<String> = api
@@ -56,16 +42,8 @@ async fn complete(api: &Api<Job>, name: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn schedules_forbids_overlap_and_trims_history() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = kedge_config::cluster::ClusterConfig {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..Default::default()
-    };
-    let server = kedge_control::server::start(cfg, Default::default())
-        .await
-        .unwrap();
-    let client = server.client().await.unwrap();
+    let api = testing::start().await;
+    let client = api.client.clone();
     let clock = Arc::new(ManualClock::new(Timestamp::now()));
     tokio::spawn(cronjob::run_with_clock(
         Context::new(client.clone()),
@@ -97,7 +75,7 @@ async fn schedules_forbids_overlap_and_trims_history() {
     let m1 = Timestamp::from_second(minute * 60).unwrap();
     clock.set(m1 + SignedDuration::from_secs(1));
     let first = format!("tick-{minute}");
-    wait_until(10, "the first job", || async {
+    eventually_within(10, "the first job", || async {
         job_names(&jobs).await == [first.clone()]
     })
     .await;
@@ -111,7 +89,7 @@ async fn schedules_forbids_overlap_and_trims_history() {
         (owner.kind.as_str(), owner.controller),
         ("CronJob", Some(true))
     );
-    wait_until(10, "active and lastScheduleTime", || async {
+    eventually_within(10, "active and lastScheduleTime", || async {
         let st = cjs.get("tick").await.unwrap().status.unwrap_or_default();
         st.active.is_some_and(|a| a.len() == 1) && st.last_schedule_time.is_some_and(|t| t.0 == m1)
     })
@@ -125,11 +103,11 @@ async fn schedules_forbids_overlap_and_trims_history() {
     // Once it completes, the missed minute's Job runs.
     complete(&jobs, &first).await;
     let second = format!("tick-{}", minute + 1);
-    wait_until(10, "the second job", || async {
+    eventually_within(10, "the second job", || async {
         job_names(&jobs).await == [first.clone(), second.clone()]
     })
     .await;
-    wait_until(10, "lastSuccessfulTime", || async {
+    eventually_within(10, "lastSuccessfulTime", || async {
         let st = cjs.get("tick").await.unwrap().status.unwrap_or_default();
         st.last_successful_time.is_some() && st.active.is_some_and(|a| a.len() == 1)
     })
@@ -137,7 +115,7 @@ async fn schedules_forbids_overlap_and_trims_history() {
 
     // History limit 1: completing the second deletes the first.
     complete(&jobs, &second).await;
-    wait_until(10, "history trimmed", || async {
+    eventually_within(10, "history trimmed", || async {
         job_names(&jobs).await == [second.clone()]
     })
     .await;
@@ -163,5 +141,5 @@ async fn schedules_forbids_overlap_and_trims_history() {
             "{r} missing from {reasons:?}"
         );
     }
-    drop(server);
+    drop(api);
 }

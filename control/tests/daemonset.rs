@@ -7,27 +7,13 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kedge_control::controllers::{daemonset, Context};
+use kedge_control::testing::{self, eventually_within};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde_json::json;
 
 fn now() -> String {
     jiff::Timestamp::now().to_string()
-}
-
-async fn wait_for<F, Fut>(secs: u64, what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while tokio::time::Instant::now() < deadline {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 async fn node(client: &Client, name: &str) {
@@ -113,16 +99,8 @@ async fn placement(client: &Client) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_pod_per_labelled_node_and_rolling_update() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = kedge_config::cluster::ClusterConfig {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..Default::default()
-    };
-    let server = kedge_control::server::start(cfg, Default::default())
-        .await
-        .unwrap();
-    let client = server.client().await.unwrap();
+    let api = testing::start().await;
+    let client = api.client.clone();
     tokio::spawn(daemonset::run(Context::new(client.clone())));
     tokio::spawn(kedge_control::scheduler::run(client.clone()));
     tokio::spawn(kubelet(client.clone()));
@@ -151,7 +129,7 @@ async fn one_pod_per_labelled_node_and_rolling_update() {
     label(&client, "n1", Some("yes")).await;
     label(&client, "n2", Some("yes")).await;
     let c = client.clone();
-    wait_for(30, "a pod on n1 and n2", || {
+    eventually_within(30, "a pod on n1 and n2", || {
         let c = c.clone();
         async move {
             let nodes: Vec<String> = placement(&c).await.into_iter().map(|p| p.0).collect();
@@ -160,7 +138,7 @@ async fn one_pod_per_labelled_node_and_rolling_update() {
     })
     .await;
     let d = dss.clone();
-    wait_for(15, "status counts", || {
+    eventually_within(15, "status counts", || {
         let d = d.clone();
         async move {
             let st = d.get("agent").await.unwrap().status.unwrap_or_default();
@@ -195,7 +173,7 @@ async fn one_pod_per_labelled_node_and_rolling_update() {
     // Unlabelling a node takes its pod away.
     label(&client, "n1", None).await;
     let c = client.clone();
-    wait_for(30, "only n2 left", || {
+    eventually_within(30, "only n2 left", || {
         let c = c.clone();
         async move {
             let nodes: Vec<String> = placement(&c).await.into_iter().map(|p| p.0).collect();
@@ -206,7 +184,7 @@ async fn one_pod_per_labelled_node_and_rolling_update() {
     label(&client, "n1", Some("yes")).await;
     label(&client, "n3", Some("yes")).await;
     let c = client.clone();
-    wait_for(30, "pods on all three", || {
+    eventually_within(30, "pods on all three", || {
         let c = c.clone();
         async move { placement(&c).await.len() == 3 }
     })
@@ -237,5 +215,5 @@ async fn one_pod_per_labelled_node_and_rolling_update() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    drop(server);
+    drop(api);
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
+use kedge_control::testing::eventually_within;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use parking_lot::Mutex;
@@ -44,7 +45,7 @@ async fn complete(api: &Api<Deployment>, name: &str) -> bool {
 }
 
 async fn wait_complete(api: &Api<Deployment>, name: &str) {
-    support::wait_for(60, &format!("{name} complete"), || async {
+    eventually_within(60, &format!("{name} complete"), || async {
         complete(api, name).await
     })
     .await;
@@ -223,7 +224,7 @@ async fn rolling_update_history_and_undo() {
         d.metadata.annotations.as_ref().unwrap()["deployment.kubernetes.io/revision"],
         "3"
     );
-    support::wait_for(30, "old pods gone", || async {
+    eventually_within(30, "old pods gone", || async {
         let pods = support::active_pods(&c.client, "app=web").await;
         pods.len() == 3
             && pods
@@ -276,7 +277,7 @@ async fn pause_resume_and_scale() {
     )
     .await
     .unwrap();
-    support::wait_for(30, "scaled while paused", || async {
+    eventually_within(30, "scaled while paused", || async {
         support::active_pods(&c.client, "app=app").await.len() == 4
     })
     .await;
@@ -349,7 +350,7 @@ async fn progress_deadline_exceeded() {
     let mut d = deployment("stuck", 2, json!({"type": "RollingUpdate"}));
     d.spec.as_mut().unwrap().progress_deadline_seconds = Some(2);
     api.create(&PostParams::default(), &d).await.unwrap();
-    support::wait_for(30, "ProgressDeadlineExceeded", || async {
+    eventually_within(30, "ProgressDeadlineExceeded", || async {
         let d = api.get("stuck").await.unwrap();
         let conds = d.status.and_then(|s| s.conditions).unwrap_or_default();
         let timed_out = conds.iter().any(|c| {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kedge_control::controllers::{deployment, replicaset, Context};
+use kedge_control::testing::{self, TestServer};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
@@ -29,16 +30,11 @@ pub struct Cluster {
 
 /// Start everything.
 pub async fn start() -> Cluster {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = kedge_config::cluster::ClusterConfig {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..Default::default()
-    };
-    let server = kedge_control::server::start(cfg, Default::default())
-        .await
-        .unwrap();
-    let client = server.client().await.unwrap();
+    let TestServer {
+        server,
+        client,
+        dir,
+    } = testing::start().await;
     let ctx = Context::new(client.clone());
     tokio::spawn(replicaset::run(ctx.clone()));
     tokio::spawn(deployment::run(ctx));
@@ -96,24 +92,6 @@ async fn kubelet(client: Client, ready: Arc<AtomicBool>, delay: Arc<AtomicU64>) 
                 .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await;
         });
-    }
-}
-
-/// Poll `check` until it holds or `secs` pass.
-pub async fn wait_for<F, Fut>(secs: u64, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if check().await {
-            return;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

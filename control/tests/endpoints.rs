@@ -8,6 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kedge_control::controllers::{endpoints, endpointslice, garbagecollector, Context};
+use kedge_control::testing::{self, eventually, TestServer};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde_json::json;
@@ -17,37 +18,16 @@ async fn start() -> (
     Client,
     tempfile::TempDir,
 ) {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = kedge_config::cluster::ClusterConfig {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..Default::default()
-    };
-    let running = kedge_control::server::start(cfg, Default::default())
-        .await
-        .unwrap();
-    let client = running.client().await.unwrap();
+    let TestServer {
+        server,
+        client,
+        dir,
+    } = testing::start().await;
     let ctx = Context::new(client.clone());
     tokio::spawn(endpoints::run(ctx.clone()));
     tokio::spawn(endpointslice::run(ctx.clone()));
     tokio::spawn(garbagecollector::run(Arc::clone(&ctx)));
-    (running, client, dir)
-}
-
-/// Poll until `check` holds (or fail after a generous bound: 30 s, for a
-/// loaded 2-core machine).
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..600 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
+    (server, client, dir)
 }
 
 async fn make_node(client: &Client, name: &str) {

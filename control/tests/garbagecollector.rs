@@ -2,10 +2,9 @@
 //! deleted owner go (Background), are kept without the reference
 //! (Orphan), or go before the owner (Foreground).
 
-use std::time::Duration;
-
 use k8s_openapi::api::core::v1::ConfigMap;
 use kedge_control::controllers::{garbagecollector, Context};
+use kedge_control::testing::{self, eventually, TestServer};
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::Client;
 use serde_json::json;
@@ -15,32 +14,13 @@ async fn start() -> (
     Client,
     tempfile::TempDir,
 ) {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = kedge_config::cluster::ClusterConfig {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..Default::default()
-    };
-    let running = kedge_control::server::start(cfg, Default::default())
-        .await
-        .unwrap();
-    let client = running.client().await.unwrap();
+    let TestServer {
+        server,
+        client,
+        dir,
+    } = testing::start().await;
     tokio::spawn(garbagecollector::run(Context::new(client.clone())));
-    (running, client, dir)
-}
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..600 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
+    (server, client, dir)
 }
 
 /// An owner ConfigMap and a dependent naming it.

@@ -9,6 +9,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kedge_control::controllers::nodelifecycle::{self, NodeLifecycleOptions};
 use kedge_control::controllers::Context;
+use kedge_control::testing::{self, eventually_within};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde_json::json;
@@ -17,21 +18,6 @@ const NODE: &str = "n1";
 
 fn now() -> String {
     jiff::Timestamp::now().to_string()
-}
-
-async fn wait_for<F, Fut>(secs: u64, what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while tokio::time::Instant::now() < deadline {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 /// Creates the node (Ready) and its Lease, then renews the Lease every
@@ -123,16 +109,8 @@ fn ready_status(node: &Node) -> Option<(String, Option<String>)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn silent_node_goes_unknown_tainted_and_evicts_by_toleration() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = kedge_config::cluster::ClusterConfig {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..Default::default()
-    };
-    let server = kedge_control::server::start(cfg, Default::default())
-        .await
-        .unwrap();
-    let client = server.client().await.unwrap();
+    let api = testing::start().await;
+    let client = api.client.clone();
     let grace = Duration::from_secs(2);
     tokio::spawn(nodelifecycle::run_with(
         Context::new(client.clone()),
@@ -141,7 +119,7 @@ async fn silent_node_goes_unknown_tainted_and_evicts_by_toleration() {
     let alive = Arc::new(AtomicBool::new(true));
     tokio::spawn(heartbeat(client.clone(), alive.clone()));
     let nodes: Api<Node> = Api::all(client.clone());
-    wait_for(10, "the node", || {
+    eventually_within(10, "the node", || {
         let nodes = nodes.clone();
         async move { nodes.get_opt(NODE).await.unwrap().is_some() }
     })
@@ -157,7 +135,7 @@ async fn silent_node_goes_unknown_tainted_and_evicts_by_toleration() {
 
     alive.store(false, Ordering::SeqCst);
     let stopped = tokio::time::Instant::now();
-    wait_for(15, "the node to turn Unknown and tainted", || {
+    eventually_within(15, "the node to turn Unknown and tainted", || {
         let nodes = nodes.clone();
         async move {
             let node = nodes.get(NODE).await.unwrap();
@@ -195,7 +173,7 @@ async fn silent_node_goes_unknown_tainted_and_evicts_by_toleration() {
     // The pod with tolerationSeconds 2 goes about 2s after the taint.
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let tainted = tokio::time::Instant::now();
-    wait_for(15, "the short-toleration pod to be deleted", || {
+    eventually_within(15, "the short-toleration pod to be deleted", || {
         let pods = pods.clone();
         async move {
             pods.get_opt("short")
@@ -246,10 +224,10 @@ async fn silent_node_goes_unknown_tainted_and_evicts_by_toleration() {
         .patch_status(NODE, &PatchParams::default(), &Patch::Merge(&status))
         .await
         .unwrap();
-    wait_for(10, "the taints to go", || {
+    eventually_within(10, "the taints to go", || {
         let nodes = nodes.clone();
         async move { taint_keys(&nodes.get(NODE).await.unwrap()).is_empty() }
     })
     .await;
-    drop(server);
+    drop(api);
 }

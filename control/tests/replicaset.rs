@@ -5,6 +5,7 @@ mod support;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
+use kedge_control::testing::eventually_within;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
@@ -32,7 +33,7 @@ async fn keeps_replicas_replaces_and_scales() {
         .await
         .unwrap();
     let client = c.client.clone();
-    support::wait_for(30, "3 ready pods", || {
+    eventually_within(30, "3 ready pods", || {
         let api = api.clone();
         let client = client.clone();
         async move {
@@ -58,7 +59,7 @@ async fn keeps_replicas_replaces_and_scales() {
         .delete(&victim, &DeleteParams::default())
         .await
         .unwrap();
-    support::wait_for(30, "a replacement pod", || {
+    eventually_within(30, "a replacement pod", || {
         let client = client.clone();
         let victim = victim.clone();
         async move {
@@ -80,7 +81,7 @@ async fn keeps_replicas_replaces_and_scales() {
         )
         .await
         .unwrap();
-        support::wait_for(30, &format!("{n} pods"), || {
+        eventually_within(30, &format!("{n} pods"), || {
             let client = client.clone();
             let api = api.clone();
             async move {
@@ -120,7 +121,7 @@ async fn adopts_orphans_and_releases_mismatches() {
         .await
         .unwrap();
     let client = c.client.clone();
-    support::wait_for(30, "adoption", || {
+    eventually_within(30, "adoption", || {
         let pod_api = pod_api.clone();
         let client = client.clone();
         async move {
@@ -142,7 +143,7 @@ async fn adopts_orphans_and_releases_mismatches() {
         )
         .await
         .unwrap();
-    support::wait_for(30, "release", || {
+    eventually_within(30, "release", || {
         let pod_api = pod_api.clone();
         let client = client.clone();
         async move {

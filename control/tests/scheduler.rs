@@ -6,7 +6,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
-use kedge_control::server::{self, RunningServer};
+use kedge_control::server::RunningServer;
+use kedge_control::testing::{self, TestServer};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde_json::{json, Value};
@@ -27,19 +28,14 @@ impl Drop for Cluster {
 }
 
 async fn cluster() -> Cluster {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = kedge_config::cluster::ClusterConfig {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..Default::default()
-    };
-    let running = server::start(cfg, Default::default())
-        .await
-        .expect("server");
-    let client = running.client().await.expect("client");
+    let TestServer {
+        server,
+        client,
+        dir,
+    } = testing::start().await;
     let scheduler = tokio::spawn(kedge_control::scheduler::run(client.clone()));
     Cluster {
-        _server: running,
+        _server: server,
         _dir: dir,
         client,
         scheduler,

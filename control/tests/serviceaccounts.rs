@@ -2,11 +2,10 @@
 //! root-ca-cert-publisher controllers, the ServiceAccount admission of
 //! pods, the TokenRequest API and the authentication of its tokens.
 
-use std::time::Duration;
-
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ServiceAccount};
 use kedge_control::controllers::{rootcacertpublisher, serviceaccount, Context};
+use kedge_control::testing::{self, eventually, TestServer};
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::Client;
 use serde_json::json;
@@ -18,22 +17,17 @@ struct Server {
 }
 
 async fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = kedge_config::cluster::ClusterConfig {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..Default::default()
-    };
-    let running = kedge_control::server::start(cfg, Default::default())
-        .await
-        .unwrap();
-    let client = running.client().await.unwrap();
+    let TestServer {
+        server,
+        client,
+        dir,
+    } = testing::start().await;
     let ca = std::fs::read_to_string(dir.path().join("ca.crt")).unwrap();
     let ctx = Context::with_root_ca(client.clone(), ca.clone());
     tokio::spawn(serviceaccount::run(ctx.clone()));
     tokio::spawn(rootcacertpublisher::run(ctx, ca));
     Server {
-        running,
+        running: server,
         client,
         dir,
     }
@@ -58,20 +52,6 @@ impl Server {
             Err(e) => panic!("unexpected error: {e}"),
         }
     }
-}
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..600 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 fn token_request(spec: serde_json::Value) -> TokenRequest {

@@ -9,6 +9,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kedge_control::controllers::{statefulset, Context};
+use kedge_control::testing::{self, eventually_within, TestServer};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kube::runtime::WatchStreamExt;
@@ -27,16 +28,11 @@ struct Cluster {
 }
 
 async fn start() -> Cluster {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = kedge_config::cluster::ClusterConfig {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..Default::default()
-    };
-    let server = kedge_control::server::start(cfg, Default::default())
-        .await
-        .unwrap();
-    let client = server.client().await.unwrap();
+    let TestServer {
+        server,
+        client,
+        dir,
+    } = testing::start().await;
     tokio::spawn(statefulset::run(Context::new(client.clone())));
     let ready = Arc::new(AtomicBool::new(true));
     tokio::spawn(kubelet(client.clone(), ready.clone()));
@@ -111,21 +107,6 @@ fn is_ready(p: &Pod) -> bool {
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-async fn wait_for<F, Fut>(secs: u64, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Names of the live (not terminating) pods, sorted.
 async fn live(client: &Client) -> Vec<String> {
     let api: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -162,7 +143,7 @@ fn sts(replicas: i32, policy: &str) -> StatefulSet {
 
 async fn wait_ready(c: &Cluster, n: i32) {
     let api: Api<StatefulSet> = Api::namespaced(c.client.clone(), "default");
-    wait_for(30, &format!("{n} ready replicas"), || {
+    eventually_within(30, &format!("{n} ready replicas"), || {
         let api = api.clone();
         let client = c.client.clone();
         async move {
@@ -184,7 +165,7 @@ async fn ordered_ready_creates_in_order_heals_and_scales_down_in_reverse() {
     api.create(&PostParams::default(), &sts(3, "OrderedReady"))
         .await
         .unwrap();
-    wait_for(30, "web-0", || async { live(&c.client).await == ["web-0"] }).await;
+    eventually_within(30, "web-0", || async { live(&c.client).await == ["web-0"] }).await;
     // Nothing more until web-0 is Ready.
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(live(&c.client).await, ["web-0"]);
@@ -214,7 +195,7 @@ async fn ordered_ready_creates_in_order_heals_and_scales_down_in_reverse() {
     );
 
     let events: Api<Event> = Api::namespaced(c.client.clone(), "default");
-    wait_for(10, "a SuccessfulCreate event", || async {
+    eventually_within(10, "a SuccessfulCreate event", || async {
         events
             .list(&ListParams::default())
             .await
@@ -235,7 +216,7 @@ async fn ordered_ready_creates_in_order_heals_and_scales_down_in_reverse() {
         .delete("web-1", &DeleteParams::default())
         .await
         .unwrap();
-    wait_for(30, "web-1 back", || async {
+    eventually_within(30, "web-1 back", || async {
         pod_api
             .get_opt("web-1")
             .await
@@ -266,7 +247,7 @@ async fn parallel_creates_all_at_once() {
     api.create(&PostParams::default(), &sts(3, "Parallel"))
         .await
         .unwrap();
-    wait_for(30, "3 pods, none ready", || async {
+    eventually_within(30, "3 pods, none ready", || async {
         live(&c.client).await == ["web-0", "web-1", "web-2"]
     })
     .await;
@@ -289,7 +270,7 @@ async fn rolling_update_replaces_from_the_highest_ordinal() {
     api.patch("web", &PatchParams::default(), &Patch::Strategic(image))
         .await
         .unwrap();
-    wait_for(60, "the rollout", || async {
+    eventually_within(60, "the rollout", || async {
         let st = api.get("web").await.unwrap().status.unwrap_or_default();
         st.update_revision != before.update_revision
             && st.current_revision == st.update_revision
