@@ -11,6 +11,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Event, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kedge_control::testing::{self, TestServer};
 use kedge_ingress::{ClassConfig, ControllerConfig, Listeners, ServeOptions};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
@@ -40,16 +41,11 @@ async fn start() -> Harness {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = kedge_config::cluster::ClusterConfig {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..Default::default()
-    };
-    let server = kedge_control::server::start(cfg, Default::default())
-        .await
-        .unwrap();
-    let client = server.client().await.unwrap();
+    let TestServer {
+        server,
+        client,
+        dir,
+    } = testing::start().await;
     let classes: Api<IngressClass> = Api::all(client.clone());
     classes
         .create(
