@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
+use kedge_control::testing::{self, TestServer};
 use kedge_kubelet::hollow::{self, HollowOptions};
 use kedge_kubelet::pod_workers::PodSyncSettings;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -25,16 +26,11 @@ async fn start(count: usize) -> Cluster {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = kedge_config::cluster::ClusterConfig {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..Default::default()
-    };
-    let server = kedge_control::server::start(cfg, Default::default())
-        .await
-        .unwrap();
-    let client = server.client().await.unwrap();
+    let TestServer {
+        server,
+        client,
+        dir,
+    } = testing::start().await;
     let opts = HollowOptions {
         count,
         name_prefix: "hollow-".into(),

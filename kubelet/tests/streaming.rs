@@ -12,6 +12,7 @@ use futures::future::BoxFuture;
 use futures::stream::{self, BoxStream};
 use futures::{AsyncBufReadExt, SinkExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
+use kedge_control::testing::{self, TestServer};
 use kedge_kubelet::runtime::{
     ExecOutput, ExecRequest, ExecSession, LogOptions, Result as RuntimeResult, RuntimeError,
 };
@@ -127,16 +128,11 @@ async fn start() -> Cluster {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = kedge_config::cluster::ClusterConfig {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..Default::default()
-    };
-    let server = kedge_control::server::start(cfg, Default::default())
-        .await
-        .unwrap();
-    let client = server.client().await.unwrap();
+    let TestServer {
+        server,
+        client,
+        dir,
+    } = testing::start().await;
     let ca_pem = std::fs::read_to_string(dir.path().join("ca.crt")).unwrap();
 
     let tls =
