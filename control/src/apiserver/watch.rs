@@ -164,6 +164,7 @@ pub fn watch(
     let stream = match start {
         Ok(s) => s,
         Err(StoreError::Expired { requested, oldest }) => {
+            tracing::debug!(prefix = %prefix, requested, oldest, "watch from a compacted revision");
             // Expiry is an ERROR event inside a 200 stream: a bare 410
             // makes kubectl fail and kube-rs retry the same revision.
             let status =
@@ -215,7 +216,10 @@ pub fn watch(
                     }
                     // A watcher that fell behind is closed; the client
                     // resumes from the last revision it saw.
-                    Err(broadcast::error::RecvError::Lagged(_)) => return,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::debug!(prefix = %prefix, missed = n, "watcher fell behind; closing it");
+                        return;
+                    }
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
             }
