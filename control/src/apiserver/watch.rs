@@ -48,6 +48,21 @@ struct Renderer {
 }
 
 impl Renderer {
+    /// One line of the stream. A plain watch sends the object's committed
+    /// JSON as it is; only a Table is built from the parsed object.
+    fn line(&mut self, event_type: &str, e: &WatchEvent) -> Result<Frame<Bytes>, std::io::Error> {
+        if self.rendering.table {
+            return line(&self.event(event_type, &e.object));
+        }
+        let mut b = Vec::with_capacity(e.raw.len() + 40);
+        b.extend_from_slice(b"{\"type\":\"");
+        b.extend_from_slice(event_type.as_bytes());
+        b.extend_from_slice(b"\",\"object\":");
+        b.extend_from_slice(&e.raw);
+        b.extend_from_slice(b"}\n");
+        Ok(Frame::data(Bytes::from(b)))
+    }
+
     fn event(&mut self, event_type: &str, obj: &Value) -> Value {
         let object = if self.rendering.table {
             let rv = obj
@@ -149,6 +164,7 @@ pub fn watch(
     let stream = match start {
         Ok(s) => s,
         Err(StoreError::Expired { requested, oldest }) => {
+            tracing::debug!(prefix = %prefix, requested, oldest, "watch from a compacted revision");
             // Expiry is an ERROR event inside a 200 stream: a bare 410
             // makes kubectl fail and kube-rs retry the same revision.
             let status =
@@ -167,7 +183,7 @@ pub fn watch(
             let Some(t) = filtered(r, &filter, name.as_deref(), e) else {
                 continue;
             };
-            if tx.send(line(&renderer.event(t, &e.object))).await.is_err() {
+            if tx.send(renderer.line(t, e)).await.is_err() {
                 return;
             }
         }
@@ -194,13 +210,16 @@ pub fn watch(
                         }
                         last_rv = e.revision;
                         let Some(t) = filtered(r, &filter, name.as_deref(), &e) else { continue };
-                        if tx.send(line(&renderer.event(t, &e.object))).await.is_err() {
+                        if tx.send(renderer.line(t, &e)).await.is_err() {
                             return;
                         }
                     }
                     // A watcher that fell behind is closed; the client
                     // resumes from the last revision it saw.
-                    Err(broadcast::error::RecvError::Lagged(_)) => return,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::debug!(prefix = %prefix, missed = n, "watcher fell behind; closing it");
+                        return;
+                    }
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
             }

@@ -45,9 +45,42 @@ pub struct WatchEvent {
     /// The object after the change (before it, for a deletion, carrying the
     /// deletion's resourceVersion).
     pub object: Arc<Value>,
+    /// `object` as JSON: what a watch sends, without serialising it again.
+    pub raw: Arc<Vec<u8>>,
     /// The object before the change, for watches that filter by selector
     /// and must tell when an object starts or stops matching.
     pub previous: Option<Arc<Value>>,
+}
+
+/// What the history keeps of an event: the JSON of the object and of the
+/// object before it, not their parsed trees (which take about ten times
+/// the bytes). Each JSON is shared with the event that wrote it and with
+/// the current state, so a change costs the history one document.
+struct Past {
+    revision: u64,
+    event_type: EventType,
+    key: String,
+    raw: Arc<Vec<u8>>,
+    previous: Option<Arc<Vec<u8>>>,
+}
+
+impl Past {
+    /// The event again, its objects parsed from their JSON.
+    fn event(&self) -> Result<WatchEvent> {
+        let parse = |b: &[u8]| {
+            serde_json::from_slice::<Value>(b)
+                .map(Arc::new)
+                .map_err(|e| StoreError::Backend(format!("history of {}: {e}", self.key)))
+        };
+        Ok(WatchEvent {
+            revision: self.revision,
+            event_type: self.event_type,
+            key: self.key.clone(),
+            object: parse(&self.raw)?,
+            raw: self.raw.clone(),
+            previous: self.previous.as_deref().map(|b| parse(b)).transpose()?,
+        })
+    }
 }
 
 /// An object in a list, with its committed JSON.
@@ -77,7 +110,7 @@ struct Inner {
     /// Each object's JSON as committed, so lists can be answered by copying
     /// bytes instead of serialising every object again.
     raw: HashMap<String, Arc<Vec<u8>>>,
-    history: VecDeque<Arc<WatchEvent>>,
+    history: VecDeque<Past>,
     /// Every event after this revision is still in `history`.
     compacted: u64,
 }
@@ -85,9 +118,14 @@ struct Inner {
 /// A write decided but not yet durable.
 struct Queued {
     event: Arc<WatchEvent>,
+    /// The JSON of the object before the change, for the history.
+    previous_raw: Option<Arc<Vec<u8>>>,
     op: Op,
     done: Arc<Completion>,
 }
+
+/// An object with its JSON.
+type Doc = (Arc<Value>, Arc<Vec<u8>>);
 
 /// Writes decided under the writers' lock, waiting for the committer.
 struct Pending {
@@ -95,7 +133,7 @@ struct Pending {
     next_revision: u64,
     /// The newest undurable state of each key (None: deleted), so that a
     /// write decides on top of the writes queued before it.
-    overlay: HashMap<String, (u64, Option<Arc<Value>>)>,
+    overlay: HashMap<String, (u64, Option<Doc>)>,
     queue: Vec<Queued>,
     /// Set when the backend failed: the store refuses writes from then on.
     failed: Option<String>,
@@ -286,12 +324,26 @@ impl WatchCache {
             return Err(StoreError::Backend(f.clone()).into());
         }
         let (current, current_pending) = match pending.overlay.get(key) {
-            Some((rev, obj)) => (obj.clone(), Some(*rev)),
-            None => (sh.inner.lock().objects.get(key).cloned(), None),
+            Some((rev, doc)) => (doc.clone(), Some(*rev)),
+            None => {
+                let inner = sh.inner.lock();
+                let doc = inner.objects.get(key).map(|v| {
+                    let raw = match inner.raw.get(key) {
+                        Some(r) => r.clone(),
+                        None => Arc::new(serde_json::to_vec(&**v).unwrap_or_default()),
+                    };
+                    (v.clone(), raw)
+                });
+                (doc, None)
+            }
+        };
+        let (current, previous_raw) = match current {
+            Some((v, r)) => (Some(v), Some(r)),
+            None => (None, None),
         };
         let decision = decide(current.as_ref())?;
         let revision = pending.next_revision + 1;
-        let (event_type, object, op) = match decision {
+        let (event_type, object, raw, op) = match decision {
             Decision::Keep => {
                 drop(pending);
                 // Answer only with durable state.
@@ -309,7 +361,13 @@ impl WatchCache {
                 } else {
                     EventType::Added
                 };
-                (t, Arc::new(obj), Op::Put(key.to_string(), Arc::new(bytes)))
+                let bytes = Arc::new(bytes);
+                (
+                    t,
+                    Arc::new(obj),
+                    bytes.clone(),
+                    Op::Put(key.to_string(), bytes),
+                )
             }
             Decision::Delete => {
                 let Some(old) = current.clone() else {
@@ -317,26 +375,31 @@ impl WatchCache {
                 };
                 let mut obj = (*old).clone();
                 set_resource_version(&mut obj, revision);
+                let bytes =
+                    serde_json::to_vec(&obj).map_err(|e| StoreError::Backend(e.to_string()))?;
                 (
                     EventType::Deleted,
                     Arc::new(obj),
+                    Arc::new(bytes),
                     Op::Delete(key.to_string()),
                 )
             }
         };
         pending.next_revision = revision;
-        let after = (event_type != EventType::Deleted).then(|| object.clone());
+        let after = (event_type != EventType::Deleted).then(|| (object.clone(), raw.clone()));
         pending.overlay.insert(key.to_string(), (revision, after));
         let event = Arc::new(WatchEvent {
             revision,
             event_type,
             key: key.to_string(),
             object,
+            raw,
             previous: current,
         });
         let done = Arc::new(Completion::default());
         pending.queue.push(Queued {
             event: event.clone(),
+            previous_raw,
             op,
             done: done.clone(),
         });
@@ -366,6 +429,7 @@ impl WatchCache {
     pub fn watch(&self, prefix: &str, from: Option<u64>) -> Result<WatchStream> {
         let inner = self.shared.inner.lock();
         let live = self.shared.events.subscribe();
+        let revision = inner.revision;
         let initial = match from {
             Some(rv) if rv < inner.compacted => {
                 return Err(StoreError::Expired {
@@ -373,22 +437,43 @@ impl WatchCache {
                     oldest: inner.compacted + 1,
                 });
             }
-            Some(rv) => inner
-                .history
-                .iter()
-                .filter(|e| e.revision > rv && e.key.starts_with(prefix))
-                .cloned()
-                .collect(),
+            Some(rv) => {
+                // The history is in revision order: start at the first
+                // event after `rv`.
+                let skip = inner.history.partition_point(|e| e.revision <= rv);
+                let past: Vec<Past> = inner
+                    .history
+                    .range(skip..)
+                    .filter(|e| e.revision > rv && e.key.starts_with(prefix))
+                    .map(|e| Past {
+                        revision: e.revision,
+                        event_type: e.event_type,
+                        key: e.key.clone(),
+                        raw: e.raw.clone(),
+                        previous: e.previous.clone(),
+                    })
+                    .collect();
+                // Parse outside the lock.
+                drop(inner);
+                past.iter()
+                    .map(|p| p.event().map(Arc::new))
+                    .collect::<Result<_>>()?
+            }
             None => inner
                 .objects
                 .range(prefix.to_string()..)
                 .take_while(|(k, _)| k.starts_with(prefix))
                 .map(|(k, v)| {
+                    let raw = match inner.raw.get(k) {
+                        Some(r) => r.clone(),
+                        None => Arc::new(serde_json::to_vec(&**v).unwrap_or_default()),
+                    };
                     Arc::new(WatchEvent {
                         revision: resource_version(v).unwrap_or(0),
                         event_type: EventType::Added,
                         key: k.clone(),
                         object: v.clone(),
+                        raw,
                         previous: None,
                     })
                 })
@@ -397,7 +482,7 @@ impl WatchCache {
         Ok(WatchStream {
             initial,
             live,
-            revision: inner.revision,
+            revision,
         })
     }
 }
@@ -457,7 +542,13 @@ fn commit_loop(sh: &Shared) {
                         inner.raw.insert(k.clone(), bytes.clone());
                     }
                 }
-                inner.history.push_back(e.clone());
+                inner.history.push_back(Past {
+                    revision: e.revision,
+                    event_type: e.event_type,
+                    key: e.key.clone(),
+                    raw: e.raw.clone(),
+                    previous: q.previous_raw.clone(),
+                });
                 // No receivers is not an error: nobody is watching.
                 let _ = sh.events.send(e.clone());
             }
@@ -529,6 +620,50 @@ mod tests {
         assert_eq!(w.initial[0].event_type, EventType::Modified);
         let w = c.watch("/core/pods/", None).unwrap();
         assert_eq!(w.initial.len(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn replay_from_history_has_objects_json_and_previous() {
+        let (_d, c) = cache(100);
+        let r1 = put(&c, "/core/pods/a/x", 1);
+        let r2 = put(&c, "/core/pods/a/x", 2);
+        let deleted = match c
+            .write::<_, StoreError>("/core/pods/a/x", |_| Ok(Decision::Delete))
+            .unwrap()
+        {
+            Written::Changed(e) => e,
+            Written::Unchanged(_) => panic!("unchanged"),
+        };
+        let live: Vec<u8> = deleted.raw.to_vec();
+        let w = c.watch("/core/pods/", Some(r1 - 1)).unwrap();
+        let got: Vec<_> = w
+            .initial
+            .iter()
+            .map(|e| {
+                (
+                    e.event_type,
+                    e.revision,
+                    e.object["n"].as_i64(),
+                    e.previous.as_ref().map(|p| p["n"].as_i64().unwrap()),
+                    resource_version(&e.object),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (EventType::Added, r1, Some(1), None, Some(r1)),
+                (EventType::Modified, r2, Some(2), Some(1), Some(r2)),
+                (EventType::Deleted, r2 + 1, Some(2), Some(2), Some(r2 + 1)),
+            ]
+        );
+        for e in &w.initial {
+            assert_eq!(*e.object, serde_json::from_slice::<Value>(&e.raw).unwrap());
+        }
+        assert_eq!(*w.initial[2].raw, live);
+        let w = c.watch("/core/pods/", Some(r2)).unwrap();
+        assert_eq!(w.initial.len(), 1);
+        assert_eq!(w.initial[0].event_type, EventType::Deleted);
     }
 
     #[tokio::test(flavor = "multi_thread")]
