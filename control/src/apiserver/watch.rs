@@ -214,11 +214,38 @@ pub fn watch(
                             return;
                         }
                     }
-                    // A watcher that fell behind is closed; the client
-                    // resumes from the last revision it saw.
+                    // A watcher that fell behind catches up from the
+                    // history at once, while the missed events are still
+                    // there: closing it would have the client come back
+                    // later, likely past the history, and relist.
                     Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::debug!(prefix = %prefix, missed = n, "watcher fell behind; closing it");
-                        return;
+                        let resumed = match state.cache.watch(&prefix, Some(last_rv)) {
+                            Ok(s) => s,
+                            Err(e) => {
+                                tracing::debug!(prefix = %prefix, missed = n, error = %e, "watcher fell behind the history; closing it");
+                                if let StoreError::Expired { requested, oldest } = e {
+                                    let status = ApiError::expired(format!(
+                                        "too old resource version: {requested} ({oldest})"
+                                    ))
+                                    .to_status();
+                                    let _ = tx.send(line(&json!({"type": "ERROR", "object": status}))).await;
+                                }
+                                return;
+                            }
+                        };
+                        tracing::debug!(prefix = %prefix, missed = n, replay = resumed.initial.len(), "watcher fell behind; catching up from the history");
+                        for e in &resumed.initial {
+                            if e.revision <= last_rv {
+                                continue;
+                            }
+                            last_rv = e.revision;
+                            let Some(t) = filtered(r, &filter, name.as_deref(), e) else { continue };
+                            if tx.send(renderer.line(t, e)).await.is_err() {
+                                return;
+                            }
+                        }
+                        last_rv = last_rv.max(resumed.revision);
+                        live = resumed.live;
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 },

@@ -98,7 +98,7 @@ pub struct RawItem {
 pub struct WatchStream {
     /// Events to deliver first, in order.
     pub initial: Vec<Arc<WatchEvent>>,
-    /// New events; a lagging receiver ends the watch (the client resumes).
+    /// New events; a receiver that lags resubscribes from the history.
     pub live: broadcast::Receiver<Arc<WatchEvent>>,
     /// The revision the initial events bring the client to.
     pub revision: u64,
