@@ -211,6 +211,31 @@ fn main() {
             assert!(text.len() > pods * 100);
             lists.push(s.elapsed());
         }
+        // Watch latency: one pod's label changed at a time; the time from
+        // sending the patch until a watch on all pods delivers the change,
+        // with every hollow node's and controller's watch also open.
+        let mut watch_lat = Vec::new();
+        {
+            let rv = pod_api.list(&ListParams::default().limit(1)).await.unwrap().metadata.resource_version.unwrap();
+            let mut s = pod_api.watch(&WatchParams::default().timeout(290), &rv).await.unwrap().boxed();
+            for i in 0..200.min(pods) {
+                let name = format!("scale-{i}");
+                let mark = format!("m{i}");
+                let patch = serde_json::json!({"metadata": {"labels": {"mark": mark}}});
+                let sent = Instant::now();
+                pod_api.patch(&name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
+                loop {
+                    let ev = tokio::time::timeout(Duration::from_secs(30), s.next()).await.expect("watch event").expect("watch open").unwrap();
+                    if let WatchEvent::Modified(p) = ev {
+                        let labels = p.metadata.labels.unwrap_or_default();
+                        if p.metadata.name.as_deref() == Some(&name) && labels.get("mark") == Some(&mark) {
+                            watch_lat.push(sent.elapsed());
+                            break;
+                        }
+                    }
+                }
+            }
+        }
         let rss = rss_mib(server.0.id());
 
         println!();
@@ -222,6 +247,7 @@ fn main() {
         println!("| create → Running p50 / p99 | {:.0} / {:.0} ms |", pct(&mut running, 0.5), pct(&mut running, 0.99));
         println!("| all {pods} Running | {total_secs:.1} s |");
         println!("| list all pods (raw JSON) p50 / p99 | {:.0} / {:.0} ms |", pct(&mut lists, 0.5), pct(&mut lists, 0.99));
+        println!("| patch → watch event p50 / p99 | {:.1} / {:.1} ms |", pct(&mut watch_lat, 0.5) , pct(&mut watch_lat, 0.99));
         println!("| API server resident memory | {rss:.0} MiB |");
     });
 }

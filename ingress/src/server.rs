@@ -13,6 +13,7 @@ use pingora_core::server::ListenFds;
 use pingora_core::services::listening::Service;
 use pingora_core::services::Service as _;
 use pingora_proxy::HttpProxy;
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
@@ -94,14 +95,14 @@ struct WorkerListeners {
 /// Start serving `routes` on `listeners`.
 ///
 /// Each worker thread runs a single-threaded runtime with a Pingora
-/// service of its own: it accepts on its own duplicate of every listening
-/// socket and keeps its own upstream keep-alive pool, so a connection, its
+/// service of its own: it accepts on its own listening socket for every
+/// address and keeps its own upstream keep-alive pool, so a connection, its
 /// upstream connections and every wake-up they cause stay on one thread.
 /// (With connections accepted on one thread and served on another, or
 /// upstream connections shared between threads, each readiness event
 /// crossed threads: two to three eventfd writes and a context switch a
-/// request; docs/benchmarks.md.) An idle worker takes the next connection
-/// first, since every worker's poller sees the listening socket.
+/// request; docs/benchmarks.md.) The kernel spreads new connections over
+/// the workers' sockets (`SO_REUSEPORT`), as nginx's `reuseport` does.
 pub fn start(
     routes: Arc<Routes>,
     metrics: Arc<Metrics>,
@@ -130,10 +131,13 @@ pub fn start(
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut workers = Vec::with_capacity(threads);
+    for l in listeners.http.iter().chain(&listeners.https) {
+        socket2::SockRef::from(l).set_reuse_port(true)?;
+    }
     for i in 0..threads {
         let copies = |ls: &[TcpListener]| {
             ls.iter()
-                .map(|l| Ok((l.local_addr()?.to_string(), l.try_clone()?)))
+                .map(|l| Ok((l.local_addr()?.to_string(), worker_socket(l, i == 0)?)))
                 .collect::<std::io::Result<Vec<_>>>()
         };
         let own = WorkerListeners {
@@ -173,6 +177,36 @@ pub fn start(
         workers,
         http_addrs,
         https_addrs,
+    })
+}
+
+/// A worker's own listening socket for `l`: `l` itself for the first
+/// worker, for the others a new socket on the same address in the same
+/// `SO_REUSEPORT` group, so that the kernel hands each new connection to
+/// one worker instead of waking them all to race for it.
+fn worker_socket(l: &TcpListener, first: bool) -> std::io::Result<TcpListener> {
+    if first {
+        return l.try_clone();
+    }
+    let addr = l.local_addr()?;
+    let original = socket2::SockRef::from(l);
+    let sibling = || -> std::io::Result<TcpListener> {
+        let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        s.set_reuse_address(true)?;
+        s.set_reuse_port(true)?;
+        if addr.is_ipv6() {
+            s.set_only_v6(original.only_v6()?)?;
+        }
+        s.bind(&addr.into())?;
+        s.listen(1024)?;
+        s.set_nonblocking(true)?;
+        Ok(s.into())
+    };
+    sibling().or_else(|e| {
+        // Sharing the one socket still works; every worker's poller is
+        // then woken for each connection.
+        tracing::warn!(%addr, error = %e, "no SO_REUSEPORT sibling socket; sharing the listener");
+        l.try_clone()
     })
 }
 
