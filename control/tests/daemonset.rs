@@ -184,9 +184,16 @@ async fn one_pod_per_labelled_node_and_rolling_update() {
     label(&client, "n1", Some("yes")).await;
     label(&client, "n3", Some("yes")).await;
     let c = client.clone();
-    eventually_within(30, "pods on all three", || {
-        let c = c.clone();
-        async move { placement(&c).await.len() == 3 }
+    let d = dss.clone();
+    // Available on all three before the rollout: an old pod that is not
+    // yet available is replaced at once, outside the maxUnavailable budget,
+    // as Kubernetes does.
+    eventually_within(30, "pods available on all three", || {
+        let (c, d) = (c.clone(), d.clone());
+        async move {
+            let st = d.get("agent").await.unwrap().status.unwrap_or_default();
+            placement(&c).await.len() == 3 && st.number_available == Some(3)
+        }
     })
     .await;
     let old_hash = placement(&client).await[0].1.clone();
