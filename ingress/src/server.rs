@@ -120,8 +120,11 @@ pub fn start(
         .https_port
         .or_else(|| https_addrs.first().map(|a| a.port()))
         .unwrap_or(443);
+    // Every worker after the first binds a sibling socket in the
+    // original's SO_REUSEPORT group (`worker_socket`).
     for l in listeners.http.iter().chain(&listeners.https) {
         l.set_nonblocking(true)?;
+        socket2::SockRef::from(l).set_reuse_port(true)?;
     }
 
     let threads = opts.threads.max(1);
@@ -131,9 +134,6 @@ pub fn start(
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut workers = Vec::with_capacity(threads);
-    for l in listeners.http.iter().chain(&listeners.https) {
-        socket2::SockRef::from(l).set_reuse_port(true)?;
-    }
     for i in 0..threads {
         let copies = |ls: &[TcpListener]| {
             ls.iter()

@@ -47,6 +47,15 @@ struct Renderer {
     columns_sent: bool,
 }
 
+/// The event that tells a watcher its revision is gone from the history.
+/// Expiry is an ERROR event inside a 200 stream: a bare 410 makes kubectl
+/// fail and kube-rs retry the same revision.
+fn expired(requested: u64, oldest: u64) -> Result<Frame<Bytes>, std::io::Error> {
+    let status =
+        ApiError::expired(format!("too old resource version: {requested} ({oldest})")).to_status();
+    line(&json!({"type": "ERROR", "object": status}))
+}
+
 impl Renderer {
     /// One line of the stream. A plain watch sends the object's committed
     /// JSON as it is; only a Table is built from the parsed object.
@@ -165,12 +174,7 @@ pub fn watch(
         Ok(s) => s,
         Err(StoreError::Expired { requested, oldest }) => {
             tracing::debug!(prefix = %prefix, requested, oldest, "watch from a compacted revision");
-            // Expiry is an ERROR event inside a 200 stream: a bare 410
-            // makes kubectl fail and kube-rs retry the same revision.
-            let status =
-                ApiError::expired(format!("too old resource version: {requested} ({oldest})"))
-                    .to_status();
-            let _ = tx.try_send(line(&json!({"type": "ERROR", "object": status})));
+            let _ = tx.try_send(expired(requested, oldest));
             return Ok(response);
         }
         Err(e) => return Err(ApiError::internal(e.to_string())),
@@ -224,11 +228,7 @@ pub fn watch(
                             Err(e) => {
                                 tracing::debug!(prefix = %prefix, missed = n, error = %e, "watcher fell behind the history; closing it");
                                 if let StoreError::Expired { requested, oldest } = e {
-                                    let status = ApiError::expired(format!(
-                                        "too old resource version: {requested} ({oldest})"
-                                    ))
-                                    .to_status();
-                                    let _ = tx.send(line(&json!({"type": "ERROR", "object": status}))).await;
+                                    let _ = tx.send(expired(requested, oldest)).await;
                                 }
                                 return;
                             }
