@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+mod accept;
 pub mod annotations;
 pub mod deploy;
 pub mod metrics;

@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::fd::IntoRawFd;
 use std::sync::Arc;
 
-use pingora_core::listeners::tls::TlsSettings;
+use pingora_core::listeners::tls::Acceptor;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::Fds;
 use pingora_core::server::ListenFds;
@@ -16,9 +16,9 @@ use pingora_proxy::HttpProxy;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
 
+use crate::accept::{self, SharedApp};
 use crate::metrics::Metrics;
 use crate::proxy::IngressProxy;
-use crate::tls::SniResolver;
 use crate::Routes;
 
 /// Sockets the proxy serves on, bound by the caller (so that port 0 works
@@ -127,6 +127,11 @@ pub fn start(
         socket2::SockRef::from(l).set_reuse_port(true)?;
     }
 
+    // One TLS configuration for all workers, so that any of them resumes
+    // any session (accept.rs).
+    let tls = accept::server_config(&routes).map_err(std::io::Error::other)?;
+    let acceptor = Arc::new(Acceptor::from_server_config(tls));
+
     let threads = opts.threads.max(1);
     let conf = Arc::new(ServerConf {
         threads: 1,
@@ -145,7 +150,7 @@ pub fn start(
             https: copies(&listeners.https)?,
         };
         let app = IngressProxy::new(routes.clone(), metrics.clone(), https_port, opts.access_log);
-        let (routes, conf, shutdown_rx) = (routes.clone(), conf.clone(), shutdown_rx.clone());
+        let (conf, acceptor, shutdown_rx) = (conf.clone(), acceptor.clone(), shutdown_rx.clone());
         let worker = std::thread::Builder::new()
             .name(format!("ingress-proxy-{i}"))
             .spawn(move || {
@@ -159,13 +164,16 @@ pub fn start(
                         return;
                     }
                 };
-                match service(app, &conf, &routes, own) {
-                    // Accept loops end when the shutdown watch turns true.
-                    Ok((mut service, fds)) => {
-                        runtime.block_on(service.start_service(Some(fds), shutdown_rx, 1))
-                    }
-                    Err(e) => tracing::error!(error = %e, "ingress worker listeners"),
-                }
+                let app = Arc::new(pingora_proxy::http_proxy(&conf, app));
+                // Accept loops end when the shutdown watch turns true.
+                runtime.block_on(async {
+                    let tls = own.https.into_iter().map(|(_, l)| {
+                        accept::serve(l, acceptor.clone(), app.clone(), shutdown_rx.clone())
+                    });
+                    let tls = futures::future::join_all(tls);
+                    let (mut plain, fds) = plain_service(app, own.http);
+                    tokio::join!(plain.start_service(Some(fds), shutdown_rx, 1), tls);
+                });
                 // Requests still in flight end with the runtime.
                 runtime.shutdown_timeout(std::time::Duration::from_secs(1));
             })?;
@@ -210,27 +218,17 @@ fn worker_socket(l: &TcpListener, first: bool) -> std::io::Result<TcpListener> {
     })
 }
 
-/// One worker's Pingora service over its own copies of the sockets.
-fn service(
-    app: IngressProxy,
-    conf: &Arc<ServerConf>,
-    routes: &Arc<Routes>,
-    own: WorkerListeners,
-) -> std::io::Result<(Service<HttpProxy<IngressProxy>>, ListenFds)> {
-    let mut service = pingora_proxy::http_proxy_service_with_name(conf, app, "kedge ingress");
+/// One worker's Pingora service over its own plain HTTP sockets.
+fn plain_service(
+    app: Arc<HttpProxy<IngressProxy>>,
+    http: Vec<(String, TcpListener)>,
+) -> (Service<SharedApp<HttpProxy<IngressProxy>>>, ListenFds) {
+    let mut service = Service::new("kedge ingress".to_string(), SharedApp(app));
     // Pingora takes already-bound sockets from its fd table by address.
     let mut fds = Fds::new();
-    for (addr, l) in own.http {
+    for (addr, l) in http {
         fds.add(addr.clone(), l.into_raw_fd());
         service.add_tcp(&addr);
     }
-    for (addr, l) in own.https {
-        fds.add(addr.clone(), l.into_raw_fd());
-        // The certificate is chosen per handshake from the current table.
-        let mut tls = TlsSettings::intermediate("", "").map_err(std::io::Error::other)?;
-        tls.set_cert_resolver(Arc::new(SniResolver::new(routes.clone())));
-        tls.enable_h2();
-        service.add_tls_with_settings(&addr, None, tls);
-    }
-    Ok((service, Arc::new(parking_lot::Mutex::new(fds))))
+    (service, Arc::new(parking_lot::Mutex::new(fds)))
 }

@@ -907,7 +907,9 @@ fn resolve_backend(
     let b = Arc::new(Backend {
         name: format!("{key}:{port_desc}"),
         endpoints,
-        next: AtomicUsize::new(0),
+        // Tables are rebuilt on any change anywhere; starting every one at
+        // the first endpoint would send it more than its share.
+        next: AtomicUsize::new(rand::random::<u32>() as usize),
         balance,
     });
     backends.insert((key, port_desc, balance), b.clone());

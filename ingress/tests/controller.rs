@@ -502,11 +502,23 @@ async fn routes_rewrites_and_default_backend() {
         r.body
     );
 
-    // Both replicas answer, in turn.
-    for _ in 0..10 {
-        assert_eq!(get(h.http, "myblog.luffy.com", "/").await.status, 200);
-    }
-    assert!(a.served.load(Ordering::SeqCst) >= 5 && b.served.load(Ordering::SeqCst) >= 5);
+    // Both replicas answer, in turn. (A new table, made on any change such
+    // as the controller's own status writes, starts the turn anew.)
+    eventually("both replicas in turn", || async {
+        let served = || {
+            (
+                a.served.load(Ordering::SeqCst),
+                b.served.load(Ordering::SeqCst),
+            )
+        };
+        let before = served();
+        for _ in 0..10 {
+            assert_eq!(get(h.http, "myblog.luffy.com", "/").await.status, 200);
+        }
+        let after = served();
+        (after.0 - before.0 == 5 && after.1 - before.1 == 5).then_some(())
+    })
+    .await;
 
     // Exact before prefix; a longer path under it is the prefix's.
     assert!(get(h.http, "myblog.luffy.com", "/exact")
@@ -518,9 +530,13 @@ async fn routes_rewrites_and_default_backend() {
         .body
         .starts_with("myblog"));
 
-    // rewrite-target with capture groups, query kept.
-    let r = get(h.http, "rw.luffy.com", "/foo/bar?q=1").await;
-    assert_eq!(r.status, 200);
+    // rewrite-target with capture groups, query kept. The second Ingress may
+    // reach the routing table after the first one.
+    let r = eventually("the rewrite Ingress served", || async {
+        let r = get(h.http, "rw.luffy.com", "/foo/bar?q=1").await;
+        (r.status == 200).then_some(r)
+    })
+    .await;
     assert!(r.body.contains("GET /admin/bar?q=1 HTTP/1.1"), "{}", r.body);
     let r = get(h.http, "rw.luffy.com", "/foo").await;
     assert!(r.body.contains("GET /admin/ HTTP/1.1"), "{}", r.body);
@@ -618,6 +634,52 @@ async fn tls_from_secrets_by_sni_with_redirect_and_rotation() {
     .await;
     let (r, _) = get_tls(h.https, "secure.luffy.com", roots(&second), "/").await;
     assert_eq!(r.status, 200);
+
+    // A session made on one worker resumes on any: the workers share one
+    // session cache and ticket key (the kernel spreads connections over
+    // them by port, so eight in a row reach both).
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let config = Arc::new(
+            rustls::ClientConfig::builder_with_protocol_versions(&[version])
+                .with_root_certificates(roots(&second))
+                .with_no_client_auth(),
+        );
+        let kinds = {
+            let mut kinds = Vec::new();
+            for _ in 0..8 {
+                kinds.push(handshake_kind(h.https, "secure.luffy.com", config.clone()).await);
+            }
+            kinds
+        };
+        assert_eq!(kinds[0], rustls::HandshakeKind::Full, "{version:?}");
+        assert!(
+            kinds[1..]
+                .iter()
+                .all(|k| *k == rustls::HandshakeKind::Resumed),
+            "{version:?}: {kinds:?}"
+        );
+    }
+}
+
+/// One request over a new TLS connection made with `config` (and so with
+/// its session cache); how the handshake went.
+async fn handshake_kind(
+    addr: SocketAddr,
+    sni: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> rustls::HandshakeKind {
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    tls.write_all(format!("GET / HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    // Reading to the end also takes in the session tickets.
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut buf)).await;
+    assert_eq!(parse_response(&buf).status, 200);
+    tls.get_ref().1.handshake_kind().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -773,8 +835,9 @@ async fn annotations_answered_by_the_proxy() {
         )
         .await;
     }
+    // The last one applied: the others are in the table too.
     eventually("every Ingress served", || async {
-        (get(h.http, "vhost.luffy.com", "/").await.status == 200).then_some(())
+        (get(h.http, "forced.luffy.com", "/").await.status == 308).then_some(())
     })
     .await;
 

@@ -1,0 +1,210 @@
+//! The HTTPS accept path: one rustls configuration for every worker.
+//!
+//! Pingora's TLS listeners build a rustls configuration per service, and
+//! with a service per worker each has its own session cache: a client
+//! coming back to resume a session reaches another worker's cache as often
+//! as not and pays a full handshake. Accepting here with one configuration
+//! (one session cache, one ticket key, as nginx's workers share theirs)
+//! lets any worker resume any session. The handshaken stream then goes to
+//! the same Pingora application that serves plain HTTP.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora_core::apps::ServerApp;
+use pingora_core::listeners::tls::Acceptor;
+use pingora_core::protocols::l4::stream::{Stream as L4Stream, DEFAULT_L4_WRITE_BUFFER_SIZE};
+use pingora_core::protocols::raw_connect::ProxyDigest;
+use pingora_core::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
+    TimingDigest, UniqueID, UniqueIDType,
+};
+use pingora_core::server::ShutdownWatch;
+use rustls::server::ServerSessionMemoryCache;
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter, ReadBuf};
+
+use crate::tls::SniResolver;
+use crate::Routes;
+
+/// Sessions kept for resumption by session ID (TLS 1.2 clients); TLS 1.3
+/// resumes with stateless tickets and keeps nothing.
+const SESSION_CACHE: usize = 16 * 1024;
+
+/// How long a client may take to finish its handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The one server configuration: certificates chosen by SNI from the
+/// current route table, HTTP/2 and HTTP/1.1 by ALPN, a session cache and a
+/// ticket key shared by every connection of the process.
+pub(crate) fn server_config(routes: &Arc<Routes>) -> Result<Arc<ServerConfig>, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(SniResolver::new(routes.clone())));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
+    config.ticketer = rustls::crypto::ring::Ticketer::new()?;
+    Ok(Arc::new(config))
+}
+
+/// The Pingora application, shared by a worker's plain and TLS listeners
+/// (and so is its upstream keep-alive pool).
+pub(crate) struct SharedApp<A>(pub(crate) Arc<A>);
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for SharedApp<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        session: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        self.0.process_new(session, shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        self.0.cleanup().await
+    }
+}
+
+/// Accept TLS connections on `listener` until `shutdown` turns true; each
+/// is handshaken and served on its own task of the current runtime.
+pub(crate) async fn serve<A: ServerApp + Send + Sync + 'static>(
+    listener: std::net::TcpListener,
+    acceptor: Arc<Acceptor>,
+    app: Arc<A>,
+    mut shutdown: ShutdownWatch,
+) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "HTTPS listener");
+            return;
+        }
+    };
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting an HTTPS connection");
+                    // Out of file descriptors: accept() would fail at once
+                    // again; give other connections time to close.
+                    if e.raw_os_error() == Some(24) {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    continue;
+                }
+            },
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let mut l4 = L4Stream::from(tcp);
+        let digest = SocketDigest::from_raw_fd(std::os::fd::AsRawFd::as_raw_fd(&l4));
+        let _ = digest.peer_addr.set(Some(peer.into()));
+        l4.set_socket_digest(digest);
+        let (acceptor, app, shutdown) = (acceptor.clone(), app.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let io = Coalesced(BufWriter::with_capacity(DEFAULT_L4_WRITE_BUFFER_SIZE, l4));
+            let tls =
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.tls_handshake(io)).await {
+                    Ok(Ok(tls)) => tls,
+                    // A client that gives up or speaks something else is not
+                    // the server's error (nginx logs these at info).
+                    Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake"),
+                    Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                };
+            let mut next = app.process_new(Box::new(tls), &shutdown).await;
+            while let Some(stream) = next {
+                next = app.process_new(stream, &shutdown).await;
+            }
+        });
+    }
+}
+
+/// The accepted TCP stream with its writes gathered until a flush, as
+/// Pingora's own listeners buffer them: a response's TLS records (head,
+/// body) leave in one segment instead of one write each.
+#[derive(Debug)]
+struct Coalesced(BufWriter<L4Stream>);
+
+impl AsyncRead for Coalesced {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Coalesced {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+#[async_trait]
+impl Shutdown for Coalesced {
+    async fn shutdown(&mut self) {
+        // BufWriter's shutdown flushes what is buffered first.
+        if let Err(e) = AsyncWriteExt::shutdown(&mut self.0).await {
+            tracing::debug!(error = %e, "closing a connection");
+        }
+    }
+}
+
+impl UniqueID for Coalesced {
+    fn id(&self) -> UniqueIDType {
+        self.0.get_ref().id()
+    }
+}
+
+impl Ssl for Coalesced {}
+
+#[async_trait]
+impl Peek for Coalesced {}
+
+impl GetTimingDigest for Coalesced {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.0.get_ref().get_timing_digest()
+    }
+}
+
+impl GetProxyDigest for Coalesced {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        None
+    }
+}
+
+impl GetSocketDigest for Coalesced {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.0.get_ref().get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.0.get_mut().set_socket_digest(digest)
+    }
+}
