@@ -45,7 +45,7 @@ use self::objects::Part;
 use self::request::{Query, ResourceRequest, Target};
 use self::status::{ApiError, ApiResult};
 use crate::metrics::Metrics;
-use crate::store::WatchCache;
+use crate::store::{durable, WatchCache};
 
 pub use self::kubelet::KubeletClient;
 
@@ -419,7 +419,8 @@ pub async fn handle_resource(
         (Method::POST, false, None) => {
             let body = read_body(req).await?;
             let obj = body::decode_object(&content_type, &body)?;
-            let out = objects::create(state_ref, &rr, &q, obj)?;
+            // Writes wait for their commit without holding a thread (`durable`).
+            let out = durable(async { objects::create(state_ref, &rr, &q, obj) }).await?;
             Ok(object_response(out.code, r, &out.object, &accept))
         }
         (Method::DELETE, false, None) => {
@@ -445,12 +446,16 @@ pub async fn handle_resource(
         (Method::PUT, true, None) => {
             let body = read_body(req).await?;
             let obj = body::decode_object(&content_type, &body)?;
-            let out = objects::update(state_ref, &rr, &q, Part::Main, obj)?;
+            let out =
+                durable(async { objects::update(state_ref, &rr, &q, Part::Main, obj) }).await?;
             Ok(object_response(out.code, r, &out.object, &accept))
         }
         (Method::PATCH, true, None) => {
             let body = read_body(req).await?;
-            let out = objects::patch(state_ref, &rr, &q, Part::Main, &content_type, &body)?;
+            let out = durable(async {
+                objects::patch(state_ref, &rr, &q, Part::Main, &content_type, &body)
+            })
+            .await?;
             Ok(object_response(out.code, r, &out.object, &accept))
         }
         (Method::DELETE, true, None) => {
@@ -466,17 +471,17 @@ pub async fn handle_resource(
         (Method::PUT, true, Some("status")) => {
             let body = read_body(req).await?;
             let obj = body::decode_object(&content_type, &body)?;
-            Ok(json_response(
-                200,
-                &objects::update(state_ref, &rr, &q, Part::Status, obj)?.object,
-            ))
+            let out =
+                durable(async { objects::update(state_ref, &rr, &q, Part::Status, obj) }).await?;
+            Ok(json_response(200, &out.object))
         }
         (Method::PATCH, true, Some("status")) => {
             let body = read_body(req).await?;
-            Ok(json_response(
-                200,
-                &objects::patch(state_ref, &rr, &q, Part::Status, &content_type, &body)?.object,
-            ))
+            let out = durable(async {
+                objects::patch(state_ref, &rr, &q, Part::Status, &content_type, &body)
+            })
+            .await?;
+            Ok(json_response(200, &out.object))
         }
         (Method::GET, true, Some("scale")) => Ok(json_response(
             200,
@@ -485,19 +490,18 @@ pub async fn handle_resource(
         (Method::PUT, true, Some("scale")) => {
             let body = read_body(req).await?;
             let scale = body::decode_object(&content_type, &body)?;
-            Ok(json_response(
-                200,
-                &objects::update_scale(state_ref, &rr, &q, move |_| Ok(scale))?,
-            ))
+            let out =
+                durable(async { objects::update_scale(state_ref, &rr, &q, move |_| Ok(scale)) })
+                    .await?;
+            Ok(json_response(200, &out))
         }
         (Method::PATCH, true, Some("scale")) => {
             let body = read_body(req).await?;
             let patch: Value = serde_json::from_slice(&body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
             let ct = content_type.clone();
-            Ok(json_response(
-                200,
-                &objects::update_scale(state_ref, &rr, &q, move |current| {
+            let out = durable(async {
+                objects::update_scale(state_ref, &rr, &q, move |current| {
                     let ct = if ct.starts_with("application/strategic-merge-patch")
                         || ct.starts_with("application/apply-patch")
                     {
@@ -506,16 +510,16 @@ pub async fn handle_resource(
                         ct.as_str()
                     };
                     objects::apply_patch(r, ct, current, &patch)
-                })?,
-            ))
+                })
+            })
+            .await?;
+            Ok(json_response(200, &out))
         }
         (Method::POST, true, Some("binding")) => {
             let body = read_body(req).await?;
             let binding = body::decode_object(&content_type, &body)?;
-            Ok(json_response(
-                201,
-                &objects::bind(state_ref, &rr, &q, &binding)?,
-            ))
+            let out = durable(async { objects::bind(state_ref, &rr, &q, &binding) }).await?;
+            Ok(json_response(201, &out))
         }
         (Method::PUT, true, Some("finalize")) => {
             let body = read_body(req).await?;

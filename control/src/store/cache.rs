@@ -2,7 +2,9 @@
 //! a broadcast of new changes. All writes pass through here so that the
 //! durable commit, the in-memory state and the event stream stay in one order.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
 use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex};
@@ -133,7 +135,8 @@ struct Pending {
     next_revision: u64,
     /// The newest undurable state of each key (None: deleted), so that a
     /// write decides on top of the writes queued before it.
-    overlay: HashMap<String, (u64, Option<Doc>)>,
+    /// Queued writes by key: revision, new state, and when it is durable.
+    overlay: HashMap<String, (u64, Option<Doc>, Arc<Completion>)>,
     queue: Vec<Queued>,
     /// Set when the backend failed: the store refuses writes from then on.
     failed: Option<String>,
@@ -143,23 +146,90 @@ struct Pending {
 /// Signals one writer that its revision is durable (or failed).
 #[derive(Default)]
 struct Completion {
-    result: Mutex<Option<Result<()>>>,
+    /// The commit's outcome (a failure as its message), once known.
+    result: Mutex<Option<std::result::Result<(), String>>>,
     ready: Condvar,
+    ready_async: tokio::sync::Notify,
 }
 
 impl Completion {
     fn finish(&self, r: Result<()>) {
-        *self.result.lock() = Some(r);
+        *self.result.lock() = Some(r.map_err(|e| match e {
+            StoreError::Backend(m) => m,
+            other => other.to_string(),
+        }));
         self.ready.notify_all();
+        self.ready_async.notify_waiters();
     }
 
+    fn outcome(r: &std::result::Result<(), String>) -> Result<()> {
+        r.clone().map_err(StoreError::Backend)
+    }
+
+    /// Block the thread until the commit is done.
     fn wait(&self) -> Result<()> {
         let mut g = self.result.lock();
-        while g.is_none() {
+        loop {
+            if let Some(r) = &*g {
+                return Self::outcome(r);
+            }
             self.ready.wait(&mut g);
         }
-        g.take().expect("completion set")
     }
+
+    /// Wait for the commit without holding a thread.
+    async fn wait_async(&self) -> Result<()> {
+        loop {
+            let notified = self.ready_async.notified();
+            tokio::pin!(notified);
+            // Registered before looking, so a finish in between wakes it.
+            notified.as_mut().enable();
+            if let Some(r) = &*self.result.lock() {
+                return Self::outcome(r);
+            }
+            notified.await;
+        }
+    }
+
+    /// Wait for it: at the end of the request when the request runs under
+    /// [`durable`], here and now otherwise.
+    fn confirm(self: &Arc<Self>) -> Result<()> {
+        let deferred = UNCONFIRMED.try_with(|u| u.borrow_mut().push(self.clone()));
+        match deferred {
+            Ok(()) => Ok(()),
+            Err(_) => wait_blocking(|| self.wait()),
+        }
+    }
+}
+
+tokio::task_local! {
+    /// Commits the current request has queued and not yet waited for.
+    static UNCONFIRMED: RefCell<Vec<Arc<Completion>>>;
+}
+
+/// Run `request`, letting each write it makes return as soon as it is
+/// queued for the group commit, then wait, without holding a thread, until
+/// every one of them is durable; a failed commit is the answer instead of
+/// `request`'s. Without this, a writer blocks its thread until the commit,
+/// and the runtime starts another thread for every writer waiting at once.
+///
+/// Only for requests that do not read back what they wrote: until the
+/// commit, reads still see the state before it.
+pub async fn durable<T, E, F>(request: F) -> std::result::Result<T, E>
+where
+    F: Future<Output = std::result::Result<T, E>>,
+    E: From<StoreError>,
+{
+    UNCONFIRMED
+        .scope(RefCell::new(Vec::new()), async {
+            let out = request.await;
+            let queued = UNCONFIRMED.with(|u| std::mem::take(&mut *u.borrow_mut()));
+            for done in queued {
+                done.wait_async().await?;
+            }
+            out
+        })
+        .await
 }
 
 struct Shared {
@@ -324,7 +394,7 @@ impl WatchCache {
             return Err(StoreError::Backend(f.clone()).into());
         }
         let (current, current_pending) = match pending.overlay.get(key) {
-            Some((rev, doc)) => (doc.clone(), Some(*rev)),
+            Some((_, doc, done)) => (doc.clone(), Some(done.clone())),
             None => {
                 let inner = sh.inner.lock();
                 let doc = inner.objects.get(key).map(|v| {
@@ -347,8 +417,8 @@ impl WatchCache {
             Decision::Keep => {
                 drop(pending);
                 // Answer only with durable state.
-                if let Some(rev) = current_pending {
-                    self.wait_for(rev)?;
+                if let Some(done) = current_pending {
+                    done.confirm()?;
                 }
                 return Ok(Written::Unchanged(current));
             }
@@ -387,7 +457,10 @@ impl WatchCache {
         };
         pending.next_revision = revision;
         let after = (event_type != EventType::Deleted).then(|| (object.clone(), raw.clone()));
-        pending.overlay.insert(key.to_string(), (revision, after));
+        let done = Arc::new(Completion::default());
+        pending
+            .overlay
+            .insert(key.to_string(), (revision, after, done.clone()));
         let event = Arc::new(WatchEvent {
             revision,
             event_type,
@@ -396,7 +469,6 @@ impl WatchCache {
             raw,
             previous: current,
         });
-        let done = Arc::new(Completion::default());
         pending.queue.push(Queued {
             event: event.clone(),
             previous_raw,
@@ -405,21 +477,8 @@ impl WatchCache {
         });
         drop(pending);
         sh.queued.notify_one();
-        wait_blocking(|| done.wait())?;
+        done.confirm()?;
         Ok(Written::Changed(event))
-    }
-
-    /// Wait until `revision` is durable (or the store failed).
-    fn wait_for(&self, revision: u64) -> Result<()> {
-        wait_blocking(|| loop {
-            if self.shared.inner.lock().revision >= revision {
-                return Ok(());
-            }
-            if let Some(f) = &self.shared.pending.lock().failed {
-                return Err(StoreError::Backend(f.clone()));
-            }
-            std::thread::sleep(std::time::Duration::from_micros(200));
-        })
     }
 
     /// Start a watch of the keys under `prefix`. With `from`, replay every
@@ -560,7 +619,7 @@ fn commit_loop(sh: &Shared) {
         }
         {
             let mut pending = sh.pending.lock();
-            pending.overlay.retain(|_, (rev, _)| *rev > last);
+            pending.overlay.retain(|_, (rev, _, _)| *rev > last);
         }
         for q in &batch {
             q.done.finish(Ok(()));
@@ -726,5 +785,85 @@ mod tests {
         let w = c.watch("/counter", Some(0)).unwrap();
         let revs: Vec<u64> = w.initial.iter().map(|e| e.revision).collect();
         assert_eq!(revs, (1..=400).collect::<Vec<_>>());
+    }
+
+    /// The redb store, with its first commit held until `expect` writes
+    /// have been queued (or ten seconds have passed).
+    struct HeldFirstCommit {
+        store: super::super::RedbStore,
+        queued: Arc<std::sync::atomic::AtomicUsize>,
+        expect: usize,
+        held: std::sync::atomic::AtomicBool,
+        gave_up: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Store for HeldFirstCommit {
+        fn load(&self) -> Result<super::super::Snapshot> {
+            self.store.load()
+        }
+        fn commit(&self, revision: u64, ops: &[Op]) -> Result<()> {
+            use std::sync::atomic::Ordering::SeqCst;
+            if !self.held.swap(true, SeqCst) {
+                let start = std::time::Instant::now();
+                while self.queued.load(SeqCst) < self.expect {
+                    if start.elapsed() > std::time::Duration::from_secs(10) {
+                        self.gave_up.store(true, SeqCst);
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
+            self.store.commit(revision, ops)
+        }
+    }
+
+    // One thread for every request: under `durable`, a write waiting for
+    // its commit leaves the thread to the others, which queue theirs behind
+    // it; each is answered only once its own write is durable.
+    #[tokio::test(flavor = "current_thread")]
+    async fn durable_writers_wait_without_holding_the_thread() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+        const WRITERS: usize = 50;
+        let dir = tempfile::tempdir().unwrap();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let gave_up = Arc::new(AtomicBool::new(false));
+        let store = HeldFirstCommit {
+            store: super::super::RedbStore::open(&dir.path().join("s.redb")).unwrap(),
+            queued: queued.clone(),
+            expect: WRITERS,
+            held: AtomicBool::new(false),
+            gave_up: gave_up.clone(),
+        };
+        let c = Arc::new(WatchCache::open(Box::new(store), 1000).unwrap());
+        let mut tasks = Vec::new();
+        for i in 0..WRITERS {
+            let (c, queued) = (c.clone(), queued.clone());
+            tasks.push(tokio::spawn(async move {
+                let key = format!("/core/configmaps/default/c{i}");
+                let written = durable(async {
+                    let w = c.write::<_, StoreError>(&key, |_| {
+                        Ok(Decision::Put(json!({"metadata": {"name": key}})))
+                    });
+                    queued.fetch_add(1, SeqCst);
+                    w
+                })
+                .await
+                .unwrap();
+                let Written::Changed(e) = written else {
+                    panic!("unchanged")
+                };
+                // Answered: durable and visible to reads.
+                assert!(c.revision() >= e.revision);
+                assert!(c.get(&key).is_some());
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert!(
+            !gave_up.load(SeqCst),
+            "writers held the thread while waiting"
+        );
+        assert_eq!(c.revision(), WRITERS as u64);
     }
 }

@@ -11,7 +11,8 @@ mod cache;
 mod redb;
 
 pub use self::cache::{
-    resource_version, Decision, EventType, RawItem, WatchCache, WatchEvent, WatchStream, Written,
+    durable, resource_version, Decision, EventType, RawItem, WatchCache, WatchEvent, WatchStream,
+    Written,
 };
 pub use self::redb::RedbStore;
 
