@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -162,6 +163,10 @@ struct AgentArgs {
     /// Labels of the nodes, `key=value`, repeatable.
     #[arg(long = "node-label")]
     labels: Vec<String>,
+    /// How often each hollow node renews its Lease (its heartbeat), in
+    /// seconds; fractions allowed.
+    #[arg(long, value_parser = parse_seconds)]
+    heartbeat_interval: Option<Duration>,
     /// The real node's service proxy and cluster DNS (not run for hollow
     /// nodes).
     #[command(flatten)]
@@ -704,6 +709,14 @@ fn cluster_ca(kubeconfig: &std::path::Path) -> anyhow::Result<String> {
 }
 
 /// `key=value` pairs.
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("{s:?} is not a positive number of seconds"))
+}
+
 fn parse_labels(args: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     args.iter()
         .map(|l| {
@@ -799,13 +812,16 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let opts = kedge_kubelet::hollow::HollowOptions {
+    let mut opts = kedge_kubelet::hollow::HollowOptions {
         count: args.count,
         name_prefix: args.name_prefix.clone(),
         labels,
         first_index: args.first_index,
         ..Default::default()
     };
+    if let Some(every) = args.heartbeat_interval {
+        opts.lease_renew_interval = every;
+    }
     tokio::select! {
         _ = kedge_kubelet::hollow::run(client, opts) => {}
         _ = shutdown_signal() => tracing::info!("shutting down"),

@@ -114,18 +114,30 @@ async fn kube_watcher_resumes_and_gets_410_after_compaction() {
 
     // A watcher from the list sees a later create.
     let stream = watcher(cms.clone(), watcher::Config::default()).boxed();
+    let (listed_tx, listed) = tokio::sync::oneshot::channel();
     let seen = tokio::spawn(async move {
         let mut stream = stream;
+        let mut listed_tx = Some(listed_tx);
         while let Some(ev) = stream.next().await {
-            if let Ok(watcher::Event::Apply(cm)) = ev {
-                if cm.metadata.name.as_deref() == Some("b") {
+            match ev {
+                Ok(watcher::Event::InitDone) => {
+                    if let Some(tx) = listed_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Ok(watcher::Event::Apply(cm)) if cm.metadata.name.as_deref() == Some("b") => {
                     return true;
                 }
+                _ => {}
             }
         }
         false
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // `b` must come after the initial list to arrive as a live event.
+    tokio::time::timeout(Duration::from_secs(20), listed)
+        .await
+        .expect("the watcher's initial list")
+        .unwrap();
     cms.create(&PostParams::default(), &configmap("b"))
         .await
         .unwrap();

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{eventually, free_port, images, Cluster};
+use common::{eventually, free_fixed_port, images, Cluster};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -140,14 +140,14 @@ fn tls_secret(c: &Cluster, dir: &std::path::Path, name: &str, p: &Pki) {
 #[test]
 fn ingress_on_a_labelled_node_routes_rewrites_and_serves_tls() {
     let echo = images::echo();
-    let (http_port, https_port) = (free_port(), free_port());
+    let (http_port, https_port) = (free_fixed_port(), free_fixed_port());
     let c = Cluster::up_with(&[
         "--ingress-http-port",
         &http_port.to_string(),
         "--ingress-https-port",
         &https_port.to_string(),
         "--ingress-metrics-port",
-        &free_port().to_string(),
+        &free_fixed_port().to_string(),
     ]);
     let node = c.node.clone().unwrap();
     let address: std::net::IpAddr = node.address().parse().unwrap();
@@ -163,6 +163,20 @@ fn ingress_on_a_labelled_node_routes_rewrites_and_serves_tls() {
     let pods = c.kubectl(&["-n", "kedge-ingress", "get", "pods", "-o", "name"]);
     assert!(pods.trim().is_empty(), "{pods}");
     c.kubectl(&["label", "node", &node.name, "ingress=true"]);
+    // Until the DaemonSet's status counts the labelled node, rollout status
+    // has nothing to wait for: wait for the pod on the node first.
+    let pod = || {
+        c.kubectl(&[
+            "-n",
+            "kedge-ingress",
+            "get",
+            "pods",
+            "-o",
+            "jsonpath={.items[0].spec.hostNetwork} {.items[0].spec.nodeName} {.items[0].status.podIP}",
+        ])
+    };
+    let want = format!("true {} {address}", node.name);
+    assert!(eventually(WAIT, || pod().trim() == want), "{}", pod());
     c.kubectl(&[
         "-n",
         "kedge-ingress",
@@ -171,15 +185,6 @@ fn ingress_on_a_labelled_node_routes_rewrites_and_serves_tls() {
         "daemonset/kedge-ingress",
         "--timeout=180s",
     ]);
-    let pod = c.kubectl(&[
-        "-n",
-        "kedge-ingress",
-        "get",
-        "pods",
-        "-o",
-        "jsonpath={.items[0].spec.hostNetwork} {.items[0].spec.nodeName} {.items[0].status.podIP}",
-    ]);
-    assert_eq!(pod.trim(), format!("true {} {address}", node.name), "{pod}");
 
     c.apply(&format!(
         r#"
@@ -258,20 +263,24 @@ spec:
         "the Ingress never answered: {:?}",
         http(web, "myblog.luffy.com", "/")
     );
+    // The second endpoint may reach the ingress's table after the first.
     let mut pods = std::collections::BTreeSet::new();
-    for _ in 0..20 {
-        let (status, _, body) = http(web, "myblog.luffy.com", "/api/items?x=1").unwrap();
-        assert_eq!(status, 200);
-        let v = echoed(&body);
-        // Without rewrite-target the path arrives as sent.
-        assert_eq!(v["path"], "/api/items?x=1", "{body}");
-        assert_eq!(
-            v["headers"]["x-forwarded-host"], "myblog.luffy.com",
-            "{body}"
-        );
-        pods.insert(v["pod"].as_str().unwrap_or_default().to_string());
-    }
-    assert_eq!(pods.len(), 2, "{pods:?}");
+    assert!(
+        eventually(WAIT, || {
+            let (status, _, body) = http(web, "myblog.luffy.com", "/api/items?x=1").unwrap();
+            assert_eq!(status, 200);
+            let v = echoed(&body);
+            // Without rewrite-target the path arrives as sent.
+            assert_eq!(v["path"], "/api/items?x=1", "{body}");
+            assert_eq!(
+                v["headers"]["x-forwarded-host"], "myblog.luffy.com",
+                "{body}"
+            );
+            pods.insert(v["pod"].as_str().expect("the answering pod").to_string());
+            pods.len() == 2
+        }),
+        "{pods:?}"
+    );
     // rewrite-target with capture groups.
     let (status, _, body) = http(web, "rewrite.luffy.com", "/foo/bar").unwrap();
     assert_eq!(status, 200);

@@ -126,7 +126,8 @@ fn walkthrough_with_kubectl() {
 
     // Applying the same file again changes nothing (a Secret written with
     // stringData always reports "configured", as on Kubernetes).
-    let rv = |c: &Cluster| {
+    // Not the resourceVersion: the controllers' status writes move it.
+    let written = |c: &Cluster| {
         c.kubectl(&[
             "-n",
             "luffy",
@@ -134,10 +135,10 @@ fn walkthrough_with_kubectl() {
             "deploy",
             "myblog",
             "-o",
-            "jsonpath={.metadata.resourceVersion}",
+            "jsonpath={.metadata.generation} {.metadata.annotations} {.metadata.labels} {.spec}",
         ])
     };
-    let rv_before = rv(&c);
+    let before = written(&c);
     let out = c.kubectl(&["apply", "-f", &manifest]);
     assert!(out.contains("deployment.apps/myblog unchanged"), "{out}");
     assert!(out.contains("service/myblog-np unchanged"), "{out}");
@@ -145,7 +146,7 @@ fn walkthrough_with_kubectl() {
         out.contains("ingress.networking.k8s.io/myblog unchanged"),
         "{out}"
     );
-    assert_eq!(rv_before, rv(&c));
+    assert_eq!(before, written(&c));
 
     // -o yaml round trip: what get prints, replace accepts, and the spec
     // comes back the same (the generation does not move).
@@ -161,10 +162,24 @@ fn walkthrough_with_kubectl() {
         ])
     };
     let g0 = gen_of(&c);
-    let yaml = c.kubectl(&["-n", "luffy", "get", "deploy", "myblog", "-o", "yaml"]);
     let rt = c.home.join("roundtrip.yaml");
-    std::fs::write(&rt, &yaml).unwrap();
-    c.kubectl(&["replace", "-f", rt.to_str().unwrap()]);
+    // A status write between get and replace makes the saved
+    // resourceVersion stale (409): get again and retry, as a client would.
+    let mut last = String::new();
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            let yaml = c.kubectl(&["-n", "luffy", "get", "deploy", "myblog", "-o", "yaml"]);
+            std::fs::write(&rt, &yaml).unwrap();
+            let out = c.kubectl_output(&["replace", "-f", rt.to_str().unwrap()]);
+            last = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(
+                out.status.success() || last.contains("the object has been modified"),
+                "{last}"
+            );
+            out.status.success()
+        }),
+        "{last}"
+    );
     assert_eq!(g0, gen_of(&c));
 
     // Editing the image and re-applying patches it; the generation goes up.

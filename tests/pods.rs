@@ -675,7 +675,10 @@ spec:
 "#
     ));
     c.wait_ready(&["pod/reader"], WAIT);
-    let logs = c.kubectl(&["logs", "reader"]);
+    // Ready can come before the first line reaches the log.
+    let logs = || c.kubectl(&["logs", "reader"]);
+    assert!(eventually(WAIT, || logs().contains('\n')), "no logs");
+    let logs = logs();
     assert!(logs.starts_with("uid=65534 gid=65534\n"), "{logs}");
     assert!(eventually(WAIT, || c
         .kubectl(&["logs", "reader", "--tail=1"])

@@ -323,7 +323,7 @@ spec:
     }
     // The C library's resolver walks the search list (ndots:5) for dotted
     // names too.
-    assert!(who_answers(&c, "http://myblog.luffy/").is_some());
+    assert!(eventually(WAIT, || who_answers(&c, "http://myblog.luffy/").is_some()));
     let out = exec(
         &c,
         &[
@@ -364,10 +364,18 @@ spec:
         .map(str::to_string)
         .collect();
     assert_eq!(pods.len(), 2);
-    let answered: BTreeSet<String> = (0..20)
-        .filter_map(|_| who_answers(&c, "http://myblog/"))
-        .collect();
-    assert_eq!(answered, pods, "both replicas answer through the Service");
+    // The proxy may get the second endpoint a little after the first.
+    let mut answered = BTreeSet::new();
+    assert!(
+        eventually(WAIT, || {
+            if let Some(pod) = who_answers(&c, "http://myblog/") {
+                assert!(pods.contains(&pod), "{pod} is not one of {pods:?}");
+                answered.insert(pod);
+            }
+            answered == pods
+        }),
+        "both replicas answer through the Service: {answered:?}"
+    );
 
     // From the host, through a NodePort on the node's address.
     c.kubectl(&[

@@ -28,6 +28,19 @@ async fn job_names(api: &Api<Job>) -> Vec<String> {
     names
 }
 
+/// Reasons of the events about the CronJob `tick`.
+async fn reasons(events: &Api<Event>) -> Vec<String> {
+    events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some("tick"))
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
 async fn complete(api: &Api<Job>, name: &str) {
     let now = Timestamp::now().to_string();
     let patch = json!({"status": {"startTime": now, "completionTime": now, "succeeded": 1,
@@ -96,8 +109,16 @@ async fn schedules_forbids_overlap_and_trims_history() {
     .await;
 
     // Forbid: the next minute passes while the first Job still runs.
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
     clock.set(m1 + SignedDuration::from_secs(61));
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The controller has seen the due minute once it says why it waits.
+    eventually_within(10, "a JobAlreadyActive event", || async {
+        reasons(&events)
+            .await
+            .iter()
+            .any(|r| r == "JobAlreadyActive")
+    })
+    .await;
     assert_eq!(job_names(&jobs).await, std::slice::from_ref(&first));
 
     // Once it completes, the missed minute's Job runs.
@@ -120,26 +141,17 @@ async fn schedules_forbids_overlap_and_trims_history() {
     })
     .await;
 
-    let events: Api<Event> = Api::namespaced(client.clone(), "default");
-    let reasons: Vec<String> = events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.involved_object.name.as_deref() == Some("tick"))
-        .filter_map(|e| e.reason)
-        .collect();
+    // Events are recorded after the writes they report.
     for r in [
         "SuccessfulCreate",
         "SawCompletedJob",
         "SuccessfulDelete",
         "JobAlreadyActive",
     ] {
-        assert!(
-            reasons.iter().any(|x| x == r),
-            "{r} missing from {reasons:?}"
-        );
+        eventually_within(10, &format!("a {r} event"), || async {
+            reasons(&events).await.iter().any(|x| x == r)
+        })
+        .await;
     }
     drop(api);
 }

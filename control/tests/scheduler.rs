@@ -94,7 +94,8 @@ async fn create_pod_with_meta(c: &Cluster, meta: Value, spec: Value) {
         .expect("create pod");
 }
 
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+/// `f` every 100 ms until it answers; `None` after [`WAIT`].
+async fn try_eventually<T, F, Fut>(mut f: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -102,10 +103,10 @@ where
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         if let Some(v) = f().await {
-            return v;
+            return Some(v);
         }
         if tokio::time::Instant::now() > deadline {
-            panic!("timed out waiting for {what}");
+            return None;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -140,9 +141,17 @@ async fn scheduled_on(c: &Cluster, name: &str) -> String {
     }
 }
 
-/// The pod's PodScheduled=False message, once the scheduler has set it.
-async fn unschedulable_message(c: &Cluster, name: &str) -> String {
-    eventually(&format!("{name}'s PodScheduled condition"), || async {
+/// Wait for the pod's PodScheduled=False message to be `want`. The scheduler
+/// watches nodes and pods apart, so an early attempt may have seen fewer
+/// nodes (or a node before its status) and said something else.
+async fn unschedulable_message(c: &Cluster, name: &str, want: &str) {
+    unschedulable_message_where(c, name, |m| m == want).await
+}
+
+async fn unschedulable_message_where(c: &Cluster, name: &str, accept: impl Fn(&str) -> bool) {
+    let last = std::sync::Mutex::new(None);
+    let what = format!("{name}'s PodScheduled condition");
+    let found = try_eventually(|| async {
         let p = get_pod(c, name).await;
         assert_eq!(node_of(&p), None, "{name} must stay unscheduled");
         let cond = p
@@ -151,9 +160,18 @@ async fn unschedulable_message(c: &Cluster, name: &str) -> String {
             .into_iter()
             .find(|c| c.type_ == "PodScheduled" && c.status == "False")?;
         assert_eq!(cond.reason.as_deref(), Some("Unschedulable"));
-        cond.message
+        let message = cond.message?;
+        let ok = accept(&message);
+        *last.lock().unwrap() = Some(message);
+        ok.then_some(())
     })
-    .await
+    .await;
+    if found.is_none() {
+        panic!(
+            "timed out waiting for {what}; last: {:?}",
+            last.lock().unwrap()
+        );
+    }
 }
 
 async fn events_for(c: &Cluster, pod: &str, reason: &str) -> Vec<Event> {
@@ -169,16 +187,34 @@ async fn events_for(c: &Cluster, pod: &str, reason: &str) -> Vec<Event> {
         .collect()
 }
 
-async fn event_message(c: &Cluster, pod: &str, reason: &str) -> String {
-    eventually(&format!("a {reason} event for {pod}"), || async {
-        let e = events_for(c, pod, reason).await.into_iter().next()?;
+/// The pod's `reason` event whose message `accept`s; earlier attempts
+/// may have left events with other messages.
+async fn wait_for_event(
+    c: &Cluster,
+    pod: &str,
+    reason: &str,
+    accept: impl Fn(&str) -> bool,
+) -> Event {
+    let seen = std::sync::Mutex::new(Vec::new());
+    let found = try_eventually(|| async {
+        let events = events_for(c, pod, reason).await;
+        *seen.lock().unwrap() = events.iter().filter_map(|e| e.message.clone()).collect();
+        let e = events
+            .into_iter()
+            .find(|e| e.message.as_deref().is_some_and(&accept))?;
         assert_eq!(
             e.source.as_ref().and_then(|s| s.component.as_deref()),
             Some("default-scheduler")
         );
-        e.message
+        Some(e)
     })
-    .await
+    .await;
+    found.unwrap_or_else(|| {
+        panic!(
+            "timed out waiting for a {reason} event for {pod}; seen: {:?}",
+            seen.lock().unwrap()
+        )
+    })
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -209,11 +245,10 @@ async fn pods_of_one_owner_spread_across_nodes() {
         vec![2, 2, 2],
         "{per_node:?}"
     );
-    let msg = event_message(&c, "web-0", "Scheduled").await;
-    assert!(
-        msg.starts_with("Successfully assigned default/web-0 to n"),
-        "{msg}"
-    );
+    wait_for_event(&c, "web-0", "Scheduled", |m| {
+        m.starts_with("Successfully assigned default/web-0 to n")
+    })
+    .await;
     let p = get_pod(&c, "web-0").await;
     let cond = p.status.unwrap().conditions.unwrap();
     assert!(cond
@@ -228,11 +263,9 @@ async fn node_selector_without_a_match_stays_pending_until_a_node_is_labelled() 
     create_pod(&c, "mysql", json!({"nodeSelector": {"mysql": "true"}})).await;
     let want = "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector. \
                 preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.";
-    assert_eq!(unschedulable_message(&c, "mysql").await, want);
-    let event = event_message(&c, "mysql", "FailedScheduling").await;
-    assert_eq!(event, want);
-    let warning = events_for(&c, "mysql", "FailedScheduling").await;
-    assert_eq!(warning[0].type_.as_deref(), Some("Warning"));
+    unschedulable_message(&c, "mysql", want).await;
+    let event = wait_for_event(&c, "mysql", "FailedScheduling", |m| m == want).await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
 
     // `kubectl label node n2 mysql=true`
     let label = json!({"metadata": {"labels": {"mysql": "true"}}});
@@ -241,10 +274,10 @@ async fn node_selector_without_a_match_stays_pending_until_a_node_is_labelled() 
         .await
         .expect("label node");
     assert_eq!(scheduled_on(&c, "mysql").await, "n2");
-    assert_eq!(
-        event_message(&c, "mysql", "Scheduled").await,
-        "Successfully assigned default/mysql to n2"
-    );
+    wait_for_event(&c, "mysql", "Scheduled", |m| {
+        m == "Successfully assigned default/mysql to n2"
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -260,8 +293,8 @@ async fn requests_beyond_every_node_stay_pending_with_insufficient_cpu() {
     .await;
     let want = "0/3 nodes are available: 3 Insufficient cpu. \
                 preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod.";
-    assert_eq!(unschedulable_message(&c, "big").await, want);
-    assert_eq!(event_message(&c, "big", "FailedScheduling").await, want);
+    unschedulable_message(&c, "big", want).await;
+    wait_for_event(&c, "big", "FailedScheduling", |m| m == want).await;
 
     // Requests add up: two 3-CPU pods cannot share a 4-CPU node.
     for i in 0..3 {
@@ -286,9 +319,10 @@ async fn requests_beyond_every_node_stay_pending_with_insufficient_cpu() {
         "resources": {"requests": {"cpu": "3"}}}]}),
     )
     .await;
-    assert!(unschedulable_message(&c, "one-more")
-        .await
-        .starts_with("0/3 nodes are available: 3 Insufficient cpu."));
+    unschedulable_message_where(&c, "one-more", |m| {
+        m.starts_with("0/3 nodes are available: 3 Insufficient cpu.")
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -321,12 +355,14 @@ async fn no_schedule_taints_are_respected_unless_tolerated() {
     )
     .await;
     create_pod(&c, "plain", json!({})).await;
-    assert_eq!(
-        unschedulable_message(&c, "plain").await,
+    unschedulable_message(
+        &c,
+        "plain",
         "0/3 nodes are available: 1 node(s) had untolerated taint {maintenance: }, \
          2 node(s) had untolerated taint {dedicated: db}. \
-         preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
-    );
+         preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.",
+    )
+    .await;
     create_pod(
         &c,
         "db",
@@ -354,11 +390,13 @@ async fn host_port_conflicts_keep_pods_apart_until_the_port_is_freed() {
     nodes.sort();
     assert_eq!(nodes, vec!["n1", "n2", "n3"]);
     create_pod(&c, "hp-3", spec.clone()).await;
-    assert_eq!(
-        unschedulable_message(&c, "hp-3").await,
+    unschedulable_message(
+        &c,
+        "hp-3",
         "0/3 nodes are available: 3 node(s) didn't have free ports for the requested pod ports. \
-         preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."
-    );
+         preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod.",
+    )
+    .await;
     let freed = node_of(&get_pod(&c, "hp-1").await).unwrap();
     Api::<Pod>::namespaced(c.client.clone(), "default")
         .delete(
@@ -400,22 +438,22 @@ async fn cordoned_and_not_ready_nodes_are_skipped() {
         )
         .await
         .expect("cordon");
+    let want = "0/3 nodes are available: 1 node(s) were not ready, 2 node(s) were unschedulable. \
+                preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.";
+    // A probe no node can take: its message names "ok" as unschedulable (not
+    // as a selector mismatch) once the scheduler has seen the cordon, so
+    // `late` cannot land on "ok" from a stale view.
+    create_pod(&c, "probe", json!({"nodeSelector": {"nowhere": "true"}})).await;
+    unschedulable_message(&c, "probe", want).await;
     create_pod(&c, "late", json!({})).await;
-    assert_eq!(
-        unschedulable_message(&c, "late").await,
-        "0/3 nodes are available: 1 node(s) were not ready, 2 node(s) were unschedulable. \
-         preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
-    );
+    unschedulable_message(&c, "late", want).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_nodes_at_all() {
     let c = cluster().await;
     create_pod(&c, "lonely", json!({})).await;
-    assert_eq!(
-        unschedulable_message(&c, "lonely").await,
-        "no nodes available to schedule pods"
-    );
+    unschedulable_message(&c, "lonely", "no nodes available to schedule pods").await;
     ready_nodes(&c, &["n1"]).await;
     assert_eq!(scheduled_on(&c, "lonely").await, "n1");
 }

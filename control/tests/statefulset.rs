@@ -226,6 +226,12 @@ async fn ordered_ready_creates_in_order_heals_and_scales_down_in_reverse() {
     .await;
     wait_ready(&c, 3).await;
 
+    // The recorder runs on its own watch: let it catch up with the old
+    // web-1 before clearing, so it cannot land in the list below.
+    eventually_within(30, "the old web-1's deletion recorded", || async {
+        c.deleted.lock().iter().any(|n| n == "web-1")
+    })
+    .await;
     c.deleted.lock().clear();
     api.patch(
         "web",
@@ -236,6 +242,10 @@ async fn ordered_ready_creates_in_order_heals_and_scales_down_in_reverse() {
     .unwrap();
     wait_ready(&c, 1).await;
     assert_eq!(live(&c.client).await, ["web-0"]);
+    eventually_within(30, "both deletions recorded", || async {
+        c.deleted.lock().len() >= 2
+    })
+    .await;
     assert_eq!(*c.deleted.lock(), ["web-2", "web-1"]);
 }
 
@@ -276,6 +286,10 @@ async fn rolling_update_replaces_from_the_highest_ordinal() {
             && st.current_revision == st.update_revision
             && st.updated_replicas == Some(3)
             && st.ready_replicas == Some(3)
+    })
+    .await;
+    eventually_within(30, "the three deletions recorded", || async {
+        c.deleted.lock().len() >= 3
     })
     .await;
     assert_eq!(*c.deleted.lock(), ["web-2", "web-1", "web-0"]);

@@ -446,27 +446,37 @@ async fn udp_through_the_cluster_ip() {
     };
     let (flow, answer) = eventually("a UDP answer", || ask("q1")).await;
     assert!(answer == "a:q1" || answer == "b:q1", "{answer}");
-    // The same client stays on its flow.
+    // The same client stays on its flow. A datagram can be lost: resend,
+    // skipping late answers to earlier sends.
     let backend = &answer[..1];
+    let flow = &flow;
     for i in 0..3 {
-        flow.send(format!("again{i}").as_bytes()).await.unwrap();
-        let mut buf = [0u8; 512];
-        let n = tokio::time::timeout(Duration::from_secs(1), flow.recv(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&buf[..n]),
-            format!("{backend}:again{i}")
-        );
+        let question = format!("again{i}");
+        let answer = eventually("an answer on the flow", || {
+            let question = question.clone();
+            async move {
+                flow.send(question.as_bytes()).await.ok()?;
+                let mut buf = [0u8; 512];
+                let n = tokio::time::timeout(Duration::from_millis(500), flow.recv(&mut buf))
+                    .await
+                    .ok()?
+                    .ok()?;
+                let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+                answer.ends_with(&format!(":{question}")).then_some(answer)
+            }
+        })
+        .await;
+        assert_eq!(answer, format!("{backend}:again{i}"));
     }
     // New clients are spread over both endpoints.
-    let mut seen = std::collections::BTreeSet::new();
-    for _ in 0..4 {
-        let (_, answer) = ask("q").await.expect("answer");
+    let seen = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    eventually("answers from both endpoints", || async {
+        let (_, answer) = ask("q").await?;
+        let mut seen = seen.lock().unwrap();
         seen.insert(answer);
-    }
-    assert_eq!(seen.len(), 2, "{seen:?}");
+        (seen.len() == 2).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -510,10 +520,11 @@ async fn proxier_driven_from_a_table() {
     assert!(names.iter().all(|n| n == &names[0]), "{names:?}");
 
     // An endpoint that refuses is skipped for the next one.
-    let dead = {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        l.local_addr().unwrap()
-    };
+    // Bound but not listening: connections are refused, and no other test
+    // can take the port while this one holds it.
+    let dead_socket = tokio::net::TcpSocket::new_v4().unwrap();
+    dead_socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let dead = dead_socket.local_addr().unwrap();
     proxier
         .apply(BTreeMap::from([(front, backends(vec![dead, b]))]))
         .await;

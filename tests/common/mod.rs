@@ -170,6 +170,30 @@ fn sweep_crashed_nodes() {
     });
 }
 
+/// A free port below the ephemeral range (and the NodePort range), for a
+/// listener bound well after it is picked: an ephemeral port could be handed
+/// to some outgoing connection in the meantime. Never the same one twice in
+/// a process.
+pub fn free_fixed_port() -> u16 {
+    static TAKEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut taken = TAKEN.lock().unwrap();
+    let seed = u64::from(std::process::id()) * 7919
+        + u64::from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos(),
+        );
+    for i in 0..1000u64 {
+        let port = 20000 + ((seed + i * 131) % 10000) as u16;
+        if !taken.contains(&port) && std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            taken.push(port);
+            return port;
+        }
+    }
+    panic!("no free port in 20000-29999");
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -54,19 +54,24 @@ impl Drop for LinkGuard {
     }
 }
 
-/// `check` every 25 ms until it answers, for up to 5 s.
+/// `check` every 25 ms until it answers, for up to 30 s (a loaded 2-core
+/// machine can take several seconds to apply a change).
 pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    for _ in 0..200 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
         if let Some(v) = check().await {
             return v;
         }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!("timed out waiting for {what}");
 }
 
 /// A Service in `default` carrying [`PROXY_NAME`].
