@@ -708,7 +708,7 @@ fn cluster_ca(kubeconfig: &std::path::Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {path}"))
 }
 
-/// `key=value` pairs.
+/// A positive number of seconds, fractions allowed.
 fn parse_seconds(s: &str) -> Result<Duration, String> {
     s.parse::<f64>()
         .ok()
@@ -717,6 +717,7 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{s:?} is not a positive number of seconds"))
 }
 
+/// `key=value` pairs.
 fn parse_labels(args: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     args.iter()
         .map(|l| {
