@@ -26,6 +26,7 @@ use parking_lot::Mutex;
 
 use super::events::Recorder;
 use super::replicaset::backoff::Backoff;
+use super::replicaset::cache::key_of;
 use super::Context;
 
 /// The annotation with the scheduled time a Job was created for.
@@ -121,16 +122,8 @@ pub async fn run_with_clock(ctx: Arc<Context>, clock: Arc<dyn Clock>) {
     .await;
 }
 
-fn key_of(cj: &CronJob) -> String {
-    format!(
-        "{}/{}",
-        cj.metadata.namespace.as_deref().unwrap_or(""),
-        cj.metadata.name.as_deref().unwrap_or("")
-    )
-}
-
 async fn reconcile(cj: Arc<CronJob>, state: Arc<State>) -> Result<Action, Error> {
-    let key = key_of(&cj);
+    let key = key_of(&cj.metadata);
     let next = sync::sync(&cj, &state).await?;
     state.backoff.forget(&key);
     let wait = match (next, state.clock.max_wait()) {
@@ -142,7 +135,5 @@ async fn reconcile(cj: Arc<CronJob>, state: Arc<State>) -> Result<Action, Error>
 }
 
 fn error_policy(cj: Arc<CronJob>, err: &Error, state: Arc<State>) -> Action {
-    let key = key_of(&cj);
-    tracing::debug!(cronjob = %key, error = %err, "cronjob sync failed");
-    state.backoff.next(&key)
+    state.backoff.failed("cronjob", &key_of(&cj.metadata), err)
 }

@@ -33,7 +33,7 @@ use kube::Client;
 
 use super::events::{self, EventType, Recorder};
 use super::replicaset::backoff::Backoff;
-use super::replicaset::cache::{self, SyncPoint};
+use super::replicaset::cache::{self, key_of, SyncPoint};
 use super::replicaset::expectations::{self, Expectations};
 use super::replicaset::pods;
 use super::Context;
@@ -103,7 +103,7 @@ pub async fn run(ctx: Arc<Context>) {
                 dss.state()
                     .iter()
                     .map(|ds| {
-                        node_sync.want(key_of(ds), rv);
+                        node_sync.want(key_of(&ds.metadata), rv);
                         ObjectRef::from_obj(ds.as_ref())
                     })
                     .collect::<Vec<_>>()
@@ -125,25 +125,17 @@ pub async fn run(ctx: Arc<Context>) {
     tokio::join!(pod_cache, node_cache, work);
 }
 
-fn key_of(ds: &DaemonSet) -> String {
-    format!(
-        "{}/{}",
-        ds.metadata.namespace.as_deref().unwrap_or(""),
-        ds.metadata.name.as_deref().unwrap_or("")
-    )
-}
-
 async fn reconcile(ds: Arc<DaemonSet>, state: Arc<State>) -> Result<Action, Error> {
-    let key = key_of(&ds);
+    let key = key_of(&ds.metadata);
     let action = sync(&ds, &state, &key).await?;
     state.backoff.forget(&key);
     Ok(action)
 }
 
 fn error_policy(ds: Arc<DaemonSet>, err: &Error, state: Arc<State>) -> Action {
-    let key = key_of(&ds);
-    tracing::debug!(ds = %key, error = %err, "daemonset sync failed");
-    state.backoff.next(&key)
+    state
+        .backoff
+        .failed("daemonset", &key_of(&ds.metadata), err)
 }
 
 /// What one sync decided, and the counts for status.

@@ -31,9 +31,8 @@ use kube::Client;
 
 use super::events::{EventType, Recorder};
 use super::replicaset::backoff::Backoff;
-use super::replicaset::cache::{self, SyncPoint};
-use super::replicaset::claim::Claimer;
-use super::replicaset::pods::controller_of;
+use super::replicaset::cache::{self, key_of, SyncPoint};
+use super::replicaset::claim::{owners_to_sync, Claimer};
 use super::Context;
 
 /// Errors of one sync.
@@ -73,15 +72,7 @@ pub async fn run(ctx: Arc<Context>) {
     let deployments = controller.store();
     let sync = rss_sync.clone();
     let controller = controller.watches(rs_api, watcher::Config::default(), move |rs| {
-        let owners = owners_of(&deployments, &rs);
-        let rv = cache::revision(&rs);
-        for o in &owners {
-            sync.want(
-                format!("{}/{}", o.namespace.as_deref().unwrap_or(""), o.name),
-                rv,
-            );
-        }
-        owners
+        sync.want_owners(owners_of(&deployments, &rs), cache::revision(&rs))
     });
     let state = Arc::new(State {
         client,
@@ -99,46 +90,27 @@ pub async fn run(ctx: Arc<Context>) {
 /// Deployments to sync for a ReplicaSet event: its controller, or for an
 /// orphan every Deployment whose selector matches it.
 fn owners_of(deployments: &Store<Deployment>, rs: &ReplicaSet) -> Vec<ObjectRef<Deployment>> {
-    let ns = rs.metadata.namespace.clone().unwrap_or_default();
-    if let Some(owner) = controller_of(&rs.metadata) {
-        if owner.kind == "Deployment" && owner.api_version.starts_with("apps/") {
-            return vec![ObjectRef::new(&owner.name).within(&ns)];
-        }
-        return Vec::new();
-    }
     let labels = rs.metadata.labels.clone().unwrap_or_default();
-    deployments
-        .state()
-        .iter()
-        .filter(|d| d.metadata.namespace.as_deref() == Some(ns.as_str()))
-        .filter(|d| selector_of(d).is_some_and(|s| !s.is_empty() && s.matches(&labels)))
-        .map(|d| ObjectRef::from_obj(d.as_ref()))
-        .collect()
+    owners_to_sync(deployments, &rs.metadata, "Deployment", |d| {
+        selector_of(d).is_some_and(|s| !s.is_empty() && s.matches(&labels))
+    })
 }
 
 fn selector_of(d: &Deployment) -> Option<LabelSelector> {
     LabelSelector::from_label_selector(&d.spec.as_ref()?.selector).ok()
 }
 
-fn key_of(d: &Deployment) -> String {
-    format!(
-        "{}/{}",
-        d.metadata.namespace.as_deref().unwrap_or(""),
-        d.metadata.name.as_deref().unwrap_or("")
-    )
-}
-
 async fn reconcile(d: Arc<Deployment>, state: Arc<State>) -> Result<Action, Error> {
-    let key = key_of(&d);
+    let key = key_of(&d.metadata);
     let after = sync_deployment(&d, &state, &key).await?;
     state.backoff.forget(&key);
     Ok(after.map_or_else(Action::await_change, Action::requeue))
 }
 
 fn error_policy(d: Arc<Deployment>, err: &Error, state: Arc<State>) -> Action {
-    let key = key_of(&d);
-    tracing::debug!(deployment = %key, error = %err, "deployment sync failed");
-    state.backoff.next(&key)
+    state
+        .backoff
+        .failed("deployment", &key_of(&d.metadata), err)
 }
 
 /// Kubernetes' `syncDeployment`: claim ReplicaSets, then status only when

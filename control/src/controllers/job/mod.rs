@@ -35,6 +35,7 @@ use parking_lot::Mutex;
 
 use super::events::Recorder;
 use super::replicaset::backoff::Backoff;
+use super::replicaset::cache::key_of;
 use super::replicaset::claim::is_not_found;
 use super::replicaset::pods::controller_of;
 use super::Context;
@@ -81,25 +82,15 @@ pub async fn run(ctx: Arc<Context>) {
     tokio::join!(work, release_orphans(client, pod_api, jobs));
 }
 
-fn key_of(job: &Job) -> String {
-    format!(
-        "{}/{}",
-        job.metadata.namespace.as_deref().unwrap_or(""),
-        job.metadata.name.as_deref().unwrap_or("")
-    )
-}
-
 async fn reconcile(job: Arc<Job>, state: Arc<State>) -> Result<Action, Error> {
-    let key = key_of(&job);
+    let key = key_of(&job.metadata);
     let action = sync::sync(&job, &state).await?;
     state.backoff.forget(&key);
     Ok(action)
 }
 
 fn error_policy(job: Arc<Job>, err: &Error, state: Arc<State>) -> Action {
-    let key = key_of(&job);
-    tracing::debug!(job = %key, error = %err, "job sync failed");
-    state.backoff.next(&key)
+    state.backoff.failed("job", &key_of(&job.metadata), err)
 }
 
 /// Whether a pod still carries the tracking finalizer.

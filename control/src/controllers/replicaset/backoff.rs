@@ -27,6 +27,13 @@ impl Backoff {
         self.failures.lock().remove(key);
     }
 
+    /// A reconcile of `key` by `controller` failed with `err`: say so and
+    /// tell when to try again.
+    pub fn failed(&self, controller: &str, key: &str, err: &dyn std::fmt::Display) -> Action {
+        tracing::debug!(controller, key, error = %err, "sync failed");
+        self.next(key)
+    }
+
     /// A reconcile of `key` failed: when to try again.
     pub fn next(&self, key: &str) -> Action {
         let mut failures = self.failures.lock();

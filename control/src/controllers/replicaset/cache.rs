@@ -14,8 +14,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Resource;
@@ -34,6 +35,16 @@ pub fn revision<K: Resource>(obj: &K) -> u64 {
         .as_deref()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// `namespace/name`: the key the backoff and the [`SyncPoint`] know an
+/// object by.
+pub fn key_of(meta: &ObjectMeta) -> String {
+    format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or(""),
+        meta.name.as_deref().unwrap_or("")
+    )
 }
 
 /// How far a cache has got, and how far each key's triggers have seen.
@@ -58,6 +69,22 @@ impl SyncPoint {
         let mut wanted = self.wanted.lock();
         let w = wanted.entry(key).or_default();
         *w = (*w).max(rv);
+    }
+
+    /// A child at revision `rv` triggers `owners`: each of their syncs
+    /// waits until the cache has it. Returns the owners, for a mapper.
+    pub fn want_owners<P: Resource>(
+        &self,
+        owners: Vec<ObjectRef<P>>,
+        rv: u64,
+    ) -> Vec<ObjectRef<P>> {
+        for o in &owners {
+            self.want(
+                format!("{}/{}", o.namespace.as_deref().unwrap_or(""), o.name),
+                rv,
+            );
+        }
+        owners
     }
 
     /// Wait until the cache has what the triggers of `key` saw.

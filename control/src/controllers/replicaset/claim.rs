@@ -8,8 +8,9 @@
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::Resource;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -24,6 +25,33 @@ pub struct Claimer<'a> {
     pub namespace: &'a str,
     /// Whether it is being deleted: it then adopts and releases nothing.
     pub deleting: bool,
+}
+
+/// The `kind` controllers (group `apps`) to sync for an event of `child`:
+/// its controller, none if something else controls it, and for an orphan
+/// every one in its namespace that would adopt it (`adopts`).
+pub fn owners_to_sync<P>(
+    parents: &Store<P>,
+    child: &ObjectMeta,
+    kind: &str,
+    adopts: impl Fn(&P) -> bool,
+) -> Vec<ObjectRef<P>>
+where
+    P: Resource<DynamicType = ()> + Clone,
+{
+    let ns = child.namespace.as_deref().unwrap_or_default();
+    if let Some(owner) = controller_of(child) {
+        if owner.kind == kind && owner.api_version.starts_with("apps/") {
+            return vec![ObjectRef::new(&owner.name).within(ns)];
+        }
+        return Vec::new();
+    }
+    parents
+        .state()
+        .iter()
+        .filter(|p| p.meta().namespace.as_deref() == Some(ns) && adopts(p))
+        .map(|p| ObjectRef::from_obj(p.as_ref()))
+        .collect()
 }
 
 /// Whether a NotFound error (the object went away meanwhile).

@@ -32,8 +32,8 @@ use kube::runtime::Controller;
 use kube::Client;
 
 use self::backoff::Backoff;
-use self::cache::SyncPoint;
-use self::claim::Claimer;
+use self::cache::{key_of, SyncPoint};
+use self::claim::{owners_to_sync, Claimer};
 use self::expectations::Expectations;
 use super::events::Recorder;
 use super::Context;
@@ -94,15 +94,7 @@ pub async fn run(ctx: Arc<Context>) {
     let for_mapper = rss.clone();
     let sync = pods_sync.clone();
     let controller = controller.watches(pod_api, watcher::Config::default(), move |pod| {
-        let owners = owners_of(&for_mapper, &pod);
-        let rv = cache::revision(&pod);
-        for o in &owners {
-            sync.want(
-                format!("{}/{}", o.namespace.as_deref().unwrap_or(""), o.name),
-                rv,
-            );
-        }
-        owners
+        sync.want_owners(owners_of(&for_mapper, &pod), cache::revision(&pod))
     });
     let state = Arc::new(State {
         client,
@@ -122,20 +114,10 @@ pub async fn run(ctx: Arc<Context>) {
 /// ReplicaSets to sync for a pod event: its controller, or for an orphan
 /// every ReplicaSet whose selector matches it (one may adopt it).
 fn owners_of(rss: &Store<ReplicaSet>, pod: &Pod) -> Vec<ObjectRef<ReplicaSet>> {
-    let ns = pod.metadata.namespace.clone().unwrap_or_default();
-    if let Some(owner) = pods::controller_of(&pod.metadata) {
-        if owner.kind == "ReplicaSet" && owner.api_version.starts_with("apps/") {
-            return vec![ObjectRef::new(&owner.name).within(&ns)];
-        }
-        return Vec::new();
-    }
     let labels = pod.metadata.labels.clone().unwrap_or_default();
-    rss.state()
-        .iter()
-        .filter(|rs| rs.metadata.namespace.as_deref() == Some(ns.as_str()))
-        .filter(|rs| selector_of(rs).is_some_and(|s| !s.is_empty() && s.matches(&labels)))
-        .map(|rs| ObjectRef::from_obj(rs.as_ref()))
-        .collect()
+    owners_to_sync(rss, &pod.metadata, "ReplicaSet", |rs| {
+        selector_of(rs).is_some_and(|s| !s.is_empty() && s.matches(&labels))
+    })
 }
 
 fn selector_of(rs: &ReplicaSet) -> Option<LabelSelector> {
@@ -143,25 +125,17 @@ fn selector_of(rs: &ReplicaSet) -> Option<LabelSelector> {
     LabelSelector::from_label_selector(&sel).ok()
 }
 
-fn key_of(rs: &ReplicaSet) -> String {
-    format!(
-        "{}/{}",
-        rs.metadata.namespace.as_deref().unwrap_or(""),
-        rs.metadata.name.as_deref().unwrap_or("")
-    )
-}
-
 async fn reconcile(rs: Arc<ReplicaSet>, state: Arc<State>) -> Result<Action, Error> {
-    let key = key_of(&rs);
+    let key = key_of(&rs.metadata);
     let action = sync(&rs, &state, &key).await?;
     state.backoff.forget(&key);
     Ok(action)
 }
 
 fn error_policy(rs: Arc<ReplicaSet>, err: &Error, state: Arc<State>) -> Action {
-    let key = key_of(&rs);
-    tracing::debug!(rs = %key, error = %err, "replicaset sync failed");
-    state.backoff.next(&key)
+    state
+        .backoff
+        .failed("replicaset", &key_of(&rs.metadata), err)
 }
 
 /// One sync: claim pods, create or delete towards the desired count unless

@@ -35,8 +35,8 @@ use kube::Client;
 
 use super::events::{self, EventType, Recorder};
 use super::replicaset::backoff::Backoff;
-use super::replicaset::cache::{self, SyncPoint};
-use super::replicaset::claim::{is_not_found, Claimer};
+use super::replicaset::cache::{self, key_of, SyncPoint};
+use super::replicaset::claim::{is_not_found, owners_to_sync, Claimer};
 use super::replicaset::pods;
 use super::Context;
 
@@ -70,15 +70,7 @@ pub async fn run(ctx: Arc<Context>) {
     let sets = controller.store();
     let sync = pods_sync.clone();
     let controller = controller.watches(pod_api, watcher::Config::default(), move |pod| {
-        let owners = owners_of(&sets, &pod);
-        let rv = cache::revision(&pod);
-        for o in &owners {
-            sync.want(
-                format!("{}/{}", o.namespace.as_deref().unwrap_or(""), o.name),
-                rv,
-            );
-        }
-        owners
+        sync.want_owners(owners_of(&sets, &pod), cache::revision(&pod))
     });
     let state = Arc::new(State {
         client,
@@ -96,19 +88,7 @@ pub async fn run(ctx: Arc<Context>) {
 /// StatefulSets to sync for a pod event: its controller, or for an orphan
 /// every set that could adopt it.
 fn owners_of(sets: &Store<StatefulSet>, pod: &Pod) -> Vec<ObjectRef<StatefulSet>> {
-    let ns = pod.metadata.namespace.clone().unwrap_or_default();
-    if let Some(owner) = pods::controller_of(&pod.metadata) {
-        if owner.kind == "StatefulSet" && owner.api_version.starts_with("apps/") {
-            return vec![ObjectRef::new(&owner.name).within(&ns)];
-        }
-        return Vec::new();
-    }
-    sets.state()
-        .iter()
-        .filter(|s| s.metadata.namespace.as_deref() == Some(ns.as_str()))
-        .filter(|s| claims(s, pod))
-        .map(|s| ObjectRef::from_obj(s.as_ref()))
-        .collect()
+    owners_to_sync(sets, &pod.metadata, "StatefulSet", |s| claims(s, pod))
 }
 
 fn selector_of(set: &StatefulSet) -> Option<LabelSelector> {
@@ -124,25 +104,17 @@ fn claims(set: &StatefulSet, pod: &Pod) -> bool {
         && identity::ordinal_of(name, pod.metadata.name.as_deref().unwrap_or("")).is_some()
 }
 
-fn key_of(set: &StatefulSet) -> String {
-    format!(
-        "{}/{}",
-        set.metadata.namespace.as_deref().unwrap_or(""),
-        set.metadata.name.as_deref().unwrap_or("")
-    )
-}
-
 async fn reconcile(set: Arc<StatefulSet>, state: Arc<State>) -> Result<Action, Error> {
-    let key = key_of(&set);
+    let key = key_of(&set.metadata);
     let action = sync(&set, &state, &key).await?;
     state.backoff.forget(&key);
     Ok(action)
 }
 
 fn error_policy(set: Arc<StatefulSet>, err: &Error, state: Arc<State>) -> Action {
-    let key = key_of(&set);
-    tracing::debug!(sts = %key, error = %err, "statefulset sync failed");
-    state.backoff.next(&key)
+    state
+        .backoff
+        .failed("statefulset", &key_of(&set.metadata), err)
 }
 
 fn phase(pod: &Pod) -> &str {
