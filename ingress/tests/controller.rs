@@ -11,7 +11,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Event, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
-use kedge_control::testing::{self, TestServer};
+use kedge_control::testing::{self, eventually_some, TestServer};
 use kedge_ingress::{ClassConfig, ControllerConfig, Listeners, ServeOptions};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
@@ -89,20 +89,6 @@ async fn start() -> Harness {
         _server: server,
         _dir: dir,
     }
-}
-
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    for _ in 0..400 {
-        if let Some(v) = check().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 /// An HTTP/1.1 backend that answers every request with its name, the
@@ -483,7 +469,7 @@ async fn routes_rewrites_and_default_backend() {
     )
     .await;
 
-    let r = eventually("the Ingress served", || async {
+    let r = eventually_some("the Ingress served", || async {
         let r = get(h.http, "myblog.luffy.com", "/hello?x=1").await;
         (r.status == 200).then_some(r)
     })
@@ -504,7 +490,7 @@ async fn routes_rewrites_and_default_backend() {
 
     // Both replicas answer, in turn. (A new table, made on any change such
     // as the controller's own status writes, starts the turn anew.)
-    eventually("both replicas in turn", || async {
+    eventually_some("both replicas in turn", || async {
         let served = || {
             (
                 a.served.load(Ordering::SeqCst),
@@ -532,7 +518,7 @@ async fn routes_rewrites_and_default_backend() {
 
     // rewrite-target with capture groups, query kept. The second Ingress may
     // reach the routing table after the first one.
-    let r = eventually("the rewrite Ingress served", || async {
+    let r = eventually_some("the rewrite Ingress served", || async {
         let r = get(h.http, "rw.luffy.com", "/foo/bar?q=1").await;
         (r.status == 200).then_some(r)
     })
@@ -556,7 +542,7 @@ async fn routes_rewrites_and_default_backend() {
         &[(a.addr, true), (b.addr, false)],
     )
     .await;
-    eventually("the unready endpoint dropped", || async {
+    eventually_some("the unready endpoint dropped", || async {
         let before = b.served.load(Ordering::SeqCst);
         for _ in 0..6 {
             get(h.http, "myblog.luffy.com", "/").await;
@@ -566,13 +552,13 @@ async fn routes_rewrites_and_default_backend() {
     .await;
     // No ready endpoint: 503 at once.
     set_endpoints(&h.client, "default", "myblog", &[(a.addr, false)]).await;
-    eventually("503 without endpoints", || async {
+    eventually_some("503 without endpoints", || async {
         (get(h.http, "myblog.luffy.com", "/").await.status == 503).then_some(())
     })
     .await;
 
     // The load-balancer status names the address served on.
-    eventually("status written", || async {
+    eventually_some("status written", || async {
         let ing = Api::<Ingress>::namespaced(h.client.clone(), "default")
             .get("myblog")
             .await
@@ -602,7 +588,7 @@ async fn tls_from_secrets_by_sni_with_redirect_and_rotation() {
     .await;
 
     // HTTPS with the Secret's certificate, checked against its CA.
-    let (r, cert) = eventually("HTTPS served", || async {
+    let (r, cert) = eventually_some("HTTPS served", || async {
         if served_cert(h.https, "secure.luffy.com").await != first.leaf_der {
             return None;
         }
@@ -628,7 +614,7 @@ async fn tls_from_secrets_by_sni_with_redirect_and_rotation() {
     // Rotating the Secret changes the certificate without a restart.
     let second = pki("secure.luffy.com");
     put_tls_secret(&h.client, "default", "secure-tls", &second).await;
-    eventually("the new certificate served", || async {
+    eventually_some("the new certificate served", || async {
         (served_cert(h.https, "secure.luffy.com").await == second.leaf_der).then_some(())
     })
     .await;
@@ -700,7 +686,7 @@ async fn hostile_requests_never_reach_a_backend() {
         ),
     )
     .await;
-    eventually("the Ingress served", || async {
+    eventually_some("the Ingress served", || async {
         (get(h.http, "g.luffy.com", "/pub/ok").await.status == 200).then_some(())
     })
     .await;
@@ -776,7 +762,7 @@ async fn snippets_are_refused_with_an_event() {
     )
     .await;
     let events: Api<Event> = Api::namespaced(h.client.clone(), "default");
-    let message = eventually("the Rejected event", || async {
+    let message = eventually_some("the Rejected event", || async {
         let list = events.list(&ListParams::default()).await.ok()?;
         list.items
             .into_iter()
@@ -836,7 +822,7 @@ async fn annotations_answered_by_the_proxy() {
         .await;
     }
     // The last one applied: the others are in the table too.
-    eventually("every Ingress served", || async {
+    eventually_some("every Ingress served", || async {
         (get(h.http, "forced.luffy.com", "/").await.status == 308).then_some(())
     })
     .await;
@@ -943,7 +929,7 @@ async fn websocket_upgrades_pass_through() {
         one_path("ws", json!({}), "ws.luffy.com", "/", "Prefix", "ws"),
     )
     .await;
-    let mut conn = eventually("the upgrade accepted", || async {
+    let mut conn = eventually_some("the upgrade accepted", || async {
         let mut s = TcpStream::connect(h.http).await.ok()?;
         s.write_all(
             b"GET /chat HTTP/1.1\r\nHost: ws.luffy.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -999,7 +985,7 @@ async fn http2_over_tls_to_an_http1_backend() {
                  "backend": {"service": {"name": "h2web", "port": {"number": 80}}}}]}}]}}),
     )
     .await;
-    eventually("the certificate served", || async {
+    eventually_some("the certificate served", || async {
         (served_cert(h.https, "h2.luffy.com").await == p.leaf_der).then_some(())
     })
     .await;
@@ -1102,7 +1088,7 @@ async fn backend_protocol_https() {
         ),
     )
     .await;
-    let r = eventually("the TLS backend answered", || async {
+    let r = eventually_some("the TLS backend answered", || async {
         let r = get(h.http, "tb.luffy.com", "/x").await;
         (r.status == 200).then_some(r)
     })

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kedge_control::testing::{self, TestServer};
+use kedge_control::testing::{self, eventually_some, TestServer};
 use kedge_kubelet::hollow::{self, HollowOptions};
 use kedge_kubelet::pod_workers::PodSyncSettings;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -53,21 +53,6 @@ async fn start(count: usize) -> Cluster {
     }
 }
 
-/// Poll until `check` returns a value (or fail after a generous bound).
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    for _ in 0..300 {
-        if let Some(v) = check().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
 fn condition(pod: &Pod, type_: &str) -> Option<String> {
     pod.status
         .as_ref()?
@@ -107,7 +92,7 @@ async fn create_pod(
 }
 
 async fn get_when(pods: &Api<Pod>, name: &str, what: &str, f: impl Fn(&Pod) -> bool) -> Pod {
-    eventually(what, || async {
+    eventually_some(what, || async {
         let p = pods.get_opt(name).await.unwrap()?;
         f(&p).then_some(p)
     })
@@ -118,7 +103,7 @@ async fn get_when(pods: &Api<Pod>, name: &str, what: &str, f: impl Fn(&Pod) -> b
 async fn nodes_register_become_ready_and_renew_leases() {
     let c = start(2).await;
     let nodes: Api<Node> = Api::all(c.client.clone());
-    let node = eventually("hollow-1 Ready", || async {
+    let node = eventually_some("hollow-1 Ready", || async {
         let n = nodes.get_opt("hollow-1").await.unwrap()?;
         let ready = n
             .status
@@ -166,7 +151,7 @@ async fn nodes_register_become_ready_and_renew_leases() {
 
     // The Lease is renewed.
     let leases: Api<Lease> = Api::namespaced(c.client.clone(), "kube-node-lease");
-    let first = eventually("a lease", || async {
+    let first = eventually_some("a lease", || async {
         let l = leases.get_opt("hollow-0").await.unwrap()?;
         l.spec?.renew_time
     })
@@ -175,7 +160,7 @@ async fn nodes_register_become_ready_and_renew_leases() {
     let spec = lease.spec.unwrap();
     assert_eq!(spec.holder_identity.as_deref(), Some("hollow-0"));
     assert_eq!(spec.lease_duration_seconds, Some(40));
-    eventually("the lease renewed", || async {
+    eventually_some("the lease renewed", || async {
         let t = leases.get("hollow-0").await.unwrap().spec?.renew_time?;
         (t.0 > first.0).then_some(())
     })
@@ -193,7 +178,7 @@ async fn nodes_register_become_ready_and_renew_leases() {
             })
     };
     let before = beat(&node).unwrap();
-    eventually("a newer heartbeat", || async {
+    eventually_some("a newer heartbeat", || async {
         let n = nodes.get("hollow-1").await.unwrap();
         (beat(&n)?.0 > before.0).then_some(())
     })
@@ -205,7 +190,7 @@ async fn nodes_register_become_ready_and_renew_leases() {
         .delete("hollow-1", &DeleteParams::default())
         .await
         .unwrap();
-    eventually("hollow-1 registered again", || async {
+    eventually_some("hollow-1 registered again", || async {
         let n = nodes.get_opt("hollow-1").await.unwrap()?;
         (n.metadata.uid.as_deref() != Some(uid.as_str())).then_some(())
     })
@@ -332,7 +317,7 @@ async fn deleting_a_bound_pod_is_finished_by_the_kubelet() {
     let pods = create_pod(&c.client, "gone", "hollow-0", "Always", json!({})).await;
     get_when(&pods, "gone", "gone Running", |p| phase(p) == "Running").await;
     pods.delete("gone", &DeleteParams::default()).await.unwrap();
-    eventually("gone deleted", || async {
+    eventually_some("gone deleted", || async {
         pods.get_opt("gone").await.unwrap().is_none().then_some(())
     })
     .await;
@@ -368,7 +353,7 @@ async fn pods_gone_from_the_api_leave_the_runtime() {
         ..Default::default()
     };
     pods.delete("forced", &force).await.unwrap();
-    eventually("the sandbox removed", || async {
+    eventually_some("the sandbox removed", || async {
         runtime
             .list_pod_sandboxes()
             .await

@@ -21,7 +21,8 @@ use tokio::net::TcpStream;
 
 mod common;
 
-use common::{create_service, eventually, put_slice, slice, start_api, LinkGuard, PROXY_NAME};
+use common::{create_service, put_slice, slice, start_api, LinkGuard, PROXY_NAME};
+use kedge_control::testing::eventually_some;
 
 // === test harness ===
 
@@ -252,7 +253,7 @@ async fn cluster_ip_and_node_port_through_the_kernel() {
     let a = Backend::start('a', 0, &echo);
     let b = Backend::start('b', 1, &echo);
     for backend in [&a, &b] {
-        eventually("the echo server", || async {
+        eventually_some("the echo server", || async {
             ask(backend.addr()).await.ok()
         })
         .await;
@@ -306,7 +307,7 @@ async fn cluster_ip_and_node_port_through_the_kernel() {
 
     // ClusterIP: random over both endpoints.
     let front = SocketAddr::from((cluster_ip, 80));
-    eventually("the ClusterIP to answer", || async {
+    eventually_some("the ClusterIP to answer", || async {
         ask(front).await.ok()
     })
     .await;
@@ -325,7 +326,7 @@ async fn cluster_ip_and_node_port_through_the_kernel() {
     // externalTrafficPolicy Local: the NodePort only reaches a, the
     // ClusterIP still both.
     patch_service(&c.client, "web", json!({"externalTrafficPolicy": "Local"})).await;
-    eventually("the NodePort to keep to the local endpoint", || async {
+    eventually_some("the NodePort to keep to the local endpoint", || async {
         answers(node_front, 20)
             .await
             .iter()
@@ -343,7 +344,7 @@ async fn cluster_ip_and_node_port_through_the_kernel() {
         json!({"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}}),
     )
     .await;
-    eventually("affinity sets in the table", || async {
+    eventually_some("affinity sets in the table", || async {
         let out = Command::new("nft")
             .args(["list", "table", "ip", &table])
             .output()
@@ -408,7 +409,7 @@ async fn cluster_ip_and_node_port_through_the_kernel() {
                 String::from_utf8_lossy(&out.stderr).into_owned(),
             )
         };
-        eventually("a pod to reach the ClusterIP", || async {
+        eventually_some("a pod to reach the ClusterIP", || async {
             from_b().await.0.contains("\"host\"").then_some(())
         })
         .await;
@@ -424,7 +425,7 @@ async fn cluster_ip_and_node_port_through_the_kernel() {
             ),
         )
         .await;
-        eventually("a pod to be refused", || async {
+        eventually_some("a pod to be refused", || async {
             from_b().await.1.contains("refused").then_some(())
         })
         .await;
@@ -437,7 +438,7 @@ async fn cluster_ip_and_node_port_through_the_kernel() {
     // No ready endpoint: refused at once (a reset, not a timeout), on the
     // ClusterIP and the NodePort.
     put_slice(&c.client, both(false)).await;
-    eventually("the ClusterIP to refuse", || async {
+    eventually_some("the ClusterIP to refuse", || async {
         refused(&ask(front).await).then_some(())
     })
     .await;

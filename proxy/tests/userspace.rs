@@ -17,7 +17,8 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 mod common;
 
-use common::{create_service, eventually, put_slice, slice, start_api, LinkGuard, PROXY_NAME};
+use common::{create_service, put_slice, slice, start_api, LinkGuard, PROXY_NAME};
+use kedge_control::testing::eventually_some;
 
 // === test harness ===
 
@@ -180,7 +181,7 @@ async fn round_robin_then_endpoint_removed_keeps_established_connections() {
     let proxy = start_proxy(&c.client, &holder, vec![]);
     let front = SocketAddr::from((cluster_ip, 80));
 
-    let first = eventually("the ClusterIP to answer", || async {
+    let first = eventually_some("the ClusterIP to answer", || async {
         greeting(front).await.ok()
     })
     .await;
@@ -206,7 +207,7 @@ async fn round_robin_then_endpoint_removed_keeps_established_connections() {
         slice("web", "web-a", a.port(), "TCP", &[(a.ip(), false)]),
     )
     .await;
-    eventually("new connections only to b", || async {
+    eventually_some("new connections only to b", || async {
         let mut names = Vec::new();
         for _ in 0..4 {
             names.push(greeting(front).await.ok()?.0);
@@ -230,7 +231,7 @@ async fn round_robin_then_endpoint_removed_keeps_established_connections() {
     let name = proxy.link.0.clone();
     proxy.task.abort();
     drop(proxy);
-    eventually("the holder interface removed", || async {
+    eventually_some("the holder interface removed", || async {
         link_addresses(&name).is_none().then_some(())
     })
     .await;
@@ -249,7 +250,7 @@ async fn no_ready_endpoint_refuses_at_once() {
     .await;
     let _proxy = start_proxy(&c.client, &holder, vec![]);
     // The ClusterIP is held even without endpoints.
-    eventually("the ClusterIP on the holder", || async {
+    eventually_some("the ClusterIP on the holder", || async {
         link_addresses(&holder)
             .filter(|out| out.contains(&format!("inet {cluster_ip}/32")))
             .map(|_| ())
@@ -283,7 +284,7 @@ async fn no_ready_endpoint_refuses_at_once() {
         ),
     )
     .await;
-    eventually("the endpoint to answer", || async {
+    eventually_some("the endpoint to answer", || async {
         greeting(front).await.ok()
     })
     .await;
@@ -299,7 +300,7 @@ async fn no_ready_endpoint_refuses_at_once() {
         ),
     )
     .await;
-    eventually("refused again", || async {
+    eventually_some("refused again", || async {
         matches!(greeting(front).await, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
             .then_some(())
     })
@@ -309,7 +310,7 @@ async fn no_ready_endpoint_refuses_at_once() {
     // Deleting the Service takes its address off the holder.
     let api: Api<Service> = Api::namespaced(c.client.clone(), "default");
     api.delete("empty", &DeleteParams::default()).await.unwrap();
-    eventually("the ClusterIP removed", || async {
+    eventually_some("the ClusterIP removed", || async {
         link_addresses(&holder)
             .filter(|out| !out.contains(&format!("inet {cluster_ip}/32")))
             .map(|_| ())
@@ -364,7 +365,7 @@ async fn node_port_and_load_balancer_on_the_node_address() {
     .await;
 
     let _proxy = start_proxy(&c.client, &holder, vec![localhost()]);
-    let (name, mut conn) = eventually("the NodePort to answer", || async {
+    let (name, mut conn) = eventually_some("the NodePort to answer", || async {
         greeting(SocketAddr::new(localhost(), node_port)).await.ok()
     })
     .await;
@@ -373,13 +374,13 @@ async fn node_port_and_load_balancer_on_the_node_address() {
     greeting(SocketAddr::from((cluster_ip, 80))).await.unwrap();
 
     for port in [lb_port, lb_node_port] {
-        eventually("the load-balancer port to answer", || async {
+        eventually_some("the load-balancer port to answer", || async {
             greeting(SocketAddr::new(localhost(), port)).await.ok()
         })
         .await;
     }
     let api: Api<Service> = Api::namespaced(c.client.clone(), "default");
-    eventually("load-balancer status", || async {
+    eventually_some("load-balancer status", || async {
         let svc = api.get("lb").await.ok()?;
         let ingress = svc.status?.load_balancer?.ingress?;
         (ingress.len() == 1 && ingress[0].ip.as_deref() == Some("127.0.0.1")).then_some(())
@@ -398,7 +399,7 @@ async fn node_port_and_load_balancer_on_the_node_address() {
     let mut other_node = slice("np", "np-1", backend.port(), "TCP", &[(backend.ip(), true)]);
     other_node.endpoints[0].node_name = Some("node-b".into());
     put_slice(&c.client, other_node).await;
-    eventually("the Local NodePort to refuse", || async {
+    eventually_some("the Local NodePort to refuse", || async {
         matches!(greeting(SocketAddr::new(localhost(), node_port)).await,
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
         .then_some(())
@@ -444,7 +445,7 @@ async fn udp_through_the_cluster_ip() {
             .ok()?;
         Some((s, String::from_utf8_lossy(&buf[..n]).into_owned()))
     };
-    let (flow, answer) = eventually("a UDP answer", || ask("q1")).await;
+    let (flow, answer) = eventually_some("a UDP answer", || ask("q1")).await;
     assert!(answer == "a:q1" || answer == "b:q1", "{answer}");
     // The same client stays on its flow. A datagram can be lost: resend,
     // skipping late answers to earlier sends.
@@ -452,7 +453,7 @@ async fn udp_through_the_cluster_ip() {
     let flow = &flow;
     for i in 0..3 {
         let question = format!("again{i}");
-        let answer = eventually("an answer on the flow", || {
+        let answer = eventually_some("an answer on the flow", || {
             let question = question.clone();
             async move {
                 flow.send(question.as_bytes()).await.ok()?;
@@ -470,7 +471,7 @@ async fn udp_through_the_cluster_ip() {
     }
     // New clients are spread over both endpoints.
     let seen = std::sync::Mutex::new(std::collections::BTreeSet::new());
-    eventually("answers from both endpoints", || async {
+    eventually_some("answers from both endpoints", || async {
         let (_, answer) = ask("q").await?;
         let mut seen = seen.lock().unwrap();
         seen.insert(answer);

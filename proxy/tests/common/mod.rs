@@ -3,7 +3,6 @@
 #![allow(dead_code)] // Each test binary uses its own part.
 
 use std::net::IpAddr;
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -51,26 +50,6 @@ impl Drop for LinkGuard {
             .args(["link", "del", &self.0])
             .stderr(std::process::Stdio::null())
             .status();
-    }
-}
-
-/// `check` every 25 ms until it answers, for up to 30 s (a loaded 2-core
-/// machine can take several seconds to apply a change).
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
