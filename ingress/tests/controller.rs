@@ -407,6 +407,16 @@ fn roots(p: &Pki) -> rustls::RootCertStore {
     r
 }
 
+/// An Ingress serving `host` over TLS with the certificate in `secret`,
+/// every path to port 80 of `service`.
+fn tls_ingress(name: &str, host: &str, secret: &str, service: &str) -> Value {
+    json!({"metadata": {"name": name}, "spec": {
+        "tls": [{"hosts": [host], "secretName": secret}],
+        "rules": [{"host": host, "http": {"paths": [
+            {"path": "/", "pathType": "Prefix",
+             "backend": {"service": {"name": service, "port": {"number": 80}}}}]}}]}})
+}
+
 async fn put_tls_secret(client: &Client, ns: &str, name: &str, p: &Pki) {
     use base64::Engine;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
@@ -579,11 +589,7 @@ async fn tls_from_secrets_by_sni_with_redirect_and_rotation() {
     apply_ingress(
         &h.client,
         "default",
-        json!({"metadata": {"name": "secure"}, "spec": {
-            "tls": [{"hosts": ["secure.luffy.com"], "secretName": "secure-tls"}],
-            "rules": [{"host": "secure.luffy.com", "http": {"paths": [
-                {"path": "/", "pathType": "Prefix",
-                 "backend": {"service": {"name": "secure", "port": {"number": 80}}}}]}}]}}),
+        tls_ingress("secure", "secure.luffy.com", "secure-tls", "secure"),
     )
     .await;
 
@@ -978,11 +984,7 @@ async fn http2_over_tls_to_an_http1_backend() {
     apply_ingress(
         &h.client,
         "default",
-        json!({"metadata": {"name": "h2"}, "spec": {
-            "tls": [{"hosts": ["h2.luffy.com"], "secretName": "h2-tls"}],
-            "rules": [{"host": "h2.luffy.com", "http": {"paths": [
-                {"path": "/", "pathType": "Prefix",
-                 "backend": {"service": {"name": "h2web", "port": {"number": 80}}}}]}}]}}),
+        tls_ingress("h2", "h2.luffy.com", "h2-tls", "h2web"),
     )
     .await;
     eventually_some("the certificate served", || async {

@@ -461,7 +461,7 @@ pub async fn handle_resource(
         (Method::DELETE, true, None) => {
             let body = read_body(req).await?;
             let options = delete_options(&body)?;
-            let out = objects::delete(state_ref, &rr, &q, &options)?;
+            let out = durable(async { objects::delete(state_ref, &rr, &q, &options) }).await?;
             Ok(object_response(out.code, r, &out.object, &accept))
         }
         // === subresources ===
