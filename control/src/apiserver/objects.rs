@@ -1103,7 +1103,7 @@ pub fn delete(
         return Ok(Outcome { code, object: obj });
     }
     let object = match written {
-        Written::Changed(e) => (*e.object).clone(),
+        Written::Changed(e) => (**e.object()).clone(),
         Written::Unchanged(o) => o.map(|o| (*o).clone()).unwrap_or(json!({})),
     };
     Ok(Outcome { code, object })

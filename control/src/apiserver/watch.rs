@@ -61,7 +61,7 @@ impl Renderer {
     /// JSON as it is; only a Table is built from the parsed object.
     fn line(&mut self, event_type: &str, e: &WatchEvent) -> Result<Frame<Bytes>, std::io::Error> {
         if self.rendering.table {
-            return line(&self.event(event_type, &e.object));
+            return line(&self.event(event_type, e.object()));
         }
         let mut b = Vec::with_capacity(e.raw.len() + 40);
         b.extend_from_slice(b"{\"type\":\"");
@@ -113,10 +113,9 @@ fn filtered(
     let name_ok = |o: &Value| {
         name.is_none_or(|n| o.pointer("/metadata/name").and_then(Value::as_str) == Some(n))
     };
-    let now = name_ok(&e.object) && filter.matches(r, &e.object);
+    let now = name_ok(e.object()) && filter.matches(r, e.object());
     let before = e
-        .previous
-        .as_ref()
+        .previous()
         .is_some_and(|p| name_ok(p) && filter.matches(r, p));
     match e.event_type {
         EventType::Added => now.then_some("ADDED"),

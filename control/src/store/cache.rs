@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Condvar, Mutex};
 use serde_json::Value;
@@ -45,13 +45,58 @@ pub struct WatchEvent {
     /// The storage key of the object.
     pub key: String,
     /// The object after the change (before it, for a deletion, carrying the
-    /// deletion's resourceVersion).
-    pub object: Arc<Value>,
-    /// `object` as JSON: what a watch sends, without serialising it again.
+    /// deletion's resourceVersion): parsed from `raw` when first asked for.
+    object: OnceLock<Arc<Value>>,
+    /// The object as JSON: what a watch sends, without serialising it again.
     pub raw: Arc<Vec<u8>>,
+    /// The object before the change, parsed when first asked for.
+    previous: OnceLock<Option<Arc<Value>>>,
+    previous_raw: Option<Arc<Vec<u8>>>,
+}
+
+impl WatchEvent {
+    /// A change whose objects are at hand already parsed.
+    fn new(
+        revision: u64,
+        event_type: EventType,
+        key: String,
+        object: Arc<Value>,
+        raw: Arc<Vec<u8>>,
+        previous: Option<Arc<Value>>,
+    ) -> Self {
+        Self {
+            revision,
+            event_type,
+            key,
+            object: OnceLock::from(object),
+            raw,
+            previous: OnceLock::from(previous),
+            previous_raw: None,
+        }
+    }
+
+    /// The object after the change (before it, for a deletion, carrying the
+    /// deletion's resourceVersion).
+    pub fn object(&self) -> &Arc<Value> {
+        self.object.get_or_init(|| parse(&self.key, &self.raw))
+    }
+
     /// The object before the change, for watches that filter by selector
     /// and must tell when an object starts or stops matching.
-    pub previous: Option<Arc<Value>>,
+    pub fn previous(&self) -> Option<&Arc<Value>> {
+        self.previous
+            .get_or_init(|| self.previous_raw.as_ref().map(|b| parse(&self.key, b)))
+            .as_ref()
+    }
+}
+
+/// Committed JSON back as a tree. It was written by `serde_json` and always
+/// parses; should it not, the watcher gets a null rather than a panic.
+fn parse(key: &str, raw: &[u8]) -> Arc<Value> {
+    Arc::new(serde_json::from_slice(raw).unwrap_or_else(|e| {
+        tracing::error!(key, error = %e, "unreadable committed JSON in the history");
+        Value::Null
+    }))
 }
 
 /// What the history keeps of an event: the JSON of the object and of the
@@ -67,21 +112,18 @@ struct Past {
 }
 
 impl Past {
-    /// The event again, its objects parsed from their JSON.
-    fn event(&self) -> Result<WatchEvent> {
-        let parse = |b: &[u8]| {
-            serde_json::from_slice::<Value>(b)
-                .map(Arc::new)
-                .map_err(|e| StoreError::Backend(format!("history of {}: {e}", self.key)))
-        };
-        Ok(WatchEvent {
+    /// The event again. Its objects are parsed only if a watcher asks for
+    /// them (a filter or a Table); a plain watch sends the JSON as it is.
+    fn event(&self) -> WatchEvent {
+        WatchEvent {
             revision: self.revision,
             event_type: self.event_type,
             key: self.key.clone(),
-            object: parse(&self.raw)?,
+            object: OnceLock::new(),
             raw: self.raw.clone(),
-            previous: self.previous.as_deref().map(|b| parse(b)).transpose()?,
-        })
+            previous: OnceLock::new(),
+            previous_raw: self.previous.clone(),
+        }
     }
 }
 
@@ -277,7 +319,7 @@ impl Written {
     /// The object after the write (the deleted object for a deletion).
     pub fn object(&self) -> Option<Arc<Value>> {
         match self {
-            Written::Changed(e) => Some(e.object.clone()),
+            Written::Changed(e) => Some(e.object().clone()),
             Written::Unchanged(o) => o.clone(),
         }
     }
@@ -461,14 +503,14 @@ impl WatchCache {
         pending
             .overlay
             .insert(key.to_string(), (revision, after, done.clone()));
-        let event = Arc::new(WatchEvent {
+        let event = Arc::new(WatchEvent::new(
             revision,
             event_type,
-            key: key.to_string(),
+            key.to_string(),
             object,
             raw,
-            previous: current,
-        });
+            current,
+        ));
         pending.queue.push(Queued {
             event: event.clone(),
             previous_raw,
@@ -500,23 +542,12 @@ impl WatchCache {
                 // The history is in revision order: start at the first
                 // event after `rv`.
                 let skip = inner.history.partition_point(|e| e.revision <= rv);
-                let past: Vec<Past> = inner
+                inner
                     .history
                     .range(skip..)
                     .filter(|e| e.revision > rv && e.key.starts_with(prefix))
-                    .map(|e| Past {
-                        revision: e.revision,
-                        event_type: e.event_type,
-                        key: e.key.clone(),
-                        raw: e.raw.clone(),
-                        previous: e.previous.clone(),
-                    })
-                    .collect();
-                // Parse outside the lock.
-                drop(inner);
-                past.iter()
-                    .map(|p| p.event().map(Arc::new))
-                    .collect::<Result<_>>()?
+                    .map(|e| Arc::new(e.event()))
+                    .collect()
             }
             None => inner
                 .objects
@@ -527,14 +558,14 @@ impl WatchCache {
                         Some(r) => r.clone(),
                         None => Arc::new(serde_json::to_vec(&**v).unwrap_or_default()),
                     };
-                    Arc::new(WatchEvent {
-                        revision: resource_version(v).unwrap_or(0),
-                        event_type: EventType::Added,
-                        key: k.clone(),
-                        object: v.clone(),
+                    Arc::new(WatchEvent::new(
+                        resource_version(v).unwrap_or(0),
+                        EventType::Added,
+                        k.clone(),
+                        v.clone(),
                         raw,
-                        previous: None,
-                    })
+                        None,
+                    ))
                 })
                 .collect(),
         };
@@ -597,7 +628,7 @@ fn commit_loop(sh: &Shared) {
                         inner.raw.remove(k);
                     }
                     Op::Put(k, bytes) => {
-                        inner.objects.insert(k.clone(), e.object.clone());
+                        inner.objects.insert(k.clone(), e.object().clone());
                         inner.raw.insert(k.clone(), bytes.clone());
                     }
                 }
@@ -695,6 +726,12 @@ mod tests {
         };
         let live: Vec<u8> = deleted.raw.to_vec();
         let w = c.watch("/core/pods/", Some(r1 - 1)).unwrap();
+        // Replayed events are parsed only when asked: a plain watch sends
+        // their JSON as it is.
+        assert!(w
+            .initial
+            .iter()
+            .all(|e| e.object.get().is_none() && e.previous.get().is_none()));
         let got: Vec<_> = w
             .initial
             .iter()
@@ -702,9 +739,9 @@ mod tests {
                 (
                     e.event_type,
                     e.revision,
-                    e.object["n"].as_i64(),
-                    e.previous.as_ref().map(|p| p["n"].as_i64().unwrap()),
-                    resource_version(&e.object),
+                    e.object()["n"].as_i64(),
+                    e.previous().map(|p| p["n"].as_i64().unwrap()),
+                    resource_version(e.object()),
                 )
             })
             .collect();
@@ -717,7 +754,10 @@ mod tests {
             ]
         );
         for e in &w.initial {
-            assert_eq!(*e.object, serde_json::from_slice::<Value>(&e.raw).unwrap());
+            assert_eq!(
+                **e.object(),
+                serde_json::from_slice::<Value>(&e.raw).unwrap()
+            );
         }
         assert_eq!(*w.initial[2].raw, live);
         let w = c.watch("/core/pods/", Some(r2)).unwrap();
