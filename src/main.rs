@@ -285,7 +285,7 @@ struct ServerArgs {
     /// Cluster DNS domain.
     #[arg(long)]
     cluster_domain: Option<String>,
-    /// Past events kept for watches to resume from.
+    /// Past events kept, per resource, for watches to resume from.
     #[arg(long, default_value_t = 10_000)]
     watch_history: usize,
 }

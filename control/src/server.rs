@@ -49,7 +49,8 @@ pub enum StartError {
 /// Options of the control plane beyond the cluster configuration.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
-    /// How many past events the watch cache keeps for resuming watches.
+    /// How many past events of each resource the watch cache keeps for
+    /// resuming watches.
     pub watch_history: usize,
     /// The address pods reach the API server on (Kubernetes'
     /// `--advertise-address`): the endpoint of the `kubernetes` Service.

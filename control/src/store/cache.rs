@@ -154,9 +154,28 @@ struct Inner {
     /// Each object's JSON as committed, so lists can be answered by copying
     /// bytes instead of serialising every object again.
     raw: HashMap<String, Arc<Vec<u8>>>,
-    history: VecDeque<Past>,
-    /// Every event after this revision is still in `history`.
+    /// Past events by resource (`/<group>/<resource>/`), as Kubernetes
+    /// keeps a watch cache per type: a burst of Lease writes does not push
+    /// the pod events out of reach of a pod watch.
+    history: HashMap<String, History>,
+    /// The revision the cache was loaded at: no history reaches before it.
+    loaded: u64,
+}
+
+/// The recent events of one resource.
+struct History {
+    events: VecDeque<Past>,
+    /// Every event of the resource after this revision is in `events`.
     compacted: u64,
+}
+
+/// The resource part of a key or watch prefix, `/<group>/<resource>/`
+/// (the whole string if it has fewer parts).
+fn resource_of(key: &str) -> &str {
+    match key.match_indices('/').nth(2) {
+        Some((i, _)) => &key[..=i],
+        None => key,
+    }
 }
 
 /// A write decided but not yet durable.
@@ -338,7 +357,7 @@ impl Drop for WatchCache {
 
 impl WatchCache {
     /// Load everything from `store` and keep at most `history_limit` past
-    /// events for watches to resume from.
+    /// events of each resource for watches to resume from.
     pub fn open(store: Box<dyn Store>, history_limit: usize) -> Result<Self> {
         let (revision, docs) = store.load()?;
         let mut objects = BTreeMap::new();
@@ -356,8 +375,8 @@ impl WatchCache {
                 revision,
                 objects,
                 raw,
-                history: VecDeque::new(),
-                compacted: revision,
+                history: HashMap::new(),
+                loaded: revision,
             }),
             pending: Mutex::new(Pending {
                 next_revision: revision,
@@ -531,21 +550,30 @@ impl WatchCache {
         let inner = self.shared.inner.lock();
         let live = self.shared.events.subscribe();
         let revision = inner.revision;
+        let history = inner.history.get(resource_of(prefix));
+        let compacted = history.map_or(inner.loaded, |h| h.compacted);
         let initial = match from {
-            Some(rv) if rv < inner.compacted => {
+            Some(rv) if rv < compacted => {
                 return Err(StoreError::Expired {
                     requested: rv,
-                    oldest: inner.compacted + 1,
+                    oldest: compacted + 1,
                 });
             }
             Some(rv) => {
+                let Some(history) = history else {
+                    return Ok(WatchStream {
+                        initial: Vec::new(),
+                        live,
+                        revision,
+                    });
+                };
                 // The history is in revision order: start at the first
                 // event after `rv`.
-                let skip = inner.history.partition_point(|e| e.revision <= rv);
-                inner
-                    .history
+                let skip = history.events.partition_point(|e| e.revision <= rv);
+                history
+                    .events
                     .range(skip..)
-                    .filter(|e| e.revision > rv && e.key.starts_with(prefix))
+                    .filter(|e| e.key.starts_with(prefix))
                     .map(|e| Arc::new(e.event()))
                     .collect()
             }
@@ -632,20 +660,28 @@ fn commit_loop(sh: &Shared) {
                         inner.raw.insert(k.clone(), bytes.clone());
                     }
                 }
-                inner.history.push_back(Past {
+                let loaded = inner.loaded;
+                let history = inner
+                    .history
+                    .entry(resource_of(&e.key).to_string())
+                    .or_insert_with(|| History {
+                        events: VecDeque::new(),
+                        compacted: loaded,
+                    });
+                history.events.push_back(Past {
                     revision: e.revision,
                     event_type: e.event_type,
                     key: e.key.clone(),
                     raw: e.raw.clone(),
                     previous: q.previous_raw.clone(),
                 });
+                while history.events.len() > sh.history_limit {
+                    if let Some(old) = history.events.pop_front() {
+                        history.compacted = old.revision;
+                    }
+                }
                 // No receivers is not an error: nobody is watching.
                 let _ = sh.events.send(e.clone());
-            }
-            while inner.history.len() > sh.history_limit {
-                if let Some(old) = inner.history.pop_front() {
-                    inner.compacted = old.revision;
-                }
             }
         }
         {
@@ -768,15 +804,42 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn compacted_history_expires_old_revisions() {
         let (_d, c) = cache(2);
-        let r1 = put(&c, "/k/1", 1);
+        let r1 = put(&c, "/core/configmaps/a/1", 1);
         for i in 0..5 {
-            put(&c, "/k/1", i);
+            put(&c, "/core/configmaps/a/1", i);
         }
         assert!(matches!(
-            c.watch("/k/", Some(r1)),
+            c.watch("/core/configmaps/", Some(r1)),
             Err(StoreError::Expired { .. })
         ));
-        assert!(c.watch("/k/", Some(c.revision() - 1)).is_ok());
+        assert!(c
+            .watch("/core/configmaps/a/", Some(c.revision() - 1))
+            .is_ok());
+    }
+
+    // Each resource keeps its own recent events: many writes of one do not
+    // expire a watch of another.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn history_is_kept_per_resource() {
+        let (_d, c) = cache(2);
+        let before = c.revision();
+        let pod = put(&c, "/core/pods/a/p", 1);
+        for i in 0..10 {
+            put(&c, "/coordination.k8s.io/leases/kube-node-lease/n", i);
+        }
+        let w = c.watch("/core/pods/", Some(before)).unwrap();
+        assert_eq!(w.initial.len(), 1);
+        assert_eq!(w.initial[0].revision, pod);
+        assert!(matches!(
+            c.watch("/coordination.k8s.io/leases/", Some(before)),
+            Err(StoreError::Expired { .. })
+        ));
+        // A resource never written since the start replays nothing.
+        assert!(c
+            .watch("/core/nodes/", Some(before))
+            .unwrap()
+            .initial
+            .is_empty());
     }
 
     #[tokio::test(flavor = "multi_thread")]
