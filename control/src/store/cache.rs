@@ -299,9 +299,17 @@ struct Shared {
     pending: Mutex<Pending>,
     /// Wakes the committer when writes are queued.
     queued: Condvar,
-    events: broadcast::Sender<Arc<WatchEvent>>,
+    /// New events, a channel per resource (`/<group>/<resource>/`), made
+    /// by the first watch of it: a change wakes only the watchers of its
+    /// own resource (with one channel, every Lease renewal woke every pod
+    /// watcher to be skipped). Taken inside `inner`'s lock, never around it.
+    events: Mutex<HashMap<String, broadcast::Sender<Arc<WatchEvent>>>>,
     history_limit: usize,
 }
+
+/// Live events a watcher may fall behind by before it is caught up from
+/// the history instead.
+const LIVE_EVENTS: usize = 2048;
 
 /// The in-memory face of the store.
 ///
@@ -368,7 +376,6 @@ impl WatchCache {
             objects.insert(k.clone(), Arc::new(obj));
             raw.insert(k, Arc::new(v));
         }
-        let (events, _) = broadcast::channel(8192);
         let shared = Arc::new(Shared {
             store,
             inner: Mutex::new(Inner {
@@ -386,7 +393,7 @@ impl WatchCache {
                 shutdown: false,
             }),
             queued: Condvar::new(),
-            events,
+            events: Mutex::new(HashMap::new()),
             history_limit: history_limit.max(1),
         });
         let for_thread = shared.clone();
@@ -548,7 +555,15 @@ impl WatchCache {
     /// events.
     pub fn watch(&self, prefix: &str, from: Option<u64>) -> Result<WatchStream> {
         let inner = self.shared.inner.lock();
-        let live = self.shared.events.subscribe();
+        // Subscribed under `inner`'s lock, which the committer holds while
+        // it publishes: nothing falls between the replay and the feed.
+        let live = self
+            .shared
+            .events
+            .lock()
+            .entry(resource_of(prefix).to_string())
+            .or_insert_with(|| broadcast::channel(LIVE_EVENTS).0)
+            .subscribe();
         let revision = inner.revision;
         let history = inner.history.get(resource_of(prefix));
         let compacted = history.map_or(inner.loaded, |h| h.compacted);
@@ -680,8 +695,10 @@ fn commit_loop(sh: &Shared) {
                         history.compacted = old.revision;
                     }
                 }
-                // No receivers is not an error: nobody is watching.
-                let _ = sh.events.send(e.clone());
+                // No channel or no receivers: nobody is watching.
+                if let Some(live) = sh.events.lock().get(resource_of(&e.key)) {
+                    let _ = live.send(e.clone());
+                }
             }
         }
         {
@@ -815,6 +832,20 @@ mod tests {
         assert!(c
             .watch("/core/configmaps/a/", Some(c.revision() - 1))
             .is_ok());
+    }
+
+    // A change reaches only the watchers of its own resource.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn live_events_go_to_their_resource_only() {
+        let (_d, c) = cache(100);
+        let mut pods = c.watch("/core/pods/", None).unwrap();
+        put(&c, "/coordination.k8s.io/leases/kube-node-lease/n", 1);
+        assert!(matches!(
+            pods.live.try_recv(),
+            Err(broadcast::error::TryRecvError::Empty)
+        ));
+        let rev = put(&c, "/core/pods/a/p", 1);
+        assert_eq!(pods.live.try_recv().unwrap().revision, rev);
     }
 
     // Each resource keeps its own recent events: many writes of one do not
