@@ -50,24 +50,30 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let check = || {
+        let answer = check();
+        async move { answer.await.then_some(()) }
+    };
+    poll(secs, Duration::from_millis(50), what, check).await
 }
 
 /// Poll `check` every 25 ms until it returns a value, and return it; panic
 /// after 30 s.
-pub async fn eventually_some<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn eventually_some<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    poll(30, Duration::from_millis(25), what, check).await
+}
+
+/// Call `check` every `every` until it returns a value; panic after `secs`.
+async fn poll<T, F, Fut>(secs: u64, every: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     loop {
         if let Some(v) = check().await {
             return v;
@@ -76,6 +82,6 @@ where
             tokio::time::Instant::now() < deadline,
             "timed out waiting for {what}"
         );
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        tokio::time::sleep(every).await;
     }
 }

@@ -214,11 +214,9 @@ struct Completion {
 }
 
 impl Completion {
-    fn finish(&self, r: Result<()>) {
-        *self.result.lock() = Some(r.map_err(|e| match e {
-            StoreError::Backend(m) => m,
-            other => other.to_string(),
-        }));
+    /// The commit is done: durable, or failed with the backend's message.
+    fn finish(&self, r: std::result::Result<(), String>) {
+        *self.result.lock() = Some(r);
         self.ready.notify_all();
         self.ready_async.notify_waiters();
     }
@@ -656,7 +654,7 @@ fn commit_loop(sh: &Shared) {
             let rest = std::mem::take(&mut pending.queue);
             drop(pending);
             for q in batch.iter().chain(rest.iter()) {
-                q.done.finish(Err(StoreError::Backend(msg.clone())));
+                q.done.finish(Err(msg.clone()));
             }
             continue;
         }
