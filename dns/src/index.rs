@@ -349,15 +349,23 @@ impl ClusterIndex {
                     .get(&key)
                     .map(|by_name| by_name.values().collect())
                     .unwrap_or_default();
-                // A Service's name exists even with no address to answer
-                // (headless with no ready endpoint): NODATA, not NXDOMAIN.
-                exists = service
+                let records =
+                    records::service_records(&self.domain_name, self.ttl, service, &slices);
+                let names = service
                     .metadata
                     .namespace
                     .as_deref()
-                    .zip(service.metadata.name.as_deref())
-                    .and_then(|(ns, name)| records::service_name(&self.domain_name, ns, name));
-                records::service_records(&self.domain_name, self.ttl, service, &slices)
+                    .zip(service.metadata.name.as_deref());
+                exists = if records.is_empty() && records::is_headless(service) {
+                    // A headless Service with no ready endpoint has no name
+                    // (NXDOMAIN, DNS specification 2.4.1, as CoreDNS
+                    // answers); its namespace still exists (NODATA).
+                    names.and_then(|(ns, _)| records::namespace_name(&self.domain_name, ns))
+                } else {
+                    // A Service waiting for its ClusterIP: NODATA.
+                    names.and_then(|(ns, name)| records::service_name(&self.domain_name, ns, name))
+                };
+                records
             }
             None => Vec::new(),
         };

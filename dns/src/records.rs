@@ -24,6 +24,14 @@ pub fn service_name(domain: &Name, namespace: &str, service: &str) -> Option<Nam
         .ok()
 }
 
+/// `<namespace>.svc.<domain>`.
+pub fn namespace_name(domain: &Name, namespace: &str) -> Option<Name> {
+    Name::from_labels([namespace, "svc"])
+        .ok()?
+        .append_domain(domain)
+        .ok()
+}
+
 /// An IP address as one DNS label: `10-244-0-5`, `fd00--5`.
 pub fn dashed(ip: IpAddr) -> String {
     match ip {

@@ -365,6 +365,37 @@ async fn nxdomain_and_nodata_carry_the_soa() {
 }
 
 #[tokio::test]
+async fn headless_without_ready_endpoints_is_nxdomain() {
+    let cluster = start().await;
+    cluster.dns.index().apply_service(&service(json!({
+        "metadata": {"name": "idle", "namespace": "standby"},
+        "spec": {"clusterIP": "None"}
+    })));
+    for rtype in [RecordType::A, RecordType::AAAA, RecordType::SRV] {
+        let nx = udp(
+            cluster.addr(),
+            "idle.standby.svc.cluster.local.",
+            rtype,
+            None,
+        )
+        .await;
+        assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain, "{rtype}");
+        assert!(nx.metadata.authoritative, "{rtype}");
+        assert!(nx.answers.is_empty(), "{rtype}");
+        assert_eq!(nx.authorities[0].record_type(), RecordType::SOA, "{rtype}");
+    }
+    let namespace = udp(
+        cluster.addr(),
+        "standby.svc.cluster.local.",
+        RecordType::A,
+        None,
+    )
+    .await;
+    assert_eq!(namespace.metadata.response_code, ResponseCode::NoError);
+    assert!(namespace.answers.is_empty());
+}
+
+#[tokio::test]
 async fn big_answer_truncates_over_udp_and_comes_whole_over_tcp() {
     let cluster = start().await;
     let truncated = udp(

@@ -119,7 +119,7 @@ fn endpoint_slices_update_headless_answers() {
         "spec": {"clusterIP": "None"}
     })));
     let web = name("web.default.svc.cluster.local.");
-    assert_eq!(index.lookup(&web, RecordType::A), Lookup::NoData);
+    assert_eq!(index.lookup(&web, RecordType::A), Lookup::NxDomain);
     let mut endpoints = slice(json!({
         "metadata": {"name": "web-1", "namespace": "default",
                      "labels": {"kubernetes.io/service-name": "web"}},
@@ -138,14 +138,118 @@ fn endpoint_slices_update_headless_answers() {
     endpoints.endpoints[0].conditions = Some(Default::default());
     endpoints.endpoints[0].conditions.as_mut().unwrap().ready = Some(false);
     index.apply_endpoint_slice(&endpoints);
-    assert_eq!(index.lookup(&web, RecordType::A), Lookup::NoData);
+    assert_eq!(index.lookup(&web, RecordType::A), Lookup::NxDomain);
     assert_eq!(
         index.lookup(&name("web-0.web.default.svc.cluster.local."), RecordType::A),
         Lookup::NxDomain
     );
     index.delete_endpoint_slice(&endpoints);
     index.replace_endpoint_slices(&[]);
-    assert_eq!(index.lookup(&web, RecordType::A), Lookup::NoData);
+    assert_eq!(index.lookup(&web, RecordType::A), Lookup::NxDomain);
+}
+
+#[test]
+fn headless_without_ready_endpoints_is_nxdomain() {
+    let index = index();
+    index.apply_service(&service(json!({
+        "metadata": {"name": "db", "namespace": "shop"},
+        "spec": {"clusterIP": "None", "ports": [{"name": "pg", "port": 5432}]}
+    })));
+    let mut endpoints = slice(json!({
+        "metadata": {"name": "db-1", "namespace": "shop",
+                     "labels": {"kubernetes.io/service-name": "db"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["10.244.0.7"], "hostname": "db-0",
+                       "conditions": {"ready": false}}],
+        "ports": [{"name": "pg", "port": 5432, "protocol": "TCP"}]
+    }));
+    index.apply_endpoint_slice(&endpoints);
+    let db = name("db.shop.svc.cluster.local.");
+    // Specification 2.4.1: no ready endpoint, NXDOMAIN; the name holds no
+    // record of any type, as CoreDNS answers.
+    for rtype in [
+        RecordType::A,
+        RecordType::AAAA,
+        RecordType::SRV,
+        RecordType::ANY,
+    ] {
+        assert_eq!(index.lookup(&db, rtype), Lookup::NxDomain, "{rtype}");
+    }
+    assert_eq!(
+        index.lookup(
+            &name("_pg._tcp.db.shop.svc.cluster.local."),
+            RecordType::SRV
+        ),
+        Lookup::NxDomain
+    );
+    assert_eq!(
+        index.lookup(&name("db-0.db.shop.svc.cluster.local."), RecordType::A),
+        Lookup::NxDomain
+    );
+    assert_eq!(
+        index.lookup(&name("7.0.244.10.in-addr.arpa."), RecordType::PTR),
+        Lookup::Outside
+    );
+    // The namespace the Service lives in still exists.
+    assert_eq!(
+        index.lookup(&name("shop.svc.cluster.local."), RecordType::A),
+        Lookup::NoData
+    );
+
+    endpoints.endpoints[0].conditions.as_mut().unwrap().ready = Some(true);
+    index.apply_endpoint_slice(&endpoints);
+    assert_eq!(
+        answers(index.lookup(&db, RecordType::A)),
+        vec!["10.244.0.7"]
+    );
+    assert_eq!(
+        index.lookup(&db, RecordType::AAAA),
+        Lookup::NoData,
+        "a name with IPv4 endpoints only has no AAAA"
+    );
+    assert_eq!(
+        answers(index.lookup(
+            &name("_pg._tcp.db.shop.svc.cluster.local."),
+            RecordType::SRV
+        )),
+        vec!["0 100 5432 db-0.db.shop.svc.cluster.local."]
+    );
+
+    // publishNotReadyAddresses makes a not-ready endpoint count.
+    endpoints.endpoints[0].conditions.as_mut().unwrap().ready = Some(false);
+    index.apply_endpoint_slice(&endpoints);
+    assert_eq!(index.lookup(&db, RecordType::A), Lookup::NxDomain);
+    index.apply_service(&service(json!({
+        "metadata": {"name": "db", "namespace": "shop"},
+        "spec": {"clusterIP": "None", "publishNotReadyAddresses": true}
+    })));
+    assert_eq!(
+        answers(index.lookup(&db, RecordType::A)),
+        vec!["10.244.0.7"]
+    );
+
+    // Deleting the Service takes the namespace name with it.
+    index.delete_service(&service(json!({
+        "metadata": {"name": "db", "namespace": "shop"},
+        "spec": {"clusterIP": "None"}
+    })));
+    assert_eq!(
+        index.lookup(&name("shop.svc.cluster.local."), RecordType::A),
+        Lookup::NxDomain
+    );
+}
+
+#[test]
+fn cluster_ip_service_without_address_yet_is_nodata() {
+    let index = index();
+    index.apply_service(&service(json!({
+        "metadata": {"name": "pending", "namespace": "default"},
+        "spec": {}
+    })));
+    assert_eq!(
+        index.lookup(&name("pending.default.svc.cluster.local."), RecordType::A),
+        Lookup::NoData
+    );
 }
 
 #[test]
@@ -255,7 +359,7 @@ fn slice_moving_to_another_service() {
     index.apply_endpoint_slice(&endpoints);
     assert_eq!(
         index.lookup(&name("a.default.svc.cluster.local."), RecordType::A),
-        Lookup::NoData
+        Lookup::NxDomain
     );
     assert_eq!(
         answers(index.lookup(&name("b.default.svc.cluster.local."), RecordType::A)),
