@@ -3,7 +3,9 @@
 //! on a holder interface ([`holder`]), and the table is served by one of two
 //! data planes ([`ProxyMode`]):
 //! - userspace: every ClusterIP, NodePort and load-balancer port gets a TCP
-//!   or UDP listener that balances over the ready endpoints ([`proxier`]);
+//!   or UDP listener that balances over the ready endpoints ([`proxier`]),
+//!   reached through an nftables `redirect` so that no Service address is
+//!   bound on the host;
 //! - nftables: the kernel DNATs to the endpoints, programmed as one
 //!   nftables table ([`nftables`]).
 //!
@@ -97,9 +99,15 @@ pub struct ProxyConfig {
     pub load_balancer_status: bool,
     /// Where the proxy counts; keep a clone to [`Metrics::encode`].
     pub metrics: Arc<Metrics>,
-    /// The nftables table of [`ProxyMode::Nftables`] (family `ip`); created,
-    /// replaced and deleted by the proxy, so it must be the proxy's alone.
+    /// The nftables table of [`ProxyMode::Nftables`], or of the userspace
+    /// mode's redirects (family `ip`); created, replaced and deleted by the
+    /// proxy, so it must be the proxy's alone.
     pub nftables_table: String,
+    /// Userspace mode: listen on the wildcard address and redirect each
+    /// frontend there with nftables (when `nft` runs) instead of binding the
+    /// frontend's address, so that a host process (a hostNetwork pod) can
+    /// bind any port on the wildcard address.
+    pub userspace_redirect: bool,
     /// Frontends a process on this node serves itself (the in-process
     /// cluster DNS on its ClusterIP, a Service without endpoints): the
     /// kernel mode neither DNATs nor rejects them.
@@ -120,6 +128,7 @@ impl Default for ProxyConfig {
             load_balancer_status: true,
             metrics: Arc::new(Metrics::new()),
             nftables_table: nftables::DEFAULT_TABLE.into(),
+            userspace_redirect: true,
             locally_served: Vec::new(),
         }
     }

@@ -2,13 +2,19 @@
 //! over the endpoints it is given. Applying a table swaps endpoint lists in
 //! place, so established connections are untouched and new ones see the
 //! change at once; listeners come and go with their frontends.
+//!
+//! With `nft` at hand, listeners sit on the wildcard address and ports the
+//! kernel picks, and the frontends are redirected to them ([`redirect`]):
+//! no Service address is bound on the host, so host processes keep every
+//! wildcard port. Without it, each frontend's own address is bound.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -18,8 +24,11 @@ use crate::metrics::{Metrics, PortMetrics};
 use crate::table::{Backends, Frontend, NodeInfo, Protocol, ProxyTable};
 use crate::ProxyConfig;
 
+pub mod redirect;
 mod tcp;
 mod udp;
+
+use redirect::{Redirector, Redirects};
 
 /// The userspace proxy's listeners and holder interface. Dropping it closes
 /// every listener and connection and removes the holder interface.
@@ -32,6 +41,13 @@ pub struct Proxier {
     udp_idle_timeout: Duration,
     /// Never sent on: dropping it tells every connection task to end.
     shutdown: watch::Sender<()>,
+    /// The redirect table, when frontends are reached through it.
+    redirector: Option<Redirector>,
+    /// ClusterIPs of the last synced table whose unserved ports the
+    /// redirect table turns away (those a local process serves left out).
+    cluster_ips: BTreeSet<Ipv4Addr>,
+    /// Addresses a process on this node serves itself (the cluster DNS).
+    locally_served: BTreeSet<IpAddr>,
     // Last, so that listeners close before their addresses go.
     holder: Option<Holder>,
 }
@@ -51,6 +67,8 @@ pub(crate) struct Shared {
 struct Listener {
     shared: Arc<Shared>,
     task: JoinHandle<()>,
+    /// The wildcard port the frontend is redirected to, if it is.
+    redirected_to: Option<u16>,
 }
 
 impl Drop for Proxier {
@@ -68,6 +86,17 @@ impl Proxier {
             Some(name) => Some(Holder::ensure(name).await?),
             None => None,
         };
+        let redirector = if config.userspace_redirect {
+            match Redirector::new(&config.nftables_table).await {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot redirect Service traffic with nftables; binding each Service address and port instead, which a host process binding the same port on the wildcard address (a hostNetwork pod) will collide with");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Ok(Self {
             node: NodeInfo {
                 name: config.node_name.clone(),
@@ -78,6 +107,9 @@ impl Proxier {
             metrics: config.metrics.clone(),
             udp_idle_timeout: config.udp_idle_timeout,
             shutdown: watch::channel(()).0,
+            redirector,
+            cluster_ips: BTreeSet::new(),
+            locally_served: config.locally_served.iter().map(|f| f.addr.ip()).collect(),
             holder,
         })
     }
@@ -94,7 +126,17 @@ impl Proxier {
                 tracing::warn!(interface = holder.name(), error = %e, "updating ClusterIPs on the holder interface failed");
             }
         }
+        self.cluster_ips = table
+            .cluster_ips()
+            .into_iter()
+            .filter(|ip| !self.locally_served.contains(ip))
+            .filter_map(|ip| match ip {
+                IpAddr::V4(v4) => Some(v4),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
         self.open_and_update(desired).await;
+        self.redirect().await;
         self.metrics.observe_sync(start.elapsed());
     }
 
@@ -102,11 +144,39 @@ impl Proxier {
     pub async fn apply(&mut self, desired: BTreeMap<Frontend, Backends>) {
         self.close_removed(&desired).await;
         self.open_and_update(desired).await;
+        self.redirect().await;
     }
 
-    /// Whether some listeners could not be bound and wait for a retry.
+    /// Whether some listeners could not be bound, or the redirect table
+    /// applied, and wait for a retry.
     pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
+        !self.pending.is_empty() || self.redirector.as_ref().is_some_and(|r| r.has_pending())
+    }
+
+    /// The redirect table's name, when frontends are redirected.
+    pub fn redirect_table(&self) -> Option<&str> {
+        self.redirector.as_ref().map(|r| r.table())
+    }
+
+    /// Point the redirect table at the listeners as they are now.
+    async fn redirect(&mut self) {
+        let Some(redirector) = &mut self.redirector else {
+            return;
+        };
+        let ports = self
+            .listeners
+            .iter()
+            .filter_map(|(f, l)| match (f.addr, l.redirected_to) {
+                (SocketAddr::V4(a), Some(local)) => Some(((*a.ip(), f.protocol, a.port()), local)),
+                _ => None,
+            })
+            .collect();
+        redirector
+            .apply(Redirects {
+                ports,
+                cluster_ips: self.cluster_ips.clone(),
+            })
+            .await;
     }
 
     /// The frontends being listened on.
@@ -162,12 +232,19 @@ impl Proxier {
                 balancer: Balancer::new(),
             });
             match self.bind(frontend, shared.clone()).await {
-                Ok(task) => {
-                    tracing::debug!(%frontend, "listening");
+                Ok((task, redirected_to)) => {
+                    tracing::debug!(%frontend, ?redirected_to, "listening");
                     if self.pending.remove(&frontend).is_some() {
                         tracing::info!(%frontend, "listener bound after retrying");
                     }
-                    self.listeners.insert(frontend, Listener { shared, task });
+                    self.listeners.insert(
+                        frontend,
+                        Listener {
+                            shared,
+                            task,
+                            redirected_to,
+                        },
+                    );
                 }
                 Err(e) => {
                     let e = e.to_string();
@@ -186,20 +263,33 @@ impl Proxier {
             .port(&backends.service, &backends.port_name, frontend.protocol)
     }
 
+    /// Listen for `frontend`: on its own address, or, redirected, on the
+    /// wildcard address and a port the kernel picks (returned).
     async fn bind(
         &self,
         frontend: Frontend,
         shared: Arc<Shared>,
-    ) -> std::io::Result<JoinHandle<()>> {
+    ) -> std::io::Result<(JoinHandle<()>, Option<u16>)> {
         let shutdown = self.shutdown.subscribe();
+        let redirected = self.redirector.is_some() && frontend.addr.is_ipv4();
+        let addr = if redirected {
+            SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
+        } else {
+            frontend.addr
+        };
         Ok(match frontend.protocol {
             Protocol::Tcp => {
-                let listener = TcpListener::bind(frontend.addr).await?;
-                tokio::spawn(tcp::serve(listener, shared, shutdown))
+                let listener = TcpListener::bind(addr).await?;
+                let port = redirected.then(|| listener.local_addr().map(|a| a.port()));
+                let port = port.transpose()?;
+                (tokio::spawn(tcp::serve(listener, shared, shutdown)), port)
             }
             Protocol::Udp => {
-                let socket = UdpSocket::bind(frontend.addr).await?;
-                tokio::spawn(udp::serve(socket, shared, self.udp_idle_timeout, shutdown))
+                let socket = udp::Frontend::bind(addr, redirected)?;
+                let port = redirected.then(|| socket.local_port()).transpose()?;
+                let task =
+                    tokio::spawn(udp::serve(socket, shared, self.udp_idle_timeout, shutdown));
+                (task, port)
             }
         })
     }

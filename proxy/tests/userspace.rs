@@ -52,6 +52,8 @@ fn start_proxy(client: &Client, holder: &str, node_addresses: Vec<IpAddr>) -> Ru
         holder_interface: Some(holder.into()),
         service_proxy_name: Some(PROXY_NAME.into()),
         metrics: metrics.clone(),
+        // The redirect table, as unique as the holder.
+        nftables_table: holder.into(),
         ..Default::default()
     };
     RunningProxy {
@@ -235,6 +237,76 @@ async fn round_robin_then_endpoint_removed_keeps_established_connections() {
         link_addresses(&name).is_none().then_some(())
     })
     .await;
+}
+
+/// A host process (a hostNetwork pod) listening on the wildcard address
+/// keeps its port while a Service uses the same port on a ClusterIP, in
+/// whichever order the two come: the ClusterIP goes to the Service's
+/// endpoint, every other local address to the process. Binding the
+/// ClusterIP's port on the host made the later of the two fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wildcard_listener_on_the_host_and_a_cluster_ip_share_a_port() {
+    let c = start_api().await;
+    let (holder, cluster_ip) = names(6);
+    let backend = tcp_backend("service").await;
+    // First the host process, then the Service on its port.
+    let early = TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let early_port = early.local_addr().unwrap().port();
+    // A port for a Service that comes first, taken by the host process after.
+    let late_port = {
+        let l = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (_, late_ip) = names(7);
+    for (name, ip, port) in [
+        ("early", cluster_ip, early_port),
+        ("late", late_ip, late_port),
+    ] {
+        create_service(
+            &c.client,
+            name,
+            json!({"clusterIP": ip.to_string(), "ports": [{"name": "p", "port": port, "targetPort": 8080}]}),
+        )
+        .await;
+        put_slice(
+            &c.client,
+            slice(name, name, backend.port(), "TCP", &[(backend.ip(), true)]),
+        )
+        .await;
+    }
+    let _proxy = start_proxy(&c.client, &holder, vec![]);
+    for (ip, port) in [(cluster_ip, early_port), (late_ip, late_port)] {
+        let front = SocketAddr::from((ip, port));
+        let name = eventually_some("the ClusterIP to answer", || async {
+            greeting(front).await.ok().map(|g| g.0)
+        })
+        .await;
+        assert_eq!(name, "service");
+    }
+    let late = TcpListener::bind(("0.0.0.0", late_port))
+        .await
+        .expect("the wildcard address stays free for host processes");
+    for (listener, ip, port) in [(early, cluster_ip, early_port), (late, late_ip, late_port)] {
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let _ = s.write_all(b"host\n").await;
+            }
+        });
+        let (name, _) = greeting(SocketAddr::from((localhost(), port)))
+            .await
+            .unwrap();
+        assert_eq!(name, "host", "127.0.0.1:{port} is the host process's");
+        let (name, _) = greeting(SocketAddr::from((ip, port))).await.unwrap();
+        assert_eq!(name, "service", "{ip}:{port} is the Service's");
+    }
+    // A port of the ClusterIP no Service has is refused, not handed to a
+    // host process that listens on it.
+    let other = TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let other_port = other.local_addr().unwrap().port();
+    let err = greeting(SocketAddr::from((cluster_ip, other_port)))
+        .await
+        .expect_err("an unknown port of a ClusterIP");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -487,6 +559,7 @@ async fn proxier_driven_from_a_table() {
     let config = ProxyConfig {
         holder_interface: None,
         metrics: metrics.clone(),
+        nftables_table: format!("kpx{}", std::process::id()),
         ..Default::default()
     };
     let mut proxier = Proxier::new(&config).await.unwrap();

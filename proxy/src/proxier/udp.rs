@@ -2,14 +2,28 @@
 //! the chosen endpoint; replies go back from the frontend socket so the
 //! client sees them come from the address it sent to. Flows end after being
 //! idle for the configured timeout.
+//!
+//! A redirected frontend's socket is bound to the wildcard address, where
+//! the kernel would pick each reply's source by route: for a client on this
+//! host that is not the address its datagram was redirected to, so
+//! conntrack would not undo the redirect and the client would drop the
+//! reply. Such a socket reads each datagram's destination (`IP_PKTINFO`)
+//! and sends the reply from it.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::io::{IoSlice, IoSliceMut};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use nix::sys::socket::{
+    recvmsg, sendmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned, MsgFlags,
+    SockaddrIn,
+};
 use parking_lot::Mutex;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -20,6 +34,101 @@ use super::{Current, Shared};
 const DATAGRAM: usize = 65_536;
 
 type Flows = Mutex<HashMap<SocketAddr, Flow>>;
+
+// === impl Frontend ===
+
+/// A frontend's socket.
+pub(super) struct Frontend {
+    socket: UdpSocket,
+    /// Bound to the wildcard address: destinations come from `IP_PKTINFO`.
+    pktinfo: bool,
+}
+
+impl Frontend {
+    /// Bind `addr`; `wildcard` turns on `IP_PKTINFO` (IPv4 only).
+    pub(super) fn bind(addr: SocketAddr, wildcard: bool) -> std::io::Result<Self> {
+        let std = std::net::UdpSocket::bind(addr)?;
+        std.set_nonblocking(true)?;
+        let pktinfo = wildcard && addr.is_ipv4();
+        if pktinfo {
+            setsockopt(&std, sockopt::Ipv4PacketInfo, &true)?;
+        }
+        Ok(Self {
+            socket: UdpSocket::from_std(std)?,
+            pktinfo,
+        })
+    }
+
+    /// The port bound.
+    pub(super) fn local_port(&self) -> std::io::Result<u16> {
+        Ok(self.socket.local_addr()?.port())
+    }
+
+    /// One datagram: its length, sender, and the local address it was sent
+    /// to when the socket is bound to the wildcard address.
+    async fn recv_from(
+        &self,
+        buf: &mut [u8],
+    ) -> std::io::Result<(usize, SocketAddr, Option<Ipv4Addr>)> {
+        if !self.pktinfo {
+            let (n, from) = self.socket.recv_from(buf).await?;
+            return Ok((n, from, None));
+        }
+        let fd = self.socket.as_raw_fd();
+        self.socket
+            .async_io(Interest::READABLE, || {
+                let mut iov = [IoSliceMut::new(buf)];
+                let mut space = nix::cmsg_space!(nix::libc::in_pktinfo);
+                let msg = recvmsg::<SockaddrIn>(fd, &mut iov, Some(&mut space), MsgFlags::empty())
+                    .map_err(std::io::Error::from)?;
+                let from = msg
+                    .address
+                    .map(|a| SocketAddr::V4(SocketAddrV4::new(a.ip(), a.port())))
+                    .ok_or_else(|| std::io::Error::other("datagram without a sender"))?;
+                let mut to = None;
+                for c in msg.cmsgs().map_err(std::io::Error::from)? {
+                    if let ControlMessageOwned::Ipv4PacketInfo(info) = c {
+                        to = Some(Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr)));
+                    }
+                }
+                Ok((msg.bytes, from, to))
+            })
+            .await
+    }
+
+    /// Send `data` to `to`, from `from` when given.
+    async fn send_to(
+        &self,
+        data: &[u8],
+        to: SocketAddr,
+        from: Option<Ipv4Addr>,
+    ) -> std::io::Result<usize> {
+        let (Some(from), SocketAddr::V4(to4)) = (from, to) else {
+            return self.socket.send_to(data, to).await;
+        };
+        let fd = self.socket.as_raw_fd();
+        let info = nix::libc::in_pktinfo {
+            ipi_ifindex: 0,
+            ipi_spec_dst: nix::libc::in_addr {
+                s_addr: u32::from(from).to_be(),
+            },
+            ipi_addr: nix::libc::in_addr { s_addr: 0 },
+        };
+        let dest = SockaddrIn::from(to4);
+        self.socket
+            .async_io(Interest::WRITABLE, || {
+                sendmsg(
+                    fd,
+                    &[IoSlice::new(data)],
+                    &[ControlMessage::Ipv4PacketInfo(&info)],
+                    MsgFlags::empty(),
+                    Some(&dest),
+                )
+                .map_err(std::io::Error::from)
+            })
+            .await
+    }
+}
 
 struct Flow {
     endpoint: SocketAddr,
@@ -47,7 +156,7 @@ impl Drop for ClearOnDrop {
 }
 
 pub(super) async fn serve(
-    socket: UdpSocket,
+    socket: Frontend,
     shared: Arc<Shared>,
     idle: Duration,
     shutdown: watch::Receiver<()>,
@@ -58,7 +167,7 @@ pub(super) async fn serve(
     let epoch = Instant::now();
     let mut buf = vec![0u8; DATAGRAM];
     loop {
-        let (n, client) = match frontend.recv_from(&mut buf).await {
+        let (n, client, local) = match frontend.recv_from(&mut buf).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(error = %e, "UDP receive failed");
@@ -77,7 +186,7 @@ pub(super) async fn serve(
             Some(found) => found,
             None => {
                 let Some(flow) = open(
-                    &shared, &current, &frontend, &flows, client, epoch, idle, &shutdown,
+                    &shared, &current, &frontend, &flows, client, local, epoch, idle, &shutdown,
                 )
                 .await
                 else {
@@ -106,9 +215,10 @@ pub(super) async fn serve(
 async fn open(
     shared: &Shared,
     current: &Arc<Current>,
-    frontend: &Arc<UdpSocket>,
+    frontend: &Arc<Frontend>,
     flows: &Arc<Flows>,
     client: SocketAddr,
+    local: Option<Ipv4Addr>,
     epoch: Instant,
     idle: Duration,
     shutdown: &watch::Receiver<()>,
@@ -143,6 +253,7 @@ async fn open(
         frontend: Arc::downgrade(frontend),
         flows: Arc::downgrade(flows),
         client,
+        local,
         last: last.clone(),
         epoch,
         idle,
@@ -164,9 +275,11 @@ struct Replies {
     upstream: Arc<UdpSocket>,
     // Weak: the listener alone owns the frontend socket and the flow table,
     // so closing it closes them.
-    frontend: Weak<UdpSocket>,
+    frontend: Weak<Frontend>,
     flows: Weak<Flows>,
     client: SocketAddr,
+    /// Where the client's datagrams arrived, for replies of a wildcard socket.
+    local: Option<Ipv4Addr>,
     last: Arc<AtomicU64>,
     epoch: Instant,
     idle: Duration,
@@ -189,7 +302,7 @@ async fn replies(mut r: Replies) {
                 };
                 r.last
                     .store(r.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-                if frontend.send_to(&buf[..n], r.client).await.is_ok() {
+                if frontend.send_to(&buf[..n], r.client, r.local).await.is_ok() {
                     r.current.metrics.bytes_from_endpoint.inc_by(n as u64);
                 }
             }
