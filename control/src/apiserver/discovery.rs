@@ -12,17 +12,50 @@ pub const AGGREGATED_CONTENT_TYPE: &str =
 
 /// The Kubernetes version the server reports. kubectl here picks its bundled
 /// client by the minor version, so it must be one kubectl ships.
+const MAJOR: &str = "1";
+const MINOR: &str = "32";
+
+/// The commit the binary was built from; empty when not built from git.
+pub const GIT_COMMIT: &str = env!("KEDGE_GIT_COMMIT");
+
+/// `clean` or `dirty` (uncommitted changes at build time); empty when not
+/// built from git.
+pub const GIT_TREE_STATE: &str = env!("KEDGE_GIT_TREE_STATE");
+
+/// When the binary was built (RFC 3339, UTC), or `SOURCE_DATE_EPOCH`.
+pub const BUILD_DATE: &str = env!("KEDGE_BUILD_DATE");
+
+/// `v1.32.0-kedge.<kedge version>`, with `-dirty` as Kubernetes marks a
+/// build with uncommitted changes; a semantic version either way.
+pub fn git_version() -> String {
+    let dirty = if GIT_TREE_STATE == "dirty" {
+        "-dirty"
+    } else {
+        ""
+    };
+    format!(
+        "v{MAJOR}.{MINOR}.0-kedge.{}{dirty}",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// `/version`, as kube-apiserver's version.Info.
 pub fn version() -> Value {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        a => a,
+    };
     json!({
-        "major": "1",
-        "minor": "32",
-        "gitVersion": "v1.32.0-kedge",
-        "gitCommit": "0000000000000000000000000000000000000000",
-        "gitTreeState": "clean",
-        "buildDate": "2026-01-01T00:00:00Z",
-        "goVersion": "rust",
+        "major": MAJOR,
+        "minor": MINOR,
+        "gitVersion": git_version(),
+        "gitCommit": GIT_COMMIT,
+        "gitTreeState": GIT_TREE_STATE,
+        "buildDate": BUILD_DATE,
+        "goVersion": env!("KEDGE_RUSTC_VERSION"),
         "compiler": "rustc",
-        "platform": format!("{}/{}", std::env::consts::OS, match std::env::consts::ARCH { "x86_64" => "amd64", "aarch64" => "arm64", a => a }),
+        "platform": format!("{}/{arch}", std::env::consts::OS),
     })
 }
 
