@@ -11,10 +11,11 @@ use std::time::Instant;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::Method;
+use pingora_core::protocols::http::error_resp;
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_core::{Error, ErrorType, Result};
+use pingora_core::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
-use pingora_proxy::{ProxyHttp, Session};
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::annotations::BackendProtocol;
 use crate::metrics::Metrics;
@@ -27,6 +28,10 @@ use crate::Routes;
 const MAX_TRIES: usize = 3;
 
 const NOT_FOUND_BODY: &[u8] = b"<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n<center><h1>404 Not Found</h1></center>\r\n<hr><center>kedge</center>\r\n</body>\r\n</html>\r\n";
+
+/// Every answer names kedge as its server, proxied or not, as nginx puts
+/// its own name on both (ingress-nginx hides the version).
+const SERVER: http::HeaderValue = http::HeaderValue::from_static("kedge");
 
 const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 const X_REAL_IP: http::HeaderName = http::HeaderName::from_static("x-real-ip");
@@ -186,7 +191,9 @@ async fn respond(
     headers: &[(&'static str, String)],
     body: &'static [u8],
 ) -> Result<bool> {
-    let mut resp = ResponseHeader::build(code, Some(headers.len() + 2))?;
+    let mut resp = ResponseHeader::build(code, Some(headers.len() + 3))?;
+    // Date comes from Pingora's session, which sets it on every answer.
+    resp.insert_header(http::header::SERVER, SERVER)?;
     for (name, value) in headers {
         resp.insert_header(*name, value.as_str())?;
     }
@@ -515,6 +522,45 @@ impl ProxyHttp for IngressProxy {
         Ok(())
     }
 
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        // Pingora's default, but with kedge's Server header in place of
+        // Pingora's own. (What Pingora refuses before any phase runs,
+        // unparseable headers and CONNECT, still names Pingora.)
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match e.etype() {
+                    // The connection is gone: nothing to answer on.
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 500,
+            },
+        };
+        if code > 0 {
+            let mut resp = error_resp::gen_error_response(code);
+            // Pingora's session puts the real Date over the placeholder.
+            let named = resp.insert_header(http::header::SERVER, SERVER);
+            let written = match named {
+                Ok(()) => session.write_error_response(resp, Bytes::new()).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                tracing::debug!("error answer not sent: {e}");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
     async fn response_filter(
         &self,
         _session: &mut Session,
@@ -522,6 +568,9 @@ impl ProxyHttp for IngressProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.status = resp.status.as_u16();
+        // nginx hides the backend's Server (and Date, which Pingora's
+        // session replaces) and sends its own.
+        resp.insert_header(http::header::SERVER, SERVER)?;
         if let Some(cors) = ctx.location.as_ref().and_then(|l| l.config.cors.as_ref()) {
             for (name, value) in cors_headers(cors) {
                 resp.insert_header(name, value)?;

@@ -8,7 +8,9 @@
 //! - a host is matched exactly, then by wildcard (`*.foo.com` covers one
 //!   label), then falls to the catch-all server of rules without a host;
 //! - a Prefix path `/foo` becomes the exact location `/foo` plus the prefix
-//!   location `/foo/`, which is what makes prefixes element-wise;
+//!   location `/foo/`, which is what makes prefixes element-wise; `/foo/`
+//!   does the same, as the Ingress API ignores a Prefix's trailing slash;
+//! - an Exact path `/foo` takes the place of any Prefix's exact `/foo`;
 //! - an exact location wins, else the longest prefix;
 //! - once any path of a host uses a regex (`use-regex`, or a
 //!   `rewrite-target`), every path of that host is the case-insensitive
@@ -430,6 +432,9 @@ struct Draft {
     ingress_path: String,
     path: String,
     exact: bool,
+    /// The exact half of a Prefix path, which gives way to an Exact path
+    /// of the same string wherever that is declared.
+    from_prefix: bool,
     config: Arc<LocationConfig>,
     target: Target,
     /// Its own Ingress asks for regex matching.
@@ -597,27 +602,32 @@ pub fn compile(
                     ingress_path: path.clone(),
                     path: path.clone(),
                     exact: p.path_type == "Exact",
+                    from_prefix: false,
                     config: config.clone(),
                     target,
                     regex,
                 };
                 // A Prefix path turns into "/foo/" plus an exact "/foo"
-                // unless it uses a regex (ingress-nginx's rule).
-                if p.path_type == "Prefix" && path != "/" && !regex {
-                    let dir = if path.ends_with('/') {
-                        path.clone()
-                    } else {
-                        format!("{path}/")
-                    };
-                    if dir != path {
-                        draft.paths.push(Draft {
-                            path: path.clone(),
-                            exact: true,
-                            ..clone_draft(&draft_path)
-                        });
-                    }
+                // unless it uses a regex (ingress-nginx's rule). A trailing
+                // slash is ignored, so "/foo/" does the same: the Ingress
+                // API has Prefix "/aaa/bbb/" match "/aaa/bbb", where
+                // ingress-nginx would make the exact location "/aaa/bbb/".
+                let base = path.trim_end_matches('/');
+                if p.path_type == "Prefix" && !base.is_empty() && !regex {
                     draft.paths.push(Draft {
-                        path: dir,
+                        path: base.to_string(),
+                        exact: true,
+                        from_prefix: true,
+                        ..clone_draft(&draft_path)
+                    });
+                    draft.paths.push(Draft {
+                        path: format!("{base}/"),
+                        ..draft_path
+                    });
+                } else if p.path_type == "Prefix" && !regex {
+                    // "/" (or "//"): the root location.
+                    draft.paths.push(Draft {
+                        path: "/".into(),
                         ..draft_path
                     });
                 } else {
@@ -706,6 +716,7 @@ fn clone_draft(d: &Draft) -> Draft {
         ingress_path: d.ingress_path.clone(),
         path: d.path.clone(),
         exact: d.exact,
+        from_prefix: d.from_prefix,
         config: d.config.clone(),
         target: d.target.clone(),
         regex: d.regex,
@@ -744,10 +755,25 @@ fn root_only_server(host: &str, target: Target) -> Server {
 
 fn build_server(host: &str, draft: HostDraft, catch_all_default: Option<Target>) -> Server {
     let regex_mode = draft.paths.iter().any(|d| d.regex);
-    // The first claim on a (path, kind) wins; the drafts are oldest first.
+    // An Exact path beats the exact half of a Prefix path on the same
+    // string, whichever rule or Ingress comes first (ingress-nginx adds no
+    // exact location for a Prefix when an Exact one exists on the host).
+    let declared_exact: HashSet<String> = draft
+        .paths
+        .iter()
+        .filter(|d| d.exact && !d.from_prefix)
+        .map(|d| d.path.clone())
+        .collect();
+    // Otherwise the first claim on a (path, kind) wins; the drafts are
+    // oldest first.
     let mut seen = HashSet::new();
-    let mut locations: Vec<Location> = Vec::new();
+    // Each location with whether it is exact, which orders regexes of the
+    // same path.
+    let mut locations: Vec<(Location, bool)> = Vec::new();
     for d in draft.paths {
+        if d.from_prefix && declared_exact.contains(&d.path) {
+            continue;
+        }
         if !seen.insert((d.path.clone(), d.exact)) {
             continue;
         }
@@ -769,29 +795,33 @@ fn build_server(host: &str, draft: HostDraft, catch_all_default: Option<Target>)
         let rewrite = needs_rewrite
             .then(|| Regex::new(&format!("(?i){}", d.path)).ok())
             .flatten();
-        locations.push(Location {
-            labels: LocationLabels {
-                namespace: d.ingress.namespace.clone(),
-                ingress: d.ingress.name.clone(),
-                host: host.into(),
-                path: d.ingress_path.clone(),
+        let exact = d.exact;
+        locations.push((
+            Location {
+                labels: LocationLabels {
+                    namespace: d.ingress.namespace.clone(),
+                    ingress: d.ingress.name.clone(),
+                    host: host.into(),
+                    path: d.ingress_path.clone(),
+                },
+                ingress: Some(d.ingress),
+                ingress_path: d.ingress_path,
+                path: d.path,
+                kind,
+                regex,
+                rewrite,
+                config: d.config,
+                target: d.target,
+                stats: LocationStats::default(),
             },
-            ingress: Some(d.ingress),
-            ingress_path: d.ingress_path,
-            path: d.path,
-            kind,
-            regex,
-            rewrite,
-            config: d.config,
-            target: d.target,
-            stats: LocationStats::default(),
-        });
+            exact,
+        ));
     }
     // Every host answers for "/", with its Ingress's default backend when
     // no rule claims "/" itself.
     if !locations
         .iter()
-        .any(|l| l.path == "/" && l.kind != MatchKind::Exact)
+        .any(|(l, _)| l.path == "/" && l.kind != MatchKind::Exact)
     {
         let target = draft
             .default
@@ -802,11 +832,14 @@ fn build_server(host: &str, draft: HostDraft, catch_all_default: Option<Target>)
         } else {
             MatchKind::Prefix
         };
-        locations.push(root_location(host, target, kind));
+        locations.push((root_location(host, target, kind), false));
     }
-    // ingress-nginx's order: by path descending, then (stably) longest first.
-    locations.sort_by(|a, b| b.path.cmp(&a.path));
-    locations.sort_by_key(|l| std::cmp::Reverse(l.path.len()));
+    // ingress-nginx's order: by path descending, then (stably) longest
+    // first. In regex mode an Exact and a Prefix path of the same string
+    // are the same regex, and only the first is ever tried: the Exact one
+    // goes first, as an exact location wins outside regex mode.
+    locations.sort_by(|(a, a_exact), (b, b_exact)| b.path.cmp(&a.path).then(b_exact.cmp(a_exact)));
+    locations.sort_by_key(|(l, _)| std::cmp::Reverse(l.path.len()));
 
     let mut server = Server {
         host: host.into(),
@@ -815,7 +848,7 @@ fn build_server(host: &str, draft: HostDraft, catch_all_default: Option<Target>)
         prefixes: Vec::new(),
         regexes: Vec::new(),
     };
-    for l in locations {
+    for (l, _) in locations {
         let l = Arc::new(l);
         match l.kind {
             MatchKind::Exact => {

@@ -139,8 +139,9 @@ async fn backend(ip: &str, port: u16, name: &'static str) -> Backend {
                     served.fetch_add(1, Ordering::SeqCst);
                     seen.lock().push(head.clone());
                     let text = format!("{name}\n{head}");
+                    // A Server header of its own, which the proxy replaces.
                     let resp = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{text}",
+                        "HTTP/1.1 200 OK\r\nServer: test-backend\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{text}",
                         text.len()
                     );
                     r.get_mut().write_all(resp.as_bytes()).await.ok()?;
@@ -261,6 +262,17 @@ impl Response {
             let (k, v) = l.split_once(':')?;
             k.eq_ignore_ascii_case(name).then(|| v.trim())
         })
+    }
+
+    /// The proxy's own `Server` and a `Date`, on proxied answers and on
+    /// its own alike, as nginx sends them.
+    fn assert_server_and_date(&self) {
+        assert_eq!(self.header("server"), Some("kedge"), "{}", self.head);
+        assert!(
+            self.header("date").is_some_and(|d| d.ends_with(" GMT")),
+            "{}",
+            self.head
+        );
     }
 }
 
@@ -485,6 +497,11 @@ async fn routes_rewrites_and_default_backend() {
     })
     .await;
     assert!(r.body.contains("GET /hello?x=1 HTTP/1.1"), "{}", r.body);
+    // What the Ingress conformance suite checks on a proxied answer; the
+    // backend's own Server header is replaced.
+    r.assert_server_and_date();
+    assert_eq!(r.header("content-type"), Some("text/plain"));
+    assert!(r.header("content-length").is_some(), "{}", r.head);
     assert!(
         r.echoed("X-Forwarded-Host", "myblog.luffy.com"),
         "{}",
@@ -543,6 +560,7 @@ async fn routes_rewrites_and_default_backend() {
     let r = get(h.http, "unknown.luffy.com", "/").await;
     assert_eq!(r.status, 404);
     assert!(r.body.contains("404 Not Found"));
+    r.assert_server_and_date();
 
     // Readiness: an unready endpoint gets no more requests.
     set_endpoints(
@@ -836,6 +854,7 @@ async fn annotations_answered_by_the_proxy() {
     let r = get(h.http, "app-root.luffy.com", "/").await;
     assert_eq!(r.status, 302);
     assert_eq!(r.header("location"), Some("http://app-root.luffy.com/app"));
+    r.assert_server_and_date();
     assert_eq!(get(h.http, "app-root.luffy.com", "/app").await.status, 200);
 
     let r = get(h.http, "moved.luffy.com", "/x").await;
@@ -874,6 +893,7 @@ async fn annotations_answered_by_the_proxy() {
     )
     .await;
     assert_eq!(too_big.status, 413);
+    too_big.assert_server_and_date();
     // Chunked: no length up front, counted as it arrives.
     let chunked = raw(
         h.http,
@@ -881,6 +901,8 @@ async fn annotations_answered_by_the_proxy() {
     )
     .await;
     assert_eq!(chunked.status, 413);
+    // Refused mid-body, through the proxy's error answer.
+    chunked.assert_server_and_date();
 
     let r = get(h.http, "vhost.luffy.com", "/").await;
     assert!(r.echoed("Host", "internal.example"), "{}", r.body);

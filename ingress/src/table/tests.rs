@@ -376,3 +376,111 @@ fn ewma_steers_away_from_a_slow_endpoint() {
     // A retry still avoids the endpoint that failed, fast or not.
     assert_eq!(b.pick(&[fast.addr]).unwrap().addr, slow.addr);
 }
+
+#[test]
+fn exact_beats_the_exact_half_of_a_prefix_on_the_same_path() {
+    let mut snap = Snapshot {
+        classes: vec![class()],
+        ..Default::default()
+    };
+    // Prefix listed first: its own exact "/foo" must not shadow the Exact.
+    snap.ingresses.push(ingress(
+        "default",
+        "mixed",
+        "2026-01-01T00:00:00Z",
+        json!({"spec": {"rules": [rule(Some("mixed.com"), &[
+            ("/foo", "Prefix", "prefix"),
+            ("/foo", "Exact", "exact"),
+        ])]}}),
+    ));
+    // The same across two Ingresses, the Prefix one older.
+    snap.ingresses.push(ingress(
+        "default",
+        "older-prefix",
+        "2026-01-01T00:00:00Z",
+        json!({"spec": {"rules": [rule(Some("split.com"), &[("/foo", "Prefix", "prefix")])]}}),
+    ));
+    snap.ingresses.push(ingress(
+        "default",
+        "newer-exact",
+        "2026-02-01T00:00:00Z",
+        json!({"spec": {"rules": [rule(Some("split.com"), &[("/foo", "Exact", "exact")])]}}),
+    ));
+    let t = compile_snap(&snap).table;
+    for host in ["mixed.com", "split.com"] {
+        assert_eq!(route(&t, host, "/foo"), "exact", "{host}");
+        assert_eq!(route(&t, host, "/foo/"), "prefix", "{host}");
+        assert_eq!(route(&t, host, "/foo/bar"), "prefix", "{host}");
+        assert_eq!(route(&t, host, "/foobar"), "404", "{host}");
+    }
+}
+
+#[test]
+fn exact_wins_in_regex_mode_too() {
+    let mut snap = Snapshot {
+        classes: vec![class()],
+        ..Default::default()
+    };
+    // Puts r.com in regex mode.
+    let mut a = json!({"spec": {"rules": [rule(Some("r.com"), &[
+        ("/api/v[0-9]+", "ImplementationSpecific", "api"),
+    ])]}});
+    a["metadata"]["annotations"] = json!({"nginx.ingress.kubernetes.io/use-regex": "true"});
+    snap.ingresses
+        .push(ingress("default", "a", "2026-01-01T00:00:00Z", a));
+    snap.ingresses.push(ingress(
+        "default",
+        "b",
+        "2026-01-02T00:00:00Z",
+        json!({"spec": {"rules": [rule(Some("r.com"), &[
+            ("/foo", "Prefix", "prefix"),
+            ("/foo", "Exact", "exact"),
+        ])]}}),
+    ));
+    // Both paths in an Ingress that is itself regex: the same regex twice,
+    // the Exact one tried first.
+    let mut c = json!({"spec": {"rules": [rule(Some("re.com"), &[
+        ("/foo", "Prefix", "prefix"),
+        ("/foo", "Exact", "exact"),
+    ])]}});
+    c["metadata"]["annotations"] = json!({"nginx.ingress.kubernetes.io/use-regex": "true"});
+    snap.ingresses
+        .push(ingress("default", "c", "2026-01-03T00:00:00Z", c));
+    let t = compile_snap(&snap).table;
+    assert_eq!(route(&t, "r.com", "/api/v2/x"), "api");
+    assert_eq!(route(&t, "r.com", "/foo"), "exact");
+    assert_eq!(route(&t, "r.com", "/foo/bar"), "prefix");
+    assert_eq!(route(&t, "re.com", "/foo"), "exact");
+}
+
+#[test]
+fn a_trailing_slash_in_a_prefix_is_ignored() {
+    let mut snap = Snapshot {
+        classes: vec![class()],
+        ..Default::default()
+    };
+    snap.ingresses.push(ingress(
+        "default",
+        "a",
+        "2026-01-01T00:00:00Z",
+        json!({"spec": {"rules": [rule(Some("t.com"), &[
+            ("/aaa/bbb/", "Prefix", "bbb"),
+            ("/foo/", "Exact", "foo"),
+            ("/x/", "Prefix", "x"),
+            ("/x", "Exact", "x-exact"),
+        ])]}}),
+    ));
+    let t = compile_snap(&snap).table;
+    // The Ingress API's table: /aaa/bbb/ matches /aaa/bbb, /aaa/bbb/ and
+    // /aaa/bbb/ccc, not /aaa/bbbxyz.
+    assert_eq!(route(&t, "t.com", "/aaa/bbb"), "bbb");
+    assert_eq!(route(&t, "t.com", "/aaa/bbb/"), "bbb");
+    assert_eq!(route(&t, "t.com", "/aaa/bbb/ccc"), "bbb");
+    assert_eq!(route(&t, "t.com", "/aaa/bbbxyz"), "404");
+    // An Exact path keeps its slash.
+    assert_eq!(route(&t, "t.com", "/foo/"), "foo");
+    assert_eq!(route(&t, "t.com", "/foo"), "404");
+    // A Prefix "/x/" and an Exact "/x": the Exact still wins "/x".
+    assert_eq!(route(&t, "t.com", "/x"), "x-exact");
+    assert_eq!(route(&t, "t.com", "/x/y"), "x");
+}
