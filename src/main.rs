@@ -11,6 +11,8 @@ use clap::{Args, Parser, Subcommand};
 use kedge_config::cluster::{parse_port_range, ClusterConfig};
 use kedge_control::server::{self, ServerOptions};
 
+mod demo;
+
 /// mimalloc: the proxies allocate per request, and glibc's malloc was a
 /// tenth of the ingress proxy's profile (docs/benchmarks.md).
 #[global_allocator]
@@ -39,6 +41,25 @@ enum Command {
     /// Run the ingress controller against any cluster (in a pod: the
     /// in-cluster configuration).
     Ingress(IngressArgs),
+    /// Serve the walkthrough's demo web app (the entrypoint of the
+    /// `kedge/echo` images `up` imports): every request answered with JSON
+    /// naming the pod, the image version and the request.
+    DemoServer(DemoServerArgs),
+}
+
+#[derive(Args, Clone)]
+struct DemoServerArgs {
+    /// Where to listen.
+    #[arg(long, env = "PORT", default_value = "8002", value_parser = parse_listen)]
+    listen: SocketAddr,
+}
+
+/// `ip:port`, or a bare port on every address.
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    s.parse().map_err(|e| format!("{s:?}: {e}"))
 }
 
 #[derive(Args, Clone)]
@@ -111,12 +132,14 @@ struct ProxyArgs {
 /// The service proxy's data plane.
 #[derive(Args, Clone)]
 struct ProxyModeArgs {
-    /// `userspace` (listeners in this process) or `nftables` (DNAT in the
-    /// kernel; needs root and the `nft` tool).
+    /// `userspace` (listeners in this process, reached through an nftables
+    /// redirect when `nft` is there) or `nftables` (DNAT in the kernel;
+    /// needs root and the `nft` tool).
     #[arg(long, default_value_t = kedge_proxy::ProxyMode::Userspace)]
     proxy_mode: kedge_proxy::ProxyMode,
-    /// The nftables table of `--proxy-mode nftables` (family ip); the proxy
-    /// replaces it and deletes it on exit.
+    /// The proxy's nftables table (family ip): the kernel mode's, or the
+    /// userspace mode's redirects; the proxy replaces it and deletes it on
+    /// exit.
     #[arg(long, default_value = kedge_proxy::nftables::DEFAULT_TABLE)]
     proxy_nftables_table: String,
 }
@@ -222,6 +245,9 @@ struct UpArgs {
     services: ServiceNetworkArgs,
     #[command(flatten)]
     ingress: IngressDeployArgs,
+    /// Do not import the walkthrough's demo images (`kedge/echo:v1`, `:v2`).
+    #[arg(long)]
+    no_demo_images: bool,
 }
 
 /// The ingress controller `up` deploys as a DaemonSet.
@@ -345,12 +371,20 @@ fn main() -> anyhow::Result<()> {
             Command::Proxy(args) => run_proxy(args).await,
             Command::Dns(args) => run_dns(args).await,
             Command::Ingress(args) => run_ingress(args).await,
+            Command::DemoServer(args) => demo::serve(args.listen).await,
         }
     })
 }
 
 async fn run_up(args: UpArgs) -> anyhow::Result<()> {
     let labels = parse_labels(&args.labels)?;
+    if !args.no_demo_images {
+        tokio::spawn(async {
+            if let Err(e) = demo::import_images().await {
+                tracing::error!("importing the demo images: {e:#}");
+            }
+        });
+    }
     let node = UpNode {
         node: args.node,
         labels,

@@ -44,6 +44,9 @@ pub struct RealNode {
     pub service_cidr: String,
     /// The bridge holding its ClusterIPs.
     pub proxy_interface: String,
+    /// Its service proxy's nftables table (the userspace mode's redirects,
+    /// or the kernel mode's table).
+    pub nftables_table: String,
 }
 
 impl RealNode {
@@ -60,6 +63,7 @@ impl RealNode {
             root_dir: dir.join(format!("kubelet-{n}")),
             service_cidr: format!("10.{}.{}.0/24", 100 + pid % 50, n % 250),
             proxy_interface: format!("kh{}x{n}", pid % 100_000),
+            nftables_table: format!("kt{pid}x{n}"),
         }
     }
 
@@ -94,7 +98,8 @@ impl RealNode {
     }
 
     /// Remove the node's containers and network from Docker, and its
-    /// proxy's holder interface.
+    /// proxy's holder interface and nftables table (a killed proxy leaves
+    /// them).
     pub fn remove_from_docker(&self) {
         remove_docker_node(&self.name);
         let _ = Command::new("ip")
@@ -102,6 +107,7 @@ impl RealNode {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+        remove_nftables_table(&self.nftables_table);
     }
 }
 
@@ -144,10 +150,35 @@ fn remove_docker_node(node: &str) {
         .status();
 }
 
-/// Remove what test nodes of processes that are gone left in Docker.
+fn remove_nftables_table(table: &str) {
+    let _ = Command::new("nft")
+        .args(["delete", "table", "ip", table])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Remove what test nodes of processes that are gone left in Docker and
+/// in nftables.
 fn sweep_crashed_nodes() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
+        let tables = Command::new("nft")
+            .args(["list", "tables", "ip"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        for table in tables.lines().filter_map(|l| l.strip_prefix("table ip ")) {
+            let pid = table
+                .strip_prefix("kt")
+                .and_then(|r| r.split_once('x'))
+                .and_then(|(p, _)| p.parse::<u32>().ok());
+            if let Some(pid) = pid {
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    remove_nftables_table(table.trim());
+                }
+            }
+        }
         let nodes = docker_lines(&[
             "network",
             "ls",
@@ -258,6 +289,12 @@ impl Cluster {
             "--proxy-interface".to_string(),
             node.proxy_interface.clone(),
         ]);
+        if !args.contains(&"--proxy-nftables-table") {
+            extra_args.extend([
+                "--proxy-nftables-table".to_string(),
+                node.nftables_table.clone(),
+            ]);
+        }
         extra_args.extend([
             "--metrics-addr".to_string(),
             format!("127.0.0.1:{}", free_port()),
@@ -267,13 +304,21 @@ impl Cluster {
         if !args.contains(&"--ingress-http-port") {
             extra_args.push("--no-ingress".to_string());
         }
+        // The demo images only where a test runs them.
+        if !args.contains(&"--demo-images") {
+            extra_args.push("--no-demo-images".to_string());
+        }
         if !args.contains(&"--dns-upstream") {
             extra_args.extend([
                 "--dns-upstream".to_string(),
                 format!("127.0.0.1:{}", free_port()),
             ]);
         }
-        extra_args.extend(args.iter().map(|s| s.to_string()));
+        extra_args.extend(
+            args.iter()
+                .filter(|a| **a != "--demo-images")
+                .map(|s| s.to_string()),
+        );
         let mut c = Cluster {
             child: None,
             data_dir,
@@ -501,16 +546,22 @@ impl Cluster {
     /// [`real_agent`](Self::real_agent) with extra `kedge agent` flags.
     pub fn real_agent_with(&self, node: &RealNode, extra: &[&str]) -> Agent {
         let services: Vec<String> = match self.arg_after("--service-cidr") {
-            Some(cidr) => vec![
-                "--cluster-dns".into(),
-                dns_ip(&cidr),
-                "--proxy-interface".into(),
-                node.proxy_interface.clone(),
-                "--metrics-addr".into(),
-                format!("127.0.0.1:{}", free_port()),
-                "--dns-upstream".into(),
-                format!("127.0.0.1:{}", free_port()),
-            ],
+            Some(cidr) => {
+                let mut args: Vec<String> = vec![
+                    "--cluster-dns".into(),
+                    dns_ip(&cidr),
+                    "--proxy-interface".into(),
+                    node.proxy_interface.clone(),
+                    "--metrics-addr".into(),
+                    format!("127.0.0.1:{}", free_port()),
+                    "--dns-upstream".into(),
+                    format!("127.0.0.1:{}", free_port()),
+                ];
+                if !extra.contains(&"--proxy-nftables-table") {
+                    args.extend(["--proxy-nftables-table".into(), node.nftables_table.clone()]);
+                }
+                args
+            }
             None => vec!["--no-service-network".into()],
         };
         let child = Command::new(env!("CARGO_BIN_EXE_kedge"))

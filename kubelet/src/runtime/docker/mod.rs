@@ -18,7 +18,7 @@ mod program_image;
 mod streams;
 
 pub use network::gateway;
-pub use program_image::ensure_program_image;
+pub use program_image::{ensure_program_image, ProgramImage};
 
 use std::collections::HashMap;
 use std::net::IpAddr;
