@@ -9,6 +9,7 @@ mod discovery;
 mod fieldmanager;
 mod kubelet;
 pub mod kubernetes_service;
+mod linger;
 mod meta;
 mod namespaces;
 mod objects;
@@ -29,8 +30,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::{Body as _, Incoming};
 use hyper::{Method, Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use parking_lot::Mutex;
@@ -51,6 +52,14 @@ pub use self::kubelet::KubeletClient;
 
 /// Largest request body accepted (Kubernetes' limit is 3 MiB).
 const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// How much of a body over [`MAX_BODY`] is read and dropped before the 413,
+/// and for how long: a client that reads only once it has sent everything
+/// then gets its answer on a connection that stays open. Past these the
+/// answer goes at once, and the connection closes (HTTP/1.1, lingering)
+/// or the stream is reset with NO_ERROR (HTTP/2), as kube-apiserver does.
+const MAX_DISCARD: u64 = 64 * 1024 * 1024;
+const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Shared state of all request handlers.
 pub struct ApiState {
@@ -169,6 +178,7 @@ pub async fn accept(
             }
         };
         let _ = tcp.set_nodelay(true);
+        let tcp = linger::Lingering::new(tcp);
         let acceptor = acceptor.clone();
         let state = state.clone();
         tokio::spawn(async move {
@@ -226,16 +236,35 @@ fn authenticated(state: &ApiState, req: &Request<Incoming>) -> bool {
         .is_some()
 }
 
+/// The request body, up to [`MAX_BODY`] as kube-apiserver reads it.
 async fn read_body(req: Request<Incoming>) -> ApiResult<Bytes> {
-    let limited = Limited::new(req.into_body(), MAX_BODY);
-    match limited.collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) => Err(ApiError {
-            code: 413,
-            reason: "RequestEntityTooLarge",
-            message: format!("request body: {e}"),
-            details: None,
-        }),
+    let mut body = req.into_body();
+    let advertised = body.size_hint().lower();
+    if advertised <= MAX_BODY as u64 {
+        match Limited::new(&mut body, MAX_BODY).collect().await {
+            Ok(c) => return Ok(c.to_bytes()),
+            Err(e) if e.is::<LengthLimitError>() => {}
+            Err(e) => {
+                return Err(ApiError::bad_request(format!(
+                    "error reading the request body: {e}"
+                )))
+            }
+        }
+    }
+    if advertised <= MAX_DISCARD {
+        let _ = tokio::time::timeout(DISCARD_TIME, discard(&mut body, MAX_DISCARD)).await;
+    }
+    Err(ApiError::request_entity_too_large(MAX_BODY))
+}
+
+/// Read and drop up to `limit` bytes of a body, until its end.
+async fn discard(body: &mut Incoming, limit: u64) {
+    let mut read = 0u64;
+    while let Some(Ok(frame)) = body.frame().await {
+        read += frame.data_ref().map_or(0, |d| d.len() as u64);
+        if read > limit {
+            break;
+        }
     }
 }
 

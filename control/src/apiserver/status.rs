@@ -62,6 +62,15 @@ impl ApiError {
         .with_details(json!({}))
     }
 
+    /// 413 RequestEntityTooLarge, in kube-apiserver's words.
+    pub fn request_entity_too_large(limit: usize) -> Self {
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("Request entity too large: limit is {limit}"),
+        )
+    }
+
     /// 405 MethodNotAllowed.
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
         Self::new(405, "MethodNotAllowed", message)
