@@ -14,6 +14,8 @@ use kedge_control::testing::{self, eventually_within};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
+mod raw_status;
+
 async fn job_names(api: &Api<Job>) -> Vec<String> {
     let mut names: Vec<String> = api
         .list(&ListParams::default())
@@ -138,6 +140,12 @@ async fn schedules_forbids_overlap_and_trims_history() {
     complete(&jobs, &second).await;
     eventually_within(10, "history trimmed", || async {
         job_names(&jobs).await == [second.clone()]
+    })
+    .await;
+    // Nothing runs: `active` is an omitempty list, absent when empty.
+    eventually_within(10, "no active jobs", || async {
+        let raw = raw_status::raw_status::<CronJob>(&client, "tick").await;
+        raw.get("active").is_none() && raw.get("lastSuccessfulTime").is_some()
     })
     .await;
 

@@ -12,6 +12,8 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde_json::json;
 
+mod raw_status;
+
 fn now() -> String {
     jiff::Timestamp::now().to_string()
 }
@@ -125,6 +127,21 @@ async fn one_pod_per_labelled_node_and_rolling_update() {
     let dss: Api<DaemonSet> = Api::namespaced(client.clone(), "default");
     dss.create(&PostParams::default(), &ds).await.unwrap();
 
+    // No node wanted: the four counts without omitempty read 0, the
+    // others are absent, as Go encodes them.
+    eventually_within(10, "the first status", || async {
+        let raw = raw_status::raw_status::<DaemonSet>(&client, "agent").await;
+        raw["observedGeneration"] == json!(1)
+    })
+    .await;
+    assert_eq!(
+        raw_status::raw_status::<DaemonSet>(&client, "agent").await,
+        json!({
+            "currentNumberScheduled": 0, "desiredNumberScheduled": 0,
+            "numberMisscheduled": 0, "numberReady": 0, "observedGeneration": 1,
+        })
+    );
+
     // Labelling nodes brings one pod to each.
     label(&client, "n1", Some("yes")).await;
     label(&client, "n2", Some("yes")).await;
@@ -152,6 +169,8 @@ async fn one_pod_per_labelled_node_and_rolling_update() {
         }
     })
     .await;
+    let raw = raw_status::raw_status::<DaemonSet>(&client, "agent").await;
+    assert!(raw.get("numberUnavailable").is_none(), "{raw}");
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let pod = pods
         .list(&ListParams::default().labels("app=agent"))

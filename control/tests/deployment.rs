@@ -1,6 +1,7 @@
 //! The Deployment controller (with the ReplicaSet controller) against an
 //! in-process API server; the test plays the kubelet.
 
+mod raw_status;
 #[path = "deployment_support.rs"]
 mod support;
 
@@ -364,6 +365,51 @@ async fn progress_deadline_exceeded() {
                 && c.reason.as_deref() == Some("MinimumReplicasUnavailable")
         });
         timed_out && unavailable
+    })
+    .await;
+
+    // No pod is Ready: the counters Kubernetes omits at zero are absent.
+    let rs_name = replica_sets(&c.client, "stuck").await[0]
+        .metadata
+        .name
+        .clone()
+        .unwrap();
+    eventually_within(10, "2 unavailable replicas", || async {
+        let raw = raw_status::raw_status::<Deployment>(&c.client, "stuck").await;
+        raw["replicas"] == json!(2) && raw["unavailableReplicas"] == json!(2)
+    })
+    .await;
+    let raw = raw_status::raw_status::<Deployment>(&c.client, "stuck").await;
+    let shown = raw_status::present(&raw, &["readyReplicas", "availableReplicas"]);
+    assert!(shown.is_empty(), "{shown:?} in {raw}");
+    assert_eq!(raw["updatedReplicas"], json!(2), "{raw}");
+    let raw = raw_status::raw_status::<ReplicaSet>(&c.client, &rs_name).await;
+    let shown = raw_status::present(&raw, &["readyReplicas", "availableReplicas"]);
+    assert!(shown.is_empty(), "{shown:?} in {raw}");
+    assert_eq!(raw["replicas"], json!(2), "{raw}");
+
+    // Once they are, the counts show and unavailableReplicas goes.
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    for p in support::active_pods(&c.client, "app=stuck").await {
+        let now = jiff::Timestamp::now().to_string();
+        let patch = json!({"status": {"phase": "Running", "conditions": [
+            {"type": "Ready", "status": "True", "lastTransitionTime": now},
+        ]}});
+        pods.patch_status(
+            p.metadata.name.as_deref().unwrap(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    }
+    eventually_within(30, "2 ready replicas", || async {
+        let raw = raw_status::raw_status::<Deployment>(&c.client, "stuck").await;
+        let rs = raw_status::raw_status::<ReplicaSet>(&c.client, &rs_name).await;
+        raw["readyReplicas"] == json!(2)
+            && raw["availableReplicas"] == json!(2)
+            && raw.get("unavailableReplicas").is_none()
+            && rs["readyReplicas"] == json!(2)
     })
     .await;
 }

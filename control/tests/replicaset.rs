@@ -1,5 +1,6 @@
 //! The ReplicaSet controller against an in-process API server.
 
+mod raw_status;
 #[path = "deployment_support.rs"]
 mod support;
 
@@ -100,6 +101,41 @@ async fn keeps_replicas_replaces_and_scales() {
         st.status.unwrap().observed_generation,
         st.metadata.generation
     );
+    let raw = raw_status::raw_status::<ReplicaSet>(&c.client, "web").await;
+    assert_eq!(
+        (
+            &raw["replicas"],
+            &raw["readyReplicas"],
+            &raw["availableReplicas"]
+        ),
+        (&json!(1), &json!(1), &json!(1)),
+        "{raw}"
+    );
+
+    // At zero the counters Kubernetes omits are gone; `replicas` stays.
+    api.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 0}})),
+    )
+    .await
+    .unwrap();
+    eventually_within(30, "0 pods", || {
+        let client = client.clone();
+        async move {
+            let raw = raw_status::raw_status::<ReplicaSet>(&client, "web").await;
+            support::active_pods(&client, "app=web").await.is_empty()
+                && raw["replicas"] == json!(0)
+                && raw["observedGeneration"] == json!(4)
+        }
+    })
+    .await;
+    let raw = raw_status::raw_status::<ReplicaSet>(&c.client, "web").await;
+    let shown = raw_status::present(
+        &raw,
+        &["readyReplicas", "availableReplicas", "fullyLabeledReplicas"],
+    );
+    assert!(shown.is_empty(), "{shown:?} in {raw}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -17,6 +17,8 @@ use kube::Client;
 use parking_lot::Mutex;
 use serde_json::json;
 
+mod raw_status;
+
 struct Cluster {
     client: Client,
     /// Pods turn Ready only while this is true.
@@ -169,8 +171,20 @@ async fn ordered_ready_creates_in_order_heals_and_scales_down_in_reverse() {
     // Nothing more until web-0 is Ready.
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(live(&c.client).await, ["web-0"]);
+    // None Ready: readyReplicas is omitted at zero, availableReplicas (no
+    // omitempty in the Go type) is not.
+    eventually_within(10, "status of web-0", || async {
+        let raw = raw_status::raw_status::<StatefulSet>(&c.client, "web").await;
+        raw["replicas"] == json!(1) && raw["currentReplicas"] == json!(1)
+    })
+    .await;
+    let raw = raw_status::raw_status::<StatefulSet>(&c.client, "web").await;
+    assert!(raw.get("readyReplicas").is_none(), "{raw}");
+    assert_eq!(raw["availableReplicas"], json!(0), "{raw}");
     c.ready.store(true, Ordering::SeqCst);
     wait_ready(&c, 3).await;
+    let raw = raw_status::raw_status::<StatefulSet>(&c.client, "web").await;
+    assert_eq!(raw["readyReplicas"], json!(3), "{raw}");
     assert_eq!(live(&c.client).await, ["web-0", "web-1", "web-2"]);
 
     let pod_api: Api<Pod> = Api::namespaced(c.client.clone(), "default");

@@ -2,6 +2,8 @@
 //! deletecollection, and the `status`, `scale`, `binding` and `finalize`
 //! subresources.
 
+mod omitempty;
+
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -379,7 +381,7 @@ fn check_namespace_open(state: &ApiState, r: &Resource, ns: Option<&str>) -> Api
 }
 
 /// Kind-specific work after validation: status reset on create, pod QoS,
-/// Service address allocation.
+/// Service address allocation, workload status in its Go encoding.
 fn prepare(
     state: &ApiState,
     r: &Resource,
@@ -417,6 +419,7 @@ fn prepare(
             _ => {}
         }
     }
+    omitempty::normalize_status(r.group, r.kind, obj);
     if let Some(in_use) = in_use {
         allocator::allocate(&state.cluster, obj, old, in_use)
             .map_err(|errs| ApiError::invalid(r.kind, r.group, &name, &errs))?;

@@ -57,6 +57,14 @@ impl Context {
     }
 }
 
+/// A status field the Go types declare plain (not a pointer) with
+/// `omitempty`: the API never carries its zero (0, "", an empty list), it
+/// reads back absent; so zero is written as `None`, which also keeps a
+/// computed status equal to the stored one.
+pub fn omit_empty<T: Default + PartialEq>(v: T) -> Option<T> {
+    (v != T::default()).then_some(v)
+}
+
 /// Write an object's status through the `status` subresource with `set`
 /// applied. On failure it retries once on a fresh copy: a conflict means
 /// someone wrote meanwhile, and the status is recomputed on the next sync.

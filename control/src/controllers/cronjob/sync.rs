@@ -14,6 +14,7 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use super::schedule::{self, Schedule};
 use super::{Error, State, SCHEDULED_TIMESTAMP};
 use crate::controllers::events::{self, EventType};
+use crate::controllers::omit_empty;
 use crate::controllers::replicaset::claim::is_not_found;
 use crate::controllers::replicaset::pods::controller_of;
 
@@ -148,6 +149,8 @@ pub async fn sync(woke: &CronJob, state: &State) -> Result<Option<Duration>, Err
         cleanup(state, &jobs_api, &reference, &cj, &jobs).await?;
         schedule_next(state, &jobs_api, &reference, &cj, &jobs, &mut status, now).await?
     };
+    // Scheduling may leave `active` empty, which the API omits.
+    status.active = status.active.and_then(omit_empty);
     if cj.status.as_ref() != Some(&status) {
         let mut target = cj.clone();
         target.status = Some(status);

@@ -36,7 +36,7 @@ use super::replicaset::backoff::Backoff;
 use super::replicaset::cache::{self, key_of, SyncPoint};
 use super::replicaset::expectations::{self, Expectations};
 use super::replicaset::pods;
-use super::Context;
+use super::{omit_empty, Context};
 
 /// How soon to look again while creates or deletes are unobserved.
 const EXPECTATIONS_RECHECK: Duration = Duration::from_millis(200);
@@ -248,9 +248,9 @@ fn plan(ds: &DaemonSet, nodes: &[Arc<Node>], owned: Vec<Arc<Pod>>, hash: &str) -
         current_number_scheduled: current,
         number_misscheduled: mis,
         number_ready: ready,
-        number_available: Some(available),
-        number_unavailable: Some(desired - available),
-        updated_number_scheduled: Some(updated),
+        number_available: omit_empty(available),
+        number_unavailable: omit_empty(desired - available),
+        updated_number_scheduled: omit_empty(updated),
         observed_generation: ds.metadata.generation,
         ..ds.status.clone().unwrap_or_default()
     };
@@ -379,4 +379,30 @@ async fn update_status(
     }
     super::replace_status_retrying(api, ds, |d| d.status = Some(status.clone())).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn no_nodes_means_zero_counts_left_out() {
+        let ds: DaemonSet = serde_json::from_value(json!({
+            "metadata": {"name": "agent", "generation": 1},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                     "template": {"metadata": {"labels": {"app": "agent"}}}}
+        }))
+        .unwrap();
+        let s = plan(&ds, &[], Vec::new(), "h").status;
+        assert_eq!((s.desired_number_scheduled, s.number_ready), (0, 0));
+        assert_eq!(
+            (
+                s.number_available,
+                s.number_unavailable,
+                s.updated_number_scheduled
+            ),
+            (None, None, None)
+        );
+    }
 }

@@ -11,6 +11,7 @@ use kube::api::{Api, DeleteParams, PostParams};
 use super::util::{self, reason};
 use super::{Error, State};
 use crate::controllers::events::{self, EventType};
+use crate::controllers::omit_empty;
 use crate::controllers::replicaset::claim::is_not_found;
 
 /// The controller reference a Deployment puts on its ReplicaSets.
@@ -396,11 +397,11 @@ pub fn calculate_status(
     let current = d.status.clone().unwrap_or_default();
     let mut s = DeploymentStatus {
         observed_generation: d.metadata.generation,
-        replicas: Some(util::actual_count(all)),
-        updated_replicas: Some(new_rs.map(|r| util::actual_count(&[r])).unwrap_or(0)),
-        ready_replicas: Some(util::ready_count(all)),
-        available_replicas: Some(available),
-        unavailable_replicas: Some((total - available).max(0)),
+        replicas: omit_empty(util::actual_count(all)),
+        updated_replicas: omit_empty(new_rs.map(|r| util::actual_count(&[r])).unwrap_or(0)),
+        ready_replicas: omit_empty(util::ready_count(all)),
+        available_replicas: omit_empty(available),
+        unavailable_replicas: omit_empty((total - available).max(0)),
         collision_count: current.collision_count,
         conditions: current.conditions.clone(),
         terminating_replicas: current.terminating_replicas,
@@ -505,4 +506,32 @@ pub async fn sync(state: &State, d: &mut Deployment, rss: &[ReplicaSet]) -> Resu
     // events and resync with fresh counts.
     let all: Vec<&ReplicaSet> = old.iter().chain(new_rs.as_ref()).collect();
     sync_status(state, &all, new_rs.as_ref(), d).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn status_leaves_out_zero_counts() {
+        let d: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "web", "generation": 1},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}}}}
+        }))
+        .unwrap();
+        let rs: ReplicaSet = serde_json::from_value(json!({
+            "metadata": {"name": "web-1"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}},
+            "status": {"replicas": 2}
+        }))
+        .unwrap();
+        let s = calculate_status(&[&rs], Some(&rs), &d);
+        assert_eq!((s.replicas, s.updated_replicas), (Some(2), Some(2)));
+        assert_eq!((s.ready_replicas, s.available_replicas), (None, None));
+        assert_eq!(s.unavailable_replicas, Some(2));
+        let s = calculate_status(&[], None, &d);
+        assert_eq!((s.replicas, s.updated_replicas), (None, None));
+    }
 }

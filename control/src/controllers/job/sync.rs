@@ -17,6 +17,7 @@ use super::{
     TRACKING_FINALIZER,
 };
 use crate::controllers::events::{self, EventType};
+use crate::controllers::omit_empty;
 use crate::controllers::replicaset::claim::is_not_found;
 use crate::controllers::replicaset::pods::{controller_of, is_ready};
 
@@ -214,11 +215,11 @@ pub async fn sync(woke: &Job, state: &State) -> Result<Action, Error> {
     }
     if recorded {
         status.uncounted_terminated_pods = Some(UncountedTerminatedPods {
-            succeeded: Some(unc_succeeded.clone()),
-            failed: Some(unc_failed.clone()),
+            succeeded: omit_empty(unc_succeeded.clone()),
+            failed: omit_empty(unc_failed.clone()),
         });
         if indexed {
-            status.completed_indexes = Some(indexes::format(&completed));
+            status.completed_indexes = omit_empty(indexes::format(&completed));
         }
         job = write_status(&jobs, &job, status.clone()).await?;
     }
@@ -237,11 +238,11 @@ pub async fn sync(woke: &Job, state: &State) -> Result<Action, Error> {
     // 3. Move the uncounted pods to the counters.
     let new_failures = unc_failed.len() as i32;
     if indexed {
-        status.succeeded = Some(completed.len() as i32);
+        status.succeeded = omit_empty(completed.len() as i32);
     } else {
-        status.succeeded = Some(status.succeeded.unwrap_or(0) + unc_succeeded.len() as i32);
+        status.succeeded = omit_empty(status.succeeded.unwrap_or(0) + unc_succeeded.len() as i32);
     }
-    status.failed = Some(status.failed.unwrap_or(0) + new_failures);
+    status.failed = omit_empty(status.failed.unwrap_or(0) + new_failures);
     status.uncounted_terminated_pods = Some(UncountedTerminatedPods::default());
     let now = now();
     if new_failures > 0 {
@@ -387,11 +388,12 @@ pub async fn sync(woke: &Job, state: &State) -> Result<Action, Error> {
         active.clear();
     }
 
-    status.active = Some(active.len() as i32);
+    status.active = omit_empty(active.len() as i32);
+    // `ready` and `terminating` are pointers in the Go type: an explicit 0.
     status.ready = Some(active.iter().filter(|p| is_ready(p)).count() as i32);
     status.terminating = Some(terminating);
     if indexed {
-        status.completed_indexes = Some(indexes::format(&completed));
+        status.completed_indexes = omit_empty(indexes::format(&completed));
     }
     if job.status.as_ref() != Some(&status) {
         write_status(&jobs, &job, status).await?;

@@ -10,6 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Api;
 
 use super::pods;
+use crate::controllers::omit_empty;
 
 /// The condition type set when pods cannot be created or deleted.
 pub const REPLICA_FAILURE: &str = "ReplicaFailure";
@@ -80,9 +81,9 @@ pub fn calculate(
     }
     status.conditions = (!conditions.is_empty()).then_some(conditions);
     status.replicas = pods.len() as i32;
-    status.fully_labeled_replicas = Some(fully_labeled);
-    status.ready_replicas = Some(ready);
-    status.available_replicas = Some(available);
+    status.fully_labeled_replicas = omit_empty(fully_labeled);
+    status.ready_replicas = omit_empty(ready);
+    status.available_replicas = omit_empty(available);
     status
 }
 
@@ -108,4 +109,39 @@ fn same_counts(a: &ReplicaSetStatus, b: &ReplicaSetStatus) -> bool {
         && a.ready_replicas.unwrap_or(0) == b.ready_replicas.unwrap_or(0)
         && a.available_replicas.unwrap_or(0) == b.available_replicas.unwrap_or(0)
         && a.conditions == b.conditions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn zero_counts_are_absent_and_replicas_is_not() {
+        let rs: ReplicaSet = serde_json::from_value(json!({
+            "metadata": {"name": "web"},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}}}}
+        }))
+        .unwrap();
+        let s = calculate(&rs, &[], None);
+        assert_eq!(s.replicas, 0);
+        assert_eq!(
+            (
+                s.fully_labeled_replicas,
+                s.ready_replicas,
+                s.available_replicas
+            ),
+            (None, None, None)
+        );
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web-1", "labels": {"app": "web"}},
+            "status": {"phase": "Pending"}
+        }))
+        .unwrap();
+        let s = calculate(&rs, &[Arc::new(pod)], None);
+        assert_eq!(s.replicas, 1);
+        assert_eq!(s.fully_labeled_replicas, Some(1));
+        assert_eq!((s.ready_replicas, s.available_replicas), (None, None));
+    }
 }

@@ -38,7 +38,7 @@ use super::replicaset::backoff::Backoff;
 use super::replicaset::cache::{self, key_of, SyncPoint};
 use super::replicaset::claim::{is_not_found, owners_to_sync, Claimer};
 use super::replicaset::pods;
-use super::Context;
+use super::{omit_empty, Context};
 
 /// Errors of one sync.
 #[derive(Debug, thiserror::Error)]
@@ -389,10 +389,11 @@ fn calculate_status(
     }
     StatefulSetStatus {
         replicas,
-        ready_replicas: Some(ready),
+        ready_replicas: omit_empty(ready),
+        // Not `omitempty` in the Go type: present even when 0.
         available_replicas: Some(available),
-        current_replicas: Some(current),
-        updated_replicas: Some(updated),
+        current_replicas: omit_empty(current),
+        updated_replicas: omit_empty(updated),
         current_revision: Some(current_revision),
         update_revision: Some(update_revision.to_string()),
         observed_generation: set.metadata.generation,
@@ -413,4 +414,33 @@ async fn update_status(
     }
     super::replace_status_retrying(api, set, |s| s.status = Some(status.clone())).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn status_omits_zero_counts_but_keeps_available_replicas() {
+        let set: StatefulSet = serde_json::from_value(json!({
+            "metadata": {"name": "web", "generation": 1},
+            "spec": {"replicas": 1, "serviceName": "web",
+                     "selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}}}}
+        }))
+        .unwrap();
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web-0", "labels": {"controller-revision-hash": "r1"}},
+            "status": {"phase": "Pending"}
+        }))
+        .unwrap();
+        let s = calculate_status(&set, &BTreeMap::from([(0, Arc::new(pod))]), "r1");
+        assert_eq!(s.replicas, 1);
+        assert_eq!(s.ready_replicas, None);
+        assert_eq!(s.available_replicas, Some(0));
+        assert_eq!((s.current_replicas, s.updated_replicas), (Some(1), Some(1)));
+        let s = calculate_status(&set, &BTreeMap::new(), "r1");
+        assert_eq!((s.current_replicas, s.updated_replicas), (None, None));
+    }
 }
