@@ -363,7 +363,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         match cli.command {
             Command::Up(args) => run_up(*args).await,
             Command::Server(args) => run_server(args, None).await,
@@ -373,7 +373,15 @@ fn main() -> anyhow::Result<()> {
             Command::Ingress(args) => run_ingress(args).await,
             Command::DemoServer(args) => demo::serve(args.listen).await,
         }
-    })
+    });
+    // Every part has stopped and cleaned up (holder interface, nftables
+    // table) inside `block_on`. Dropping the runtime now would wake tasks
+    // parked on timers into a time driver that is shutting down, where
+    // tokio panics; leave at once instead.
+    if let Err(e) = &result {
+        eprintln!("Error: {e:?}");
+    }
+    std::process::exit(i32::from(result.is_err()))
 }
 
 async fn run_up(args: UpArgs) -> anyhow::Result<()> {

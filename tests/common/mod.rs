@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod images;
+pub mod web;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -23,6 +24,9 @@ pub struct Cluster {
     extra_env: Vec<(String, String)>,
     /// `server`, or `up` with a real node.
     command: &'static str,
+    /// Started as a user would: no `--data-dir`/`--listen`, HOME is the
+    /// test's own (so the data dir is `$HOME/.kedge`).
+    as_a_user: bool,
     /// The real node of `up`, whose containers are removed on drop.
     pub node: Option<RealNode>,
 }
@@ -58,7 +62,8 @@ impl RealNode {
         let pid = std::process::id();
         RealNode {
             name: format!("t{pid}-{n}"),
-            pod_cidr: format!("10.{}.{}.0/24", 200 + pid % 50, n % 250),
+            // 10.200–10.239: never the default 10.244.0.0/24.
+            pod_cidr: format!("10.{}.{}.0/24", 200 + pid % 40, n % 250),
             kubelet_port: free_port(),
             root_dir: dir.join(format!("kubelet-{n}")),
             service_cidr: format!("10.{}.{}.0/24", 100 + pid % 50, n % 250),
@@ -262,6 +267,7 @@ impl Cluster {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             command: "server",
+            as_a_user: false,
             node: None,
         };
         c.spawn(free_port());
@@ -328,19 +334,71 @@ impl Cluster {
             extra_args,
             extra_env: Vec::new(),
             command: "up",
+            as_a_user: false,
             node: Some(node),
         };
         c.spawn(free_port());
         c
     }
 
+    /// `kedge up` exactly as the README tells a user, with `extra` flags
+    /// only (none for the defaults): the API server on 127.0.0.1:6443, the
+    /// node named after the machine on 10.244.0.0/24, its kubelet on 10250,
+    /// the ClusterIPs of 10.96.0.0/12 on `kedge0`, the ingress on ports 80
+    /// and 443. It takes machine-wide names and ports, so at most one runs
+    /// on a machine: it panics, saying which, when one is taken.
+    pub fn up_as_a_user(extra: &[&str]) -> Self {
+        for port in [6443, 10250, 80, 443, 10249, 10254] {
+            assert!(
+                std::net::TcpListener::bind(("0.0.0.0", port)).is_ok(),
+                "port {port} is taken: the default-flags walkthrough needs the ports of a real installation"
+            );
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_lowercase())
+            .unwrap_or_default();
+        let node = RealNode {
+            name,
+            pod_cidr: "10.244.0.0/24".into(),
+            kubelet_port: 10250,
+            root_dir: home.join(".kedge/kubelet"),
+            service_cidr: "10.96.0.0/12".into(),
+            proxy_interface: "kedge0".into(),
+            nftables_table: "kedge".into(),
+        };
+        // What a crashed run of this test left.
+        node.remove_from_docker();
+        let mut c = Cluster {
+            child: None,
+            data_dir: home.join(".kedge"),
+            home,
+            url: String::new(),
+            _tmp: Some(tmp),
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            extra_env: Vec::new(),
+            command: "up",
+            as_a_user: true,
+            node: Some(node),
+        };
+        c.spawn(6443);
+        c
+    }
+
     fn spawn(&mut self, port: u16) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kedge"))
-            .arg(self.command)
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kedge"));
+        cmd.arg(self.command);
+        if self.as_a_user {
+            cmd.env("HOME", &self.home);
+        } else {
+            cmd.arg("--data-dir")
+                .arg(&self.data_dir)
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{port}"));
+        }
+        let mut child = cmd
             .args(&self.extra_args)
             .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", "warn")

@@ -29,7 +29,9 @@ pub async fn run(state: Arc<ApiState>) {
             match tokio::time::timeout(Duration::from_secs(1), live.recv()).await {
                 Ok(Ok(_)) | Err(_) => sweep(&state),
                 Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => sweep(&state),
-                Ok(Err(_)) => break,
+                // The cache is gone: the server is shutting down, and a
+                // timer made now would find no runtime to run it.
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return,
             }
         }
     }
