@@ -103,9 +103,7 @@ impl ProgramImage<'_> {
         let name = program
             .file_name()
             .and_then(|n| n.to_str())
-            .ok_or_else(|| {
-                RuntimeError::Failed(format!("{} has no file name", program.display()))
-            })?
+            .ok_or_else(|| RuntimeError::Failed(format!("{} has no file name", program.display())))?
             .to_string();
         let read = |p: &Path| {
             std::fs::read(p)
