@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Container, LifecycleHandler};
 
+use super::error::HookError;
 use crate::prober;
 use crate::runtime::{ExecOutput, ExecRequest, Runtime};
 
@@ -20,7 +21,7 @@ pub(super) async fn run(
     id: &str,
     handler: &LifecycleHandler,
     pod_ip: Option<IpAddr>,
-) -> Result<(), String> {
+) -> Result<(), HookError> {
     if let Some(exec) = &handler.exec {
         let command = exec.command.clone().unwrap_or_default();
         let request = ExecRequest {
@@ -28,12 +29,14 @@ pub(super) async fn run(
             stdin: false,
             tty: false,
         };
-        let mut session = runtime.exec(id, &request).await.map_err(|e| {
-            format!(
-                "Exec lifecycle hook ({command:?}) for Container \"{}\" failed - error: {e}",
-                c.name
-            )
-        })?;
+        let mut session = runtime
+            .exec(id, &request)
+            .await
+            .map_err(|source| HookError::Exec {
+                command: command.clone(),
+                container: c.name.clone(),
+                source,
+            })?;
         let mut output = Vec::new();
         while let Some(chunk) = session.output.next().await {
             match chunk {
@@ -42,17 +45,17 @@ pub(super) async fn run(
                         output.extend_from_slice(&b);
                     }
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(HookError::Output(e)),
             }
         }
-        let code = session.exit_code.await.map_err(|e| e.to_string())?;
+        let code = session.exit_code.await.map_err(HookError::Output)?;
         if code != 0 {
-            return Err(format!(
-                "Exec lifecycle hook ({command:?}) for Container \"{}\" failed - error: command '{}' exited with {code}: {}",
-                c.name,
-                command.join(" "),
-                String::from_utf8_lossy(&output).trim()
-            ));
+            return Err(HookError::Exited {
+                command,
+                container: c.name.clone(),
+                code,
+                output: String::from_utf8_lossy(&output).trim().to_string(),
+            });
         }
         return Ok(());
     }
@@ -67,12 +70,11 @@ pub(super) async fn run(
         let probe = super::probes::resolve_ports_of(c, &probe);
         return match prober::run(runtime, id, &probe, pod_ip).await {
             Ok(true) => Ok(()),
-            Ok(false) => Err(format!(
-                "HTTP lifecycle hook ({}) for Container \"{}\" failed",
-                http.path.as_deref().unwrap_or("/"),
-                c.name
-            )),
-            Err(e) => Err(e.to_string()),
+            Ok(false) => Err(HookError::Http {
+                path: http.path.as_deref().unwrap_or("/").to_string(),
+                container: c.name.clone(),
+            }),
+            Err(e) => Err(HookError::HttpRequest(e)),
         };
     }
     if let Some(sleep) = &handler.sleep {

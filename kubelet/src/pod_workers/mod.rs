@@ -12,9 +12,18 @@
 //! A worker that starts while its pod's sandbox is still in the runtime
 //! (the kubelet restarted) adopts the sandbox and its containers instead
 //! of starting new ones.
+//!
+//! A sync observes the runtime, lets [`actions::compute`] decide what to
+//! do (as Kubernetes' `computePodActions`), and executes that: the
+//! methods of `PodWorker` here are the executors, for the sandbox,
+//! volumes, images and containers.
 
+pub mod actions;
+mod error;
 mod hooks;
 mod probes;
+
+pub use error::{ConfigError, Error, HookError, ImageError, Result, StartError};
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -36,14 +45,21 @@ use tokio::sync::watch;
 
 use kedge_config::events::{self, EventType, Recorder};
 
+use self::actions::{
+    ContainerToKill, ContainerToStart, Init, KillReason, Lifecycle, Observed, ObservedContainer,
+    ObservedSandbox, PodActions, SandboxAction,
+};
 use crate::dns::{self, ClusterDns, HostResolvConf};
 use crate::downward::{DownwardInputs, NodeAllocatable};
+use crate::is_not_found;
 use crate::metrics::KubeletMetrics;
 use crate::objects::ObjectSource;
-use crate::runtime::{self, ContainerConfig, PodSandboxConfig, PodSandboxState, Runtime};
+use crate::runtime::{
+    self, ContainerConfig, PodSandboxConfig, PodSandboxState, Runtime, RuntimeError,
+};
 use crate::status::{self, api_time, phase, Conditions};
+use crate::volumes::VolumeError;
 use crate::{env, resources, volumes};
-use crate::{is_not_found, Result};
 
 /// How pod workers pace themselves.
 #[derive(Debug, Clone)]
@@ -71,15 +87,12 @@ impl Default for PodSyncSettings {
 }
 
 impl PodSyncSettings {
-    /// The wait before try `n` (from 1): the restart back-off doubled per
-    /// earlier try, capped at the longest back-off.
-    fn backoff(&self, n: u32) -> Duration {
-        let factor = 1u32
-            .checked_shl(n.saturating_sub(1).min(16))
-            .unwrap_or(u32::MAX);
-        self.restart_backoff
-            .saturating_mul(factor)
-            .min(self.max_restart_backoff)
+    /// How restarts and image pulls back off.
+    pub fn backoff_policy(&self) -> actions::Backoff {
+        actions::Backoff {
+            initial: self.restart_backoff,
+            max: self.max_restart_backoff,
+        }
     }
 }
 
@@ -466,34 +479,39 @@ impl PodWorker {
             self.adopt(pod).await?;
             self.adoption_checked = true;
         }
-        if pod.metadata.deletion_timestamp.is_some() {
-            return self.terminate(pod).await;
-        }
-        let api_phase = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.phase.as_deref())
-            .unwrap_or_default();
-        if phase::is_terminal(api_phase) && !self.terminal {
-            // Finished before this worker knew it (an earlier kubelet):
-            // only make sure nothing runs.
-            self.kill(None, Duration::ZERO).await?;
-            return Ok(Next::Idle);
+        let lifecycle = actions::lifecycle(pod, self.terminal);
+        match lifecycle {
+            Lifecycle::Terminate { grace } => return self.terminate(pod, grace).await,
+            Lifecycle::EnsureStopped => {
+                self.kill(None, Duration::ZERO).await?;
+                return Ok(Next::Idle);
+            }
+            Lifecycle::Finished | Lifecycle::Run => {}
         }
         let mut wake: Option<Timestamp> = None;
         let mut initialized = true;
-        if !self.terminal {
-            self.ensure_sandbox(pod).await?;
+        let mut finished = false;
+        if lifecycle == Lifecycle::Run {
+            let config = self.desired_sandbox_config(pod)?;
+            let observed = self.observe(pod, &config).await?;
+            let backoff = self.workers.settings.backoff_policy();
+            let actions = actions::compute(pod, &observed, &backoff, Timestamp::now());
+            tracing::trace!(node = %self.workers.node_name, pod = ?pod.metadata.name, ?actions, "pod actions");
+            self.apply_sandbox(pod, &actions.sandbox, config).await?;
             initialized = match self.mount_volumes(pod).await {
-                Ok(()) => self.sync_containers(pod, &mut wake).await?,
-                Err(message) => {
+                Ok(()) => {
+                    self.apply_containers(pod, &actions, &mut wake).await?;
+                    actions.init == Init::Done
+                }
+                Err(e) => {
                     // Containers wait (ContainerCreating) until it works.
-                    tracing::warn!(node = %self.workers.node_name, pod = ?pod.metadata.name, "FailedMount: {message}");
+                    tracing::warn!(node = %self.workers.node_name, pod = ?pod.metadata.name, "FailedMount: {e}");
                     let at = Timestamp::now() + SignedDuration::from_secs(2);
                     wake = Some(wake.map_or(at, |w| w.min(at)));
                     false
                 }
             };
+            finished = actions.finished.is_some();
         }
         self.publish(pod);
         for at in self
@@ -514,9 +532,14 @@ impl PodWorker {
                     .observe_pod_start(Duration::try_from(d).unwrap_or_default());
             }
         }
-        if phase::is_terminal(st.phase.as_deref().unwrap_or_default()) && !self.terminal {
+        // The actions say nothing runs or will run again; the phase can
+        // also end between observing and reporting (a container exited
+        // meanwhile), as Kubernetes' pod worker goes by the phase. Either
+        // way the pod is finished here: nothing restarts, and a finished
+        // pod keeps no sandbox (its status keeps the podIP).
+        let ended = phase::is_terminal(st.phase.as_deref().unwrap_or_default());
+        if (finished || ended) && !self.terminal {
             self.terminal = true;
-            // A finished pod keeps no sandbox; its status keeps the podIP.
             if let Some(id) = &self.sandbox {
                 self.workers.runtime.stop_pod_sandbox(id).await?;
             }
@@ -590,14 +613,13 @@ impl PodWorker {
     }
 
     /// Set up (or refresh) the pod's volumes on a real node.
-    async fn mount_volumes(&mut self, pod: &Pod) -> Result<(), String> {
+    async fn mount_volumes(&mut self, pod: &Pod) -> Result<(), VolumeError> {
         let Some(host) = &self.workers.host else {
             return Ok(());
         };
         let inputs = self.downward_inputs(host);
-        self.volumes = volumes::setup_pod_volumes(&host.root_dir, pod, &inputs, &*host.objects)
-            .await
-            .map_err(|e| e.to_string())?;
+        self.volumes =
+            volumes::setup_pod_volumes(&host.root_dir, pod, &inputs, &*host.objects).await?;
         Ok(())
     }
 
@@ -623,49 +645,114 @@ impl PodWorker {
         }
     }
 
-    async fn ensure_sandbox(&mut self, pod: &Pod) -> Result<()> {
+    /// The sandbox the pod asks for, with its names and resolv.conf on a
+    /// real node.
+    fn desired_sandbox_config(&self, pod: &Pod) -> Result<PodSandboxConfig> {
         let mut config = sandbox_config(pod, &self.uid);
         if let Some(host) = &self.workers.host {
-            let names = dns::sandbox_dns(pod, &host.cluster_dns, host.host_resolv.as_ref())
-                .map_err(|e| runtime::RuntimeError::Failed(e.to_string()))?;
+            let names = dns::sandbox_dns(pod, &host.cluster_dns, host.host_resolv.as_ref())?;
             config.hostname = names.hostname;
             config.domainname = names.domainname;
             config.dns = names.dns;
             config.host_aliases = names.host_aliases;
         }
-        if let Some(id) = self.sandbox.clone() {
-            let dead = match self.runtime().pod_sandbox_status(&id).await {
-                Ok(st) => st.state == PodSandboxState::NotReady,
-                Err(runtime::RuntimeError::NotFound { .. }) => true,
+        Ok(config)
+    }
+
+    /// What the runtime holds of the pod: its sandbox, and each container
+    /// of the spec with what this worker remembers of its restarts.
+    async fn observe(&self, pod: &Pod, config: &PodSandboxConfig) -> Result<Observed> {
+        let sandbox = match &self.sandbox {
+            None => ObservedSandbox::None,
+            Some(id) => match self.runtime().pod_sandbox_status(id).await {
+                Ok(st) if st.state == PodSandboxState::Ready => {
+                    ObservedSandbox::Ready { id: id.clone() }
+                }
+                Ok(_) | Err(RuntimeError::NotFound { .. }) => {
+                    ObservedSandbox::Lost { id: id.clone() }
+                }
                 Err(e) => return Err(e.into()),
-            };
-            if dead {
-                self.replace_sandbox(pod, &id).await?;
+            },
+        };
+        let mut names: Vec<&str> = Vec::new();
+        if let Some(spec) = &pod.spec {
+            for c in spec
+                .init_containers
+                .iter()
+                .flatten()
+                .chain(&spec.containers)
+            {
+                names.push(&c.name);
             }
         }
-        match &self.sandbox {
-            None => {
-                let id = self.workers.runtime.run_pod_sandbox(&config).await?;
-                let st = self.workers.runtime.pod_sandbox_status(&id).await?;
-                self.pod_ip = if config.host_network {
-                    Some(self.workers.host_ip)
-                } else {
-                    st.ip
-                };
-                self.sandbox = Some(id);
-                self.start_time = pod
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.start_time.clone())
-                    .or_else(|| Some(api_time(Timestamp::now())));
-                tracing::debug!(node = %self.workers.node_name, pod = ?pod.metadata.name, ip = ?self.pod_ip, "pod sandbox running");
+        let mut containers = HashMap::new();
+        for name in names {
+            let Some(r) = self.containers.get(name) else {
+                continue;
+            };
+            let state = match r.id.as_deref() {
+                Some(id) => match self.runtime().container_status(id).await {
+                    Ok(s) => Some(s.state),
+                    Err(RuntimeError::NotFound { .. }) => None,
+                    Err(e) => return Err(e.into()),
+                },
+                None => None,
+            };
+            let observed = ObservedContainer {
+                id: r.id.clone(),
+                state,
+                image: r.image.clone(),
+                restart_count: r.restart_count,
+                backoff_base: r.backoff_base,
+                retry_at: r.retry_at,
+            };
+            containers.insert(name.to_string(), observed);
+        }
+        Ok(Observed {
+            sandbox,
+            sandbox_outdated: self.sandbox_config.as_ref() != Some(config),
+            containers,
+        })
+    }
+
+    async fn apply_sandbox(
+        &mut self,
+        pod: &Pod,
+        action: &SandboxAction,
+        config: PodSandboxConfig,
+    ) -> Result<()> {
+        match action {
+            SandboxAction::Keep => {}
+            SandboxAction::Update => {
+                if let Some(id) = &self.sandbox {
+                    self.workers.runtime.update_pod_sandbox(id, &config).await?;
+                }
             }
-            Some(id) if self.sandbox_config.as_ref() != Some(&config) => {
-                self.workers.runtime.update_pod_sandbox(id, &config).await?;
+            SandboxAction::Create => self.create_sandbox(pod, &config).await?,
+            SandboxAction::Recreate { old } => {
+                self.replace_sandbox(pod, old).await?;
+                self.create_sandbox(pod, &config).await?;
             }
-            Some(_) => {}
         }
         self.sandbox_config = Some(config);
+        Ok(())
+    }
+
+    async fn create_sandbox(&mut self, pod: &Pod, config: &PodSandboxConfig) -> Result<()> {
+        let id = self.workers.runtime.run_pod_sandbox(config).await?;
+        let st = self.workers.runtime.pod_sandbox_status(&id).await?;
+        self.pod_ip = if config.host_network {
+            Some(self.workers.host_ip)
+        } else {
+            st.ip
+        };
+        self.sandbox = Some(id);
+        self.start_time = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.start_time.clone())
+            .or_else(|| Some(api_time(Timestamp::now())));
+        tracing::debug!(node = %self.workers.node_name, pod = ?pod.metadata.name, ip = ?self.pod_ip, "pod sandbox running");
         Ok(())
     }
 
@@ -702,153 +789,152 @@ impl PodWorker {
         Ok(())
     }
 
-    /// Start, restart or keep each container; returns whether the init
-    /// containers are done.
-    async fn sync_containers(&mut self, pod: &Pod, wake: &mut Option<Timestamp>) -> Result<bool> {
-        let Some(spec) = pod.spec.as_ref() else {
-            return Ok(false);
-        };
-        let policy = spec.restart_policy.as_deref().unwrap_or("Always");
-        for c in spec.init_containers.iter().flatten() {
-            match self.current_state(&c.name).await? {
-                None => {
-                    self.start(pod, c, true).await?;
-                    return Ok(false);
-                }
-                Some(runtime::ContainerState::Exited { exit_code: 0, .. }) => continue,
-                Some(runtime::ContainerState::Exited {
-                    started_at,
-                    finished_at,
-                    ..
-                }) => {
-                    // An init container that failed runs again unless the
-                    // pod never restarts; the pod is Failed then.
-                    if policy != "Never" {
-                        let ran = (started_at, finished_at);
-                        self.restart_after_backoff(pod, c, true, ran, wake).await?;
-                    }
-                    return Ok(false);
-                }
-                Some(_) => return Ok(false),
+    /// Execute the container actions: back-offs that start afresh, probes
+    /// of the running containers, kills, starts, then the back-offs that
+    /// wait (the worker wakes when they end).
+    async fn apply_containers(
+        &mut self,
+        pod: &Pod,
+        actions: &PodActions,
+        wake: &mut Option<Timestamp>,
+    ) -> Result<()> {
+        for name in &actions.backoff_resets {
+            if let Some(r) = self.containers.get_mut(name) {
+                r.backoff_base = r.restart_count;
             }
         }
-        for c in &spec.containers {
-            match self.current_state(&c.name).await? {
-                None => self.start(pod, c, false).await?,
-                Some(runtime::ContainerState::Exited {
-                    exit_code,
-                    started_at,
-                    finished_at,
-                    ..
-                }) => {
-                    let restart = match policy {
-                        "Never" => false,
-                        "OnFailure" => exit_code != 0,
-                        _ => true,
-                    };
-                    if restart {
-                        let ran = (started_at, finished_at);
-                        self.restart_after_backoff(pod, c, false, ran, wake).await?;
-                    }
-                }
-                Some(runtime::ContainerState::Running { started_at }) if !self.image_changed(c) => {
-                    let Some(id) = self.containers.get(&c.name).and_then(|r| r.id.clone()) else {
-                        continue;
-                    };
-                    let failed = self
-                        .probes
-                        .run_due(
-                            &*self.workers.runtime,
-                            &self.workers.metrics,
-                            c,
-                            &id,
-                            started_at,
-                            self.pod_ip,
-                        )
-                        .await?;
-                    if let Some(failed) = failed {
-                        tracing::info!(node = %self.workers.node_name, pod = ?pod.metadata.name, container = %c.name, probe = ?failed.kind, "{}", failed.message);
-                        self.event(
-                            pod,
-                            Some(c),
-                            EventType::Normal,
-                            "Killing",
-                            failed.message.clone(),
-                        );
-                        self.stop_one(pod, c, &id, grace_period(pod)).await;
-                        // Its death wakes the worker, which restarts it.
-                    }
-                }
-                Some(_) => {
-                    // A new image in the spec replaces the container.
-                    let image = c.image.as_deref().unwrap_or_default();
-                    if self
-                        .containers
-                        .get(&c.name)
-                        .is_some_and(|r| r.image != image)
-                    {
-                        if let Some(id) = self.containers.get(&c.name).and_then(|r| r.id.clone()) {
-                            self.workers
-                                .runtime
-                                .stop_container(&id, Duration::ZERO)
-                                .await?;
-                        }
-                        self.restart(pod, c, false).await?;
-                    }
-                }
+        let mut kill = actions.kill.clone();
+        for running in &actions.probe {
+            let Some(c) = spec_container(pod, &running.name) else {
+                continue;
+            };
+            let failed = self
+                .probes
+                .run_due(
+                    &*self.workers.runtime,
+                    &self.workers.metrics,
+                    c,
+                    &running.id,
+                    running.started_at,
+                    self.pod_ip,
+                )
+                .await?;
+            if let Some(failed) = failed {
+                // Its death wakes the worker, which restarts it.
+                kill.push(actions::probe_kill(
+                    pod,
+                    &c.name,
+                    &running.id,
+                    failed.kind,
+                    failed.message,
+                ));
             }
         }
-        Ok(true)
+        for k in &kill {
+            self.kill_container(Some(pod), k).await?;
+        }
+        for s in &actions.start {
+            if let Some(c) = spec_container(pod, &s.name) {
+                self.start(pod, c, s).await?;
+            }
+        }
+        for b in &actions.backing_off {
+            if let Some(c) = spec_container(pod, &b.name) {
+                self.back_off(pod, c, b.until);
+            }
+            *wake = Some(wake.map_or(b.until, |w| w.min(b.until)));
+        }
+        Ok(())
     }
 
-    fn image_changed(&self, c: &Container) -> bool {
-        let image = c.image.as_deref().unwrap_or_default();
-        self.containers
+    /// Stop one container as `k` says; a graceful stop runs its preStop
+    /// hook first and only logs what fails.
+    async fn kill_container(&self, pod: Option<&Pod>, k: &ContainerToKill) -> Result<()> {
+        let spec = pod.and_then(|p| spec_container(p, &k.name));
+        if let (KillReason::Probe { kind, message }, Some(pod)) = (&k.reason, pod) {
+            tracing::info!(node = %self.workers.node_name, pod = ?pod.metadata.name, container = %k.name, probe = ?kind, "{message}");
+            self.event(pod, spec, EventType::Normal, "Killing", message.clone());
+        }
+        match (pod, spec) {
+            (Some(pod), Some(c)) if k.graceful => {
+                self.stop_one(pod, c, &k.id, k.grace).await;
+                Ok(())
+            }
+            _ => Ok(self.runtime().stop_container(&k.id, k.grace).await?),
+        }
+    }
+
+    /// Make and start a container as `s` says: count the restart of the
+    /// one it follows, then make it, unless an earlier failure still backs
+    /// off.
+    async fn start(&mut self, pod: &Pod, c: &Container, s: &ContainerToStart) -> Result<()> {
+        if let Some(old) = &s.replaces {
+            self.count_restart(c, old).await;
+        }
+        if self.sandbox.is_none() {
+            return Ok(());
+        }
+        if s.retry_at.is_some() {
+            self.wait_for_retry(pod, c);
+            return Ok(());
+        }
+        self.make(pod, c, s.init).await
+    }
+
+    /// The ended container `old` counts a restart, once: a restart that
+    /// could not make its container is tried again. The ended container
+    /// stays (as `previous`, for logs) until its successor exists; `make`
+    /// swaps them.
+    async fn count_restart(&mut self, c: &Container, old: &str) {
+        let counted = self
+            .containers
             .get(&c.name)
-            .is_some_and(|r| r.image != image)
-    }
-
-    async fn current_state(&self, name: &str) -> Result<Option<runtime::ContainerState>> {
-        let Some(id) = self.containers.get(name).and_then(|r| r.id.as_deref()) else {
-            return Ok(None);
-        };
-        match self.runtime().container_status(id).await {
-            Ok(s) => Ok(Some(s.state)),
-            Err(runtime::RuntimeError::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e.into()),
+            .is_some_and(|r| r.counted.as_deref() == Some(old));
+        if counted {
+            return;
+        }
+        let status = self.runtime().container_status(old).await.ok();
+        if let Some(r) = self.containers.get_mut(&c.name) {
+            r.last_termination = status.map(|s| status::api_state(&s.state));
+            r.restart_count += 1;
+            r.counted = Some(old.to_string());
         }
     }
 
-    async fn start(&mut self, pod: &Pod, c: &Container, init: bool) -> Result<()> {
+    /// The container waits to retry after a failure; a failed pull shows
+    /// as ImagePullBackOff meanwhile.
+    fn wait_for_retry(&mut self, pod: &Pod, c: &Container) {
+        let record = self.containers.entry(c.name.clone()).or_default();
+        if let Some((reason, message)) = &mut record.waiting {
+            if reason == "ErrImagePull" {
+                *reason = "ImagePullBackOff".into();
+                *message = format!(
+                    "Back-off pulling image \"{}\"",
+                    c.image.as_deref().unwrap_or_default()
+                );
+                let message = message.clone();
+                self.event(pod, Some(c), EventType::Normal, "BackOff", message);
+                self.event(
+                    pod,
+                    Some(c),
+                    EventType::Warning,
+                    "Failed",
+                    "Error: ImagePullBackOff".into(),
+                );
+            }
+        }
+    }
+
+    /// Pull the image if needed, make the container and start it, running
+    /// its postStart hook; a failure shows as the container's waiting
+    /// reason and is retried later.
+    async fn make(&mut self, pod: &Pod, c: &Container, init: bool) -> Result<()> {
         let Some(sandbox) = self.sandbox.clone() else {
             return Ok(());
         };
-        let now = Timestamp::now();
-        let record = self.containers.entry(c.name.clone()).or_default();
-        if record.retry_at.is_some_and(|at| now < at) {
-            if let Some((reason, message)) = &mut record.waiting {
-                if reason == "ErrImagePull" {
-                    *reason = "ImagePullBackOff".into();
-                    *message = format!(
-                        "Back-off pulling image \"{}\"",
-                        c.image.as_deref().unwrap_or_default()
-                    );
-                    let message = message.clone();
-                    self.event(pod, Some(c), EventType::Normal, "BackOff", message);
-                    self.event(
-                        pod,
-                        Some(c),
-                        EventType::Warning,
-                        "Failed",
-                        "Error: ImagePullBackOff".into(),
-                    );
-                }
-            }
-            return Ok(());
-        }
         let image = c.image.clone().unwrap_or_default();
-        if let Err(message) = self.ensure_image(pod, c, &image).await {
-            self.event(pod, Some(c), EventType::Warning, "Failed", message.clone());
+        if let Err(e) = self.ensure_image(pod, c, &image).await {
+            self.event(pod, Some(c), EventType::Warning, "Failed", e.to_string());
             self.event(
                 pod,
                 Some(c),
@@ -856,20 +942,20 @@ impl PodWorker {
                 "Failed",
                 "Error: ErrImagePull".into(),
             );
-            self.fail_start(c, "ErrImagePull", message, true);
+            self.fail_start(c, e.into());
             return Ok(());
         }
         let mut config = match self.container_config(pod, c).await {
             Ok(config) => config,
-            Err(message) => {
+            Err(e) => {
                 self.event(
                     pod,
                     Some(c),
                     EventType::Warning,
                     "Failed",
-                    format!("Error: {message}"),
+                    format!("Error: {e}"),
                 );
-                self.fail_start(c, "CreateContainerConfigError", message, false);
+                self.fail_start(c, e.into());
                 return Ok(());
             }
         };
@@ -894,7 +980,7 @@ impl PodWorker {
                     "Failed",
                     format!("Error: {e}"),
                 );
-                self.fail_start(c, "CreateContainerError", e.to_string(), false);
+                self.fail_start(c, StartError::Create(e));
                 return Ok(());
             }
         };
@@ -926,7 +1012,7 @@ impl PodWorker {
                 "Failed",
                 format!("Error: {e}"),
             );
-            self.fail_start(c, "RunContainerError", e.to_string(), false);
+            self.fail_start(c, StartError::Start(e));
             return Ok(());
         }
         self.event(
@@ -944,16 +1030,16 @@ impl PodWorker {
         }
         if let Some(handler) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
             let runtime = &*self.workers.runtime;
-            if let Err(message) = hooks::run(runtime, c, &id, handler, self.pod_ip).await {
+            if let Err(e) = hooks::run(runtime, c, &id, handler, self.pod_ip).await {
                 // The container is killed; the restart policy decides what
                 // comes next.
-                tracing::warn!(node = %self.workers.node_name, container = %c.name, "FailedPostStartHook: {message}");
+                tracing::warn!(node = %self.workers.node_name, container = %c.name, "FailedPostStartHook: {e}");
                 self.event(
                     pod,
                     Some(c),
                     EventType::Warning,
                     "FailedPostStartHook",
-                    message,
+                    e.to_string(),
                 );
                 runtime.stop_container(&id, Duration::ZERO).await?;
             }
@@ -964,9 +1050,12 @@ impl PodWorker {
     /// What the runtime needs to make container `c`: on a real node, the
     /// environment resolved (ConfigMaps, Secrets, the downward API), the
     /// volumes mounted and `$(VAR)` expanded in command and args; on a
-    /// hollow node, only the literal values. The error is the
-    /// CreateContainerConfigError message.
-    async fn container_config(&self, pod: &Pod, c: &Container) -> Result<ContainerConfig, String> {
+    /// hollow node, only the literal values.
+    async fn container_config(
+        &self,
+        pod: &Pod,
+        c: &Container,
+    ) -> Result<ContainerConfig, ConfigError> {
         let mut config = ContainerConfig {
             name: c.name.clone(),
             command: c.command.clone().unwrap_or_default(),
@@ -989,10 +1078,8 @@ impl PodWorker {
             return Ok(config);
         };
         let inputs = self.downward_inputs(host);
-        let env = env::make_environment_variables(pod, c, &inputs, &*host.objects)
-            .await
-            .map_err(|e| e.to_string())?;
-        config.mounts = volumes::make_mounts(c, &self.volumes, &env).map_err(|e| e.to_string())?;
+        let env = env::make_environment_variables(pod, c, &inputs, &*host.objects).await?;
+        config.mounts = volumes::make_mounts(c, &self.volumes, &env)?;
         let (command, args) = env::expand_command_and_args(c, &env);
         config.command = command;
         config.args = args;
@@ -1009,20 +1096,19 @@ impl PodWorker {
         }
     }
 
-    /// Make sure the image is on the node as `imagePullPolicy` says;
-    /// the error is the ErrImagePull message.
-    async fn ensure_image(&self, pod: &Pod, c: &Container, image: &str) -> Result<(), String> {
+    /// Make sure the image is on the node as `imagePullPolicy` says.
+    async fn ensure_image(&self, pod: &Pod, c: &Container, image: &str) -> Result<(), ImageError> {
         let policy = c.image_pull_policy.as_deref().unwrap_or("IfNotPresent");
         let present = self
             .runtime()
             .image_status(image)
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(ImageError::Status)?
             .is_some();
         match policy {
-            "Never" if !present => Err(format!(
-                "Container image \"{image}\" is not present with pull policy of Never"
-            )),
+            "Never" if !present => Err(ImageError::NotPresent {
+                image: image.to_string(),
+            }),
             "Never" | "IfNotPresent" if present => {
                 self.event(
                     pod,
@@ -1045,7 +1131,10 @@ impl PodWorker {
                 self.runtime()
                     .pull_image(image)
                     .await
-                    .map_err(|e| format!("Failed to pull image \"{image}\": {e}"))?;
+                    .map_err(|source| ImageError::Pull {
+                        image: image.to_string(),
+                        source,
+                    })?;
                 self.event(
                     pod,
                     Some(c),
@@ -1062,16 +1151,20 @@ impl PodWorker {
     }
 
     /// No container could be made: show why, and try again after a
-    /// back-off (doubling from the restart back-off, as image pulls do).
-    fn fail_start(&mut self, c: &Container, reason: &str, message: String, backoff: bool) {
+    /// back-off (doubling from the restart back-off, as image pulls do)
+    /// or the retry interval.
+    fn fail_start(&mut self, c: &Container, e: StartError) {
         let s = &self.workers.settings;
         let record = self.containers.entry(c.name.clone()).or_default();
         record.failures += 1;
+        let backoff = e.backs_off();
         let delay = if backoff {
-            s.backoff(record.failures)
+            s.backoff_policy().delay(record.failures)
         } else {
             s.retry_interval
         };
+        let reason = e.reason();
+        let message = e.to_string();
         tracing::info!(node = %self.workers.node_name, container = %c.name, %reason, "{message}");
         self.workers.metrics.container_start_failed(reason);
         record.waiting = Some((reason.to_string(), message));
@@ -1084,54 +1177,9 @@ impl PodWorker {
         }
     }
 
-    /// Replace an ended container, remembering how it ended.
-    async fn restart(&mut self, pod: &Pod, c: &Container, init: bool) -> Result<()> {
-        let old = self.containers.get(&c.name).and_then(|r| r.id.clone());
-        if let Some(old) = old {
-            let status = self.runtime().container_status(&old).await.ok();
-            if let Some(r) = self.containers.get_mut(&c.name) {
-                // A restart that could not make its container is tried
-                // again; the ended one counts once.
-                if r.counted.as_deref() != Some(old.as_str()) {
-                    r.last_termination = status.map(|s| status::api_state(&s.state));
-                    r.restart_count += 1;
-                    r.counted = Some(old.clone());
-                }
-            }
-            // The ended container stays (as `previous`, for logs) until
-            // its successor exists; `start` swaps them.
-        }
-        self.start(pod, c, init).await
-    }
-
-    async fn restart_after_backoff(
-        &mut self,
-        pod: &Pod,
-        c: &Container,
-        init: bool,
-        (started_at, finished_at): (Option<Timestamp>, Timestamp),
-        wake: &mut Option<Timestamp>,
-    ) -> Result<()> {
-        let s = &self.workers.settings;
-        // A container that ran for twice the longest back-off before it
-        // ended starts its back-off afresh, as Kubernetes' does.
-        let stable = SignedDuration::try_from(s.max_restart_backoff * 2).unwrap_or_default();
-        let Some(record) = self.containers.get_mut(&c.name) else {
-            return Ok(());
-        };
-        if started_at.is_some_and(|st| finished_at.duration_since(st) >= stable) {
-            record.backoff_base = record.restart_count;
-        }
-        let restarts = record.restart_count - record.backoff_base;
-        let backoff = if restarts == 0 {
-            Duration::ZERO
-        } else {
-            s.backoff(u32::try_from(restarts).unwrap_or(u32::MAX))
-        };
-        let until = finished_at + SignedDuration::try_from(backoff).unwrap_or_default();
-        if Timestamp::now() >= until {
-            return self.restart(pod, c, init).await;
-        }
+    /// An ended container waits for its restart until `until`; the
+    /// BackOff event is recorded once per wait.
+    fn back_off(&mut self, pod: &Pod, c: &Container, until: Timestamp) {
         let first = self
             .containers
             .get_mut(&c.name)
@@ -1151,8 +1199,6 @@ impl PodWorker {
                 ),
             );
         }
-        *wake = Some(wake.map_or(until, |w| w.min(until)));
-        Ok(())
     }
 
     /// The container statuses of `specs`, as the API shows them.
@@ -1397,37 +1443,17 @@ impl PodWorker {
 
     /// Stop every container and the sandbox; with a grace period, each
     /// running container's preStop hook runs first, all at once.
-    async fn kill(&mut self, pod: Option<&Pod>, grace: Duration) -> Result<()> {
-        let specs: Vec<Container> = pod
-            .and_then(|p| p.spec.as_ref())
-            .map(|s| {
-                s.init_containers
-                    .iter()
-                    .flatten()
-                    .chain(&s.containers)
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        let this = &*self;
-        let mut stops = Vec::new();
-        for (name, r) in &this.containers {
-            let Some(id) = r.id.clone() else { continue };
-            let spec = specs.iter().find(|c| &c.name == name);
-            stops.push(async move {
-                match (pod, spec) {
-                    (Some(pod), Some(c)) if !grace.is_zero() => {
-                        this.stop_one(pod, c, &id, grace).await;
-                        Ok(())
-                    }
-                    _ => this.workers.runtime.stop_container(&id, grace).await,
-                }
-            });
-        }
+    async fn kill(&self, pod: Option<&Pod>, grace: Duration) -> Result<()> {
+        let held = self
+            .containers
+            .iter()
+            .filter_map(|(name, r)| Some((name.as_str(), r.id.as_deref()?)));
+        let plan = actions::stop_pod(pod, held, self.sandbox.as_deref(), grace);
+        let stops = plan.containers.iter().map(|k| self.kill_container(pod, k));
         for r in futures::future::join_all(stops).await {
             r?;
         }
-        if let Some(id) = &self.sandbox {
+        if let Some(id) = &plan.sandbox {
             self.workers.runtime.stop_pod_sandbox(id).await?;
         }
         Ok(())
@@ -1450,14 +1476,14 @@ impl PodWorker {
                 .await
             {
                 Ok(Ok(())) => {}
-                Ok(Err(message)) => {
-                    tracing::warn!(node = %self.workers.node_name, pod = ?pod.metadata.name, container = %c.name, "FailedPreStopHook: {message}");
+                Ok(Err(e)) => {
+                    tracing::warn!(node = %self.workers.node_name, pod = ?pod.metadata.name, container = %c.name, "FailedPreStopHook: {e}");
                     self.event(
                         pod,
                         Some(c),
                         EventType::Warning,
                         "FailedPreStopHook",
-                        message,
+                        e.to_string(),
                     );
                 }
                 Err(_) => {
@@ -1493,16 +1519,10 @@ impl PodWorker {
         }
         Ok(())
     }
-
-    /// A pod being deleted: stop it, post its final status, and delete it
-    /// for good (the API server waits for the kubelet to do that).
-    async fn terminate(&mut self, pod: &Pod) -> Result<Next> {
-        let grace = pod
-            .metadata
-            .deletion_grace_period_seconds
-            .and_then(|g| u64::try_from(g).ok())
-            .map(Duration::from_secs)
-            .unwrap_or_default();
+    /// A pod being deleted: stop it within `grace`, post its final status,
+    /// and delete it for good (the API server waits for the kubelet to do
+    /// that).
+    async fn terminate(&mut self, pod: &Pod, grace: Duration) -> Result<Next> {
         self.kill(Some(pod), grace).await?;
         self.terminal = true;
         if self.sandbox.is_some() {
@@ -1543,6 +1563,16 @@ fn all_running(st: &PodStatus) -> bool {
     })
 }
 
+/// The init or app container of the pod's spec named `name`.
+fn spec_container<'a>(pod: &'a Pod, name: &str) -> Option<&'a Container> {
+    let s = pod.spec.as_ref()?;
+    s.init_containers
+        .iter()
+        .flatten()
+        .chain(&s.containers)
+        .find(|c| c.name == name)
+}
+
 /// A container's security context setting, or the pod's.
 fn run_as(
     pod: &Pod,
@@ -1557,16 +1587,6 @@ fn run_as(
             .as_ref()
             .and_then(pod_level)
     })
-}
-
-/// The pod's `terminationGracePeriodSeconds` (default 30).
-fn grace_period(pod: &Pod) -> Duration {
-    let secs = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.termination_grace_period_seconds)
-        .unwrap_or(30);
-    Duration::from_secs(u64::try_from(secs).unwrap_or_default())
 }
 
 /// The sandbox a pod asks for.

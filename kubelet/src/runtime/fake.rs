@@ -19,6 +19,9 @@
 //!
 //! A stopped container reports exit code 0 (`Completed`), as a process that
 //! handles SIGTERM does.
+//!
+//! Tests that assert what the kubelet asked of the runtime turn on
+//! [`FakeRuntime::record_calls`] and read [`FakeRuntime::take_calls`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -71,6 +74,109 @@ struct State {
     containers: HashMap<String, Container>,
     ips_in_use: HashSet<u32>,
     next_ip: u32,
+    /// The calls made, once recording is on; off by default, so hollow
+    /// nodes keep nothing.
+    calls: Option<Vec<RuntimeCall>>,
+}
+
+/// A call that changed the fake runtime's sandboxes or containers, or
+/// pulled an image. Sandboxes are named by their pod, containers by their
+/// name in the pod spec (`?` when the id is unknown); `Display` gives a
+/// short form, `create_container app#1` for attempt 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeCall {
+    /// `run_pod_sandbox`.
+    RunPodSandbox {
+        /// The pod's name.
+        pod: String,
+    },
+    /// `update_pod_sandbox`.
+    UpdatePodSandbox {
+        /// The pod's name.
+        pod: String,
+    },
+    /// `stop_pod_sandbox`.
+    StopPodSandbox {
+        /// The pod's name.
+        pod: String,
+    },
+    /// `remove_pod_sandbox`.
+    RemovePodSandbox {
+        /// The pod's name.
+        pod: String,
+    },
+    /// `create_container`.
+    CreateContainer {
+        /// The container's name.
+        name: String,
+        /// Its CRI attempt.
+        attempt: u32,
+    },
+    /// `start_container`.
+    StartContainer {
+        /// The container's name.
+        name: String,
+    },
+    /// `stop_container`.
+    StopContainer {
+        /// The container's name.
+        name: String,
+    },
+    /// `remove_container`.
+    RemoveContainer {
+        /// The container's name.
+        name: String,
+    },
+    /// `pull_image`.
+    PullImage {
+        /// The image.
+        image: String,
+    },
+}
+
+impl std::fmt::Display for RuntimeCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RuntimeCall::RunPodSandbox { pod } => write!(f, "run_pod_sandbox {pod}"),
+            RuntimeCall::UpdatePodSandbox { pod } => write!(f, "update_pod_sandbox {pod}"),
+            RuntimeCall::StopPodSandbox { pod } => write!(f, "stop_pod_sandbox {pod}"),
+            RuntimeCall::RemovePodSandbox { pod } => write!(f, "remove_pod_sandbox {pod}"),
+            RuntimeCall::CreateContainer { name, attempt } => {
+                write!(f, "create_container {name}#{attempt}")
+            }
+            RuntimeCall::StartContainer { name } => write!(f, "start_container {name}"),
+            RuntimeCall::StopContainer { name } => write!(f, "stop_container {name}"),
+            RuntimeCall::RemoveContainer { name } => write!(f, "remove_container {name}"),
+            RuntimeCall::PullImage { image } => write!(f, "pull_image {image}"),
+        }
+    }
+}
+
+// === impl State ===
+
+impl State {
+    /// Note a call when recording is on; `call` reads names before the
+    /// call changes anything.
+    fn record(&mut self, call: impl FnOnce(&State) -> RuntimeCall) {
+        if self.calls.is_some() {
+            let call = call(self);
+            if let Some(calls) = &mut self.calls {
+                calls.push(call);
+            }
+        }
+    }
+
+    fn pod_name(&self, sandbox_id: &str) -> String {
+        self.sandboxes
+            .get(sandbox_id)
+            .map_or_else(|| "?".to_string(), |s| s.config.name.clone())
+    }
+
+    fn container_name(&self, id: &str) -> String {
+        self.containers
+            .get(id)
+            .map_or_else(|| "?".to_string(), |c| c.config.name.clone())
+    }
 }
 
 struct Sandbox {
@@ -195,6 +301,18 @@ impl FakeRuntime {
         })
     }
 
+    /// Record every call that changes sandboxes or containers from now
+    /// on (earlier ones are forgotten).
+    pub fn record_calls(&self) {
+        self.state.lock().calls = Some(Vec::new());
+    }
+
+    /// The calls recorded since the last take.
+    pub fn take_calls(&self) -> Vec<RuntimeCall> {
+        let mut state = self.state.lock();
+        state.calls.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
     /// The pod CIDR as (network, size).
     fn cidr(&self) -> Option<(u32, u32)> {
         let (net, prefix) = self.options.pod_cidr?;
@@ -268,6 +386,9 @@ impl FakeRuntime {
     fn sync_update(&self, id: &str, config: &PodSandboxConfig) -> Result<()> {
         let now = Timestamp::now();
         let mut state = self.state.lock();
+        state.record(|s| RuntimeCall::UpdatePodSandbox {
+            pod: s.pod_name(id),
+        });
         let sandbox = state
             .sandboxes
             .get_mut(id)
@@ -319,6 +440,9 @@ impl Runtime for FakeRuntime {
         config: &'a PodSandboxConfig,
     ) -> BoxFuture<'a, Result<String>> {
         let mut state = self.state.lock();
+        state.record(|_| RuntimeCall::RunPodSandbox {
+            pod: config.name.clone(),
+        });
         let ip = if config.host_network {
             None
         } else {
@@ -348,6 +472,9 @@ impl Runtime for FakeRuntime {
     fn stop_pod_sandbox<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>> {
         let now = Timestamp::now();
         let mut state = self.state.lock();
+        state.record(|s| RuntimeCall::StopPodSandbox {
+            pod: s.pod_name(id),
+        });
         let result = match state.sandboxes.get_mut(id) {
             Some(s) => {
                 s.ready = false;
@@ -367,6 +494,9 @@ impl Runtime for FakeRuntime {
 
     fn remove_pod_sandbox<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>> {
         let mut state = self.state.lock();
+        state.record(|s| RuntimeCall::RemovePodSandbox {
+            pod: s.pod_name(id),
+        });
         if let Some(s) = state.sandboxes.remove(id) {
             self.release_ip(&mut state, s.ip);
             state.containers.retain(|_, c| c.sandbox_id != id);
@@ -437,6 +567,10 @@ impl Runtime for FakeRuntime {
         config: &'a ContainerConfig,
     ) -> BoxFuture<'a, Result<String>> {
         let mut state = self.state.lock();
+        state.record(|_| RuntimeCall::CreateContainer {
+            name: config.name.clone(),
+            attempt: config.attempt,
+        });
         let result = match state.sandboxes.get(sandbox_id) {
             Some(s) if s.ready => {
                 let id = new_id();
@@ -465,6 +599,9 @@ impl Runtime for FakeRuntime {
     fn start_container<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>> {
         let now = Timestamp::now();
         let mut state = self.state.lock();
+        state.record(|s| RuntimeCall::StartContainer {
+            name: s.container_name(id),
+        });
         let State {
             sandboxes,
             containers,
@@ -491,6 +628,9 @@ impl Runtime for FakeRuntime {
         // Nothing runs, so nothing needs its grace period: stop at once.
         let now = Timestamp::now();
         let mut state = self.state.lock();
+        state.record(|s| RuntimeCall::StopContainer {
+            name: s.container_name(id),
+        });
         if let Some(c) = state.containers.get_mut(id) {
             if c.stopped.is_none() {
                 c.stopped = Some((now, 0));
@@ -500,7 +640,11 @@ impl Runtime for FakeRuntime {
     }
 
     fn remove_container<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>> {
-        self.state.lock().containers.remove(id);
+        let mut state = self.state.lock();
+        state.record(|s| RuntimeCall::RemoveContainer {
+            name: s.container_name(id),
+        });
+        state.containers.remove(id);
         futures::future::ready(Ok(())).boxed()
     }
 
@@ -555,6 +699,9 @@ impl Runtime for FakeRuntime {
     }
 
     fn pull_image<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<String>> {
+        self.state.lock().record(|_| RuntimeCall::PullImage {
+            image: image.to_string(),
+        });
         futures::future::ready(Ok(image_ref(image))).boxed()
     }
 
