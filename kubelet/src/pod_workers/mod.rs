@@ -1605,3 +1605,6 @@ fn sandbox_config(pod: &Pod, uid: &str) -> PodSandboxConfig {
         ..Default::default()
     }
 }
+
+#[cfg(test)]
+mod tests;
