@@ -6,6 +6,7 @@ use parking_lot::Mutex;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -15,11 +16,28 @@ struct RequestLabels {
     code: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WatcherLabels {
+    group: String,
+    version: String,
+    kind: String,
+}
+
 /// The API server's request metrics.
 pub struct Metrics {
     registry: Mutex<Registry>,
     requests: Family<RequestLabels, Counter>,
     latency: Histogram,
+    watchers: Family<WatcherLabels, Gauge>,
+}
+
+/// One open watch, counted until dropped.
+pub struct WatcherGuard(Gauge);
+
+impl Drop for WatcherGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Default for Metrics {
@@ -44,11 +62,32 @@ impl Metrics {
             "Time to answer an API request (watch streams: time to start)",
             latency.clone(),
         );
+        let watchers = Family::<WatcherLabels, Gauge>::default();
+        registry.register(
+            "registered_watchers",
+            "Open watches by the group, version and kind they watch (kube-apiserver's apiserver_registered_watchers)",
+            watchers.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             requests,
             latency,
+            watchers,
         }
+    }
+
+    /// Count a watch of `group/version` `kind` while the guard lives.
+    pub fn watcher(&self, group: &str, version: &str, kind: &str) -> WatcherGuard {
+        let gauge = self
+            .watchers
+            .get_or_create(&WatcherLabels {
+                group: group.to_string(),
+                version: version.to_string(),
+                kind: kind.to_string(),
+            })
+            .clone();
+        gauge.inc();
+        WatcherGuard(gauge)
     }
 
     /// Count one request.

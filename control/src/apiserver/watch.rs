@@ -178,7 +178,9 @@ pub fn watch(
         }
         Err(e) => return Err(ApiError::internal(e.to_string())),
     };
+    let counted = state.metrics.watcher(r.group, r.version, r.kind);
     tokio::spawn(async move {
+        let _counted = counted;
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         let mut last_rv = stream.revision;

@@ -13,6 +13,7 @@ pub mod endpoints;
 pub mod endpointslice;
 pub use kedge_config::events;
 pub mod garbagecollector;
+pub mod informers;
 pub mod job;
 pub mod nodelifecycle;
 pub mod replicaset;
@@ -32,12 +33,15 @@ pub struct Context {
     /// The cluster CA (PEM) published to every namespace; without it the
     /// root-ca-cert-publisher does not run.
     pub root_ca_pem: Option<String>,
+    /// One watch and cache per resource, shared by the controllers.
+    pub informers: Arc<informers::Informers>,
 }
 
 impl Context {
     /// A context over a client.
     pub fn new(client: Client) -> Arc<Self> {
         Arc::new(Self {
+            informers: Arc::new(informers::Informers::new(client.clone())),
             client,
             root_ca_pem: None,
         })
@@ -46,6 +50,7 @@ impl Context {
     /// A context whose root-ca-cert-publisher publishes `ca_pem`.
     pub fn with_root_ca(client: Client, ca_pem: String) -> Arc<Self> {
         Arc::new(Self {
+            informers: Arc::new(informers::Informers::new(client.clone())),
             client,
             root_ca_pem: Some(ca_pem),
         })

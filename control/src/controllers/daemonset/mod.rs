@@ -6,13 +6,12 @@
 //!
 //! The work loop is `kube::runtime::Controller` over DaemonSets, triggered
 //! by their pods and by every node change (a node's labels or taints may
-//! change where any DaemonSet runs). Pods come from a reflector that also
-//! settles expectations, as in the ReplicaSet controller. Nodes come from a
-//! second reflector that, like the pod one, a reconcile waits on until it
-//! has the node versions its triggers saw: the node watch that wakes a
-//! DaemonSet can run ahead of the node cache that its sync reads, and a
-//! sync that still sees a node's old labels finds nothing to do and waits
-//! for a change that has already happened.
+//! change where any DaemonSet runs). Pods and nodes come from the
+//! process's shared informers, whose subscriptions wake a DaemonSet only
+//! once the cache its sync reads has the change (a sync that still saw a
+//! node's old labels would find nothing to do and wait for a change that
+//! has already happened); the pod informer's observer settles
+//! expectations, as in the ReplicaSet controller.
 
 pub mod util;
 
@@ -33,7 +32,7 @@ use kube::Client;
 
 use super::events::{self, EventType, Recorder};
 use super::replicaset::backoff::Backoff;
-use super::replicaset::cache::{self, key_of, SyncPoint};
+use super::replicaset::cache::key_of;
 use super::replicaset::expectations::{self, Expectations};
 use super::replicaset::pods;
 use super::{omit_empty, Context};
@@ -56,73 +55,49 @@ pub struct State {
     pods: Store<Pod>,
     nodes: Store<Node>,
     expectations: Arc<Expectations>,
-    pods_sync: Arc<SyncPoint>,
-    nodes_sync: Arc<SyncPoint>,
     backoff: Backoff,
 }
 
 /// Run the controller until the future is dropped.
 pub async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
-    let pod_api: Api<Pod> = Api::all(client.clone());
+    let pod_informer = ctx.informers.get::<Pod>();
+    let node_informer = ctx.informers.get::<Node>();
     let expectations = Arc::new(Expectations::default());
-    let pods_sync = Arc::new(SyncPoint::default());
     let exp = expectations.clone();
-    let observed: Arc<parking_lot::Mutex<Option<Store<Pod>>>> = Default::default();
-    let reader = observed.clone();
-    let (pod_store, pod_cache) = cache::cache(pod_api.clone(), pods_sync.clone(), move |ev| {
-        if let Some(store) = reader.lock().as_ref() {
-            expectations::observe_pod_event(&exp, "DaemonSet", store, ev);
-        }
-    });
-    *observed.lock() = Some(pod_store.clone());
-    let nodes_sync = Arc::new(SyncPoint::default());
-    let (nodes, node_cache) =
-        cache::cache(Api::<Node>::all(client.clone()), nodes_sync.clone(), |_| {});
+    pod_informer
+        .observe(move |ev, store| expectations::observe_pod_event(&exp, "DaemonSet", store, ev));
 
     let controller = Controller::new(
         Api::<DaemonSet>::all(client.clone()),
         watcher::Config::default(),
     );
     let dss = controller.store();
-    let sync = pods_sync.clone();
-    let node_sync = nodes_sync.clone();
     let controller = controller
-        .watches(pod_api, watcher::Config::default(), move |pod| {
+        .watches_shared_stream(pod_informer.subscribe(), |pod| {
             let owner = pods::controller_of(&pod.metadata)
                 .filter(|r| r.kind == "DaemonSet" && r.api_version.starts_with("apps/"))?;
             let ns = pod.metadata.namespace.clone().unwrap_or_default();
-            sync.want(format!("{ns}/{}", owner.name), cache::revision(&pod));
             Some(ObjectRef::<DaemonSet>::new(&owner.name).within(&ns))
         })
-        .watches(
-            Api::<Node>::all(client.clone()),
-            watcher::Config::default(),
-            move |node| {
-                let rv = cache::revision(&node);
-                dss.state()
-                    .iter()
-                    .map(|ds| {
-                        node_sync.want(key_of(&ds.metadata), rv);
-                        ObjectRef::from_obj(ds.as_ref())
-                    })
-                    .collect::<Vec<_>>()
-            },
-        );
+        .watches_shared_stream(node_informer.subscribe(), move |_node| {
+            dss.state()
+                .iter()
+                .map(|ds| ObjectRef::from_obj(ds.as_ref()))
+                .collect::<Vec<_>>()
+        });
     let state = Arc::new(State {
         client,
         recorder: ctx.recorder("daemonset-controller"),
-        pods: pod_store,
-        nodes,
+        pods: pod_informer.store(),
+        nodes: node_informer.store(),
         expectations,
-        pods_sync,
-        nodes_sync,
         backoff: Backoff::default(),
     });
-    let work = controller
+    controller
         .run(reconcile, error_policy, state)
-        .for_each(|_| async {});
-    tokio::join!(pod_cache, node_cache, work);
+        .for_each(|_| async {})
+        .await;
 }
 
 async fn reconcile(ds: Arc<DaemonSet>, state: Arc<State>) -> Result<Action, Error> {
@@ -262,8 +237,6 @@ async fn sync(ds: &DaemonSet, state: &State, key: &str) -> Result<Action, Error>
     {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
-    state.pods_sync.catch_up(key).await;
-    state.nodes_sync.catch_up(key).await;
     let ns = ds.metadata.namespace.clone().unwrap_or_default();
     let uid = ds.metadata.uid.clone().unwrap_or_default();
     let needs_sync = state.expectations.satisfied(key, |pod_key| {

@@ -72,7 +72,8 @@ struct State {
 pub async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     let (services, services_writer) = reflector::store::<Service>();
-    let (pods, pods_writer) = reflector::store::<Pod>();
+    let pod_informer = ctx.informers.get::<Pod>();
+    let pods = pod_informer.store();
     let (endpoints, endpoints_writer) = reflector::store::<Endpoints>();
     let state = Arc::new(State {
         client: client.clone(),
@@ -90,11 +91,7 @@ pub async fn run(ctx: Arc<Context>) {
         ),
     )
     .default_backoff();
-    let pod_events = reflector::reflector(
-        pods_writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff();
+    let pod_events = pod_informer.subscribe_events();
     let endpoints_events = reflector::reflector(
         endpoints_writer,
         watcher(

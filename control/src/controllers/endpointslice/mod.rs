@@ -156,8 +156,10 @@ struct State {
 pub async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     let (services, services_writer) = reflector::store::<Service>();
-    let (pods, pods_writer) = reflector::store::<Pod>();
-    let (nodes, nodes_writer) = reflector::store::<Node>();
+    let pod_informer = ctx.informers.get::<Pod>();
+    let pods = pod_informer.store();
+    let node_informer = ctx.informers.get::<Node>();
+    let nodes = node_informer.store();
     let (slices, slices_writer) = reflector::store::<EndpointSlice>();
     let state = Arc::new(State {
         client: client.clone(),
@@ -177,16 +179,8 @@ pub async fn run(ctx: Arc<Context>) {
         ),
     )
     .default_backoff();
-    let pod_events = reflector::reflector(
-        pods_writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff();
-    let node_events = reflector::reflector(
-        nodes_writer,
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff();
+    let pod_events = pod_informer.subscribe_events();
+    let node_events = node_informer.subscribe_events();
     let managed =
         watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={CONTROLLER_NAME}"));
     let slice_events = reflector::reflector(

@@ -29,7 +29,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{watcher, Controller, WatchStreamExt};
+use kube::runtime::{watcher, Controller};
 use kube::Client;
 use parking_lot::Mutex;
 
@@ -66,9 +66,9 @@ pub struct State {
 /// Run the controller until the future is dropped.
 pub async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
-    let pod_api: Api<Pod> = Api::all(client.clone());
+    let informer = ctx.informers.get::<Pod>();
     let controller = Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default())
-        .owns(pod_api.clone(), watcher::Config::default());
+        .owns_shared_stream(informer.subscribe());
     let jobs = controller.store();
     let state = Arc::new(State {
         client: client.clone(),
@@ -79,7 +79,7 @@ pub async fn run(ctx: Arc<Context>) {
     let work = controller
         .run(reconcile, error_policy, state)
         .for_each(|_| async {});
-    tokio::join!(work, release_orphans(client, pod_api, jobs));
+    tokio::join!(work, release_orphans(client, informer.subscribe(), jobs));
 }
 
 async fn reconcile(job: Arc<Job>, state: Arc<State>) -> Result<Action, Error> {
@@ -128,16 +128,16 @@ pub async fn remove_tracking_finalizer(client: &Client, pod: &Pod) -> Result<(),
 /// Pods whose Job is gone never get a sync of their own: release their
 /// finalizer once they finish or are deleted, so they can go away (the
 /// garbage collector deletes a deleted Job's pods).
-async fn release_orphans(client: Client, pods: Api<Pod>, jobs: Store<Job>) {
+async fn release_orphans(
+    client: Client,
+    pods: impl futures::Stream<Item = Arc<Pod>> + Send,
+    jobs: Store<Job>,
+) {
     if jobs.wait_until_ready().await.is_err() {
         return;
     }
-    let mut events = watcher::watcher(pods, watcher::Config::default())
-        .default_backoff()
-        .applied_objects()
-        .boxed();
-    while let Some(ev) = events.next().await {
-        let Ok(pod) = ev else { continue };
+    let mut pods = std::pin::pin!(pods);
+    while let Some(pod) = pods.next().await {
         if !has_tracking_finalizer(&pod) {
             continue;
         }

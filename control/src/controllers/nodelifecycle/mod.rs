@@ -131,25 +131,17 @@ pub async fn run(ctx: Arc<Context>) {
 /// Run the controller with explicit timing.
 pub async fn run_with(ctx: Arc<Context>, options: NodeLifecycleOptions) {
     let client = ctx.client.clone();
-    let (nodes, nodes_cache) = store(Api::<Node>::all(client.clone()));
     let (leases, leases_cache) = store(Api::<Lease>::namespaced(client.clone(), LEASE_NAMESPACE));
-    let (pods, pods_cache) = store(Api::<Pod>::all(client.clone()));
     let state = Arc::new(State {
         client,
-        nodes,
+        nodes: ctx.informers.get::<Node>().store(),
         leases,
-        pods,
+        pods: ctx.informers.get::<Pod>().store(),
         recorder: ctx.recorder("node-controller"),
         eviction_recorder: ctx.recorder("taint-eviction-controller"),
         options,
     });
-    tokio::join!(
-        nodes_cache,
-        leases_cache,
-        pods_cache,
-        monitor(state.clone()),
-        eviction::run(state),
-    );
+    tokio::join!(leases_cache, monitor(state.clone()), eviction::run(state),);
 }
 
 async fn monitor(state: Arc<State>) {

@@ -4,10 +4,10 @@
 //! their counts in status (Kubernetes' `pkg/controller/replicaset`).
 //!
 //! The work loop is `kube::runtime::Controller` over ReplicaSets, triggered
-//! by pod events too. Reconcile reads pods from a reflector of its own
-//! (see `cache`): the watch that feeds it also settles the expectations
-//! (creates and deletes issued but not yet seen), which the controller's
-//! internal watch cannot report.
+//! by pod events too. Pods come from the process's shared pod informer
+//! (`informers`): reconcile reads its cache, its observer settles the
+//! expectations (creates and deletes issued but not yet seen), and its
+//! subscription wakes the owners only once the cache has the change.
 
 pub mod backoff;
 pub mod cache;
@@ -32,14 +32,14 @@ use kube::runtime::Controller;
 use kube::Client;
 
 use self::backoff::Backoff;
-use self::cache::{key_of, SyncPoint};
+use self::cache::key_of;
 use self::claim::{owners_to_sync, Claimer};
 use self::expectations::Expectations;
 use super::events::Recorder;
 use super::Context;
 
-/// How soon to look again when our pod cache lags the controller's trigger
-/// watch: the awaited pod events are already on their way.
+/// How soon to look again when expectations wait on pod events that are
+/// already on their way.
 const EXPECTATIONS_RECHECK: Duration = Duration::from_millis(200);
 
 /// Errors of one sync.
@@ -59,32 +59,23 @@ pub struct State {
     pub client: Client,
     /// Events as `replicaset-controller`.
     pub recorder: Recorder,
-    /// All pods, from the reflector that settles expectations.
+    /// All pods, from the shared informer.
     pub pods: Store<Pod>,
     /// All ReplicaSets, from the controller's own watch.
     pub rss: Store<ReplicaSet>,
     /// Creates and deletes not yet observed, by ReplicaSet key.
     pub expectations: Arc<Expectations>,
-    /// How far the pod cache is, against what woke each ReplicaSet.
-    pub pods_sync: Arc<SyncPoint>,
     backoff: Backoff,
 }
 
 /// Run the controller until the future is dropped.
 pub async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
-    let pod_api: Api<Pod> = Api::all(client.clone());
+    let informer = ctx.informers.get::<Pod>();
     let expectations = Arc::new(Expectations::default());
-    let pods_sync = Arc::new(SyncPoint::default());
     let exp = expectations.clone();
-    let observed: Arc<parking_lot::Mutex<Option<Store<Pod>>>> = Default::default();
-    let reader = observed.clone();
-    let (pods, pod_cache) = cache::cache(pod_api.clone(), pods_sync.clone(), move |ev| {
-        if let Some(store) = reader.lock().as_ref() {
-            expectations::observe_pod_event(&exp, "ReplicaSet", store, ev);
-        }
-    });
-    *observed.lock() = Some(pods.clone());
+    informer
+        .observe(move |ev, store| expectations::observe_pod_event(&exp, "ReplicaSet", store, ev));
 
     let controller = Controller::new(
         Api::<ReplicaSet>::all(client.clone()),
@@ -92,23 +83,21 @@ pub async fn run(ctx: Arc<Context>) {
     );
     let rss = controller.store();
     let for_mapper = rss.clone();
-    let sync = pods_sync.clone();
-    let controller = controller.watches(pod_api, watcher::Config::default(), move |pod| {
-        sync.want_owners(owners_of(&for_mapper, &pod), cache::revision(&pod))
+    let controller = controller.watches_shared_stream(informer.subscribe(), move |pod| {
+        owners_of(&for_mapper, &pod)
     });
     let state = Arc::new(State {
         client,
         recorder: ctx.recorder("replicaset-controller"),
-        pods,
+        pods: informer.store(),
         rss,
         expectations,
-        pods_sync,
         backoff: Backoff::default(),
     });
-    let work = controller
+    controller
         .run(reconcile, error_policy, state)
-        .for_each(|_| async {});
-    tokio::join!(pod_cache, work);
+        .for_each(|_| async {})
+        .await;
 }
 
 /// ReplicaSets to sync for a pod event: its controller, or for an orphan
@@ -144,7 +133,6 @@ async fn sync(rs: &ReplicaSet, state: &State, key: &str) -> Result<Action, Error
     if state.pods.wait_until_ready().await.is_err() {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
-    state.pods_sync.catch_up(key).await;
     let ns = rs.metadata.namespace.clone().unwrap_or_default();
     let Some(selector) = selector_of(rs) else {
         // An invalid selector cannot be fixed by retrying.

@@ -35,7 +35,7 @@ use kube::Client;
 
 use super::events::{self, EventType, Recorder};
 use super::replicaset::backoff::Backoff;
-use super::replicaset::cache::{self, key_of, SyncPoint};
+use super::replicaset::cache::key_of;
 use super::replicaset::claim::{is_not_found, owners_to_sync, Claimer};
 use super::replicaset::pods;
 use super::{omit_empty, Context};
@@ -52,37 +52,32 @@ pub enum Error {
 pub struct State {
     client: Client,
     recorder: Recorder,
+    /// All pods, from the shared informer.
     pods: Store<Pod>,
-    pods_sync: Arc<SyncPoint>,
     backoff: Backoff,
 }
 
 /// Run the controller until the future is dropped.
 pub async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
-    let pod_api: Api<Pod> = Api::all(client.clone());
-    let pods_sync = Arc::new(SyncPoint::default());
-    let (pods, pod_cache) = cache::cache(pod_api.clone(), pods_sync.clone(), |_| {});
+    let informer = ctx.informers.get::<Pod>();
     let controller = Controller::new(
         Api::<StatefulSet>::all(client.clone()),
         watcher::Config::default(),
     );
     let sets = controller.store();
-    let sync = pods_sync.clone();
-    let controller = controller.watches(pod_api, watcher::Config::default(), move |pod| {
-        sync.want_owners(owners_of(&sets, &pod), cache::revision(&pod))
-    });
+    let controller =
+        controller.watches_shared_stream(informer.subscribe(), move |pod| owners_of(&sets, &pod));
     let state = Arc::new(State {
         client,
         recorder: ctx.recorder("statefulset-controller"),
-        pods,
-        pods_sync,
+        pods: informer.store(),
         backoff: Backoff::default(),
     });
-    let work = controller
+    controller
         .run(reconcile, error_policy, state)
-        .for_each(|_| async {});
-    tokio::join!(pod_cache, work);
+        .for_each(|_| async {})
+        .await;
 }
 
 /// StatefulSets to sync for a pod event: its controller, or for an orphan
@@ -165,7 +160,6 @@ async fn sync(set: &StatefulSet, state: &State, key: &str) -> Result<Action, Err
     if state.pods.wait_until_ready().await.is_err() {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
-    state.pods_sync.catch_up(key).await;
     let ns = set.metadata.namespace.clone().unwrap_or_default();
     let name = set.metadata.name.clone().unwrap_or_default();
     if selector_of(set).is_none() {

@@ -1,0 +1,283 @@
+//! Shared informers: one list+watch per resource for every controller of
+//! the process, as kube-controller-manager's SharedInformerFactory gives
+//! its controllers. Each [`Informer`] keeps one cache ([`Store`]) that
+//! controllers read, calls its observers with every event before the cache
+//! applies it (what expectations need: was this pod known?), and then
+//! wakes its subscribers with the object as cached — so a reconcile woken
+//! by an event always finds that event in the cache.
+//!
+//! An informer starts its watch when a controller first asks for it and
+//! runs until the [`Informers`] that made it is dropped.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::Arc;
+
+use futures::channel::mpsc;
+use futures::{Stream, StreamExt};
+use kube::api::Api;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Client, Resource};
+use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
+
+/// What a shared informer's resource type must be.
+pub trait Informed:
+    Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static
+{
+}
+
+impl<K> Informed for K where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static
+{
+}
+
+/// A function that sees each event before the cache applies it, with the
+/// cache as it was.
+pub type Observer<K> = Box<dyn Fn(&Event<K>, &Store<K>) + Send + Sync>;
+
+/// The informers of one process, one per resource type, made on demand.
+pub struct Informers {
+    client: Client,
+    by_type: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Informers {
+    fn drop(&mut self) {
+        for task in self.tasks.lock().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl Informers {
+    /// Informers over `client`; nothing is watched until asked for.
+    pub fn new(client: Client) -> Self {
+        Self {
+            client,
+            by_type: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The informer of every `K` in the cluster, started on first use.
+    pub fn get<K: Informed>(&self) -> Arc<Informer<K>> {
+        let mut by_type = self.by_type.lock();
+        if let Some(found) = by_type.get(&TypeId::of::<K>()) {
+            return found
+                .clone()
+                .downcast::<Informer<K>>()
+                .expect("informers are kept by their type");
+        }
+        let (reader, writer) = reflector::store();
+        let informer = Arc::new(Informer {
+            store: reader,
+            dispatch: Mutex::new(Dispatch {
+                subscribers: Vec::new(),
+                observers: Vec::new(),
+                listed: false,
+            }),
+        });
+        let api: Api<K> = Api::all(self.client.clone());
+        self.tasks
+            .lock()
+            .push(tokio::spawn(informer.clone().run(api, writer)));
+        by_type.insert(TypeId::of::<K>(), informer.clone());
+        informer
+    }
+}
+
+/// One resource's shared watch, cache and fan-out.
+pub struct Informer<K: Informed> {
+    store: Store<K>,
+    dispatch: Mutex<Dispatch<K>>,
+}
+
+/// What a subscriber is told.
+#[derive(Clone)]
+enum Change<K> {
+    Applied(Arc<K>),
+    Deleted(Arc<K>),
+}
+
+struct Dispatch<K: Informed> {
+    subscribers: Vec<mpsc::UnboundedSender<Change<K>>>,
+    observers: Vec<Observer<K>>,
+    /// Whether the first list has been applied.
+    listed: bool,
+}
+
+impl<K: Informed> Informer<K>
+where
+    K::DynamicType: Eq + Hash + Clone,
+{
+    /// The shared cache (ready once the first list is applied).
+    pub fn store(&self) -> Store<K> {
+        self.store.clone()
+    }
+
+    /// Call `f` with every later event, before the cache applies it.
+    pub fn observe(&self, f: impl Fn(&Event<K>, &Store<K>) + Send + Sync + 'static) {
+        self.dispatch.lock().observers.push(Box::new(f));
+    }
+
+    /// Every object as the cache holds it after each change (deleted
+    /// objects as they were last seen); a subscriber that comes after the
+    /// first list starts with everything cached.
+    pub fn subscribe(&self) -> impl Stream<Item = Arc<K>> + Send + 'static {
+        self.changes().map(|c| match c {
+            Change::Applied(obj) | Change::Deleted(obj) => obj,
+        })
+    }
+
+    /// [`subscribe`](Self::subscribe) as watcher events (`Apply` and
+    /// `Delete`, copies of the cached objects), for code written against a
+    /// watch of its own.
+    pub fn subscribe_events(
+        &self,
+    ) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static {
+        self.changes().map(|c| {
+            Ok(match c {
+                Change::Applied(obj) => Event::Apply(K::clone(&obj)),
+                Change::Deleted(obj) => Event::Delete(K::clone(&obj)),
+            })
+        })
+    }
+
+    fn changes(&self) -> mpsc::UnboundedReceiver<Change<K>> {
+        let (tx, rx) = mpsc::unbounded();
+        let mut dispatch = self.dispatch.lock();
+        if dispatch.listed {
+            for obj in self.store.state() {
+                let _ = tx.unbounded_send(Change::Applied(obj));
+            }
+        }
+        dispatch.subscribers.push(tx);
+        rx
+    }
+
+    async fn run(self: Arc<Self>, api: Api<K>, mut writer: reflector::store::Writer<K>) {
+        let mut events = watcher::watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
+        while let Some(event) = events.next().await {
+            if let Ok(event) = event {
+                self.handle(&mut writer, &event);
+            }
+        }
+    }
+
+    /// Observers, then the cache, then the subscribers.
+    fn handle(&self, writer: &mut reflector::store::Writer<K>, event: &Event<K>) {
+        let mut dispatch = self.dispatch.lock();
+        for observe in &dispatch.observers {
+            observe(event, &self.store);
+        }
+        writer.apply_watcher_event(event);
+        let changed: Vec<Change<K>> = match event {
+            Event::Apply(obj) => self
+                .store
+                .get(&ObjectRef::from_obj(obj))
+                .map(Change::Applied)
+                .into_iter()
+                .collect(),
+            Event::Delete(obj) => vec![Change::Deleted(Arc::new(obj.clone()))],
+            // A (re)list replaces the cache at its end: everything in it
+            // may have changed.
+            Event::InitDone => {
+                dispatch.listed = true;
+                self.store
+                    .state()
+                    .into_iter()
+                    .map(Change::Applied)
+                    .collect()
+            }
+            Event::Init | Event::InitApply(_) => Vec::new(),
+        };
+        // Sent under the lock, so a new subscriber's snapshot and the
+        // events after it never miss one between them.
+        dispatch.subscribers.retain(|tx| {
+            changed
+                .iter()
+                .all(|obj| tx.unbounded_send(obj.clone()).is_ok())
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Pod;
+
+    fn pod(name: &str, rv: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "ns", "resourceVersion": rv, "uid": name}
+        }))
+        .unwrap()
+    }
+
+    /// The fan-out without a server: events fed to the step `run` takes
+    /// for each.
+    #[tokio::test]
+    async fn subscribers_see_objects_after_the_cache_has_them() {
+        let (reader, mut writer) = reflector::store::<Pod>();
+        let informer = Informer {
+            store: reader,
+            dispatch: Mutex::new(Dispatch {
+                subscribers: Vec::new(),
+                observers: Vec::new(),
+                listed: false,
+            }),
+        };
+        let seen_before: Arc<Mutex<Vec<bool>>> = Arc::default();
+        let seen = seen_before.clone();
+        informer.observe(move |ev, store| {
+            if let Event::Apply(p) = ev {
+                seen.lock()
+                    .push(store.get(&ObjectRef::from_obj(p)).is_some());
+            }
+        });
+        let mut early = informer.subscribe();
+        for ev in [
+            Event::Init,
+            Event::InitApply(pod("a", "1")),
+            Event::InitDone,
+            Event::Apply(pod("b", "2")),
+            Event::Apply(pod("b", "3")),
+        ] {
+            informer.handle(&mut writer, &ev);
+        }
+        let names: Vec<String> = (0..3)
+            .map(|_| {
+                let p = futures::executor::block_on(early.next()).unwrap();
+                format!(
+                    "{}@{}",
+                    p.metadata.name.clone().unwrap(),
+                    p.metadata.resource_version.clone().unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(names, ["a@1", "b@2", "b@3"]);
+        // The observer ran before the cache had b, then after.
+        assert_eq!(*seen_before.lock(), [false, true]);
+        // A late subscriber starts from the cache.
+        let mut late = informer.subscribe();
+        let mut got: Vec<String> = (0..2)
+            .map(|_| {
+                futures::executor::block_on(late.next())
+                    .unwrap()
+                    .metadata
+                    .name
+                    .clone()
+                    .unwrap()
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, ["a", "b"]);
+    }
+}
