@@ -449,8 +449,9 @@ pub fn compute(pod: &Pod, observed: &Observed, backoff: &Backoff, now: Timestamp
 }
 
 /// The container to stop when its startup or liveness probe gave up: it
-/// stops within the pod's grace period, and a later sync restarts it as
-/// the restart policy says (counting the restart, with back-off).
+/// stops within the pod's grace period, and the sync its death wakes
+/// restarts it as the restart policy says, counting the restart and
+/// backing off (Kubernetes starts it again in the same sync).
 pub fn probe_kill(
     pod: &Pod,
     name: &str,
