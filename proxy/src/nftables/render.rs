@@ -52,9 +52,13 @@ pub struct Ruleset {
     pub text: String,
     /// Rules in all chains (set and map elements not counted).
     pub rules: usize,
-    chains: BTreeSet<String>,
+    /// Every chain's rules, base chains' hooks not included.
+    chains: BTreeMap<String, Vec<String>>,
     /// Maps and sets whose elements are all in `text`.
     data: Vec<(&'static str, String)>,
+    /// Their elements by map or set name: `key → value` (value empty for
+    /// a set's elements).
+    elements: BTreeMap<String, BTreeMap<String, String>>,
     /// Affinity sets by name, with their declaration: kept across syncs
     /// while the declaration stays the same, so clients keep their endpoint.
     affinity_sets: BTreeMap<String, String>,
@@ -72,16 +76,97 @@ impl Ruleset {
     }
 
     /// A script that turns `previous` (as applied) into this table in one
-    /// transaction, keeping the affinity sets both declare alike with their
-    /// elements: `flush table` empties every chain but leaves sets alone.
+    /// transaction, touching only what differs (kube-proxy's partial
+    /// syncs): new chains are added, chains whose rules changed are flushed
+    /// and refilled, map and set elements are deleted and added one by
+    /// one, chains nothing uses any more are flushed and deleted last. A
+    /// change of one Service among thousands costs a few commands instead
+    /// of the whole table. ClientIP affinity sets both declare alike keep
+    /// their elements; a changed declaration (or base chain) redefines the
+    /// whole table in place ([`whole_update_script`](Self::whole_update_script)).
     pub fn update_script(&self, previous: &Ruleset) -> String {
+        let redeclared = previous
+            .affinity_sets
+            .iter()
+            .any(|(name, decl)| self.affinity_sets.get(name).is_some_and(|d| d != decl));
+        let base_changed = BASE_CHAINS
+            .iter()
+            .any(|c| self.chains.contains_key(*c) != previous.chains.contains_key(*c));
+        if redeclared || base_changed || self.data != previous.data {
+            return self.whole_update_script(previous);
+        }
+        let t = &self.table;
+        let mut s = String::new();
+        for (name, decl) in &self.affinity_sets {
+            if !previous.affinity_sets.contains_key(name) {
+                let _ = writeln!(s, "add set ip {t} {name} {{ {decl} }}");
+            }
+        }
+        for name in self.chains.keys() {
+            if !previous.chains.contains_key(name) {
+                let _ = writeln!(s, "add chain ip {t} {name}");
+            }
+        }
+        for (name, rules) in &self.chains {
+            let before = previous.chains.get(name);
+            if before == Some(rules) {
+                continue;
+            }
+            if before.is_some() {
+                let _ = writeln!(s, "flush chain ip {t} {name}");
+            }
+            for rule in rules {
+                let _ = writeln!(s, "add rule ip {t} {name} {rule}");
+            }
+        }
+        let none = BTreeMap::new();
+        for (_, name) in &self.data {
+            let now = self.elements.get(name).unwrap_or(&none);
+            let then = previous.elements.get(name).unwrap_or(&none);
+            let gone: Vec<&String> = then
+                .iter()
+                .filter(|(k, v)| now.get(*k) != Some(*v))
+                .map(|(k, _)| k)
+                .collect();
+            let new: Vec<String> = now
+                .iter()
+                .filter(|(k, v)| then.get(*k) != Some(*v))
+                .map(|(k, v)| element(k, v))
+                .collect();
+            if !gone.is_empty() {
+                let keys: Vec<&str> = gone.iter().map(|k| k.as_str()).collect();
+                let _ = writeln!(s, "delete element ip {t} {name} {{ {} }}", keys.join(", "));
+            }
+            if !new.is_empty() {
+                let _ = writeln!(s, "add element ip {t} {name} {{ {} }}", new.join(", "));
+            }
+        }
+        for name in previous.chains.keys() {
+            if !self.chains.contains_key(name) {
+                let _ = writeln!(s, "flush chain ip {t} {name}\ndelete chain ip {t} {name}");
+            }
+        }
+        for name in previous.affinity_sets.keys() {
+            if !self.affinity_sets.contains_key(name) {
+                let _ = writeln!(s, "delete set ip {t} {name}");
+            }
+        }
+        s
+    }
+
+    /// The whole table redefined in place in one transaction, keeping the
+    /// affinity sets both declare alike with their elements: `flush table`
+    /// empties every chain but leaves sets alone.
+    pub fn whole_update_script(&self, previous: &Ruleset) -> String {
         let t = &self.table;
         let mut s = format!("add table ip {t}\nflush table ip {t}\n");
         for (kind, name) in &previous.data {
             let _ = writeln!(s, "delete {kind} ip {t} {name}");
         }
-        for chain in previous.chains.difference(&self.chains) {
-            let _ = writeln!(s, "delete chain ip {t} {chain}");
+        for chain in previous.chains.keys() {
+            if !self.chains.contains_key(chain) {
+                let _ = writeln!(s, "delete chain ip {t} {chain}");
+            }
         }
         for (name, decl) in &previous.affinity_sets {
             if self.affinity_sets.get(name) != Some(decl) {
@@ -95,6 +180,25 @@ impl Ruleset {
     /// The script that removes the table.
     pub fn delete_script(table: &str) -> String {
         format!("delete table ip {table}\n")
+    }
+}
+
+/// The chains hooked into netfilter.
+const BASE_CHAINS: &[&str] = &[
+    "filter-input",
+    "filter-forward",
+    "filter-output",
+    "nat-prerouting",
+    "nat-output",
+    "nat-postrouting",
+];
+
+/// A map element `key : value`, or a set element `key`.
+fn element(key: &str, value: &str) -> String {
+    if value.is_empty() {
+        key.to_string()
+    } else {
+        format!("{key} : {value}")
     }
 }
 
@@ -337,55 +441,62 @@ pub fn render(table: &ProxyTable, opts: &RenderOptions<'_>) -> Ruleset {
         ),
     ]);
 
-    let mut text = format!("table ip {} {{\n", opts.table);
     let tuple = "ipv4_addr . inet_proto . inet_service";
-    let elements = |items: Vec<String>| {
-        if items.is_empty() {
-            String::new()
-        } else {
-            format!("\t\telements = {{ {} }}\n", items.join(",\n\t\t\t"))
-        }
-    };
-    let _ = write!(
-        text,
-        "\tmap service-ports {{\n\t\ttype {tuple} : verdict\n{}\t}}\n",
-        elements(
-            service_ports
-                .iter()
-                .map(|((ip, p, port), chain)| format!(
-                    "{ip} . {} . {port} : goto {chain}",
-                    nft_proto(*p)
-                ))
-                .collect()
-        )
-    );
-    let _ = write!(
-        text,
-        "\tset no-endpoints {{\n\t\ttype {tuple}\n{}\t}}\n",
-        elements(
-            no_endpoints
-                .iter()
-                .map(|(ip, p, port)| format!("{ip} . {} . {port}", nft_proto(*p)))
-                .collect()
-        )
-    );
+    // Maps and sets in declaration order, with their elements.
+    let mut data: Vec<(&'static str, String, String, BTreeMap<String, String>)> = Vec::new();
+    data.push((
+        "map",
+        "service-ports".into(),
+        format!("type {tuple} : verdict"),
+        service_ports
+            .iter()
+            .map(|((ip, p, port), chain)| {
+                (
+                    format!("{ip} . {} . {port}", nft_proto(*p)),
+                    format!("goto {chain}"),
+                )
+            })
+            .collect(),
+    ));
+    data.push((
+        "set",
+        "no-endpoints".into(),
+        format!("type {tuple}"),
+        no_endpoints
+            .iter()
+            .map(|(ip, p, port)| (format!("{ip} . {} . {port}", nft_proto(*p)), String::new()))
+            .collect(),
+    ));
     // A ClusterIP with a locally served port is reached on that port by
     // routing alone; leave the whole address out of the catch-all.
-    let _ = write!(
-        text,
-        "\tset cluster-ips {{\n\t\ttype ipv4_addr\n{}\t}}\n",
-        elements(
-            cluster_ips
-                .difference(&local_ips)
-                .map(|ip| ip.to_string())
-                .collect()
-        )
-    );
-    let _ = write!(
-        text,
-        "\tset hairpin {{\n\t\ttype ipv4_addr . ipv4_addr\n{}\t}}\n",
-        elements(hairpin.iter().map(|ip| format!("{ip} . {ip}")).collect())
-    );
+    data.push((
+        "set",
+        "cluster-ips".into(),
+        "type ipv4_addr".into(),
+        cluster_ips
+            .difference(&local_ips)
+            .map(|ip| (ip.to_string(), String::new()))
+            .collect(),
+    ));
+    data.push((
+        "set",
+        "hairpin".into(),
+        "type ipv4_addr . ipv4_addr".into(),
+        hairpin
+            .iter()
+            .map(|ip| (format!("{ip} . {ip}"), String::new()))
+            .collect(),
+    ));
+
+    let mut text = format!("table ip {} {{\n", opts.table);
+    for (kind, name, decl, items) in &data {
+        let _ = write!(text, "\t{kind} {name} {{\n\t\t{decl}\n");
+        if !items.is_empty() {
+            let items: Vec<String> = items.iter().map(|(k, v)| element(k, v)).collect();
+            let _ = writeln!(text, "\t\telements = {{ {} }}", items.join(",\n\t\t\t"));
+        }
+        text.push_str("\t}\n");
+    }
     for (name, decl) in &affinity_sets {
         let _ = writeln!(text, "\tset {name} {{ {decl} }}");
     }
@@ -405,13 +516,15 @@ pub fn render(table: &ProxyTable, opts: &RenderOptions<'_>) -> Ruleset {
         table: opts.table.to_string(),
         text,
         rules: chains.rules,
-        chains: chains.bodies.into_keys().collect(),
-        data: vec![
-            ("map", "service-ports".into()),
-            ("set", "no-endpoints".into()),
-            ("set", "cluster-ips".into()),
-            ("set", "hairpin".into()),
-        ],
+        chains: chains.bodies,
+        data: data
+            .iter()
+            .map(|(kind, name, _, _)| (*kind, name.clone()))
+            .collect(),
+        elements: data
+            .into_iter()
+            .map(|(_, name, _, items)| (name, items))
+            .collect(),
         affinity_sets,
     }
 }

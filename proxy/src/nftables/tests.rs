@@ -249,16 +249,71 @@ fn client_ip_affinity_sets_survive_an_update() {
     );
 
     // One endpoint goes: its chain and set are deleted, the other's set
-    // (and the clients in it) stays.
+    // (and the clients in it) stays, and nothing else is touched.
     web.endpoints.pop();
     let next = rendered(vec![web], &BTreeSet::new());
     let script = next.update_script(&r);
-    assert!(script.starts_with("add table ip kedge_test\nflush table ip kedge_test\n"));
-    assert!(script.contains("delete chain ip kedge_test ep-default/web/tcp/80__10.244.1.6/8080\n"));
-    assert!(script.contains("delete set ip kedge_test aff-default/web/tcp/80__10.244.1.6/8080\n"));
-    assert!(!script.contains(&format!("delete set ip kedge_test {set}\n")));
-    assert!(script.contains("delete map ip kedge_test service-ports\n"));
-    assert!(script.ends_with(&next.text));
+    let t = "kedge_test";
+    let gone_chain = "ep-default/web/tcp/80__10.244.1.6/8080";
+    assert!(!script.contains("flush table"), "{script}");
+    assert!(script.contains(&format!(
+        "flush chain ip {t} svc-default/web/tcp/80\nadd rule ip {t} svc-default/web/tcp/80 "
+    )));
+    // Deleted after the Service chain that jumped to it was refilled.
+    let refilled = script.find("flush chain ip kedge_test svc-").unwrap();
+    let deleted = script
+        .find(&format!(
+            "flush chain ip {t} {gone_chain}\ndelete chain ip {t} {gone_chain}\n"
+        ))
+        .unwrap();
+    assert!(refilled < deleted, "{script}");
+    assert!(script.ends_with(&format!(
+        "delete set ip {t} aff-default/web/tcp/80__10.244.1.6/8080\n"
+    )));
+    assert!(!script.contains(&format!("delete set ip {t} {set}\n")));
+    assert!(!script.contains("service-ports"), "{script}");
+}
+
+#[test]
+fn an_update_touches_only_what_changed() {
+    let services = |n: usize| {
+        (0..n)
+            .map(|i| {
+                let mut e = entry(
+                    &format!("s{i}"),
+                    &format!("10.96.1.{i}"),
+                    &[(&format!("10.244.0.{i}:8080"), "node-a")],
+                );
+                e.port = 80;
+                e
+            })
+            .collect::<Vec<_>>()
+    };
+    let before = rendered(services(50), &BTreeSet::new());
+    // One Service more.
+    let after = rendered(services(51), &BTreeSet::new());
+    let script = after.update_script(&before);
+    assert_eq!(
+        script,
+        "add chain ip kedge_test svc-default/s50/tcp/80\n\
+         add rule ip kedge_test svc-default/s50/tcp/80 fib saddr type local meta mark set meta mark | 0x4000\n\
+         add rule ip kedge_test svc-default/s50/tcp/80 meta l4proto tcp dnat to 10.244.0.50:8080\n\
+         add element ip kedge_test service-ports { 10.96.1.50 . tcp . 80 : goto svc-default/s50/tcp/80 }\n\
+         add element ip kedge_test cluster-ips { 10.96.1.50 }\n\
+         add element ip kedge_test hairpin { 10.244.0.50 . 10.244.0.50 }\n"
+    );
+    // And back: the same, undone, the chain last.
+    let script = before.update_script(&after);
+    assert_eq!(
+        script,
+        "delete element ip kedge_test service-ports { 10.96.1.50 . tcp . 80 }\n\
+         delete element ip kedge_test cluster-ips { 10.96.1.50 }\n\
+         delete element ip kedge_test hairpin { 10.244.0.50 . 10.244.0.50 }\n\
+         flush chain ip kedge_test svc-default/s50/tcp/80\n\
+         delete chain ip kedge_test svc-default/s50/tcp/80\n"
+    );
+    // Nothing changed: nothing to do.
+    assert_eq!(after.update_script(&after), "");
 }
 
 #[test]
