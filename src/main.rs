@@ -12,6 +12,9 @@ use kedge_config::cluster::{parse_port_range, ClusterConfig};
 use kedge_control::server::{self, ServerOptions};
 
 mod demo;
+mod drain;
+
+use drain::shutdown_signal;
 
 /// mimalloc: the proxies allocate per request, and glibc's malloc was a
 /// tenth of the ingress proxy's profile (docs/benchmarks.md).
@@ -106,6 +109,10 @@ struct IngressArgs {
     /// Where Prometheus metrics are served.
     #[arg(long, default_value = "127.0.0.1:10254")]
     metrics_addr: std::net::SocketAddr,
+    /// How long open requests may take to finish after SIGTERM or SIGINT,
+    /// in seconds; a second signal exits at once.
+    #[arg(long, default_value = "30", value_parser = parse_seconds)]
+    shutdown_grace_period: Duration,
 }
 
 #[derive(Args, Clone)]
@@ -127,6 +134,10 @@ struct ProxyArgs {
     /// Where Prometheus metrics are served.
     #[arg(long, default_value = "127.0.0.1:10249")]
     metrics_addr: std::net::SocketAddr,
+    /// How long open connections may take to finish after SIGTERM or SIGINT,
+    /// in seconds; a second signal exits at once.
+    #[arg(long, default_value = "30", value_parser = parse_seconds)]
+    shutdown_grace_period: Duration,
 }
 
 /// The service proxy's data plane.
@@ -445,9 +456,25 @@ async fn run_service_network(
     kedge_dns::ensure_kube_dns_service(client.clone(), dns_ip)
         .await
         .context("creating the kube-dns Service")?;
+    let upstreams = if args.dns_upstreams.is_empty() {
+        kedge_dns::host_nameservers()
+    } else {
+        args.dns_upstreams
+    };
+    // The cluster DNS listens on its ClusterIP at a port the kernel picks,
+    // and the proxy DNATs port 53 there: binding port 53 itself would take
+    // it from host processes binding the wildcard address (hostNetwork pods).
+    let dns = kedge_dns::ClusterDns::new(kedge_dns::DnsConfig {
+        listen: vec![std::net::SocketAddr::new(dns_ip, 0)],
+        cluster_domain,
+        upstreams,
+        ..Default::default()
+    })?;
+    let dns_server = dns.bind().await.context("binding the cluster DNS")?;
+    let dns_port = dns_server.local_addrs()[0].port();
     let proxy_metrics = std::sync::Arc::new(kedge_proxy::Metrics::new());
-    // The cluster DNS answers on its ClusterIP itself (the kube-dns Service
-    // has no endpoints): the kernel mode must not reject it.
+    // The kube-dns Service has no endpoints: the proxy neither balances
+    // nor rejects it, it sends it to the DNS's port.
     let dns_frontends = [kedge_proxy::Protocol::Udp, kedge_proxy::Protocol::Tcp].map(|protocol| {
         kedge_proxy::Frontend {
             addr: std::net::SocketAddr::new(dns_ip, 53),
@@ -464,27 +491,17 @@ async fn run_service_network(
             holder_interface: Some(args.proxy_interface),
             metrics: proxy_metrics.clone(),
             locally_served: dns_frontends.to_vec(),
+            local_ports: dns_frontends.iter().map(|f| (*f, dns_port)).collect(),
             ..Default::default()
         },
     );
-    let upstreams = if args.dns_upstreams.is_empty() {
-        kedge_dns::host_nameservers()
-    } else {
-        args.dns_upstreams
-    };
-    let dns = kedge_dns::ClusterDns::new(kedge_dns::DnsConfig {
-        listen: vec![std::net::SocketAddr::new(dns_ip, 53)],
-        cluster_domain,
-        upstreams,
-        ..Default::default()
-    })?;
     let dns_metrics = dns.metrics().clone();
     let metrics = serve_metrics(args.metrics_addr, move || {
         proxy_metrics.encode() + &dns_metrics.encode()
     });
     tokio::select! {
         r = proxy => r.context("service proxy")?,
-        r = dns.run(client) => r.context("cluster DNS")?,
+        r = dns.serve(dns_server, client) => r.context("cluster DNS")?,
         r = metrics => r?,
     }
     Ok(())
@@ -495,7 +512,8 @@ async fn run_proxy(args: ProxyArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("reading {}", args.kubeconfig.display()))?;
     let metrics = std::sync::Arc::new(kedge_proxy::Metrics::new());
-    let proxy = kedge_proxy::run(
+    let (drain, watcher) = drain::channel();
+    let proxy = kedge_proxy::run_with_drain(
         client,
         kedge_proxy::ProxyConfig {
             mode: args.mode.proxy_mode,
@@ -506,15 +524,17 @@ async fn run_proxy(args: ProxyArgs) -> anyhow::Result<()> {
             metrics: metrics.clone(),
             ..Default::default()
         },
+        watcher.signaled(),
     );
-    // Ending on a signal drops the proxy, which removes its interface (and
-    // its nftables table).
-    tokio::select! {
-        r = proxy => r.context("service proxy")?,
-        r = serve_metrics(args.metrics_addr, move || metrics.encode()) => r?,
-        _ = shutdown_signal() => tracing::info!("shutting down"),
-    }
-    Ok(())
+    // The proxy returns once drained, or is dropped when the grace period
+    // is over; either way it removes its interface (and its nftables table).
+    let part = async {
+        tokio::select! {
+            r = proxy => r.context("service proxy"),
+            r = serve_metrics(args.metrics_addr, move || metrics.encode()) => r,
+        }
+    };
+    drain::run_with_drain(part, drain, args.shutdown_grace_period).await
 }
 
 async fn run_ingress(args: IngressArgs) -> anyhow::Result<()> {
@@ -548,12 +568,16 @@ async fn run_ingress(args: IngressArgs) -> anyhow::Result<()> {
     };
     let metrics = std::sync::Arc::new(kedge_ingress::Metrics::new());
     let encode = metrics.clone();
-    tokio::select! {
-        r = kedge_ingress::run(client, cfg, listeners, opts, metrics) => r.context("ingress controller")?,
-        r = serve_metrics(args.metrics_addr, move || encode.encode()) => r?,
-        _ = shutdown_signal() => tracing::info!("shutting down"),
-    }
-    Ok(())
+    let (drain, watcher) = drain::channel();
+    let ingress =
+        kedge_ingress::run_with_drain(client, cfg, listeners, opts, metrics, watcher.signaled());
+    let part = async {
+        tokio::select! {
+            r = ingress => r.context("ingress controller"),
+            r = serve_metrics(args.metrics_addr, move || encode.encode()) => r,
+        }
+    };
+    drain::run_with_drain(part, drain, args.shutdown_grace_period).await
 }
 
 async fn run_dns(args: DnsArgs) -> anyhow::Result<()> {
@@ -870,19 +894,4 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

@@ -54,8 +54,31 @@ pub(crate) fn server_config(routes: &Arc<Routes>) -> Result<Arc<ServerConfig>, r
 }
 
 /// The Pingora application, shared by a worker's plain and TLS listeners
-/// (and so is its upstream keep-alive pool).
-pub(crate) struct SharedApp<A>(pub(crate) Arc<A>);
+/// (and so is its upstream keep-alive pool), counting the connections it
+/// serves so that a drain knows when they are done.
+pub(crate) struct SharedApp<A> {
+    app: Arc<A>,
+    pub(crate) open: Arc<OpenConnections>,
+}
+
+// Not derived: that would ask for `A: Clone`.
+impl<A> Clone for SharedApp<A> {
+    fn clone(&self) -> Self {
+        Self {
+            app: self.app.clone(),
+            open: self.open.clone(),
+        }
+    }
+}
+
+impl<A> SharedApp<A> {
+    pub(crate) fn new(app: Arc<A>) -> Self {
+        Self {
+            app,
+            open: Arc::new(OpenConnections::default()),
+        }
+    }
+}
 
 #[async_trait]
 impl<A: ServerApp + Send + Sync + 'static> ServerApp for SharedApp<A> {
@@ -64,11 +87,48 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for SharedApp<A> {
         session: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        self.0.process_new(session, shutdown).await
+        // Pingora calls this once per request of a kept-alive HTTP/1
+        // connection, the next call following at once, and once for a
+        // whole HTTP/2 connection.
+        let _open = self.open.enter();
+        self.app.process_new(session, shutdown).await
     }
 
     async fn cleanup(&self) {
-        self.0.cleanup().await
+        self.app.cleanup().await
+    }
+}
+
+/// How many connections a worker is serving (on its own thread, so a plain
+/// count behind a watch).
+#[derive(Debug)]
+pub(crate) struct OpenConnections(tokio::sync::watch::Sender<usize>);
+
+impl Default for OpenConnections {
+    fn default() -> Self {
+        Self(tokio::sync::watch::channel(0).0)
+    }
+}
+
+impl OpenConnections {
+    /// Count one connection until the guard drops.
+    pub(crate) fn enter(self: &Arc<Self>) -> OpenGuard {
+        self.0.send_modify(|n| *n += 1);
+        OpenGuard(self.clone())
+    }
+
+    /// Resolves when no connection is open.
+    pub(crate) async fn idle(&self) {
+        let _ = self.0.subscribe().wait_for(|n| *n == 0).await;
+    }
+}
+
+/// One open connection of [`OpenConnections`].
+pub(crate) struct OpenGuard(Arc<OpenConnections>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0 .0.send_modify(|n| *n -= 1);
     }
 }
 
@@ -77,7 +137,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for SharedApp<A> {
 pub(crate) async fn serve<A: ServerApp + Send + Sync + 'static>(
     listener: std::net::TcpListener,
     acceptor: Arc<Acceptor>,
-    app: Arc<A>,
+    app: Arc<SharedApp<A>>,
     mut shutdown: ShutdownWatch,
 ) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
@@ -114,7 +174,10 @@ pub(crate) async fn serve<A: ServerApp + Send + Sync + 'static>(
         let _ = digest.peer_addr.set(Some(peer.into()));
         l4.set_socket_digest(digest);
         let (acceptor, app, shutdown) = (acceptor.clone(), app.clone(), shutdown.clone());
+        // From the accept on, so that a drain also waits for handshakes.
+        let open = app.open.enter();
         tokio::spawn(async move {
+            let _open = open;
             let io = Coalesced(BufWriter::with_capacity(DEFAULT_L4_WRITE_BUFFER_SIZE, l4));
             let tls =
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.tls_handshake(io)).await {

@@ -56,9 +56,45 @@ pub async fn run(
     opts: ServeOptions,
     metrics: Arc<Metrics>,
 ) -> Result<(), Error> {
+    run_with_drain(
+        client,
+        cfg,
+        listeners,
+        opts,
+        metrics,
+        std::future::pending(),
+    )
+    .await
+}
+
+/// [`run`], and when `drain` resolves, stop accepting and return once the
+/// open connections are done ([`ProxyServer::drain`]). The caller bounds
+/// that with its grace period: dropping the future ends what is left.
+pub async fn run_with_drain(
+    client: kube::Client,
+    cfg: ControllerConfig,
+    listeners: Listeners,
+    opts: ServeOptions,
+    metrics: Arc<Metrics>,
+    drain: impl std::future::Future<Output = ()>,
+) -> Result<(), Error> {
     let fallback = Arc::new(tls::TlsCert::fallback());
     let routes = new_routes(fallback.clone());
-    let _server = server::start(routes.clone(), metrics.clone(), listeners, opts)?;
-    watch::run(client, cfg, routes, metrics, fallback).await?;
+    let server = server::start(routes.clone(), metrics.clone(), listeners, opts)?;
+    let watch = watch::run(client, cfg, routes, metrics, fallback);
+    tokio::pin!(watch);
+    tokio::select! {
+        r = &mut watch => return Ok(r?),
+        () = drain => {}
+    }
+    tracing::info!("draining the ingress proxy");
+    // The routes keep following the API while open requests finish.
+    tokio::select! {
+        () = server.drain() => {}
+        r = watch => {
+            r?;
+            server.drain().await;
+        }
+    }
     Ok(())
 }

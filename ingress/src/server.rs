@@ -67,9 +67,16 @@ impl Default for ServeOptions {
     }
 }
 
-/// The running proxy; dropping it stops accepting and ends the workers.
+/// The running proxy; [`drain`](Self::drain) ends it gracefully, and
+/// dropping it stops accepting and ends the workers with whatever is still
+/// open.
 pub struct ProxyServer {
+    /// Turns true to close the listeners (Pingora's shutdown watch).
     shutdown: watch::Sender<bool>,
+    /// Turns true to stop waiting for open connections.
+    force: watch::Sender<bool>,
+    /// Every worker holds a receiver until its open connections are done.
+    running: watch::Sender<()>,
     workers: Vec<std::thread::JoinHandle<()>>,
     /// Where it serves plain HTTP.
     pub http_addrs: Vec<SocketAddr>,
@@ -77,9 +84,25 @@ pub struct ProxyServer {
     pub https_addrs: Vec<SocketAddr>,
 }
 
+// === impl ProxyServer ===
+
+impl ProxyServer {
+    /// Stop accepting (every listening socket closes) and wait until the
+    /// connections still open are done: each finishes the request it is
+    /// on, answered with `Connection: close` (or a GOAWAY on HTTP/2), and
+    /// idle keep-alive connections close at once, as nginx's graceful
+    /// shutdown does. Unbounded: the caller bounds it with its grace period
+    /// and drops the server after it to end what is left.
+    pub async fn drain(&self) {
+        self.shutdown.send_replace(true);
+        self.running.closed().await;
+    }
+}
+
 impl Drop for ProxyServer {
     fn drop(&mut self) {
-        let _ = self.shutdown.send(true);
+        self.shutdown.send_replace(true);
+        self.force.send_replace(true);
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
@@ -138,6 +161,8 @@ pub fn start(
         ..Default::default()
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let (force, force_rx) = watch::channel(false);
+    let (running, running_rx) = watch::channel(());
     let mut workers = Vec::with_capacity(threads);
     for i in 0..threads {
         let copies = |ls: &[TcpListener]| {
@@ -151,6 +176,7 @@ pub fn start(
         };
         let app = IngressProxy::new(routes.clone(), metrics.clone(), https_port, opts.access_log);
         let (conf, acceptor, shutdown_rx) = (conf.clone(), acceptor.clone(), shutdown_rx.clone());
+        let (mut force_rx, running_rx) = (force_rx.clone(), running_rx.clone());
         let worker = std::thread::Builder::new()
             .name(format!("ingress-proxy-{i}"))
             .spawn(move || {
@@ -164,17 +190,27 @@ pub fn start(
                         return;
                     }
                 };
-                let app = Arc::new(pingora_proxy::http_proxy(&conf, app));
-                // Accept loops end when the shutdown watch turns true.
+                let app = SharedApp::new(Arc::new(pingora_proxy::http_proxy(&conf, app)));
+                let open = app.open.clone();
+                // Accept loops end, and their sockets close, when the
+                // shutdown watch turns true; Pingora's cleanup then closes
+                // idle keep-alive connections.
                 runtime.block_on(async {
                     let tls = own.https.into_iter().map(|(_, l)| {
-                        accept::serve(l, acceptor.clone(), app.clone(), shutdown_rx.clone())
+                        let app = Arc::new(app.clone());
+                        accept::serve(l, acceptor.clone(), app, shutdown_rx.clone())
                     });
                     let tls = futures::future::join_all(tls);
                     let (mut plain, fds) = plain_service(app, own.http);
                     tokio::join!(plain.start_service(Some(fds), shutdown_rx, 1), tls);
+                    tokio::select! {
+                        () = open.idle() => {}
+                        _ = force_rx.wait_for(|forced| *forced) => {}
+                    }
                 });
-                // Requests still in flight end with the runtime.
+                drop(running_rx);
+                // Whatever is still open after a forced stop ends with the
+                // runtime.
                 runtime.shutdown_timeout(std::time::Duration::from_secs(1));
             })?;
         workers.push(worker);
@@ -182,6 +218,8 @@ pub fn start(
     tracing::info!(http = ?http_addrs, https = ?https_addrs, threads, "ingress proxy serving");
     Ok(ProxyServer {
         shutdown,
+        force,
+        running,
         workers,
         http_addrs,
         https_addrs,
@@ -220,10 +258,10 @@ fn worker_socket(l: &TcpListener, first: bool) -> std::io::Result<TcpListener> {
 
 /// One worker's Pingora service over its own plain HTTP sockets.
 fn plain_service(
-    app: Arc<HttpProxy<IngressProxy>>,
+    app: SharedApp<HttpProxy<IngressProxy>>,
     http: Vec<(String, TcpListener)>,
 ) -> (Service<SharedApp<HttpProxy<IngressProxy>>>, ListenFds) {
-    let mut service = Service::new("kedge ingress".to_string(), SharedApp(app));
+    let mut service = Service::new("kedge ingress".to_string(), app);
     // Pingora takes already-bound sockets from its fd table by address.
     let mut fds = Fds::new();
     for (addr, l) in http {

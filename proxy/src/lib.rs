@@ -34,7 +34,7 @@ pub use metrics::Metrics;
 pub use nftables::{NftablesError, NftablesProxier};
 pub use proxier::Proxier;
 pub use table::{Backends, Frontend, NodeInfo, Protocol, ProxyTable, ServiceKey, ServiceState};
-pub use watch::run;
+pub use watch::{run, run_with_drain};
 
 /// The label by which a Service asks for a different proxy; Services that
 /// carry it are left alone unless it names this proxy.

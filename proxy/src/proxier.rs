@@ -39,7 +39,9 @@ pub struct Proxier {
     pending: BTreeMap<Frontend, String>,
     metrics: Arc<Metrics>,
     udp_idle_timeout: Duration,
-    /// Never sent on: dropping it tells every connection task to end.
+    /// Never sent on: dropping it tells every connection task to end, and
+    /// every listener and connection holds a receiver, so it is closed once
+    /// they are all gone ([`drain`](Proxier::drain)).
     shutdown: watch::Sender<()>,
     /// The redirect table, when frontends are reached through it.
     redirector: Option<Redirector>,
@@ -177,6 +179,29 @@ impl Proxier {
                 cluster_ips: self.cluster_ips.clone(),
             })
             .await;
+    }
+
+    /// Close every listener and wait until the connections they accepted
+    /// are done (TCP: closed by either side; UDP: idle past the flow
+    /// timeout). New connections to a frontend are refused from the start.
+    /// The redirect table and the holder interface stay until the proxier
+    /// is dropped, so open connections keep their path. Unbounded: the
+    /// caller bounds it with its grace period and drops the proxier after
+    /// it to close what is left.
+    pub async fn drain(&mut self) {
+        let closing: Vec<_> = self
+            .listeners
+            .drain()
+            .map(|(_, l)| {
+                l.task.abort();
+                l.task
+            })
+            .collect();
+        for task in closing {
+            let _ = task.await;
+        }
+        self.pending.clear();
+        self.shutdown.closed().await;
     }
 
     /// The frontends being listened on.

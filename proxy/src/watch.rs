@@ -58,6 +58,15 @@ impl DataPlane {
         }
     }
 
+    /// The userspace proxier's drain; the kernel keeps serving the
+    /// connections it has tracked until the table goes.
+    async fn drain(&mut self) {
+        match self {
+            Self::Userspace(p) => p.drain().await,
+            Self::Nftables(_) => {}
+        }
+    }
+
     fn has_pending(&self) -> bool {
         match self {
             Self::Userspace(p) => p.has_pending(),
@@ -72,6 +81,20 @@ impl DataPlane {
 /// it closes every listener and connection (userspace) or deletes the
 /// nftables table (kernel mode), and removes the holder interface.
 pub async fn run(client: Client, config: ProxyConfig) -> Result<(), Error> {
+    run_with_drain(client, config, std::future::pending()).await
+}
+
+/// [`run`], and when `drain` resolves, stop following the API, close the
+/// listeners and return once the open connections are done
+/// ([`Proxier::drain`]); returning cleans up as dropping does. The caller
+/// bounds the wait with its grace period: dropping the future closes what
+/// is left.
+pub async fn run_with_drain(
+    client: Client,
+    config: ProxyConfig,
+    drain: impl std::future::Future<Output = ()>,
+) -> Result<(), Error> {
+    tokio::pin!(drain);
     let mut proxier = DataPlane::new(&config).await?;
     let selector = match &config.service_proxy_name {
         Some(name) => format!("{SERVICE_PROXY_NAME_LABEL}={name}"),
@@ -116,6 +139,7 @@ pub async fn run(client: Client, config: ProxyConfig) -> Result<(), Error> {
                 }
             }
             _ = tokio::time::sleep(RETRY), if proxier.has_pending() => dirty = true,
+            () = &mut drain => break,
         }
         // Until both kinds are listed a partial table would refuse
         // connections that have endpoints.
@@ -127,6 +151,9 @@ pub async fn run(client: Client, config: ProxyConfig) -> Result<(), Error> {
             return Err(Error::WatchEnded("status"));
         }
     }
+    tracing::info!("draining the service proxy");
+    proxier.drain().await;
+    Ok(())
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

@@ -671,3 +671,66 @@ async fn holder_adopts_its_own_leftover_and_refuses_other_bridges() {
     assert!(matches!(err, kedge_proxy::HolderError::NotOurs(_)), "{err}");
     assert!(link_addresses(&name).is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_closes_listeners_and_waits_for_open_connections() {
+    let config = ProxyConfig {
+        holder_interface: None,
+        nftables_table: format!("kpd{}", std::process::id()),
+        ..Default::default()
+    };
+    let mut proxier = Proxier::new(&config).await.unwrap();
+    let a = tcp_backend("a").await;
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let front = Frontend {
+        addr: SocketAddr::new(localhost(), port),
+        protocol: Protocol::Tcp,
+    };
+    let backends = Backends {
+        service: ServiceKey::new("default", "drained"),
+        port_name: "p".into(),
+        endpoints: vec![a].into(),
+        affinity: None,
+    };
+    proxier.apply(BTreeMap::from([(front, backends)])).await;
+    assert!(!proxier.has_pending());
+    let (name, mut open) = greeting(front.addr).await.unwrap();
+    assert_eq!(name, "a");
+
+    let drained = tokio::spawn(async move {
+        proxier.drain().await;
+        proxier
+    });
+    // New connections are refused (or, should another test be handed the
+    // freed port, are not the proxy's: no backend greets).
+    eventually_some("the listener closed", || async {
+        match greeting(front.addr).await {
+            Ok((name, _)) if name == "a" => None,
+            _ => Some(()),
+        }
+    })
+    .await;
+    // The open connection still carries data both ways, and holds the
+    // drain until it closes.
+    open.get_mut().write_all(b"still here\n").await.unwrap();
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(2), open.read_line(&mut line))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(line, "still here\n");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !drained.is_finished(),
+        "the drain ended with a connection open"
+    );
+    drop(open);
+    let proxier = tokio::time::timeout(Duration::from_secs(5), drained)
+        .await
+        .expect("the drain ends once the connection closes")
+        .unwrap();
+    assert!(proxier.frontends().is_empty());
+}
