@@ -448,6 +448,7 @@ async fn sync_time(n: usize) {
             table: &config.nftables_table,
             node: &node,
             locally_served: &Default::default(),
+            local_ports: &Default::default(),
         },
     );
     let render = start.elapsed();
@@ -458,7 +459,33 @@ async fn sync_time(n: usize) {
     nft.sync(&table).await;
     let first = start.elapsed();
     assert!(!nft.has_pending(), "{n} Services were not applied");
-    // Every Service's endpoints move: the whole table is redefined in place.
+    // One Service more, then one Service's endpoints move, then that
+    // Service goes: each a partial update of the table (median of 5).
+    let one = |k: usize| {
+        let mut t = services(n, 0);
+        t.ports.push(services(n + 1, k as u8 % 2).ports.pop().unwrap());
+        t
+    };
+    let mut added = Vec::new();
+    let mut moved = Vec::new();
+    let mut removed = Vec::new();
+    for k in 0..5 {
+        let start = Instant::now();
+        nft.sync(&one(0)).await;
+        added.push(start.elapsed());
+        let start = Instant::now();
+        nft.sync(&one(1 + k)).await;
+        moved.push(start.elapsed());
+        let start = Instant::now();
+        nft.sync(&table).await;
+        removed.push(start.elapsed());
+        assert!(!nft.has_pending(), "a partial update was not applied");
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2].as_secs_f64() * 1e3
+    };
+    // Every Service's endpoints move: every chain is refilled.
     let start = Instant::now();
     nft.sync(&services(n, 1)).await;
     let update = start.elapsed();
@@ -468,11 +495,15 @@ async fn sync_time(n: usize) {
     );
     drop(nft);
     println!(
-        "\n{n} Services (2 endpoints each), {} rules, {} KiB of script: render {:.1} ms, first sync {:.0} ms, full update {:.0} ms",
+        "\n{n} Services (2 endpoints each), {} rules, {} KiB of script: render {:.1} ms, first sync {:.0} ms, \
+         one Service added {:.1} ms, its endpoints moved {:.1} ms, removed {:.1} ms, every Service's endpoints moved {:.0} ms",
         rendered.rules,
         rendered.text.len() >> 10,
         render.as_secs_f64() * 1e3,
         first.as_secs_f64() * 1e3,
+        median(&mut added),
+        median(&mut moved),
+        median(&mut removed),
         update.as_secs_f64() * 1e3
     );
 }

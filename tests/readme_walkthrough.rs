@@ -211,6 +211,23 @@ fn walkthrough(flags: &[&str]) {
     ]);
     assert!(out.trim_end().ends_with("exit=0"), "{out}");
 
+    // Nothing kedge runs binds a Service's port on its address (the DNS
+    // listens on a port the kernel picked and gets port 53 by DNAT):
+    // every port of the wildcard address stays free for host processes.
+    let sockets = std::process::Command::new("ss")
+        .args(["-Hlntu"])
+        .output()
+        .unwrap();
+    let sockets = String::from_utf8_lossy(&sockets.stdout);
+    let service_ports = ["10.96.0.1:443", "10.96.0.10:53"];
+    assert!(
+        !sockets.lines().any(|l| {
+            let local = l.split_whitespace().nth(4).unwrap_or_default();
+            service_ports.contains(&local) || (local.starts_with("10.96.") && local.ends_with(":80"))
+        }),
+        "a Service port is bound:\n{sockets}"
+    );
+
     // A new version rolls out; the ingress sends traffic to it.
     c.kubectl(&[
         "-n",

@@ -219,6 +219,17 @@ impl ClusterDns {
             () = watch => Ok(()),
         }
     }
+
+    /// Serve on `server` (from [`bind`](Self::bind)), with the index fed
+    /// from the API, until dropped or a listener fails.
+    pub async fn serve(self, server: DnsServer, client: kube::Client) -> Result<(), Error> {
+        let watch = watch::watch(client, self.index.clone());
+        tracing::info!(listen = ?server.local_addrs(), "cluster DNS serving");
+        tokio::select! {
+            result = server.serve() => result,
+            () = watch => Ok(()),
+        }
+    }
 }
 
 /// Make sure the `kube-dns` Service exists in `kube-system` with the

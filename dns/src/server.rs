@@ -1,9 +1,14 @@
 //! The UDP and TCP listeners, served by hickory's `Server`.
 
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
 use hickory_server::Server;
+use nix::sys::socket::{
+    bind, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType,
+    SockaddrIn, SockaddrIn6,
+};
 use tokio::net::{TcpListener, UdpSocket};
 
 use crate::handler::ClusterDnsHandler;
@@ -68,9 +73,13 @@ async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener, SocketAd
     let tries = if addr.port() == 0 { EPHEMERAL_TRIES } else { 1 };
     let mut last = None;
     for _ in 0..tries {
-        let udp = UdpSocket::bind(addr).await.map_err(bind_error)?;
+        let udp = free_socket(addr, SockType::Datagram)
+            .and_then(|fd| UdpSocket::from_std(std::net::UdpSocket::from(fd)))
+            .map_err(bind_error)?;
         let local = udp.local_addr().map_err(bind_error)?;
-        match TcpListener::bind(local).await {
+        match free_socket(local, SockType::Stream)
+            .and_then(|fd| TcpListener::from_std(std::net::TcpListener::from(fd)))
+        {
             Ok(tcp) => return Ok((udp, tcp, local)),
             Err(error) => last = Some(error),
         }
@@ -81,4 +90,34 @@ async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener, SocketAd
             "no port free for UDP and TCP",
         )
     })))
+}
+
+/// A non-blocking socket bound to `addr` (listening, for TCP), with
+/// `IP_FREEBIND`: the cluster DNS address appears on the node only once
+/// the service proxy holds it, and the proxy is told the port the DNS got
+/// before it starts.
+fn free_socket(addr: SocketAddr, ty: SockType) -> std::io::Result<OwnedFd> {
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket(
+        family,
+        ty,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    setsockopt(&fd, sockopt::IpFreebind, &true)?;
+    if ty == SockType::Stream {
+        setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    }
+    match addr {
+        SocketAddr::V4(a) => bind(fd.as_raw_fd(), &SockaddrIn::from(a))?,
+        SocketAddr::V6(a) => bind(fd.as_raw_fd(), &SockaddrIn6::from(a))?,
+    }
+    if ty == SockType::Stream {
+        listen(&fd, Backlog::new(1024)?)?;
+    }
+    Ok(fd)
 }

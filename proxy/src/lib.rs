@@ -112,6 +112,11 @@ pub struct ProxyConfig {
     /// cluster DNS on its ClusterIP, a Service without endpoints): the
     /// kernel mode neither DNATs nor rejects them.
     pub locally_served: Vec<Frontend>,
+    /// Locally served frontends whose process listens on another port of
+    /// the same address (a port the kernel picked): traffic to the frontend
+    /// is DNATed there, so the frontend's own port stays free for host
+    /// processes binding the wildcard address.
+    pub local_ports: std::collections::BTreeMap<Frontend, u16>,
 }
 
 impl Default for ProxyConfig {
@@ -130,6 +135,7 @@ impl Default for ProxyConfig {
             nftables_table: nftables::DEFAULT_TABLE.into(),
             userspace_redirect: true,
             locally_served: Vec::new(),
+            local_ports: Default::default(),
         }
     }
 }

@@ -66,6 +66,7 @@ pub struct NftablesProxier {
     table: String,
     node: NodeInfo,
     locally_served: BTreeSet<Frontend>,
+    local_ports: std::collections::BTreeMap<Frontend, u16>,
     metrics: Arc<Metrics>,
     /// What the kernel has, when the last sync succeeded.
     applied: Option<Ruleset>,
@@ -95,6 +96,7 @@ impl NftablesProxier {
                 addresses: config.node_addresses.clone(),
             },
             locally_served: config.locally_served.iter().copied().collect(),
+            local_ports: config.local_ports.clone(),
             metrics: config.metrics.clone(),
             applied: None,
             failed: false,
@@ -123,6 +125,7 @@ impl NftablesProxier {
                 table: &self.table,
                 node: &self.node,
                 locally_served: &self.locally_served,
+                local_ports: &self.local_ports,
             },
         );
         if self.applied.as_ref() == Some(&ruleset) {

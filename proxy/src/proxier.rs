@@ -50,6 +50,8 @@ pub struct Proxier {
     cluster_ips: BTreeSet<Ipv4Addr>,
     /// Addresses a process on this node serves itself (the cluster DNS).
     locally_served: BTreeSet<IpAddr>,
+    /// Those served on another port of their address, DNATed there.
+    local_ports: BTreeMap<(Ipv4Addr, Protocol, u16), u16>,
     // Last, so that listeners close before their addresses go.
     holder: Option<Holder>,
 }
@@ -112,6 +114,14 @@ impl Proxier {
             redirector,
             cluster_ips: BTreeSet::new(),
             locally_served: config.locally_served.iter().map(|f| f.addr.ip()).collect(),
+            local_ports: config
+                .local_ports
+                .iter()
+                .filter_map(|(f, port)| match f.addr {
+                    SocketAddr::V4(a) => Some(((*a.ip(), f.protocol, a.port()), *port)),
+                    SocketAddr::V6(_) => None,
+                })
+                .collect(),
             holder,
         })
     }
@@ -177,6 +187,7 @@ impl Proxier {
             .apply(Redirects {
                 ports,
                 cluster_ips: self.cluster_ips.clone(),
+                local: self.local_ports.clone(),
             })
             .await;
     }

@@ -40,6 +40,9 @@ pub struct RenderOptions<'a> {
     /// Frontends a process on this node serves itself: neither DNATed nor
     /// rejected.
     pub locally_served: &'a BTreeSet<Frontend>,
+    /// Of those, the ones served on another port of the same address:
+    /// DNATed to it.
+    pub local_ports: &'a BTreeMap<Frontend, u16>,
 }
 
 /// A rendered table, with the names of what it declares so that the next
@@ -396,6 +399,25 @@ pub fn render(table: &ProxyTable, opts: &RenderOptions<'_>) -> Ruleset {
         "meta l4proto tcp counter reject with tcp reset".into(),
     );
     chains.add("reject-chain", "counter reject".into());
+    // Locally served frontends on another port of their address.
+    for (f, port) in opts.local_ports {
+        if let SocketAddr::V4(a) = f.addr {
+            let proto = nft_proto(f.protocol);
+            chains.add(
+                "local-services",
+                format!(
+                    "ip daddr {} {proto} dport {} dnat to {}:{port}",
+                    a.ip(),
+                    a.port(),
+                    a.ip()
+                ),
+            );
+        }
+    }
+    if chains.bodies.contains_key("local-services") {
+        chains.add("nat-prerouting", "jump local-services".into());
+        chains.add("nat-output", "jump local-services".into());
+    }
     chains.add("nat-prerouting", "jump services".into());
     chains.add("nat-output", "jump services".into());
     chains.add("nat-postrouting", "jump masquerading".into());

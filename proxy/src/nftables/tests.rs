@@ -1,4 +1,4 @@
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -43,6 +43,7 @@ fn rendered(ports: Vec<ServicePortEntry>, locally_served: &BTreeSet<Frontend>) -
             table: "kedge_test",
             node: &node(),
             locally_served,
+            local_ports: &Default::default(),
         },
     )
 }
@@ -388,10 +389,17 @@ async fn nft_accepts_the_scripts() {
         name: "node-a".into(),
         addresses: vec![IpAddr::from([192, 0, 2, 10])],
     };
+    // The cluster DNS on another port of its address.
+    let dns = Frontend {
+        addr: "10.96.0.10:53".parse().unwrap(),
+        protocol: Protocol::Udp,
+    };
+    let local_ports = BTreeMap::from([(dns, 40053)]);
     let opts = |served| RenderOptions {
         table: &table,
         node: &node,
         locally_served: served,
+        local_ports: &local_ports,
     };
     let none = BTreeSet::new();
     let first = render(

@@ -31,6 +31,9 @@ pub struct Redirects {
     pub ports: BTreeMap<(Ipv4Addr, Protocol, u16), u16>,
     /// ClusterIPs whose unserved ports are turned away.
     pub cluster_ips: BTreeSet<Ipv4Addr>,
+    /// `(address, protocol, port)` a process on this node serves on another
+    /// port of the same address → that port (DNAT).
+    pub local: BTreeMap<(Ipv4Addr, Protocol, u16), u16>,
 }
 
 /// Render `r` as the table `table` (family `ip`).
@@ -67,6 +70,13 @@ pub fn render(table: &str, r: &Redirects) -> String {
             text,
             "\tchain {chain} {{\n\t\ttype nat hook {hook} priority -100; policy accept;"
         );
+        for ((ip, proto, port), local) in &r.local {
+            let proto = nft_proto(*proto);
+            let _ = writeln!(
+                text,
+                "\t\tip daddr {ip} {proto} dport {port} dnat to {ip}:{local}"
+            );
+        }
         for proto in ["tcp", "udp"] {
             let _ = writeln!(
                 text,
@@ -190,6 +200,7 @@ mod tests {
                 ((Ipv4Addr::new(10, 244, 0, 1), Protocol::Tcp, 30080), 40003),
             ]),
             cluster_ips: BTreeSet::from([Ipv4Addr::new(10, 96, 0, 1), Ipv4Addr::new(10, 96, 0, 7)]),
+            local: BTreeMap::from([((Ipv4Addr::new(10, 96, 0, 10), Protocol::Udp, 53), 40053)]),
         };
         let text = render("kedge", &r);
         assert!(text.contains(
@@ -207,6 +218,12 @@ mod tests {
             text.contains("meta l4proto udp redirect to : ip daddr . udp dport map @redirect-udp")
         );
         assert_eq!(text.matches("type nat hook").count(), 2);
+        // The cluster DNS on another port of its address, from pods and the host.
+        assert_eq!(
+            text.matches("ip daddr 10.96.0.10 udp dport 53 dnat to 10.96.0.10:40053")
+                .count(),
+            2
+        );
     }
 
     #[test]
