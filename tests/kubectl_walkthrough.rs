@@ -50,25 +50,7 @@ fn walkthrough_with_kubectl() {
     assert!(out.contains("Active"));
 
     // kubectl create sends protobuf bodies for these.
-    c.kubectl(&[
-        "-n",
-        "luffy",
-        "create",
-        "configmap",
-        "myblog",
-        "--from-literal=MYSQL_HOST=mysql",
-        "--from-literal=MYSQL_PORT=3306",
-    ]);
-    c.kubectl(&[
-        "-n",
-        "luffy",
-        "create",
-        "secret",
-        "generic",
-        "myblog",
-        "--from-literal=MYSQL_USER=root",
-        "--from-literal=MYSQL_PASSWD=123456",
-    ]);
+    c.create_readme_config_and_secret();
     let (crt, key) = write_tls_files(&c.home);
     c.kubectl(&[
         "-n",

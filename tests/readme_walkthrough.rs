@@ -37,39 +37,14 @@ fn walkthrough(flags: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
 
     c.kubectl(&["create", "namespace", "luffy"]);
-    c.kubectl(&[
-        "-n",
-        "luffy",
-        "create",
-        "configmap",
-        "myblog",
-        "--from-literal=MYSQL_HOST=mysql",
-        "--from-literal=MYSQL_PORT=3306",
-    ]);
-    c.kubectl(&[
-        "-n",
-        "luffy",
-        "create",
-        "secret",
-        "generic",
-        "myblog",
-        "--from-literal=MYSQL_USER=root",
-        "--from-literal=MYSQL_PASSWD=123456",
-    ]);
+    c.create_readme_config_and_secret();
     let blog = pki("blog.luffy.com");
     tls_secret(&c, tmp.path(), "tls-myblog", &blog);
     c.kubectl(&["apply", "-f", &Cluster::fixture("myblog.yaml")]);
     c.kubectl(&["label", "node", &node.name, "ingress=true"]);
 
     // The demo images come from `up` itself; the probes wait 10 s.
-    c.kubectl(&[
-        "-n",
-        "luffy",
-        "rollout",
-        "status",
-        "deployment/myblog",
-        "--timeout=240s",
-    ]);
+    rollout_status(&c);
     let ready = c.kubectl(&[
         "-n",
         "luffy",
@@ -237,14 +212,7 @@ fn walkthrough(flags: &[&str]) {
         "deployment/myblog",
         "myblog=kedge/echo:v2",
     ]);
-    c.kubectl(&[
-        "-n",
-        "luffy",
-        "rollout",
-        "status",
-        "deployment/myblog",
-        "--timeout=240s",
-    ]);
+    rollout_status(&c);
     assert!(eventually(WAIT, || {
         http(web, "myblog.luffy.com", "/")
             .is_some_and(|(_, _, body)| echoed(&body)["version"] == "v2")
@@ -278,4 +246,16 @@ fn eventually_answer<T>(mut f: impl FnMut() -> Option<T>) -> T {
         "no answer in {WAIT:?}"
     );
     found.unwrap()
+}
+
+/// `kubectl rollout status` of the walkthrough's Deployment.
+fn rollout_status(c: &Cluster) {
+    c.kubectl(&[
+        "-n",
+        "luffy",
+        "rollout",
+        "status",
+        "deployment/myblog",
+        "--timeout=240s",
+    ]);
 }

@@ -514,6 +514,30 @@ impl Cluster {
         kube::Client::try_from(cfg).unwrap()
     }
 
+    /// The README's `kubectl create configmap` and `create secret generic`
+    /// of the walkthrough, in `luffy`.
+    pub fn create_readme_config_and_secret(&self) {
+        self.kubectl(&[
+            "-n",
+            "luffy",
+            "create",
+            "configmap",
+            "myblog",
+            "--from-literal=MYSQL_HOST=mysql",
+            "--from-literal=MYSQL_PORT=3306",
+        ]);
+        self.kubectl(&[
+            "-n",
+            "luffy",
+            "create",
+            "secret",
+            "generic",
+            "myblog",
+            "--from-literal=MYSQL_USER=root",
+            "--from-literal=MYSQL_PASSWD=123456",
+        ]);
+    }
+
     /// The path of a fixture file.
     pub fn fixture(name: &str) -> String {
         Path::new(env!("CARGO_MANIFEST_DIR"))
