@@ -138,8 +138,10 @@ async fn reasons(client: &Client, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// A Job's pods. Listed across namespaces, so that no request of a test
+/// looks like a Job sync's list of its namespace's pods.
 async fn pods_of(client: &Client, name: &str) -> Vec<Pod> {
-    let api: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let api: Api<Pod> = Api::all(client.clone());
     api.list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={name}")))
         .await
         .unwrap()
@@ -305,4 +307,96 @@ async fn suspend_deletes_pods_and_resume_restarts() {
             && j.status.as_ref().and_then(|s| s.active) == Some(1)
     })
     .await;
+}
+
+/// The request log of the API servers of this test binary
+/// (`kedge_control::apiserver` debug events), as "METHOD path".
+mod request_log {
+    use std::sync::{Mutex, Once};
+
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Level, Metadata, Subscriber};
+
+    static LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    struct Log;
+
+    #[derive(Default)]
+    struct Fields(String, String);
+
+    impl Visit for Fields {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            match field.name() {
+                "method" => self.0 = format!("{value:?}"),
+                "path" => self.1 = format!("{value:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    impl Subscriber for Log {
+        fn enabled(&self, m: &Metadata<'_>) -> bool {
+            *m.level() == Level::DEBUG && m.target() == "kedge_control::apiserver"
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, event: &Event<'_>) {
+            let mut f = Fields::default();
+            event.record(&mut f);
+            if !f.1.is_empty() {
+                LOG.lock().unwrap().push(format!("{} {}", f.0, f.1));
+            }
+        }
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+
+    /// Start logging (once per test binary).
+    pub fn install() {
+        static ONCE: Once = Once::new();
+        ONCE.call_once(|| tracing::subscriber::set_global_default(Log).unwrap());
+    }
+
+    /// Every request logged so far.
+    pub fn all() -> Vec<String> {
+        LOG.lock().unwrap().clone()
+    }
+}
+
+/// Syncs read pods from the shared informer, not from the API; counting
+/// and creating from that cache still make exactly the pods asked for and
+/// count each once. No test here lists a namespace's pods, so any such
+/// request in the log (of every test running beside this one) is a sync's.
+#[tokio::test(flavor = "multi_thread")]
+async fn syncs_read_pods_from_the_cache_not_the_api() {
+    request_log::install();
+    let c = start().await;
+    let api: Api<Job> = Api::namespaced(c.client.clone(), "default");
+    let spec = json!({"completions": 4, "parallelism": 2});
+    api.create(&PostParams::default(), &job("cached", "succeed", spec))
+        .await
+        .unwrap();
+    let j = wait_for_job(&api, "cached", 30, |j| {
+        has_condition(j, "Complete").is_some()
+    })
+    .await;
+    assert_eq!(j.status.unwrap().succeeded, Some(4));
+
+    let requests = request_log::all();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r == "GET /apis/batch/v1/namespaces/default/jobs/cached"),
+        "the log shows the syncs' own reads: {requests:?}"
+    );
+    let listed: Vec<_> = requests
+        .iter()
+        .filter(|r| *r == "GET /api/v1/namespaces/default/pods")
+        .collect();
+    assert!(listed.is_empty(), "{listed:?}");
+    assert_eq!(pods_of(&c.client, "cached").await.len(), 4);
 }

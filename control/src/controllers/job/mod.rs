@@ -11,10 +11,14 @@
 //! first, then the finalizer comes off, then the uid moves to the counters;
 //! every status write is conditional on the Job's resourceVersion.
 //!
-//! Each sync reads the Job and its pods fresh from the API (not a cache),
-//! so the pods it just created are always seen and no creation
-//! expectations are needed.
+//! Each sync reads the Job fresh from the API and its pods from the shared
+//! pod informer's cache, which may lag the sync's own writes. So, as
+//! Kubernetes does, the controller keeps expectations: the creates and
+//! deletes it issued (pods are created and deleted only once those are
+//! seen) and the finalizer removals it issued (a pod the cache still shows
+//! with the finalizer is not counted a second time).
 
+pub mod expectations;
 pub mod indexes;
 mod sync;
 
@@ -33,10 +37,12 @@ use kube::runtime::{watcher, Controller};
 use kube::Client;
 use parking_lot::Mutex;
 
+use self::expectations::FinalizerExpectations;
 use super::events::Recorder;
 use super::replicaset::backoff::Backoff;
 use super::replicaset::cache::key_of;
 use super::replicaset::claim::is_not_found;
+use super::replicaset::expectations::{self as rs_expectations, Expectations};
 use super::replicaset::pods::controller_of;
 use super::Context;
 
@@ -57,6 +63,12 @@ pub struct State {
     pub client: Client,
     /// Events as `job-controller`.
     pub recorder: Recorder,
+    /// All pods, from the shared informer.
+    pub pods: Store<Pod>,
+    /// Pod creates and deletes not yet observed, by Job key.
+    pub expectations: Arc<Expectations>,
+    /// Tracking-finalizer removals not yet observed, by Job key.
+    pub finalizers: Arc<FinalizerExpectations>,
     /// When each Job (by uid) last counted a failed pod: the start of its
     /// pod-creation backoff.
     last_failure: Mutex<HashMap<String, Timestamp>>,
@@ -67,19 +79,47 @@ pub struct State {
 pub async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     let informer = ctx.informers.get::<Pod>();
-    let controller = Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default())
+    let expectations = Arc::new(Expectations::default());
+    let finalizers = Arc::new(FinalizerExpectations::default());
+    let exp = expectations.clone();
+    informer.observe(move |ev, store| rs_expectations::observe_pod_event(&exp, "Job", store, ev));
+    // Jobs come from the shared informer too, whose observer sees a Job's
+    // deletion (a deleted Job gets no reconcile of its own).
+    let job_informer = ctx.informers.get::<Job>();
+    let (exp, fin) = (expectations.clone(), finalizers.clone());
+    job_informer.observe(move |ev, _| {
+        if let watcher::Event::Delete(job) = ev {
+            let key = key_of(&job.metadata);
+            exp.forget(&key);
+            fin.forget(&key);
+        }
+    });
+    let jobs = job_informer.store();
+    let controller = Controller::for_shared_stream(job_informer.subscribe(), jobs.clone())
         .owns_shared_stream(informer.subscribe());
-    let jobs = controller.store();
     let state = Arc::new(State {
         client: client.clone(),
         recorder: ctx.recorder("job-controller"),
+        pods: informer.store(),
+        expectations,
+        finalizers: finalizers.clone(),
         last_failure: Mutex::new(HashMap::new()),
         backoff: Backoff::default(),
     });
     let work = controller
         .run(reconcile, error_policy, state)
         .for_each(|_| async {});
-    tokio::join!(work, release_orphans(client, informer.subscribe(), jobs));
+    let settle = informer.subscribe_events().for_each(move |ev| {
+        if let Ok(ev) = ev {
+            finalizers.observe_cached(&ev);
+        }
+        async {}
+    });
+    tokio::join!(
+        work,
+        settle,
+        release_orphans(client, informer.subscribe(), jobs)
+    );
 }
 
 async fn reconcile(job: Arc<Job>, state: Arc<State>) -> Result<Action, Error> {

@@ -2,15 +2,17 @@
 //! succeeded or is suspended, create or delete pods towards the wanted
 //! number of active ones, and write status.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus, UncountedTerminatedPods};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 
 use super::{
     has_tracking_finalizer, indexes, remove_tracking_finalizer, Error, State, MIN_REQUEUE,
@@ -18,12 +20,17 @@ use super::{
 };
 use crate::controllers::events::{self, EventType};
 use crate::controllers::omit_empty;
+use crate::controllers::replicaset::cache::key_of;
 use crate::controllers::replicaset::claim::is_not_found;
-use crate::controllers::replicaset::pods::{controller_of, is_ready};
+use crate::controllers::replicaset::pods::{self, controller_of, is_ready};
 
 /// Pod-creation backoff after failures: 10s doubling up to 6 minutes.
 const BACKOFF_BASE: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(360);
+
+/// How soon to look again when expectations wait on pod events that are
+/// already on their way.
+const EXPECTATIONS_RECHECK: Duration = Duration::from_millis(200);
 
 fn now() -> Timestamp {
     Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_else(|_| Timestamp::now())
@@ -139,23 +146,38 @@ pub async fn sync(woke: &Job, state: &State) -> Result<Action, Error> {
     let name = woke.metadata.name.clone().unwrap_or_default();
     let jobs: Api<Job> = Api::namespaced(state.client.clone(), &ns);
     let pod_api: Api<Pod> = Api::namespaced(state.client.clone(), &ns);
+    let key = key_of(&woke.metadata);
     let Some(mut job) = jobs.get_opt(&name).await? else {
+        state.expectations.forget(&key);
+        state.finalizers.forget(&key);
         return Ok(Action::await_change());
     };
+    if state.pods.wait_until_ready().await.is_err() {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     let uid = job.metadata.uid.clone().unwrap_or_default();
-    let pods: Vec<Pod> = pod_api
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter(|p| controller_of(&p.metadata).is_some_and(|o| o.uid == uid))
-        .collect();
+    // Expectations are read before the cache: an expectation that ended
+    // before this point ended with the cache already showing its pod.
+    let removing = state.finalizers.pending(&key);
+    let needs_sync = state.expectations.satisfied(&key, |pod_key| {
+        let (pns, pname) = pod_key.split_once('/').unwrap_or(("", pod_key));
+        state
+            .pods
+            .get(&ObjectRef::new(pname).within(pns))
+            .is_none_or(|p| p.metadata.deletion_timestamp.is_some())
+    });
+    let pods: Vec<Arc<Pod>> = state.pods.state_filter(|p| {
+        p.metadata.namespace.as_deref() == Some(ns.as_str())
+            && controller_of(&p.metadata).is_some_and(|o| o.uid == uid)
+    });
 
     if job.metadata.deletion_timestamp.is_some() {
         for p in pods.iter().filter(|p| has_tracking_finalizer(p)) {
             remove_tracking_finalizer(&state.client, p).await?;
         }
         state.last_failure.lock().remove(&uid);
+        state.expectations.forget(&key);
+        state.finalizers.forget(&key);
         return Ok(Action::await_change());
     }
 
@@ -169,50 +191,15 @@ pub async fn sync(woke: &Job, state: &State) -> Result<Action, Error> {
         || condition(&status, "FailureTarget").is_some()
         || condition(&status, "SuccessCriteriaMet").is_some();
     let suspended = spec.suspend == Some(true);
-    let mut completed: BTreeSet<i32> = indexes::parse(
-        status.completed_indexes.as_deref().unwrap_or(""),
-        completions.unwrap_or(0),
-    );
 
     // 1. Record newly finished pods as uncounted before their finalizers go.
-    let uncounted = status.uncounted_terminated_pods.clone().unwrap_or_default();
-    let mut unc_succeeded = uncounted.succeeded.unwrap_or_default();
-    let mut unc_failed = uncounted.failed.unwrap_or_default();
-    let mut release = Vec::new();
-    let mut recorded = false;
-    for pod in pods.iter().filter(|p| has_tracking_finalizer(p)) {
-        let pod_uid = pod.metadata.uid.clone().unwrap_or_default();
-        if unc_succeeded.contains(&pod_uid) || unc_failed.contains(&pod_uid) {
-            continue;
-        }
-        match phase(pod) {
-            "Succeeded" => {
-                if indexed {
-                    if let Some(i) = indexes::of_pod(pod).filter(|i| *i < completions.unwrap_or(0))
-                    {
-                        completed.insert(i);
-                    }
-                }
-                unc_succeeded.push(pod_uid);
-                recorded = true;
-            }
-            "Failed" => {
-                unc_failed.push(pod_uid);
-                recorded = true;
-            }
-            // A deleted pod no kubelet runs never reaches a phase of its own
-            // (pod GC would fail it): it failed, unless we removed it.
-            _ if pod.metadata.deletion_timestamp.is_some() && !is_bound(pod) => {
-                if ending || suspended {
-                    release.push(pod.clone());
-                } else {
-                    unc_failed.push(pod_uid);
-                    recorded = true;
-                }
-            }
-            _ => {}
-        }
-    }
+    let Finished {
+        succeeded: unc_succeeded,
+        failed: unc_failed,
+        completed,
+        release,
+        recorded,
+    } = record_finished(&pods, &removing, &status, &spec, ending || suspended);
     if recorded {
         status.uncounted_terminated_pods = Some(UncountedTerminatedPods {
             succeeded: omit_empty(unc_succeeded.clone()),
@@ -224,15 +211,23 @@ pub async fn sync(woke: &Job, state: &State) -> Result<Action, Error> {
         job = write_status(&jobs, &job, status.clone()).await?;
     }
 
-    // 2. Take the finalizers off counted and released pods.
-    for pod in pods.iter().filter(|p| has_tracking_finalizer(p)) {
-        let pod_uid = pod.metadata.uid.clone().unwrap_or_default();
-        if unc_succeeded.contains(&pod_uid) || unc_failed.contains(&pod_uid) {
-            remove_tracking_finalizer(&state.client, pod).await?;
+    // 2. Take the finalizers off counted and released pods (not again off
+    // those whose removal is already on its way).
+    let counted = pods.iter().filter(|p| {
+        let pod_uid = p.metadata.uid.as_deref().unwrap_or("");
+        has_tracking_finalizer(p)
+            && !removing.contains(pod_uid)
+            && (unc_succeeded.iter().any(|u| u == pod_uid)
+                || unc_failed.iter().any(|u| u == pod_uid))
+    });
+    for pod in counted.chain(&release) {
+        let pod_uid = pod.metadata.uid.as_deref().unwrap_or("");
+        state.finalizers.expect_removal(&key, pod_uid);
+        if let Err(e) = remove_tracking_finalizer(&state.client, pod).await {
+            // This removal will never be observed.
+            state.finalizers.removal_observed(&key, pod_uid);
+            return Err(e.into());
         }
-    }
-    for pod in &release {
-        remove_tracking_finalizer(&state.client, pod).await?;
     }
 
     // 3. Move the uncounted pods to the counters.
@@ -251,7 +246,11 @@ pub async fn sync(woke: &Job, state: &State) -> Result<Action, Error> {
     let succeeded = status.succeeded.unwrap_or(0);
     let failed = status.failed.unwrap_or(0);
 
-    let mut active: Vec<&Pod> = pods.iter().filter(|p| is_active(p)).collect();
+    let mut active: Vec<&Pod> = pods
+        .iter()
+        .map(|p| p.as_ref())
+        .filter(|p| is_active(p))
+        .collect();
     let terminating = pods
         .iter()
         .filter(|p| !is_terminal(p) && p.metadata.deletion_timestamp.is_some())
@@ -286,7 +285,8 @@ pub async fn sync(woke: &Job, state: &State) -> Result<Action, Error> {
                 .map(|(s, t)| t + SignedDuration::from_secs(s));
             let done = match completions {
                 Some(c) => succeeded >= c,
-                None => succeeded > 0 && active.is_empty(),
+                // Pods created but not yet cached are active too.
+                None => succeeded > 0 && active.is_empty() && needs_sync,
             };
             if done {
                 set_condition(
@@ -321,7 +321,7 @@ pub async fn sync(woke: &Job, state: &State) -> Result<Action, Error> {
         let target = condition(&status, "FailureTarget").cloned();
         let success = condition(&status, "SuccessCriteriaMet").is_some();
         if target.is_some() || success || suspended {
-            delete_pods(state, &pod_api, &reference, &active).await?;
+            delete_pods(state, &pod_api, &reference, &active, None).await?;
             let removed = active.len() as i32;
             active.clear();
             if suspended && target.is_none() && !success {
@@ -342,6 +342,9 @@ pub async fn sync(woke: &Job, state: &State) -> Result<Action, Error> {
                     )
                     .await;
                 }
+            } else if terminating + removed == 0 && !needs_sync {
+                // Pods created but not yet cached must go first.
+                requeue = Some(EXPECTATIONS_RECHECK);
             } else if terminating + removed == 0 {
                 // The terminal condition waits for the pods to be gone, as
                 // Kubernetes 1.31+ does.
@@ -377,14 +380,19 @@ pub async fn sync(woke: &Job, state: &State) -> Result<Action, Error> {
             let wait = backoff_wait(state, &uid, failed, now);
             if wait.is_some() {
                 requeue = requeue.min(wait).or(wait);
+            } else if !needs_sync {
+                // The cache does not show our last creates or deletes yet:
+                // acting on it would create or delete again.
+                let wait = Some(EXPECTATIONS_RECHECK);
+                requeue = requeue.min(wait).or(wait);
             } else {
                 let counts = (succeeded, &completed);
-                manage(state, &job, &pod_api, &reference, &mut active, counts).await?;
+                manage(state, &key, &job, &pod_api, &reference, &mut active, counts).await?;
             }
         }
     } else {
         // Finished: nothing may keep running.
-        delete_pods(state, &pod_api, &reference, &active).await?;
+        delete_pods(state, &pod_api, &reference, &active, None).await?;
         active.clear();
     }
 
@@ -404,6 +412,83 @@ pub async fn sync(woke: &Job, state: &State) -> Result<Action, Error> {
     })
 }
 
+/// Finished pods of a Job not yet in its counters: the uids to hold in
+/// `status.uncountedTerminatedPods`, and the pods whose finalizer just goes.
+#[derive(Debug, Default, PartialEq)]
+struct Finished {
+    succeeded: Vec<String>,
+    failed: Vec<String>,
+    /// Completed indexes (Indexed Jobs), those of the status included.
+    completed: BTreeSet<i32>,
+    /// Pods let go without counting (removed while the Job ends or is
+    /// suspended).
+    release: Vec<Arc<Pod>>,
+    /// Whether any pod was added to the uncounted ones.
+    recorded: bool,
+}
+
+/// Step 1 of a sync: add the finished pods that still carry the tracking
+/// finalizer to the uncounted ones of `status`. A pod in `removing` had its
+/// finalizer taken off by an earlier sync, so it is counted already even if
+/// the cache still shows the finalizer. `letting_go`: the Job ends or is
+/// suspended, so a removed pod is not a failure.
+fn record_finished(
+    pods: &[Arc<Pod>],
+    removing: &HashSet<String>,
+    status: &JobStatus,
+    spec: &k8s_openapi::api::batch::v1::JobSpec,
+    letting_go: bool,
+) -> Finished {
+    let indexed = spec.completion_mode.as_deref() == Some("Indexed");
+    let completions = spec.completions.unwrap_or(0);
+    let uncounted = status.uncounted_terminated_pods.clone().unwrap_or_default();
+    let mut found = Finished {
+        succeeded: uncounted.succeeded.unwrap_or_default(),
+        failed: uncounted.failed.unwrap_or_default(),
+        completed: indexes::parse(
+            status.completed_indexes.as_deref().unwrap_or(""),
+            completions,
+        ),
+        ..Default::default()
+    };
+    for pod in pods.iter().filter(|p| has_tracking_finalizer(p)) {
+        let pod_uid = pod.metadata.uid.clone().unwrap_or_default();
+        if removing.contains(&pod_uid)
+            || found.succeeded.contains(&pod_uid)
+            || found.failed.contains(&pod_uid)
+        {
+            continue;
+        }
+        match phase(pod) {
+            "Succeeded" => {
+                if indexed {
+                    if let Some(i) = indexes::of_pod(pod).filter(|i| *i < completions) {
+                        found.completed.insert(i);
+                    }
+                }
+                found.succeeded.push(pod_uid);
+                found.recorded = true;
+            }
+            "Failed" => {
+                found.failed.push(pod_uid);
+                found.recorded = true;
+            }
+            // A deleted pod no kubelet runs never reaches a phase of its own
+            // (pod GC would fail it): it failed, unless we removed it.
+            _ if pod.metadata.deletion_timestamp.is_some() && !is_bound(pod) => {
+                if letting_go {
+                    found.release.push(pod.clone());
+                } else {
+                    found.failed.push(pod_uid);
+                    found.recorded = true;
+                }
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
 /// How long pod creation must still wait after the last failure.
 fn backoff_wait(state: &State, uid: &str, failed: i32, now: Timestamp) -> Option<Duration> {
     if failed <= 0 {
@@ -420,6 +505,7 @@ fn backoff_wait(state: &State, uid: &str, failed: i32, now: Timestamp) -> Option
 /// Create or delete pods towards the wanted number of active ones.
 async fn manage(
     state: &State,
+    key: &str,
     job: &Job,
     api: &Api<Pod>,
     reference: &k8s_openapi::api::core::v1::ObjectReference,
@@ -445,7 +531,7 @@ async fn manage(
                 .cmp(&a.metadata.creation_timestamp.as_ref().map(|t| t.0))
         });
         let extra: Vec<&Pod> = active.drain(..active.len() - want).collect();
-        return delete_pods(state, api, reference, &extra).await;
+        return delete_pods(state, api, reference, &extra, Some(key)).await;
     }
     let missing = want - active.len();
     let targets: Vec<Option<i32>> = if indexed {
@@ -458,6 +544,7 @@ async fn manage(
     } else {
         vec![None; missing]
     };
+    state.expectations.expect_creations(key, targets.len());
     let results = futures::future::join_all(targets.into_iter().map(|index| {
         let pod = pod_for(job, index);
         async move { api.create(&PostParams::default(), &pod).await }
@@ -479,6 +566,8 @@ async fn manage(
                 .await;
             }
             Err(e) => {
+                // This create will never be observed.
+                state.expectations.creation_observed(key);
                 let message = format!("Error creating: {e}");
                 event(
                     state,
@@ -500,10 +589,24 @@ async fn delete_pods(
     api: &Api<Pod>,
     reference: &k8s_openapi::api::core::v1::ObjectReference,
     pods: &[&Pod],
+    expected_by: Option<&str>,
 ) -> Result<(), Error> {
-    for pod in pods {
+    if let Some(key) = expected_by {
+        let keys = pods.iter().map(|p| pods::key(p));
+        state.expectations.expect_deletions(key, keys);
+    }
+    for (i, pod) in pods.iter().enumerate() {
         let pod_name = pod.metadata.name.clone().unwrap_or_default();
-        match api.delete(&pod_name, &DeleteParams::default()).await {
+        let result = api.delete(&pod_name, &DeleteParams::default()).await;
+        if let (Err(e), Some(key)) = (&result, expected_by) {
+            // This deletion will never be seen, nor, after a real error,
+            // those not attempted.
+            let last = if is_not_found(e) { i + 1 } else { pods.len() };
+            for p in &pods[i..last] {
+                state.expectations.deletion_observed(key, &pods::key(p));
+            }
+        }
+        match result {
             Ok(_) => {
                 let message = format!("Deleted pod: {pod_name}");
                 event(
@@ -543,4 +646,77 @@ async fn write_status(api: &Api<Job>, job: &Job, status: JobStatus) -> Result<Jo
     Ok(api
         .replace_status(&name, &PostParams::default(), &target)
         .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controllers::job::expectations::FinalizerExpectations;
+    use crate::controllers::replicaset::expectations::{observe_pod_event, Expectations};
+    use kube::runtime::reflector;
+    use kube::runtime::watcher::Event;
+
+    fn pod(name: &str, phase: &str, finalizer: bool) -> Pod {
+        let finalizers: Vec<&str> = if finalizer {
+            vec![TRACKING_FINALIZER]
+        } else {
+            vec![]
+        };
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": name, "namespace": "ns", "uid": name,
+                "finalizers": finalizers,
+                "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job",
+                    "name": "j", "uid": "job-uid", "controller": true}],
+            },
+            "status": {"phase": phase},
+        }))
+        .unwrap()
+    }
+
+    /// An earlier sync counted p1 (succeeded = 1, nothing uncounted) and
+    /// took its finalizer off; the cache still shows the finalizer.
+    #[test]
+    fn a_pod_whose_finalizer_removal_is_in_flight_is_not_counted_twice() {
+        let status = JobStatus {
+            succeeded: Some(1),
+            ..Default::default()
+        };
+        let spec = Default::default();
+        let stale = [Arc::new(pod("p1", "Succeeded", true))];
+        // Without the expectation the stale pod looks newly finished.
+        let naive = record_finished(&stale, &HashSet::new(), &status, &spec, false);
+        assert_eq!(naive.succeeded, ["p1"]);
+
+        let removing = FinalizerExpectations::default();
+        removing.expect_removal("ns/j", "p1");
+        let found = record_finished(&stale, &removing.pending("ns/j"), &status, &spec, false);
+        assert_eq!(found, Finished::default());
+
+        // The entry ends only with a cached pod without the finalizer.
+        removing.observe_cached(&Event::Apply(pod("p1", "Succeeded", true)));
+        assert_eq!(removing.pending("ns/j").len(), 1);
+        removing.observe_cached(&Event::Apply(pod("p1", "Succeeded", false)));
+        assert!(removing.pending("ns/j").is_empty());
+        removing.expect_removal("ns/j", "p2");
+        removing.observe_cached(&Event::Delete(pod("p2", "Failed", true)));
+        assert!(removing.pending("ns/j").is_empty());
+    }
+
+    /// A create the cache does not show yet holds the next manage; only a
+    /// pod the cache did not hold counts as the created one.
+    #[test]
+    fn creations_hold_manage_until_the_pod_event_is_observed() {
+        let (store, mut writer) = reflector::store::<Pod>();
+        let exp = Expectations::default();
+        let old = pod("old", "Running", true);
+        writer.apply_watcher_event(&Event::Apply(old.clone()));
+        exp.expect_creations("ns/j", 1);
+        assert!(!exp.satisfied("ns/j", |_| false));
+        // An update of a pod already cached is not the new one.
+        observe_pod_event(&exp, "Job", &store, &Event::Apply(old));
+        assert!(!exp.satisfied("ns/j", |_| false));
+        observe_pod_event(&exp, "Job", &store, &Event::Apply(pod("new", "", true)));
+        assert!(exp.satisfied("ns/j", |_| false));
+    }
 }
