@@ -1,10 +1,11 @@
 //! Shared informers: one list+watch per resource for every controller of
 //! the process, as kube-controller-manager's SharedInformerFactory gives
 //! its controllers. Each [`Informer`] keeps one cache ([`Store`]) that
-//! controllers read, calls its observers with every event before the cache
-//! applies it (what expectations need: was this pod known?), and then
-//! wakes its subscribers with the object as cached — so a reconcile woken
-//! by an event always finds that event in the cache.
+//! controllers read, applies each event to it, then calls its observers
+//! with the event and the object as the cache held it before (what
+//! expectations need: was this pod known?), then wakes its subscribers —
+//! so a reconcile that sees an expectation met, or is woken by an event,
+//! always finds that event in the cache.
 //!
 //! An informer starts its watch when a controller first asks for it and
 //! runs until the [`Informers`] that made it is dropped.
@@ -36,9 +37,9 @@ impl<K> Informed for K where
 {
 }
 
-/// A function that sees each event before the cache applies it, with the
-/// cache as it was.
-pub type Observer<K> = Box<dyn Fn(&Event<K>, &Store<K>) + Send + Sync>;
+/// A function that sees each event once the cache has applied it, with
+/// the object as the cache held it before (`None`: not cached).
+pub type Observer<K> = Box<dyn Fn(&Event<K>, Option<&K>) + Send + Sync>;
 
 /// The informers of one process, one per resource type, made on demand.
 pub struct Informers {
@@ -121,8 +122,9 @@ where
         self.store.clone()
     }
 
-    /// Call `f` with every later event, before the cache applies it.
-    pub fn observe(&self, f: impl Fn(&Event<K>, &Store<K>) + Send + Sync + 'static) {
+    /// Call `f` with every later event once the cache has it, and the
+    /// object as the cache held it before.
+    pub fn observe(&self, f: impl Fn(&Event<K>, Option<&K>) + Send + Sync + 'static) {
         self.dispatch.lock().observers.push(Box::new(f));
     }
 
@@ -172,13 +174,21 @@ where
         }
     }
 
-    /// Observers, then the cache, then the subscribers.
+    /// The cache, then the observers, then the subscribers: an observer
+    /// that settles an expectation must not let a sync see it settled
+    /// before the cache has the object.
     fn handle(&self, writer: &mut reflector::store::Writer<K>, event: &Event<K>) {
         let mut dispatch = self.dispatch.lock();
-        for observe in &dispatch.observers {
-            observe(event, &self.store);
-        }
+        let before = match event {
+            Event::Apply(obj) | Event::Delete(obj) | Event::InitApply(obj) => {
+                self.store.get(&ObjectRef::from_obj(obj))
+            }
+            Event::Init | Event::InitDone => None,
+        };
         writer.apply_watcher_event(event);
+        for observe in &dispatch.observers {
+            observe(event, before.as_deref());
+        }
         let changed: Vec<Change<K>> = match event {
             Event::Apply(obj) => self
                 .store
@@ -236,10 +246,12 @@ mod tests {
         };
         let seen_before: Arc<Mutex<Vec<bool>>> = Arc::default();
         let seen = seen_before.clone();
-        informer.observe(move |ev, store| {
+        let store = informer.store();
+        informer.observe(move |ev, before| {
             if let Event::Apply(p) = ev {
-                seen.lock()
-                    .push(store.get(&ObjectRef::from_obj(p)).is_some());
+                // Cached already, and whether it was before.
+                assert!(store.get(&ObjectRef::from_obj(p)).is_some());
+                seen.lock().push(before.is_some());
             }
         });
         let mut early = informer.subscribe();
@@ -263,7 +275,7 @@ mod tests {
             })
             .collect();
         assert_eq!(names, ["a@1", "b@2", "b@3"]);
-        // The observer ran before the cache had b, then after.
+        // b was new, then known.
         assert_eq!(*seen_before.lock(), [false, true]);
         // A late subscriber starts from the cache.
         let mut late = informer.subscribe();

@@ -66,7 +66,7 @@ pub async fn run(ctx: Arc<Context>) {
     let expectations = Arc::new(Expectations::default());
     let exp = expectations.clone();
     pod_informer
-        .observe(move |ev, store| expectations::observe_pod_event(&exp, "DaemonSet", store, ev));
+        .observe(move |ev, before| expectations::observe_pod_event(&exp, "DaemonSet", before, ev));
 
     let controller = Controller::new(
         Api::<DaemonSet>::all(client.clone()),

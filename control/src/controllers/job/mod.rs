@@ -82,7 +82,7 @@ pub async fn run(ctx: Arc<Context>) {
     let expectations = Arc::new(Expectations::default());
     let finalizers = Arc::new(FinalizerExpectations::default());
     let exp = expectations.clone();
-    informer.observe(move |ev, store| rs_expectations::observe_pod_event(&exp, "Job", store, ev));
+    informer.observe(move |ev, before| rs_expectations::observe_pod_event(&exp, "Job", before, ev));
     // Jobs come from the shared informer too, whose observer sees a Job's
     // deletion (a deleted Job gets no reconcile of its own).
     let job_informer = ctx.informers.get::<Job>();

@@ -653,7 +653,6 @@ mod tests {
     use super::*;
     use crate::controllers::job::expectations::FinalizerExpectations;
     use crate::controllers::replicaset::expectations::{observe_pod_event, Expectations};
-    use kube::runtime::reflector;
     use kube::runtime::watcher::Event;
 
     fn pod(name: &str, phase: &str, finalizer: bool) -> Pod {
@@ -707,16 +706,14 @@ mod tests {
     /// pod the cache did not hold counts as the created one.
     #[test]
     fn creations_hold_manage_until_the_pod_event_is_observed() {
-        let (store, mut writer) = reflector::store::<Pod>();
         let exp = Expectations::default();
         let old = pod("old", "Running", true);
-        writer.apply_watcher_event(&Event::Apply(old.clone()));
         exp.expect_creations("ns/j", 1);
         assert!(!exp.satisfied("ns/j", |_| false));
         // An update of a pod already cached is not the new one.
-        observe_pod_event(&exp, "Job", &store, &Event::Apply(old));
+        observe_pod_event(&exp, "Job", Some(&old), &Event::Apply(old.clone()));
         assert!(!exp.satisfied("ns/j", |_| false));
-        observe_pod_event(&exp, "Job", &store, &Event::Apply(pod("new", "", true)));
+        observe_pod_event(&exp, "Job", None, &Event::Apply(pod("new", "", true)));
         assert!(exp.satisfied("ns/j", |_| false));
     }
 }

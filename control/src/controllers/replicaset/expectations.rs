@@ -95,10 +95,9 @@ impl Expectations {
 pub fn observe_pod_event(
     exp: &Expectations,
     kind: &str,
-    cache: &kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Pod>,
+    before: Option<&k8s_openapi::api::core::v1::Pod>,
     ev: &kube::runtime::watcher::Event<k8s_openapi::api::core::v1::Pod>,
 ) {
-    use kube::runtime::reflector::ObjectRef;
     use kube::runtime::watcher::Event;
     let (pod, deleted) = match ev {
         Event::Apply(p) | Event::InitApply(p) => (p, p.metadata.deletion_timestamp.is_some()),
@@ -110,9 +109,7 @@ pub fn observe_pod_event(
     };
     let ns = pod.metadata.namespace.as_deref().unwrap_or("");
     let key = format!("{ns}/{}", owner.name);
-    let known = cache
-        .get(&ObjectRef::from_obj(pod))
-        .is_some_and(|c| c.metadata.uid == pod.metadata.uid);
+    let known = before.is_some_and(|c| c.metadata.uid == pod.metadata.uid);
     if !known {
         exp.creation_observed(&key);
     }

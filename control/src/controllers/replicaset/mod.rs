@@ -75,7 +75,7 @@ pub async fn run(ctx: Arc<Context>) {
     let expectations = Arc::new(Expectations::default());
     let exp = expectations.clone();
     informer
-        .observe(move |ev, store| expectations::observe_pod_event(&exp, "ReplicaSet", store, ev));
+        .observe(move |ev, before| expectations::observe_pod_event(&exp, "ReplicaSet", before, ev));
 
     let controller = Controller::new(
         Api::<ReplicaSet>::all(client.clone()),
