@@ -331,6 +331,8 @@ async fn traffic(rounds: usize, bytes: u64) {
         rt.block_on(async move {
             let config = ProxyConfig {
                 holder_interface: Some(user_holder),
+                // The userspace mode's redirect table, its own.
+                nftables_table: format!("kedge_u{pid}"),
                 ..Default::default()
             };
             let mut proxier = Proxier::new(&config).await.expect("userspace proxier");
@@ -604,7 +606,8 @@ fn switch_latency(rounds: usize) {
             node_name: "bench".into(),
             holder_interface: Some(format!("kb{pid}w{i}")),
             service_proxy_name: Some(name.clone()),
-            nftables_table: format!("kedge_w{pid}"),
+            // Each mode's own table (userspace: its redirects).
+            nftables_table: format!("kedge_w{pid}x{i}"),
             ..Default::default()
         };
         proxies.push(rt.spawn(kedge_proxy::run(client.clone(), config)));
