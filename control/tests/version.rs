@@ -1,7 +1,6 @@
 //! `GET /version` reports where the binary was built from: the git commit
 //! and tree state and the build time, stamped by the build script.
 
-use std::path::Path;
 use std::process::Command;
 
 use kedge_control::testing::{self, TestServer};
@@ -67,28 +66,12 @@ async fn version_reports_the_build() {
     );
     let head = git(&["rev-parse", "HEAD"]).unwrap();
     if info.git_commit != head {
-        // Someone committed after this test was built: then the reported
-        // commit is an earlier one on the same history.
-        let head_file = git(&["rev-parse", "--git-path", "HEAD"]).unwrap();
-        let moved = git(&["symbolic-ref", "-q", "HEAD"])
-            .and_then(|branch| git(&["rev-parse", "--git-path", &branch]))
-            .into_iter()
-            .chain([head_file])
-            .filter_map(|p| std::fs::metadata(Path::new(env!("CARGO_MANIFEST_DIR")).join(p)).ok())
-            .filter_map(|m| m.modified().ok())
-            .max()
-            .unwrap();
-        let test_built = std::fs::metadata(std::env::current_exe().unwrap())
-            .and_then(|m| m.modified())
-            .unwrap();
-        assert!(
-            moved > test_built,
-            "gitCommit {} is not HEAD {head}",
-            info.git_commit
-        );
+        // Committed to since this was built (a commit during a test run):
+        // the reported commit must still be an earlier one of HEAD's
+        // history. On a fresh checkout (CI) it is HEAD itself.
         assert!(
             git(&["merge-base", "--is-ancestor", &info.git_commit, &head]).is_some(),
-            "gitCommit {} is not in HEAD's history",
+            "gitCommit {} is not in HEAD {head}'s history",
             info.git_commit
         );
         return;
