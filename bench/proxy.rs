@@ -465,7 +465,8 @@ async fn sync_time(n: usize) {
     // Service goes: each a partial update of the table (median of 5).
     let one = |k: usize| {
         let mut t = services(n, 0);
-        t.ports.push(services(n + 1, k as u8 % 2).ports.pop().unwrap());
+        t.ports
+            .push(services(n + 1, k as u8 % 2).ports.pop().unwrap());
         t
     };
     let mut added = Vec::new();

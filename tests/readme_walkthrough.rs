@@ -198,7 +198,8 @@ fn walkthrough(flags: &[&str]) {
     assert!(
         !sockets.lines().any(|l| {
             let local = l.split_whitespace().nth(4).unwrap_or_default();
-            service_ports.contains(&local) || (local.starts_with("10.96.") && local.ends_with(":80"))
+            service_ports.contains(&local)
+                || (local.starts_with("10.96.") && local.ends_with(":80"))
         }),
         "a Service port is bound:\n{sockets}"
     );
