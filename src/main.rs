@@ -1,5 +1,4 @@
 //! The `kedge` binary: one command per role, wiring the crates together.
-#![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -10,7 +10,6 @@
 //! * [`quantity`] parses resource quantities (`500m`, `1Gi`, `1e3`);
 //! * [`cluster`] is the cluster configuration file;
 //! * [`events`] records core/v1 Events for any component.
-#![forbid(unsafe_code)]
 
 pub use k8s_openapi;
 

@@ -1,7 +1,6 @@
 //! kedge's control plane: the API server (the only component that touches
 //! the store), the storage backends and the watch cache, the scheduler and
 //! the controllers (clients of the API like any other).
-#![forbid(unsafe_code)]
 
 pub mod apiserver;
 pub mod controllers;

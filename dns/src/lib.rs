@@ -11,7 +11,6 @@
 //! - [`server`]: UDP and TCP listeners.
 //! - [`watch`]: the kube-rs watchers feeding the index.
 //! - [`metrics`]: Prometheus metrics.
-#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod forward;

@@ -23,7 +23,6 @@
 //! - [`hollow`]: many hollow nodes in one process.
 //! - [`server`]: the HTTPS endpoint the API server proxies logs and exec
 //!   to.
-#![forbid(unsafe_code)]
 
 pub mod dns;
 pub mod docker_node;

@@ -13,7 +13,6 @@
 //! [`Proxier::sync`] or [`NftablesProxier::sync`]. Tests can start anywhere
 //! along it.
 
-#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 use std::net::IpAddr;
