@@ -111,6 +111,8 @@ pub struct Redirector {
     /// What the kernel has, when the last apply succeeded.
     applied: Option<Redirects>,
     failed: bool,
+    /// Whether an apply ever ran `nft`.
+    tried: bool,
 }
 
 impl Redirector {
@@ -125,6 +127,7 @@ impl Redirector {
             table: table.to_string(),
             applied: None,
             failed: false,
+            tried: false,
         })
     }
 
@@ -142,6 +145,7 @@ impl Redirector {
         }
         let t = &self.table;
         let script = format!("add table ip {t}\ndelete table ip {t}\n{}", render(t, &r));
+        self.tried = true;
         match nft(&["-f", "-"], Some(&script)).await {
             Ok(_) => {
                 if self.failed {
@@ -167,9 +171,11 @@ impl Redirector {
 
 impl Drop for Redirector {
     fn drop(&mut self) {
-        if self.applied.is_none() && !self.failed {
+        if !self.tried {
             return;
         }
+        // Also when no apply finished: one dropped mid-way (the proxy's task
+        // aborted while `nft` ran) may still have created the table.
         // Drop cannot await; one nft run is quick.
         let out = std::process::Command::new("nft")
             .args(["delete", "table", "ip", &self.table])
