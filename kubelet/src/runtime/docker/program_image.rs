@@ -133,6 +133,9 @@ impl ProgramImage<'_> {
             None => (content, None),
         };
         let reference = format!("{}:{tag}", self.repository);
+        // The image a fixed tag held before, removed once the tag moves
+        // (it would stay behind untagged, the size of the program).
+        let mut replaced = None;
         if let Ok(found) = docker.inspect_image(&reference).await {
             let label = found
                 .config
@@ -141,6 +144,7 @@ impl ProgramImage<'_> {
             if content_label.is_none() || label == content_label {
                 return Ok(reference);
             }
+            replaced = found.id;
         }
 
         let mut tar = tar::Builder::new(Vec::new());
@@ -181,6 +185,13 @@ impl ProgramImage<'_> {
             .await
             .map_err(|e| map_err("importing a program image", e))?;
         tracing::info!(image = %reference, program = %program.display(), "imported a program image");
+        if let Some(old) = replaced {
+            // Refused while a container still uses it; then it stays.
+            let options = bollard::query_parameters::RemoveImageOptionsBuilder::default().build();
+            if let Err(e) = docker.remove_image(&old, Some(options), None).await {
+                tracing::debug!(image = %old, error = %e, "the replaced program image stays");
+            }
+        }
         Ok(reference)
     }
 }
