@@ -64,7 +64,7 @@ impl RealNode {
             name: format!("t{pid}-{n}"),
             // 10.200–10.239: never the default 10.244.0.0/24.
             pod_cidr: format!("10.{}.{}.0/24", 200 + pid % 40, n % 250),
-            kubelet_port: free_port(),
+            kubelet_port: free_fixed_port(),
             root_dir: dir.join(format!("kubelet-{n}")),
             service_cidr: format!("10.{}.{}.0/24", 100 + pid % 50, n % 250),
             proxy_interface: format!("kh{}x{n}", pid % 100_000),
@@ -208,8 +208,9 @@ fn sweep_crashed_nodes() {
 
 /// A free port below the ephemeral range (and the NodePort range), for a
 /// listener bound well after it is picked: an ephemeral port could be handed
-/// to some outgoing connection in the meantime. Never the same one twice in
-/// a process.
+/// in the meantime to some outgoing connection, or to a service proxy's
+/// listener (the userspace proxy listens on kernel-chosen wildcard ports).
+/// Never the same one twice in a process.
 pub fn free_fixed_port() -> u16 {
     static TAKEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let mut taken = TAKEN.lock().unwrap();
@@ -270,7 +271,7 @@ impl Cluster {
             as_a_user: false,
             node: None,
         };
-        c.spawn(free_port());
+        c.spawn(free_fixed_port());
         c
     }
 
@@ -303,7 +304,7 @@ impl Cluster {
         }
         extra_args.extend([
             "--metrics-addr".to_string(),
-            format!("127.0.0.1:{}", free_port()),
+            format!("127.0.0.1:{}", free_fixed_port()),
         ]);
         // The ingress controller's image and DaemonSet only where a test
         // asks for them.
@@ -337,7 +338,7 @@ impl Cluster {
             as_a_user: false,
             node: Some(node),
         };
-        c.spawn(free_port());
+        c.spawn(free_fixed_port());
         c
     }
 
@@ -635,7 +636,7 @@ impl Cluster {
                     "--proxy-interface".into(),
                     node.proxy_interface.clone(),
                     "--metrics-addr".into(),
-                    format!("127.0.0.1:{}", free_port()),
+                    format!("127.0.0.1:{}", free_fixed_port()),
                     "--dns-upstream".into(),
                     format!("127.0.0.1:{}", free_port()),
                 ];
