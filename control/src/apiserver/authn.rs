@@ -12,7 +12,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use super::resources;
+use super::registry;
 use super::tokens::{Claims, ObjectLookup, TokenError, TokenIssuer};
 use crate::store::WatchCache;
 
@@ -106,7 +106,7 @@ pub struct CacheLookup<'a>(pub &'a WatchCache);
 
 impl ObjectLookup for CacheLookup<'_> {
     fn lookup(&self, plural: &str, namespace: &str, name: &str) -> Option<Arc<Value>> {
-        let r = resources::find("", "v1", plural)?;
+        let r = registry::builtin::find("", "v1", plural)?;
         self.0.get(&r.key(Some(namespace), name))
     }
 }

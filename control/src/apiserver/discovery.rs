@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use super::resources::{in_group_version, Resource, GROUPS, RESOURCES};
+use super::registry::{GroupVersions, Registry, Resource};
 
 /// The Content-Type that makes kubectl accept aggregated discovery.
 pub const AGGREGATED_CONTENT_TYPE: &str =
@@ -73,40 +73,45 @@ pub fn core_versions(server_address: &str) -> Value {
     })
 }
 
-fn group_entry(group: &str) -> Value {
-    let gv = format!("{group}/v1");
+fn group_entry(g: &GroupVersions) -> Value {
+    let versions: Vec<Value> = g
+        .versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{}/{v}", g.group), "version": v}))
+        .collect();
     json!({
-        "name": group,
-        "versions": [{"groupVersion": gv, "version": "v1"}],
-        "preferredVersion": {"groupVersion": gv, "version": "v1"},
+        "name": g.group,
+        "preferredVersion": versions.first().cloned().unwrap_or(Value::Null),
+        "versions": versions,
     })
 }
 
 /// `/apis`.
-pub fn groups() -> Value {
-    let groups: Vec<Value> = GROUPS
+pub fn groups(registry: &Registry) -> Value {
+    let groups: Vec<Value> = registry
+        .groups()
         .iter()
-        .filter(|g| !g.is_empty())
-        .map(|g| group_entry(g))
+        .filter(|g| !g.group.is_empty())
+        .map(group_entry)
         .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// `/apis/<group>`.
-pub fn group(name: &str) -> Option<Value> {
-    if name.is_empty() || !GROUPS.contains(&name) {
+pub fn group(name: &str, registry: &Registry) -> Option<Value> {
+    if name.is_empty() {
         return None;
     }
-    let mut g = group_entry(name);
+    let mut g = group_entry(&registry.group(name)?);
     g["kind"] = json!("APIGroup");
     g["apiVersion"] = json!("v1");
     Some(g)
 }
 
 /// `/api/v1` or `/apis/<group>/<version>`.
-pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+pub fn resource_list(group: &str, version: &str, registry: &Registry) -> Option<Value> {
     let mut resources = Vec::new();
-    for r in in_group_version(group, version) {
+    for r in registry.in_group_version(group, version) {
         let mut entry = json!({
             "name": r.plural,
             "singularName": r.singular,
@@ -189,20 +194,26 @@ fn aggregated_resource(r: &Resource) -> Value {
 }
 
 /// Aggregated discovery for `/api` (core only) or `/apis` (named groups).
-pub fn aggregated(core: bool) -> Value {
-    let items: Vec<Value> = GROUPS
+pub fn aggregated(core: bool, registry: &Registry) -> Value {
+    let all = registry.resources();
+    let items: Vec<Value> = registry
+        .groups()
         .iter()
-        .filter(|g| g.is_empty() == core)
+        .filter(|g| g.group.is_empty() == core)
         .map(|g| {
-            let resources: Vec<Value> = RESOURCES
+            let versions: Vec<Value> = g
+                .versions
                 .iter()
-                .filter(|r| r.group == *g)
-                .map(aggregated_resource)
+                .map(|v| {
+                    let resources: Vec<Value> = all
+                        .iter()
+                        .filter(|r| r.group == g.group && r.version == *v)
+                        .map(|r| aggregated_resource(r))
+                        .collect();
+                    json!({"version": v, "resources": resources, "freshness": "Current"})
+                })
                 .collect();
-            json!({
-                "metadata": {"name": g},
-                "versions": [{"version": "v1", "resources": resources, "freshness": "Current"}],
-            })
+            json!({"metadata": {"name": g.group}, "versions": versions})
         })
         .collect();
     json!({

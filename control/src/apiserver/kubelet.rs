@@ -472,7 +472,7 @@ fn resolve(
     let pod = objects::get(state, rr)?;
     let name = rr.name.as_deref().unwrap_or("");
     let location = locate(&pod, name, q.non_empty("container"), purpose)?;
-    let nodes = super::resources::find("", "v1", "nodes").expect("nodes are served");
+    let nodes = super::registry::builtin::find("", "v1", "nodes").expect("nodes are served");
     let node = state
         .cache
         .get(&nodes.key(None, &location.node))

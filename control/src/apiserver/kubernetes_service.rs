@@ -15,8 +15,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::objects::{self, Part};
+use super::registry;
 use super::request::{Query, ResourceRequest};
-use super::resources;
 use super::status::ApiResult;
 use super::ApiState;
 
@@ -29,7 +29,7 @@ const INTERVAL: Duration = Duration::from_secs(10);
 
 fn request(plural: &str, group: &str, version: &str, name: Option<&str>) -> ResourceRequest {
     ResourceRequest {
-        resource: resources::find(group, version, plural).expect("served resource"),
+        resource: registry::builtin::find(group, version, plural).expect("served resource"),
         namespace: Some(NAMESPACE.into()),
         name: name.map(str::to_string),
         subresource: None,

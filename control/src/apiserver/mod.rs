@@ -5,6 +5,7 @@ mod allocator;
 mod authn;
 mod body;
 pub mod certs;
+mod definitions;
 mod discovery;
 mod fieldmanager;
 mod kubelet;
@@ -15,8 +16,8 @@ mod namespaces;
 mod objects;
 mod openapi;
 mod protobuf;
+mod registry;
 mod request;
-pub mod resources;
 pub mod serviceaccount;
 mod status;
 mod strategic;
@@ -80,6 +81,8 @@ pub struct ApiState {
     /// How pods/log and pods/exec reach kubelets; without it they are
     /// refused.
     kubelet_client: Option<KubeletClient>,
+    /// The kinds served: built-in and custom.
+    pub registry: registry::Registry,
 }
 
 impl ApiState {
@@ -101,6 +104,7 @@ impl ApiState {
             metrics,
             server_url,
             kubelet_client: None,
+            registry: registry::Registry::new(),
         }
     }
 
@@ -120,7 +124,7 @@ impl ApiState {
 /// Create the namespaces and Services every cluster starts with.
 pub fn bootstrap(state: &ApiState) -> Result<(), ApiError> {
     let q = Query::default();
-    let ns = resources::find("", "v1", "namespaces").expect("namespaces are served");
+    let ns = registry::builtin::find("", "v1", "namespaces").expect("namespaces are served");
     for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         if state.cache.get(&ns.key(None, name)).is_none() {
             let req = ResourceRequest {
@@ -157,6 +161,7 @@ pub async fn serve(
     tls: Arc<tokio_rustls::rustls::ServerConfig>,
 ) {
     tokio::spawn(namespaces::run(state.clone()));
+    tokio::spawn(definitions::run(state.clone()));
     accept(state, listener, tls).await
 }
 
@@ -269,7 +274,7 @@ async fn discard(body: &mut Incoming, limit: u64) {
 }
 
 async fn route(state: Arc<ApiState>, req: Request<Incoming>) -> ApiResult<Response<Body>> {
-    let target = parse_target(&req)?;
+    let target = parse_target(&state, &req)?;
     let public = matches!(target, Target::Version | Target::Health);
     if !public && !authenticated(&state, &req) {
         return Err(ApiError::unauthorized());
@@ -297,7 +302,7 @@ async fn route(state: Arc<ApiState>, req: Request<Incoming>) -> ApiResult<Respon
         )),
         Target::CoreVersions if discovery::wants_aggregated(&accept) => Ok(json_response_typed(
             200,
-            &discovery::aggregated(true),
+            &discovery::aggregated(true, &state.registry),
             discovery::AGGREGATED_CONTENT_TYPE,
         )),
         Target::CoreVersions => Ok(json_response(
@@ -306,14 +311,14 @@ async fn route(state: Arc<ApiState>, req: Request<Incoming>) -> ApiResult<Respon
         )),
         Target::Groups if discovery::wants_aggregated(&accept) => Ok(json_response_typed(
             200,
-            &discovery::aggregated(false),
+            &discovery::aggregated(false, &state.registry),
             discovery::AGGREGATED_CONTENT_TYPE,
         )),
-        Target::Groups => Ok(json_response(200, &discovery::groups())),
-        Target::Group(g) => discovery::group(&g)
+        Target::Groups => Ok(json_response(200, &discovery::groups(&state.registry))),
+        Target::Group(g) => discovery::group(&g, &state.registry)
             .map(|v| json_response(200, &v))
             .ok_or_else(ApiError::no_route),
-        Target::ResourceList(g, v) => discovery::resource_list(&g, &v)
+        Target::ResourceList(g, v) => discovery::resource_list(&g, &v, &state.registry)
             .map(|v| json_response(200, &v))
             .ok_or_else(ApiError::no_route),
         // Service account issuer discovery, as Kubernetes serves it (to
@@ -333,8 +338,8 @@ async fn route(state: Arc<ApiState>, req: Request<Incoming>) -> ApiResult<Respon
             &json!({"keys": [state.tokens.jwk()]}),
             "application/jwk-set+json",
         )),
-        Target::OpenApiV3Index => Ok(json_response(200, &openapi::index())),
-        Target::OpenApiV3(p) => openapi::document(&p)
+        Target::OpenApiV3Index => Ok(json_response(200, &openapi::index(&state.registry))),
+        Target::OpenApiV3(p) => openapi::document(&p, &state.registry)
             .map(|v| json_response(200, &v))
             .ok_or_else(ApiError::no_route),
         // kubectl reads v2 only as protobuf, and only when v3 lacks a kind
@@ -351,8 +356,8 @@ async fn route(state: Arc<ApiState>, req: Request<Incoming>) -> ApiResult<Respon
     }
 }
 
-fn parse_target(req: &Request<Incoming>) -> ApiResult<Target> {
-    request::parse_path(req.uri().path()).ok_or_else(ApiError::no_route)
+fn parse_target(state: &ApiState, req: &Request<Incoming>) -> ApiResult<Target> {
+    request::parse_path(req.uri().path(), &state.registry).ok_or_else(ApiError::no_route)
 }
 
 /// How a response for an object or list should be rendered.
@@ -369,18 +374,22 @@ fn parse_accept(accept: &str, q: &Query) -> Accept {
 }
 
 fn object_response(
+    state: &ApiState,
     code: u16,
-    r: &resources::Resource,
+    r: &registry::Resource,
     obj: &Value,
     accept: &Accept,
 ) -> Response<Body> {
+    let converted = registry::custom::present(r, obj);
+    let obj = converted.as_ref().unwrap_or(obj);
     if accept.table {
         let rv = obj
             .pointer("/metadata/resourceVersion")
             .and_then(Value::as_str)
             .unwrap_or("");
+        let custom = state.registry.custom(r);
         let t = table::table(
-            r.plural,
+            table::Printer::of(r.plural, custom.as_ref().map(|v| v.columns.as_slice())),
             std::slice::from_ref(obj),
             rv,
             None,
@@ -398,7 +407,7 @@ pub async fn handle_resource(
     state: Arc<ApiState>,
     req: Request<Incoming>,
 ) -> ApiResult<Response<Body>> {
-    let Target::Resource(rr) = parse_target(&req)? else {
+    let Target::Resource(rr) = parse_target(&state, &req)? else {
         return Err(ApiError::no_route());
     };
     let mut q = Query::parse(req.uri().query());
@@ -429,8 +438,9 @@ pub async fn handle_resource(
             let page = objects::list(state_ref, &rr, &q)?;
             if accept.table {
                 let items: Vec<Value> = page.items.iter().map(|o| (**o).clone()).collect();
+                let custom = state.registry.custom(r);
                 let t = table::table(
-                    r.plural,
+                    table::Printer::of(r.plural, custom.as_ref().map(|v| v.columns.as_slice())),
                     &items,
                     &page.revision.to_string(),
                     page.continue_token.as_deref(),
@@ -450,7 +460,13 @@ pub async fn handle_resource(
             let obj = body::decode_object(&content_type, &body)?;
             // Writes wait for their commit without holding a thread (`durable`).
             let out = durable(async { objects::create(state_ref, &rr, &q, obj) }).await?;
-            Ok(object_response(out.code, r, &out.object, &accept))
+            Ok(object_response(
+                state_ref,
+                out.code,
+                r,
+                &out.object,
+                &accept,
+            ))
         }
         (Method::DELETE, false, None) => {
             let body = read_body(req).await?;
@@ -470,14 +486,20 @@ pub async fn handle_resource(
                 return watch::watch(state.clone(), &rr, &q, rendering);
             }
             let obj = objects::get(state_ref, &rr)?;
-            Ok(object_response(200, r, &obj, &accept))
+            Ok(object_response(state_ref, 200, r, &obj, &accept))
         }
         (Method::PUT, true, None) => {
             let body = read_body(req).await?;
             let obj = body::decode_object(&content_type, &body)?;
             let out =
                 durable(async { objects::update(state_ref, &rr, &q, Part::Main, obj) }).await?;
-            Ok(object_response(out.code, r, &out.object, &accept))
+            Ok(object_response(
+                state_ref,
+                out.code,
+                r,
+                &out.object,
+                &accept,
+            ))
         }
         (Method::PATCH, true, None) => {
             let body = read_body(req).await?;
@@ -485,13 +507,25 @@ pub async fn handle_resource(
                 objects::patch(state_ref, &rr, &q, Part::Main, &content_type, &body)
             })
             .await?;
-            Ok(object_response(out.code, r, &out.object, &accept))
+            Ok(object_response(
+                state_ref,
+                out.code,
+                r,
+                &out.object,
+                &accept,
+            ))
         }
         (Method::DELETE, true, None) => {
             let body = read_body(req).await?;
             let options = delete_options(&body)?;
             let out = durable(async { objects::delete(state_ref, &rr, &q, &options) }).await?;
-            Ok(object_response(out.code, r, &out.object, &accept))
+            Ok(object_response(
+                state_ref,
+                out.code,
+                r,
+                &out.object,
+                &accept,
+            ))
         }
         // === subresources ===
         (Method::GET, true, Some("status")) => {
@@ -514,7 +548,7 @@ pub async fn handle_resource(
         }
         (Method::GET, true, Some("scale")) => Ok(json_response(
             200,
-            &objects::scale_of(&*objects::get(state_ref, &rr)?),
+            &objects::scale_of(state_ref, r, &*objects::get(state_ref, &rr)?),
         )),
         (Method::PUT, true, Some("scale")) => {
             let body = read_body(req).await?;

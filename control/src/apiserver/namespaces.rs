@@ -9,13 +9,13 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::objects;
+use super::registry;
 use super::request::{Query, ResourceRequest};
-use super::resources::{self, RESOURCES};
 use super::ApiState;
 
 /// Watch namespaces and finalize those being deleted.
 pub async fn run(state: Arc<ApiState>) {
-    let ns = resources::find("", "v1", "namespaces").expect("namespaces are served");
+    let ns = registry::builtin::find("", "v1", "namespaces").expect("namespaces are served");
     loop {
         let Ok(stream) = state.cache.watch(&ns.prefix(), None) else {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -38,7 +38,7 @@ pub async fn run(state: Arc<ApiState>) {
 }
 
 fn sweep(state: &ApiState) {
-    let ns = resources::find("", "v1", "namespaces").expect("namespaces are served");
+    let ns = registry::builtin::find("", "v1", "namespaces").expect("namespaces are served");
     let (_, all) = state.cache.list(&ns.prefix());
     for (_, obj) in all {
         if obj.pointer("/metadata/deletionTimestamp").is_none() {
@@ -56,7 +56,14 @@ fn sweep(state: &ApiState) {
 fn finalize(state: &ApiState, namespace: &str) -> Result<(), super::status::ApiError> {
     let q = Query::default();
     let mut remaining = 0usize;
-    for r in RESOURCES.iter().filter(|r| r.namespaced) {
+    // Every version of a custom resource shares one storage prefix: visit
+    // each prefix once.
+    let mut seen = std::collections::HashSet::new();
+    let resources = state.registry.resources();
+    for r in resources
+        .into_iter()
+        .filter(|r| r.namespaced && seen.insert(r.prefix()))
+    {
         let (_, items) = state.cache.list(&r.namespace_prefix(Some(namespace)));
         for (_, obj) in items {
             remaining += 1;
@@ -83,7 +90,7 @@ fn finalize(state: &ApiState, namespace: &str) -> Result<(), super::status::ApiE
     if remaining > 0 {
         return Ok(());
     }
-    let ns = resources::find("", "v1", "namespaces").expect("namespaces are served");
+    let ns = registry::builtin::find("", "v1", "namespaces").expect("namespaces are served");
     let req = ResourceRequest {
         resource: ns,
         namespace: None,

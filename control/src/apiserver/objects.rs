@@ -13,10 +13,11 @@ use kedge_config::selector::{FieldSelector, LabelSelector};
 
 use super::allocator::{self, InUse};
 use super::meta::{self, meta_mut, meta_str};
+use super::registry::custom::{self, Refusal};
+use super::registry::{self, Resource};
 use super::request::{Query, ResourceRequest};
-use super::resources::{self, Resource};
 use super::status::{success_status, ApiError, ApiResult};
-use super::{fieldmanager, serviceaccount, strategic, ApiState};
+use super::{definitions, fieldmanager, serviceaccount, strategic, ApiState};
 use crate::store::{Decision, StoreError, Written};
 
 impl From<StoreError> for ApiError {
@@ -47,17 +48,19 @@ fn name_of(req: &ResourceRequest) -> ApiResult<&str> {
 /// Whether `generation` is kept for this kind (kinds whose spec is acted on
 /// by controllers).
 fn tracks_generation(r: &Resource) -> bool {
-    matches!(
-        r.kind,
-        "Deployment"
-            | "ReplicaSet"
-            | "DaemonSet"
-            | "StatefulSet"
-            | "Job"
-            | "CronJob"
-            | "Ingress"
-            | "Pod"
-    )
+    r.custom
+        || matches!(
+            r.kind,
+            "Deployment"
+                | "ReplicaSet"
+                | "DaemonSet"
+                | "StatefulSet"
+                | "Job"
+                | "CronJob"
+                | "Ingress"
+                | "Pod"
+                | "CustomResourceDefinition"
+        )
 }
 
 // === reads ===
@@ -66,10 +69,20 @@ fn tracks_generation(r: &Resource) -> bool {
 pub fn get(state: &ApiState, req: &ResourceRequest) -> ApiResult<Arc<Value>> {
     let name = name_of(req)?;
     let key = req.resource.key(req.namespace.as_deref(), name);
-    state
+    let obj = state
         .cache
         .get(&key)
-        .ok_or_else(|| ApiError::not_found(req.resource.plural, name))
+        .ok_or_else(|| ApiError::not_found(req.resource.plural, name))?;
+    Ok(present(req.resource, obj))
+}
+
+/// A stored object as the requested version presents it (custom resources
+/// are stored in their storage version).
+pub fn present(r: &Resource, obj: Arc<Value>) -> Arc<Value> {
+    match custom::present(r, &obj) {
+        Some(converted) => Arc::new(converted),
+        None => obj,
+    }
 }
 
 /// Value of a selectable field of an object, or `None` if the field is not
@@ -211,8 +224,16 @@ pub fn list(state: &ApiState, req: &ResourceRequest, q: &Query) -> ApiResult<Pag
                 continue;
             }
         }
-        items.push(obj.clone());
-        raw.push(item.raw.clone());
+        match custom::present(r, obj) {
+            Some(converted) => {
+                items.push(Arc::new(converted));
+                raw.push(None);
+            }
+            None => {
+                items.push(obj.clone());
+                raw.push(item.raw.clone());
+            }
+        }
         if limit == Some(items.len()) {
             continue_token =
                 Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.as_bytes()));
@@ -284,6 +305,30 @@ fn admit_error(r: &Resource, name: &str, e: AdmitError) -> ApiError {
             message
         )),
     }
+}
+
+/// Decode, default and validate an object of any kind: the built-in kinds
+/// through their typed forms, custom resources through their definition's
+/// schema, definitions through apiextensions' rules.
+fn admit(state: &ApiState, r: &Resource, name: &str, obj: Value, q: &Query) -> ApiResult<Value> {
+    if r.custom {
+        let version = state
+            .registry
+            .custom(r)
+            .ok_or_else(|| ApiError::not_found(r.plural, name))?;
+        let strict = q.get("fieldValidation") == Some("Strict");
+        return custom::admit(&version, obj, strict).map_err(|e| match e {
+            Refusal::Invalid(errs) => ApiError::invalid(r.kind, r.group, name, &errs),
+            Refusal::UnknownFields(fields) => ApiError::bad_request(
+                custom::schema::strict_decoding_error(&fields).unwrap_or_default(),
+            ),
+        });
+    }
+    if r.group == "apiextensions.k8s.io" {
+        return definitions::admit(obj)
+            .map_err(|errs| ApiError::invalid(r.kind, r.group, name, &errs));
+    }
+    typed::admit(r.group, r.kind, obj).map_err(|e| admit_error(r, name, e))
 }
 
 /// Reject unknown fields when the client asked for strict validation.
@@ -364,7 +409,7 @@ fn check_namespace_open(state: &ApiState, r: &Resource, ns: Option<&str>) -> Api
     let (true, Some(ns)) = (r.namespaced, ns) else {
         return Ok(());
     };
-    let key = resources::find("", "v1", "namespaces")
+    let key = registry::builtin::find("", "v1", "namespaces")
         .expect("namespaces are served")
         .key(None, ns);
     match state.cache.get(&key) {
@@ -377,6 +422,16 @@ fn check_namespace_open(state: &ApiState, r: &Resource, ns: Option<&str>) -> Api
             )))
         }
         Some(_) => Ok(()),
+    }
+}
+
+/// No new objects of a custom resource whose definition is being deleted.
+fn check_definition_open(state: &ApiState, r: &Resource) -> ApiResult<()> {
+    match state.registry.custom(r) {
+        Some(v) if v.terminating => Err(ApiError::method_not_allowed(
+            "create not allowed while custom resource definition is terminating",
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -415,6 +470,14 @@ fn prepare(
             }
             "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job" | "CronJob" => {
                 obj["status"] = json!({});
+            }
+            "CustomResourceDefinition" => definitions::prepare_create(obj),
+            // A custom resource with a status subresource starts without
+            // one: status is written through the subresource only.
+            _ if r.custom && r.has_status() => {
+                if let Some(o) = obj.as_object_mut() {
+                    o.remove("status");
+                }
             }
             _ => {}
         }
@@ -568,8 +631,9 @@ fn create_inner(
             m.remove("generation");
         }
     }
-    let mut obj = typed::admit(r.group, r.kind, obj).map_err(|e| admit_error(r, &name, e))?;
+    let mut obj = admit(state, r, &name, obj, q)?;
     check_namespace_open(state, r, req.namespace.as_deref())?;
+    check_definition_open(state, r)?;
     if record {
         fieldmanager::record_update(None, &mut obj, manager_of(q), r.group, r.kind, &meta::now());
     }
@@ -729,14 +793,19 @@ where
         }
         check_fields(r, &new, q)?;
         let mut new = merge_part(r, part, old, new);
+        if r.group == "apiextensions.k8s.io" && part == Part::Main {
+            definitions::prepare_update(old, &mut new);
+        }
         if writer == Writer::Binding {
             // Binding sets the node and the PodScheduled condition in one
             // write, as the binding subresource does in Kubernetes.
             set_pod_scheduled(&mut new);
         }
-        let mut new = typed::admit(r.group, r.kind, new).map_err(|e| admit_error(r, &name, e))?;
+        let mut new = admit(state, r, &name, new, q)?;
         let errs = if writer == Writer::Binding {
             Vec::new()
+        } else if r.group == "apiextensions.k8s.io" {
+            definitions::validate_update(old, &new)
         } else {
             typed::validate_update(r.group, r.kind, old, &new)
         };
@@ -832,6 +901,9 @@ pub fn apply_patch(
             json_patch::merge(&mut doc, patch);
             Ok(doc)
         }
+        "application/strategic-merge-patch+json" if r.custom => Err(ApiError::unsupported_media_type(
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+        )),
         "application/strategic-merge-patch+json" => strategic::apply(current, patch, r.group, r.kind)
             .map_err(|e| ApiError::bad_request(e.to_string())),
         "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
@@ -1150,12 +1222,29 @@ pub fn delete_collection(
 // === subresources ===
 
 /// The autoscaling/v1 Scale of a scalable object.
-pub fn scale_of(obj: &Value) -> Value {
+pub fn scale_of(state: &ApiState, r: &Resource, obj: &Value) -> Value {
     let m = obj.get("metadata").cloned().unwrap_or(json!({}));
-    let selector = obj
-        .pointer("/spec/selector")
-        .map(selector_string)
-        .unwrap_or_default();
+    let (spec_replicas, status_replicas, selector) = match scale_paths(state, r) {
+        // A custom resource says where its replicas and selector (a
+        // string) are.
+        Some(p) => (
+            custom::read_path(obj, &p.spec_replicas).cloned(),
+            custom::read_path(obj, &p.status_replicas).cloned(),
+            p.label_selector
+                .as_deref()
+                .and_then(|s| custom::read_path(obj, s))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+        ),
+        None => (
+            obj.pointer("/spec/replicas").cloned(),
+            obj.pointer("/status/replicas").cloned(),
+            obj.pointer("/spec/selector")
+                .map(selector_string)
+                .unwrap_or_default(),
+        ),
+    };
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -1166,12 +1255,17 @@ pub fn scale_of(obj: &Value) -> Value {
             "resourceVersion": m.get("resourceVersion"),
             "creationTimestamp": m.get("creationTimestamp"),
         },
-        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "spec": {"replicas": spec_replicas.unwrap_or(json!(0))},
         "status": {
-            "replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+            "replicas": status_replicas.unwrap_or(json!(0)),
             "selector": selector,
         },
     })
+}
+
+/// Where a custom resource's scale subresource reads and writes.
+fn scale_paths(state: &ApiState, r: &Resource) -> Option<custom::ScalePaths> {
+    state.registry.custom(r).and_then(|v| v.scale.clone())
 }
 
 /// A metav1.LabelSelector in its string form (`app=web,tier in (a,b)`).
@@ -1215,7 +1309,7 @@ where
     let r = req.resource;
     let name = name_of(req)?.to_string();
     let out = update_with(state, req, q, Part::Main, |current| {
-        let scale = change(&scale_of(current))?;
+        let scale = change(&scale_of(state, r, current))?;
         if let Some(rv) = scale
             .pointer("/metadata/resourceVersion")
             .and_then(Value::as_str)
@@ -1242,11 +1336,14 @@ where
             ));
         }
         let mut new = current.clone();
-        new["spec"]["replicas"] = json!(replicas);
+        match scale_paths(state, r) {
+            Some(p) => custom::write_path(&mut new, &p.spec_replicas, json!(replicas)),
+            None => new["spec"]["replicas"] = json!(replicas),
+        }
         meta_mut(&mut new).remove("resourceVersion");
         Ok(new)
     })?;
-    Ok(scale_of(&out.object))
+    Ok(scale_of(state, r, &out.object))
 }
 
 fn set_pod_scheduled(pod: &mut Value) {

@@ -15,10 +15,13 @@ use std::hash::{Hash, Hasher};
 use std::sync::OnceLock;
 
 use k8s_openapi::api::{apps, autoscaling, batch, coordination, core, discovery, networking};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
 use k8s_openapi::schemars::{generate::SchemaSettings, JsonSchema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 
-use super::resources::{Resource, GROUPS, RESOURCES};
+use super::registry::builtin::{GROUPS, RESOURCES};
+use super::registry::custom::Served;
+use super::registry::{Registry, Resource};
 
 const REF_PREFIX: &str = "#/components/schemas/";
 
@@ -215,6 +218,7 @@ fn add_kind_schemas(gen: &mut SchemaGenerator) {
     add::<networking::v1::IngressClass>(gen);
     add::<discovery::v1::EndpointSlice>(gen);
     add::<coordination::v1::Lease>(gen);
+    add::<apiextensions::v1::CustomResourceDefinition>(gen);
 }
 
 /// Full schema name of a `group.version.Type` short name.
@@ -226,6 +230,9 @@ fn schema_name(short: &str) -> String {
 }
 
 fn kind_schema_name(group: &str, kind: &str) -> String {
+    if group == "apiextensions.k8s.io" {
+        return format!("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.{kind}");
+    }
     let g = match group {
         "" => "core",
         "networking.k8s.io" => "networking",
@@ -481,16 +488,22 @@ fn documents() -> &'static [(String, Value, u64)] {
                 let doc = build_document(g);
                 // A content hash, so kubectl's cache (keyed by the URL)
                 // refreshes whenever a document changes.
-                let mut h = std::hash::DefaultHasher::new();
-                doc.to_string().hash(&mut h);
-                (gv_path(g), doc, h.finish())
+                let hash = content_hash(&doc);
+                (gv_path(g), doc, hash)
             })
             .collect()
     })
 }
 
-/// `/openapi/v3`: the list of group-version documents.
-pub fn index() -> Value {
+fn content_hash(doc: &Value) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    doc.to_string().hash(&mut h);
+    h.finish()
+}
+
+/// `/openapi/v3`: the list of group-version documents, custom resources'
+/// included.
+pub fn index(registry: &Registry) -> Value {
     let mut paths = Map::new();
     for (p, _, hash) in documents() {
         paths.insert(
@@ -498,86 +511,151 @@ pub fn index() -> Value {
             json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={hash:016X}")}),
         );
     }
-    json!({ "paths": paths })
-}
-
-/// `/openapi/v3/<api/v1 | apis/group/v1>`.
-pub fn document(path: &str) -> Option<Value> {
-    documents()
-        .iter()
-        .find(|(p, _, _)| p == path)
-        .map(|(_, doc, _)| doc.clone())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn schema<'a>(doc: &'a Value, name: &str) -> &'a Value {
-        &doc["components"]["schemas"][name]
-    }
-
-    #[test]
-    fn deployment_schema_is_explainable() {
-        let doc = document("apis/apps/v1").unwrap();
-        let d = schema(&doc, "io.k8s.api.apps.v1.Deployment");
-        assert_eq!(
-            d["x-kubernetes-group-version-kind"],
-            json!([{"group": "apps", "kind": "Deployment", "version": "v1"}])
-        );
-        let strategy = &schema(&doc, "io.k8s.api.apps.v1.DeploymentSpec")["properties"]["strategy"];
-        assert_eq!(
-            strategy["allOf"][0]["$ref"],
-            "#/components/schemas/io.k8s.api.apps.v1.DeploymentStrategy"
-        );
-        assert_eq!(strategy["x-kubernetes-patch-strategy"], "retainKeys");
-        let s = schema(&doc, "io.k8s.api.apps.v1.DeploymentStrategy");
-        assert!(s["properties"]["rollingUpdate"].is_object());
-        assert!(schema(&doc, "io.k8s.api.autoscaling.v1.Scale").is_object());
-    }
-
-    #[test]
-    fn every_reference_resolves() {
-        for (_, doc, _) in documents() {
-            let mut names = BTreeSet::new();
-            collect_refs(
-                doc,
-                &doc["components"]["schemas"].as_object().unwrap().clone(),
-                &mut names,
-            );
-            for n in names {
-                assert!(schema(doc, &n).is_object(), "{n} missing");
+    let served = registry.served();
+    for g in registry.groups() {
+        for v in g.versions {
+            if let Some(doc) = custom_document(&served, g.group, v) {
+                let p = format!("apis/{}/{v}", g.group);
+                let hash = content_hash(&doc);
+                paths.insert(
+                    p.clone(),
+                    json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={hash:016X}")}),
+                );
             }
         }
     }
+    json!({ "paths": paths })
+}
 
-    #[test]
-    fn merge_keys_match_kubernetes() {
-        let doc = document("api/v1").unwrap();
-        let containers = &schema(&doc, "io.k8s.api.core.v1.PodSpec")["properties"]["containers"];
-        assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
-        assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
-        let owners = &schema(&doc, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")["properties"]
-            ["ownerReferences"];
-        assert_eq!(owners["x-kubernetes-patch-merge-key"], "uid");
-        let port = &schema(&doc, "io.k8s.api.core.v1.ServicePort")["properties"]["targetPort"];
-        assert!(port["allOf"][0]["$ref"]
-            .as_str()
-            .unwrap()
-            .ends_with("IntOrString"));
-        let ios = schema(&doc, "io.k8s.apimachinery.pkg.util.intstr.IntOrString");
-        assert_eq!(ios["format"], "int-or-string");
-        assert!(ios.get("type").is_none());
+/// `/openapi/v3/<api/v1 | apis/group/version>`.
+pub fn document(path: &str, registry: &Registry) -> Option<Value> {
+    if let Some(doc) = documents()
+        .iter()
+        .find(|(p, _, _)| p == path)
+        .map(|(_, doc, _)| doc.clone())
+    {
+        return Some(doc);
     }
+    let (group, version) = path.strip_prefix("apis/")?.split_once('/')?;
+    custom_document(&registry.served(), group, version)
+}
 
-    #[test]
-    fn index_lists_every_group() {
-        let index = index();
-        for g in GROUPS {
-            let url = index["paths"][gv_path(g)]["serverRelativeURL"]
-                .as_str()
-                .unwrap();
-            assert!(url.starts_with(&format!("/openapi/v3/{}?hash=", gv_path(g))));
+/// The schema name kube-apiserver gives a custom kind: the group's labels
+/// reversed, then version and kind (`com.example.stable.v1.CronTab`).
+fn custom_schema_name(group: &str, version: &str, kind: &str) -> String {
+    let reversed: Vec<&str> = group.rsplit('.').collect();
+    format!("{}.{version}.{kind}", reversed.join("."))
+}
+
+/// The document of one custom group/version: each kind's schema from its
+/// definition, with the standard `apiVersion`, `kind` and `metadata`, and
+/// PATCH without strategic merge (custom resources do not take it, and
+/// kubectl then computes JSON merge patches).
+fn custom_document(served: &Served, group: &str, version: &str) -> Option<Value> {
+    let all = all_schemas();
+    let mut schemas = Map::new();
+    let mut paths = Map::new();
+    let mut names = BTreeSet::new();
+    let meta = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
+    let list_meta = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta";
+    for v in served.versions() {
+        let r = v.resource;
+        if r.group != group || r.version != version {
+            continue;
+        }
+        let name = custom_schema_name(group, version, r.kind);
+        let gvk = json!([{"group": group, "kind": r.kind, "version": version}]);
+        let mut schema = v
+            .schema
+            .clone()
+            .filter(Value::is_object)
+            .unwrap_or_else(|| json!({"type": "object"}));
+        let props = schema
+            .as_object_mut()
+            .expect("an object")
+            .entry("properties")
+            .or_insert_with(|| json!({}));
+        if let Some(props) = props.as_object_mut() {
+            props.insert(
+                "apiVersion".into(),
+                json!({"type": "string", "description": standard_doc("apiVersion")}),
+            );
+            props.insert(
+                "kind".into(),
+                json!({"type": "string", "description": standard_doc("kind")}),
+            );
+            props.insert(
+                "metadata".into(),
+                json!({"allOf": [{"$ref": format!("{REF_PREFIX}{meta}")}], "description": standard_doc("metadata")}),
+            );
+        }
+        schema["x-kubernetes-group-version-kind"] = gvk.clone();
+        schemas.insert(name.clone(), schema);
+        schemas.insert(
+            format!("{name}List"),
+            json!({
+                "type": "object",
+                "required": ["items"],
+                "properties": {
+                    "apiVersion": {"type": "string", "description": standard_doc("apiVersion")},
+                    "kind": {"type": "string", "description": standard_doc("kind")},
+                    "items": {"type": "array", "items": {"$ref": format!("{REF_PREFIX}{name}")}},
+                    "metadata": {"allOf": [{"$ref": format!("{REF_PREFIX}{list_meta}")}]},
+                },
+                "x-kubernetes-group-version-kind":
+                    [{"group": group, "kind": format!("{}List", r.kind), "version": version}],
+            }),
+        );
+        names.insert(meta.to_string());
+        names.insert(list_meta.to_string());
+        let patch_body = [
+            "application/apply-patch+yaml",
+            "application/json-patch+json",
+            "application/merge-patch+json",
+        ];
+        let op = |verb: &str, body: &[&str]| {
+            let mut op = operation(r, verb, body);
+            op["responses"]["200"]["content"]["application/json"]["schema"] =
+                json!({"$ref": format!("{REF_PREFIX}{name}")});
+            op
+        };
+        paths.insert(
+            object_path(r),
+            json!({
+                "get": op("get", &[]),
+                "put": op("put", &["application/json"]),
+                "patch": op("patch", &patch_body),
+                "delete": op("delete", &[]),
+            }),
+        );
+    }
+    if schemas.is_empty() {
+        return None;
+    }
+    for n in names.clone() {
+        if let Some(s) = all.get(&n) {
+            collect_refs(s, all, &mut names);
         }
     }
+    for n in names {
+        if let Some(s) = all.get(&n) {
+            schemas.insert(n, s.clone());
+        }
+    }
+    Some(json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes CRD Swagger", "version": "v0.1.0"},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }))
+}
+
+/// The description of a standard field (`apiVersion`, `kind`, `metadata`),
+/// as the built-in kinds carry it.
+fn standard_doc(field: &str) -> Value {
+    all_schemas()
+        .get("io.k8s.api.core.v1.ConfigMap")
+        .and_then(|s| s.pointer(&format!("/properties/{field}/description")))
+        .cloned()
+        .unwrap_or(Value::Null)
 }

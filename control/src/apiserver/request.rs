@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::resources::{self, Resource};
+use super::registry::{Registry, Resource};
 
 /// What an API path addresses.
 #[derive(Debug)]
@@ -52,7 +52,7 @@ pub struct ResourceRequest {
 }
 
 /// Parse the path of a request.
-pub fn parse_path(path: &str) -> Option<Target> {
+pub fn parse_path(path: &str, registry: &Registry) -> Option<Target> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let segs: Vec<&str> = if segs == [""] { vec![] } else { segs };
     match segs.as_slice() {
@@ -81,7 +81,7 @@ pub fn parse_path(path: &str) -> Option<Target> {
         ["watch", rest @ ..] => (true, rest),
         _ => (false, rest),
     };
-    let lookup = |plural: &str| resources::find(group, version, plural);
+    let lookup = |plural: &str| registry.find(group, version, plural);
     let (namespace, rest): (Option<String>, &[&str]) = match rest {
         // `namespaces/<ns>/<resource>…` scopes a namespaced resource, unless
         // the third segment is a subresource of the namespace itself.
@@ -171,7 +171,7 @@ mod tests {
     use super::*;
 
     fn res(path: &str) -> ResourceRequest {
-        match parse_path(path) {
+        match parse_path(path, &Registry::new()) {
             Some(Target::Resource(r)) => r,
             other => panic!("{path}: {other:?}"),
         }
@@ -199,8 +199,8 @@ mod tests {
         let r = res("/api/v1/watch/namespaces/a/pods");
         assert!(r.legacy_watch);
 
-        assert!(parse_path("/api/v1/pods/x").is_none());
-        assert!(parse_path("/apis/apps/v1/namespaces/a/widgets").is_none());
+        assert!(parse_path("/api/v1/pods/x", &Registry::new()).is_none());
+        assert!(parse_path("/apis/apps/v1/namespaces/a/widgets", &Registry::new()).is_none());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::meta;
-use super::resources;
+use super::registry;
 use super::status::{ApiError, ApiResult};
 use crate::store::WatchCache;
 
@@ -85,7 +85,8 @@ pub fn admit_pod(cache: &WatchCache, namespace: &str, pod: &mut Value) -> ApiRes
 }
 
 fn service_account(cache: &WatchCache, namespace: &str, name: &str) -> Option<Arc<Value>> {
-    let r = resources::find("", "v1", "serviceaccounts").expect("serviceaccounts are served");
+    let r =
+        registry::builtin::find("", "v1", "serviceaccounts").expect("serviceaccounts are served");
     cache.get(&r.key(Some(namespace), name))
 }
 

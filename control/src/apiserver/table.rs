@@ -10,6 +10,8 @@
 use jiff::Timestamp;
 use serde_json::{json, Map, Value};
 
+use super::registry::custom::columns::{self as custom_columns, Column};
+
 /// A column of a printed table.
 struct Col {
     name: &'static str,
@@ -517,9 +519,28 @@ pub fn row_cells(resource: &str, obj: &Value, now: Timestamp) -> Vec<Value> {
     }
 }
 
+/// Which columns a table has.
+#[derive(Clone, Copy)]
+pub enum Printer<'a> {
+    /// A built-in kind's, by its plural.
+    Builtin(&'a str),
+    /// A custom resource's printer columns.
+    Custom(&'a [Column]),
+}
+
+impl<'a> Printer<'a> {
+    /// The printer of `plural`, or of a custom resource's columns.
+    pub fn of(plural: &'a str, custom: Option<&'a [Column]>) -> Self {
+        match custom {
+            Some(columns) => Printer::Custom(columns),
+            None => Printer::Builtin(plural),
+        }
+    }
+}
+
 /// Build a whole meta.k8s.io/v1 Table from objects; include_object: "Metadata" (default: row "object" is a PartialObjectMetadata {kind:"PartialObjectMetadata",apiVersion:"meta.k8s.io/v1",metadata:{...}}), "Object" (the full object) or "None".
 pub fn table(
-    resource: &str,
+    printer: Printer<'_>,
     objects: &[Value],
     resource_version: &str,
     continue_token: Option<&str>,
@@ -531,9 +552,19 @@ pub fn table(
         .iter()
         .map(|obj| {
             let mut row = Map::new();
-            row.insert("cells".into(), Value::Array(row_cells(resource, obj, now)));
-            if let Some(conditions) = row_conditions(resource, obj) {
-                row.insert("conditions".into(), conditions);
+            let cells = match printer {
+                Printer::Custom(columns) => {
+                    let mut cells = vec![name(obj)];
+                    cells.extend(custom_columns::cells(columns, obj, now));
+                    cells
+                }
+                Printer::Builtin(resource) => row_cells(resource, obj, now),
+            };
+            row.insert("cells".into(), Value::Array(cells));
+            if let Printer::Builtin(resource) = printer {
+                if let Some(conditions) = row_conditions(resource, obj) {
+                    row.insert("conditions".into(), conditions);
+                }
             }
             let object = match include_object {
                 "Object" => obj.clone(),
@@ -559,7 +590,10 @@ pub fn table(
     }
     // Watch events after the first omit the columns; Go encodes the nil slice as null.
     let column_definitions = if with_columns {
-        Value::Array(column_definitions(resource))
+        Value::Array(match printer {
+            Printer::Custom(columns) => custom_columns::definitions(columns),
+            Printer::Builtin(resource) => column_definitions(resource),
+        })
     } else {
         Value::Null
     };
@@ -2547,7 +2581,15 @@ mod tests {
             "spec": {"containers": [{"name": "c"}]},
             "status": {"phase": "Succeeded"}
         })];
-        let t = table("pods", &pods, "42", Some("tok"), "Metadata", true, now());
+        let t = table(
+            Printer::Builtin("pods"),
+            &pods,
+            "42",
+            Some("tok"),
+            "Metadata",
+            true,
+            now(),
+        );
         assert_eq!(t["kind"], "Table");
         assert_eq!(t["apiVersion"], "meta.k8s.io/v1");
         assert_eq!(
@@ -2568,14 +2610,38 @@ mod tests {
             })
         );
 
-        let t = table("pods", &pods, "", None, "Object", false, now());
+        let t = table(
+            Printer::Builtin("pods"),
+            &pods,
+            "",
+            None,
+            "Object",
+            false,
+            now(),
+        );
         assert_eq!(t["metadata"], json!({}));
         assert_eq!(t["columnDefinitions"], Value::Null);
         assert_eq!(t["rows"][0]["object"], pods[0]);
 
-        let t = table("configmaps", &[], "7", None, "None", true, now());
+        let t = table(
+            Printer::Builtin("configmaps"),
+            &[],
+            "7",
+            None,
+            "None",
+            true,
+            now(),
+        );
         assert_eq!(t["rows"], json!([]));
-        let t = table("configmaps", &pods, "7", None, "None", true, now());
+        let t = table(
+            Printer::Builtin("configmaps"),
+            &pods,
+            "7",
+            None,
+            "None",
+            true,
+            now(),
+        );
         assert_eq!(t["rows"][0]["object"], Value::Null);
         assert!(t["rows"][0].get("conditions").is_none());
     }

@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 
 use kedge_config::validation::FieldError;
 
+use super::registry;
 use super::request::{Query, ResourceRequest};
-use super::resources;
 use super::status::{ApiError, ApiResult};
 use super::tokens::{ObjectRef, TokenSpec};
 use super::ApiState;
@@ -33,7 +33,7 @@ fn uid_of(obj: &Value) -> String {
 }
 
 fn get(state: &ApiState, plural: &str, namespace: Option<&str>, name: &str) -> ApiResult<Value> {
-    let r = resources::find("", "v1", plural).expect("core resources are served");
+    let r = registry::builtin::find("", "v1", plural).expect("core resources are served");
     state
         .cache
         .get(&r.key(namespace, name))

@@ -14,9 +14,10 @@ use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
 use super::body::Body;
-use super::objects::{requested_revision, ListFilter};
+use super::objects::{self, requested_revision, ListFilter};
+use super::registry::custom;
+use super::registry::Resource;
 use super::request::{Query, ResourceRequest};
-use super::resources::Resource;
 use super::status::{ApiError, ApiResult};
 use super::{table, ApiState};
 use crate::store::{EventType, StoreError, WatchEvent};
@@ -43,6 +44,8 @@ fn bookmark(r: &Resource, revision: u64, initial_end: bool) -> Value {
 
 struct Renderer {
     resource: &'static Resource,
+    /// A custom resource's definition (its printer columns).
+    custom: Option<Arc<custom::Version>>,
     rendering: Rendering,
     columns_sent: bool,
 }
@@ -61,7 +64,11 @@ impl Renderer {
     /// JSON as it is; only a Table is built from the parsed object.
     fn line(&mut self, event_type: &str, e: &WatchEvent) -> Result<Frame<Bytes>, std::io::Error> {
         if self.rendering.table {
-            return line(&self.event(event_type, e.object()));
+            let obj = objects::present(self.resource, e.object().clone());
+            return line(&self.event(event_type, &obj));
+        }
+        if let Some(converted) = custom::present(self.resource, e.object()) {
+            return line(&json!({"type": event_type, "object": converted}));
         }
         let mut b = Vec::with_capacity(e.raw.len() + 40);
         b.extend_from_slice(b"{\"type\":\"");
@@ -79,7 +86,10 @@ impl Renderer {
                 .and_then(Value::as_str)
                 .unwrap_or("");
             let t = table::table(
-                self.resource.plural,
+                table::Printer::of(
+                    self.resource.plural,
+                    self.custom.as_ref().map(|v| v.columns.as_slice()),
+                ),
                 std::slice::from_ref(obj),
                 rv,
                 None,
@@ -159,6 +169,7 @@ pub fn watch(
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(64);
     let mut renderer = Renderer {
         resource: r,
+        custom: state.registry.custom(r),
         rendering,
         columns_sent: false,
     };

@@ -1,0 +1,466 @@
+//! CustomResourceDefinitions as a user drives them: a definition applied
+//! with kubectl becomes served, its objects are validated against its
+//! schema (with kube-apiserver's field paths), defaulted and pruned, listed
+//! with its printer columns, scaled and given status through subresources,
+//! and removed with it; and an operator written with kube-rs's
+//! `CustomResource` derive reconciles them, writing their status.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, Cluster};
+
+const CRONTAB_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: crontabs.stable.example.com
+spec:
+  group: stable.example.com
+  scope: Namespaced
+  names:
+    plural: crontabs
+    singular: crontab
+    kind: CronTab
+    shortNames: [ct]
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+      scale:
+        specReplicasPath: .spec.replicas
+        statusReplicasPath: .status.replicas
+    additionalPrinterColumns:
+    - name: Spec
+      type: string
+      description: The cron spec defining the interval a CronJob is run
+      jsonPath: .spec.cronSpec
+    - name: Replicas
+      type: integer
+      jsonPath: .spec.replicas
+    - name: Age
+      type: date
+      jsonPath: .metadata.creationTimestamp
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            required: [cronSpec]
+            properties:
+              cronSpec:
+                type: string
+                pattern: '^(\d+|\*)(/\d+)?(\s+(\d+|\*)(/\d+)?){4}$'
+              image:
+                type: string
+              replicas:
+                type: integer
+                minimum: 1
+                maximum: 10
+                default: 1
+          status:
+            type: object
+            properties:
+              replicas:
+                type: integer
+  - name: v1beta1
+    served: true
+    storage: false
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+"#;
+
+const CRONTAB: &str = r#"
+apiVersion: stable.example.com/v1
+kind: CronTab
+metadata:
+  name: my-new-cron-object
+spec:
+  cronSpec: "* * * * */5"
+  image: my-awesome-cron-image
+"#;
+
+fn established(c: &Cluster) {
+    c.kubectl(&[
+        "wait",
+        "--for=condition=established",
+        "--timeout=30s",
+        "crd/crontabs.stable.example.com",
+    ]);
+}
+
+#[test]
+fn a_definition_serves_validates_and_prints_its_objects() {
+    let c = Cluster::start();
+    c.apply(CRONTAB_CRD);
+    established(&c);
+    let out = c.kubectl(&["get", "crd"]);
+    assert!(out.contains("crontabs.stable.example.com"), "{out}");
+    let conditions = c.kubectl(&[
+        "get",
+        "crd",
+        "crontabs.stable.example.com",
+        "-o",
+        "jsonpath={.status.acceptedNames.kind} {.status.storedVersions}",
+    ]);
+    assert_eq!(conditions, r#"CronTab ["v1"]"#);
+
+    // Created, defaulted, listed by its short name with its columns.
+    c.apply(CRONTAB);
+    let out = c.kubectl(&["get", "ct"]);
+    let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "SPEC", "REPLICAS", "AGE"], "{out}");
+    assert!(out.contains("my-new-cron-object"), "{out}");
+    assert!(out.contains("* * * * */5"), "{out}");
+    let replicas = c.kubectl(&[
+        "get",
+        "crontab",
+        "my-new-cron-object",
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]);
+    assert_eq!(replicas, "1", "the schema's default");
+
+    // Invalid objects are refused with the schema's field paths.
+    let err = c.kubectl_fails(&[
+        "patch",
+        "crontab",
+        "my-new-cron-object",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"replicas":20,"cronSpec":"every minute"}}"#,
+    ]);
+    assert!(
+        err.contains(r#"The CronTab "my-new-cron-object" is invalid"#),
+        "{err}"
+    );
+    assert!(err.contains("spec.replicas: Invalid value: 20"), "{err}");
+    assert!(
+        err.contains("spec.cronSpec: Invalid value: \"every minute\""),
+        "{err}"
+    );
+    let err = c.kubectl_fails(&[
+        "patch",
+        "crontab",
+        "my-new-cron-object",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/spec/cronSpec"}]"#,
+    ]);
+    assert!(err.contains("spec.cronSpec: Required value"), "{err}");
+    // Strategic merge patch is not for custom resources.
+    let err = c.kubectl_fails(&[
+        "patch",
+        "crontab",
+        "my-new-cron-object",
+        "--type=strategic",
+        "-p",
+        r#"{"spec":{"replicas":2}}"#,
+    ]);
+    assert!(
+        err.contains("the body of the request was in an unknown format"),
+        "{err}"
+    );
+
+    // Unknown fields: an error for kubectl's strict validation, dropped
+    // without it.
+    let with_unknown = CRONTAB.replace("image:", "colour: blue\n  image:");
+    let err = apply_fails(&c, &with_unknown);
+    assert!(err.contains(r#"unknown field "spec.colour""#), "{err}");
+    let mut cmd = c.kubectl_cmd(&["apply", "--validate=false", "-f", "-"]);
+    assert!(pipe(&mut cmd, &with_unknown).status.success());
+    let spec = c.kubectl(&["get", "ct", "my-new-cron-object", "-o", "jsonpath={.spec}"]);
+    assert!(!spec.contains("colour"), "pruned: {spec}");
+
+    // kubectl explain reads the published schema.
+    let out = c.kubectl(&["explain", "crontab.spec"]);
+    assert!(out.contains("KIND:       CronTab"), "{out}");
+    assert!(out.contains("cronSpec\t<string> -required-"), "{out}");
+
+    // The scale and status subresources.
+    c.kubectl(&["scale", "crontab/my-new-cron-object", "--replicas=3"]);
+    let replicas = c.kubectl(&[
+        "get",
+        "ct",
+        "my-new-cron-object",
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]);
+    assert_eq!(replicas, "3");
+    c.kubectl(&[
+        "patch",
+        "ct",
+        "my-new-cron-object",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"replicas":3}}"#,
+    ]);
+    // A write to the object keeps status; status is not created with it.
+    c.kubectl(&["label", "ct", "my-new-cron-object", "tier=batch"]);
+    let status = c.kubectl(&[
+        "get",
+        "ct",
+        "my-new-cron-object",
+        "-o",
+        "jsonpath={.status.replicas}",
+    ]);
+    assert_eq!(status, "3");
+
+    // The other version serves the same objects.
+    let version = c.kubectl(&[
+        "get",
+        "crontabs.v1beta1.stable.example.com",
+        "my-new-cron-object",
+        "-o",
+        "jsonpath={.apiVersion}",
+    ]);
+    assert_eq!(version, "stable.example.com/v1beta1");
+
+    // Deleting the definition deletes its objects and stops serving it.
+    c.kubectl(&[
+        "delete",
+        "crd",
+        "crontabs.stable.example.com",
+        "--timeout=60s",
+    ]);
+    let mut last = String::new();
+    let gone = eventually(Duration::from_secs(30), || {
+        let out = c.kubectl_output(&["get", "crontabs"]);
+        last = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // kubectl names the type it no longer finds, or (from its cached
+        // discovery) the list the server no longer serves.
+        !out.status.success()
+            && (last.contains("the server doesn't have a resource type")
+                || last.contains("the server could not find the requested resource"))
+    });
+    assert!(gone, "{last}\n{}", c.kubectl(&["get", "crd", "-o", "yaml"]));
+    // Created again, it starts empty.
+    c.apply(CRONTAB_CRD);
+    established(&c);
+    let out = c.kubectl(&["get", "crontabs", "-A"]);
+    assert!(!out.contains("my-new-cron-object"), "{out}");
+}
+
+fn pipe(cmd: &mut std::process::Command, input: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn apply_fails(c: &Cluster, manifest: &str) -> String {
+    let out = pipe(&mut c.kubectl_cmd(&["apply", "-f", "-"]), manifest);
+    assert!(!out.status.success(), "kubectl apply should have failed");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[test]
+fn conflicting_names_are_not_accepted() {
+    let c = Cluster::start();
+    c.apply(CRONTAB_CRD);
+    established(&c);
+    // Another definition in the group that wants the same plural.
+    let other = CRONTAB_CRD
+        .replace(
+            "name: crontabs.stable.example.com",
+            "name: crontabs.stable.example.com-x",
+        )
+        .replace("kind: CronTab", "kind: OtherTab")
+        .replace("singular: crontab", "singular: othertab")
+        .replace("shortNames: [ct]", "shortNames: [ot]");
+    let err = apply_fails(&c, &other);
+    assert!(
+        err.contains("metadata.name: Invalid value: \"crontabs.stable.example.com-x\""),
+        "{err}"
+    );
+    let other = CRONTAB_CRD
+        .replace("crontabs", "cronjobs")
+        .replace("singular: crontab", "singular: cronjob")
+        .replace("shortNames: [ct]", "shortNames: [cj2]");
+    c.apply(&other);
+    let accepted = |c: &Cluster| {
+        c.kubectl(&[
+            "get",
+            "crd",
+            "cronjobs.stable.example.com",
+            "-o",
+            r#"jsonpath={.status.conditions[?(@.type=="NamesAccepted")].status} {.status.conditions[?(@.type=="NamesAccepted")].message}"#,
+        ])
+    };
+    assert!(eventually(Duration::from_secs(10), || accepted(&c)
+        .starts_with("False")));
+    let out = accepted(&c);
+    // The last name found in use is named, as kube-apiserver does.
+    assert_eq!(out, "False \"CronTabList\" is already in use");
+}
+
+mod operator {
+    //! An operator written with kube-rs: a `Greeting` controller that
+    //! answers each greeting in its status and in a ConfigMap it owns.
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use futures::StreamExt;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{Api, Patch, PatchParams, PostParams};
+    use kube::runtime::controller::{Action, Controller};
+    use kube::runtime::wait::{await_condition, conditions};
+    use kube::{CustomResource, CustomResourceExt, Resource, ResourceExt};
+    use schemars::JsonSchema;
+    use serde::{Deserialize, Serialize};
+    use serde_json::json;
+
+    use super::common::{eventually, Cluster};
+
+    #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, JsonSchema)]
+    #[kube(
+        group = "kedge.example.com",
+        version = "v1",
+        kind = "Greeting",
+        namespaced,
+        status = "GreetingStatus",
+        shortname = "gr",
+        printcolumn = r#"{"name":"Answer","type":"string","jsonPath":".status.answer"}"#
+    )]
+    pub struct GreetingSpec {
+        name: String,
+    }
+
+    #[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+    pub struct GreetingStatus {
+        answer: String,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error(transparent)]
+    struct Error(#[from] kube::Error);
+
+    async fn reconcile(g: Arc<Greeting>, client: Arc<kube::Client>) -> Result<Action, Error> {
+        let ns = g.namespace().unwrap_or_default();
+        let answer = format!("Hello, {}!", g.spec.name);
+        let owner = g.controller_owner_ref(&()).unwrap();
+        let cm = json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": format!("{}-answer", g.name_any()), "ownerReferences": [owner]},
+            "data": {"answer": answer},
+        });
+        let params = PatchParams::apply("greeting-operator").force();
+        Api::<ConfigMap>::namespaced((*client).clone(), &ns)
+            .patch(
+                &format!("{}-answer", g.name_any()),
+                &params,
+                &Patch::Apply(cm),
+            )
+            .await?;
+        Api::<Greeting>::namespaced((*client).clone(), &ns)
+            .patch_status(
+                &g.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"answer": answer}})),
+            )
+            .await?;
+        Ok(Action::await_change())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_kube_rs_operator_reconciles_custom_objects() {
+        let c = Cluster::start();
+        let client = c.client().await;
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        crds.create(&PostParams::default(), &Greeting::crd())
+            .await
+            .unwrap();
+        let established = await_condition(
+            crds.clone(),
+            "greetings.kedge.example.com",
+            conditions::is_crd_established(),
+        );
+        tokio::time::timeout(Duration::from_secs(30), established)
+            .await
+            .expect("established in time")
+            .unwrap();
+
+        let greetings: Api<Greeting> = Api::namespaced(client.clone(), "default");
+        let controller = Controller::new(greetings.clone(), Default::default())
+            .owns(
+                Api::<ConfigMap>::namespaced(client.clone(), "default"),
+                Default::default(),
+            )
+            .run(
+                reconcile,
+                |_, _, _| Action::requeue(Duration::from_secs(1)),
+                Arc::new(client.clone()),
+            )
+            .for_each(|_| async {});
+        let controller = tokio::spawn(controller);
+
+        let g = Greeting::new(
+            "world",
+            GreetingSpec {
+                name: "world".into(),
+            },
+        );
+        greetings.create(&PostParams::default(), &g).await.unwrap();
+
+        let c = Arc::new(c);
+        let answered = {
+            let c = c.clone();
+            tokio::task::spawn_blocking(move || {
+                eventually(Duration::from_secs(30), || {
+                    c.kubectl(&["get", "gr", "world", "-o", "jsonpath={.status.answer}"])
+                        == "Hello, world!"
+                })
+            })
+            .await
+            .unwrap()
+        };
+        assert!(answered, "the operator wrote the status");
+        let out = {
+            let c = c.clone();
+            tokio::task::spawn_blocking(move || c.kubectl(&["get", "greetings"]))
+                .await
+                .unwrap()
+        };
+        assert!(out.contains("ANSWER"), "{out}");
+        assert!(out.contains("Hello, world!"), "{out}");
+        let cm = Api::<ConfigMap>::namespaced(client.clone(), "default")
+            .get("world-answer")
+            .await
+            .unwrap();
+        assert_eq!(cm.data.unwrap()["answer"], "Hello, world!");
+        assert_eq!(
+            cm.metadata.owner_references.unwrap()[0].uid,
+            g_uid(&greetings).await
+        );
+        controller.abort();
+    }
+
+    async fn g_uid(api: &Api<Greeting>) -> String {
+        api.get("world").await.unwrap().meta().uid.clone().unwrap()
+    }
+}
