@@ -101,6 +101,8 @@ fn a_definition_serves_validates_and_prints_its_objects() {
     c.apply(CRONTAB_CRD);
     established(&c);
     let out = c.kubectl(&["get", "crd"]);
+    assert!(out.starts_with("NAME"), "{out}");
+    assert!(out.lines().next().unwrap().ends_with("CREATED AT"), "{out}");
     assert!(out.contains("crontabs.stable.example.com"), "{out}");
     let conditions = c.kubectl(&[
         "get",
@@ -212,6 +214,27 @@ fn a_definition_serves_validates_and_prints_its_objects() {
         "jsonpath={.status.replicas}",
     ]);
     assert_eq!(status, "3");
+
+    // Server-side apply takes the object's fields from the applied
+    // configuration.
+    let applied = CRONTAB.replace("my-awesome-cron-image", "another-image");
+    let out = pipe(
+        &mut c.kubectl_cmd(&["apply", "--server-side", "--force-conflicts", "-f", "-"]),
+        &applied,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let image = c.kubectl(&[
+        "get",
+        "ct",
+        "my-new-cron-object",
+        "-o",
+        "jsonpath={.spec.image}",
+    ]);
+    assert_eq!(image, "another-image");
 
     // The other version serves the same objects.
     let version = c.kubectl(&[
@@ -463,4 +486,104 @@ mod operator {
     async fn g_uid(api: &Api<Greeting>) -> String {
         api.get("world").await.unwrap().meta().uid.clone().unwrap()
     }
+}
+
+/// kopf, Python's operator framework, reconciling a custom resource of
+/// kedge's unchanged: it finds the kind through discovery, watches it,
+/// keeps its state in annotations, and writes status through the status
+/// subresource.
+#[test]
+fn a_kopf_operator_reconciles_custom_objects() {
+    const CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: tasks.kedge.example.com
+spec:
+  group: kedge.example.com
+  scope: Namespaced
+  names: {plural: tasks, singular: task, kind: Task}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {type: integer}
+          status:
+            type: object
+            x-kubernetes-preserve-unknown-fields: true
+"#;
+    const OPERATOR: &str = r#"
+import kopf
+
+@kopf.on.create('kedge.example.com', 'v1', 'tasks')
+def create_fn(spec, name, patch, **_):
+    patch.status['answer'] = f"{name} has size {spec['size']}"
+    return {'handled': True}
+"#;
+    let c = Cluster::start();
+    c.apply(CRD);
+    c.kubectl(&[
+        "wait",
+        "--for=condition=established",
+        "--timeout=30s",
+        "crd/tasks.kedge.example.com",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("operator.py");
+    std::fs::write(&script, OPERATOR).unwrap();
+    let log = std::fs::File::create(dir.path().join("kopf.log")).unwrap();
+    let mut kopf = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "kopf",
+            "run",
+            "--standalone",
+            "--namespace",
+            "default",
+        ])
+        .arg(&script)
+        .env("KUBECONFIG", c.kubeconfig())
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("python3 -m kopf (tests/run.sh installs kopf)");
+    c.apply(
+        "apiVersion: kedge.example.com/v1\nkind: Task\nmetadata: {name: t1}\nspec: {size: 3}\n",
+    );
+    let answered = eventually(Duration::from_secs(60), || {
+        c.kubectl(&["get", "task", "t1", "-o", "jsonpath={.status.answer}"]) == "t1 has size 3"
+    });
+    let _ = kopf.kill();
+    let _ = kopf.wait();
+    let log = std::fs::read_to_string(dir.path().join("kopf.log")).unwrap_or_default();
+    assert!(answered, "kopf did not reconcile:\n{log}");
+    let handled = c.kubectl(&[
+        "get",
+        "task",
+        "t1",
+        "-o",
+        "jsonpath={.status.create_fn.handled}",
+    ]);
+    assert_eq!(handled, "true", "{log}");
+    // kopf keeps its state in an annotation of the object.
+    let annotations = c.kubectl(&[
+        "get",
+        "task",
+        "t1",
+        "-o",
+        "jsonpath={.metadata.annotations}",
+    ]);
+    assert!(
+        annotations.contains("kopf.zalando.org/last-handled-configuration"),
+        "{annotations}"
+    );
 }

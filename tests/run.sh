@@ -26,4 +26,13 @@ if [ ${#packages[@]} -gt 0 ]; then
     fi
 fi
 
+# An off-the-shelf operator framework (Python's kopf), which the custom
+# resource tests run against the server unchanged.
+if ! python3 -c "import kopf" >/dev/null 2>&1; then
+    command -v python3 >/dev/null 2>&1 || missing "python3 is not on PATH; an operator test runs kopf"
+    echo "installing kopf (pip)" >&2
+    python3 -m pip install -q kopf >/dev/null 2>&1 \
+        || missing "the Python package kopf is not installed (python3 -m pip install kopf)"
+fi
+
 exec cargo test --workspace "$@"
