@@ -324,6 +324,11 @@ struct ServerArgs {
     /// Past events kept, per resource, for watches to resume from.
     #[arg(long, default_value_t = 10_000)]
     watch_history: usize,
+    /// How long requests in flight may take to finish after SIGTERM or
+    /// SIGINT, in seconds (watches end at once, and clients resume them);
+    /// a second signal exits at once.
+    #[arg(long, default_value = "30", value_parser = parse_seconds)]
+    shutdown_grace_period: Duration,
 }
 
 impl ServerArgs {
@@ -658,15 +663,16 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
         watch_history: args.watch_history,
         advertise_address,
     };
+    let grace = args.shutdown_grace_period;
     let running = server::start(cfg, opts).await?;
     // The scheduler and controllers are API clients like any other.
     let client = running
         .client()
         .await
         .context("API client for the control loops")?;
-    tokio::spawn(kedge_control::scheduler::run(client.clone()));
+    let scheduler = tokio::spawn(kedge_control::scheduler::run(client.clone()));
     let ca = std::fs::read_to_string(data_dir.join("ca.crt")).context("reading the cluster CA")?;
-    tokio::spawn(kedge_control::controllers::run_all(
+    let controllers = tokio::spawn(kedge_control::controllers::run_all(
         kedge_control::controllers::Context::with_root_ca(client.clone(), ca.clone()),
     ));
     let kubelet = match node {
@@ -720,8 +726,17 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
         }
         None => shutdown_signal().await,
     }
-    tracing::info!("shutting down");
-    running.shutdown();
+    // The control loops are clients of this server: they stop first (each
+    // write of theirs is one API call, and they pick up again from the
+    // state they find), so none of them retries against a closed listener.
+    scheduler.abort();
+    controllers.abort();
+    tracing::info!(grace = ?grace, "draining: no new connections, waiting for requests in flight");
+    if running.drain(grace).await {
+        tracing::info!("drained");
+    } else {
+        tracing::warn!(grace = ?grace, "grace period over; closing what is still open");
+    }
     Ok(())
 }
 

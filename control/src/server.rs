@@ -87,9 +87,19 @@ impl RunningServer {
         client_from_kubeconfig(&self.kubeconfig).await
     }
 
-    /// Stop serving.
+    /// Stop serving at once.
     pub fn shutdown(self) {
         self.task.abort();
+    }
+
+    /// Stop accepting, end watches, and give the requests in flight
+    /// `grace` to finish; then stop. Whether everything finished in time.
+    pub async fn drain(self, grace: std::time::Duration) -> bool {
+        let finished = tokio::time::timeout(grace, self.state.drain())
+            .await
+            .is_ok();
+        self.task.abort();
+        finished
     }
 }
 

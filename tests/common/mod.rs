@@ -461,6 +461,30 @@ impl Cluster {
         }
     }
 
+    /// Send SIGTERM, as an operator would, and return at once.
+    pub fn sigterm(&self) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+        }
+    }
+
+    /// Wait up to `timeout` for the server to end by itself: its exit
+    /// status, or `None` while it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// Start the server again on the same port and data dir.
     pub fn restart(&mut self) {
         self.kill();

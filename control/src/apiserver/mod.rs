@@ -83,6 +83,11 @@ pub struct ApiState {
     kubelet_client: Option<KubeletClient>,
     /// The kinds served: built-in and custom.
     pub registry: registry::Registry,
+    /// Set once the server drains: listeners stop accepting, open
+    /// connections finish their requests, watches end.
+    draining: tokio::sync::watch::Sender<bool>,
+    /// Connections still open, to wait for while draining.
+    connections: tokio::sync::watch::Sender<usize>,
 }
 
 impl ApiState {
@@ -105,7 +110,26 @@ impl ApiState {
             server_url,
             kubelet_client: None,
             registry: registry::Registry::new(),
+            draining: tokio::sync::watch::channel(false).0,
+            connections: tokio::sync::watch::channel(0).0,
         }
+    }
+
+    /// Resolves once the server has started draining.
+    pub fn drained(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.draining.subscribe();
+        async move {
+            let _ = rx.wait_for(|d| *d).await;
+        }
+    }
+
+    /// Stop accepting connections, end watches and let open requests
+    /// finish; returns once every connection has closed (the caller bounds
+    /// the wait with its grace period).
+    pub async fn drain(&self) {
+        self.draining.send_replace(true);
+        let mut open = self.connections.subscribe();
+        let _ = open.wait_for(|n| *n == 0).await;
     }
 
     /// The admin bearer token.
@@ -173,8 +197,16 @@ pub async fn accept(
     tls: Arc<tokio_rustls::rustls::ServerConfig>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
+    let drained = state.drained();
+    tokio::pin!(drained);
     loop {
-        let (tcp, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            // Draining: the listener closes, so new connections are
+            // refused while open ones finish.
+            () = &mut drained => return,
+        };
+        let (tcp, peer) = match accepted {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
@@ -186,7 +218,10 @@ pub async fn accept(
         let tcp = linger::Lingering::new(tcp);
         let acceptor = acceptor.clone();
         let state = state.clone();
+        let state_for_drain = state.clone();
+        let open = OpenConnection::new(&state);
         tokio::spawn(async move {
+            let _open = open;
             let tls = match acceptor.accept(tcp).await {
                 Ok(t) => t,
                 Err(e) => {
@@ -198,14 +233,39 @@ pub async fn accept(
                 let state = state.clone();
                 async move { Ok::<_, std::convert::Infallible>(handle(state, req).await) }
             });
+            let drained = state_for_drain.drained();
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder
-                .serve_connection_with_upgrades(TokioIo::new(tls), service)
-                .await
-            {
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                () = drained => {
+                    // Finish the requests in flight, then close (HTTP/1.1
+                    // `Connection: close`, HTTP/2 GOAWAY).
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
+    }
+}
+
+/// Counts an open connection for as long as it lives.
+struct OpenConnection(tokio::sync::watch::Sender<usize>);
+
+impl OpenConnection {
+    fn new(state: &ApiState) -> Self {
+        state.connections.send_modify(|n| *n += 1);
+        Self(state.connections.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
     }
 }
 

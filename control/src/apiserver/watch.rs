@@ -190,10 +190,12 @@ pub fn watch(
         Err(e) => return Err(ApiError::internal(e.to_string())),
     };
     let counted = state.metrics.watcher(r.group, r.version, r.kind);
+    let drained = state.drained();
     tokio::spawn(async move {
         let _counted = counted;
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
+        tokio::pin!(drained);
         let mut last_rv = stream.revision;
         for e in &stream.initial {
             let Some(t) = filtered(r, &filter, name.as_deref(), e) else {
@@ -212,6 +214,9 @@ pub fn watch(
         loop {
             tokio::select! {
                 _ = &mut deadline => return,
+                // A draining server ends its watches; clients resume them
+                // (from their last revision) on a server that is up.
+                () = &mut drained => return,
                 _ = tx.closed() => return,
                 _ = tick.tick(), if bookmarks => {
                     let rv = state.cache.revision().max(last_rv);

@@ -1,0 +1,133 @@
+//! `kedge server` on SIGTERM: it stops accepting connections, ends its
+//! watches (clients resume them elsewhere), lets the requests in flight
+//! finish — a write whose body is still arriving is answered and kept —
+//! and exits by itself well within its grace period.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use common::{eventually, Cluster};
+
+/// A TLS connection to the API server, trusting the cluster CA.
+fn connect(c: &Cluster) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(c.kubeconfig()).unwrap();
+    let cluster = kubeconfig.clusters[0].cluster.as_ref().unwrap();
+    let ca = base64::engine::general_purpose::STANDARD
+        .decode(cluster.certificate_authority_data.as_ref().unwrap())
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut ca.as_slice()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect(addr(c)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    // Handshake now, before the server drains.
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).unwrap();
+    }
+    tls
+}
+
+fn addr(c: &Cluster) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], c.port()))
+}
+
+fn token(c: &Cluster) -> String {
+    let kubeconfig = std::fs::read_to_string(c.kubeconfig()).unwrap();
+    kubeconfig
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token: "))
+        .expect("the admin kubeconfig holds a token")
+        .trim_matches('"')
+        .to_string()
+}
+
+/// Read until `needle` shows up in what was read (or the stream ends).
+fn read_until(stream: &mut impl Read, needle: &str) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains(needle) {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[test]
+fn sigterm_drains_the_api_server() {
+    let mut c = Cluster::start();
+    let token = token(&c);
+
+    // A watch, open when the signal comes.
+    let mut watch = connect(&c);
+    write!(
+        watch,
+        "GET /api/v1/namespaces/default/configmaps?watch=true HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n"
+    )
+    .unwrap();
+    let head = read_until(&mut watch, "\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+
+    // A create whose body is only half sent when the signal comes.
+    let body = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"in-flight"},"data":{"a":"b"}}"#;
+    let (first, rest) = body.split_at(body.len() / 2);
+    let mut create = connect(&c);
+    write!(
+        create,
+        "POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{first}",
+        body.len()
+    )
+    .unwrap();
+    create.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    c.sigterm();
+    // New connections are refused once the listener is closed.
+    assert!(
+        eventually(Duration::from_secs(10), || TcpStream::connect(addr(&c))
+            .is_err()),
+        "the server still accepts connections while draining"
+    );
+    // The watch ends: the chunked stream's last chunk arrives.
+    let rest_of_watch = read_until(&mut watch, "0\r\n\r\n");
+    assert!(rest_of_watch.ends_with("0\r\n\r\n"), "{rest_of_watch:?}");
+
+    // The request in flight is answered, and the connection closes.
+    create.write_all(rest.as_bytes()).unwrap();
+    create.flush().unwrap();
+    let answer = read_until(&mut create, "\"in-flight\"");
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+
+    // Nothing is left open: the server exits by itself, well inside its
+    // 30-second grace period, and successfully.
+    let status = c
+        .wait_exit(Duration::from_secs(20))
+        .expect("exited while draining");
+    assert!(status.success(), "{status:?}");
+
+    // The acknowledged write is kept.
+    c.restart();
+    let data = c.kubectl(&["get", "configmap", "in-flight", "-o", "jsonpath={.data.a}"]);
+    assert_eq!(data, "b");
+}
