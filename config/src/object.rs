@@ -1,9 +1,7 @@
-//! The write-path dispatcher: every object the API server stores passes through
-//! [`admit`] (decode into the typed struct, default, validate, re-encode), and updates
-//! also through [`validate_update`] (immutable fields). [`unknown_fields`] serves
-//! `fieldValidation=Strict`.
-//!
-//! Kinds without a typed struct here pass through [`admit`] unchanged.
+//! The typed write path of the built-in kinds: each kind's [`Typed`] decodes an object
+//! into its k8s-openapi struct, defaults and validates it and re-encodes it
+//! ([`Typed::admit`]), checks updates for immutable fields ([`Typed::validate_update`]),
+//! and finds unknown fields for `fieldValidation=Strict` ([`Typed::unknown_fields`]).
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -37,19 +35,51 @@ pub enum AdmitError {
     Invalid(Vec<FieldError>),
 }
 
-struct Ops {
+/// How one built-in kind is decoded into its typed struct, defaulted, validated and
+/// re-encoded, and which changes an update may not make. The API server's registry
+/// names one for each kind it serves.
+#[derive(Clone, Copy)]
+pub struct Typed {
     admit: fn(Value) -> Result<Value, AdmitError>,
     roundtrip: fn(&Value) -> Option<Value>,
     update: fn(&Value, &Value) -> Vec<FieldError>,
+}
+
+impl Typed {
+    /// Decodes `obj` as the typed struct, applies defaults, validates, and re-encodes it
+    /// (dropping unknown fields; `apiVersion` and `kind` always present).
+    pub fn admit(&self, obj: Value) -> Result<Value, AdmitError> {
+        (self.admit)(obj)
+    }
+
+    /// Paths of the fields of `obj` that the typed struct does not know, e.g.
+    /// `spec.template.spec.containers[0].imagee`. Empty for objects that do not decode.
+    pub fn unknown_fields(&self, obj: &Value) -> Vec<String> {
+        let Some(typed) = (self.roundtrip)(obj) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        diff_unknown(obj, &typed, "", &mut out);
+        out
+    }
+
+    /// Errors for changes an update may not make (immutable fields). `old` is the stored
+    /// object, `new` the incoming one; both are defaulted before comparing.
+    pub fn validate_update(&self, old: &Value, new: &Value) -> Vec<FieldError> {
+        (self.update)(old, new)
+    }
 }
 
 fn no_update(_: &Value, _: &Value) -> Vec<FieldError> {
     Vec::new()
 }
 
-macro_rules! ops {
+fn nothing<T>(_: &mut T) {}
+
+/// The [`Typed`] of one k8s-openapi type: its defaulting, validation and update rules.
+macro_rules! typed {
     ($ty:ty, $default:expr, $validate:expr, $update:expr) => {
-        Ops {
+        Typed {
             admit: |v| admit_typed::<$ty>(v, $default, $validate),
             roundtrip: |v| roundtrip_typed::<$ty>(v),
             update: $update,
@@ -57,172 +87,173 @@ macro_rules! ops {
     };
 }
 
-fn ops_for(group: &str, kind: &str) -> Option<Ops> {
-    fn nothing<T>(_: &mut T) {}
-    Some(match (group, kind) {
-        ("", "Pod") => ops!(
-            core::Pod,
-            defaults::default_pod,
-            validation::validate_pod,
-            update_pod
-        ),
-        ("", "Service") => ops!(
-            core::Service,
-            defaults::default_service,
-            validation::validate_service,
-            update_service
-        ),
-        ("", "Endpoints") => ops!(
-            core::Endpoints,
-            defaults::default_endpoints,
-            validation::validate_endpoints,
-            no_update
-        ),
-        ("", "ConfigMap") => ops!(
-            core::ConfigMap,
-            nothing,
-            validation::validate_config_map,
-            update_config_map
-        ),
-        ("", "Secret") => ops!(
-            core::Secret,
-            defaults::default_secret,
-            validation::validate_secret,
-            update_secret
-        ),
-        ("", "Namespace") => ops!(
-            core::Namespace,
-            defaults::default_namespace,
-            validation::validate_namespace,
-            no_update
-        ),
-        ("", "Node") => ops!(
-            core::Node,
-            defaults::default_node,
-            validation::validate_node,
-            no_update
-        ),
-        ("", "Event") => ops!(core::Event, nothing, validation::validate_event, no_update),
-        ("", "ServiceAccount") => ops!(
-            core::ServiceAccount,
-            nothing,
-            validation::validate_service_account,
-            no_update
-        ),
-        ("", "Binding") => ops!(
-            core::Binding,
-            nothing,
-            validation::validate_binding,
-            no_update
-        ),
-        ("apps", "Deployment") => ops!(
-            apps::Deployment,
-            defaults::default_deployment,
-            validation::validate_deployment,
-            update_deployment
-        ),
-        ("apps", "ReplicaSet") => ops!(
-            apps::ReplicaSet,
-            defaults::default_replica_set,
-            validation::validate_replica_set,
-            update_replica_set
-        ),
-        ("apps", "DaemonSet") => ops!(
-            apps::DaemonSet,
-            defaults::default_daemon_set,
-            validation::validate_daemon_set,
-            update_daemon_set
-        ),
-        ("apps", "StatefulSet") => ops!(
-            apps::StatefulSet,
-            defaults::default_stateful_set,
-            validation::validate_stateful_set,
-            update_stateful_set
-        ),
-        ("batch", "Job") => ops!(
-            batch::Job,
-            default_job_and_selector,
-            validation::validate_job,
-            update_job
-        ),
-        ("batch", "CronJob") => ops!(
-            batch::CronJob,
-            defaults::default_cron_job,
-            validation::validate_cron_job,
-            no_update
-        ),
-        ("networking.k8s.io", "Ingress") => ops!(
-            networking::Ingress,
-            defaults::default_ingress,
-            validation::validate_ingress,
-            no_update
-        ),
-        ("networking.k8s.io", "IngressClass") => ops!(
-            networking::IngressClass,
-            nothing,
-            validation::validate_ingress_class,
-            no_update
-        ),
-        ("discovery.k8s.io", "EndpointSlice") => ops!(
-            discovery::EndpointSlice,
-            defaults::default_endpoint_slice,
-            validation::validate_endpoint_slice,
-            update_endpoint_slice
-        ),
-        ("coordination.k8s.io", "Lease") => ops!(
-            coordination::Lease,
-            nothing,
-            validation::validate_lease,
-            no_update
-        ),
-        ("autoscaling", "Scale") => ops!(
-            autoscaling::Scale,
-            nothing,
-            validation::validate_scale,
-            no_update
-        ),
-        _ => return None,
-    })
-}
+/// Pod (v1) through `core::Pod`.
+pub const POD: Typed = typed!(
+    core::Pod,
+    defaults::default_pod,
+    validation::validate_pod,
+    update_pod
+);
+
+/// Service (v1) through `core::Service`.
+pub const SERVICE: Typed = typed!(
+    core::Service,
+    defaults::default_service,
+    validation::validate_service,
+    update_service
+);
+
+/// Endpoints (v1) through `core::Endpoints`.
+pub const ENDPOINTS: Typed = typed!(
+    core::Endpoints,
+    defaults::default_endpoints,
+    validation::validate_endpoints,
+    no_update
+);
+
+/// ConfigMap (v1) through `core::ConfigMap`.
+pub const CONFIG_MAP: Typed = typed!(
+    core::ConfigMap,
+    nothing,
+    validation::validate_config_map,
+    update_config_map
+);
+
+/// Secret (v1) through `core::Secret`.
+pub const SECRET: Typed = typed!(
+    core::Secret,
+    defaults::default_secret,
+    validation::validate_secret,
+    update_secret
+);
+
+/// Namespace (v1) through `core::Namespace`.
+pub const NAMESPACE: Typed = typed!(
+    core::Namespace,
+    defaults::default_namespace,
+    validation::validate_namespace,
+    no_update
+);
+
+/// Node (v1) through `core::Node`.
+pub const NODE: Typed = typed!(
+    core::Node,
+    defaults::default_node,
+    validation::validate_node,
+    no_update
+);
+
+/// Event (v1) through `core::Event`.
+pub const EVENT: Typed = typed!(core::Event, nothing, validation::validate_event, no_update);
+
+/// ServiceAccount (v1) through `core::ServiceAccount`.
+pub const SERVICE_ACCOUNT: Typed = typed!(
+    core::ServiceAccount,
+    nothing,
+    validation::validate_service_account,
+    no_update
+);
+
+/// Binding (v1) through `core::Binding`.
+pub const BINDING: Typed = typed!(
+    core::Binding,
+    nothing,
+    validation::validate_binding,
+    no_update
+);
+
+/// Deployment (apps/v1) through `apps::Deployment`.
+pub const DEPLOYMENT: Typed = typed!(
+    apps::Deployment,
+    defaults::default_deployment,
+    validation::validate_deployment,
+    update_deployment
+);
+
+/// ReplicaSet (apps/v1) through `apps::ReplicaSet`.
+pub const REPLICA_SET: Typed = typed!(
+    apps::ReplicaSet,
+    defaults::default_replica_set,
+    validation::validate_replica_set,
+    update_replica_set
+);
+
+/// DaemonSet (apps/v1) through `apps::DaemonSet`.
+pub const DAEMON_SET: Typed = typed!(
+    apps::DaemonSet,
+    defaults::default_daemon_set,
+    validation::validate_daemon_set,
+    update_daemon_set
+);
+
+/// StatefulSet (apps/v1) through `apps::StatefulSet`.
+pub const STATEFUL_SET: Typed = typed!(
+    apps::StatefulSet,
+    defaults::default_stateful_set,
+    validation::validate_stateful_set,
+    update_stateful_set
+);
+
+/// Job (batch/v1) through `batch::Job`.
+pub const JOB: Typed = typed!(
+    batch::Job,
+    default_job_and_selector,
+    validation::validate_job,
+    update_job
+);
+
+/// CronJob (batch/v1) through `batch::CronJob`.
+pub const CRON_JOB: Typed = typed!(
+    batch::CronJob,
+    defaults::default_cron_job,
+    validation::validate_cron_job,
+    no_update
+);
+
+/// Ingress (networking.k8s.io/v1) through `networking::Ingress`.
+pub const INGRESS: Typed = typed!(
+    networking::Ingress,
+    defaults::default_ingress,
+    validation::validate_ingress,
+    no_update
+);
+
+/// IngressClass (networking.k8s.io/v1) through `networking::IngressClass`.
+pub const INGRESS_CLASS: Typed = typed!(
+    networking::IngressClass,
+    nothing,
+    validation::validate_ingress_class,
+    no_update
+);
+
+/// EndpointSlice (discovery.k8s.io/v1) through `discovery::EndpointSlice`.
+pub const ENDPOINT_SLICE: Typed = typed!(
+    discovery::EndpointSlice,
+    defaults::default_endpoint_slice,
+    validation::validate_endpoint_slice,
+    update_endpoint_slice
+);
+
+/// Lease (coordination.k8s.io/v1) through `coordination::Lease`.
+pub const LEASE: Typed = typed!(
+    coordination::Lease,
+    nothing,
+    validation::validate_lease,
+    no_update
+);
+
+/// Scale (autoscaling/v1) through `autoscaling::Scale`.
+pub const SCALE: Typed = typed!(
+    autoscaling::Scale,
+    nothing,
+    validation::validate_scale,
+    no_update
+);
 
 fn default_job_and_selector(job: &mut batch::Job) {
     defaults::default_job(job);
     if job.spec.as_ref().is_some_and(|s| s.selector.is_none()) {
         defaults::generate_job_selector(job);
-    }
-}
-
-/// Decodes `obj` as the typed struct of (group, kind), applies defaults, validates, and
-/// re-encodes it (dropping unknown fields; `apiVersion` and `kind` always present).
-/// Unknown kinds pass through unchanged.
-pub fn admit(group: &str, kind: &str, obj: Value) -> Result<Value, AdmitError> {
-    match ops_for(group, kind) {
-        Some(ops) => (ops.admit)(obj),
-        None => Ok(obj),
-    }
-}
-
-/// Paths of the fields of `obj` that the typed struct of (group, kind) does not know, e.g.
-/// `spec.template.spec.containers[0].imagee`. Empty for unknown kinds or objects that do
-/// not decode.
-pub fn unknown_fields(group: &str, kind: &str, obj: &Value) -> Vec<String> {
-    let Some(ops) = ops_for(group, kind) else {
-        return Vec::new();
-    };
-    let Some(typed) = (ops.roundtrip)(obj) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    diff_unknown(obj, &typed, "", &mut out);
-    out
-}
-
-/// Errors for changes an update may not make (immutable fields). `old` is the stored
-/// object, `new` the incoming one; both are defaulted before comparing.
-pub fn validate_update(group: &str, kind: &str, old: &Value, new: &Value) -> Vec<FieldError> {
-    match ops_for(group, kind) {
-        Some(ops) => (ops.update)(old, new),
-        None => Vec::new(),
     }
 }
 
@@ -811,6 +842,45 @@ fn update_pod(old: &Value, new: &Value) -> Vec<FieldError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn typed_of(group: &str, kind: &str) -> Typed {
+        match (group, kind) {
+            ("", "Pod") => POD,
+            ("", "Service") => SERVICE,
+            ("", "Endpoints") => ENDPOINTS,
+            ("", "ConfigMap") => CONFIG_MAP,
+            ("", "Secret") => SECRET,
+            ("", "Namespace") => NAMESPACE,
+            ("", "Node") => NODE,
+            ("", "Event") => EVENT,
+            ("", "ServiceAccount") => SERVICE_ACCOUNT,
+            ("", "Binding") => BINDING,
+            ("apps", "Deployment") => DEPLOYMENT,
+            ("apps", "ReplicaSet") => REPLICA_SET,
+            ("apps", "DaemonSet") => DAEMON_SET,
+            ("apps", "StatefulSet") => STATEFUL_SET,
+            ("batch", "Job") => JOB,
+            ("batch", "CronJob") => CRON_JOB,
+            ("networking.k8s.io", "Ingress") => INGRESS,
+            ("networking.k8s.io", "IngressClass") => INGRESS_CLASS,
+            ("discovery.k8s.io", "EndpointSlice") => ENDPOINT_SLICE,
+            ("coordination.k8s.io", "Lease") => LEASE,
+            ("autoscaling", "Scale") => SCALE,
+            _ => panic!("no typed form for {group}/{kind}"),
+        }
+    }
+
+    fn admit(group: &str, kind: &str, obj: Value) -> Result<Value, AdmitError> {
+        typed_of(group, kind).admit(obj)
+    }
+
+    fn unknown_fields(group: &str, kind: &str, obj: &Value) -> Vec<String> {
+        typed_of(group, kind).unknown_fields(obj)
+    }
+
+    fn validate_update(group: &str, kind: &str, old: &Value, new: &Value) -> Vec<FieldError> {
+        typed_of(group, kind).validate_update(old, new)
+    }
     use serde_json::json;
 
     fn deployment() -> Value {
@@ -853,13 +923,6 @@ mod tests {
         .unwrap();
         assert_eq!(out["apiVersion"], "v1");
         assert_eq!(out["kind"], "ConfigMap");
-    }
-
-    #[test]
-    fn unknown_kind_passes_through() {
-        let v = json!({"apiVersion": "example.com/v1", "kind": "Widget", "spec": {"x": 1}});
-        assert_eq!(admit("example.com", "Widget", v.clone()).unwrap(), v);
-        assert!(unknown_fields("example.com", "Widget", &v).is_empty());
     }
 
     #[test]

@@ -29,6 +29,8 @@ use std::ops::Bound;
 
 use serde_json::{json, Map, Value};
 
+use super::registry::kinds;
+
 const APPLY: &str = "Apply";
 const UPDATE: &str = "Update";
 const FIELDS_V1: &str = "FieldsV1";
@@ -559,46 +561,6 @@ const NAME: &[&str] = &["name"];
 /// Key fields the OpenAPI schema defaults, so items may omit them.
 const KEY_DEFAULTS: &[(&str, &str)] = &[("protocol", "TCP")];
 
-/// Built-in kinds: (group, kind, path of the embedded PodSpec or "").
-#[rustfmt::skip]
-const KINDS: &[(&str, &str, &str)] = &[
-    ("", "Pod", "spec"),
-    ("", "PodTemplate", "template.spec"),
-    ("", "ReplicationController", "spec.template.spec"),
-    ("", "Service", ""),
-    ("", "Endpoints", ""),
-    ("", "Node", ""),
-    ("", "Namespace", ""),
-    ("", "ConfigMap", ""),
-    ("", "Secret", ""),
-    ("", "ServiceAccount", ""),
-    ("", "PersistentVolume", ""),
-    ("", "PersistentVolumeClaim", ""),
-    ("", "Event", ""),
-    ("", "ResourceQuota", ""),
-    ("", "LimitRange", ""),
-    ("apps", "Deployment", "spec.template.spec"),
-    ("apps", "ReplicaSet", "spec.template.spec"),
-    ("apps", "DaemonSet", "spec.template.spec"),
-    ("apps", "StatefulSet", "spec.template.spec"),
-    ("apps", "ControllerRevision", ""),
-    ("batch", "Job", "spec.template.spec"),
-    ("batch", "CronJob", "spec.jobTemplate.spec.template.spec"),
-    ("networking.k8s.io", "Ingress", ""),
-    ("networking.k8s.io", "IngressClass", ""),
-    ("networking.k8s.io", "NetworkPolicy", ""),
-    ("discovery.k8s.io", "EndpointSlice", ""),
-    ("policy", "PodDisruptionBudget", ""),
-    ("autoscaling", "HorizontalPodAutoscaler", ""),
-    ("coordination.k8s.io", "Lease", ""),
-    ("rbac.authorization.k8s.io", "Role", ""),
-    ("rbac.authorization.k8s.io", "ClusterRole", ""),
-    ("rbac.authorization.k8s.io", "RoleBinding", ""),
-    ("rbac.authorization.k8s.io", "ClusterRoleBinding", ""),
-    ("storage.k8s.io", "StorageClass", ""),
-    ("scheduling.k8s.io", "PriorityClass", ""),
-];
-
 /// Non-atomic lists (x-kubernetes-list-type map or set): (scope, path, kind).
 /// List items add no path segment. Every other list is atomic.
 #[rustfmt::skip]
@@ -710,10 +672,10 @@ struct Diff {
 impl Schema {
     fn new(group: &str, kind: &str) -> Schema {
         let group = if group == "core" { "" } else { group };
-        match KINDS.iter().find(|(g, k, _)| *k == kind && *g == group) {
-            Some((_, kind, pod_spec)) => Schema {
-                kind: Some(kind),
-                pod_spec,
+        match kinds::find(group, kind) {
+            Some(k) => Schema {
+                kind: Some(k.resource.kind),
+                pod_spec: k.pod_spec,
             },
             None => Schema {
                 kind: None,

@@ -14,10 +14,11 @@ use kedge_config::selector::{FieldSelector, LabelSelector};
 use super::allocator::{self, InUse};
 use super::meta::{self, meta_mut, meta_str};
 use super::registry::custom::{self, Refusal};
+use super::registry::kinds::OnCreate;
 use super::registry::{self, Resource};
 use super::request::{Query, ResourceRequest};
 use super::status::{success_status, ApiError, ApiResult};
-use super::{definitions, fieldmanager, serviceaccount, strategic, ApiState};
+use super::{definitions, fieldmanager, strategic, ApiState};
 use crate::store::{Decision, StoreError, Written};
 
 impl From<StoreError> for ApiError {
@@ -46,21 +47,9 @@ fn name_of(req: &ResourceRequest) -> ApiResult<&str> {
 }
 
 /// Whether `generation` is kept for this kind (kinds whose spec is acted on
-/// by controllers).
+/// by controllers, and every custom resource).
 fn tracks_generation(r: &Resource) -> bool {
-    r.custom
-        || matches!(
-            r.kind,
-            "Deployment"
-                | "ReplicaSet"
-                | "DaemonSet"
-                | "StatefulSet"
-                | "Job"
-                | "CronJob"
-                | "Ingress"
-                | "Pod"
-                | "CustomResourceDefinition"
-        )
+    r.custom || registry::kinds::find(r.group, r.kind).is_some_and(|k| k.generation)
 }
 
 // === reads ===
@@ -89,33 +78,9 @@ pub fn present(r: &Resource, obj: Arc<Value>) -> Arc<Value> {
 /// supported for the kind (Kubernetes answers 400 for those).
 pub fn field_value(r: &Resource, obj: &Value, field: &str) -> Option<Option<String>> {
     let s = |ptr: &str| obj.pointer(ptr).and_then(Value::as_str).map(str::to_string);
-    let supported = match field {
-        "metadata.name" | "metadata.namespace" => true,
-        _ => match r.kind {
-            "Pod" => matches!(
-                field,
-                "spec.nodeName"
-                    | "spec.restartPolicy"
-                    | "spec.schedulerName"
-                    | "spec.serviceAccountName"
-                    | "spec.hostNetwork"
-                    | "status.phase"
-                    | "status.podIP"
-                    | "status.nominatedNodeName"
-            ),
-            "Event" => {
-                field.starts_with("involvedObject.")
-                    || matches!(field, "reason" | "reportingComponent" | "source" | "type")
-            }
-            "Secret" => field == "type",
-            "Node" => field == "spec.unschedulable",
-            "Namespace" => field == "status.phase",
-            "ReplicaSet" | "ReplicationController" => field == "status.replicas",
-            "Job" => field == "status.successful",
-            "Service" => matches!(field, "spec.clusterIP" | "spec.type"),
-            _ => false,
-        },
-    };
+    let supported = matches!(field, "metadata.name" | "metadata.namespace")
+        || registry::kinds::find(r.group, r.kind)
+            .is_some_and(|k| registry::kinds::selects(k, field));
     if !supported {
         return None;
     }
@@ -328,7 +293,15 @@ fn admit(state: &ApiState, r: &Resource, name: &str, obj: Value, q: &Query) -> A
         return definitions::admit(obj)
             .map_err(|errs| ApiError::invalid(r.kind, r.group, name, &errs));
     }
-    typed::admit(r.group, r.kind, obj).map_err(|e| admit_error(r, name, e))
+    match typed_form(r) {
+        Some(typed) => typed.admit(obj).map_err(|e| admit_error(r, name, e)),
+        None => Ok(obj),
+    }
+}
+
+/// The typed write path of a built-in kind.
+fn typed_form(r: &Resource) -> Option<&'static typed::Typed> {
+    registry::kinds::find(r.group, r.kind).and_then(|k| k.typed.as_ref())
 }
 
 /// Reject unknown fields when the client asked for strict validation.
@@ -336,7 +309,9 @@ fn check_fields(r: &Resource, obj: &Value, q: &Query) -> ApiResult<()> {
     if q.get("fieldValidation") != Some("Strict") {
         return Ok(());
     }
-    let unknown = typed::unknown_fields(r.group, r.kind, obj);
+    let unknown = typed_form(r)
+        .map(|t| t.unknown_fields(obj))
+        .unwrap_or_default();
     if unknown.is_empty() {
         return Ok(());
     }
@@ -446,40 +421,19 @@ fn prepare(
 ) -> ApiResult<()> {
     let name = meta_str(obj, "name").unwrap_or("").to_string();
     if old.is_none() {
-        match r.kind {
-            "Pod" => {
-                // Mirror pods of static pods keep what their node wrote.
-                if obj
-                    .pointer("/metadata/annotations/kubernetes.io~1config.mirror")
-                    .is_none()
-                {
-                    let ns = meta_str(obj, "namespace").unwrap_or("default").to_string();
-                    serviceaccount::admit_pod(&state.cache, &ns, obj)?;
-                }
-                add_default_tolerations(obj);
-                let qos = pod_qos(obj);
-                let status = obj
-                    .get("status")
-                    .cloned()
-                    .filter(|s| s.get("phase").is_some())
-                    .unwrap_or_else(|| json!({"phase": "Pending", "qosClass": qos}));
-                obj["status"] = status;
-            }
-            "Namespace" => {
-                obj["status"] = json!({"phase": "Active"});
-            }
-            "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job" | "CronJob" => {
-                obj["status"] = json!({});
-            }
-            "CustomResourceDefinition" => definitions::prepare_create(obj),
+        match registry::kinds::find(r.group, r.kind).map(|k| &k.on_create) {
+            Some(OnCreate::AsGiven) => {}
+            Some(OnCreate::EmptyStatus) => obj["status"] = json!({}),
+            Some(OnCreate::Status(status)) => obj["status"] = status(),
+            Some(OnCreate::Prepare(prepare)) => prepare(state, obj)?,
             // A custom resource with a status subresource starts without
             // one: status is written through the subresource only.
-            _ if r.custom && r.has_status() => {
+            None if r.custom && r.has_status() => {
                 if let Some(o) = obj.as_object_mut() {
                     o.remove("status");
                 }
             }
-            _ => {}
+            None => {}
         }
     }
     omitempty::normalize_status(r.group, r.kind, obj);
@@ -505,70 +459,6 @@ fn service_addresses<'a>(
     let (_, services) = state.cache.list(&r.prefix());
     let in_use = InUse::from_services(services.iter().map(|(k, v)| (k.as_str(), &**v)), key);
     Some((guard, in_use))
-}
-
-/// The DefaultTolerationSeconds admission step: pods tolerate a not-ready or
-/// unreachable node for 300 s before eviction, unless they say otherwise.
-fn add_default_tolerations(pod: &mut Value) {
-    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
-        return;
-    };
-    let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
-    let Some(list) = tolerations.as_array_mut() else {
-        return;
-    };
-    for key in [
-        "node.kubernetes.io/not-ready",
-        "node.kubernetes.io/unreachable",
-    ] {
-        let covered = list.iter().any(|t| {
-            let k = t.get("key").and_then(Value::as_str);
-            let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
-            let op = t.get("operator").and_then(Value::as_str).unwrap_or("Equal");
-            (k == Some(key) || (k.is_none() && op == "Exists"))
-                && (effect.is_empty() || effect == "NoExecute")
-        });
-        if !covered {
-            list.push(json!({
-                "key": key,
-                "operator": "Exists",
-                "effect": "NoExecute",
-                "tolerationSeconds": 300,
-            }));
-        }
-    }
-}
-
-/// Kubernetes' QoS class of a pod from its containers' resources.
-fn pod_qos(pod: &Value) -> &'static str {
-    let containers: Vec<&Value> = ["containers", "initContainers"]
-        .iter()
-        .filter_map(|k| pod.pointer(&format!("/spec/{k}")).and_then(Value::as_array))
-        .flatten()
-        .collect();
-    let mut any = false;
-    let mut guaranteed = true;
-    for c in &containers {
-        let req = c.pointer("/resources/requests").and_then(Value::as_object);
-        let lim = c.pointer("/resources/limits").and_then(Value::as_object);
-        if req.is_some_and(|m| !m.is_empty()) || lim.is_some_and(|m| !m.is_empty()) {
-            any = true;
-        }
-        for res in ["cpu", "memory"] {
-            let l = lim.and_then(|m| m.get(res));
-            let q = req.and_then(|m| m.get(res)).or(l);
-            if l.is_none() || q != l {
-                guaranteed = false;
-            }
-        }
-    }
-    if !any {
-        "BestEffort"
-    } else if guaranteed {
-        "Guaranteed"
-    } else {
-        "Burstable"
-    }
 }
 
 // === create ===
@@ -807,7 +697,9 @@ where
         } else if r.group == "apiextensions.k8s.io" {
             definitions::validate_update(old, &new)
         } else {
-            typed::validate_update(r.group, r.kind, old, &new)
+            typed_form(r)
+                .map(|t| t.validate_update(old, &new))
+                .unwrap_or_default()
         };
         if !errs.is_empty() {
             return Err(ApiError::invalid(r.kind, r.group, &name, &errs));

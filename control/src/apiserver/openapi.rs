@@ -14,13 +14,12 @@ use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
 use std::sync::OnceLock;
 
-use k8s_openapi::api::{apps, autoscaling, batch, coordination, core, discovery, networking};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
-use k8s_openapi::schemars::{generate::SchemaSettings, JsonSchema, SchemaGenerator};
+use k8s_openapi::api::{autoscaling, core};
+use k8s_openapi::schemars::{generate::SchemaSettings, SchemaGenerator};
 use serde_json::{json, Map, Value};
 
-use super::registry::builtin::{GROUPS, RESOURCES};
 use super::registry::custom::Served;
+use super::registry::{builtin, kinds};
 use super::registry::{Registry, Resource};
 
 const REF_PREFIX: &str = "#/components/schemas/";
@@ -192,33 +191,16 @@ fn gv_path(group: &str) -> String {
     }
 }
 
-/// The k8s-openapi type of each served kind, by `group/Kind`.
-fn add_kind_schemas(gen: &mut SchemaGenerator) {
-    fn add<T: JsonSchema>(gen: &mut SchemaGenerator) {
-        gen.subschema_for::<T>();
-    }
-    add::<core::v1::Namespace>(gen);
-    add::<core::v1::Pod>(gen);
-    add::<core::v1::Service>(gen);
-    add::<core::v1::Endpoints>(gen);
-    add::<core::v1::ConfigMap>(gen);
-    add::<core::v1::Secret>(gen);
-    add::<core::v1::Node>(gen);
-    add::<core::v1::Event>(gen);
-    add::<core::v1::ServiceAccount>(gen);
-    add::<core::v1::Binding>(gen);
-    add::<apps::v1::Deployment>(gen);
-    add::<apps::v1::ReplicaSet>(gen);
-    add::<apps::v1::DaemonSet>(gen);
-    add::<apps::v1::StatefulSet>(gen);
-    add::<autoscaling::v1::Scale>(gen);
-    add::<batch::v1::Job>(gen);
-    add::<batch::v1::CronJob>(gen);
-    add::<networking::v1::Ingress>(gen);
-    add::<networking::v1::IngressClass>(gen);
-    add::<discovery::v1::EndpointSlice>(gen);
-    add::<coordination::v1::Lease>(gen);
-    add::<apiextensions::v1::CustomResourceDefinition>(gen);
+/// The schemas of the served kinds (each kind's module names its type),
+/// and of the bodies of the `binding` and `scale` subresources. Returns the
+/// schema name of each kind, by (group, kind).
+fn add_kind_schemas(gen: &mut SchemaGenerator) -> Vec<((&'static str, &'static str), String)> {
+    gen.subschema_for::<core::v1::Binding>();
+    gen.subschema_for::<autoscaling::v1::Scale>();
+    kinds::ALL
+        .iter()
+        .map(|k| ((k.resource.group, k.resource.kind), (k.openapi)(gen)))
+        .collect()
 }
 
 /// Full schema name of a `group.version.Type` short name.
@@ -229,18 +211,27 @@ fn schema_name(short: &str) -> String {
     }
 }
 
+/// The schema name of a served kind (or of Binding and Scale).
 fn kind_schema_name(group: &str, kind: &str) -> String {
-    if group == "apiextensions.k8s.io" {
-        return format!("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.{kind}");
+    if let Some((_, name)) = all_kind_names()
+        .iter()
+        .find(|((g, k), _)| *g == group && *k == kind)
+    {
+        return name.clone();
     }
-    let g = match group {
-        "" => "core",
-        "networking.k8s.io" => "networking",
-        "discovery.k8s.io" => "discovery",
-        "coordination.k8s.io" => "coordination",
-        g => g,
-    };
+    let g = if group.is_empty() { "core" } else { group };
     format!("io.k8s.api.{g}.v1.{kind}")
+}
+
+/// The schema names of the served kinds, by (group, kind).
+fn all_kind_names() -> &'static [((&'static str, &'static str), String)] {
+    static NAMES: OnceLock<Vec<((&'static str, &'static str), String)>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        let mut gen = SchemaSettings::openapi3()
+            .with(|s| s.meta_schema = None)
+            .into_generator();
+        add_kind_schemas(&mut gen)
+    })
 }
 
 /// kube-apiserver's own forms of the types serialized as scalars; explain
@@ -338,7 +329,7 @@ fn all_schemas() -> &'static Map<String, Value> {
         let mut gen = SchemaSettings::openapi3()
             .with(|s| s.meta_schema = None)
             .into_generator();
-        add_kind_schemas(&mut gen);
+        let _ = add_kind_schemas(&mut gen);
         let mut schemas = gen.take_definitions(true);
         for (name, schema) in schemas.iter_mut() {
             if let (Some(mut replacement), Some(obj)) = (scalar_override(name), schema.as_object())
@@ -353,8 +344,7 @@ fn all_schemas() -> &'static Map<String, Value> {
             relax_required(name, schema);
         }
         add_patch_meta(&mut schemas);
-        let mut gvks: Vec<(&str, &str, &str)> = RESOURCES
-            .iter()
+        let mut gvks: Vec<(&str, &str, &str)> = builtin::resources()
             .map(|r| (r.group, r.version, r.kind))
             .collect();
         gvks.push(("", "v1", "Binding"));
@@ -435,7 +425,7 @@ fn build_document(group: &str) -> Value {
     let all = all_schemas();
     let mut paths = Map::new();
     let mut names = BTreeSet::new();
-    for r in RESOURCES.iter().filter(|r| r.group == group) {
+    for r in builtin::resources().filter(|r| r.group == group) {
         let kind = kind_schema_name(r.group, r.kind);
         names.insert(kind.clone());
         if let Some(s) = all.get(&kind) {
@@ -459,10 +449,7 @@ fn build_document(group: &str) -> Value {
         );
     }
     let scale = "io.k8s.api.autoscaling.v1.Scale";
-    if RESOURCES
-        .iter()
-        .any(|r| r.group == group && r.subresource("scale").is_some())
-    {
+    if builtin::resources().any(|r| r.group == group && r.subresource("scale").is_some()) {
         names.insert(scale.to_string());
         collect_refs(&all[scale], all, &mut names);
     }
@@ -482,8 +469,8 @@ fn build_document(group: &str) -> Value {
 fn documents() -> &'static [(String, Value, u64)] {
     static DOCS: OnceLock<Vec<(String, Value, u64)>> = OnceLock::new();
     DOCS.get_or_init(|| {
-        GROUPS
-            .iter()
+        builtin::groups()
+            .into_iter()
             .map(|g| {
                 let doc = build_document(g);
                 // A content hash, so kubectl's cache (keyed by the URL)

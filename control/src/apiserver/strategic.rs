@@ -21,6 +21,8 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
+use super::registry::kinds;
+
 const DIRECTIVE: &str = "$patch";
 const RETAIN_KEYS: &str = "$retainKeys";
 const SET_ORDER_PREFIX: &str = "$setElementOrder/";
@@ -122,46 +124,6 @@ const CONTAINER: &str = "@Container";
 /// PodSpec lists whose items are containers.
 const CONTAINER_LISTS: &[&str] = &["containers", "initContainers", "ephemeralContainers"];
 
-/// Built-in kinds: (group, kind, path of the embedded PodSpec or "").
-#[rustfmt::skip]
-const KINDS: &[(&str, &str, &str)] = &[
-    ("", "Pod", "spec"),
-    ("", "PodTemplate", "template.spec"),
-    ("", "ReplicationController", "spec.template.spec"),
-    ("", "Service", ""),
-    ("", "Endpoints", ""),
-    ("", "Node", ""),
-    ("", "Namespace", ""),
-    ("", "ConfigMap", ""),
-    ("", "Secret", ""),
-    ("", "ServiceAccount", ""),
-    ("", "PersistentVolume", ""),
-    ("", "PersistentVolumeClaim", ""),
-    ("", "Event", ""),
-    ("", "ResourceQuota", ""),
-    ("", "LimitRange", ""),
-    ("apps", "Deployment", "spec.template.spec"),
-    ("apps", "ReplicaSet", "spec.template.spec"),
-    ("apps", "DaemonSet", "spec.template.spec"),
-    ("apps", "StatefulSet", "spec.template.spec"),
-    ("apps", "ControllerRevision", ""),
-    ("batch", "Job", "spec.template.spec"),
-    ("batch", "CronJob", "spec.jobTemplate.spec.template.spec"),
-    ("networking.k8s.io", "Ingress", ""),
-    ("networking.k8s.io", "IngressClass", ""),
-    ("networking.k8s.io", "NetworkPolicy", ""),
-    ("discovery.k8s.io", "EndpointSlice", ""),
-    ("policy", "PodDisruptionBudget", ""),
-    ("autoscaling", "HorizontalPodAutoscaler", ""),
-    ("coordination.k8s.io", "Lease", ""),
-    ("rbac.authorization.k8s.io", "Role", ""),
-    ("rbac.authorization.k8s.io", "ClusterRole", ""),
-    ("rbac.authorization.k8s.io", "RoleBinding", ""),
-    ("rbac.authorization.k8s.io", "ClusterRoleBinding", ""),
-    ("storage.k8s.io", "StorageClass", ""),
-    ("scheduling.k8s.io", "PriorityClass", ""),
-];
-
 /// Patch strategies: (scope, dot-separated field path, strategy). The scope is a
 /// kind, [`ALL_KINDS`], [`POD_SPEC`] or [`CONTAINER`]; list items add no path
 /// segment. Lists not listed here are atomic; `Atomic` rows only document that.
@@ -260,13 +222,10 @@ fn lookup(scope: &str, path: &[String]) -> Option<Strategy> {
 impl Schema {
     fn for_kind(group: &str, kind: &str) -> Schema {
         let group = if group == "core" { "" } else { group };
-        let found = KINDS
-            .iter()
-            .find(|(g, k, _)| *k == kind && (group.is_empty() || *g == group));
-        match found {
-            Some((_, kind, pod_spec)) => Schema {
-                kind: Some(kind),
-                pod_spec,
+        match kinds::find(group, kind) {
+            Some(k) => Schema {
+                kind: Some(k.resource.kind),
+                pod_spec: k.pod_spec,
             },
             None => Schema {
                 kind: None,

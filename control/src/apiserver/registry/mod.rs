@@ -5,6 +5,7 @@
 
 pub mod builtin;
 pub mod custom;
+pub mod kinds;
 
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -175,10 +176,7 @@ impl Registry {
     /// built-in kinds first.
     pub fn resources(&self) -> Vec<&'static Resource> {
         let custom = self.custom.read().clone();
-        builtin::RESOURCES
-            .iter()
-            .chain(custom.resources())
-            .collect()
+        builtin::resources().chain(custom.resources()).collect()
     }
 
     /// The resources of one group/version.
@@ -190,9 +188,10 @@ impl Registry {
     }
 
     /// The served groups in discovery order: the built-in groups as
-    /// [`builtin::GROUPS`] lists them, then custom groups by name.
+    /// [`builtin::groups`] lists them, then custom groups by name.
     pub fn groups(&self) -> Vec<GroupVersions> {
-        let mut out: Vec<GroupVersions> = builtin::GROUPS
+        let builtin = builtin::groups();
+        let mut out: Vec<GroupVersions> = builtin
             .iter()
             .map(|g| GroupVersions {
                 group: g,
@@ -209,8 +208,7 @@ impl Registry {
                 }),
             }
         }
-        let builtin = builtin::GROUPS.len();
-        out[builtin..].sort_by(|a, b| a.group.cmp(b.group));
+        out[builtin.len()..].sort_by(|a, b| a.group.cmp(b.group));
         for g in &mut out {
             g.versions.sort_by(|a, b| compare_versions(a, b));
         }

@@ -1,0 +1,198 @@
+//! The built-in kinds, one module each (as Kubernetes'
+//! `pkg/registry/<group>/<kind>/strategy.go`): how the kind is served
+//! (its [`Resource`]: names, scope, subresources), its typed form
+//! (decoding, defaulting, validation and update rules, from
+//! `kedge_config::object`), its OpenAPI schema, and the rules of its
+//! strategy the generic verbs consult (generation, status on create,
+//! selectable fields, where its pod template is).
+//!
+//! Adding a kind is adding a module here and its line in [`ALL`]; the
+//! served-resource list, discovery and OpenAPI are derived from [`ALL`].
+//! Printer columns are still kept by plural in `apiserver::table`, and
+//! protobuf decoding in `apiserver::protobuf`.
+
+mod configmaps;
+mod cronjobs;
+mod customresourcedefinitions;
+mod daemonsets;
+mod deployments;
+mod endpoints;
+mod endpointslices;
+mod events;
+mod ingressclasses;
+mod ingresses;
+mod jobs;
+mod leases;
+mod namespaces;
+mod nodes;
+mod pods;
+mod replicasets;
+mod secrets;
+mod serviceaccounts;
+mod services;
+mod statefulsets;
+
+use k8s_openapi::schemars::{JsonSchema, SchemaGenerator};
+use serde_json::Value;
+
+use kedge_config::object::Typed;
+
+use super::{Resource, Subresource};
+use crate::apiserver::status::ApiResult;
+use crate::apiserver::ApiState;
+
+/// Everything the server knows of one built-in kind.
+pub struct Kind {
+    /// How it is served.
+    pub resource: Resource,
+    /// Its typed write path; `None` for kinds admitted elsewhere
+    /// (CustomResourceDefinitions).
+    pub typed: Option<Typed>,
+    /// Adds its OpenAPI schema (and those it references) to the generator,
+    /// returning the schema's name.
+    pub openapi: fn(&mut SchemaGenerator) -> String,
+    /// Where its objects embed a PodSpec (`spec.template.spec`), empty for
+    /// none: merge keys and field ownership below it are the PodSpec's.
+    pub pod_spec: &'static str,
+    /// Whether `metadata.generation` counts changes to its spec.
+    pub generation: bool,
+    /// What a new object's status becomes.
+    pub on_create: OnCreate,
+    /// Fields list and watch may select on besides `metadata.name` and
+    /// `metadata.namespace`; `prefix.*` selects every field below `prefix`.
+    pub field_selectors: &'static [&'static str],
+}
+
+/// What a kind does to a new object before it is stored.
+pub enum OnCreate {
+    /// Nothing: it is stored as given.
+    AsGiven,
+    /// Its status starts empty (controllers fill it in).
+    EmptyStatus,
+    /// Its status starts as this.
+    Status(fn() -> Value),
+    /// Kind-specific admission (a pod's ServiceAccount, QoS class, …).
+    Prepare(fn(&ApiState, &mut Value) -> ApiResult<()>),
+}
+
+/// Every built-in kind, in the order discovery lists them (by group: core
+/// first, then as the groups first appear).
+pub static ALL: &[&Kind] = &[
+    &namespaces::KIND,
+    &pods::KIND,
+    &services::KIND,
+    &endpoints::KIND,
+    &configmaps::KIND,
+    &secrets::KIND,
+    &nodes::KIND,
+    &events::KIND,
+    &serviceaccounts::KIND,
+    &deployments::KIND,
+    &replicasets::KIND,
+    &daemonsets::KIND,
+    &statefulsets::KIND,
+    &jobs::KIND,
+    &cronjobs::KIND,
+    &ingresses::KIND,
+    &ingressclasses::KIND,
+    &endpointslices::KIND,
+    &leases::KIND,
+    &customresourcedefinitions::KIND,
+];
+
+/// The built-in kind `kind` of `group`.
+pub fn find(group: &str, kind: &str) -> Option<&'static Kind> {
+    ALL.iter()
+        .copied()
+        .find(|k| k.resource.group == group && k.resource.kind == kind)
+}
+
+/// Whether a kind selects on `field` (besides name and namespace).
+pub fn selects(kind: &Kind, field: &str) -> bool {
+    kind.field_selectors
+        .iter()
+        .any(|f| match f.strip_suffix('*') {
+            Some(prefix) => field.starts_with(prefix),
+            None => *f == field,
+        })
+}
+
+/// The schema of a k8s-openapi type, added to the generator.
+fn openapi<T: JsonSchema>(gen: &mut SchemaGenerator) -> String {
+    gen.subschema_for::<T>();
+    T::schema_name().into_owned()
+}
+
+/// `namespaces/finalize`: what the namespace lifecycle writes.
+const FINALIZE: Subresource = Subresource {
+    name: "finalize",
+    group: "",
+    version: "",
+    kind: "",
+    verbs: &["update"],
+};
+
+/// `pods/binding`: the scheduler's write.
+const BINDING: Subresource = Subresource {
+    name: "binding",
+    group: "",
+    version: "v1",
+    kind: "Binding",
+    verbs: &["create"],
+};
+
+/// `pods/log`.
+const LOG: Subresource = Subresource {
+    name: "log",
+    group: "",
+    version: "v1",
+    kind: "Pod",
+    verbs: &["get"],
+};
+
+/// `pods/exec`.
+const EXEC: Subresource = Subresource {
+    name: "exec",
+    group: "",
+    version: "v1",
+    kind: "PodExecOptions",
+    verbs: &["create", "get"],
+};
+
+/// `serviceaccounts/token`: the TokenRequest API.
+const TOKEN: Subresource = Subresource {
+    name: "token",
+    group: "authentication.k8s.io",
+    version: "v1",
+    kind: "TokenRequest",
+    verbs: &["create"],
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_unique_and_named_consistently() {
+        let mut seen = std::collections::HashSet::new();
+        for k in ALL {
+            let r = &k.resource;
+            assert!(seen.insert((r.group, r.kind)), "{} twice", r.kind);
+            assert_eq!(r.singular, r.kind.to_lowercase(), "{}", r.kind);
+            assert!(r.plural.starts_with(&r.singular[..r.singular.len() - 1]));
+            assert!(!r.custom);
+        }
+    }
+
+    #[test]
+    fn every_kind_has_a_schema_named_as_kubernetes_names_it() {
+        let mut gen = k8s_openapi::schemars::generate::SchemaSettings::openapi3().into_generator();
+        for k in ALL {
+            let name = (k.openapi)(&mut gen);
+            assert!(
+                name.ends_with(&format!(".v1.{}", k.resource.kind)),
+                "{name}"
+            );
+        }
+    }
+}

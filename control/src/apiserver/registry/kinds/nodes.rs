@@ -1,0 +1,30 @@
+//! Nodes. (v1)
+
+use k8s_openapi::api::core;
+use kedge_config::object;
+
+use super::super::{Resource, ALL_VERBS, STATUS};
+use super::{openapi, Kind, OnCreate};
+
+/// The kind.
+pub const KIND: Kind = Kind {
+    resource: Resource {
+        group: "",
+        version: "v1",
+        plural: "nodes",
+        singular: "node",
+        kind: "Node",
+        namespaced: false,
+        short_names: &["no"],
+        categories: &[],
+        subresources: &[STATUS],
+        verbs: ALL_VERBS,
+        custom: false,
+    },
+    typed: Some(object::NODE),
+    openapi: openapi::<core::v1::Node>,
+    pod_spec: "",
+    generation: false,
+    on_create: OnCreate::AsGiven,
+    field_selectors: &["spec.unschedulable"],
+};

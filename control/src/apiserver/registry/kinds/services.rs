@@ -1,0 +1,30 @@
+//! Services (their addresses are allocated in `allocator`). (v1)
+
+use k8s_openapi::api::core;
+use kedge_config::object;
+
+use super::super::{Resource, ALL_VERBS, STATUS};
+use super::{openapi, Kind, OnCreate};
+
+/// The kind.
+pub const KIND: Kind = Kind {
+    resource: Resource {
+        group: "",
+        version: "v1",
+        plural: "services",
+        singular: "service",
+        kind: "Service",
+        namespaced: true,
+        short_names: &["svc"],
+        categories: &["all"],
+        subresources: &[STATUS],
+        verbs: ALL_VERBS,
+        custom: false,
+    },
+    typed: Some(object::SERVICE),
+    openapi: openapi::<core::v1::Service>,
+    pod_spec: "",
+    generation: false,
+    on_create: OnCreate::AsGiven,
+    field_selectors: &["spec.clusterIP", "spec.type"],
+};
