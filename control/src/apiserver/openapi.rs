@@ -19,169 +19,10 @@ use k8s_openapi::schemars::{generate::SchemaSettings, SchemaGenerator};
 use serde_json::{json, Map, Value};
 
 use super::registry::custom::Served;
-use super::registry::{builtin, kinds};
+use super::registry::{builtin, generated, kinds};
 use super::registry::{Registry, Resource};
 
 const REF_PREFIX: &str = "#/components/schemas/";
-
-/// Strategic-merge and list metadata of the Kubernetes 1.32 Go types (their
-/// `patchStrategy`/`patchMergeKey` struct tags and `+listType`, `+listMapKey`,
-/// `+mapType`, `+structType` markers), which k8s-openapi's schemas do not
-/// carry. kubectl's client-side apply reads it to merge lists by key, so it
-/// must match Kubernetes exactly. One field per line:
-/// `<group.version.Type> <property> <key=value>...`, where the property `.`
-/// stands for the type itself.
-const PATCH_META: &str = "
-apps.v1.DaemonSetStatus conditions merge-key=type strategy=merge list-type=map list-map-keys=type
-apps.v1.DeploymentSpec strategy strategy=retainKeys
-apps.v1.DeploymentStatus conditions merge-key=type strategy=merge list-type=map list-map-keys=type
-apps.v1.ReplicaSetStatus conditions merge-key=type strategy=merge list-type=map list-map-keys=type
-apps.v1.StatefulSetSpec volumeClaimTemplates list-type=atomic
-apps.v1.StatefulSetStatus conditions merge-key=type strategy=merge list-type=map list-map-keys=type
-batch.v1.CronJobStatus active list-type=atomic
-batch.v1.JobStatus conditions merge-key=type strategy=merge list-type=atomic
-batch.v1.PodFailurePolicy rules list-type=atomic
-batch.v1.PodFailurePolicyOnExitCodesRequirement values list-type=set
-batch.v1.PodFailurePolicyRule onPodConditions list-type=atomic
-batch.v1.SuccessPolicy rules list-type=atomic
-batch.v1.UncountedTerminatedPods failed list-type=set
-batch.v1.UncountedTerminatedPods succeeded list-type=set
-core.v1.Capabilities add list-type=atomic
-core.v1.Capabilities drop list-type=atomic
-core.v1.CephFSVolumeSource monitors list-type=atomic
-core.v1.ConfigMapKeySelector . map-type=atomic
-core.v1.ConfigMapProjection items list-type=atomic
-core.v1.ConfigMapVolumeSource items list-type=atomic
-core.v1.Container args list-type=atomic
-core.v1.Container command list-type=atomic
-core.v1.Container env merge-key=name strategy=merge list-type=map list-map-keys=name
-core.v1.Container envFrom list-type=atomic
-core.v1.Container ports merge-key=containerPort strategy=merge list-type=map list-map-keys=containerPort,protocol
-core.v1.Container resizePolicy list-type=atomic
-core.v1.Container volumeDevices merge-key=devicePath strategy=merge list-type=map list-map-keys=devicePath
-core.v1.Container volumeMounts merge-key=mountPath strategy=merge list-type=map list-map-keys=mountPath
-core.v1.ContainerImage names list-type=atomic
-core.v1.ContainerStatus allocatedResourcesStatus merge-key=name strategy=merge list-type=map list-map-keys=name
-core.v1.ContainerStatus volumeMounts merge-key=mountPath strategy=merge list-type=map list-map-keys=mountPath
-core.v1.DownwardAPIProjection items list-type=atomic
-core.v1.DownwardAPIVolumeSource items list-type=atomic
-core.v1.EndpointAddress . map-type=atomic
-core.v1.EndpointPort . map-type=atomic
-core.v1.EndpointSubset addresses list-type=atomic
-core.v1.EndpointSubset notReadyAddresses list-type=atomic
-core.v1.EndpointSubset ports list-type=atomic
-core.v1.Endpoints subsets list-type=atomic
-core.v1.EphemeralContainer args list-type=atomic
-core.v1.EphemeralContainer command list-type=atomic
-core.v1.EphemeralContainer env merge-key=name strategy=merge list-type=map list-map-keys=name
-core.v1.EphemeralContainer envFrom list-type=atomic
-core.v1.EphemeralContainer ports merge-key=containerPort strategy=merge list-type=map list-map-keys=containerPort,protocol
-core.v1.EphemeralContainer resizePolicy list-type=atomic
-core.v1.EphemeralContainer volumeDevices merge-key=devicePath strategy=merge list-type=map list-map-keys=devicePath
-core.v1.EphemeralContainer volumeMounts merge-key=mountPath strategy=merge list-type=map list-map-keys=mountPath
-core.v1.ExecAction command list-type=atomic
-core.v1.FCVolumeSource targetWWNs list-type=atomic
-core.v1.FCVolumeSource wwids list-type=atomic
-core.v1.HTTPGetAction httpHeaders list-type=atomic
-core.v1.HostAlias hostnames list-type=atomic
-core.v1.ISCSIVolumeSource portals list-type=atomic
-core.v1.LinuxContainerUser supplementalGroups list-type=atomic
-core.v1.LoadBalancerIngress ports list-type=atomic
-core.v1.LoadBalancerStatus ingress list-type=atomic
-core.v1.LocalObjectReference . map-type=atomic
-core.v1.NamespaceSpec finalizers list-type=atomic
-core.v1.NamespaceStatus conditions merge-key=type strategy=merge list-type=map list-map-keys=type
-core.v1.NodeAffinity preferredDuringSchedulingIgnoredDuringExecution list-type=atomic
-core.v1.NodeSelector . map-type=atomic
-core.v1.NodeSelector nodeSelectorTerms list-type=atomic
-core.v1.NodeSelectorRequirement values list-type=atomic
-core.v1.NodeSelectorTerm . map-type=atomic
-core.v1.NodeSelectorTerm matchExpressions list-type=atomic
-core.v1.NodeSelectorTerm matchFields list-type=atomic
-core.v1.NodeSpec podCIDRs strategy=merge list-type=set
-core.v1.NodeSpec taints list-type=atomic
-core.v1.NodeStatus addresses merge-key=type strategy=merge list-type=map list-map-keys=type
-core.v1.NodeStatus conditions merge-key=type strategy=merge list-type=map list-map-keys=type
-core.v1.NodeStatus images list-type=atomic
-core.v1.NodeStatus runtimeHandlers list-type=atomic
-core.v1.NodeStatus volumesAttached list-type=atomic
-core.v1.NodeStatus volumesInUse list-type=atomic
-core.v1.ObjectFieldSelector . map-type=atomic
-core.v1.ObjectReference . map-type=atomic
-core.v1.PersistentVolumeClaimSpec accessModes list-type=atomic
-core.v1.PersistentVolumeClaimStatus accessModes list-type=atomic
-core.v1.PersistentVolumeClaimStatus allocatedResourceStatuses map-type=granular
-core.v1.PersistentVolumeClaimStatus conditions merge-key=type strategy=merge list-type=map list-map-keys=type
-core.v1.PodAffinity preferredDuringSchedulingIgnoredDuringExecution list-type=atomic
-core.v1.PodAffinity requiredDuringSchedulingIgnoredDuringExecution list-type=atomic
-core.v1.PodAffinityTerm matchLabelKeys list-type=atomic
-core.v1.PodAffinityTerm mismatchLabelKeys list-type=atomic
-core.v1.PodAffinityTerm namespaces list-type=atomic
-core.v1.PodAntiAffinity preferredDuringSchedulingIgnoredDuringExecution list-type=atomic
-core.v1.PodAntiAffinity requiredDuringSchedulingIgnoredDuringExecution list-type=atomic
-core.v1.PodDNSConfig nameservers list-type=atomic
-core.v1.PodDNSConfig options list-type=atomic
-core.v1.PodDNSConfig searches list-type=atomic
-core.v1.PodSecurityContext supplementalGroups list-type=atomic
-core.v1.PodSecurityContext sysctls list-type=atomic
-core.v1.PodSpec containers merge-key=name strategy=merge list-type=map list-map-keys=name
-core.v1.PodSpec ephemeralContainers merge-key=name strategy=merge list-type=map list-map-keys=name
-core.v1.PodSpec hostAliases merge-key=ip strategy=merge list-type=map list-map-keys=ip
-core.v1.PodSpec imagePullSecrets merge-key=name strategy=merge list-type=map list-map-keys=name
-core.v1.PodSpec initContainers merge-key=name strategy=merge list-type=map list-map-keys=name
-core.v1.PodSpec nodeSelector map-type=atomic
-core.v1.PodSpec readinessGates list-type=atomic
-core.v1.PodSpec resourceClaims merge-key=name strategy=merge,retainKeys list-type=map list-map-keys=name
-core.v1.PodSpec schedulingGates merge-key=name strategy=merge list-type=map list-map-keys=name
-core.v1.PodSpec tolerations list-type=atomic
-core.v1.PodSpec topologySpreadConstraints merge-key=topologyKey strategy=merge list-type=map list-map-keys=topologyKey,whenUnsatisfiable
-core.v1.PodSpec volumes merge-key=name strategy=merge,retainKeys list-type=map list-map-keys=name
-core.v1.PodStatus conditions merge-key=type strategy=merge list-type=map list-map-keys=type
-core.v1.PodStatus containerStatuses list-type=atomic
-core.v1.PodStatus ephemeralContainerStatuses list-type=atomic
-core.v1.PodStatus hostIPs merge-key=ip strategy=merge list-type=atomic
-core.v1.PodStatus initContainerStatuses list-type=atomic
-core.v1.PodStatus podIPs merge-key=ip strategy=merge list-type=map list-map-keys=ip
-core.v1.PodStatus resourceClaimStatuses merge-key=name strategy=merge,retainKeys list-type=map list-map-keys=name
-core.v1.ProjectedVolumeSource sources list-type=atomic
-core.v1.RBDVolumeSource monitors list-type=atomic
-core.v1.ResourceFieldSelector . map-type=atomic
-core.v1.ResourceRequirements claims list-type=map list-map-keys=name
-core.v1.ResourceStatus resources list-type=map list-map-keys=resourceID
-core.v1.SecretKeySelector . map-type=atomic
-core.v1.SecretProjection items list-type=atomic
-core.v1.SecretVolumeSource items list-type=atomic
-core.v1.ServiceAccount imagePullSecrets list-type=atomic
-core.v1.ServiceAccount secrets merge-key=name strategy=merge list-type=map list-map-keys=name
-core.v1.ServiceSpec clusterIPs list-type=atomic
-core.v1.ServiceSpec externalIPs list-type=atomic
-core.v1.ServiceSpec ipFamilies list-type=atomic
-core.v1.ServiceSpec loadBalancerSourceRanges list-type=atomic
-core.v1.ServiceSpec ports merge-key=port strategy=merge list-type=map list-map-keys=port,protocol
-core.v1.ServiceSpec selector map-type=atomic
-core.v1.ServiceStatus conditions merge-key=type strategy=merge list-type=map list-map-keys=type
-core.v1.TopologySpreadConstraint matchLabelKeys list-type=atomic
-core.v1.TypedLocalObjectReference . map-type=atomic
-discovery.v1.Endpoint addresses list-type=set
-discovery.v1.EndpointHints forZones list-type=atomic
-discovery.v1.EndpointPort . map-type=atomic
-discovery.v1.EndpointSlice endpoints list-type=atomic
-discovery.v1.EndpointSlice ports list-type=atomic
-meta.v1.LabelSelector . map-type=atomic
-meta.v1.LabelSelector matchExpressions list-type=atomic
-meta.v1.LabelSelectorRequirement values list-type=atomic
-meta.v1.ObjectMeta finalizers strategy=merge list-type=set
-meta.v1.ObjectMeta managedFields list-type=atomic
-meta.v1.ObjectMeta ownerReferences merge-key=uid strategy=merge list-type=map list-map-keys=uid
-meta.v1.OwnerReference . map-type=atomic
-networking.v1.HTTPIngressRuleValue paths list-type=atomic
-networking.v1.IngressLoadBalancerIngress ports list-type=atomic
-networking.v1.IngressLoadBalancerStatus ingress list-type=atomic
-networking.v1.IngressSpec rules list-type=atomic
-networking.v1.IngressSpec tls list-type=atomic
-networking.v1.IngressTLS hosts list-type=atomic
-networking.v1.ServiceBackendPort . map-type=atomic
-";
 
 fn gv_path(group: &str) -> String {
     if group.is_empty() {
@@ -192,23 +33,17 @@ fn gv_path(group: &str) -> String {
 }
 
 /// The schemas of the served kinds (each kind's module names its type),
-/// and of the bodies of the `binding` and `scale` subresources. Returns the
+/// of the bodies of the `binding` and `scale` subresources, and ListMeta. Returns the
 /// schema name of each kind, by (group, kind).
 fn add_kind_schemas(gen: &mut SchemaGenerator) -> Vec<((&'static str, &'static str), String)> {
     gen.subschema_for::<core::v1::Binding>();
     gen.subschema_for::<autoscaling::v1::Scale>();
+    // The lists of custom resources refer to it.
+    gen.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta>();
     kinds::ALL
         .iter()
         .map(|k| ((k.resource.group, k.resource.kind), (k.openapi)(gen)))
         .collect()
-}
-
-/// Full schema name of a `group.version.Type` short name.
-fn schema_name(short: &str) -> String {
-    match short.strip_prefix("meta.") {
-        Some(rest) => format!("io.k8s.apimachinery.pkg.apis.meta.{rest}"),
-        None => format!("io.k8s.api.{short}"),
-    }
 }
 
 /// The schema name of a served kind (or of Binding and Scale).
@@ -282,42 +117,59 @@ fn relax_required(name: &str, schema: &mut Value) {
     }
 }
 
-/// Adds the [`PATCH_META`] extensions to the schemas present.
+/// Adds the strategic-merge and list metadata of the Go types (their
+/// `patchStrategy`/`patchMergeKey` tags and `+listType`, `+listMapKey`,
+/// `+mapType`, `+structType` markers), which k8s-openapi's schemas do not
+/// carry, from the generated API table. kubectl's client-side apply reads it
+/// to merge lists by key.
 fn add_patch_meta(schemas: &mut Map<String, Value>) {
-    for line in PATCH_META.lines().filter(|l| !l.trim().is_empty()) {
-        let mut words = line.split_whitespace();
-        let (Some(ty), Some(prop)) = (words.next(), words.next()) else {
+    for ty in generated::TYPES {
+        let Some(Value::Object(schema)) = schemas.get_mut(ty.name) else {
             continue;
         };
-        let Some(schema) = schemas.get_mut(&schema_name(ty)) else {
+        if ty.struct_type == "atomic" || ty.map_type == "atomic" {
+            schema.insert("x-kubernetes-map-type".into(), json!("atomic"));
+        }
+        let Some(Value::Object(props)) = schema.get_mut("properties") else {
             continue;
         };
-        let target = if prop == "." {
-            Some(schema)
-        } else {
-            schema.pointer_mut(&format!("/properties/{prop}"))
-        };
-        let Some(Value::Object(target)) = target else {
+        add_field_meta(ty, props);
+    }
+}
+
+/// The extensions of `ty`'s fields, onto the properties of the schema that
+/// holds them (an inline struct's fields are its outer type's properties).
+fn add_field_meta(ty: &generated::Type, props: &mut Map<String, Value>) {
+    for f in ty.fields {
+        if f.inline {
+            if let Some(inner) = f.shape.message().and_then(generated::find) {
+                add_field_meta(inner, props);
+            }
+            continue;
+        }
+        let Some(Value::Object(target)) = props.get_mut(f.json) else {
             continue;
         };
-        for kv in words {
-            let Some((k, v)) = kv.split_once('=') else {
-                continue;
-            };
-            let value = if k == "list-map-keys" {
-                v.split(',').map(|s| Value::from(s.to_string())).collect()
-            } else {
-                Value::from(v.to_string())
-            };
-            let key = match k {
-                "merge-key" => "x-kubernetes-patch-merge-key",
-                "strategy" => "x-kubernetes-patch-strategy",
-                "list-type" => "x-kubernetes-list-type",
-                "list-map-keys" => "x-kubernetes-list-map-keys",
-                "map-type" => "x-kubernetes-map-type",
-                _ => continue,
-            };
-            target.insert(key.to_string(), value);
+        let mut put = |k: &str, v: Value| {
+            target.insert(k.to_string(), v);
+        };
+        if !f.patch_merge_key.is_empty() {
+            put("x-kubernetes-patch-merge-key", json!(f.patch_merge_key));
+        }
+        if !f.patch_strategy.is_empty() {
+            put("x-kubernetes-patch-strategy", json!(f.patch_strategy));
+        }
+        match f.list {
+            generated::ListType::Atomic => put("x-kubernetes-list-type", json!("atomic")),
+            generated::ListType::Set => put("x-kubernetes-list-type", json!("set")),
+            generated::ListType::Map(keys) => {
+                put("x-kubernetes-list-type", json!("map"));
+                put("x-kubernetes-list-map-keys", json!(keys));
+            }
+            generated::ListType::None | generated::ListType::Other(_) => {}
+        }
+        if !f.map_type.is_empty() {
+            put("x-kubernetes-map-type", json!(f.map_type));
         }
     }
 }
@@ -645,4 +497,139 @@ fn standard_doc(field: &str) -> Value {
         .and_then(|s| s.pointer(&format!("/properties/{field}/description")))
         .cloned()
         .unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema<'a>(doc: &'a Value, name: &str) -> &'a Value {
+        &doc["components"]["schemas"][name]
+    }
+
+    #[test]
+    fn deployment_schema_is_explainable() {
+        let doc = document("apis/apps/v1", &Registry::new()).unwrap();
+        let d = schema(&doc, "io.k8s.api.apps.v1.Deployment");
+        assert_eq!(
+            d["x-kubernetes-group-version-kind"],
+            json!([{"group": "apps", "kind": "Deployment", "version": "v1"}])
+        );
+        let strategy = &schema(&doc, "io.k8s.api.apps.v1.DeploymentSpec")["properties"]["strategy"];
+        assert_eq!(
+            strategy["allOf"][0]["$ref"],
+            "#/components/schemas/io.k8s.api.apps.v1.DeploymentStrategy"
+        );
+        assert_eq!(strategy["x-kubernetes-patch-strategy"], "retainKeys");
+        let s = schema(&doc, "io.k8s.api.apps.v1.DeploymentStrategy");
+        assert!(s["properties"]["rollingUpdate"].is_object());
+        assert!(schema(&doc, "io.k8s.api.autoscaling.v1.Scale").is_object());
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        for (_, doc, _) in documents() {
+            let mut names = BTreeSet::new();
+            collect_refs(
+                doc,
+                &doc["components"]["schemas"].as_object().unwrap().clone(),
+                &mut names,
+            );
+            for n in names {
+                assert!(schema(doc, &n).is_object(), "{n} missing");
+            }
+        }
+    }
+
+    #[test]
+    fn merge_keys_match_kubernetes() {
+        let doc = document("api/v1", &Registry::new()).unwrap();
+        let containers = &schema(&doc, "io.k8s.api.core.v1.PodSpec")["properties"]["containers"];
+        assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
+        assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
+        let owners = &schema(&doc, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")["properties"]
+            ["ownerReferences"];
+        assert_eq!(owners["x-kubernetes-patch-merge-key"], "uid");
+        let port = &schema(&doc, "io.k8s.api.core.v1.ServicePort")["properties"]["targetPort"];
+        assert!(port["allOf"][0]["$ref"]
+            .as_str()
+            .unwrap()
+            .ends_with("IntOrString"));
+        let ios = schema(&doc, "io.k8s.apimachinery.pkg.util.intstr.IntOrString");
+        assert_eq!(ios["format"], "int-or-string");
+        assert!(ios.get("type").is_none());
+    }
+
+    #[test]
+    fn index_lists_every_group() {
+        let index = index(&Registry::new());
+        for g in builtin::groups() {
+            let url = index["paths"][gv_path(g)]["serverRelativeURL"]
+                .as_str()
+                .unwrap();
+            assert!(url.starts_with(&format!("/openapi/v3/{}?hash=", gv_path(g))));
+        }
+    }
+
+    #[test]
+    fn list_metadata_comes_from_the_generated_table() {
+        let doc = document("apis/batch/v1", &Registry::new()).unwrap();
+        let conditions = &schema(&doc, "io.k8s.api.batch.v1.JobStatus")["properties"]["conditions"];
+        // Merged by type in strategic merge, atomic for server-side apply.
+        assert_eq!(conditions["x-kubernetes-patch-merge-key"], "type");
+        assert_eq!(conditions["x-kubernetes-list-type"], "atomic");
+        let doc = document("api/v1", &Registry::new()).unwrap();
+        let volumes = &schema(&doc, "io.k8s.api.core.v1.PodSpec")["properties"]["volumes"];
+        assert_eq!(volumes["x-kubernetes-patch-strategy"], "merge,retainKeys");
+        let selector = schema(&doc, "io.k8s.api.core.v1.ConfigMapKeySelector");
+        assert_eq!(selector["x-kubernetes-map-type"], "atomic");
+    }
+
+    #[test]
+    fn a_custom_group_has_a_document_without_strategic_merge() {
+        let crd = json!({
+            "metadata": {"name": "widgets.example.com"},
+            "spec": {
+                "group": "example.com", "scope": "Namespaced",
+                "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+                "versions": [{"name": "v1", "served": true, "storage": true,
+                    "schema": {"openAPIV3Schema": {"type": "object",
+                        "properties": {"spec": {"type": "object"}}}}}],
+            },
+            "status": {"conditions": [{"type": "Established", "status": "True"}]},
+        });
+        let registry = Registry::new();
+        registry.replace_custom(Served::from_definitions([&crd]));
+        let index = index(&registry);
+        assert!(index["paths"]["apis/example.com/v1"]["serverRelativeURL"]
+            .as_str()
+            .unwrap()
+            .starts_with("/openapi/v3/apis/example.com/v1?hash="));
+        let doc = document("apis/example.com/v1", &registry).unwrap();
+        let widget = schema(&doc, "com.example.v1.Widget");
+        assert_eq!(
+            widget["x-kubernetes-group-version-kind"],
+            json!([{"group": "example.com", "kind": "Widget", "version": "v1"}])
+        );
+        assert!(widget["properties"]["metadata"]["allOf"][0]["$ref"]
+            .as_str()
+            .unwrap()
+            .ends_with("ObjectMeta"));
+        assert!(schema(&doc, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta").is_object());
+        let patch = &doc["paths"]["/apis/example.com/v1/namespaces/{namespace}/widgets/{name}"]
+            ["patch"]["requestBody"]["content"];
+        assert!(patch.get("application/merge-patch+json").is_some());
+        assert!(patch
+            .get("application/strategic-merge-patch+json")
+            .is_none());
+        let mut names = BTreeSet::new();
+        collect_refs(
+            &doc,
+            doc["components"]["schemas"].as_object().unwrap(),
+            &mut names,
+        );
+        for n in names {
+            assert!(schema(&doc, &n).is_object(), "{n} missing");
+        }
+    }
 }
