@@ -33,22 +33,20 @@ fn gv_path(group: &str) -> String {
 }
 
 /// The schemas of the served kinds (each kind's module names its type),
-/// of the bodies of the `binding` and `scale` subresources, and ListMeta. Returns the
-/// schema name of each kind, by (group, kind).
-fn add_kind_schemas(gen: &mut SchemaGenerator) -> Vec<((&'static str, &'static str), String)> {
+/// of the bodies of the `binding` and `scale` subresources, and ListMeta.
+fn add_kind_schemas(gen: &mut SchemaGenerator) {
     gen.subschema_for::<core::v1::Binding>();
     gen.subschema_for::<autoscaling::v1::Scale>();
     // The lists of custom resources refer to it.
     gen.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta>();
-    kinds::ALL
-        .iter()
-        .map(|k| ((k.resource.group, k.resource.kind), (k.openapi)(gen)))
-        .collect()
+    for k in kinds::ALL {
+        (k.openapi)(gen);
+    }
 }
 
 /// The schema name of a served kind (or of Binding and Scale).
 fn kind_schema_name(group: &str, kind: &str) -> String {
-    if let Some((_, name)) = all_kind_names()
+    if let Some((_, name)) = kinds::type_names()
         .iter()
         .find(|((g, k), _)| *g == group && *k == kind)
     {
@@ -56,17 +54,6 @@ fn kind_schema_name(group: &str, kind: &str) -> String {
     }
     let g = if group.is_empty() { "core" } else { group };
     format!("io.k8s.api.{g}.v1.{kind}")
-}
-
-/// The schema names of the served kinds, by (group, kind).
-fn all_kind_names() -> &'static [((&'static str, &'static str), String)] {
-    static NAMES: OnceLock<Vec<((&'static str, &'static str), String)>> = OnceLock::new();
-    NAMES.get_or_init(|| {
-        let mut gen = SchemaSettings::openapi3()
-            .with(|s| s.meta_schema = None)
-            .into_generator();
-        add_kind_schemas(&mut gen)
-    })
 }
 
 /// kube-apiserver's own forms of the types serialized as scalars; explain
@@ -181,7 +168,7 @@ fn all_schemas() -> &'static Map<String, Value> {
         let mut gen = SchemaSettings::openapi3()
             .with(|s| s.meta_schema = None)
             .into_generator();
-        let _ = add_kind_schemas(&mut gen);
+        add_kind_schemas(&mut gen);
         let mut schemas = gen.take_definitions(true);
         for (name, schema) in schemas.iter_mut() {
             if let (Some(mut replacement), Some(obj)) = (scalar_override(name), schema.as_object())

@@ -7,9 +7,10 @@
 //! and `kubectl patch` send are honoured: `$patch` (`replace`, `delete`),
 //! `$retainKeys`, `$setElementOrder/<field>` and `$deleteFromPrimitiveList/<field>`.
 //!
-//! Patch strategies come from a static table ([`FIELDS`]) keyed by field path,
-//! mirroring the struct tags of k8s.io/api. Kinds without a schema get JSON merge
-//! patch (RFC 7386) behaviour, with directives still interpreted rather than stored.
+//! Patch strategies come from the generated API table (the `patchStrategy` and
+//! `patchMergeKey` tags of k8s.io/api), walked from the kind's type. Kinds without
+//! a schema get JSON merge patch (RFC 7386) behaviour, with directives still
+//! interpreted rather than stored.
 //!
 //! Deliberate differences from apimachinery, which relies on decoding into typed
 //! structs afterwards to tidy up:
@@ -21,7 +22,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use super::registry::kinds;
+use super::registry::{self, generated, kinds};
 
 const DIRECTIVE: &str = "$patch";
 const RETAIN_KEYS: &str = "$retainKeys";
@@ -55,11 +56,10 @@ impl fmt::Display for PatchError {
 
 impl std::error::Error for PatchError {}
 
-/// Apply a strategic merge patch to `original` for an object of `kind` (e.g. "Deployment", "Pod", "Service"); group is ignored except to pick the schema.
-///
-/// `group` is the API group (`""` or `"core"` for the core group). An empty group
-/// matches a built-in kind of any group; a kind in a group other than its built-in
-/// one (a custom resource sharing the name) gets no schema.
+/// Apply a strategic merge patch to `original` for an object of `kind` (e.g.
+/// "Deployment", "Pod", "Service") of API group `group` (`""` or `"core"` for the
+/// core group); a kind of another group (a custom resource sharing the name) gets
+/// no schema.
 pub fn apply(
     original: &Value,
     patch: &Value,
@@ -115,147 +115,45 @@ impl Strategy {
     }
 }
 
-/// Scope of table rows that apply to every built-in kind.
-const ALL_KINDS: &str = "*";
-/// Scope of table rows relative to a PodSpec, wherever the kind embeds one.
-const POD_SPEC: &str = "@PodSpec";
-/// Scope of table rows relative to an item of a PodSpec container list.
-const CONTAINER: &str = "@Container";
-/// PodSpec lists whose items are containers.
-const CONTAINER_LISTS: &[&str] = &["containers", "initContainers", "ephemeralContainers"];
-
-/// Patch strategies: (scope, dot-separated field path, strategy). The scope is a
-/// kind, [`ALL_KINDS`], [`POD_SPEC`] or [`CONTAINER`]; list items add no path
-/// segment. Lists not listed here are atomic; `Atomic` rows only document that.
-// One row per line, so that adding a path stays a one-line change.
-#[rustfmt::skip]
-const FIELDS: &[(&str, &str, Strategy)] = &[
-    // ObjectMeta.
-    (ALL_KINDS, "metadata.finalizers", Strategy::Set),
-    (ALL_KINDS, "metadata.ownerReferences", Strategy::Merge("uid")),
-    // PodSpec.
-    (POD_SPEC, "containers", Strategy::Merge("name")),
-    (POD_SPEC, "initContainers", Strategy::Merge("name")),
-    (POD_SPEC, "ephemeralContainers", Strategy::Merge("name")),
-    (POD_SPEC, "volumes", Strategy::MergeRetainKeys("name")),
-    (POD_SPEC, "imagePullSecrets", Strategy::Merge("name")),
-    (POD_SPEC, "hostAliases", Strategy::Merge("ip")),
-    (POD_SPEC, "topologySpreadConstraints", Strategy::Merge("topologyKey")),
-    (POD_SPEC, "schedulingGates", Strategy::Merge("name")),
-    (POD_SPEC, "resourceClaims", Strategy::MergeRetainKeys("name")),
-    (POD_SPEC, "tolerations", Strategy::Atomic),
-    (POD_SPEC, "readinessGates", Strategy::Atomic),
-    // Container and EphemeralContainer.
-    (CONTAINER, "ports", Strategy::Merge("containerPort")),
-    (CONTAINER, "env", Strategy::Merge("name")),
-    (CONTAINER, "volumeMounts", Strategy::Merge("mountPath")),
-    (CONTAINER, "volumeDevices", Strategy::Merge("devicePath")),
-    (CONTAINER, "command", Strategy::Atomic),
-    (CONTAINER, "args", Strategy::Atomic),
-    (CONTAINER, "envFrom", Strategy::Atomic),
-    // Atomic in k8s.io/api, so kubectl sends the whole list.
-    (CONTAINER, "resizePolicy", Strategy::Atomic),
-    // Pod.
-    ("Pod", "status.conditions", Strategy::Merge("type")),
-    ("Pod", "status.podIPs", Strategy::Merge("ip")),
-    ("Pod", "status.hostIPs", Strategy::Merge("ip")),
-    ("Pod", "status.resourceClaimStatuses", Strategy::MergeRetainKeys("name")),
-    ("Pod", "status.containerStatuses", Strategy::Atomic),
-    ("ReplicationController", "status.conditions", Strategy::Merge("type")),
-    // Service.
-    ("Service", "spec.ports", Strategy::Merge("port")),
-    ("Service", "spec.externalIPs", Strategy::Atomic),
-    ("Service", "status.conditions", Strategy::Merge("type")),
-    ("Endpoints", "subsets", Strategy::Atomic),
-    // Node: taints are atomic in k8s.io/api.
-    ("Node", "spec.podCIDRs", Strategy::Set),
-    ("Node", "spec.taints", Strategy::Atomic),
-    ("Node", "status.conditions", Strategy::Merge("type")),
-    ("Node", "status.addresses", Strategy::Merge("type")),
-    ("Namespace", "status.conditions", Strategy::Merge("type")),
-    ("PersistentVolumeClaim", "status.conditions", Strategy::Merge("type")),
-    ("ServiceAccount", "secrets", Strategy::Merge("name")),
-    // Workloads.
-    ("Deployment", "spec.strategy", Strategy::RetainKeys),
-    ("Deployment", "status.conditions", Strategy::Merge("type")),
-    ("ReplicaSet", "status.conditions", Strategy::Merge("type")),
-    ("DaemonSet", "status.conditions", Strategy::Merge("type")),
-    ("StatefulSet", "spec.volumeClaimTemplates", Strategy::Atomic),
-    ("StatefulSet", "status.conditions", Strategy::Merge("type")),
-    ("Job", "status.conditions", Strategy::Merge("type")),
-    // Ingress lists are all atomic.
-    ("Ingress", "spec.rules", Strategy::Atomic),
-    ("Ingress", "spec.tls", Strategy::Atomic),
-];
-
-/// The patch metadata of one kind.
+/// The patch metadata of one kind: the root of its type in the generated
+/// API table.
 struct Schema {
     /// `None` for kinds without a schema (plain JSON merge semantics).
-    kind: Option<&'static str>,
-    pod_spec: &'static str,
+    root: Option<&'static str>,
 }
 
-fn path_is(field: &str, path: &[String]) -> bool {
-    field.split('.').eq(path.iter().map(String::as_str))
-}
-
-/// The rest of `path` below the dot-separated `prefix`, if it starts with it.
-fn strip_path<'a>(prefix: &str, path: &'a [String]) -> Option<&'a [String]> {
-    let mut rest = path;
-    for segment in prefix.split('.') {
-        let (first, tail) = rest.split_first()?;
-        if first != segment {
-            return None;
+/// The strategy of a field, from its `patchStrategy` and `patchMergeKey`.
+fn strategy_of(f: &generated::Field) -> Strategy {
+    let has = |s: &str| f.patch_strategy.split(',').any(|p| p == s);
+    match f.shape {
+        generated::Shape::RepeatedMessage(_) if has("merge") && !f.patch_merge_key.is_empty() => {
+            if has("retainKeys") {
+                Strategy::MergeRetainKeys(f.patch_merge_key)
+            } else {
+                Strategy::Merge(f.patch_merge_key)
+            }
         }
-        rest = tail;
+        generated::Shape::RepeatedScalar(_) if has("merge") => Strategy::Set,
+        _ if has("retainKeys") => Strategy::RetainKeys,
+        _ => Strategy::Atomic,
     }
-    Some(rest)
-}
-
-fn lookup(scope: &str, path: &[String]) -> Option<Strategy> {
-    FIELDS
-        .iter()
-        .find(|(s, field, _)| *s == scope && path_is(field, path))
-        .map(|(_, _, strategy)| *strategy)
 }
 
 impl Schema {
     fn for_kind(group: &str, kind: &str) -> Schema {
         let group = if group == "core" { "" } else { group };
-        match kinds::find(group, kind) {
-            Some(k) => Schema {
-                kind: Some(k.resource.kind),
-                pod_spec: k.pod_spec,
-            },
-            None => Schema {
-                kind: None,
-                pod_spec: "",
-            },
+        Schema {
+            root: kinds::type_name(group, kind),
         }
     }
 
+    /// The strategy at `path` (field names; list items add none). Fields the
+    /// table does not know (custom resources) are atomic.
     fn strategy(&self, path: &[String]) -> Strategy {
-        let Some(kind) = self.kind else {
-            return Strategy::Atomic;
-        };
-        if let Some(strategy) = lookup(kind, path).or_else(|| lookup(ALL_KINDS, path)) {
-            return strategy;
-        }
-        if self.pod_spec.is_empty() {
-            return Strategy::Atomic;
-        }
-        let Some(rest) = strip_path(self.pod_spec, path) else {
-            return Strategy::Atomic;
-        };
-        if let Some(strategy) = lookup(POD_SPEC, rest) {
-            return strategy;
-        }
-        match rest.split_first() {
-            Some((list, inner)) if CONTAINER_LISTS.contains(&list.as_str()) => {
-                lookup(CONTAINER, inner).unwrap_or(Strategy::Atomic)
-            }
-            _ => Strategy::Atomic,
-        }
+        self.root
+            .and_then(|root| registry::field_at(root, path))
+            .map(strategy_of)
+            .unwrap_or(Strategy::Atomic)
     }
 
     fn list_mode(&self, path: &[String]) -> ListMode {

@@ -140,6 +140,23 @@ impl Resource {
     }
 }
 
+/// The field of the generated table at `path` below the type `root`: each
+/// segment a JSON field name (list items and map values add no segment),
+/// inline structs looked through. `None` where the path leaves the table
+/// (a custom resource, a field of a newer Kubernetes, a typo).
+pub fn field_at<S: AsRef<str>>(root: &str, path: &[S]) -> Option<&'static generated::Field> {
+    let (last, parents) = path.split_last()?;
+    let mut ty = generated::find(root)?;
+    for seg in parents {
+        let f = ty.field(seg.as_ref())?;
+        ty = generated::find(f.shape.message()?)?;
+        if ty.custom_json {
+            return None;
+        }
+    }
+    ty.field(last.as_ref())
+}
+
 /// One API group and the versions it serves, the preferred one first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupVersions {

@@ -107,6 +107,28 @@ pub fn find(group: &str, kind: &str) -> Option<&'static Kind> {
         .find(|k| k.resource.group == group && k.resource.kind == kind)
 }
 
+/// The API type name of a built-in kind (`io.k8s.api.apps.v1.Deployment`),
+/// the root of its entry in the generated table.
+pub fn type_name(group: &str, kind: &str) -> Option<&'static str> {
+    type_names()
+        .iter()
+        .find(|((g, k), _)| *g == group && *k == kind)
+        .map(|(_, name)| name.as_str())
+}
+
+/// The API type names of every built-in kind, by (group, kind): what each
+/// kind's OpenAPI schema is called, worked out once.
+pub fn type_names() -> &'static [((&'static str, &'static str), String)] {
+    static NAMES: std::sync::OnceLock<Vec<((&'static str, &'static str), String)>> =
+        std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        let mut gen = k8s_openapi::schemars::generate::SchemaSettings::openapi3().into_generator();
+        ALL.iter()
+            .map(|k| ((k.resource.group, k.resource.kind), (k.openapi)(&mut gen)))
+            .collect()
+    })
+}
+
 /// Whether a kind selects on `field` (besides name and namespace).
 pub fn selects(kind: &Kind, field: &str) -> bool {
     kind.field_selectors
