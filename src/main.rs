@@ -670,11 +670,14 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
         .client()
         .await
         .context("API client for the control loops")?;
-    let scheduler = tokio::spawn(kedge_control::scheduler::run(client.clone()));
     let ca = std::fs::read_to_string(data_dir.join("ca.crt")).context("reading the cluster CA")?;
-    let controllers = tokio::spawn(kedge_control::controllers::run_all(
-        kedge_control::controllers::Context::with_root_ca(client.clone(), ca.clone()),
+    // One pod and one node watch for the scheduler and every controller.
+    let ctx = kedge_control::controllers::Context::with_root_ca(client.clone(), ca.clone());
+    let scheduler = tokio::spawn(kedge_control::scheduler::run_with_informers(
+        client.clone(),
+        ctx.informers.clone(),
     ));
+    let controllers = tokio::spawn(kedge_control::controllers::run_all(ctx));
     let kubelet = match node {
         Some(UpNode {
             node,

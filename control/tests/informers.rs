@@ -1,5 +1,6 @@
-//! The controllers of one process share one watch per resource: the API
-//! server's `registered_watchers` gauge counts the watches they open.
+//! The scheduler and the controllers of one process share one watch per
+//! resource: the API server's `registered_watchers` gauge counts the
+//! watches they open.
 
 use std::time::Duration;
 
@@ -19,10 +20,15 @@ async fn watchers(client: &kube::Client, kind: &str) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn every_controller_reads_pods_and_nodes_through_one_watch() {
+async fn the_scheduler_and_every_controller_read_pods_and_nodes_through_one_watch() {
     let t = testing::start().await;
     let client = t.client.clone();
-    tokio::spawn(controllers::run_all(Context::new(client.clone())));
+    let ctx = Context::new(client.clone());
+    tokio::spawn(kedge_control::scheduler::run_with_informers(
+        client.clone(),
+        ctx.informers.clone(),
+    ));
+    tokio::spawn(controllers::run_all(ctx));
     // Until every controller has started: the same counts twice in a row.
     let mut last = (0, 0);
     for _ in 0..60 {
@@ -36,8 +42,9 @@ async fn every_controller_reads_pods_and_nodes_through_one_watch() {
         }
         last = now;
     }
-    // The shared informer, and the garbage collector's watch of every
-    // resource (it reads metadata only, of all kinds alike). Each workload,
-    // endpoints and node controller used to open its own (13 pod watches).
+    // The shared informer (the scheduler's and every controller's), and the
+    // garbage collector's watch of every resource (it reads metadata only,
+    // of all kinds alike). Each workload, endpoints and node controller used
+    // to open its own (13 pod watches), and the scheduler one more.
     assert_eq!(last, (2, 2), "(pod watches, node watches)");
 }

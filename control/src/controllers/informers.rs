@@ -82,6 +82,7 @@ impl Informers {
                 subscribers: Vec::new(),
                 observers: Vec::new(),
                 listed: false,
+                before_relist: Vec::new(),
             }),
         });
         let api: Api<K> = Api::all(self.client.clone());
@@ -104,6 +105,9 @@ pub struct Informer<K: Informed> {
 enum Change<K> {
     Applied(Arc<K>),
     Deleted(Arc<K>),
+    /// Everything listed has been told (after each list, and after the
+    /// snapshot a late subscriber starts with).
+    Listed,
 }
 
 struct Dispatch<K: Informed> {
@@ -111,6 +115,9 @@ struct Dispatch<K: Informed> {
     observers: Vec<Observer<K>>,
     /// Whether the first list has been applied.
     listed: bool,
+    /// What the cache held when a relist began: what is gone at its end
+    /// was deleted while the watch was down.
+    before_relist: Vec<Arc<K>>,
 }
 
 impl<K: Informed> Informer<K>
@@ -132,8 +139,11 @@ where
     /// objects as they were last seen); a subscriber that comes after the
     /// first list starts with everything cached.
     pub fn subscribe(&self) -> impl Stream<Item = Arc<K>> + Send + 'static {
-        self.changes().map(|c| match c {
-            Change::Applied(obj) | Change::Deleted(obj) => obj,
+        self.changes().filter_map(|c| {
+            futures::future::ready(match c {
+                Change::Applied(obj) | Change::Deleted(obj) => Some(obj),
+                Change::Listed => None,
+            })
         })
     }
 
@@ -143,11 +153,24 @@ where
     pub fn subscribe_events(
         &self,
     ) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static {
-        self.changes().map(|c| {
-            Ok(match c {
-                Change::Applied(obj) => Event::Apply(K::clone(&obj)),
-                Change::Deleted(obj) => Event::Delete(K::clone(&obj)),
+        self.changes().filter_map(|c| {
+            futures::future::ready(match c {
+                Change::Applied(obj) => Some(Ok(Event::Apply(K::clone(&obj)))),
+                Change::Deleted(obj) => Some(Ok(Event::Delete(K::clone(&obj)))),
+                Change::Listed => None,
             })
+        })
+    }
+
+    /// [`subscribe_events`](Self::subscribe_events), with `InitDone` once
+    /// everything listed has come (the first list, or the snapshot a late
+    /// subscriber starts with, and each relist): for code that must not act
+    /// on a partial picture, as the scheduler.
+    pub fn subscribe_with_lists(&self) -> impl Stream<Item = Event<K>> + Send + 'static {
+        self.changes().map(|c| match c {
+            Change::Applied(obj) => Event::Apply(K::clone(&obj)),
+            Change::Deleted(obj) => Event::Delete(K::clone(&obj)),
+            Change::Listed => Event::InitDone,
         })
     }
 
@@ -158,6 +181,7 @@ where
             for obj in self.store.state() {
                 let _ = tx.unbounded_send(Change::Applied(obj));
             }
+            let _ = tx.unbounded_send(Change::Listed);
         }
         dispatch.subscribers.push(tx);
         rx
@@ -183,7 +207,11 @@ where
             Event::Apply(obj) | Event::Delete(obj) | Event::InitApply(obj) => {
                 self.store.get(&ObjectRef::from_obj(obj))
             }
-            Event::Init | Event::InitDone => None,
+            Event::Init => {
+                dispatch.before_relist = self.store.state();
+                None
+            }
+            Event::InitDone => None,
         };
         writer.apply_watcher_event(event);
         for observe in &dispatch.observers {
@@ -201,10 +229,13 @@ where
             // may have changed.
             Event::InitDone => {
                 dispatch.listed = true;
-                self.store
-                    .state()
+                let gone = std::mem::take(&mut dispatch.before_relist)
                     .into_iter()
-                    .map(Change::Applied)
+                    .filter(|old| self.store.get(&ObjectRef::from_obj(old)).is_none())
+                    .map(Change::Deleted);
+                let now = self.store.state().into_iter().map(Change::Applied);
+                gone.chain(now)
+                    .chain(std::iter::once(Change::Listed))
                     .collect()
             }
             Event::Init | Event::InitApply(_) => Vec::new(),
@@ -242,6 +273,7 @@ mod tests {
                 subscribers: Vec::new(),
                 observers: Vec::new(),
                 listed: false,
+                before_relist: Vec::new(),
             }),
         };
         let seen_before: Arc<Mutex<Vec<bool>>> = Arc::default();
@@ -291,5 +323,48 @@ mod tests {
             .collect();
         got.sort();
         assert_eq!(got, ["a", "b"]);
+    }
+
+    /// A relist that no longer finds an object tells subscribers it was
+    /// deleted (it went while the watch was down), then that the list is in.
+    #[tokio::test]
+    async fn a_relist_reports_what_went_missing() {
+        let (reader, mut writer) = reflector::store::<Pod>();
+        let informer = Informer {
+            store: reader,
+            dispatch: Mutex::new(Dispatch {
+                subscribers: Vec::new(),
+                observers: Vec::new(),
+                listed: false,
+                before_relist: Vec::new(),
+            }),
+        };
+        let mut events = Box::pin(informer.subscribe_with_lists());
+        for ev in [
+            Event::Init,
+            Event::InitApply(pod("a", "1")),
+            Event::InitApply(pod("b", "2")),
+            Event::InitDone,
+            Event::Init,
+            Event::InitApply(pod("a", "3")),
+            Event::InitDone,
+        ] {
+            informer.handle(&mut writer, &ev);
+        }
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            seen.push(match events.next().await.unwrap() {
+                Event::Apply(p) => format!("apply {}", p.metadata.name.unwrap()),
+                Event::Delete(p) => format!("delete {}", p.metadata.name.unwrap()),
+                Event::InitDone => "listed".to_string(),
+                _ => "other".to_string(),
+            });
+        }
+        // The first list's order is the cache's.
+        seen[0..2].sort();
+        assert_eq!(
+            seen,
+            ["apply a", "apply b", "listed", "delete b", "apply a", "listed"]
+        );
     }
 }

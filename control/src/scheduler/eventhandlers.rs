@@ -1,66 +1,45 @@
-//! The watches that feed the scheduler: nodes into the cache, bound pods
-//! into the cache (their requests and host ports), unscheduled pods of this
-//! scheduler into the queue. A change that may let a parked pod fit (a node
-//! added or relabelled, a bound pod gone) retries the parked pods.
+//! What feeds the scheduler, from the process's shared informers (one pod
+//! and one node watch for the scheduler and every controller): nodes into
+//! the cache, bound pods into the cache (their requests and host ports),
+//! unscheduled pods of this scheduler into the queue. A change that may let
+//! a parked pod fit (a node added or relabelled, a bound pod gone) retries
+//! the parked pods. Objects deleted while a watch was down arrive as
+//! deletions after the relist.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::Api;
-use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::Event;
+
+use crate::controllers::informers::Informer;
 
 use super::types::PodInfo;
 use super::{Scheduler, State};
 
-/// Watch nodes until the future is dropped.
-pub async fn watch_nodes(sched: Arc<Scheduler>) {
-    let api: Api<Node> = Api::all(sched.client.clone());
-    let mut stream = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
-    let mut listing: Vec<Node> = Vec::new();
+/// Follow nodes (from the process's shared node informer) until the future
+/// is dropped.
+pub async fn watch_nodes(sched: Arc<Scheduler>, informer: Arc<Informer<Node>>) {
+    let mut events = informer.subscribe_with_lists().boxed();
     let mut synced = false;
-    while let Some(event) = stream.next().await {
+    while let Some(event) = events.next().await {
         let moved = match event {
-            Ok(Event::Apply(node)) => sched.state.lock().cache.add_or_update_node(node),
-            Ok(Event::Delete(node)) => {
+            Event::Apply(node) | Event::InitApply(node) => {
+                sched.state.lock().cache.add_or_update_node(node)
+            }
+            Event::Delete(node) => {
                 let name = node.metadata.name.unwrap_or_default();
                 sched.state.lock().cache.remove_node(&name);
                 false
             }
-            Ok(Event::Init) => {
-                listing.clear();
-                false
-            }
-            Ok(Event::InitApply(node)) => {
-                listing.push(node);
-                false
-            }
-            Ok(Event::InitDone) => {
-                let nodes = std::mem::take(&mut listing);
-                let keep: HashSet<String> = nodes
-                    .iter()
-                    .filter_map(|n| n.metadata.name.clone())
-                    .collect();
-                let mut st = sched.state.lock();
-                st.cache.retain_nodes(&keep);
-                let mut moved = false;
-                for n in nodes {
-                    moved |= st.cache.add_or_update_node(n);
-                }
-                drop(st);
+            Event::Init => false,
+            // Every listed node is in: scheduling may start.
+            Event::InitDone => {
                 if !synced {
                     synced = true;
                     sched.synced.send_modify(|n| *n += 1);
                 }
-                moved
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "scheduler: watching nodes failed");
                 false
             }
         };
@@ -70,60 +49,29 @@ pub async fn watch_nodes(sched: Arc<Scheduler>) {
     }
 }
 
-/// Watch pods until the future is dropped.
-pub async fn watch_pods(sched: Arc<Scheduler>) {
-    let api: Api<Pod> = Api::all(sched.client.clone());
-    let mut stream = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
-    let mut listing: Vec<Pod> = Vec::new();
+/// Follow pods (from the process's shared pod informer) until the future
+/// is dropped.
+pub async fn watch_pods(sched: Arc<Scheduler>, informer: Arc<Informer<Pod>>) {
+    let mut events = informer.subscribe_with_lists().boxed();
     let mut synced = false;
-    while let Some(event) = stream.next().await {
+    while let Some(event) = events.next().await {
         let (moved, woke) = match event {
-            Ok(Event::Apply(pod)) => {
+            Event::Apply(pod) | Event::InitApply(pod) => {
                 let mut st = sched.state.lock();
                 on_pod(&sched, &mut st, pod)
             }
-            Ok(Event::Delete(pod)) => {
+            Event::Delete(pod) => {
                 let uid = pod.metadata.uid.unwrap_or_default();
                 let mut st = sched.state.lock();
                 st.queue.delete(&uid);
                 (st.cache.remove_pod(&uid), false)
             }
-            Ok(Event::Init) => {
-                listing.clear();
-                (false, false)
-            }
-            Ok(Event::InitApply(pod)) => {
-                listing.push(pod);
-                (false, false)
-            }
-            Ok(Event::InitDone) => {
-                let pods = std::mem::take(&mut listing);
-                let keep: HashSet<String> =
-                    pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
-                let mut st = sched.state.lock();
-                let mut moved = st.cache.retain_pods(&keep);
-                for uid in st.queue.uids() {
-                    if !keep.contains(&uid) {
-                        st.queue.delete(&uid);
-                    }
-                }
-                let mut woke = false;
-                for p in pods {
-                    let (m, w) = on_pod(&sched, &mut st, p);
-                    moved |= m;
-                    woke |= w;
-                }
-                drop(st);
+            Event::Init => (false, false),
+            Event::InitDone => {
                 if !synced {
                     synced = true;
                     sched.synced.send_modify(|n| *n += 1);
                 }
-                (moved, woke)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "scheduler: watching pods failed");
                 (false, false)
             }
         };

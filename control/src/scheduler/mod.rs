@@ -26,7 +26,7 @@ pub mod types;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::Client;
 use parking_lot::Mutex;
@@ -34,6 +34,7 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 use crate::controllers::events::{self, EventType, Recorder};
+use crate::controllers::informers::Informers;
 use cache::Cache;
 use framework::Framework;
 use queue::{QueuedPod, SchedulingQueue};
@@ -73,6 +74,14 @@ pub struct Scheduler {
 
 /// Run the scheduler until the future is dropped.
 pub async fn run(client: Client) {
+    let informers = Arc::new(Informers::new(client.clone()));
+    run_with_informers(client, informers).await
+}
+
+/// Run the scheduler reading pods and nodes through `informers`, the
+/// process's shared informers (as kube-scheduler and the controllers each
+/// share theirs), until the future is dropped.
+pub async fn run_with_informers(client: Client, informers: Arc<Informers>) {
     let framework = match Registry::in_tree().framework(&Profile::default()) {
         Ok(f) => f,
         Err(e) => {
@@ -90,8 +99,8 @@ pub async fn run(client: Client) {
         synced: tokio::sync::watch::channel(0).0,
     });
     let _ = tokio::join!(
-        eventhandlers::watch_nodes(sched.clone()),
-        eventhandlers::watch_pods(sched.clone()),
+        eventhandlers::watch_nodes(sched.clone(), informers.get::<Node>()),
+        eventhandlers::watch_pods(sched.clone(), informers.get::<Pod>()),
         sched.clone().flush_loop(),
         sched.clone().schedule_loop(),
     );
