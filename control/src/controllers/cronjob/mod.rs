@@ -20,6 +20,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::api::Api;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::Store;
 use kube::runtime::{watcher, Controller};
 use kube::Client;
 use parking_lot::Mutex;
@@ -95,6 +96,8 @@ pub struct State {
     pub recorder: Recorder,
     /// The time source.
     pub clock: Arc<dyn Clock>,
+    /// Every Job, from the process's shared Job informer.
+    pub jobs: Store<Job>,
     backoff: Backoff,
 }
 
@@ -106,17 +109,21 @@ pub async fn run(ctx: Arc<Context>) {
 /// Run the controller on `clock` until the future is dropped.
 pub async fn run_with_clock(ctx: Arc<Context>, clock: Arc<dyn Clock>) {
     let client = ctx.client.clone();
+    // The Jobs come from the informer the Job controller reads too: one
+    // watch, and no list of the API per sync.
+    let jobs = ctx.informers.get::<Job>();
     let state = Arc::new(State {
         client: client.clone(),
         recorder: ctx.recorder("cronjob-controller"),
         clock,
+        jobs: jobs.store(),
         backoff: Backoff::default(),
     });
     Controller::new(
         Api::<CronJob>::all(client.clone()),
         watcher::Config::default(),
     )
-    .owns(Api::<Job>::all(client), watcher::Config::default())
+    .owns_shared_stream(jobs.subscribe())
     .run(reconcile, error_policy, state)
     .for_each(|_| async {})
     .await;

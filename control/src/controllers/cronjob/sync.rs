@@ -9,7 +9,7 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::batch::v1::{CronJob, CronJobStatus, Job};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 
 use super::schedule::{self, Schedule};
 use super::{Error, State, SCHEDULED_TIMESTAMP};
@@ -97,12 +97,13 @@ pub async fn sync(woke: &CronJob, state: &State) -> Result<Option<Duration>, Err
         return Ok(None);
     };
     let uid = cj.metadata.uid.clone().unwrap_or_default();
-    let jobs: Vec<Job> = jobs_api
-        .list(&ListParams::default())
-        .await?
-        .items
+    let jobs: Vec<Job> = state
+        .jobs
+        .state()
         .into_iter()
+        .filter(|j| j.metadata.namespace.as_deref() == Some(ns.as_str()))
         .filter(|j| controller_of(&j.metadata).is_some_and(|o| o.uid == uid))
+        .map(|j| Job::clone(&j))
         .collect();
     let reference = events::reference("batch/v1", "CronJob", &cj.metadata);
     let now = state.clock.now();
