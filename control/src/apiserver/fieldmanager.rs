@@ -10,8 +10,10 @@
 //! owned through their leaves), a granular map (every key is owned), or atomic
 //! (owned as a whole), and whether a list is atomic, a set of primitives or a
 //! map keyed by some of its items' fields. The built-in kinds are described by
-//! the static tables below; kinds without a schema (custom resources) get
-//! granular maps below the top level and atomic lists, as Kubernetes' deduced
+//! the generated API table (`registry::generated`, the markers of the pinned
+//! Kubernetes types, as kube-apiserver's OpenAPI type converter reads them);
+//! kinds without a schema (custom resources) get ObjectMeta for their metadata
+//! and, elsewhere, granular maps and atomic lists, as Kubernetes' deduced
 //! schema does.
 //!
 //! Behaviour carried over from the apiserver wrappers: `apiVersion`, `kind`,
@@ -29,6 +31,7 @@ use std::ops::Bound;
 
 use serde_json::{json, Map, Value};
 
+use super::registry::generated::{self, Field, Type};
 use super::registry::kinds;
 
 const APPLY: &str = "Apply";
@@ -527,8 +530,11 @@ enum ListKind {
     Atomic,
     /// Primitives, each owned on its own (`v:`).
     Set,
-    /// Objects keyed by these fields (`k:`).
-    Map(&'static [&'static str]),
+    /// Objects keyed by these fields (`k:`); `item` is their type, for key defaults.
+    Map {
+        keys: &'static [&'static str],
+        item: Option<&'static str>,
+    },
 }
 
 /// How an object's keys are owned.
@@ -549,115 +555,97 @@ enum Shape {
     List(ListKind),
 }
 
-/// Table scope for rows that apply to every kind, known or not.
-const ANY: &str = "*";
-/// Table scope for rows relative to a PodSpec, wherever the kind embeds one.
-const POD_SPEC: &str = "@PodSpec";
-/// Table scope for rows relative to an item of a PodSpec container list.
-const CONTAINER: &str = "@Container";
-const CONTAINER_LISTS: &[&str] = &["containers", "initContainers", "ephemeralContainers"];
+/// Custom resources have no generated type, but their metadata is ObjectMeta.
+const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
 
-const NAME: &[&str] = &["name"];
-/// Key fields the OpenAPI schema defaults, so items may omit them.
-const KEY_DEFAULTS: &[(&str, &str)] = &[("protocol", "TCP")];
-
-/// Non-atomic lists (x-kubernetes-list-type map or set): (scope, path, kind).
-/// List items add no path segment. Every other list is atomic.
-#[rustfmt::skip]
-const LISTS: &[(&str, &str, ListKind)] = &[
-    (ANY, "metadata.finalizers", ListKind::Set),
-    (ANY, "metadata.ownerReferences", ListKind::Map(&["uid"])),
-    (ANY, "status.conditions", ListKind::Map(&["type"])),
-    (POD_SPEC, "containers", ListKind::Map(NAME)),
-    (POD_SPEC, "initContainers", ListKind::Map(NAME)),
-    (POD_SPEC, "ephemeralContainers", ListKind::Map(NAME)),
-    (POD_SPEC, "volumes", ListKind::Map(NAME)),
-    (POD_SPEC, "imagePullSecrets", ListKind::Map(NAME)),
-    (POD_SPEC, "hostAliases", ListKind::Map(&["ip"])),
-    (POD_SPEC, "topologySpreadConstraints", ListKind::Map(&["topologyKey", "whenUnsatisfiable"])),
-    (POD_SPEC, "schedulingGates", ListKind::Map(NAME)),
-    (POD_SPEC, "resourceClaims", ListKind::Map(NAME)),
-    (CONTAINER, "ports", ListKind::Map(&["containerPort", "protocol"])),
-    (CONTAINER, "env", ListKind::Map(NAME)),
-    (CONTAINER, "volumeMounts", ListKind::Map(&["mountPath"])),
-    (CONTAINER, "volumeDevices", ListKind::Map(&["devicePath"])),
-    ("Service", "spec.ports", ListKind::Map(&["port", "protocol"])),
-    ("Node", "spec.podCIDRs", ListKind::Set),
-    ("ServiceAccount", "secrets", ListKind::Map(NAME)),
+/// Key fields whose OpenAPI schema has a default (`+default="TCP"`), so items
+/// may omit them: (item type, key, default). The generated table carries no
+/// defaults, and these are the only defaulted keys of the served types.
+const KEY_DEFAULTS: &[(&str, &str, &str)] = &[
+    ("io.k8s.api.core.v1.ContainerPort", "protocol", "TCP"),
+    ("io.k8s.api.core.v1.ServicePort", "protocol", "TCP"),
 ];
 
-/// Granular maps recognised by their field name anywhere in a built-in kind.
-const MAP_NAMES: &[&str] = &[
-    "labels",
-    "annotations",
-    "nodeSelector",
-    "limits",
-    "requests",
-    "overhead",
-    "hard",
-    "parameters",
-    "volumeAttributes",
-    "capacity",
-    "allocatable",
-];
-
-/// Granular maps at a fixed path of one kind.
-const MAP_PATHS: &[(&str, &str)] = &[
-    ("ConfigMap", "data"),
-    ("ConfigMap", "binaryData"),
-    ("Secret", "data"),
-    ("Secret", "stringData"),
-    ("Service", "spec.selector"),
-    ("ReplicationController", "spec.selector"),
-];
-
-/// Atomic structs recognised by field name: label and node selectors
-/// (`+structType=atomic`) and references to fields of other objects.
-const ATOMIC_NAMES: &[&str] = &[
-    "selector",
-    "labelSelector",
-    "namespaceSelector",
-    "podSelector",
-    "fieldRef",
-    "resourceFieldRef",
-    "configMapKeyRef",
-    "secretKeyRef",
-    "requiredDuringSchedulingIgnoredDuringExecution",
-];
-
-fn path_is(field: &str, names: &[&str]) -> bool {
-    field.split('.').eq(names.iter().copied())
+/// What the schema says about the value at a path.
+#[derive(Clone, Copy, Debug)]
+enum Node {
+    /// No schema (custom resources, fields the table lacks): deduced from the
+    /// value, granular maps and atomic lists.
+    Deduced,
+    /// A scalar; whatever it holds is one leaf.
+    Scalar,
+    /// A value of a message type.
+    Type(&'static Type),
+    /// The value of a list or map field; its items or values follow `shape`.
+    Field(&'static Field),
 }
 
-/// The rest of `names` below the dot-separated `prefix`, if it starts with it.
-fn strip_prefix<'a, 'b>(prefix: &str, names: &'a [&'b str]) -> Option<&'a [&'b str]> {
-    let mut rest = names;
-    for segment in prefix.split('.') {
-        let (first, tail) = rest.split_first()?;
-        if *first != segment {
-            return None;
+impl Node {
+    /// The node of an item, map value or message-typed field of this shape.
+    fn element(shape: generated::Shape) -> Node {
+        match shape.message() {
+            Some(name) => generated::find(name).map_or(Node::Deduced, Node::Type),
+            None => Node::Scalar,
         }
-        rest = tail;
     }
-    Some(rest)
+
+    fn child(self, pe: &Pe) -> Node {
+        match (self, pe) {
+            (Node::Type(ty), Pe::Field(name)) if !ty.custom_json => match ty.field(name) {
+                Some(f) if f.shape.is_list() || f.shape.is_map() => Node::Field(f),
+                Some(f) => Node::element(f.shape),
+                None => Node::Deduced,
+            },
+            (Node::Field(f), Pe::Field(_)) if f.shape.is_map() => Node::element(f.shape),
+            (Node::Field(f), Pe::Key(_) | Pe::Value(_) | Pe::Index(_)) if f.shape.is_list() => {
+                Node::element(f.shape)
+            }
+            // A value of the wrong type has no schema below it.
+            _ => Node::Deduced,
+        }
+    }
+
+    /// A scalar leaf in JSON whatever it looks like (Quantity, Time, IntOrString...).
+    fn is_leaf(self) -> bool {
+        matches!(self, Node::Type(ty) if ty.custom_json)
+    }
+
+    /// How an object at this node owns its keys (not for the root).
+    fn obj_kind(self) -> ObjKind {
+        match self {
+            Node::Deduced => ObjKind::Map,
+            Node::Type(ty)
+                if ty.custom_json || ty.struct_type == "atomic" || ty.map_type == "atomic" =>
+            {
+                ObjKind::Atomic
+            }
+            Node::Type(_) => ObjKind::Struct,
+            Node::Field(f) if f.shape.is_map() && f.map_type != "atomic" => ObjKind::Map,
+            Node::Field(_) | Node::Scalar => ObjKind::Atomic,
+        }
+    }
+
+    /// How a list at this node identifies its items.
+    fn list_kind(self) -> ListKind {
+        match self {
+            Node::Field(f) if f.shape.is_list() => match f.list {
+                generated::ListType::Map(keys) => ListKind::Map {
+                    keys,
+                    item: f.shape.message(),
+                },
+                generated::ListType::Set => ListKind::Set,
+                _ => ListKind::Atomic,
+            },
+            _ => ListKind::Atomic,
+        }
+    }
 }
 
-fn field_names(path: &[Pe]) -> Vec<&str> {
-    path.iter()
-        .filter_map(|pe| match pe {
-            Pe::Field(name) => Some(name.as_str()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn is_item(path: &[Pe]) -> bool {
-    path.last().is_some_and(|pe| !matches!(pe, Pe::Field(_)))
-}
-
-/// The schema of one kind; `kind` is None for kinds without one.
+/// The schema of one kind, from the generated API table.
 struct Schema {
-    kind: Option<&'static str>,
+    /// The kind's type; `Deduced` for kinds the table lacks.
+    root: Node,
+    /// Where the kind embeds a PodSpec (for the typed empty object).
     pod_spec: &'static str,
 }
 
@@ -672,92 +660,47 @@ struct Diff {
 impl Schema {
     fn new(group: &str, kind: &str) -> Schema {
         let group = if group == "core" { "" } else { group };
-        match kinds::find(group, kind) {
-            Some(k) => Schema {
-                kind: Some(k.resource.kind),
-                pod_spec: k.pod_spec,
-            },
-            None => Schema {
-                kind: None,
-                pod_spec: "",
-            },
+        Schema {
+            root: kinds::type_name(group, kind)
+                .and_then(generated::find)
+                .map_or(Node::Deduced, Node::Type),
+            pod_spec: kinds::find(group, kind).map_or("", |k| k.pod_spec),
         }
     }
 
-    fn lookup(scope: &str, names: &[&str]) -> Option<ListKind> {
-        LISTS
-            .iter()
-            .find(|(s, field, _)| *s == scope && path_is(field, names))
-            .map(|(_, _, kind)| *kind)
-    }
-
-    fn list_kind(&self, names: &[&str]) -> ListKind {
-        if let Some(kind) = Schema::lookup(ANY, names) {
-            return kind;
-        }
-        let Some(kind) = self.kind else {
-            return ListKind::Atomic;
+    /// The schema of the value at `path`.
+    fn node(&self, path: &[Pe]) -> Node {
+        let Some((first, rest)) = path.split_first() else {
+            return self.root;
         };
-        if let Some(found) = Schema::lookup(kind, names) {
-            return found;
-        }
-        let Some(rest) = (!self.pod_spec.is_empty())
-            .then(|| strip_prefix(self.pod_spec, names))
-            .flatten()
-        else {
-            return ListKind::Atomic;
-        };
-        if let Some(found) = Schema::lookup(POD_SPEC, rest) {
-            return found;
-        }
-        match rest.split_first() {
-            Some((list, inner)) if CONTAINER_LISTS.contains(list) => {
-                Schema::lookup(CONTAINER, inner).unwrap_or(ListKind::Atomic)
+        let top = match (self.root, first) {
+            (Node::Deduced, Pe::Field(name)) if name == "metadata" => {
+                generated::find(OBJECT_META).map_or(Node::Deduced, Node::Type)
             }
-            _ => ListKind::Atomic,
-        }
+            (root, pe) => root.child(pe),
+        };
+        rest.iter().fold(top, |node, pe| node.child(pe))
     }
 
-    fn obj_kind(&self, names: &[&str], item: bool) -> ObjKind {
-        let Some(last) = names.last() else {
+    fn obj_kind(&self, path: &[Pe]) -> ObjKind {
+        if path.is_empty() {
+            // Every object's top level is a struct, typed or not.
             return ObjKind::Struct;
-        };
-        if item {
-            // OwnerReference is `+structType=atomic`.
-            return if path_is("metadata.ownerReferences", names) {
-                ObjKind::Atomic
-            } else {
-                ObjKind::Struct
-            };
         }
-        if matches!(*last, "labels" | "annotations") {
-            return ObjKind::Map;
-        }
-        let Some(kind) = self.kind else {
-            // Custom resources: ObjectMeta is known, everything else is deduced.
-            return if names[0] == "metadata" {
-                ObjKind::Struct
-            } else {
-                ObjKind::Map
-            };
-        };
-        if MAP_PATHS
-            .iter()
-            .any(|(k, field)| *k == kind && path_is(field, names))
-            || MAP_NAMES.contains(last)
-        {
-            ObjKind::Map
-        } else if ATOMIC_NAMES.contains(last) {
-            ObjKind::Atomic
-        } else {
-            ObjKind::Struct
-        }
+        self.node(path).obj_kind()
+    }
+
+    fn list_kind(&self, path: &[Pe]) -> ListKind {
+        self.node(path).list_kind()
     }
 
     fn shape(&self, path: &[Pe], value: &Value) -> Shape {
+        let node = self.node(path);
         match value {
-            Value::Object(_) => Shape::Object(self.obj_kind(&field_names(path), is_item(path))),
-            Value::Array(_) => Shape::List(self.list_kind(&field_names(path))),
+            _ if node.is_leaf() => Shape::Scalar,
+            Value::Object(_) if path.is_empty() => Shape::Object(ObjKind::Struct),
+            Value::Object(_) => Shape::Object(node.obj_kind()),
+            Value::Array(_) => Shape::List(node.list_kind()),
             _ => Shape::Scalar,
         }
     }
@@ -768,7 +711,7 @@ impl Schema {
             .iter()
             .enumerate()
             .map(|(i, item)| match kind {
-                ListKind::Map(keys) => {
+                ListKind::Map { keys, item: ty } => {
                     let object = item.as_object().ok_or_else(|| {
                         format!("{}: element {i}: expected an object", path_string(path))
                     })?;
@@ -778,8 +721,8 @@ impl Schema {
                             Some(value) => value.clone(),
                             None => KEY_DEFAULTS
                                 .iter()
-                                .find(|(k, _)| k == key)
-                                .map(|(_, default)| Value::from(*default))
+                                .find(|(t, k, _)| Some(*t) == ty && k == key)
+                                .map(|(_, _, default)| Value::from(*default))
                                 .ok_or_else(|| {
                                     format!(
                                         "{}: element {i}: associative list with keys has an \
@@ -828,7 +771,7 @@ impl Schema {
                     path.pop();
                 }
             }
-            (Shape::List(kind @ (ListKind::Set | ListKind::Map(_))), Value::Array(items)) => {
+            (Shape::List(kind @ (ListKind::Set | ListKind::Map { .. })), Value::Array(items)) => {
                 let pes = self.item_pes(kind, items, path).and_then(|pes| {
                     let mut seen = BTreeSet::new();
                     match pes.iter().find(|pe| !seen.insert(*pe)) {
@@ -871,8 +814,7 @@ impl Schema {
         for path in set {
             for end in 1..path.len() {
                 let parent = &path[..end - 1];
-                if matches!(path[end - 1], Pe::Field(_))
-                    && self.obj_kind(&field_names(parent), is_item(parent)) == ObjKind::Struct
+                if matches!(path[end - 1], Pe::Field(_)) && self.obj_kind(parent) == ObjKind::Struct
                 {
                     out.insert(path[..end].to_vec());
                 }
@@ -913,7 +855,7 @@ impl Schema {
                     self.compare_maps(lhs, rhs, path, d);
                     true
                 }
-                Some(Shape::List(kind @ (ListKind::Set | ListKind::Map(_)))) => {
+                Some(Shape::List(kind @ (ListKind::Set | ListKind::Map { .. }))) => {
                     self.compare_lists(kind, lhs, rhs, path, d)
                 }
                 _ => false,
@@ -1020,7 +962,7 @@ impl Schema {
                 Some(Value::Object(out))
             }
             (
-                Shape::List(kind @ (ListKind::Set | ListKind::Map(_))),
+                Shape::List(kind @ (ListKind::Set | ListKind::Map { .. })),
                 Value::Array(l),
                 Value::Array(r),
             ) => Some(
@@ -1126,7 +1068,7 @@ impl Schema {
                 }
             }
             Value::Array(items) => {
-                let kind = self.list_kind(&field_names(path));
+                let kind = self.list_kind(path);
                 if kind == ListKind::Atomic {
                     return;
                 }
@@ -2056,7 +1998,8 @@ mod tests {
             entry(&out, "m", "Apply")["fieldsV1"],
             json!({"f:spec": {
                 "f:ports": {"k:{\"port\":80,\"protocol\":\"TCP\"}": {".": {}, "f:port": {}, "f:targetPort": {}}},
-                "f:selector": {"f:app": {}}
+                // ServiceSpec.selector is `+mapType=atomic`: owned as a whole.
+                "f:selector": {}
             }})
         );
     }
@@ -2170,6 +2113,107 @@ mod tests {
         assert_eq!(
             entry(&out, "m", "Apply")["fieldsV1"],
             json!({"f:spec": {"f:nested": {".": {}, "f:x": {}}, "f:size": {}, "f:tags": {}}})
+        );
+    }
+
+    /// The field set of a whole object, status included.
+    fn fields_of(group: &str, kind: &str, object: &Value) -> Value {
+        set_to_fields(&Schema::new(group, kind).field_set(object, true).unwrap())
+    }
+
+    #[test]
+    fn pod_ips_are_keyed_by_ip() {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                         "status": {"podIPs": [{"ip": "10.0.0.1"}, {"ip": "fd00::1"}]}});
+        assert_eq!(
+            fields_of("", "Pod", &pod)["f:status"]["f:podIPs"],
+            json!({
+                "k:{\"ip\":\"10.0.0.1\"}": {".": {}, "f:ip": {}},
+                "k:{\"ip\":\"fd00::1\"}": {".": {}, "f:ip": {}}
+            })
+        );
+    }
+
+    #[test]
+    fn node_addresses_are_keyed_by_type() {
+        let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n"},
+        "status": {"addresses": [
+            {"type": "InternalIP", "address": "10.0.0.2"},
+            {"type": "Hostname", "address": "n"}
+        ]}});
+        assert_eq!(
+            fields_of("", "Node", &node)["f:status"]["f:addresses"],
+            json!({
+                "k:{\"type\":\"Hostname\"}": {".": {}, "f:address": {}, "f:type": {}},
+                "k:{\"type\":\"InternalIP\"}": {".": {}, "f:address": {}, "f:type": {}}
+            })
+        );
+    }
+
+    #[test]
+    fn container_resource_claims_are_keyed_by_name() {
+        let mut applied = deployment(1);
+        applied["spec"]["template"]["spec"]["containers"][0]["resources"] =
+            json!({"claims": [{"name": "gpu"}], "limits": {"cpu": "1"}});
+        let out = apply_deploy(None, &applied, "m", false).unwrap();
+        let container = &entry(&out, "m", "Apply")["fieldsV1"]["f:spec"]["f:template"]["f:spec"]
+            ["f:containers"]["k:{\"name\":\"web\"}"];
+        assert_eq!(
+            container["f:resources"],
+            json!({
+                "f:claims": {"k:{\"name\":\"gpu\"}": {".": {}, "f:name": {}}},
+                "f:limits": {"f:cpu": {}}
+            })
+        );
+    }
+
+    #[test]
+    fn template_labels_are_a_granular_map() {
+        let first = apply_deploy(None, &deployment(2), "a", false).unwrap();
+        let mut tier = deployment(2);
+        tier["spec"]["template"]["metadata"]["labels"] = json!({"tier": "front"});
+        tier["spec"].as_object_mut().unwrap().remove("replicas");
+        let both = apply_deploy(Some(&first), &tier, "b", false).unwrap();
+        assert_eq!(
+            both["spec"]["template"]["metadata"]["labels"],
+            json!({"app": "web", "tier": "front"})
+        );
+        assert_eq!(
+            entry(&both, "b", "Apply")["fieldsV1"]["f:spec"]["f:template"]["f:metadata"],
+            json!({"f:labels": {"f:tier": {}}})
+        );
+        // Each key has its own owner: changing "a"'s key conflicts with "a" alone.
+        tier["spec"]["template"]["metadata"]["labels"]["app"] = json!("other");
+        let err = apply_deploy(Some(&both), &tier, "b", false).unwrap_err();
+        assert_eq!(
+            err.message(),
+            "Apply failed with 1 conflict: conflict with \"a\": .spec.template.metadata.labels.app"
+        );
+    }
+
+    #[test]
+    fn job_conditions_are_atomic() {
+        let conditions = json!([{"type": "Complete", "status": "True"}]);
+        let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
+                         "status": {"conditions": conditions}});
+        // JobStatus.conditions is `+listType=atomic`, unlike most conditions.
+        assert_eq!(
+            fields_of("batch", "Job", &job)["f:status"],
+            json!({"f:conditions": {}})
+        );
+        let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                            "metadata": {"name": "d"}, "status": {"conditions": conditions}});
+        assert_eq!(
+            fields_of("apps", "Deployment", &deploy)["f:status"]["f:conditions"],
+            json!({"k:{\"type\":\"Complete\"}": {".": {}, "f:status": {}, "f:type": {}}})
+        );
+        // Merging replaces the whole list rather than merging by type.
+        let schema = Schema::new("batch", "Job");
+        let failed = json!({"status": {"conditions": [{"type": "Failed", "status": "True"}]}});
+        let merged = schema.merge(Some(&job), &failed, &mut Vec::new()).unwrap();
+        assert_eq!(
+            merged["status"]["conditions"],
+            failed["status"]["conditions"]
         );
     }
 }
