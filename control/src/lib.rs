@@ -9,5 +9,6 @@ pub mod scheduler;
 pub mod server;
 pub mod store;
 /// Helpers for the tests of kedge's crates: a throw-away API server and
-/// polling until a condition holds.
+/// polling until a condition holds (the `test-util` feature).
+#[cfg(any(test, feature = "test-util"))]
 pub mod testing;
