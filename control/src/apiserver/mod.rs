@@ -2,29 +2,26 @@
 //! touches the store.
 
 mod allocator;
-mod authn;
-mod body;
-pub mod certs;
+mod auth;
+mod codec;
 mod definitions;
 mod discovery;
-mod fieldmanager;
+mod http;
 mod kubelet;
 pub mod kubernetes_service;
-mod linger;
 mod meta;
 mod namespaces;
 mod objects;
-mod openapi;
-mod protobuf;
+mod patch;
+mod printers;
 mod registry;
-mod request;
-pub mod serviceaccount;
-mod status;
-mod strategic;
-mod table;
-mod tokenrequest;
-pub mod tokens;
-mod watch;
+
+use self::auth::{authn, tokenrequest};
+pub use self::auth::{certs, serviceaccount, tokens};
+use self::codec::{body, protobuf};
+use self::discovery::openapi;
+use self::http::{linger, request, status, watch};
+use self::patch::{fieldmanager, strategic};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -448,8 +445,8 @@ fn object_response(
             .and_then(Value::as_str)
             .unwrap_or("");
         let custom = state.registry.custom(r);
-        let t = table::table(
-            table::Printer::of(r.plural, custom.as_ref().map(|v| v.columns.as_slice())),
+        let t = printers::table(
+            printers::Printer::of(r.plural, custom.as_ref().map(|v| v.columns.as_slice())),
             std::slice::from_ref(obj),
             rv,
             None,
@@ -499,8 +496,8 @@ pub async fn handle_resource(
             if accept.table {
                 let items: Vec<Value> = page.items.iter().map(|o| (**o).clone()).collect();
                 let custom = state.registry.custom(r);
-                let t = table::table(
-                    table::Printer::of(r.plural, custom.as_ref().map(|v| v.columns.as_slice())),
+                let t = printers::table(
+                    printers::Printer::of(r.plural, custom.as_ref().map(|v| v.columns.as_slice())),
                     &items,
                     &page.revision.to_string(),
                     page.continue_token.as_deref(),

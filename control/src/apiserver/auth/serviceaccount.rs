@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::meta;
-use super::registry;
-use super::status::{ApiError, ApiResult};
+use crate::apiserver::meta;
+use crate::apiserver::registry;
+use crate::apiserver::status::{ApiError, ApiResult};
 use crate::store::WatchCache;
 
 /// The ServiceAccount of pods that name none.

@@ -18,9 +18,9 @@ use k8s_openapi::api::{autoscaling, core};
 use k8s_openapi::schemars::{generate::SchemaSettings, SchemaGenerator};
 use serde_json::{json, Map, Value};
 
-use super::registry::custom::Served;
-use super::registry::{builtin, generated, kinds};
-use super::registry::{Registry, Resource};
+use crate::apiserver::registry::custom::Served;
+use crate::apiserver::registry::{builtin, generated, kinds};
+use crate::apiserver::registry::{Registry, Resource};
 
 const REF_PREFIX: &str = "#/components/schemas/";
 

@@ -199,7 +199,7 @@ impl TokenIssuer {
         } else {
             // rcgen's default key is ECDSA P-256 with SHA-256: ES256.
             let pem = rcgen::KeyPair::generate()?.serialize_pem();
-            super::certs::write_private(&path, &pem).map_err(|e| KeyError::Invalid {
+            crate::apiserver::certs::write_private(&path, &pem).map_err(|e| KeyError::Invalid {
                 path: path.clone(),
                 message: e.to_string(),
             })?;

@@ -5,8 +5,8 @@ use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::{Response, StatusCode};
 use serde_json::Value;
 
-use super::protobuf;
-use super::status::{ApiError, ApiResult};
+use crate::apiserver::protobuf;
+use crate::apiserver::status::{ApiError, ApiResult};
 
 /// Response body type of every handler: whole or streamed.
 pub type Body = BoxBody<Bytes, std::io::Error>;

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use super::registry;
-use super::tokens::{Claims, ObjectLookup, TokenError, TokenIssuer};
+use crate::apiserver::registry;
+use crate::apiserver::tokens::{Claims, ObjectLookup, TokenError, TokenIssuer};
 use crate::store::WatchCache;
 
 /// Tokens whose signature was checked, so a client's every request costs a
@@ -92,7 +92,7 @@ impl Authenticator {
                 c
             }
         };
-        super::tokens::validate_bound_objects(&claims, &CacheLookup(cache), now)?;
+        crate::apiserver::tokens::validate_bound_objects(&claims, &CacheLookup(cache), now)?;
         Ok(claims)
     }
 }

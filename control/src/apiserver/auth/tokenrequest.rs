@@ -9,11 +9,11 @@ use serde_json::{json, Value};
 
 use kedge_config::validation::FieldError;
 
-use super::registry;
-use super::request::{Query, ResourceRequest};
-use super::status::{ApiError, ApiResult};
-use super::tokens::{ObjectRef, TokenSpec};
-use super::ApiState;
+use crate::apiserver::registry;
+use crate::apiserver::request::{Query, ResourceRequest};
+use crate::apiserver::status::{ApiError, ApiResult};
+use crate::apiserver::tokens::{ObjectRef, TokenSpec};
+use crate::apiserver::ApiState;
 
 /// `spec.expirationSeconds` when the request gives none.
 const DEFAULT_EXPIRATION_SECONDS: i64 = 3600;

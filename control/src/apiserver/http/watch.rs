@@ -13,13 +13,13 @@ use hyper::Response;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
-use super::body::Body;
-use super::objects::{self, requested_revision, ListFilter};
-use super::registry::custom;
-use super::registry::Resource;
-use super::request::{Query, ResourceRequest};
-use super::status::{ApiError, ApiResult};
-use super::{table, ApiState};
+use crate::apiserver::body::Body;
+use crate::apiserver::objects::{self, requested_revision, ListFilter};
+use crate::apiserver::registry::custom;
+use crate::apiserver::registry::Resource;
+use crate::apiserver::request::{Query, ResourceRequest};
+use crate::apiserver::status::{ApiError, ApiResult};
+use crate::apiserver::{printers, ApiState};
 use crate::store::{EventType, StoreError, WatchEvent};
 
 /// How watch events are rendered.
@@ -85,8 +85,8 @@ impl Renderer {
                 .pointer("/metadata/resourceVersion")
                 .and_then(Value::as_str)
                 .unwrap_or("");
-            let t = table::table(
-                table::Printer::of(
+            let t = printers::table(
+                printers::Printer::of(
                     self.resource.plural,
                     self.custom.as_ref().map(|v| v.columns.as_slice()),
                 ),

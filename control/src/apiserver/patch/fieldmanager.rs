@@ -31,8 +31,8 @@ use std::ops::Bound;
 
 use serde_json::{json, Map, Value};
 
-use super::registry::generated::{self, Field, Type};
-use super::registry::kinds;
+use crate::apiserver::registry::generated::{self, Field, Type};
+use crate::apiserver::registry::kinds;
 
 const APPLY: &str = "Apply";
 const UPDATE: &str = "Update";

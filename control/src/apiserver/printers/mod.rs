@@ -10,7 +10,7 @@
 use jiff::Timestamp;
 use serde_json::{json, Map, Value};
 
-use super::registry::custom::columns::{self as custom_columns, Column};
+use crate::apiserver::registry::custom::columns::{self as custom_columns, Column};
 
 /// A column of a printed table.
 struct Col {

@@ -2,9 +2,11 @@
 //! group-version resource lists) and aggregated discovery (apidiscovery v2),
 //! which kubectl uses when the Content-Type says so exactly.
 
+pub mod openapi;
+
 use serde_json::{json, Value};
 
-use super::registry::{GroupVersions, Registry, Resource};
+use crate::apiserver::registry::{GroupVersions, Registry, Resource};
 
 /// The Content-Type that makes kubectl accept aggregated discovery.
 pub const AGGREGATED_CONTENT_TYPE: &str =

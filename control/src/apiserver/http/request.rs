@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::registry::{Registry, Resource};
+use crate::apiserver::registry::{Registry, Resource};
 
 /// What an API path addresses.
 #[derive(Debug)]
