@@ -44,6 +44,8 @@ spec:
     - name: Age
       type: date
       jsonPath: .metadata.creationTimestamp
+    selectableFields:
+    - jsonPath: .spec.image
     schema:
       openAPIV3Schema:
         type: object
@@ -235,6 +237,31 @@ fn a_definition_serves_validates_and_prints_its_objects() {
         "jsonpath={.spec.image}",
     ]);
     assert_eq!(image, "another-image");
+
+    // Its selectable field selects; other fields do not.
+    let out = c.kubectl(&[
+        "get",
+        "ct",
+        "--field-selector",
+        "spec.image=another-image",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(out.trim(), "crontab.stable.example.com/my-new-cron-object");
+    let out = c.kubectl(&[
+        "get",
+        "ct",
+        "--field-selector",
+        "spec.image=nothing",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(out.trim(), "");
+    let err = c.kubectl_fails(&["get", "ct", "--field-selector", "spec.cronSpec=x"]);
+    assert!(
+        err.contains("field label not supported: spec.cronSpec"),
+        "{err}"
+    );
 
     // The other version serves the same objects.
     let version = c.kubectl(&[

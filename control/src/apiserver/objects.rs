@@ -78,9 +78,7 @@ pub fn present(r: &Resource, obj: Arc<Value>) -> Arc<Value> {
 /// supported for the kind (Kubernetes answers 400 for those).
 pub fn field_value(r: &Resource, obj: &Value, field: &str) -> Option<Option<String>> {
     let s = |ptr: &str| obj.pointer(ptr).and_then(Value::as_str).map(str::to_string);
-    let supported = matches!(field, "metadata.name" | "metadata.namespace")
-        || registry::kinds::find(r.group, r.kind)
-            .is_some_and(|k| registry::kinds::selects(k, field));
+    let supported = r.selects(field);
     if !supported {
         return None;
     }

@@ -43,6 +43,10 @@ pub struct Resource {
     /// Whether a CustomResourceDefinition defines it (its schema, columns
     /// and scale paths are in [`Registry::custom`]).
     pub custom: bool,
+    /// Fields list and watch may select on besides `metadata.name` and
+    /// `metadata.namespace` (a custom resource's `selectableFields`);
+    /// `prefix.*` selects every field below `prefix`.
+    pub selectable_fields: &'static [&'static str],
 }
 
 /// A subresource such as `status` or `scale`.
@@ -109,6 +113,18 @@ impl Resource {
     /// resource keep the stored status and writes to `status` keep the rest.
     pub fn has_status(&self) -> bool {
         self.subresource("status").is_some()
+    }
+
+    /// Whether list and watch may select on `field`.
+    pub fn selects(&self, field: &str) -> bool {
+        matches!(field, "metadata.name" | "metadata.namespace")
+            || self
+                .selectable_fields
+                .iter()
+                .any(|f| match f.strip_suffix('*') {
+                    Some(prefix) => field.starts_with(prefix),
+                    None => *f == field,
+                })
     }
 
     /// The storage key prefix of all objects of this resource.

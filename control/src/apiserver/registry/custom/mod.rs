@@ -201,6 +201,18 @@ fn versions_of(crd: &Value) -> Vec<Version> {
                 subresources: intern_subresources(subresources),
                 verbs: ALL_VERBS,
                 custom: true,
+                selectable_fields: intern_slice(
+                    v.get("selectableFields")
+                        .and_then(Value::as_array)
+                        .map(|fields| {
+                            fields
+                                .iter()
+                                .filter_map(|f| f.get("jsonPath").and_then(Value::as_str))
+                                .map(|p| intern(p.trim_start_matches('.')))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                ),
             });
             Version {
                 resource,

@@ -20,11 +20,11 @@ pub const KIND: Kind = Kind {
         subresources: &[],
         verbs: ALL_VERBS,
         custom: false,
+        selectable_fields: &[],
     },
     typed: Some(object::CONFIG_MAP),
     openapi: openapi::<core::v1::ConfigMap>,
     pod_spec: "",
     generation: false,
     on_create: OnCreate::AsGiven,
-    field_selectors: &[],
 };

@@ -20,11 +20,11 @@ pub const KIND: Kind = Kind {
         subresources: &[STATUS],
         verbs: ALL_VERBS,
         custom: false,
+        selectable_fields: &[],
     },
     typed: Some(object::CRON_JOB),
     openapi: openapi::<batch::v1::CronJob>,
     pod_spec: "spec.jobTemplate.spec.template.spec",
     generation: true,
     on_create: OnCreate::EmptyStatus,
-    field_selectors: &[],
 };

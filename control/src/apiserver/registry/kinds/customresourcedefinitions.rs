@@ -23,13 +23,13 @@ pub const KIND: Kind = Kind {
         subresources: &[STATUS],
         verbs: ALL_VERBS,
         custom: false,
+        selectable_fields: &[],
     },
     typed: None,
     openapi: openapi::<apiextensions::v1::CustomResourceDefinition>,
     pod_spec: "",
     generation: true,
     on_create: OnCreate::Prepare(prepare_create),
-    field_selectors: &[],
 };
 
 /// A new definition starts with an empty status and the cleanup finalizer.

@@ -20,11 +20,11 @@ pub const KIND: Kind = Kind {
         subresources: &[STATUS],
         verbs: ALL_VERBS,
         custom: false,
+        selectable_fields: &[],
     },
     typed: Some(object::DAEMON_SET),
     openapi: openapi::<apps::v1::DaemonSet>,
     pod_spec: "spec.template.spec",
     generation: true,
     on_create: OnCreate::EmptyStatus,
-    field_selectors: &[],
 };

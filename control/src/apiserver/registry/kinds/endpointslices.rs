@@ -20,11 +20,11 @@ pub const KIND: Kind = Kind {
         subresources: &[],
         verbs: ALL_VERBS,
         custom: false,
+        selectable_fields: &[],
     },
     typed: Some(object::ENDPOINT_SLICE),
     openapi: openapi::<discovery::v1::EndpointSlice>,
     pod_spec: "",
     generation: false,
     on_create: OnCreate::AsGiven,
-    field_selectors: &[],
 };

@@ -20,11 +20,11 @@ pub const KIND: Kind = Kind {
         subresources: &[STATUS],
         verbs: ALL_VERBS,
         custom: false,
+        selectable_fields: &[],
     },
     typed: Some(object::INGRESS),
     openapi: openapi::<networking::v1::Ingress>,
     pod_spec: "",
     generation: true,
     on_create: OnCreate::AsGiven,
-    field_selectors: &[],
 };

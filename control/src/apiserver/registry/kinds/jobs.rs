@@ -20,11 +20,11 @@ pub const KIND: Kind = Kind {
         subresources: &[STATUS],
         verbs: ALL_VERBS,
         custom: false,
+        selectable_fields: &["status.successful"],
     },
     typed: Some(object::JOB),
     openapi: openapi::<batch::v1::Job>,
     pod_spec: "spec.template.spec",
     generation: true,
     on_create: OnCreate::EmptyStatus,
-    field_selectors: &["status.successful"],
 };

@@ -20,11 +20,11 @@ pub const KIND: Kind = Kind {
         subresources: &[],
         verbs: ALL_VERBS,
         custom: false,
+        selectable_fields: &[],
     },
     typed: Some(object::LEASE),
     openapi: openapi::<coordination::v1::Lease>,
     pod_spec: "",
     generation: false,
     on_create: OnCreate::AsGiven,
-    field_selectors: &[],
 };

@@ -4,7 +4,7 @@
 //! (decoding, defaulting, validation and update rules, from
 //! `kedge_config::object`), its OpenAPI schema, and the rules of its
 //! strategy the generic verbs consult (generation, status on create,
-//! selectable fields, where its pod template is).
+//! where its pod template is).
 //!
 //! Adding a kind is adding a module here and its line in [`ALL`]; the
 //! served-resource list, discovery and OpenAPI are derived from [`ALL`].
@@ -58,9 +58,6 @@ pub struct Kind {
     pub generation: bool,
     /// What a new object's status becomes.
     pub on_create: OnCreate,
-    /// Fields list and watch may select on besides `metadata.name` and
-    /// `metadata.namespace`; `prefix.*` selects every field below `prefix`.
-    pub field_selectors: &'static [&'static str],
 }
 
 /// What a kind does to a new object before it is stored.
@@ -127,16 +124,6 @@ pub fn type_names() -> &'static [((&'static str, &'static str), String)] {
             .map(|k| ((k.resource.group, k.resource.kind), (k.openapi)(&mut gen)))
             .collect()
     })
-}
-
-/// Whether a kind selects on `field` (besides name and namespace).
-pub fn selects(kind: &Kind, field: &str) -> bool {
-    kind.field_selectors
-        .iter()
-        .any(|f| match f.strip_suffix('*') {
-            Some(prefix) => field.starts_with(prefix),
-            None => *f == field,
-        })
 }
 
 /// The schema of a k8s-openapi type, added to the generator.

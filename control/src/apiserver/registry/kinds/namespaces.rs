@@ -20,13 +20,13 @@ pub const KIND: Kind = Kind {
         subresources: &[STATUS, FINALIZE],
         verbs: ALL_VERBS,
         custom: false,
+        selectable_fields: &["status.phase"],
     },
     typed: Some(object::NAMESPACE),
     openapi: openapi::<core::v1::Namespace>,
     pod_spec: "",
     generation: false,
     on_create: OnCreate::Status(active),
-    field_selectors: &["status.phase"],
 };
 
 /// A namespace is created `Active`.

@@ -20,11 +20,11 @@ pub const KIND: Kind = Kind {
         subresources: &[STATUS],
         verbs: ALL_VERBS,
         custom: false,
+        selectable_fields: &["spec.unschedulable"],
     },
     typed: Some(object::NODE),
     openapi: openapi::<core::v1::Node>,
     pod_spec: "",
     generation: false,
     on_create: OnCreate::AsGiven,
-    field_selectors: &["spec.unschedulable"],
 };

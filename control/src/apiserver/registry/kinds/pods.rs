@@ -25,22 +25,22 @@ pub const KIND: Kind = Kind {
         subresources: &[STATUS, BINDING, LOG, EXEC],
         verbs: ALL_VERBS,
         custom: false,
+        selectable_fields: &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ],
     },
     typed: Some(object::POD),
     openapi: openapi::<core::v1::Pod>,
     pod_spec: "spec",
     generation: true,
     on_create: OnCreate::Prepare(prepare_create),
-    field_selectors: &[
-        "spec.nodeName",
-        "spec.restartPolicy",
-        "spec.schedulerName",
-        "spec.serviceAccountName",
-        "spec.hostNetwork",
-        "status.phase",
-        "status.podIP",
-        "status.nominatedNodeName",
-    ],
 };
 
 /// What a new pod gets before it is stored: its ServiceAccount (and token

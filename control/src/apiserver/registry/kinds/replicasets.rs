@@ -20,11 +20,11 @@ pub const KIND: Kind = Kind {
         subresources: &[STATUS, SCALE],
         verbs: ALL_VERBS,
         custom: false,
+        selectable_fields: &["status.replicas"],
     },
     typed: Some(object::REPLICA_SET),
     openapi: openapi::<apps::v1::ReplicaSet>,
     pod_spec: "spec.template.spec",
     generation: true,
     on_create: OnCreate::EmptyStatus,
-    field_selectors: &["status.replicas"],
 };

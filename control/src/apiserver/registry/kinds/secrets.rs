@@ -20,11 +20,11 @@ pub const KIND: Kind = Kind {
         subresources: &[],
         verbs: ALL_VERBS,
         custom: false,
+        selectable_fields: &["type"],
     },
     typed: Some(object::SECRET),
     openapi: openapi::<core::v1::Secret>,
     pod_spec: "",
     generation: false,
     on_create: OnCreate::AsGiven,
-    field_selectors: &["type"],
 };

@@ -20,11 +20,11 @@ pub const KIND: Kind = Kind {
         subresources: &[TOKEN],
         verbs: ALL_VERBS,
         custom: false,
+        selectable_fields: &[],
     },
     typed: Some(object::SERVICE_ACCOUNT),
     openapi: openapi::<core::v1::ServiceAccount>,
     pod_spec: "",
     generation: false,
     on_create: OnCreate::AsGiven,
-    field_selectors: &[],
 };

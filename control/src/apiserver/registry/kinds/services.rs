@@ -20,11 +20,11 @@ pub const KIND: Kind = Kind {
         subresources: &[STATUS],
         verbs: ALL_VERBS,
         custom: false,
+        selectable_fields: &["spec.clusterIP", "spec.type"],
     },
     typed: Some(object::SERVICE),
     openapi: openapi::<core::v1::Service>,
     pod_spec: "",
     generation: false,
     on_create: OnCreate::AsGiven,
-    field_selectors: &["spec.clusterIP", "spec.type"],
 };

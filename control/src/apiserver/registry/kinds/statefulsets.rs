@@ -20,11 +20,11 @@ pub const KIND: Kind = Kind {
         subresources: &[STATUS, SCALE],
         verbs: ALL_VERBS,
         custom: false,
+        selectable_fields: &[],
     },
     typed: Some(object::STATEFUL_SET),
     openapi: openapi::<apps::v1::StatefulSet>,
     pod_spec: "spec.template.spec",
     generation: true,
     on_create: OnCreate::EmptyStatus,
-    field_selectors: &[],
 };
