@@ -508,6 +508,23 @@ mod operator {
             g_uid(&greetings).await
         );
         controller.abort();
+
+        // The garbage collector follows owner references to custom
+        // resources: the greeting gone, its ConfigMap goes.
+        greetings
+            .delete("world", &Default::default())
+            .await
+            .unwrap();
+        let cms = Api::<ConfigMap>::namespaced(client.clone(), "default");
+        let mut gone = false;
+        for _ in 0..300 {
+            if cms.get_opt("world-answer").await.unwrap().is_none() {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(gone, "the owned ConfigMap outlived its Greeting");
     }
 
     async fn g_uid(api: &Api<Greeting>) -> String {

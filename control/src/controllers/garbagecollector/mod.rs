@@ -79,6 +79,9 @@ struct Collector {
     attempt_to_delete: Arc<WorkQueue>,
     attempt_to_orphan: Arc<WorkQueue>,
     changes: mpsc::UnboundedSender<Change>,
+    /// Rings when an owner's kind is not known yet (a custom resource whose
+    /// definition came after the last discovery): discover again now.
+    rediscover: tokio::sync::Notify,
 }
 
 /// Run the collector until the future is dropped.
@@ -91,6 +94,7 @@ pub async fn run(ctx: Arc<Context>) {
         attempt_to_delete: Arc::new(WorkQueue::default()),
         attempt_to_orphan: Arc::new(WorkQueue::default()),
         changes: tx,
+        rediscover: tokio::sync::Notify::new(),
     });
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(build_graph(gc.clone(), rx));
@@ -103,6 +107,9 @@ pub async fn run(ctx: Arc<Context>) {
                     Ok(()) => gc.attempt_to_delete.done(&uid),
                     Err(e) => {
                         tracing::debug!(error = %e, %uid, "garbage collector: retrying delete");
+                        if matches!(e, Error::UnknownKind(_)) {
+                            gc.rediscover.notify_one();
+                        }
                         gc.attempt_to_delete.retry(&uid);
                     }
                 }
@@ -125,8 +132,8 @@ pub async fn run(ctx: Arc<Context>) {
     discover(gc, &mut tasks).await;
 }
 
-/// Discover the deletable resources now and every `REDISCOVERY`, starting a
-/// monitor for each new one.
+/// Discover the deletable resources now, every `REDISCOVERY` and when an
+/// owner of unknown kind turns up, starting a monitor for each new one.
 async fn discover(gc: Arc<Collector>, tasks: &mut tokio::task::JoinSet<()>) {
     let mut watched: HashSet<(String, String)> = HashSet::new();
     loop {
@@ -155,7 +162,13 @@ async fn discover(gc: Arc<Collector>, tasks: &mut tokio::task::JoinSet<()>) {
             }
             Err(e) => tracing::warn!(error = %e, "garbage collector: discovery failed"),
         }
-        tokio::time::sleep(REDISCOVERY).await;
+        tokio::select! {
+            () = tokio::time::sleep(REDISCOVERY) => {}
+            () = gc.rediscover.notified() => {
+                // Several unknown owners in a burst make one discovery.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
     }
 }
 
