@@ -24,6 +24,7 @@ spec:
     singular: crontab
     kind: CronTab
     shortNames: [ct]
+    categories: [all]
   versions:
   - name: v1
     served: true
@@ -261,6 +262,13 @@ fn a_definition_serves_validates_and_prints_its_objects() {
     assert!(
         err.contains("field label not supported: spec.cronSpec"),
         "{err}"
+    );
+
+    // Its category puts it in `kubectl get all`.
+    let out = c.kubectl(&["get", "all"]);
+    assert!(
+        out.contains("crontab.stable.example.com/my-new-cron-object"),
+        "{out}"
     );
 
     // The other version serves the same objects.
