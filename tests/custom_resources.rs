@@ -107,13 +107,12 @@ fn a_definition_serves_validates_and_prints_its_objects() {
     assert!(out.starts_with("NAME"), "{out}");
     assert!(out.lines().next().unwrap().ends_with("CREATED AT"), "{out}");
     assert!(out.contains("crontabs.stable.example.com"), "{out}");
-    let conditions = c.kubectl(&[
-        "get",
+    let conditions = get_field(
+        &c,
         "crd",
         "crontabs.stable.example.com",
-        "-o",
-        "jsonpath={.status.acceptedNames.kind} {.status.storedVersions}",
-    ]);
+        "{.status.acceptedNames.kind} {.status.storedVersions}",
+    );
     assert_eq!(conditions, r#"CronTab ["v1"]"#);
 
     // Created, defaulted, listed by its short name with its columns.
@@ -123,13 +122,7 @@ fn a_definition_serves_validates_and_prints_its_objects() {
     assert_eq!(header, ["NAME", "SPEC", "REPLICAS", "AGE"], "{out}");
     assert!(out.contains("my-new-cron-object"), "{out}");
     assert!(out.contains("* * * * */5"), "{out}");
-    let replicas = c.kubectl(&[
-        "get",
-        "crontab",
-        "my-new-cron-object",
-        "-o",
-        "jsonpath={.spec.replicas}",
-    ]);
+    let replicas = get_field(&c, "crontab", "my-new-cron-object", "{.spec.replicas}");
     assert_eq!(replicas, "1", "the schema's default");
 
     // Invalid objects are refused with the schema's field paths.
@@ -180,7 +173,7 @@ fn a_definition_serves_validates_and_prints_its_objects() {
     assert!(err.contains(r#"unknown field "spec.colour""#), "{err}");
     let mut cmd = c.kubectl_cmd(&["apply", "--validate=false", "-f", "-"]);
     assert!(pipe(&mut cmd, &with_unknown).status.success());
-    let spec = c.kubectl(&["get", "ct", "my-new-cron-object", "-o", "jsonpath={.spec}"]);
+    let spec = get_field(&c, "ct", "my-new-cron-object", "{.spec}");
     assert!(!spec.contains("colour"), "pruned: {spec}");
 
     // kubectl explain reads the published schema.
@@ -190,13 +183,7 @@ fn a_definition_serves_validates_and_prints_its_objects() {
 
     // The scale and status subresources.
     c.kubectl(&["scale", "crontab/my-new-cron-object", "--replicas=3"]);
-    let replicas = c.kubectl(&[
-        "get",
-        "ct",
-        "my-new-cron-object",
-        "-o",
-        "jsonpath={.spec.replicas}",
-    ]);
+    let replicas = get_field(&c, "ct", "my-new-cron-object", "{.spec.replicas}");
     assert_eq!(replicas, "3");
     c.kubectl(&[
         "patch",
@@ -209,13 +196,7 @@ fn a_definition_serves_validates_and_prints_its_objects() {
     ]);
     // A write to the object keeps status; status is not created with it.
     c.kubectl(&["label", "ct", "my-new-cron-object", "tier=batch"]);
-    let status = c.kubectl(&[
-        "get",
-        "ct",
-        "my-new-cron-object",
-        "-o",
-        "jsonpath={.status.replicas}",
-    ]);
+    let status = get_field(&c, "ct", "my-new-cron-object", "{.status.replicas}");
     assert_eq!(status, "3");
 
     // Server-side apply takes the object's fields from the applied
@@ -230,13 +211,7 @@ fn a_definition_serves_validates_and_prints_its_objects() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let image = c.kubectl(&[
-        "get",
-        "ct",
-        "my-new-cron-object",
-        "-o",
-        "jsonpath={.spec.image}",
-    ]);
+    let image = get_field(&c, "ct", "my-new-cron-object", "{.spec.image}");
     assert_eq!(image, "another-image");
 
     // Its selectable field selects; other fields do not.
@@ -272,13 +247,12 @@ fn a_definition_serves_validates_and_prints_its_objects() {
     );
 
     // The other version serves the same objects.
-    let version = c.kubectl(&[
-        "get",
+    let version = get_field(
+        &c,
         "crontabs.v1beta1.stable.example.com",
         "my-new-cron-object",
-        "-o",
-        "jsonpath={.apiVersion}",
-    ]);
+        "{.apiVersion}",
+    );
     assert_eq!(version, "stable.example.com/v1beta1");
 
     // Deleting the definition deletes its objects and stops serving it.
@@ -308,6 +282,11 @@ fn a_definition_serves_validates_and_prints_its_objects() {
     established(&c);
     let out = c.kubectl(&["get", "crontabs", "-A"]);
     assert!(!out.contains("my-new-cron-object"), "{out}");
+}
+
+/// `kubectl get <resource> <name> -o jsonpath=<path>`.
+fn get_field(c: &Cluster, resource: &str, name: &str, path: &str) -> String {
+    c.kubectl(&["get", resource, name, "-o", &format!("jsonpath={path}")])
 }
 
 fn pipe(cmd: &mut std::process::Command, input: &str) -> std::process::Output {
@@ -359,13 +338,12 @@ fn conflicting_names_are_not_accepted() {
         .replace("shortNames: [ct]", "shortNames: [cj2]");
     c.apply(&other);
     let accepted = |c: &Cluster| {
-        c.kubectl(&[
-            "get",
+        get_field(
+            &c,
             "crd",
             "cronjobs.stable.example.com",
-            "-o",
-            r#"jsonpath={.status.conditions[?(@.type=="NamesAccepted")].status} {.status.conditions[?(@.type=="NamesAccepted")].message}"#,
-        ])
+            r#"{.status.conditions[?(@.type=="NamesAccepted")].status} {.status.conditions[?(@.type=="NamesAccepted")].message}"#,
+        )
     };
     assert!(eventually(Duration::from_secs(10), || accepted(&c)
         .starts_with("False")));
@@ -393,6 +371,7 @@ mod operator {
     use serde_json::json;
 
     use super::common::{eventually, Cluster};
+    use super::get_field;
 
     #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, JsonSchema)]
     #[kube(
@@ -490,8 +469,7 @@ mod operator {
             let c = c.clone();
             tokio::task::spawn_blocking(move || {
                 eventually(Duration::from_secs(30), || {
-                    c.kubectl(&["get", "gr", "world", "-o", "jsonpath={.status.answer}"])
-                        == "Hello, world!"
+                    get_field(&c, "gr", "world", "{.status.answer}") == "Hello, world!"
                 })
             })
             .await
@@ -612,28 +590,16 @@ def create_fn(spec, name, patch, **_):
         "apiVersion: kedge.example.com/v1\nkind: Task\nmetadata: {name: t1}\nspec: {size: 3}\n",
     );
     let answered = eventually(Duration::from_secs(60), || {
-        c.kubectl(&["get", "task", "t1", "-o", "jsonpath={.status.answer}"]) == "t1 has size 3"
+        get_field(&c, "task", "t1", "{.status.answer}") == "t1 has size 3"
     });
     let _ = kopf.kill();
     let _ = kopf.wait();
     let log = std::fs::read_to_string(dir.path().join("kopf.log")).unwrap_or_default();
     assert!(answered, "kopf did not reconcile:\n{log}");
-    let handled = c.kubectl(&[
-        "get",
-        "task",
-        "t1",
-        "-o",
-        "jsonpath={.status.create_fn.handled}",
-    ]);
+    let handled = get_field(&c, "task", "t1", "{.status.create_fn.handled}");
     assert_eq!(handled, "true", "{log}");
     // kopf keeps its state in an annotation of the object.
-    let annotations = c.kubectl(&[
-        "get",
-        "task",
-        "t1",
-        "-o",
-        "jsonpath={.metadata.annotations}",
-    ]);
+    let annotations = get_field(&c, "task", "t1", "{.metadata.annotations}");
     assert!(
         annotations.contains("kopf.zalando.org/last-handled-configuration"),
         "{annotations}"

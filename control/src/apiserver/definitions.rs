@@ -5,7 +5,6 @@
 //! objects before letting it go.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -117,24 +116,9 @@ fn resource() -> &'static Resource {
 /// Watch definitions and keep their status, the served custom resources and
 /// the deletion of their objects up to date.
 pub async fn run(state: Arc<ApiState>) {
-    let r = resource();
-    loop {
-        let Ok(stream) = state.cache.watch(&r.prefix(), None) else {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
-        };
-        let mut live = stream.live;
-        reconcile(&state);
-        loop {
-            // Definitions being deleted are looked at again every second
-            // while their objects go away.
-            match tokio::time::timeout(Duration::from_secs(1), live.recv()).await {
-                Ok(Ok(_)) | Err(_) => reconcile(&state),
-                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => reconcile(&state),
-                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return,
-            }
-        }
-    }
+    // Definitions being deleted are looked at again every second while
+    // their objects go away.
+    super::run_passes(state, resource().prefix(), reconcile).await
 }
 
 /// One pass over every definition.

@@ -681,3 +681,27 @@ fn delete_options(body: &[u8]) -> ApiResult<Value> {
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
+
+/// Run `pass` now, on every change below `prefix`, and at least every second
+/// (what a pass waits for, such as objects going away, may finish without an
+/// event here), until the store closes: the loops the server runs on its
+/// own objects (namespace and definition lifecycles).
+async fn run_passes(state: Arc<ApiState>, prefix: String, pass: fn(&ApiState)) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let Ok(stream) = state.cache.watch(&prefix, None) else {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            continue;
+        };
+        let mut live = stream.live;
+        pass(&state);
+        loop {
+            match tokio::time::timeout(std::time::Duration::from_secs(1), live.recv()).await {
+                Ok(Ok(_)) | Err(_) | Ok(Err(RecvError::Lagged(_))) => pass(&state),
+                // The cache is gone: the server is shutting down, and a
+                // timer made now would find no runtime to run it.
+                Ok(Err(RecvError::Closed)) => return,
+            }
+        }
+    }
+}

@@ -4,7 +4,6 @@
 //! would through the API.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -16,25 +15,8 @@ use super::ApiState;
 /// Watch namespaces and finalize those being deleted.
 pub async fn run(state: Arc<ApiState>) {
     let ns = registry::builtin::find("", "v1", "namespaces").expect("namespaces are served");
-    loop {
-        let Ok(stream) = state.cache.watch(&ns.prefix(), None) else {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
-        };
-        let mut live = stream.live;
-        sweep(&state);
-        loop {
-            // Re-check on every namespace change and at least every second
-            // (contents may still be going away).
-            match tokio::time::timeout(Duration::from_secs(1), live.recv()).await {
-                Ok(Ok(_)) | Err(_) => sweep(&state),
-                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => sweep(&state),
-                // The cache is gone: the server is shutting down, and a
-                // timer made now would find no runtime to run it.
-                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return,
-            }
-        }
-    }
+    // Contents may still be going away: every second as well.
+    super::run_passes(state, ns.prefix(), sweep).await
 }
 
 fn sweep(state: &ApiState) {

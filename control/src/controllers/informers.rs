@@ -255,6 +255,21 @@ mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::Pod;
 
+    /// An informer without a watch, and the writer `run` would feed.
+    fn informer() -> (Informer<Pod>, reflector::store::Writer<Pod>) {
+        let (reader, writer) = reflector::store::<Pod>();
+        let informer = Informer {
+            store: reader,
+            dispatch: Mutex::new(Dispatch {
+                subscribers: Vec::new(),
+                observers: Vec::new(),
+                listed: false,
+                before_relist: Vec::new(),
+            }),
+        };
+        (informer, writer)
+    }
+
     fn pod(name: &str, rv: &str) -> Pod {
         serde_json::from_value(serde_json::json!({
             "metadata": {"name": name, "namespace": "ns", "resourceVersion": rv, "uid": name}
@@ -266,16 +281,7 @@ mod tests {
     /// for each.
     #[tokio::test]
     async fn subscribers_see_objects_after_the_cache_has_them() {
-        let (reader, mut writer) = reflector::store::<Pod>();
-        let informer = Informer {
-            store: reader,
-            dispatch: Mutex::new(Dispatch {
-                subscribers: Vec::new(),
-                observers: Vec::new(),
-                listed: false,
-                before_relist: Vec::new(),
-            }),
-        };
+        let (informer, mut writer) = informer();
         let seen_before: Arc<Mutex<Vec<bool>>> = Arc::default();
         let seen = seen_before.clone();
         let store = informer.store();
@@ -329,16 +335,7 @@ mod tests {
     /// deleted (it went while the watch was down), then that the list is in.
     #[tokio::test]
     async fn a_relist_reports_what_went_missing() {
-        let (reader, mut writer) = reflector::store::<Pod>();
-        let informer = Informer {
-            store: reader,
-            dispatch: Mutex::new(Dispatch {
-                subscribers: Vec::new(),
-                observers: Vec::new(),
-                listed: false,
-                before_relist: Vec::new(),
-            }),
-        };
+        let (informer, mut writer) = informer();
         let mut events = Box::pin(informer.subscribe_with_lists());
         for ev in [
             Event::Init,
