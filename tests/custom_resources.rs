@@ -339,7 +339,7 @@ fn conflicting_names_are_not_accepted() {
     c.apply(&other);
     let accepted = |c: &Cluster| {
         get_field(
-            &c,
+            c,
             "crd",
             "cronjobs.stable.example.com",
             r#"{.status.conditions[?(@.type=="NamesAccepted")].status} {.status.conditions[?(@.type=="NamesAccepted")].message}"#,
