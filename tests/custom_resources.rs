@@ -60,6 +60,9 @@ spec:
                 pattern: '^(\d+|\*)(/\d+)?(\s+(\d+|\*)(/\d+)?){4}$'
               image:
                 type: string
+                x-kubernetes-validations:
+                - rule: self != 'banned'
+                  message: the banned image is not allowed
               replicas:
                 type: integer
                 minimum: 1
@@ -152,6 +155,19 @@ fn a_definition_serves_validates_and_prints_its_objects() {
         r#"[{"op":"remove","path":"/spec/cronSpec"}]"#,
     ]);
     assert!(err.contains("spec.cronSpec: Required value"), "{err}");
+    // So are objects that break the schema's CEL rules.
+    let err = c.kubectl_fails(&[
+        "patch",
+        "crontab",
+        "my-new-cron-object",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"image":"banned"}}"#,
+    ]);
+    assert!(
+        err.contains(r#"spec.image: Invalid value: "string": the banned image is not allowed"#),
+        "{err}"
+    );
     // Strategic merge patch is not for custom resources.
     let err = c.kubectl_fails(&[
         "patch",

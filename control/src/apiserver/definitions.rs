@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use kedge_config::validation::FieldError;
 
 use super::objects::{self, Part};
-use super::registry::custom::{columns, definition, schema, Served};
+use super::registry::custom::{cel, columns, definition, schema, Served};
 use super::registry::{builtin, Resource};
 use super::request::{Query, ResourceRequest};
 use super::{meta, ApiState};
@@ -43,10 +43,9 @@ pub fn admit(mut crd: Value) -> Result<Value, Vec<FieldError>> {
         for (i, v) in versions.iter().enumerate() {
             let path = format!("spec.versions[{i}]");
             if let Some(s) = v.pointer("/schema/openAPIV3Schema") {
-                errs.extend(schema::validate_structural(
-                    s,
-                    &format!("{path}.schema.openAPIV3Schema"),
-                ));
+                let schema_path = format!("{path}.schema.openAPIV3Schema");
+                errs.extend(schema::validate_structural(s, &schema_path));
+                errs.extend(cel::validate_rules(s, &schema_path));
             }
             if let Some(c) = v.get("additionalPrinterColumns") {
                 errs.extend(

@@ -273,14 +273,21 @@ fn admit_error(r: &Resource, name: &str, e: AdmitError) -> ApiError {
 /// Decode, default and validate an object of any kind: the built-in kinds
 /// through their typed forms, custom resources through their definition's
 /// schema, definitions through apiextensions' rules.
-fn admit(state: &ApiState, r: &Resource, name: &str, obj: Value, q: &Query) -> ApiResult<Value> {
+fn admit(
+    state: &ApiState,
+    r: &Resource,
+    name: &str,
+    obj: Value,
+    old: Option<&Value>,
+    q: &Query,
+) -> ApiResult<Value> {
     if r.custom {
         let version = state
             .registry
             .custom(r)
             .ok_or_else(|| ApiError::not_found(r.plural, name))?;
         let strict = q.get("fieldValidation") == Some("Strict");
-        return custom::admit(&version, obj, strict).map_err(|e| match e {
+        return custom::admit(&version, obj, old, strict).map_err(|e| match e {
             Refusal::Invalid(errs) => ApiError::invalid(r.kind, r.group, name, &errs),
             Refusal::UnknownFields(fields) => ApiError::bad_request(
                 custom::schema::strict_decoding_error(&fields).unwrap_or_default(),
@@ -519,7 +526,7 @@ fn create_inner(
             m.remove("generation");
         }
     }
-    let mut obj = admit(state, r, &name, obj, q)?;
+    let mut obj = admit(state, r, &name, obj, None, q)?;
     check_namespace_open(state, r, req.namespace.as_deref())?;
     check_definition_open(state, r)?;
     if record {
@@ -689,7 +696,7 @@ where
             // write, as the binding subresource does in Kubernetes.
             set_pod_scheduled(&mut new);
         }
-        let mut new = admit(state, r, &name, new, q)?;
+        let mut new = admit(state, r, &name, new, Some(old), q)?;
         let errs = if writer == Writer::Binding {
             Vec::new()
         } else if r.group == "apiextensions.k8s.io" {

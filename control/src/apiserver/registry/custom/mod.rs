@@ -4,6 +4,7 @@
 //! stored in the definition's storage version (conversion `None`: only
 //! `apiVersion` changes between versions).
 
+pub mod cel;
 pub mod columns;
 pub mod definition;
 pub mod schema;
@@ -295,9 +296,15 @@ pub enum Refusal {
 
 /// Prepare a custom object for storage as kube-apiserver does: drop the
 /// fields its schema does not declare (an error instead when `strict`),
-/// fill in defaults, validate it against the schema, and store it in the
-/// storage version.
-pub fn admit(version: &Version, mut obj: Value, strict: bool) -> Result<Value, Refusal> {
+/// fill in defaults, validate it against the schema and its CEL rules
+/// (transition rules against `old`, the stored object of an update), and
+/// store it in the storage version.
+pub fn admit(
+    version: &Version,
+    mut obj: Value,
+    old: Option<&Value>,
+    strict: bool,
+) -> Result<Value, Refusal> {
     if let Some(schema) = &version.schema {
         let pruned = schema::prune(schema, &mut obj);
         if strict && !pruned.is_empty() {
@@ -306,6 +313,7 @@ pub fn admit(version: &Version, mut obj: Value, strict: bool) -> Result<Value, R
         schema::apply_defaults(schema, &mut obj);
         let mut errs = validate_meta(&obj, version.resource.namespaced);
         errs.extend(schema::validate(schema, &obj));
+        errs.extend(cel::validate(schema, &obj, old));
         if !errs.is_empty() {
             return Err(Refusal::Invalid(errs));
         }
