@@ -255,35 +255,10 @@ fn clean_up(state: &ApiState, crd: &Value, name: &str) -> Result<(), super::ApiE
     let resource = served
         .resources()
         .find(|r| r.group == group && r.plural == plural);
-    let mut remaining = 0usize;
-    if let Some(r) = resource {
-        let (_, items) = state.cache.list(&r.prefix());
-        let q = Query::default();
-        for (_, obj) in items {
-            remaining += 1;
-            if obj.pointer("/metadata/deletionTimestamp").is_some() {
-                continue;
-            }
-            let req = ResourceRequest {
-                resource: r,
-                namespace: obj
-                    .pointer("/metadata/namespace")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
-                name: obj
-                    .pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
-                subresource: None,
-                legacy_watch: false,
-            };
-            match objects::delete(state, &req, &q, &json!({"propagationPolicy": "Background"})) {
-                Ok(_) => {}
-                Err(e) if e.code == 404 => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
+    let remaining = match resource {
+        Some(r) => objects::delete_all_below(state, r, &r.prefix())?,
+        None => 0,
+    };
     let terminating = terminating_status(crd, remaining, &meta::now());
     if crd.get("status") != Some(&terminating) {
         write_status(state, name, terminating)?;

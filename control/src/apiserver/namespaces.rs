@@ -46,28 +46,7 @@ fn finalize(state: &ApiState, namespace: &str) -> Result<(), super::status::ApiE
         .into_iter()
         .filter(|r| r.namespaced && seen.insert(r.prefix()))
     {
-        let (_, items) = state.cache.list(&r.namespace_prefix(Some(namespace)));
-        for (_, obj) in items {
-            remaining += 1;
-            if obj.pointer("/metadata/deletionTimestamp").is_some() {
-                continue;
-            }
-            let Some(name) = obj.pointer("/metadata/name").and_then(Value::as_str) else {
-                continue;
-            };
-            let req = ResourceRequest {
-                resource: r,
-                namespace: Some(namespace.to_string()),
-                name: Some(name.to_string()),
-                subresource: None,
-                legacy_watch: false,
-            };
-            match objects::delete(state, &req, &q, &json!({"propagationPolicy": "Background"})) {
-                Ok(_) => {}
-                Err(e) if e.code == 404 => {}
-                Err(e) => return Err(e),
-            }
-        }
+        remaining += objects::delete_all_below(state, r, &r.namespace_prefix(Some(namespace)))?;
     }
     if remaining > 0 {
         return Ok(());

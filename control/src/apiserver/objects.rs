@@ -1081,6 +1081,34 @@ pub fn delete(
     Ok(Outcome { code, object })
 }
 
+/// Delete (in the background) every object of `r` below `prefix` that is
+/// not being deleted already, as the server's own lifecycles do when a
+/// namespace or a definition goes; returns how many objects are still
+/// there, those being deleted included.
+pub fn delete_all_below(state: &ApiState, r: &'static Resource, prefix: &str) -> ApiResult<usize> {
+    let (_, items) = state.cache.list(prefix);
+    let q = Query::default();
+    let remaining = items.len();
+    for (_, obj) in items {
+        if obj.pointer("/metadata/deletionTimestamp").is_some() {
+            continue;
+        }
+        let req = ResourceRequest {
+            resource: r,
+            namespace: meta_str(&obj, "namespace").map(str::to_string),
+            name: meta_str(&obj, "name").map(str::to_string),
+            subresource: None,
+            legacy_watch: false,
+        };
+        match delete(state, &req, &q, &json!({"propagationPolicy": "Background"})) {
+            Ok(_) => {}
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(remaining)
+}
+
 /// DELETE a collection: every object matching the selectors.
 pub fn delete_collection(
     state: &ApiState,
