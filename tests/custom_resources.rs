@@ -262,7 +262,19 @@ fn a_definition_serves_validates_and_prints_its_objects() {
         "{out}"
     );
 
-    // The other version serves the same objects.
+    // The other version serves the same objects, and writes through it
+    // answer in it.
+    let out = c.kubectl(&[
+        "patch",
+        "crontabs.v1beta1.stable.example.com",
+        "my-new-cron-object",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"labels":{"via":"v1beta1"}}}"#,
+        "-o",
+        "jsonpath={.apiVersion}",
+    ]);
+    assert_eq!(out, "stable.example.com/v1beta1");
     let version = get_field(
         &c,
         "crontabs.v1beta1.stable.example.com",

@@ -593,7 +593,9 @@ pub async fn handle_resource(
             let obj = body::decode_object(&content_type, &body)?;
             let out =
                 durable(async { objects::update(state_ref, &rr, &q, Part::Status, obj) }).await?;
-            Ok(json_response(200, &out.object))
+            // In the requested version (a custom resource is stored in its
+            // storage version).
+            Ok(json_response(200, &objects::present_value(r, out.object)))
         }
         (Method::PATCH, true, Some("status")) => {
             let body = read_body(req).await?;
@@ -601,7 +603,9 @@ pub async fn handle_resource(
                 objects::patch(state_ref, &rr, &q, Part::Status, &content_type, &body)
             })
             .await?;
-            Ok(json_response(200, &out.object))
+            // In the requested version (a custom resource is stored in its
+            // storage version).
+            Ok(json_response(200, &objects::present_value(r, out.object)))
         }
         (Method::GET, true, Some("scale")) => Ok(json_response(
             200,

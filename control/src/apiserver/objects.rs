@@ -65,6 +65,11 @@ pub fn get(state: &ApiState, req: &ResourceRequest) -> ApiResult<Arc<Value>> {
     Ok(present(req.resource, obj))
 }
 
+/// [`present`] for an owned value.
+pub fn present_value(r: &Resource, obj: Value) -> Value {
+    custom::present(r, &obj).unwrap_or(obj)
+}
+
 /// A stored object as the requested version presents it (custom resources
 /// are stored in their storage version).
 pub fn present(r: &Resource, obj: Arc<Value>) -> Arc<Value> {
@@ -666,7 +671,12 @@ where
     let addresses = service_addresses(state, r, &key);
     let written = state.cache.write(&key, |current| -> ApiResult<Decision> {
         let old = current.ok_or_else(|| ApiError::not_found(r.plural, &name))?;
-        let mut new = change(old)?;
+        // Patches apply to the object as the requested version shows it
+        // (a custom resource is stored in its storage version).
+        let mut new = match custom::present(r, old) {
+            Some(presented) => change(&presented)?,
+            None => change(old)?,
+        };
         check_type(r, &mut new, r.kind, &r.api_version())?;
         check_namespace(req, &mut new)?;
         if meta_str(&new, "name").is_some_and(|n| n != name) {
