@@ -535,7 +535,16 @@ fn create_inner(
     check_namespace_open(state, r, req.namespace.as_deref())?;
     check_definition_open(state, r)?;
     if record {
-        fieldmanager::record_update(None, &mut obj, manager_of(q), r.group, r.kind, &meta::now());
+        let schema = custom_schema(state, r);
+        fieldmanager::record_update(
+            None,
+            &mut obj,
+            manager_of(q),
+            r.group,
+            r.kind,
+            schema.as_ref(),
+            &meta::now(),
+        );
     }
     let key = r.key(req.namespace.as_deref(), &name);
     let addresses = service_addresses(state, r, &key);
@@ -728,7 +737,16 @@ where
         )?;
         if writer != Writer::Apply {
             let now = meta::now();
-            fieldmanager::record_update(Some(old), &mut new, manager_of(q), r.group, r.kind, &now);
+            let schema = custom_schema(state, r);
+            fieldmanager::record_update(
+                Some(old),
+                &mut new,
+                manager_of(q),
+                r.group,
+                r.kind,
+                schema.as_ref(),
+                &now,
+            );
         }
         if tracks_generation(r) && meta::spec_part(&new) != meta::spec_part(old) {
             let g = old
@@ -903,6 +921,7 @@ fn server_side_apply(
         )
     })?;
     let force = q.flag("force");
+    let schema = custom_schema(state, r);
     let apply_err = |e: fieldmanager::ApplyError| match e {
         fieldmanager::ApplyError::Conflicts(conflicts) => ApiError {
             code: 409,
@@ -928,6 +947,7 @@ fn server_side_apply(
             force,
             r.group,
             r.kind,
+            schema.as_ref(),
             &meta::now(),
         )
         .map_err(apply_err)?;
@@ -941,12 +961,18 @@ fn server_side_apply(
             force,
             r.group,
             r.kind,
+            schema.as_ref(),
             &meta::now(),
         )
         .map_err(apply_err)?;
         meta_mut(&mut merged).remove("resourceVersion");
         Ok(merged)
     })
+}
+
+/// A custom resource's structural schema, for the field manager's list types.
+fn custom_schema(state: &ApiState, r: &Resource) -> Option<Value> {
+    state.registry.custom(r).and_then(|v| v.schema.clone())
 }
 
 /// The field manager of a write: the `fieldManager` parameter, or the

@@ -119,6 +119,7 @@ impl std::error::Error for ApplyError {}
 /// Fields the manager applied before but omits now are removed from the object unless another
 /// manager also owns them. Conflicts: a field applied with a different value that another
 /// manager owns → Err(Conflicts) unless `force` (then ownership moves to `manager`).
+#[allow(clippy::too_many_arguments)]
 pub fn apply(
     live: Option<&Value>,
     applied: &Value,
@@ -126,9 +127,10 @@ pub fn apply(
     force: bool,
     group: &str,
     kind: &str,
+    custom: Option<&Value>,
     now: &str,
 ) -> Result<Value, ApplyError> {
-    let schema = Schema::new(group, kind);
+    let schema = Schema::new(group, kind).with_custom(custom);
     let api_version = validate_applied(applied, kind)?;
     let config_set = schema.field_set(applied, true).map_err(|e| {
         ApplyError::Invalid(format!(
@@ -218,12 +220,13 @@ pub fn record_update(
     manager: &str,
     group: &str,
     kind: &str,
+    custom: Option<&Value>,
     now: &str,
 ) {
     if !new.is_object() {
         return;
     }
-    let schema = Schema::new(group, kind);
+    let schema = Schema::new(group, kind).with_custom(custom);
     let requested = new.pointer("/metadata/managedFields");
     let mut entries = if is_reset(requested) {
         Vec::new()
@@ -578,6 +581,14 @@ enum Node {
     Type(&'static Type),
     /// The value of a list or map field; its items or values follow `shape`.
     Field(&'static Field),
+    /// A custom resource's list its schema keys (`x-kubernetes-list-type:
+    /// map`) by these fields.
+    CustomMapList(&'static [&'static str]),
+    /// A custom resource's list its schema makes a set.
+    CustomSet,
+    /// An object its schema gives properties: a struct, each field owned
+    /// through its leaves.
+    CustomStruct,
 }
 
 impl Node {
@@ -619,9 +630,11 @@ impl Node {
             {
                 ObjKind::Atomic
             }
-            Node::Type(_) => ObjKind::Struct,
+            Node::Type(_) | Node::CustomStruct => ObjKind::Struct,
             Node::Field(f) if f.shape.is_map() && f.map_type != "atomic" => ObjKind::Map,
-            Node::Field(_) | Node::Scalar => ObjKind::Atomic,
+            Node::Field(_) | Node::Scalar | Node::CustomMapList(_) | Node::CustomSet => {
+                ObjKind::Atomic
+            }
         }
     }
 
@@ -636,8 +649,57 @@ impl Node {
                 generated::ListType::Set => ListKind::Set,
                 _ => ListKind::Atomic,
             },
+            Node::CustomMapList(keys) => ListKind::Map { keys, item: None },
+            Node::CustomSet => ListKind::Set,
             _ => ListKind::Atomic,
         }
+    }
+}
+
+/// The node at `path` of a custom resource's structural schema: its lists
+/// keyed (`x-kubernetes-list-type: map`) or sets, its atomic maps
+/// (`x-kubernetes-map-type: atomic`), everything else deduced.
+fn custom_node(schema: &Value, path: &[Pe]) -> Node {
+    let mut at = schema;
+    for pe in path {
+        let next = match pe {
+            Pe::Field(name) => at
+                .get("properties")
+                .and_then(|p| p.get(name.as_str()))
+                .or_else(|| at.get("additionalProperties").filter(|s| s.is_object())),
+            _ => at.get("items"),
+        };
+        match next {
+            Some(s) => at = s,
+            None => return Node::Deduced,
+        }
+    }
+    let ext = |k: &str| at.get(k).and_then(Value::as_str);
+    match (
+        at.get("type").and_then(Value::as_str),
+        ext("x-kubernetes-list-type"),
+    ) {
+        (Some("array"), Some("map")) => {
+            let keys: Vec<&'static str> = at
+                .get("x-kubernetes-list-map-keys")
+                .and_then(Value::as_array)
+                .map(|k| {
+                    k.iter()
+                        .filter_map(Value::as_str)
+                        .map(crate::apiserver::registry::custom::intern)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if keys.is_empty() {
+                Node::Deduced
+            } else {
+                Node::CustomMapList(crate::apiserver::registry::custom::intern_keys(keys))
+            }
+        }
+        (Some("array"), Some("set")) => Node::CustomSet,
+        (Some("object"), _) if ext("x-kubernetes-map-type") == Some("atomic") => Node::Scalar,
+        (Some("object"), _) if at.get("properties").is_some() => Node::CustomStruct,
+        _ => Node::Deduced,
     }
 }
 
@@ -645,6 +707,8 @@ impl Node {
 struct Schema {
     /// The kind's type; `Deduced` for kinds the table lacks.
     root: Node,
+    /// A custom resource's structural schema (its list and map types).
+    custom: Option<Value>,
     /// Where the kind embeds a PodSpec (for the typed empty object).
     pod_spec: &'static str,
 }
@@ -665,7 +729,14 @@ impl Schema {
                 .and_then(generated::find)
                 .map_or(Node::Deduced, Node::Type),
             pod_spec: kinds::find(group, kind).map_or("", |k| k.pod_spec),
+            custom: None,
         }
+    }
+
+    /// With a custom resource's schema, whose list types it follows.
+    fn with_custom(mut self, schema: Option<&Value>) -> Schema {
+        self.custom = schema.cloned();
+        self
     }
 
     /// The schema of the value at `path`.
@@ -677,7 +748,10 @@ impl Schema {
             (Node::Deduced, Pe::Field(name)) if name == "metadata" => {
                 generated::find(OBJECT_META).map_or(Node::Deduced, Node::Type)
             }
-            (root, pe) => root.child(pe),
+            (root, pe) => match &self.custom {
+                Some(schema) => return custom_node(schema, path),
+                None => root.child(pe),
+            },
         };
         rest.iter().fold(top, |node, pe| node.child(pe))
     }
@@ -1597,7 +1671,16 @@ mod tests {
         manager: &str,
         force: bool,
     ) -> Result<Value, ApplyError> {
-        apply(live, applied, manager, force, "apps", "Deployment", T1)
+        apply(
+            live,
+            applied,
+            manager,
+            force,
+            "apps",
+            "Deployment",
+            None,
+            T1,
+        )
     }
 
     fn entries(object: &Value) -> Vec<Value> {
@@ -1667,6 +1750,7 @@ mod tests {
             false,
             "apps",
             "Deployment",
+            None,
             T2,
         )
         .unwrap();
@@ -1689,6 +1773,7 @@ mod tests {
             false,
             "apps",
             "Deployment",
+            None,
             T2,
         )
         .unwrap();
@@ -1714,6 +1799,7 @@ mod tests {
             false,
             "apps",
             "Deployment",
+            None,
             T2,
         )
         .unwrap();
@@ -1746,6 +1832,7 @@ mod tests {
             "kubectl-client-side-apply",
             "apps",
             "Deployment",
+            None,
             T0,
         );
         let err = apply_deploy(Some(&created), &deployment(3), "ssa", false).unwrap_err();
@@ -1779,7 +1866,17 @@ mod tests {
         // "a" no longer owns replicas, so dropping it removes nothing of "b"'s.
         let mut smaller = deployment(2);
         smaller["spec"].as_object_mut().unwrap().remove("replicas");
-        let again = apply(Some(&out), &smaller, "a", false, "apps", "Deployment", T2).unwrap();
+        let again = apply(
+            Some(&out),
+            &smaller,
+            "a",
+            false,
+            "apps",
+            "Deployment",
+            None,
+            T2,
+        )
+        .unwrap();
         assert_eq!(again["spec"]["replicas"], 3);
     }
 
@@ -1815,6 +1912,7 @@ mod tests {
             false,
             "apps",
             "Deployment",
+            None,
             T2,
         )
         .unwrap();
@@ -1828,7 +1926,17 @@ mod tests {
         // "b" drops its container: only the sidecar goes.
         let mut empty = sidecar.clone();
         empty["spec"]["template"]["spec"]["containers"] = json!([]);
-        let dropped = apply(Some(&again), &empty, "b", false, "apps", "Deployment", T2).unwrap();
+        let dropped = apply(
+            Some(&again),
+            &empty,
+            "b",
+            false,
+            "apps",
+            "Deployment",
+            None,
+            T2,
+        )
+        .unwrap();
         let containers = dropped["spec"]["template"]["spec"]["containers"]
             .as_array()
             .unwrap();
@@ -1847,6 +1955,7 @@ mod tests {
             "kubectl",
             "apps",
             "Deployment",
+            None,
             T2,
         );
         let updater = entry(&scaled, "kubectl", "Update");
@@ -1873,7 +1982,7 @@ mod tests {
             "metadata": {"name": "c", "labels": {"a": "1"}},
             "data": {"k": "v"}
         });
-        record_update(None, &mut cm, "kubectl-create", "", "ConfigMap", T0);
+        record_update(None, &mut cm, "kubectl-create", "", "ConfigMap", None, T0);
         let e = entry(&cm, "kubectl-create", "Update");
         assert_eq!(e["apiVersion"], "v1");
         assert_eq!(
@@ -1893,10 +2002,10 @@ mod tests {
             "metadata": {"name": "c"},
             "data": {"a": "1", "b": "2"}
         });
-        record_update(None, &mut cm, "one", "", "ConfigMap", T0);
+        record_update(None, &mut cm, "one", "", "ConfigMap", None, T0);
         let mut next = cm.clone();
         next["data"] = json!({"a": "changed"});
-        record_update(Some(&cm), &mut next, "two", "", "ConfigMap", T1);
+        record_update(Some(&cm), &mut next, "two", "", "ConfigMap", None, T1);
         assert_eq!(
             entry(&next, "one", "Update")["fieldsV1"],
             json!({"f:data": {}})
@@ -1907,7 +2016,7 @@ mod tests {
         );
         // A write that changes nothing leaves the entries alone.
         let mut same = next.clone();
-        record_update(Some(&next), &mut same, "three", "", "ConfigMap", T2);
+        record_update(Some(&next), &mut same, "three", "", "ConfigMap", None, T2);
         assert_eq!(same, next);
     }
 
@@ -1915,7 +2024,15 @@ mod tests {
     fn untracked_objects_stay_untracked_until_applied() {
         let old = deployment(2);
         let mut new = deployment(3);
-        record_update(Some(&old), &mut new, "kubectl", "apps", "Deployment", T1);
+        record_update(
+            Some(&old),
+            &mut new,
+            "kubectl",
+            "apps",
+            "Deployment",
+            None,
+            T1,
+        );
         assert!(new["metadata"].get("managedFields").is_none());
         // The first apply hands the existing fields to before-first-apply.
         let err = apply_deploy(Some(&new), &deployment(4), "mgr", false).unwrap_err();
@@ -1933,10 +2050,10 @@ mod tests {
     #[test]
     fn managed_fields_reset_by_empty_list() {
         let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1"}});
-        record_update(None, &mut cm, "one", "", "ConfigMap", T0);
+        record_update(None, &mut cm, "one", "", "ConfigMap", None, T0);
         let mut next = cm.clone();
         next["metadata"]["managedFields"] = json!([]);
-        record_update(Some(&cm), &mut next, "two", "", "ConfigMap", T1);
+        record_update(Some(&cm), &mut next, "two", "", "ConfigMap", None, T1);
         assert!(next["metadata"].get("managedFields").is_none());
     }
 
@@ -1953,6 +2070,7 @@ mod tests {
             false,
             "",
             "ConfigMap",
+            None,
             T0,
         )
         .unwrap();
@@ -1967,6 +2085,7 @@ mod tests {
             false,
             "",
             "ConfigMap",
+            None,
             T1,
         )
         .unwrap();
@@ -1981,6 +2100,7 @@ mod tests {
             false,
             "",
             "ConfigMap",
+            None,
             T2,
         )
         .unwrap();
@@ -1993,7 +2113,7 @@ mod tests {
             "apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
             "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}
         });
-        let out = apply(None, &svc, "m", false, "", "Service", T0).unwrap();
+        let out = apply(None, &svc, "m", false, "", "Service", None, T0).unwrap();
         assert_eq!(
             entry(&out, "m", "Apply")["fieldsV1"],
             json!({"f:spec": {
@@ -2046,6 +2166,7 @@ mod tests {
             "kubectl-client-side-apply",
             "apps",
             "Deployment",
+            None,
             T0,
         );
         // Another manager still conflicts.
@@ -2083,6 +2204,7 @@ mod tests {
             "creator",
             "",
             "ConfigMap",
+            None,
             "2025-01-01T00:00:00Z",
         );
         for i in 0..12 {
@@ -2094,6 +2216,7 @@ mod tests {
                 &format!("m{i:02}"),
                 "",
                 "ConfigMap",
+                None,
                 &format!("2025-01-01T01:{i:02}:00Z"),
             );
             cm = next;
@@ -2109,7 +2232,7 @@ mod tests {
     fn custom_resources_use_deduced_maps() {
         let cr = json!({"apiVersion": "ex.com/v1", "kind": "Widget", "metadata": {"name": "w"},
                         "spec": {"size": 1, "tags": ["a"], "nested": {"x": 1}}});
-        let out = apply(None, &cr, "m", false, "ex.com", "Widget", T0).unwrap();
+        let out = apply(None, &cr, "m", false, "ex.com", "Widget", None, T0).unwrap();
         assert_eq!(
             entry(&out, "m", "Apply")["fieldsV1"],
             json!({"f:spec": {"f:nested": {".": {}, "f:x": {}}, "f:size": {}, "f:tags": {}}})
@@ -2119,6 +2242,40 @@ mod tests {
     /// The field set of a whole object, status included.
     fn fields_of(group: &str, kind: &str, object: &Value) -> Value {
         set_to_fields(&Schema::new(group, kind).field_set(object, true).unwrap())
+    }
+
+    #[test]
+    fn custom_resources_follow_their_schemas_list_types() {
+        let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+            "listeners": {"type": "array", "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+                "items": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "port": {"type": "integer"}}}},
+            "hosts": {"type": "array", "x-kubernetes-list-type": "set",
+                "items": {"type": "string"}},
+            "selector": {"type": "object", "x-kubernetes-map-type": "atomic",
+                "additionalProperties": {"type": "string"}},
+            "args": {"type": "array", "items": {"type": "string"}}}}}});
+        let obj = json!({"apiVersion": "example.com/v1", "kind": "Gateway",
+            "metadata": {"name": "g", "finalizers": ["a"]},
+            "spec": {"listeners": [{"name": "http", "port": 80}], "hosts": ["a.example"],
+                     "selector": {"app": "web"}, "args": ["-v"]}});
+        let fields = set_to_fields(
+            &Schema::new("example.com", "Gateway")
+                .with_custom(Some(&schema))
+                .field_set(&obj, true)
+                .unwrap(),
+        );
+        assert_eq!(
+            fields["f:spec"],
+            json!({
+                "f:listeners": {"k:{\"name\":\"http\"}": {".": {}, "f:name": {}, "f:port": {}}},
+                "f:hosts": {"v:\"a.example\"": {}},
+                "f:selector": {},
+                "f:args": {},
+            })
+        );
+        assert_eq!(fields["f:metadata"]["f:finalizers"], json!({"v:\"a\"": {}}));
     }
 
     #[test]

@@ -249,6 +249,11 @@ pub fn intern(s: &str) -> &'static str {
     leaked
 }
 
+/// The one `&'static [&'static str]` for these strings (list map keys).
+pub fn intern_keys(items: Vec<&'static str>) -> &'static [&'static str] {
+    intern_slice(items)
+}
+
 fn intern_slice(items: Vec<&'static str>) -> &'static [&'static str] {
     static SLICES: OnceLock<Mutex<HashMap<Vec<&'static str>, &'static [&'static str]>>> =
         OnceLock::new();
