@@ -1671,6 +1671,16 @@ mod tests {
         manager: &str,
         force: bool,
     ) -> Result<Value, ApplyError> {
+        apply_deploy_at(live, applied, manager, force, T1)
+    }
+
+    fn apply_deploy_at(
+        live: Option<&Value>,
+        applied: &Value,
+        manager: &str,
+        force: bool,
+        now: &str,
+    ) -> Result<Value, ApplyError> {
         apply(
             live,
             applied,
@@ -1679,7 +1689,7 @@ mod tests {
             "apps",
             "Deployment",
             None,
-            T1,
+            now,
         )
     }
 
@@ -1743,17 +1753,7 @@ mod tests {
     #[test]
     fn reapplying_the_same_object_is_a_no_op() {
         let first = apply_deploy(None, &deployment(2), "mgr", false).unwrap();
-        let again = apply(
-            Some(&first),
-            &deployment(2),
-            "mgr",
-            false,
-            "apps",
-            "Deployment",
-            None,
-            T2,
-        )
-        .unwrap();
+        let again = apply_deploy_at(Some(&first), &deployment(2), "mgr", false, T2).unwrap();
         assert_eq!(again, first);
     }
 
@@ -1766,17 +1766,7 @@ mod tests {
             .as_object_mut()
             .unwrap()
             .remove("labels");
-        let out = apply(
-            Some(&first),
-            &smaller,
-            "mgr",
-            false,
-            "apps",
-            "Deployment",
-            None,
-            T2,
-        )
-        .unwrap();
+        let out = apply_deploy_at(Some(&first), &smaller, "mgr", false, T2).unwrap();
         assert!(out["spec"].get("replicas").is_none());
         assert!(out["metadata"].get("labels").is_none());
         assert_eq!(out["metadata"]["name"], "web");
@@ -1792,17 +1782,7 @@ mod tests {
         let shared = apply_deploy(Some(&first), &deployment(2), "b", false).unwrap();
         let mut smaller = deployment(2);
         smaller["spec"].as_object_mut().unwrap().remove("replicas");
-        let out = apply(
-            Some(&shared),
-            &smaller,
-            "a",
-            false,
-            "apps",
-            "Deployment",
-            None,
-            T2,
-        )
-        .unwrap();
+        let out = apply_deploy_at(Some(&shared), &smaller, "a", false, T2).unwrap();
         assert_eq!(out["spec"]["replicas"], 2);
         assert!(entry(&out, "b", "Apply")["fieldsV1"]["f:spec"]["f:replicas"].is_object());
     }
@@ -1866,17 +1846,7 @@ mod tests {
         // "a" no longer owns replicas, so dropping it removes nothing of "b"'s.
         let mut smaller = deployment(2);
         smaller["spec"].as_object_mut().unwrap().remove("replicas");
-        let again = apply(
-            Some(&out),
-            &smaller,
-            "a",
-            false,
-            "apps",
-            "Deployment",
-            None,
-            T2,
-        )
-        .unwrap();
+        let again = apply_deploy_at(Some(&out), &smaller, "a", false, T2).unwrap();
         assert_eq!(again["spec"]["replicas"], 3);
     }
 
@@ -1905,17 +1875,7 @@ mod tests {
                 .is_object()
         );
         // "a" re-applies without knowing about the sidecar: it stays.
-        let again = apply(
-            Some(&both),
-            &deployment(2),
-            "a",
-            false,
-            "apps",
-            "Deployment",
-            None,
-            T2,
-        )
-        .unwrap();
+        let again = apply_deploy_at(Some(&both), &deployment(2), "a", false, T2).unwrap();
         assert_eq!(
             again["spec"]["template"]["spec"]["containers"]
                 .as_array()
@@ -1926,17 +1886,7 @@ mod tests {
         // "b" drops its container: only the sidecar goes.
         let mut empty = sidecar.clone();
         empty["spec"]["template"]["spec"]["containers"] = json!([]);
-        let dropped = apply(
-            Some(&again),
-            &empty,
-            "b",
-            false,
-            "apps",
-            "Deployment",
-            None,
-            T2,
-        )
-        .unwrap();
+        let dropped = apply_deploy_at(Some(&again), &empty, "b", false, T2).unwrap();
         let containers = dropped["spec"]["template"]["spec"]["containers"]
             .as_array()
             .unwrap();

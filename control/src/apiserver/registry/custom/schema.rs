@@ -145,6 +145,36 @@ fn num(s: &Value, k: &str) -> Option<f64> {
     get(s, k).and_then(Value::as_f64)
 }
 
+/// `minItems`/`maxItems` or `minProperties`/`maxProperties`: kube-openapi's
+/// "should have at least" below, "Too many" above.
+fn check_size(
+    s: &Value,
+    (min_key, max_key, unit): (&str, &str, &str),
+    size: usize,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) {
+    let n = size as i64;
+    if let Some(min) = count(s, min_key) {
+        if n < min {
+            errs.push(FieldError::invalid(
+                path,
+                n.to_string(),
+                format!("{path} in body should have at least {min} {unit}"),
+            ));
+        }
+    }
+    if let Some(max) = count(s, max_key) {
+        if n > max {
+            errs.push(FieldError::too_many(
+                path,
+                size,
+                usize::try_from(max).unwrap_or(0),
+            ));
+        }
+    }
+}
+
 fn count(s: &Value, k: &str) -> Option<i64> {
     get(s, k).and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
 }
@@ -568,25 +598,7 @@ impl Validator {
             }
             _ => {}
         }
-        let size = a.len() as i64;
-        if let Some(min) = count(s, "minItems") {
-            if size < min {
-                errs.push(FieldError::invalid(
-                    path,
-                    size.to_string(),
-                    format!("{path} in body should have at least {min} items"),
-                ));
-            }
-        }
-        if let Some(max) = count(s, "maxItems") {
-            if size > max {
-                errs.push(FieldError::too_many(
-                    path,
-                    a.len(),
-                    usize::try_from(max).unwrap_or(0),
-                ));
-            }
-        }
+        check_size(s, ("minItems", "maxItems", "items"), a.len(), path, errs);
         if flag(s, "uniqueItems") && a.iter().enumerate().any(|(i, x)| a[..i].contains(x)) {
             errs.push(FieldError::invalid(
                 path,
@@ -624,25 +636,13 @@ impl Validator {
         root: bool,
         errs: &mut Vec<FieldError>,
     ) {
-        let n = m.len() as i64;
-        if let Some(min) = count(s, "minProperties") {
-            if n < min {
-                errs.push(FieldError::invalid(
-                    path,
-                    n.to_string(),
-                    format!("{path} in body should have at least {min} properties"),
-                ));
-            }
-        }
-        if let Some(max) = count(s, "maxProperties") {
-            if n > max {
-                errs.push(FieldError::too_many(
-                    path,
-                    m.len(),
-                    usize::try_from(max).unwrap_or(0),
-                ));
-            }
-        }
+        check_size(
+            s,
+            ("minProperties", "maxProperties", "properties"),
+            m.len(),
+            path,
+            errs,
+        );
         let properties = props(s);
         let declared = |k: &str| properties.is_some_and(|p| p.contains_key(k));
         if additional_forbidden(s) {
