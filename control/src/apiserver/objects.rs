@@ -8,17 +8,17 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use kedge_config::object::{self as typed, AdmitError};
+use kedge_config::object::AdmitError;
 use kedge_config::selector::{FieldSelector, LabelSelector};
 
 use super::allocator::{self, InUse};
 use super::meta::{self, meta_mut, meta_str};
 use super::registry::custom::{self, Refusal};
-use super::registry::kinds::OnCreate;
+use super::registry::kinds::{Admission, OnCreate};
 use super::registry::{self, Resource};
 use super::request::{Query, ResourceRequest};
 use super::status::{success_status, ApiError, ApiResult};
-use super::{definitions, fieldmanager, strategic, ApiState};
+use super::{fieldmanager, strategic, ApiState};
 use crate::store::{Decision, StoreError, Written};
 
 impl From<StoreError> for ApiError {
@@ -299,19 +299,18 @@ fn admit(
             ),
         });
     }
-    if r.group == "apiextensions.k8s.io" {
-        return definitions::admit(obj)
-            .map_err(|errs| ApiError::invalid(r.kind, r.group, name, &errs));
-    }
-    match typed_form(r) {
-        Some(typed) => typed.admit(obj).map_err(|e| admit_error(r, name, e)),
+    match admission(r) {
+        Some(Admission::Typed(typed)) => typed.admit(obj).map_err(|e| admit_error(r, name, e)),
+        Some(Admission::Rules { admit, .. }) => {
+            admit(obj).map_err(|errs| ApiError::invalid(r.kind, r.group, name, &errs))
+        }
         None => Ok(obj),
     }
 }
 
-/// The typed write path of a built-in kind.
-fn typed_form(r: &Resource) -> Option<&'static typed::Typed> {
-    registry::kinds::find(r.group, r.kind).and_then(|k| k.typed.as_ref())
+/// How a built-in kind's objects are admitted.
+fn admission(r: &Resource) -> Option<&'static Admission> {
+    registry::kinds::find(r.group, r.kind).map(|k| &k.admission)
 }
 
 /// Reject unknown fields when the client asked for strict validation.
@@ -319,9 +318,10 @@ fn check_fields(r: &Resource, obj: &Value, q: &Query) -> ApiResult<()> {
     if q.get("fieldValidation") != Some("Strict") {
         return Ok(());
     }
-    let unknown = typed_form(r)
-        .map(|t| t.unknown_fields(obj))
-        .unwrap_or_default();
+    let unknown = match admission(r) {
+        Some(Admission::Typed(typed)) => typed.unknown_fields(obj),
+        _ => Vec::new(),
+    };
     if unknown.is_empty() {
         return Ok(());
     }
@@ -707,8 +707,8 @@ where
         }
         check_fields(r, &new, q)?;
         let mut new = merge_part(r, part, old, new);
-        if r.group == "apiextensions.k8s.io" && part == Part::Main {
-            definitions::prepare_update(old, &mut new);
+        if let (Some(Admission::Rules { prepare_update, .. }), Part::Main) = (admission(r), part) {
+            prepare_update(old, &mut new);
         }
         if writer == Writer::Binding {
             // Binding sets the node and the PodScheduled condition in one
@@ -718,12 +718,14 @@ where
         let mut new = admit(state, r, &name, new, Some(old), q)?;
         let errs = if writer == Writer::Binding {
             Vec::new()
-        } else if r.group == "apiextensions.k8s.io" {
-            definitions::validate_update(old, &new)
         } else {
-            typed_form(r)
-                .map(|t| t.validate_update(old, &new))
-                .unwrap_or_default()
+            match admission(r) {
+                Some(Admission::Typed(typed)) => typed.validate_update(old, &new),
+                Some(Admission::Rules {
+                    validate_update, ..
+                }) => validate_update(old, &new),
+                None => Vec::new(),
+            }
         };
         if !errs.is_empty() {
             return Err(ApiError::invalid(r.kind, r.group, &name, &errs));

@@ -5,7 +5,7 @@ use serde_json::Value;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
 
 use super::super::{Resource, ALL_VERBS, STATUS};
-use super::{openapi, Kind, OnCreate};
+use super::{openapi, Admission, Kind, OnCreate};
 use crate::apiserver::status::ApiResult;
 use crate::apiserver::{definitions, ApiState};
 
@@ -25,7 +25,11 @@ pub const KIND: Kind = Kind {
         custom: false,
         selectable_fields: &[],
     },
-    typed: None,
+    admission: Admission::Rules {
+        admit: definitions::admit,
+        prepare_update: definitions::prepare_update,
+        validate_update: definitions::validate_update,
+    },
     openapi: openapi::<apiextensions::v1::CustomResourceDefinition>,
     pod_spec: "",
     generation: true,

@@ -4,7 +4,7 @@ use k8s_openapi::api::discovery;
 use kedge_config::object;
 
 use super::super::{Resource, ALL_VERBS};
-use super::{openapi, Kind, OnCreate};
+use super::{openapi, Admission, Kind, OnCreate};
 
 /// The kind.
 pub const KIND: Kind = Kind {
@@ -22,7 +22,7 @@ pub const KIND: Kind = Kind {
         custom: false,
         selectable_fields: &[],
     },
-    typed: Some(object::ENDPOINT_SLICE),
+    admission: Admission::Typed(object::ENDPOINT_SLICE),
     openapi: openapi::<discovery::v1::EndpointSlice>,
     pod_spec: "",
     generation: false,

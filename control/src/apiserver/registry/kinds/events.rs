@@ -4,7 +4,7 @@ use k8s_openapi::api::core;
 use kedge_config::object;
 
 use super::super::{Resource, ALL_VERBS};
-use super::{openapi, Kind, OnCreate};
+use super::{openapi, Admission, Kind, OnCreate};
 
 /// The kind.
 pub const KIND: Kind = Kind {
@@ -28,7 +28,7 @@ pub const KIND: Kind = Kind {
             "type",
         ],
     },
-    typed: Some(object::EVENT),
+    admission: Admission::Typed(object::EVENT),
     openapi: openapi::<core::v1::Event>,
     pod_spec: "",
     generation: false,

@@ -4,7 +4,7 @@ use k8s_openapi::api::networking;
 use kedge_config::object;
 
 use super::super::{Resource, ALL_VERBS};
-use super::{openapi, Kind, OnCreate};
+use super::{openapi, Admission, Kind, OnCreate};
 
 /// The kind.
 pub const KIND: Kind = Kind {
@@ -22,7 +22,7 @@ pub const KIND: Kind = Kind {
         custom: false,
         selectable_fields: &[],
     },
-    typed: Some(object::INGRESS_CLASS),
+    admission: Admission::Typed(object::INGRESS_CLASS),
     openapi: openapi::<networking::v1::IngressClass>,
     pod_spec: "",
     generation: false,

@@ -4,7 +4,7 @@ use k8s_openapi::api::batch;
 use kedge_config::object;
 
 use super::super::{Resource, ALL_VERBS, STATUS};
-use super::{openapi, Kind, OnCreate};
+use super::{openapi, Admission, Kind, OnCreate};
 
 /// The kind.
 pub const KIND: Kind = Kind {
@@ -22,7 +22,7 @@ pub const KIND: Kind = Kind {
         custom: false,
         selectable_fields: &["status.successful"],
     },
-    typed: Some(object::JOB),
+    admission: Admission::Typed(object::JOB),
     openapi: openapi::<batch::v1::Job>,
     pod_spec: "spec.template.spec",
     generation: true,

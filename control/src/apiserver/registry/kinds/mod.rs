@@ -36,6 +36,7 @@ use k8s_openapi::schemars::{JsonSchema, SchemaGenerator};
 use serde_json::Value;
 
 use kedge_config::object::Typed;
+use kedge_config::validation::FieldError;
 
 use super::{Resource, Subresource};
 use crate::apiserver::status::ApiResult;
@@ -45,9 +46,8 @@ use crate::apiserver::ApiState;
 pub struct Kind {
     /// How it is served.
     pub resource: Resource,
-    /// Its typed write path; `None` for kinds admitted elsewhere
-    /// (CustomResourceDefinitions).
-    pub typed: Option<Typed>,
+    /// How its objects are decoded, defaulted and validated.
+    pub admission: Admission,
     /// Adds its OpenAPI schema (and those it references) to the generator,
     /// returning the schema's name.
     pub openapi: fn(&mut SchemaGenerator) -> String,
@@ -58,6 +58,24 @@ pub struct Kind {
     pub generation: bool,
     /// What a new object's status becomes.
     pub on_create: OnCreate,
+}
+
+/// How a kind's objects are admitted.
+pub enum Admission {
+    /// Through its k8s-openapi type (decode, default, validate, immutable
+    /// fields).
+    Typed(Typed),
+    /// By rules of its own on the JSON (CustomResourceDefinitions, whose
+    /// schemas the typed form would reshape).
+    Rules {
+        /// Default and validate.
+        admit: fn(Value) -> Result<Value, Vec<FieldError>>,
+        /// Before an update of the object (not its status): what the
+        /// update carries over from the stored object.
+        prepare_update: fn(&Value, &mut Value),
+        /// What an update may not change.
+        validate_update: fn(&Value, &Value) -> Vec<FieldError>,
+    },
 }
 
 /// What a kind does to a new object before it is stored.

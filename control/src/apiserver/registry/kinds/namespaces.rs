@@ -4,7 +4,7 @@ use k8s_openapi::api::core;
 use kedge_config::object;
 
 use super::super::{Resource, ALL_VERBS, STATUS};
-use super::{openapi, Kind, OnCreate, FINALIZE};
+use super::{openapi, Admission, Kind, OnCreate, FINALIZE};
 
 /// The kind.
 pub const KIND: Kind = Kind {
@@ -22,7 +22,7 @@ pub const KIND: Kind = Kind {
         custom: false,
         selectable_fields: &["status.phase"],
     },
-    typed: Some(object::NAMESPACE),
+    admission: Admission::Typed(object::NAMESPACE),
     openapi: openapi::<core::v1::Namespace>,
     pod_spec: "",
     generation: false,

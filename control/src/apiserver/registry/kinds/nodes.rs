@@ -4,7 +4,7 @@ use k8s_openapi::api::core;
 use kedge_config::object;
 
 use super::super::{Resource, ALL_VERBS, STATUS};
-use super::{openapi, Kind, OnCreate};
+use super::{openapi, Admission, Kind, OnCreate};
 
 /// The kind.
 pub const KIND: Kind = Kind {
@@ -22,7 +22,7 @@ pub const KIND: Kind = Kind {
         custom: false,
         selectable_fields: &["spec.unschedulable"],
     },
-    typed: Some(object::NODE),
+    admission: Admission::Typed(object::NODE),
     openapi: openapi::<core::v1::Node>,
     pod_spec: "",
     generation: false,

@@ -6,7 +6,7 @@ use k8s_openapi::api::core;
 use kedge_config::object;
 
 use super::super::{Resource, ALL_VERBS, STATUS};
-use super::{openapi, Kind, OnCreate, BINDING, EXEC, LOG};
+use super::{openapi, Admission, Kind, OnCreate, BINDING, EXEC, LOG};
 use crate::apiserver::meta::meta_str;
 use crate::apiserver::status::ApiResult;
 use crate::apiserver::{serviceaccount, ApiState};
@@ -36,7 +36,7 @@ pub const KIND: Kind = Kind {
             "status.nominatedNodeName",
         ],
     },
-    typed: Some(object::POD),
+    admission: Admission::Typed(object::POD),
     openapi: openapi::<core::v1::Pod>,
     pod_spec: "spec",
     generation: true,

@@ -4,7 +4,7 @@ use k8s_openapi::api::core;
 use kedge_config::object;
 
 use super::super::{Resource, ALL_VERBS};
-use super::{openapi, Kind, OnCreate, TOKEN};
+use super::{openapi, Admission, Kind, OnCreate, TOKEN};
 
 /// The kind.
 pub const KIND: Kind = Kind {
@@ -22,7 +22,7 @@ pub const KIND: Kind = Kind {
         custom: false,
         selectable_fields: &[],
     },
-    typed: Some(object::SERVICE_ACCOUNT),
+    admission: Admission::Typed(object::SERVICE_ACCOUNT),
     openapi: openapi::<core::v1::ServiceAccount>,
     pod_spec: "",
     generation: false,

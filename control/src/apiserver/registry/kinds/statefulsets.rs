@@ -4,7 +4,7 @@ use k8s_openapi::api::apps;
 use kedge_config::object;
 
 use super::super::{Resource, ALL_VERBS, SCALE, STATUS};
-use super::{openapi, Kind, OnCreate};
+use super::{openapi, Admission, Kind, OnCreate};
 
 /// The kind.
 pub const KIND: Kind = Kind {
@@ -22,7 +22,7 @@ pub const KIND: Kind = Kind {
         custom: false,
         selectable_fields: &[],
     },
-    typed: Some(object::STATEFUL_SET),
+    admission: Admission::Typed(object::STATEFUL_SET),
     openapi: openapi::<apps::v1::StatefulSet>,
     pod_spec: "spec.template.spec",
     generation: true,
