@@ -8,11 +8,16 @@
 //! last write.
 
 mod cache;
+mod encryption;
 mod redb;
 
 pub use self::cache::{
     durable, resource_version, Decision, EventType, RawItem, WatchCache, WatchEvent, WatchStream,
     Written,
+};
+pub use self::encryption::{
+    ensure_config, load_config, EncryptedStore, EncryptionConfig, EncryptionConfigError,
+    ENCRYPTION_CONFIG_FILE,
 };
 pub use self::redb::RedbStore;
 
