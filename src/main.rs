@@ -43,10 +43,36 @@ enum Command {
     /// Run the ingress controller against any cluster (in a pod: the
     /// in-cluster configuration).
     Ingress(IngressArgs),
+    /// Kubeconfig files for users (kubeadm's `kubeconfig user`).
+    #[command(subcommand)]
+    Kubeconfig(KubeconfigCommand),
     /// Serve the walkthrough's demo web app (the entrypoint of the
     /// `kedge/echo` images `up` imports): every request answered with JSON
     /// naming the pod, the image version and the request.
     DemoServer(DemoServerArgs),
+}
+
+#[derive(Subcommand)]
+enum KubeconfigCommand {
+    /// Print a kubeconfig for a user with a client certificate signed by
+    /// the cluster CA (run where the control plane's data dir is).
+    User(KubeconfigUserArgs),
+}
+
+#[derive(Args, Clone)]
+struct KubeconfigUserArgs {
+    /// The user name (the certificate's CN).
+    #[arg(long)]
+    client_name: String,
+    /// A group of the user (the certificate's O), repeatable.
+    #[arg(long = "org")]
+    orgs: Vec<String>,
+    /// The control plane's data dir (default: ~/.kedge).
+    #[arg(long, env = "KEDGE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The API server's URL (default: the admin kubeconfig's).
+    #[arg(long)]
+    server: Option<String>,
 }
 
 #[derive(Args, Clone)]
@@ -324,6 +350,15 @@ struct ServerArgs {
     /// Past events kept, per resource, for watches to resume from.
     #[arg(long, default_value_t = 10_000)]
     watch_history: usize,
+    /// Static bearer tokens, CSV lines `token,user,uid,"group1,group2"`
+    /// (kube-apiserver's flag); none are accepted without it.
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
+    /// How Secrets are encrypted in the store (an EncryptionConfiguration,
+    /// kube-apiserver's flag; default: a secretbox key made in the data
+    /// dir, `encryption-config.yaml`).
+    #[arg(long)]
+    encryption_provider_config: Option<PathBuf>,
     /// How long requests in flight may take to finish after SIGTERM or
     /// SIGINT, in seconds (watches end at once, and clients resume them);
     /// a second signal exits at once.
@@ -387,6 +422,7 @@ fn main() -> anyhow::Result<()> {
             Command::Dns(args) => run_dns(args).await,
             Command::Ingress(args) => run_ingress(args).await,
             Command::DemoServer(args) => demo::serve(args.listen).await,
+            Command::Kubeconfig(KubeconfigCommand::User(args)) => kubeconfig_user(args),
         }
     });
     // Every part has stopped and cleaned up (holder interface, nftables
@@ -415,6 +451,13 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         ingress: args.ingress,
     };
     run_server(args.server, Some(node)).await
+}
+
+/// The API clients of a node's components.
+struct NodeClients {
+    kubelet: kube::Client,
+    proxy: kube::Client,
+    dns: kube::Client,
 }
 
 /// The real node `up` runs beside the control plane.
@@ -447,19 +490,18 @@ async fn deploy_ingress(client: kube::Client, args: IngressDeployArgs) -> anyhow
     Ok(())
 }
 
-/// The service proxy and the cluster DNS of the node, until dropped; the
-/// proxy removes its holder interface when its task ends.
+/// The service proxy and the cluster DNS of the node, each with its API
+/// client, until dropped; the proxy removes its holder interface when its
+/// task ends.
 async fn run_service_network(
-    client: kube::Client,
+    proxy_client: kube::Client,
+    dns_client: kube::Client,
     node_name: String,
     node_address: std::net::IpAddr,
     dns_ip: std::net::IpAddr,
     cluster_domain: String,
     args: ServiceNetworkArgs,
 ) -> anyhow::Result<()> {
-    kedge_dns::ensure_kube_dns_service(client.clone(), dns_ip)
-        .await
-        .context("creating the kube-dns Service")?;
     let upstreams = if args.dns_upstreams.is_empty() {
         kedge_dns::host_nameservers()
     } else {
@@ -486,7 +528,7 @@ async fn run_service_network(
         }
     });
     let proxy = kedge_proxy::run(
-        client.clone(),
+        proxy_client,
         kedge_proxy::ProxyConfig {
             mode: args.proxy_mode.proxy_mode,
             nftables_table: args.proxy_mode.proxy_nftables_table,
@@ -505,7 +547,7 @@ async fn run_service_network(
     });
     tokio::select! {
         r = proxy => r.context("service proxy")?,
-        r = dns.serve(dns_server, client) => r.context("cluster DNS")?,
+        r = dns.serve(dns_server, dns_client) => r.context("cluster DNS")?,
         r = metrics => r?,
     }
     Ok(())
@@ -662,21 +704,49 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
     let opts = ServerOptions {
         watch_history: args.watch_history,
         advertise_address,
+        token_auth_file: args.token_auth_file.clone(),
+        encryption_provider_config: args.encryption_provider_config.clone(),
     };
     let grace = args.shutdown_grace_period;
     let running = server::start(cfg, opts).await?;
-    // The scheduler and controllers are API clients like any other.
-    let client = running
-        .client()
+    // The admins' client, for what `kubeadm init` would apply (the cluster
+    // DNS Service, the ingress controller's manifests).
+    let client = running.client().await.context("API client of the admin")?;
+    kedge_dns::ensure_kube_dns_service(client.clone(), std::net::IpAddr::V4(cfg_dns))
         .await
-        .context("API client for the control loops")?;
-    let ca = std::fs::read_to_string(data_dir.join("ca.crt")).context("reading the cluster CA")?;
-    // One pod and one node watch for the scheduler and every controller.
-    let ctx = kedge_control::controllers::Context::with_root_ca(client.clone(), ca.clone());
-    let scheduler = tokio::spawn(kedge_control::scheduler::run_with_informers(
-        client.clone(),
-        ctx.informers.clone(),
-    ));
+        .context("creating the kube-dns Service")?;
+    let ca = running.ca_pem.clone();
+    // The scheduler and controllers are API clients like any other, each
+    // with its own identity (kubeadm's scheduler.conf and
+    // controller-manager.conf; every controller then as its own
+    // ServiceAccount).
+    let scheduler_client = running
+        .client_as("scheduler.conf", "system:kube-scheduler", &[])
+        .await
+        .context("API client of the scheduler")?;
+    let manager_kubeconfig = running
+        .write_kubeconfig(
+            "controller-manager.conf",
+            "system:kube-controller-manager",
+            &[],
+        )
+        .context("credentials of the controller manager")?;
+    let manager = server::client_from_kubeconfig(&manager_kubeconfig)
+        .await
+        .context("API client of the controller manager")?;
+    let manager_config = server::config_from_kubeconfig(&manager_kubeconfig)
+        .await
+        .context("API client of the controller manager")?;
+    // One pod and one node watch for every controller.
+    let ctx = kedge_control::controllers::Context::with_root_ca(manager.clone(), ca.clone())
+        .with_credentials(
+            kedge_control::controllers::credentials::ServiceAccountCredentials::new(
+                manager,
+                manager_config,
+                data_dir.join("controllers"),
+            ),
+        );
+    let scheduler = tokio::spawn(kedge_control::scheduler::run(scheduler_client));
     let controllers = tokio::spawn(kedge_control::controllers::run_all(ctx));
     let kubelet = match node {
         Some(UpNode {
@@ -697,20 +767,41 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
             node.cluster_dns.get_or_insert_with(|| cfg_dns.to_string());
             node.node_cluster_domain = cfg_domain.clone();
             let opts = node_options(&node, labels, data_dir.join("kubelet"), ca)?;
-            Some((client, opts, services))
+            // The node's kubelet, service proxy and cluster DNS, each as
+            // itself.
+            let clients = NodeClients {
+                kubelet: running
+                    .client_as(
+                        "kubelet.conf",
+                        &format!("system:node:{}", opts.name),
+                        &["system:nodes"],
+                    )
+                    .await
+                    .context("API client of the kubelet")?,
+                proxy: running
+                    .client_as("proxy.conf", "system:kube-proxy", &[])
+                    .await
+                    .context("API client of the service proxy")?,
+                dns: running
+                    .client_as("dns.conf", "system:kedge-dns", &[])
+                    .await
+                    .context("API client of the cluster DNS")?,
+            };
+            Some((clients, opts, services))
         }
         None => None,
     };
     println!("kedge is serving on {}", running.url);
     println!("export KUBECONFIG={}", running.kubeconfig.display());
     match kubelet {
-        Some((client, opts, services)) => {
+        Some((clients, opts, services)) => {
             let node_address = match opts.internal_ip {
                 Some(ip) => ip,
                 None => pod_network_gateway(&opts.pod_cidr)?,
             };
             let network = run_service_network(
-                client.clone(),
+                clients.proxy,
+                clients.dns,
                 opts.name.clone(),
                 node_address,
                 std::net::IpAddr::V4(cfg_dns),
@@ -720,7 +811,7 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
             // Dropping the futures on shutdown removes the proxy's
             // holder interface.
             tokio::select! {
-                r = kedge_kubelet::docker_node::run(client, &opts) => {
+                r = kedge_kubelet::docker_node::run(clients.kubelet, &opts) => {
                     r.context("running the node (is Docker running?)")?;
                 }
                 r = network => r?,
@@ -789,6 +880,39 @@ fn cluster_ca(kubeconfig: &std::path::Path) -> anyhow::Result<String> {
         .as_ref()
         .context("the kubeconfig has no certificate authority")?;
     std::fs::read_to_string(path).with_context(|| format!("reading {path}"))
+}
+
+/// Print a kubeconfig for a user, signed by the data dir's CA.
+fn kubeconfig_user(args: KubeconfigUserArgs) -> anyhow::Result<()> {
+    use kedge_control::apiserver::certs;
+    let dir = args.data_dir.unwrap_or_else(|| {
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join(".kedge")
+    });
+    let (ca, ca_pem) = certs::ClusterCa::load(&dir)
+        .with_context(|| format!("reading the cluster CA in {}", dir.display()))?;
+    let server = match args.server {
+        Some(s) => s,
+        None => {
+            let admin = dir.join("kubeconfig");
+            let kc = kube::config::Kubeconfig::read_from(&admin)
+                .with_context(|| format!("reading {}", admin.display()))?;
+            kc.clusters
+                .first()
+                .and_then(|c| c.cluster.as_ref())
+                .and_then(|c| c.server.clone())
+                .context("the admin kubeconfig names no server")?
+        }
+    };
+    let orgs: Vec<&str> = args.orgs.iter().map(String::as_str).collect();
+    let (cert, key) = ca.sign_client(&args.client_name, &orgs)?;
+    print!(
+        "{}",
+        certs::kubeconfig(&server, &ca_pem, &args.client_name, &cert, &key)
+    );
+    Ok(())
 }
 
 /// A positive number of seconds, fractions allowed.
@@ -876,6 +1000,7 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
                 .parse()
                 .with_context(|| format!("cluster DNS address {:?}", opts.cluster_dns[0]))?;
             run_service_network(
+                client.clone(),
                 client.clone(),
                 opts.name.clone(),
                 node_address,

@@ -235,7 +235,7 @@ fn invalid_manifests_get_field_paths() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn stale_update_conflicts_and_missing_token_is_unauthorized() {
+async fn stale_update_conflicts_and_a_wrong_token_is_unauthorized() {
     let c = Cluster::start();
     let cms: Api<ConfigMap> = Api::namespaced(c.client().await, "default");
     let cm = cms
@@ -258,17 +258,32 @@ async fn stale_update_conflicts_and_missing_token_is_unauthorized() {
         other => panic!("expected 409, got {other:?}"),
     }
 
-    let err = c.kubectl_fails(&["get", "pods", "--token=not-the-token"]);
+    // A token that does not authenticate is refused (the admin's
+    // kubeconfig is left out: its client certificate would authenticate
+    // first, as in Kubernetes).
+    let ca = c.data_dir.join("ca.crt");
+    let server = format!("--server={}", c.url);
+    let ca = format!("--certificate-authority={}", ca.display());
+    let err = c.kubectl_fails(&[
+        "get",
+        "pods",
+        "--kubeconfig=/dev/null",
+        &server,
+        &ca,
+        "--token=not-the-token",
+    ]);
     assert!(
         err.contains("Unauthorized") || err.contains("provide credentials"),
         "{err}"
     );
+    // No credentials at all: anonymous, who may not list namespaces.
     let out = c.kubectl_output(&[
         "get",
         "--raw",
         "/api/v1/namespaces",
-        "--token=",
-        "--username=nobody",
+        "--kubeconfig=/dev/null",
+        &server,
+        &ca,
     ]);
     assert!(!out.status.success());
 }

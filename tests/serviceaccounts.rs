@@ -220,8 +220,22 @@ spec:
     );
 
     // The token authenticates through the ClusterIP with the cluster CA,
-    // and names the pod's ServiceAccount.
+    // and names the pod's ServiceAccount: RBAC gives it nothing until a
+    // binding does.
     let server = format!("https://{ip}:443");
+    let out = kubectl_with_token(&c, &server, &token, &["get", "pods"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"User "system:serviceaccount:default:default" cannot list resource "pods""#),
+        "{err}"
+    );
+    c.kubectl(&[
+        "create",
+        "rolebinding",
+        "default-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:default",
+    ]);
     let out = kubectl_with_token(&c, &server, &token, &["get", "pods", "-o", "name"]);
     assert!(
         out.status.success(),
@@ -252,6 +266,15 @@ fn kubectl_create_token_and_an_in_cluster_client() {
         .kubectl_output(&["get", "serviceaccount", "default"])
         .status
         .success()));
+
+    // The namespace's ServiceAccounts may read it.
+    c.kubectl(&[
+        "create",
+        "rolebinding",
+        "serviceaccounts-view",
+        "--clusterrole=view",
+        "--group=system:serviceaccounts:default",
+    ]);
 
     // `kubectl create token` (protobuf TokenRequest) and its options.
     let token = c.kubectl(&["create", "token", "default", "--duration=20m"]);
@@ -305,6 +328,15 @@ fn kubectl_create_token_and_an_in_cluster_client() {
 
     // A new namespace gets its ServiceAccount and CA too.
     c.kubectl(&["create", "namespace", "team"]);
+    c.kubectl(&[
+        "create",
+        "rolebinding",
+        "serviceaccounts-view",
+        "--clusterrole=view",
+        "--group=system:serviceaccounts:team",
+        "-n",
+        "team",
+    ]);
     assert!(eventually(WAIT, || c
         .kubectl_output(&[
             "get",

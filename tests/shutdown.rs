@@ -13,12 +13,28 @@ use std::time::Duration;
 use base64::Engine as _;
 use common::{eventually, Cluster};
 
-/// A TLS connection to the API server, trusting the cluster CA.
+/// A TLS connection to the API server, trusting the cluster CA and
+/// authenticating with the admin kubeconfig's client certificate.
 fn connect(c: &Cluster) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
     let kubeconfig = kube::config::Kubeconfig::read_from(c.kubeconfig()).unwrap();
     let cluster = kubeconfig.clusters[0].cluster.as_ref().unwrap();
-    let ca = base64::engine::general_purpose::STANDARD
-        .decode(cluster.certificate_authority_data.as_ref().unwrap())
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.decode(s).unwrap();
+    let ca = b64(cluster.certificate_authority_data.as_ref().unwrap());
+    // The admin's client certificate and key, as the kubeconfig holds them.
+    let text = std::fs::read_to_string(c.kubeconfig()).unwrap();
+    let field = |name: &str| {
+        b64(text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .expect("the admin kubeconfig holds a client certificate"))
+    };
+    let cert = field("client-certificate-data: ");
+    let key = field("client-key-data: ");
+    let chain: Vec<_> = rustls_pemfile::certs(&mut cert.as_slice())
+        .map(Result::unwrap)
+        .collect();
+    let key = rustls_pemfile::private_key(&mut key.as_slice())
+        .unwrap()
         .unwrap();
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut ca.as_slice()) {
@@ -30,7 +46,8 @@ fn connect(c: &Cluster) -> rustls::StreamOwned<rustls::ClientConnection, TcpStre
     .with_safe_default_protocol_versions()
     .unwrap()
     .with_root_certificates(roots)
-    .with_no_client_auth();
+    .with_client_auth_cert(chain, key)
+    .unwrap();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
     let tcp = TcpStream::connect(addr(c)).unwrap();
@@ -45,16 +62,6 @@ fn connect(c: &Cluster) -> rustls::StreamOwned<rustls::ClientConnection, TcpStre
 
 fn addr(c: &Cluster) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], c.port()))
-}
-
-fn token(c: &Cluster) -> String {
-    let kubeconfig = std::fs::read_to_string(c.kubeconfig()).unwrap();
-    kubeconfig
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("token: "))
-        .expect("the admin kubeconfig holds a token")
-        .trim_matches('"')
-        .to_string()
 }
 
 /// Read until `needle` shows up in what was read (or the stream ends).
@@ -73,13 +80,12 @@ fn read_until(stream: &mut impl Read, needle: &str) -> String {
 #[test]
 fn sigterm_drains_the_api_server() {
     let mut c = Cluster::start();
-    let token = token(&c);
 
     // A watch, open when the signal comes.
     let mut watch = connect(&c);
     write!(
         watch,
-        "GET /api/v1/namespaces/default/configmaps?watch=true HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n"
+        "GET /api/v1/namespaces/default/configmaps?watch=true HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     )
     .unwrap();
     let head = read_until(&mut watch, "\r\n\r\n");
@@ -91,7 +97,7 @@ fn sigterm_drains_the_api_server() {
     let mut create = connect(&c);
     write!(
         create,
-        "POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{first}",
+        "POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{first}",
         body.len()
     )
     .unwrap();

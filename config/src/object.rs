@@ -14,6 +14,7 @@ use k8s_openapi::api::coordination::v1 as coordination;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1 as discovery;
 use k8s_openapi::api::networking::v1 as networking;
+use k8s_openapi::api::rbac::v1 as rbac;
 
 use crate::defaults;
 use crate::validation::{self, render_label_selector, render_string_slice, FieldError};
@@ -240,6 +241,38 @@ pub const LEASE: Typed = typed!(
     nothing,
     validation::validate_lease,
     no_update
+);
+
+/// Role (rbac.authorization.k8s.io/v1) through `rbac::Role`.
+pub const ROLE: Typed = typed!(rbac::Role, nothing, validation::validate_role, no_update);
+
+/// ClusterRole (rbac.authorization.k8s.io/v1) through `rbac::ClusterRole`.
+pub const CLUSTER_ROLE: Typed = typed!(
+    rbac::ClusterRole,
+    nothing,
+    validation::validate_cluster_role,
+    no_update
+);
+
+/// RoleBinding (rbac.authorization.k8s.io/v1) through `rbac::RoleBinding`.
+pub const ROLE_BINDING: Typed = typed!(
+    rbac::RoleBinding,
+    |b: &mut rbac::RoleBinding| validation::default_subjects(
+        b.subjects.as_deref_mut().unwrap_or_default()
+    ),
+    validation::validate_role_binding,
+    validation::validate_binding_update
+);
+
+/// ClusterRoleBinding (rbac.authorization.k8s.io/v1) through
+/// `rbac::ClusterRoleBinding`.
+pub const CLUSTER_ROLE_BINDING: Typed = typed!(
+    rbac::ClusterRoleBinding,
+    |b: &mut rbac::ClusterRoleBinding| validation::default_subjects(
+        b.subjects.as_deref_mut().unwrap_or_default()
+    ),
+    validation::validate_cluster_role_binding,
+    validation::validate_binding_update
 );
 
 /// Scale (autoscaling/v1) through `autoscaling::Scale`.

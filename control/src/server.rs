@@ -9,7 +9,7 @@ use kedge_config::cluster::ClusterConfig;
 
 use crate::apiserver::{self, certs, ApiState};
 use crate::metrics::Metrics;
-use crate::store::{RedbStore, WatchCache};
+use crate::store::{self, EncryptedStore, RedbStore, WatchCache};
 
 /// Errors while starting the control plane.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +38,9 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// The encryption configuration could not be made or read.
+    #[error(transparent)]
+    Encryption(#[from] store::EncryptionConfigError),
     /// The service-account signing key could not be made or loaded.
     #[error(transparent)]
     ServiceAccountKey(#[from] apiserver::tokens::KeyError),
@@ -59,6 +62,13 @@ pub struct ServerOptions {
     /// unspecified, which pods cannot reach: then the Service has no
     /// endpoints.
     pub advertise_address: Option<IpAddr>,
+    /// Static bearer tokens (kube-apiserver's `--token-auth-file`); none
+    /// unless given.
+    pub token_auth_file: Option<PathBuf>,
+    /// How Secrets are encrypted at rest (kube-apiserver's
+    /// `--encryption-provider-config`); unset, with a key the server makes
+    /// in the data dir.
+    pub encryption_provider_config: Option<PathBuf>,
 }
 
 impl Default for ServerOptions {
@@ -66,6 +76,8 @@ impl Default for ServerOptions {
         Self {
             watch_history: 10_000,
             advertise_address: None,
+            token_auth_file: None,
+            encryption_provider_config: None,
         }
     }
 }
@@ -78,13 +90,43 @@ pub struct RunningServer {
     pub kubeconfig: PathBuf,
     /// Shared state (store, metrics).
     pub state: Arc<ApiState>,
+    /// The cluster CA, which signs the components' client certificates.
+    pub ca: Arc<certs::ClusterCa>,
+    /// The cluster CA certificate (PEM).
+    pub ca_pem: String,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl RunningServer {
-    /// An API client with the admin credentials, for in-process components.
+    /// An API client with the admin credentials.
     pub async fn client(&self) -> Result<kube::Client, ClientError> {
         client_from_kubeconfig(&self.kubeconfig).await
+    }
+
+    /// Write a kubeconfig for `user` in `groups` with a fresh client
+    /// certificate to `file` in the data dir (a component's own identity,
+    /// as kubeadm's `scheduler.conf`), and return its path.
+    pub fn write_kubeconfig(
+        &self,
+        file: &str,
+        user: &str,
+        groups: &[&str],
+    ) -> Result<PathBuf, certs::CertError> {
+        let dir = self.state.cluster.data_dir.clone();
+        self.ca
+            .write_kubeconfig(&dir, file, &self.url, &self.ca_pem, (user, groups))
+    }
+
+    /// An API client as `user` in `groups` (a component's identity),
+    /// through a kubeconfig written to `file` in the data dir.
+    pub async fn client_as(
+        &self,
+        file: &str,
+        user: &str,
+        groups: &[&str],
+    ) -> Result<kube::Client, ClientError> {
+        let path = self.write_kubeconfig(file, user, groups)?;
+        client_from_kubeconfig(&path).await
     }
 
     /// Stop serving at once.
@@ -113,7 +155,22 @@ pub async fn start(
         path: dir.clone(),
         source,
     })?;
-    let store = tokio::task::block_in_place(|| RedbStore::open(&dir.join("state.redb")))?;
+    // Secrets are encrypted at rest: with the user's configuration, or a
+    // key made in the data dir on first start.
+    let encryption = match &opts.encryption_provider_config {
+        Some(path) => store::load_config(path)?,
+        None => store::ensure_config(&dir)?,
+    };
+    let store = tokio::task::block_in_place(|| -> Result<_, StartError> {
+        let store = EncryptedStore::new(RedbStore::open(&dir.join("state.redb"))?, encryption);
+        // After a key rotation, values under an older key are written
+        // again under the first one.
+        let rewritten = store.reencrypt_stale()?;
+        if rewritten > 0 {
+            tracing::info!(rewritten, "re-encrypted stored values with the current key");
+        }
+        Ok(store)
+    })?;
     let cache = Arc::new(tokio::task::block_in_place(|| {
         WatchCache::open(Box::new(store), opts.watch_history)
     })?);
@@ -148,8 +205,21 @@ pub async fn start(
         local.ip()
     };
     let url = format!("https://{}", std::net::SocketAddr::new(host, local.port()));
-    let kubeconfig = certs::write_kubeconfig(&dir, &url, &creds)?;
+    // The admins' kubeconfig (kubeadm's admin.conf), and the superuser's
+    // for when RBAC bindings are broken (super-admin.conf).
+    let kubeconfig = ca.write_kubeconfig(&dir, "kubeconfig", &url, &creds.ca_pem, certs::ADMIN)?;
+    ca.write_kubeconfig(
+        &dir,
+        "super-admin.conf",
+        &url,
+        &creds.ca_pem,
+        certs::SUPER_ADMIN,
+    )?;
     let tls = certs::server_config(&creds)?;
+    let static_tokens = match &opts.token_auth_file {
+        Some(path) => apiserver::authn::read_token_file(path).map_err(StartError::Bootstrap)?,
+        None => Vec::new(),
+    };
 
     let issuer = apiserver::tokens::TokenIssuer::ensure(
         &dir,
@@ -160,7 +230,7 @@ pub async fn start(
     let state = Arc::new(
         ApiState::new(
             cache,
-            creds.admin_token.clone(),
+            static_tokens,
             Arc::new(issuer),
             cluster,
             url.clone(),
@@ -192,6 +262,8 @@ pub async fn start(
         url,
         kubeconfig,
         state,
+        ca: Arc::new(ca),
+        ca_pem: creds.ca_pem,
         task,
     })
 }
@@ -226,9 +298,13 @@ async fn listen_on_advertise_address(
 
 /// An API client from a kubeconfig file.
 pub async fn client_from_kubeconfig(path: &std::path::Path) -> Result<kube::Client, ClientError> {
+    Ok(kube::Client::try_from(config_from_kubeconfig(path).await?)?)
+}
+
+/// The client configuration of a kubeconfig file.
+pub async fn config_from_kubeconfig(path: &std::path::Path) -> Result<kube::Config, ClientError> {
     let kc = kube::config::Kubeconfig::read_from(path)?;
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
-    Ok(kube::Client::try_from(cfg)?)
+    Ok(kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?)
 }
 
 /// Errors while making an API client from a kubeconfig.
@@ -240,4 +316,7 @@ pub enum ClientError {
     /// The client could not be built.
     #[error("API client: {0}")]
     Client(#[from] kube::Error),
+    /// The client's certificate could not be made.
+    #[error(transparent)]
+    Certificate(#[from] certs::CertError),
 }

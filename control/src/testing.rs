@@ -23,7 +23,21 @@ pub async fn start() -> TestServer {
         listen: "127.0.0.1:0".parse().unwrap(),
         ..Default::default()
     };
-    let server = crate::server::start(cfg, Default::default())
+    // A superuser's static token, for tests that speak raw HTTP.
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(
+        &tokens,
+        format!(
+            "{:032x},test-admin,test-admin,\"system:masters\"\n",
+            rand::random::<u128>()
+        ),
+    )
+    .expect("writing the token file");
+    let opts = crate::server::ServerOptions {
+        token_auth_file: Some(tokens),
+        ..Default::default()
+    };
+    let server = crate::server::start(cfg, opts)
         .await
         .expect("the API server starts");
     let client = server.client().await.expect("an API client");

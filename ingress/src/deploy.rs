@@ -1,11 +1,14 @@
 //! The ingress controller deployed the Kubernetes way: its namespace, a
-//! ServiceAccount, the `kedge` IngressClass (the default class) and a
+//! ServiceAccount with a ClusterRole as narrow as ingress-nginx's (what the
+//! controller reads and the status it writes, nothing more), the `kedge`
+//! IngressClass (the default class) and a
 //! DaemonSet whose pods run with the host's network on every node labelled
 //! `ingress=true`, binding the node's HTTP and HTTPS ports.
 
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::networking::v1::IngressClass;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, Patch, PatchParams};
 use kube::Client;
 use serde_json::{json, Value};
@@ -28,6 +31,33 @@ pub struct DeployOptions {
     pub https_port: u16,
     /// Where the pod serves metrics on the node.
     pub metrics_port: u16,
+}
+
+/// The controller's ClusterRole and its binding to the ServiceAccount.
+fn access() -> (Value, Value) {
+    let role = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "kedge-ingress"},
+        "rules": [
+            // The routes: Ingresses and their classes, the Services and
+            // endpoints behind them, the TLS Secrets they name.
+            {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "ingressclasses"],
+             "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses/status"],
+             "verbs": ["update", "patch"]},
+            {"apiGroups": [""], "resources": ["services", "secrets"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
+             "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+        ]
+    });
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "kedge-ingress"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kedge-ingress"},
+        "subjects": [{"kind": "ServiceAccount", "name": "kedge-ingress", "namespace": NAMESPACE}]
+    });
+    (role, binding)
 }
 
 fn objects(o: &DeployOptions) -> (Value, Value, Value, Value) {
@@ -101,6 +131,13 @@ pub async fn apply(client: &Client, o: &DeployOptions) -> Result<(), kube::Error
     Api::<ServiceAccount>::namespaced(client.clone(), NAMESPACE)
         .patch("kedge-ingress", &pp, &Patch::Apply(&account))
         .await?;
+    let (role, binding) = access();
+    Api::<ClusterRole>::all(client.clone())
+        .patch("kedge-ingress", &pp, &Patch::Apply(&role))
+        .await?;
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .patch("kedge-ingress", &pp, &Patch::Apply(&binding))
+        .await?;
     Api::<IngressClass>::all(client.clone())
         .patch(CLASS_NAME, &pp, &Patch::Apply(&class))
         .await?;
@@ -123,6 +160,9 @@ mod tests {
             metrics_port: 10254,
         });
         let _: Namespace = serde_json::from_value(ns).unwrap();
+        let (role, binding) = access();
+        let _: ClusterRole = serde_json::from_value(role).unwrap();
+        let _: ClusterRoleBinding = serde_json::from_value(binding).unwrap();
         let _: ServiceAccount = serde_json::from_value(sa).unwrap();
         let _: IngressClass = serde_json::from_value(class).unwrap();
         let ds: DaemonSet = serde_json::from_value(ds).unwrap();

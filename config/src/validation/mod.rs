@@ -17,6 +17,7 @@ mod core;
 mod meta;
 mod networking;
 mod pod;
+mod rbac;
 mod strings;
 
 pub use self::apps::render_int_or_string;
@@ -37,6 +38,10 @@ pub use self::networking::{
 };
 pub use self::pod::{
     validate_pod, validate_pod_spec, validate_pod_template_spec, validate_resources,
+};
+pub use self::rbac::{
+    default_subjects, validate_binding_update, validate_cluster_role,
+    validate_cluster_role_binding, validate_role, validate_role_binding,
 };
 pub use self::strings::*;
 

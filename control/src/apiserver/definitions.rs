@@ -197,6 +197,7 @@ fn definition_request(name: &str, subresource: Option<&str>) -> ResourceRequest 
         name: Some(name.to_string()),
         subresource: subresource.map(str::to_string),
         legacy_watch: false,
+        user: crate::apiserver::auth::authn::UserInfo::apiserver(),
     }
 }
 

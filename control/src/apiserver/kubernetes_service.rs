@@ -34,6 +34,7 @@ fn request(plural: &str, group: &str, version: &str, name: Option<&str>) -> Reso
         name: name.map(str::to_string),
         subresource: None,
         legacy_watch: false,
+        user: crate::apiserver::auth::authn::UserInfo::apiserver(),
     }
 }
 

@@ -16,8 +16,9 @@ mod patch;
 mod printers;
 mod registry;
 
-use self::auth::{authn, tokenrequest};
-pub use self::auth::{certs, serviceaccount, tokens};
+use self::auth::authn::UserInfo;
+pub use self::auth::{authn, certs, serviceaccount, tokens};
+use self::auth::{authz, impersonation, reviews, tokenrequest};
 use self::codec::{body, protobuf};
 use self::discovery::openapi;
 use self::http::{linger, request, status, watch};
@@ -63,7 +64,7 @@ const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(30);
 pub struct ApiState {
     /// The objects.
     pub cache: Arc<WatchCache>,
-    /// Who requests come from (the admin token, ServiceAccount tokens).
+    /// Who requests come from (client certificates, tokens).
     authn: authn::Authenticator,
     /// Signs ServiceAccount tokens (the TokenRequest API).
     pub tokens: Arc<tokens::TokenIssuer>,
@@ -91,7 +92,7 @@ impl ApiState {
     /// New state over an opened cache.
     pub fn new(
         cache: Arc<WatchCache>,
-        admin_token: String,
+        static_tokens: Vec<(String, UserInfo)>,
         tokens: Arc<tokens::TokenIssuer>,
         cluster: ClusterConfig,
         server_url: String,
@@ -99,7 +100,7 @@ impl ApiState {
     ) -> Self {
         Self {
             cache,
-            authn: authn::Authenticator::new(admin_token, tokens.clone()),
+            authn: authn::Authenticator::new(static_tokens, tokens.clone()),
             tokens,
             cluster,
             alloc: Mutex::new(()),
@@ -129,7 +130,8 @@ impl ApiState {
         let _ = open.wait_for(|n| *n == 0).await;
     }
 
-    /// The admin bearer token.
+    /// A superuser's static bearer token (`--token-auth-file`), empty
+    /// without one.
     pub fn admin_token(&self) -> &str {
         self.authn.admin_token()
     }
@@ -154,6 +156,7 @@ pub fn bootstrap(state: &ApiState) -> Result<(), ApiError> {
                 name: None,
                 subresource: None,
                 legacy_watch: false,
+                user: crate::apiserver::auth::authn::UserInfo::apiserver(),
             };
             objects::create(
                 state,
@@ -164,6 +167,7 @@ pub fn bootstrap(state: &ApiState) -> Result<(), ApiError> {
         }
     }
     kubernetes_service::ensure_service(state, server_port(&state.server_url))?;
+    auth::rbac::policy::reconcile(state)?;
     Ok(())
 }
 
@@ -226,8 +230,20 @@ pub async fn accept(
                     return;
                 }
             };
-            let service = hyper::service::service_fn(move |req| {
+            // The client certificate (verified against the cluster CA in
+            // the handshake) names the user of every request on the
+            // connection.
+            let certificate_user = CertificateUser(
+                tls.get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .and_then(|c| authn::user_of_certificate(c))
+                    .map(Arc::new),
+            );
+            let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 let state = state.clone();
+                req.extensions_mut().insert(certificate_user.clone());
                 async move { Ok::<_, std::convert::Infallible>(handle(state, req).await) }
             });
             let drained = state_for_drain.drained();
@@ -249,6 +265,10 @@ pub async fn accept(
         });
     }
 }
+
+/// The user a connection's client certificate names, if it has one.
+#[derive(Clone)]
+struct CertificateUser(Option<Arc<UserInfo>>);
 
 /// Counts an open connection for as long as it lives.
 struct OpenConnection(tokio::sync::watch::Sender<usize>);
@@ -290,12 +310,26 @@ pub async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Response<Bo
     resp
 }
 
-fn authenticated(state: &ApiState, req: &Request<Incoming>) -> bool {
-    // Authorization is "authenticated is allowed" (see `authn`).
-    state
+/// Who a request comes from (after impersonation), and whether they may
+/// make it: 401 for credentials that do not authenticate, 403 for what
+/// they may not do.
+fn authenticate_and_authorize(state: &ApiState, req: &Request<Incoming>) -> ApiResult<UserInfo> {
+    let certificate = req
+        .extensions()
+        .get::<CertificateUser>()
+        .and_then(|c| c.0.as_deref());
+    let user = state
         .authn
-        .authenticate(header(req, "authorization"), &state.cache)
-        .is_some()
+        .authenticate(certificate, header(req, "authorization"), &state.cache)
+        .map_err(|e| {
+            tracing::debug!(error = %e, path = req.uri().path(), "request not authenticated");
+            ApiError::unauthorized()
+        })?;
+    let user = impersonation::act_as(state, user, req.headers())?;
+    let attrs =
+        authz::request_attributes(req.method().as_str(), req.uri().path(), req.uri().query());
+    authz::require(state, &user, &attrs)?;
+    Ok(user)
 }
 
 /// The request body, up to [`MAX_BODY`] as kube-apiserver reads it.
@@ -331,13 +365,10 @@ async fn discard(body: &mut Incoming, limit: u64) {
 }
 
 async fn route(state: Arc<ApiState>, req: Request<Incoming>) -> ApiResult<Response<Body>> {
+    let user = authenticate_and_authorize(&state, &req)?;
     let target = parse_target(&state, &req)?;
-    let public = matches!(target, Target::Version | Target::Health);
-    if !public && !authenticated(&state, &req) {
-        return Err(ApiError::unauthorized());
-    }
     if let Target::Resource(_) = target {
-        return handle_resource(state, req).await;
+        return handle_resource(state, req, Arc::new(user)).await;
     }
     let accept = header(&req, "accept").to_string();
     let get = req.method() == Method::GET;
@@ -459,14 +490,17 @@ fn object_response(
     json_response(code, obj)
 }
 
-/// Resource requests (the verbs on collections, objects and subresources).
+/// Resource requests (the verbs on collections, objects and subresources)
+/// of an authenticated and authorized `user`.
 pub async fn handle_resource(
     state: Arc<ApiState>,
     req: Request<Incoming>,
+    user: Arc<UserInfo>,
 ) -> ApiResult<Response<Body>> {
-    let Target::Resource(rr) = parse_target(&state, &req)? else {
+    let Target::Resource(mut rr) = parse_target(&state, &req)? else {
         return Err(ApiError::no_route());
     };
+    rr.user = user;
     let mut q = Query::parse(req.uri().query());
     // Writes without a fieldManager are owned by the client's name, the
     // User-Agent up to its first '/', as Kubernetes does.
@@ -511,6 +545,11 @@ pub async fn handle_resource(
                 .header("Content-Type", "application/json")
                 .body(body::full(objects::list_bytes(r, &page)))
                 .expect("static response parts are valid"))
+        }
+        (Method::POST, false, None) if registry::kinds::is_review(r) => {
+            let body = read_body(req).await?;
+            let obj = body::decode_object(&content_type, &body)?;
+            Ok(json_response(201, &reviews::create(state_ref, &rr, obj)?))
         }
         (Method::POST, false, None) => {
             let body = read_body(req).await?;

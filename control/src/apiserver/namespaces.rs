@@ -58,6 +58,7 @@ fn finalize(state: &ApiState, namespace: &str) -> Result<(), super::status::ApiE
         name: Some(namespace.to_string()),
         subresource: Some("finalize".into()),
         legacy_watch: false,
+        user: crate::apiserver::auth::authn::UserInfo::apiserver(),
     };
     let current = state.cache.get(&ns.key(None, namespace));
     let Some(current) = current else {

@@ -12,6 +12,7 @@ use kedge_config::object::AdmitError;
 use kedge_config::selector::{FieldSelector, LabelSelector};
 
 use super::allocator::{self, InUse};
+use super::auth::{node, rbac};
 use super::meta::{self, meta_mut, meta_str};
 use super::registry::custom::{self, Refusal};
 use super::registry::kinds::{Admission, OnCreate};
@@ -532,6 +533,7 @@ fn create_inner(
         }
     }
     let mut obj = admit(state, r, &name, obj, None, q)?;
+    authorize_write(state, req, &name, Some(&obj), None)?;
     check_namespace_open(state, r, req.namespace.as_deref())?;
     check_definition_open(state, r)?;
     if record {
@@ -577,6 +579,22 @@ pub enum Part {
     Main,
     /// Only status.
     Status,
+}
+
+/// The checks of a write that depend on who makes it and on the object:
+/// RBAC's escalation prevention and NodeRestriction. `new` is absent for a
+/// delete, `old` for a create.
+fn authorize_write(
+    state: &ApiState,
+    req: &ResourceRequest,
+    name: &str,
+    new: Option<&Value>,
+    old: Option<&Value>,
+) -> ApiResult<()> {
+    if let Some(new) = new {
+        rbac::escalation::check(state, &req.user, req.resource, new, old)?;
+    }
+    node::admit(&req.user, req.resource, name, new, old)
 }
 
 /// Merge the writable part of `new` onto `old`, keeping system metadata.
@@ -716,6 +734,7 @@ where
             set_pod_scheduled(&mut new);
         }
         let mut new = admit(state, r, &name, new, Some(old), q)?;
+        authorize_write(state, req, &name, Some(&new), Some(old))?;
         let errs = if writer == Writer::Binding {
             Vec::new()
         } else {
@@ -1030,6 +1049,7 @@ pub fn delete(
     let mut dry_result = None;
     let written = state.cache.write(&key, |current| -> ApiResult<Decision> {
         let old = current.ok_or_else(|| ApiError::not_found(r.plural, &name))?;
+        authorize_write(state, req, &name, None, Some(old))?;
         if let Some(uid) = preconditions.get("uid").and_then(Value::as_str) {
             if Some(uid) != meta_str(old, "uid") {
                 return Err(ApiError::conflict(r.plural, r.group, &name));
@@ -1137,6 +1157,7 @@ pub fn delete_all_below(state: &ApiState, r: &'static Resource, prefix: &str) ->
             name: meta_str(&obj, "name").map(str::to_string),
             subresource: None,
             legacy_watch: false,
+            user: crate::apiserver::auth::authn::UserInfo::apiserver(),
         };
         match delete(state, &req, &q, &json!({"propagationPolicy": "Background"})) {
             Ok(_) => {}
@@ -1166,6 +1187,7 @@ pub fn delete_collection(
             name: Some(name.to_string()),
             subresource: None,
             legacy_watch: false,
+            user: req.user.clone(),
         };
         match delete(state, &one, q, options) {
             Ok(o) => items.push(o.object),

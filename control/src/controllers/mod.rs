@@ -6,6 +6,8 @@
 //! that never runs one object twice at once, requeues with backoff on
 //! error, and watches the objects the controller owns).
 
+pub mod clusterroleaggregation;
+pub mod credentials;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
@@ -28,13 +30,21 @@ use kube::Client;
 /// What every controller shares.
 #[derive(Clone)]
 pub struct Context {
-    /// The API client.
+    /// The API client of the controller's writes and reads (its own
+    /// identity once [`Context::controller`] gave it one).
     pub client: Client,
+    /// The client of list+watch (the controller manager's, as Kubernetes'
+    /// shared informers: controllers' roles need not list what they
+    /// watch).
+    pub watch_client: Client,
     /// The cluster CA (PEM) published to every namespace; without it the
     /// root-ca-cert-publisher does not run.
     pub root_ca_pem: Option<String>,
     /// One watch and cache per resource, shared by the controllers.
     pub informers: Arc<informers::Informers>,
+    /// Where each controller's own identity comes from; without it every
+    /// controller uses `client`.
+    pub credentials: Option<Arc<credentials::ServiceAccountCredentials>>,
 }
 
 impl Context {
@@ -42,8 +52,10 @@ impl Context {
     pub fn new(client: Client) -> Arc<Self> {
         Arc::new(Self {
             informers: Arc::new(informers::Informers::new(client.clone())),
+            watch_client: client.clone(),
             client,
             root_ca_pem: None,
+            credentials: None,
         })
     }
 
@@ -51,9 +63,32 @@ impl Context {
     pub fn with_root_ca(client: Client, ca_pem: String) -> Arc<Self> {
         Arc::new(Self {
             informers: Arc::new(informers::Informers::new(client.clone())),
+            watch_client: client.clone(),
             client,
             root_ca_pem: Some(ca_pem),
+            credentials: None,
         })
+    }
+
+    /// This context with each controller acting as its own ServiceAccount.
+    pub fn with_credentials(
+        self: Arc<Self>,
+        c: credentials::ServiceAccountCredentials,
+    ) -> Arc<Self> {
+        let mut ctx = (*self).clone();
+        ctx.credentials = Some(Arc::new(c));
+        Arc::new(ctx)
+    }
+
+    /// The context of the controller `name` (its Kubernetes name, such as
+    /// `deployment-controller`): the same caches, its own client.
+    pub async fn controller(self: &Arc<Self>, name: &str) -> Arc<Self> {
+        let Some(creds) = &self.credentials else {
+            return self.clone();
+        };
+        let mut ctx = (**self).clone();
+        ctx.client = creds.client_for(name).await;
+        Arc::new(ctx)
     }
 
     /// An event recorder for a controller.
@@ -101,21 +136,26 @@ where
 
 /// Run every controller until the future is dropped.
 pub async fn run_all(ctx: Arc<Context>) {
+    // Each under the name of its ServiceAccount and role in Kubernetes.
     tokio::join!(
-        replicaset::run(ctx.clone()),
-        deployment::run(ctx.clone()),
-        endpoints::run(ctx.clone()),
-        endpointslice::run(ctx.clone()),
-        garbagecollector::run(ctx.clone()),
-        nodelifecycle::run(ctx.clone()),
-        daemonset::run(ctx.clone()),
-        job::run(ctx.clone()),
-        cronjob::run(ctx.clone()),
-        statefulset::run(ctx.clone()),
-        serviceaccount::run(ctx.clone()),
+        async { replicaset::run(ctx.controller("replicaset-controller").await).await },
+        async { deployment::run(ctx.controller("deployment-controller").await).await },
+        async { endpoints::run(ctx.controller("endpoint-controller").await).await },
+        async { endpointslice::run(ctx.controller("endpointslice-controller").await).await },
+        async { garbagecollector::run(ctx.controller("generic-garbage-collector").await).await },
+        async { nodelifecycle::run(ctx.controller("node-controller").await).await },
+        async { daemonset::run(ctx.controller("daemon-set-controller").await).await },
+        async { job::run(ctx.controller("job-controller").await).await },
+        async { cronjob::run(ctx.controller("cronjob-controller").await).await },
+        async { statefulset::run(ctx.controller("statefulset-controller").await).await },
+        async { serviceaccount::run(ctx.controller("service-account-controller").await).await },
+        async {
+            clusterroleaggregation::run(ctx.controller("clusterrole-aggregation-controller").await)
+                .await
+        },
         async {
             if let Some(ca) = ctx.root_ca_pem.clone() {
-                rootcacertpublisher::run(ctx.clone(), ca).await;
+                rootcacertpublisher::run(ctx.controller("root-ca-cert-publisher").await, ca).await;
             }
         },
     );

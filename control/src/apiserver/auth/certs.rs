@@ -1,6 +1,7 @@
 //! The cluster's credentials: a CA and a serving certificate made with rcgen
-//! on first start, an admin bearer token, and the kubeconfig that ties them
-//! together. All are kept in the data dir and reused on later starts.
+//! on first start and kept in the data dir, client certificates signed by
+//! the CA for the admins and each component (made anew at every start, valid
+//! a year, as kubeadm's), and the kubeconfigs that carry them.
 
 use std::fs;
 use std::io;
@@ -34,7 +35,7 @@ pub enum CertError {
     Tls(String),
 }
 
-/// Paths of the credentials inside the data dir.
+/// The API server's credentials.
 pub struct Credentials {
     /// PEM of the cluster CA certificate.
     pub ca_pem: String,
@@ -42,9 +43,17 @@ pub struct Credentials {
     pub cert_pem: String,
     /// PEM of the serving key.
     pub key_pem: String,
-    /// The admin bearer token.
-    pub admin_token: String,
 }
+
+/// The admins' user, in the group bound to `cluster-admin` (kubeadm's
+/// `admin.conf`).
+pub const ADMIN: (&str, &[&str]) = ("kubernetes-admin", &["kubeadm:cluster-admins"]);
+/// The break-glass superuser, in `system:masters` (kubeadm's
+/// `super-admin.conf`): works even when RBAC bindings are broken.
+pub const SUPER_ADMIN: (&str, &[&str]) = ("kubernetes-super-admin", &["system:masters"]);
+
+/// How long client certificates are valid (kubeadm's one year).
+const CLIENT_CERT_DAYS: i64 = 365;
 
 fn read(path: &Path) -> Result<String, CertError> {
     fs::read_to_string(path).map_err(|source| CertError::Io {
@@ -116,11 +125,26 @@ impl ClusterCa {
     }
 
     /// Sign a client certificate for `common_name` (the user name) in the
-    /// groups `organizations`.
+    /// groups `organizations`, valid from now for a year.
     pub fn sign_client(
         &self,
         common_name: &str,
         organizations: &[&str],
+    ) -> Result<(String, String), CertError> {
+        let now = time::OffsetDateTime::now_utc();
+        // Back a day for clocks a little behind.
+        let from = now - time::Duration::days(1);
+        let until = now + time::Duration::days(CLIENT_CERT_DAYS);
+        self.sign_client_for(common_name, organizations, from, until)
+    }
+
+    /// Sign a client certificate valid between two times.
+    pub fn sign_client_for(
+        &self,
+        common_name: &str,
+        organizations: &[&str],
+        not_before: time::OffsetDateTime,
+        not_after: time::OffsetDateTime,
     ) -> Result<(String, String), CertError> {
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
@@ -131,12 +155,20 @@ impl ClusterCa {
         params.distinguished_name = dn;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        params.not_before = rcgen::date_time_ymd(2024, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2124, 1, 1);
+        params.not_before = not_before;
+        params.not_after = not_after;
         let key = KeyPair::generate()?;
         let issuer = Issuer::new(ca_params(), &self.key);
         let cert = params.signed_by(&key, &issuer)?;
         Ok((cert.pem(), key.serialize_pem()))
+    }
+}
+
+impl ClusterCa {
+    /// The CA of an existing data dir, with its certificate (PEM).
+    pub fn load(dir: &Path) -> Result<(ClusterCa, String), CertError> {
+        let key = KeyPair::from_pem(&read(&dir.join("ca.key"))?)?;
+        Ok((ClusterCa { key }, read(&dir.join("ca.crt"))?))
     }
 }
 
@@ -176,30 +208,11 @@ pub fn ensure(dir: &Path, ips: &[IpAddr]) -> Result<(Credentials, ClusterCa), Ce
         (c, k)
     };
 
-    let token_path = dir.join("admin.token");
-    let admin_token = if token_path.exists() {
-        read(&token_path)?.trim().to_string()
-    } else {
-        let token: String = {
-            use rand::Rng;
-            let mut rng = rand::rng();
-            (0..32)
-                .map(|_| {
-                    let i = rng.random_range(0..36u8);
-                    (if i < 10 { b'0' + i } else { b'a' + i - 10 }) as char
-                })
-                .collect()
-        };
-        write_private(&token_path, &token)?;
-        token
-    };
-
     Ok((
         Credentials {
             ca_pem,
             cert_pem,
             key_pem,
-            admin_token,
         },
         ca,
     ))
@@ -214,29 +227,64 @@ pub fn server_config(creds: &Credentials) -> Result<Arc<rustls::ServerConfig>, C
         .map_err(|e| CertError::Tls(e.to_string()))?
         .ok_or_else(|| CertError::Tls("no private key in apiserver.key".into()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // Client certificates are asked for, not required: a request without
+    // one authenticates with a token or is anonymous.
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in rustls_pemfile::certs(&mut creds.ca_pem.as_bytes()) {
+        let ca = ca.map_err(|e| CertError::Tls(e.to_string()))?;
+        roots
+            .add(ca)
+            .map_err(|e| CertError::Tls(format!("cluster CA: {e}")))?;
+    }
+    let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| CertError::Tls(e.to_string()))?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| CertError::Tls(e.to_string()))?
-        .with_no_client_auth()
+        .with_client_cert_verifier(clients)
         .with_single_cert(certs, key)
         .map_err(|e| CertError::Tls(e.to_string()))?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
 
-/// Write a kubeconfig for the admin user and return its path.
-pub fn write_kubeconfig(
-    dir: &Path,
+/// A kubeconfig for a user authenticating with a client certificate.
+pub fn kubeconfig(
     server_url: &str,
-    creds: &Credentials,
-) -> Result<PathBuf, CertError> {
+    ca_pem: &str,
+    user: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> String {
     use base64::Engine;
-    let ca = base64::engine::general_purpose::STANDARD.encode(creds.ca_pem.as_bytes());
-    let cfg = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: kedge\n  cluster:\n    server: {server_url}\n    certificate-authority-data: {ca}\nusers:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: kedge\n  context:\n    cluster: kedge\n    user: admin\n    namespace: default\ncurrent-context: kedge\npreferences: {{}}\n",
-        token = creds.admin_token
-    );
-    let path = dir.join("kubeconfig");
-    write_private(&path, &cfg)?;
-    Ok(path)
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: kedge\n  cluster:\n    server: {server_url}\n    certificate-authority-data: {ca}\nusers:\n- name: {user}\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\ncontexts:\n- name: kedge\n  context:\n    cluster: kedge\n    user: {user}\n    namespace: default\ncurrent-context: kedge\npreferences: {{}}\n",
+        ca = b64(ca_pem),
+        cert = b64(cert_pem),
+        key = b64(key_pem),
+    )
+}
+
+impl ClusterCa {
+    /// Sign a client certificate for `user` in `groups` and write a
+    /// kubeconfig carrying it to `dir/file` (0600); returns its path.
+    pub fn write_kubeconfig(
+        &self,
+        dir: &Path,
+        file: &str,
+        server_url: &str,
+        ca_pem: &str,
+        (user, groups): (&str, &[&str]),
+    ) -> Result<PathBuf, CertError> {
+        let (cert, key) = self.sign_client(user, groups)?;
+        let path = dir.join(file);
+        write_private(&path, &kubeconfig(server_url, ca_pem, user, &cert, &key))?;
+        Ok(path)
+    }
 }

@@ -2,6 +2,9 @@
 
 use std::collections::HashMap;
 
+use std::sync::Arc;
+
+use crate::apiserver::auth::authn::UserInfo;
 use crate::apiserver::registry::{Registry, Resource};
 
 /// What an API path addresses.
@@ -49,6 +52,8 @@ pub struct ResourceRequest {
     pub subresource: Option<String>,
     /// Whether the legacy `/watch/` path form was used.
     pub legacy_watch: bool,
+    /// Who asks (anonymous until the request is authenticated).
+    pub user: Arc<UserInfo>,
 }
 
 /// Parse the path of a request.
@@ -111,6 +116,7 @@ pub fn parse_path(path: &str, registry: &Registry) -> Option<Target> {
         name,
         subresource,
         legacy_watch,
+        user: Arc::new(UserInfo::anonymous()),
     }))
 }
 

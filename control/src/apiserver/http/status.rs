@@ -31,7 +31,8 @@ impl ApiError {
         }
     }
 
-    fn with_details(mut self, details: Value) -> Self {
+    /// The same error with `details` in its Status.
+    pub fn with_details(mut self, details: Value) -> Self {
         self.details = Some(details);
         self
     }

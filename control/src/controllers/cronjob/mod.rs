@@ -120,7 +120,7 @@ pub async fn run_with_clock(ctx: Arc<Context>, clock: Arc<dyn Clock>) {
         backoff: Backoff::default(),
     });
     Controller::new(
-        Api::<CronJob>::all(client.clone()),
+        Api::<CronJob>::all(ctx.watch_client.clone()),
         watcher::Config::default(),
     )
     .owns_shared_stream(jobs.subscribe())

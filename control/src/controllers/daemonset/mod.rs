@@ -69,7 +69,7 @@ pub async fn run(ctx: Arc<Context>) {
         .observe(move |ev, before| expectations::observe_pod_event(&exp, "DaemonSet", before, ev));
 
     let controller = Controller::new(
-        Api::<DaemonSet>::all(client.clone()),
+        Api::<DaemonSet>::all(ctx.watch_client.clone()),
         watcher::Config::default(),
     );
     let dss = controller.store();

@@ -62,11 +62,11 @@ pub struct State {
 /// Run the controller until the future is dropped.
 pub async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
-    let rs_api: Api<ReplicaSet> = Api::all(client.clone());
+    let rs_api: Api<ReplicaSet> = Api::all(ctx.watch_client.clone());
     let rss_sync = Arc::new(SyncPoint::default());
     let (rss, rs_cache) = cache::cache(rs_api.clone(), rss_sync.clone(), |_| {});
     let controller = Controller::new(
-        Api::<Deployment>::all(client.clone()),
+        Api::<Deployment>::all(ctx.watch_client.clone()),
         watcher::Config::default(),
     );
     let deployments = controller.store();

@@ -86,7 +86,7 @@ pub async fn run(ctx: Arc<Context>) {
     let service_events = reflector::reflector(
         services_writer,
         watcher(
-            Api::<Service>::all(client.clone()),
+            Api::<Service>::all(ctx.watch_client.clone()),
             watcher::Config::default(),
         ),
     )
@@ -95,7 +95,7 @@ pub async fn run(ctx: Arc<Context>) {
     let endpoints_events = reflector::reflector(
         endpoints_writer,
         watcher(
-            Api::<Endpoints>::all(client.clone()),
+            Api::<Endpoints>::all(ctx.watch_client.clone()),
             watcher::Config::default(),
         ),
     )

@@ -174,7 +174,7 @@ pub async fn run(ctx: Arc<Context>) {
     let service_events = reflector::reflector(
         services_writer,
         watcher(
-            Api::<Service>::all(client.clone()),
+            Api::<Service>::all(ctx.watch_client.clone()),
             watcher::Config::default(),
         ),
     )
@@ -185,7 +185,7 @@ pub async fn run(ctx: Arc<Context>) {
         watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={CONTROLLER_NAME}"));
     let slice_events = reflector::reflector(
         slices_writer,
-        watcher(Api::<EndpointSlice>::all(client.clone()), managed),
+        watcher(Api::<EndpointSlice>::all(ctx.watch_client.clone()), managed),
     )
     .default_backoff();
 

@@ -131,7 +131,10 @@ pub async fn run(ctx: Arc<Context>) {
 /// Run the controller with explicit timing.
 pub async fn run_with(ctx: Arc<Context>, options: NodeLifecycleOptions) {
     let client = ctx.client.clone();
-    let (leases, leases_cache) = store(Api::<Lease>::namespaced(client.clone(), LEASE_NAMESPACE));
+    let (leases, leases_cache) = store(Api::<Lease>::namespaced(
+        ctx.watch_client.clone(),
+        LEASE_NAMESPACE,
+    ));
     let state = Arc::new(State {
         client,
         nodes: ctx.informers.get::<Node>().store(),

@@ -78,7 +78,7 @@ pub async fn run(ctx: Arc<Context>) {
         .observe(move |ev, before| expectations::observe_pod_event(&exp, "ReplicaSet", before, ev));
 
     let controller = Controller::new(
-        Api::<ReplicaSet>::all(client.clone()),
+        Api::<ReplicaSet>::all(ctx.watch_client.clone()),
         watcher::Config::default(),
     );
     let rss = controller.store();

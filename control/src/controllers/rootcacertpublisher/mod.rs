@@ -40,7 +40,10 @@ pub enum Error {
 }
 
 struct State {
+    /// Writes, as the controller.
     client: Client,
+    /// Reads, as the controller manager (its role may not read).
+    reader: Client,
     ca_pem: String,
 }
 
@@ -49,14 +52,26 @@ pub async fn run(ctx: Arc<Context>, ca_pem: String) {
     let client = ctx.client.clone();
     let configmaps = watcher::Config::default().fields(&format!("metadata.name={CONFIG_MAP}"));
     Controller::new(
-        Api::<Namespace>::all(client.clone()),
+        Api::<Namespace>::all(ctx.watch_client.clone()),
         watcher::Config::default(),
     )
-    .watches(Api::<ConfigMap>::all(client.clone()), configmaps, |cm| {
-        let ns = cm.metadata.namespace.clone()?;
-        Some(ObjectRef::new(&ns))
-    })
-    .run(reconcile, error_policy, Arc::new(State { client, ca_pem }))
+    .watches(
+        Api::<ConfigMap>::all(ctx.watch_client.clone()),
+        configmaps,
+        |cm| {
+            let ns = cm.metadata.namespace.clone()?;
+            Some(ObjectRef::new(&ns))
+        },
+    )
+    .run(
+        reconcile,
+        error_policy,
+        Arc::new(State {
+            client,
+            reader: ctx.watch_client.clone(),
+            ca_pem,
+        }),
+    )
     .for_each(|_| async {})
     .await;
 }
@@ -74,7 +89,8 @@ async fn reconcile(ns: Arc<Namespace>, state: Arc<State>) -> Result<Action, Erro
     };
     let api: Api<ConfigMap> = Api::namespaced(state.client.clone(), &namespace);
     let data = BTreeMap::from([(KEY.to_string(), state.ca_pem.clone())]);
-    match api.get_opt(CONFIG_MAP).await.map_err(err)? {
+    let reader: Api<ConfigMap> = Api::namespaced(state.reader.clone(), &namespace);
+    match reader.get_opt(CONFIG_MAP).await.map_err(err)? {
         None => {
             let mut cm = ConfigMap::default();
             cm.metadata.name = Some(CONFIG_MAP.into());

@@ -39,12 +39,12 @@ pub enum Error {
 pub async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     Controller::new(
-        Api::<Namespace>::all(client.clone()),
+        Api::<Namespace>::all(ctx.watch_client.clone()),
         watcher::Config::default(),
     )
     // A ServiceAccount change (a deletion above all) syncs its namespace.
     .watches(
-        Api::<ServiceAccount>::all(client.clone()),
+        Api::<ServiceAccount>::all(ctx.watch_client.clone()),
         watcher::Config::default(),
         |sa| {
             let ns = sa.metadata.namespace.clone()?;
@@ -53,12 +53,26 @@ pub async fn run(ctx: Arc<Context>) {
                 .then(|| ObjectRef::new(&ns))
         },
     )
-    .run(reconcile, error_policy, Arc::new(client))
+    .run(
+        reconcile,
+        error_policy,
+        Arc::new(Clients {
+            writer: client,
+            reader: ctx.watch_client.clone(),
+        }),
+    )
     .for_each(|_| async {})
     .await;
 }
 
-async fn reconcile(ns: Arc<Namespace>, client: Arc<Client>) -> Result<Action, Error> {
+/// The controller's clients: its own for writes, the controller
+/// manager's for reads (its role only creates).
+struct Clients {
+    writer: Client,
+    reader: Client,
+}
+
+async fn reconcile(ns: Arc<Namespace>, clients: Arc<Clients>) -> Result<Action, Error> {
     let name = ns.metadata.name.clone().unwrap_or_default();
     // A terminating namespace takes no new content.
     if ns.metadata.deletion_timestamp.is_some()
@@ -66,14 +80,15 @@ async fn reconcile(ns: Arc<Namespace>, client: Arc<Client>) -> Result<Action, Er
     {
         return Ok(Action::await_change());
     }
-    let api: Api<ServiceAccount> = Api::namespaced((*client).clone(), &name);
+    let api: Api<ServiceAccount> = Api::namespaced(clients.writer.clone(), &name);
+    let reader: Api<ServiceAccount> = Api::namespaced(clients.reader.clone(), &name);
     for sa in DEFAULT_SERVICE_ACCOUNTS {
         let err = |source| Error::Api {
             namespace: name.clone(),
             name: sa.to_string(),
             source,
         };
-        if api.get_opt(sa).await.map_err(err)?.is_some() {
+        if reader.get_opt(sa).await.map_err(err)?.is_some() {
             continue;
         }
         let mut obj = ServiceAccount::default();
@@ -88,7 +103,7 @@ async fn reconcile(ns: Arc<Namespace>, client: Arc<Client>) -> Result<Action, Er
     Ok(Action::await_change())
 }
 
-fn error_policy(ns: Arc<Namespace>, err: &Error, _: Arc<Client>) -> Action {
+fn error_policy(ns: Arc<Namespace>, err: &Error, _: Arc<Clients>) -> Action {
     tracing::debug!(namespace = ?ns.metadata.name, error = %err, "serviceaccount sync failed");
     Action::requeue(Duration::from_secs(1))
 }

@@ -62,7 +62,7 @@ pub async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     let informer = ctx.informers.get::<Pod>();
     let controller = Controller::new(
-        Api::<StatefulSet>::all(client.clone()),
+        Api::<StatefulSet>::all(ctx.watch_client.clone()),
         watcher::Config::default(),
     );
     let sets = controller.store();

@@ -11,6 +11,8 @@
 //! Printer columns are still kept by plural in `apiserver::table`, and
 //! protobuf decoding in `apiserver::protobuf`.
 
+mod clusterrolebindings;
+mod clusterroles;
 mod configmaps;
 mod cronjobs;
 mod customresourcedefinitions;
@@ -23,14 +25,22 @@ mod ingressclasses;
 mod ingresses;
 mod jobs;
 mod leases;
+mod localsubjectaccessreviews;
 mod namespaces;
 mod nodes;
 mod pods;
 mod replicasets;
+mod rolebindings;
+mod roles;
 mod secrets;
+mod selfsubjectaccessreviews;
+mod selfsubjectreviews;
+mod selfsubjectrulesreviews;
 mod serviceaccounts;
 mod services;
 mod statefulsets;
+mod subjectaccessreviews;
+mod tokenreviews;
 
 use k8s_openapi::schemars::{JsonSchema, SchemaGenerator};
 use serde_json::Value;
@@ -113,6 +123,16 @@ pub static ALL: &[&Kind] = &[
     &endpointslices::KIND,
     &leases::KIND,
     &customresourcedefinitions::KIND,
+    &roles::KIND,
+    &clusterroles::KIND,
+    &rolebindings::KIND,
+    &clusterrolebindings::KIND,
+    &tokenreviews::KIND,
+    &selfsubjectreviews::KIND,
+    &subjectaccessreviews::KIND,
+    &selfsubjectaccessreviews::KIND,
+    &localsubjectaccessreviews::KIND,
+    &selfsubjectrulesreviews::KIND,
 ];
 
 /// The built-in kind `kind` of `group`.
@@ -148,6 +168,40 @@ pub fn type_names() -> &'static [((&'static str, &'static str), String)] {
 fn openapi<T: JsonSchema>(gen: &mut SchemaGenerator) -> String {
     gen.subschema_for::<T>();
     T::schema_name().into_owned()
+}
+
+/// What the review kinds share: they are created and answered at once
+/// (`auth::reviews`), never stored, so admission keeps them as given.
+const REVIEW: Kind = Kind {
+    resource: Resource {
+        group: "",
+        version: "v1",
+        plural: "",
+        singular: "",
+        kind: "",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        verbs: &["create"],
+        custom: false,
+        selectable_fields: &[],
+    },
+    admission: Admission::Rules {
+        admit: Ok,
+        prepare_update: |_, _| {},
+        validate_update: |_, _| Vec::new(),
+    },
+    openapi: |_| String::new(),
+    pod_spec: "",
+    generation: false,
+    on_create: OnCreate::AsGiven,
+};
+
+/// Whether `r` is one of the review kinds, answered and not stored.
+pub fn is_review(r: &Resource) -> bool {
+    matches!(r.group, "authorization.k8s.io" | "authentication.k8s.io")
+        && r.kind.ends_with("Review")
 }
 
 /// `namespaces/finalize`: what the namespace lifecycle writes.

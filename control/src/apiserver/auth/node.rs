@@ -1,0 +1,242 @@
+//! The Node authorizer and the NodeRestriction admission: a kubelet
+//! (`system:node:<name>` in `system:nodes`) reads only the Secrets,
+//! ConfigMaps, claims and ServiceAccount tokens its own pods use, renews
+//! only its own Lease, and writes only its own Node and its own pods'
+//! status. Everything else it may do is the `system:node` role's rules.
+
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+use super::authn::UserInfo;
+use super::authz::{Attributes, Decision};
+use super::rbac;
+use crate::apiserver::registry::Resource;
+use crate::apiserver::status::{ApiError, ApiResult};
+use crate::apiserver::ApiState;
+
+/// The rules every node holds (`system:node`'s).
+fn node_rules() -> &'static [Value] {
+    static RULES: OnceLock<Vec<Value>> = OnceLock::new();
+    RULES.get_or_init(|| rbac::policy::cluster_role_rules("system:node"))
+}
+
+/// The Node authorizer: no opinion on anyone but a node.
+pub fn authorize(state: &ApiState, user: &UserInfo, attrs: &Attributes) -> Decision {
+    let Some(node) = user.as_node() else {
+        return Decision::NoOpinion(String::new());
+    };
+    if attrs.resource_request {
+        let read = matches!(attrs.verb.as_str(), "get" | "list" | "watch");
+        match (
+            attrs.api_group.as_str(),
+            attrs.resource.as_str(),
+            attrs.subresource.as_str(),
+        ) {
+            ("", "secrets" | "configmaps" | "persistentvolumeclaims", "") => {
+                // One named object, read: a pod of the node must use it.
+                if !read || attrs.name.is_empty() {
+                    return Decision::NoOpinion(format!(
+                        "can only {} a named {} used by a pod of node '{node}'",
+                        "read", attrs.resource
+                    ));
+                }
+                return related(state, node, attrs);
+            }
+            ("", "serviceaccounts", "token") => {
+                if attrs.verb != "create" {
+                    return Decision::NoOpinion(String::new());
+                }
+                return related(state, node, attrs);
+            }
+            ("coordination.k8s.io", "leases", "") => {
+                let own = attrs.namespace == "kube-node-lease" && attrs.name == node;
+                let verb_ok = matches!(
+                    attrs.verb.as_str(),
+                    "get" | "create" | "update" | "patch" | "delete"
+                );
+                return if own && verb_ok {
+                    Decision::Allow
+                } else {
+                    Decision::NoOpinion(
+                        "can only access node lease with the same name as the requesting node"
+                            .into(),
+                    )
+                };
+            }
+            _ => {}
+        }
+    }
+    if node_rules().iter().any(|r| rbac::rule_allows(r, attrs)) {
+        Decision::Allow
+    } else {
+        Decision::NoOpinion(String::new())
+    }
+}
+
+/// Allow reading `attrs`' object when a pod bound to `node` refers to it.
+fn related(state: &ApiState, node: &str, attrs: &Attributes) -> Decision {
+    let (_, pods) = state
+        .cache
+        .list(&format!("/core/pods/{}/", attrs.namespace));
+    let used = pods.iter().any(|(_, pod)| {
+        pod.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node)
+            && pod_refers_to(pod, &attrs.resource, &attrs.name)
+    });
+    if used {
+        Decision::Allow
+    } else {
+        Decision::NoOpinion(format!(
+            "no relationship found between node '{node}' and this object"
+        ))
+    }
+}
+
+/// Whether `pod` uses the object `name` of `resource` (volumes, projected
+/// sources, env, envFrom, image pull secrets, its ServiceAccount).
+pub fn pod_refers_to(pod: &Value, resource: &str, name: &str) -> bool {
+    let spec = &pod["spec"];
+    let is = |v: &Value, pointer: &str| v.pointer(pointer).and_then(Value::as_str) == Some(name);
+    let each = |v: &Value, field: &str| -> Vec<Value> {
+        v.get(field)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let containers: Vec<Value> = ["initContainers", "containers", "ephemeralContainers"]
+        .iter()
+        .flat_map(|f| each(spec, f))
+        .collect();
+    let volumes = each(spec, "volumes");
+    match resource {
+        "serviceaccounts" => {
+            let sa = spec
+                .get("serviceAccountName")
+                .and_then(Value::as_str)
+                .unwrap_or("default");
+            sa == name
+        }
+        "persistentvolumeclaims" => volumes
+            .iter()
+            .any(|v| is(v, "/persistentVolumeClaim/claimName")),
+        "secrets" | "configmaps" => {
+            let (volume, projected, key_ref, from_ref) = if resource == "secrets" {
+                (
+                    "/secret/secretName",
+                    "/secret/name",
+                    "secretKeyRef",
+                    "secretRef",
+                )
+            } else {
+                (
+                    "/configMap/name",
+                    "/configMap/name",
+                    "configMapKeyRef",
+                    "configMapRef",
+                )
+            };
+            volumes.iter().any(|v| {
+                is(v, volume)
+                    || v.pointer("/projected/sources")
+                        .and_then(Value::as_array)
+                        .is_some_and(|s| s.iter().any(|s| is(s, projected)))
+            }) || containers.iter().any(|c| {
+                each(c, "env")
+                    .iter()
+                    .any(|e| is(e, &format!("/valueFrom/{key_ref}/name")))
+                    || each(c, "envFrom")
+                        .iter()
+                        .any(|e| is(e, &format!("/{from_ref}/name")))
+            }) || (resource == "secrets"
+                && each(spec, "imagePullSecrets")
+                    .iter()
+                    .any(|s| is(s, "/name")))
+        }
+        _ => false,
+    }
+}
+
+/// NodeRestriction: a node writes only its own Node object and only pods
+/// bound to it. `old` is the stored object of an update or delete.
+pub fn admit(
+    user: &UserInfo,
+    r: &Resource,
+    name: &str,
+    obj: Option<&Value>,
+    old: Option<&Value>,
+) -> ApiResult<()> {
+    let Some(node) = user.as_node() else {
+        return Ok(());
+    };
+    let refuse = |message: String| {
+        let group = if r.group.is_empty() {
+            String::new()
+        } else {
+            format!(".{}", r.group)
+        };
+        Err(ApiError::forbidden(format!(
+            "{}{group} {name:?} is forbidden: {message}",
+            r.plural
+        )))
+    };
+    match (r.group, r.plural) {
+        ("", "nodes") if name != node => refuse(format!(
+            "node {node:?} is not allowed to modify node {name:?}"
+        )),
+        ("", "pods") => {
+            let bound = |o: Option<&Value>| {
+                o.and_then(|o| o.pointer("/spec/nodeName"))
+                    .and_then(Value::as_str)
+                    == Some(node)
+            };
+            // Creates are mirror pods bound to the node; updates, status
+            // writes and deletes are of pods already bound to it.
+            let ok = match old {
+                Some(_) => bound(old),
+                None => bound(obj),
+            };
+            if ok {
+                Ok(())
+            } else {
+                refuse(format!(
+                    "node {node:?} can only modify pods with spec.nodeName set to itself"
+                ))
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn pods_refer_to_what_they_mount_and_read() {
+        let pod = json!({"spec": {
+            "serviceAccountName": "robot",
+            "volumes": [
+                {"name": "a", "secret": {"secretName": "tls"}},
+                {"name": "b", "projected": {"sources": [{"configMap": {"name": "ca"}}]}},
+                {"name": "c", "persistentVolumeClaim": {"claimName": "data"}},
+            ],
+            "containers": [{"name": "c", "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "db", "key": "k"}}}],
+                            "envFrom": [{"configMapRef": {"name": "settings"}}]}],
+            "imagePullSecrets": [{"name": "pull"}],
+        }});
+        for (r, n) in [
+            ("secrets", "tls"),
+            ("secrets", "db"),
+            ("secrets", "pull"),
+            ("configmaps", "ca"),
+            ("configmaps", "settings"),
+            ("persistentvolumeclaims", "data"),
+            ("serviceaccounts", "robot"),
+        ] {
+            assert!(pod_refers_to(&pod, r, n), "{r}/{n}");
+        }
+        assert!(!pod_refers_to(&pod, "secrets", "other"));
+        assert!(!pod_refers_to(&pod, "configmaps", "tls"));
+    }
+}
