@@ -12,6 +12,7 @@ use kedge_control::server::{self, ServerOptions};
 
 mod demo;
 mod drain;
+mod join;
 
 use drain::shutdown_signal;
 
@@ -32,6 +33,16 @@ struct Cli {
 enum Command {
     /// Run a single-machine cluster: the control plane and one node whose pods run in Docker.
     Up(Box<UpArgs>),
+    /// The first machine of a cluster: the control plane and, as `up`, a
+    /// node; prints the command other machines join with.
+    Init(Box<UpArgs>),
+    /// Join this machine to a cluster as a node (kubeadm's flow: the
+    /// token's signature and the CA hash are checked before anything is
+    /// trusted, then the node's certificate is asked for).
+    Join(Box<JoinArgs>),
+    /// Bootstrap tokens for joining machines.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Run the control plane (API server, scheduler, controllers).
     Server(ServerArgs),
     /// Run node agents against an API server.
@@ -50,6 +61,93 @@ enum Command {
     /// `kedge/echo` images `up` imports): every request answered with JSON
     /// naming the pod, the image version and the request.
     DemoServer(DemoServerArgs),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a token and print it (or the whole join command).
+    Create(TokenCreateArgs),
+    /// List the tokens.
+    List(TokenClientArgs),
+    /// Delete a token (by id or whole token).
+    Delete(TokenDeleteArgs),
+}
+
+#[derive(Args, Clone)]
+struct TokenClientArgs {
+    /// Kubeconfig of an admin (default: $KUBECONFIG, else ~/.kedge/kubeconfig).
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct TokenCreateArgs {
+    #[command(flatten)]
+    client: TokenClientArgs,
+    /// How long the token is valid (`24h`, `30m`, `90s`; `0`: forever).
+    #[arg(long, default_value = "24h", value_parser = parse_ttl)]
+    ttl: TokenTtl,
+    /// Print the whole `kedge join` command.
+    #[arg(long)]
+    print_join_command: bool,
+    /// A description kept with the token.
+    #[arg(long, default_value = "")]
+    description: String,
+}
+
+#[derive(Args, Clone)]
+struct TokenDeleteArgs {
+    #[command(flatten)]
+    client: TokenClientArgs,
+    /// The token or its id.
+    token: String,
+}
+
+/// A token's lifetime; `None` never expires.
+#[derive(Clone, Copy)]
+struct TokenTtl(Option<Duration>);
+
+/// `24h`, `30m`, `90s` or `0`.
+fn parse_ttl(s: &str) -> Result<TokenTtl, String> {
+    if s == "0" {
+        return Ok(TokenTtl(None));
+    }
+    let (n, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 24h"))?;
+    let secs = match unit {
+        "h" => n * 3600,
+        "m" => n * 60,
+        "s" => n,
+        _ => return Err(format!("{s:?} is not a duration like 24h")),
+    };
+    Ok(TokenTtl(Some(Duration::from_secs(secs))))
+}
+
+#[derive(Args, Clone)]
+struct JoinArgs {
+    /// The API server, `host:port`.
+    address: String,
+    /// The bootstrap token, `<id>.<secret>`.
+    #[arg(long)]
+    token: String,
+    /// The hash of the cluster CA's public key, `sha256:<hex>`.
+    #[arg(long)]
+    discovery_token_ca_cert_hash: String,
+    /// Where the node keeps its credentials (default: /var/lib/kedge).
+    #[arg(long, env = "KEDGE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    node: NodeArgs,
+    /// Labels of the node, `key=value`, repeatable.
+    #[arg(long = "node-label")]
+    labels: Vec<String>,
+    #[command(flatten)]
+    services: ServiceNetworkArgs,
+    /// Run no service proxy and cluster DNS on the node.
+    #[arg(long)]
+    no_service_network: bool,
 }
 
 #[derive(Subcommand)]
@@ -234,6 +332,12 @@ struct AgentArgs {
     /// else serves its ClusterIPs, NodePorts and DNS address).
     #[arg(long)]
     no_service_network: bool,
+    /// The service proxy's own kubeconfig (default: the agent's).
+    #[arg(long)]
+    proxy_kubeconfig: Option<PathBuf>,
+    /// The cluster DNS's own kubeconfig (default: the agent's).
+    #[arg(long)]
+    dns_kubeconfig: Option<PathBuf>,
 }
 
 /// The real node of `agent` and `up`.
@@ -415,7 +519,9 @@ fn main() -> anyhow::Result<()> {
         .context("starting the runtime")?;
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Up(args) => run_up(*args).await,
+            Command::Up(args) | Command::Init(args) => run_up(*args).await,
+            Command::Join(args) => run_join(*args).await,
+            Command::Token(command) => run_token(command).await,
             Command::Server(args) => run_server(args, None).await,
             Command::Agent(args) => run_agent(args).await,
             Command::Proxy(args) => run_proxy(args).await,
@@ -745,7 +851,8 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
                 manager_config,
                 data_dir.join("controllers"),
             ),
-        );
+        )
+        .with_signing_ca(running.ca.clone());
     let scheduler = tokio::spawn(kedge_control::scheduler::run(scheduler_client));
     let controllers = tokio::spawn(kedge_control::controllers::run_all(ctx));
     let kubelet = match node {
@@ -766,7 +873,7 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
             let mut node = node;
             node.cluster_dns.get_or_insert_with(|| cfg_dns.to_string());
             node.node_cluster_domain = cfg_domain.clone();
-            let opts = node_options(&node, labels, data_dir.join("kubelet"), ca)?;
+            let opts = node_options(&node, labels, data_dir.join("kubelet"), ca.clone())?;
             // The node's kubelet, service proxy and cluster DNS, each as
             // itself.
             let clients = NodeClients {
@@ -791,8 +898,21 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
         }
         None => None,
     };
+    // What joining machines read (kubeadm's bootstrap-token phase), and a
+    // token for them.
+    join::publish_cluster_info(&client, &running.url, &ca).await?;
+    let token = join::create_token(
+        &client,
+        Some(Duration::from_secs(24 * 3600)),
+        "made by kedge at start",
+    )
+    .await?;
     println!("kedge is serving on {}", running.url);
     println!("export KUBECONFIG={}", running.kubeconfig.display());
+    println!(
+        "Other machines join with (the token is valid 24 hours; `kedge token create --print-join-command` makes more):\n  {}",
+        join::join_command(&running.url, &token, &ca)?
+    );
     match kubelet {
         Some((clients, opts, services)) => {
             let node_address = match opts.internal_ip {
@@ -880,6 +1000,98 @@ fn cluster_ca(kubeconfig: &std::path::Path) -> anyhow::Result<String> {
         .as_ref()
         .context("the kubeconfig has no certificate authority")?;
     std::fs::read_to_string(path).with_context(|| format!("reading {path}"))
+}
+
+/// An admin's client for the token commands.
+async fn token_client(args: &TokenClientArgs) -> anyhow::Result<(kube::Client, PathBuf)> {
+    let path = args.kubeconfig.clone().unwrap_or_else(|| {
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join(".kedge/kubeconfig")
+    });
+    let client = server::client_from_kubeconfig(&path)
+        .await
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok((client, path))
+}
+
+async fn run_token(command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create(args) => {
+            let (client, path) = token_client(&args.client).await?;
+            let token = join::create_token(&client, args.ttl.0, &args.description).await?;
+            if args.print_join_command {
+                let ca = cluster_ca(&path)?;
+                let server = kubeconfig_server(&path)?;
+                println!("{}", join::join_command(&server, &token, &ca)?);
+            } else {
+                println!("{token}");
+            }
+        }
+        TokenCommand::List(args) => {
+            let (client, _) = token_client(&args).await?;
+            print!("{}", join::list_tokens(&client).await?);
+        }
+        TokenCommand::Delete(args) => {
+            let (client, _) = token_client(&args.client).await?;
+            join::delete_token(&client, &args.token).await?;
+            println!("bootstrap token {:?} deleted", args.token);
+        }
+    }
+    Ok(())
+}
+
+/// The server of a kubeconfig's first cluster.
+fn kubeconfig_server(path: &std::path::Path) -> anyhow::Result<String> {
+    let kc = kube::config::Kubeconfig::read_from(path)
+        .with_context(|| format!("reading {}", path.display()))?;
+    kc.clusters
+        .first()
+        .and_then(|c| c.cluster.as_ref())
+        .and_then(|c| c.server.clone())
+        .context("the kubeconfig names no server")
+}
+
+/// `kedge join`: the node's credentials through the token, then the node.
+async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
+    let node_name = args.node.node_name.clone().unwrap_or_else(hostname);
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/var/lib/kedge"));
+    let joined = join::join(
+        &args.address,
+        &args.token,
+        &args.discovery_token_ca_cert_hash,
+        &node_name,
+        &data_dir,
+    )
+    .await?;
+    println!(
+        "This node has joined the cluster as {node_name}; its credentials are in {}.",
+        joined.kubeconfig.display()
+    );
+    let mut node = args.node;
+    node.node_name = Some(node_name);
+    if node.root_dir.is_none() {
+        node.root_dir = Some(data_dir.join("kubelet"));
+    }
+    run_agent(AgentArgs {
+        kubeconfig: joined.kubeconfig,
+        hollow: false,
+        node,
+        count: 1,
+        name_prefix: String::new(),
+        first_index: 0,
+        labels: args.labels,
+        heartbeat_interval: None,
+        services: args.services,
+        no_service_network: args.no_service_network,
+        proxy_kubeconfig: Some(joined.proxy_kubeconfig),
+        dns_kubeconfig: Some(joined.dns_kubeconfig),
+    })
+    .await
 }
 
 /// Print a kubeconfig for a user, signed by the data dir's CA.
@@ -999,9 +1211,21 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
             let dns_ip = opts.cluster_dns[0]
                 .parse()
                 .with_context(|| format!("cluster DNS address {:?}", opts.cluster_dns[0]))?;
+            let own = |path: &Option<PathBuf>| {
+                let path = path.clone();
+                let client = client.clone();
+                async move {
+                    match path {
+                        Some(p) => server::client_from_kubeconfig(&p)
+                            .await
+                            .with_context(|| format!("reading {}", p.display())),
+                        None => Ok(client),
+                    }
+                }
+            };
             run_service_network(
-                client.clone(),
-                client.clone(),
+                own(&args.proxy_kubeconfig).await?,
+                own(&args.dns_kubeconfig).await?,
                 opts.name.clone(),
                 node_address,
                 dns_ip,

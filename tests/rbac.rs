@@ -425,3 +425,85 @@ fn secret_values_are_not_in_the_store_file() {
         "Secrets are stored encrypted"
     );
 }
+
+#[test]
+fn an_approved_certificate_request_makes_a_user_and_a_denied_one_does_not() {
+    use base64::Engine;
+    let c = Cluster::start();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, "jane");
+    dn.push(rcgen::DnType::OrganizationName, "developers");
+    params.distinguished_name = dn;
+    let request = params.serialize_request(&key).unwrap().pem().unwrap();
+    for name in ["jane", "mallory"] {
+        c.apply(&format!(
+            "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata: {{name: {name}}}\nspec:\n  request: {}\n  signerName: kubernetes.io/kube-apiserver-client\n  expirationSeconds: 86400\n  usages: [client auth]\n",
+            b64(&request)
+        ));
+    }
+    let pending = c.kubectl(&["get", "csr", "jane"]);
+    assert!(
+        pending.contains("Pending")
+            && pending.contains("kubernetes-admin")
+            && pending.contains("24h"),
+        "{pending}"
+    );
+    c.kubectl(&["certificate", "approve", "jane"]);
+    c.kubectl(&["certificate", "deny", "mallory"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let cert = loop {
+        let cert = c.kubectl(&["get", "csr", "jane", "-o", "jsonpath={.status.certificate}"]);
+        if !cert.is_empty() || std::time::Instant::now() > deadline {
+            break cert;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let csrs = c.kubectl(&["get", "csr"]);
+    assert!(
+        csrs.lines()
+            .any(|l| l.starts_with("jane") && l.contains("Approved,Issued")),
+        "{csrs}"
+    );
+    assert!(
+        csrs.lines()
+            .any(|l| l.starts_with("mallory") && l.ends_with("Denied")),
+        "{csrs}"
+    );
+    assert!(c
+        .kubectl(&[
+            "get",
+            "csr",
+            "mallory",
+            "-o",
+            "jsonpath={.status.certificate}"
+        ])
+        .is_empty());
+
+    // The issued certificate is jane, in her group, and RBAC gives her
+    // nothing yet.
+    let admin = std::fs::read_to_string(c.kubeconfig()).unwrap();
+    let field = |k: &str| {
+        admin
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(k))
+            .unwrap()
+            .to_string()
+    };
+    let kubeconfig = c.home.join("jane.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: jane\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {}\ncontexts:\n- name: c\n  context: {{cluster: c, user: jane}}\ncurrent-context: c\n",
+            field("server: "),
+            field("certificate-authority-data: "),
+            b64(&key.serialize_pem()),
+        ),
+    )
+    .unwrap();
+    let who = ok(&kubectl_with(&c, &kubeconfig, &["auth", "whoami"]));
+    assert!(who.contains("jane") && who.contains("developers"), "{who}");
+    refused(&kubectl_with(&c, &kubeconfig, &["get", "pods"]));
+}

@@ -10,6 +10,7 @@ use serde_json::Value;
 use k8s_openapi::api::apps::v1 as apps;
 use k8s_openapi::api::autoscaling::v1 as autoscaling;
 use k8s_openapi::api::batch::v1 as batch;
+use k8s_openapi::api::certificates::v1 as certificates;
 use k8s_openapi::api::coordination::v1 as coordination;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1 as discovery;
@@ -273,6 +274,21 @@ pub const CLUSTER_ROLE_BINDING: Typed = typed!(
     ),
     validation::validate_cluster_role_binding,
     validation::validate_binding_update
+);
+
+/// CertificateSigningRequest (certificates.k8s.io/v1) through
+/// `certificates::CertificateSigningRequest`; its spec cannot change.
+pub const CERTIFICATE_SIGNING_REQUEST: Typed = typed!(
+    certificates::CertificateSigningRequest,
+    nothing,
+    validation::validate_certificate_signing_request,
+    |old: &Value, new: &Value| {
+        if old.get("spec") != new.get("spec") {
+            vec![FieldError::invalid("spec", "{...}", "field is immutable")]
+        } else {
+            Vec::new()
+        }
+    }
 );
 
 /// Scale (autoscaling/v1) through `autoscaling::Scale`.

@@ -13,6 +13,7 @@ use std::fmt;
 
 mod apps;
 mod batch;
+mod certificates;
 mod core;
 mod meta;
 mod networking;
@@ -25,6 +26,7 @@ pub use self::apps::{
     validate_daemon_set, validate_deployment, validate_replica_set, validate_stateful_set,
 };
 pub use self::batch::{parse_cron_schedule, validate_cron_job, validate_job};
+pub use self::certificates::validate_certificate_signing_request;
 pub use self::core::{
     validate_binding, validate_config_map, validate_endpoints, validate_event, validate_namespace,
     validate_node, validate_scale, validate_secret, validate_service, validate_service_account,

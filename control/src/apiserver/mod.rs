@@ -624,10 +624,10 @@ pub async fn handle_resource(
             ))
         }
         // === subresources ===
-        (Method::GET, true, Some("status")) => {
+        (Method::GET, true, Some("status" | "approval")) => {
             Ok(json_response(200, &*objects::get(state_ref, &rr)?))
         }
-        (Method::PUT, true, Some("status")) => {
+        (Method::PUT, true, Some("status" | "approval")) => {
             let body = read_body(req).await?;
             let obj = body::decode_object(&content_type, &body)?;
             let out =
@@ -636,7 +636,7 @@ pub async fn handle_resource(
             // storage version).
             Ok(json_response(200, &objects::present_value(r, out.object)))
         }
-        (Method::PATCH, true, Some("status")) => {
+        (Method::PATCH, true, Some("status" | "approval")) => {
             let body = read_body(req).await?;
             let out = durable(async {
                 objects::patch(state_ref, &rr, &q, Part::Status, &content_type, &body)

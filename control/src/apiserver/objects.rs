@@ -12,7 +12,7 @@ use kedge_config::object::AdmitError;
 use kedge_config::selector::{FieldSelector, LabelSelector};
 
 use super::allocator::{self, InUse};
-use super::auth::{node, rbac};
+use super::auth::{certificates, node, rbac};
 use super::meta::{self, meta_mut, meta_str};
 use super::registry::custom::{self, Refusal};
 use super::registry::kinds::{Admission, OnCreate};
@@ -532,6 +532,7 @@ fn create_inner(
             m.remove("generation");
         }
     }
+    certificates::prepare_create(req, &mut obj);
     let mut obj = admit(state, r, &name, obj, None, q)?;
     authorize_write(state, req, &name, Some(&obj), None)?;
     check_namespace_open(state, r, req.namespace.as_deref())?;
@@ -593,6 +594,7 @@ fn authorize_write(
 ) -> ApiResult<()> {
     if let Some(new) = new {
         rbac::escalation::check(state, &req.user, req.resource, new, old)?;
+        certificates::authorize(state, req, new, old)?;
     }
     node::admit(&req.user, req.resource, name, new, old)
 }
@@ -725,6 +727,7 @@ where
         }
         check_fields(r, &new, q)?;
         let mut new = merge_part(r, part, old, new);
+        certificates::prepare_update(req, old, &mut new);
         if let (Some(Admission::Rules { prepare_update, .. }), Part::Main) = (admission(r), part) {
             prepare_update(old, &mut new);
         }

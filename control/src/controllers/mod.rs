@@ -6,6 +6,8 @@
 //! that never runs one object twice at once, requeues with backoff on
 //! error, and watches the objects the controller owns).
 
+pub mod bootstraptokens;
+pub mod certificates;
 pub mod clusterroleaggregation;
 pub mod credentials;
 pub mod cronjob;
@@ -45,6 +47,9 @@ pub struct Context {
     /// Where each controller's own identity comes from; without it every
     /// controller uses `client`.
     pub credentials: Option<Arc<credentials::ServiceAccountCredentials>>,
+    /// The cluster CA, with which the certificate signer issues approved
+    /// requests; without it nothing is signed.
+    pub signing_ca: Option<Arc<crate::apiserver::certs::ClusterCa>>,
 }
 
 impl Context {
@@ -56,6 +61,7 @@ impl Context {
             client,
             root_ca_pem: None,
             credentials: None,
+            signing_ca: None,
         })
     }
 
@@ -67,6 +73,7 @@ impl Context {
             client,
             root_ca_pem: Some(ca_pem),
             credentials: None,
+            signing_ca: None,
         })
     }
 
@@ -77,6 +84,16 @@ impl Context {
     ) -> Arc<Self> {
         let mut ctx = (*self).clone();
         ctx.credentials = Some(Arc::new(c));
+        Arc::new(ctx)
+    }
+
+    /// This context with the certificate signer signing with `ca`.
+    pub fn with_signing_ca(
+        self: Arc<Self>,
+        ca: Arc<crate::apiserver::certs::ClusterCa>,
+    ) -> Arc<Self> {
+        let mut ctx = (*self).clone();
+        ctx.signing_ca = Some(ca);
         Arc::new(ctx)
     }
 
@@ -153,6 +170,9 @@ pub async fn run_all(ctx: Arc<Context>) {
             clusterroleaggregation::run(ctx.controller("clusterrole-aggregation-controller").await)
                 .await
         },
+        async { certificates::run(ctx.controller("certificate-controller").await).await },
+        async { bootstraptokens::run_cleaner(ctx.controller("token-cleaner").await).await },
+        async { bootstraptokens::run_signer(ctx.controller("bootstrap-signer").await).await },
         async {
             if let Some(ca) = ctx.root_ca_pem.clone() {
                 rootcacertpublisher::run(ctx.controller("root-ca-cert-publisher").await, ca).await;

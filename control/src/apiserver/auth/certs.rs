@@ -288,3 +288,130 @@ impl ClusterCa {
         Ok(path)
     }
 }
+
+/// What a certificate signing request (PKCS#10, PEM) asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsrInfo {
+    /// The subject's common name.
+    pub common_name: String,
+    /// The subject's organizations.
+    pub organizations: Vec<String>,
+    /// DNS names asked for.
+    pub dns_names: Vec<String>,
+    /// IP addresses asked for.
+    pub ip_addresses: Vec<IpAddr>,
+    /// Email addresses and URIs asked for (no signer of the API allows
+    /// them in client certificates).
+    pub other_names: usize,
+}
+
+impl CsrInfo {
+    /// Parse a PEM request and check its signature.
+    pub fn parse(pem: &[u8]) -> Result<CsrInfo, String> {
+        use x509_parser::extensions::{GeneralName, ParsedExtension};
+        use x509_parser::prelude::FromDer;
+        let (_, block) =
+            x509_parser::pem::parse_x509_pem(pem).map_err(|e| format!("not PEM: {e}"))?;
+        if block.label != "CERTIFICATE REQUEST" {
+            return Err(format!(
+                "PEM block type must be CERTIFICATE REQUEST, not {}",
+                block.label
+            ));
+        }
+        let (_, csr) =
+            x509_parser::certification_request::X509CertificationRequest::from_der(&block.contents)
+                .map_err(|e| format!("not a certificate request: {e}"))?;
+        csr.verify_signature()
+            .map_err(|e| format!("the request's signature does not verify: {e}"))?;
+        let subject = &csr.certification_request_info.subject;
+        let mut info = CsrInfo {
+            common_name: subject
+                .iter_common_name()
+                .next()
+                .and_then(|c| c.as_str().ok())
+                .unwrap_or("")
+                .to_string(),
+            organizations: subject
+                .iter_organization()
+                .filter_map(|o| o.as_str().ok().map(str::to_string))
+                .collect(),
+            dns_names: Vec::new(),
+            ip_addresses: Vec::new(),
+            other_names: 0,
+        };
+        for ext in csr.requested_extensions().into_iter().flatten() {
+            if let ParsedExtension::SubjectAlternativeName(san) = ext {
+                for name in &san.general_names {
+                    match name {
+                        GeneralName::DNSName(d) => info.dns_names.push(d.to_string()),
+                        GeneralName::IPAddress(b) => match b.len() {
+                            4 => info
+                                .ip_addresses
+                                .push(IpAddr::from(<[u8; 4]>::try_from(*b).unwrap_or_default())),
+                            16 => info
+                                .ip_addresses
+                                .push(IpAddr::from(<[u8; 16]>::try_from(*b).unwrap_or_default())),
+                            _ => info.other_names += 1,
+                        },
+                        _ => info.other_names += 1,
+                    }
+                }
+            }
+        }
+        Ok(info)
+    }
+}
+
+impl ClusterCa {
+    /// Issue the certificate a request asks for, with these key usages
+    /// (Kubernetes' names: `digital signature`, `client auth`, …), valid
+    /// from now for `seconds`.
+    pub fn sign_request(
+        &self,
+        pem: &str,
+        usages: &[&str],
+        seconds: i64,
+    ) -> Result<String, CertError> {
+        let mut csr = rcgen::CertificateSigningRequestParams::from_pem(pem)?;
+        let params = &mut csr.params;
+        let now = time::OffsetDateTime::now_utc();
+        // Back five minutes for clocks a little behind, as Kubernetes' signer.
+        params.not_before = now - time::Duration::minutes(5);
+        params.not_after = now + time::Duration::seconds(seconds);
+        params.is_ca = IsCa::NoCa;
+        params.key_usages = usages
+            .iter()
+            .filter_map(|u| match *u {
+                "digital signature" => Some(KeyUsagePurpose::DigitalSignature),
+                "key encipherment" => Some(KeyUsagePurpose::KeyEncipherment),
+                "content commitment" => Some(KeyUsagePurpose::ContentCommitment),
+                "data encipherment" => Some(KeyUsagePurpose::DataEncipherment),
+                "key agreement" => Some(KeyUsagePurpose::KeyAgreement),
+                _ => None,
+            })
+            .collect();
+        params.extended_key_usages = usages
+            .iter()
+            .filter_map(|u| match *u {
+                "client auth" => Some(ExtendedKeyUsagePurpose::ClientAuth),
+                "server auth" => Some(ExtendedKeyUsagePurpose::ServerAuth),
+                _ => None,
+            })
+            .collect();
+        let issuer = Issuer::new(ca_params(), &self.key);
+        Ok(csr.signed_by(&issuer)?.pem())
+    }
+}
+
+/// `sha256:<hex>` of a CA certificate's SubjectPublicKeyInfo: the
+/// `--discovery-token-ca-cert-hash` of `join`, as kubeadm computes it.
+pub fn public_key_hash(ca_pem: &str) -> Result<String, CertError> {
+    let (_, block) = x509_parser::pem::parse_x509_pem(ca_pem.as_bytes())
+        .map_err(|e| CertError::Tls(format!("CA certificate: {e}")))?;
+    let cert = block
+        .parse_x509()
+        .map_err(|e| CertError::Tls(format!("CA certificate: {e}")))?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, cert.tbs_certificate.subject_pki.raw);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("sha256:{hex}"))
+}

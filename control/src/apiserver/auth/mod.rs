@@ -8,6 +8,7 @@
 
 pub mod authn;
 pub mod authz;
+pub mod certificates;
 pub mod certs;
 pub mod impersonation;
 pub mod node;

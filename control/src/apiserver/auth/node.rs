@@ -50,7 +50,10 @@ pub fn authorize(state: &ApiState, user: &UserInfo, attrs: &Attributes) -> Decis
                 return related(state, node, attrs);
             }
             ("coordination.k8s.io", "leases", "") => {
-                let own = attrs.namespace == "kube-node-lease" && attrs.name == node;
+                // A create carries no name in its path: NodeRestriction
+                // checks the object's.
+                let own = attrs.namespace == "kube-node-lease"
+                    && (attrs.name == node || attrs.verb == "create");
                 let verb_ok = matches!(
                     attrs.verb.as_str(),
                     "get" | "create" | "update" | "patch" | "delete"
@@ -182,6 +185,9 @@ pub fn admit(
     match (r.group, r.plural) {
         ("", "nodes") if name != node => refuse(format!(
             "node {node:?} is not allowed to modify node {name:?}"
+        )),
+        ("coordination.k8s.io", "leases") if name != node => refuse(format!(
+            "can only access node lease with the same name as the requesting node {node:?}"
         )),
         ("", "pods") => {
             let bound = |o: Option<&Value>| {

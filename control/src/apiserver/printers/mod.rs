@@ -304,6 +304,19 @@ const LEASES: &[Col] = &[
     AGE,
 ];
 
+const CERTIFICATESIGNINGREQUESTS: &[Col] = &[
+    NAME,
+    AGE,
+    col("SignerName", "string", "Name of the signer"),
+    col("Requestor", "string", "Name of the requestor"),
+    col(
+        "RequestedDuration",
+        "string",
+        "Requested duration of the certificate",
+    ),
+    col("Condition", "string", "The condition of the request"),
+];
+
 const ROLEBINDINGS: &[Col] = &[
     NAME,
     col("Role", "string", "RoleRef can reference a Role in the current namespace or a ClusterRole in the global namespace."),
@@ -422,6 +435,7 @@ fn columns(resource: &str) -> &'static [Col] {
         "endpointslices" => ENDPOINTSLICES,
         "leases" => LEASES,
         "rolebindings" => ROLEBINDINGS,
+        "certificatesigningrequests" => CERTIFICATESIGNINGREQUESTS,
         "clusterrolebindings" => CLUSTERROLEBINDINGS,
         "poddisruptionbudgets" => PODDISRUPTIONBUDGETS,
         "storageclasses" => STORAGECLASSES,
@@ -492,6 +506,7 @@ pub fn row_cells(resource: &str, obj: &Value, now: Timestamp) -> Vec<Value> {
             vec![name(obj), holder.into(), age(obj, now)]
         }
         "rolebindings" | "clusterrolebindings" => role_binding_cells(obj, now),
+        "certificatesigningrequests" => csr_cells(obj, now),
         "poddisruptionbudgets" => pdb_cells(obj, now),
         "storageclasses" => storage_class_cells(obj, now),
         "priorityclasses" => vec![
@@ -1493,6 +1508,35 @@ fn endpoint_slice_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
         list_with_more(&first(ports), port_count, MAX).into(),
         list_with_more(&first(addresses), address_count, MAX).into(),
         age(obj, now),
+    ]
+}
+
+/// A CertificateSigningRequest's row: its conditions in order and
+/// `Issued` once it has a certificate, or `Pending`.
+fn csr_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+    let mut condition: Vec<String> = arr(obj, &["status", "conditions"])
+        .iter()
+        .map(|c| s(c, &["type"]).to_string())
+        .collect();
+    if !s(obj, &["status", "certificate"]).is_empty() {
+        condition.push("Issued".into());
+    }
+    let condition = if condition.is_empty() {
+        "Pending".to_string()
+    } else {
+        condition.join(",")
+    };
+    let duration = match get(obj, &["spec", "expirationSeconds"]).and_then(Value::as_i64) {
+        Some(secs) => human_duration(i128::from(secs) * 1_000_000_000),
+        None => "<none>".to_string(),
+    };
+    vec![
+        name(obj),
+        age(obj, now),
+        s(obj, &["spec", "signerName"]).into(),
+        s(obj, &["spec", "username"]).into(),
+        duration.into(),
+        condition.into(),
     ]
 }
 

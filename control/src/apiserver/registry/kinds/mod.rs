@@ -11,6 +11,7 @@
 //! Printer columns are still kept by plural in `apiserver::table`, and
 //! protobuf decoding in `apiserver::protobuf`.
 
+mod certificatesigningrequests;
 mod clusterrolebindings;
 mod clusterroles;
 mod configmaps;
@@ -133,6 +134,7 @@ pub static ALL: &[&Kind] = &[
     &selfsubjectaccessreviews::KIND,
     &localsubjectaccessreviews::KIND,
     &selfsubjectrulesreviews::KIND,
+    &certificatesigningrequests::KIND,
 ];
 
 /// The built-in kind `kind` of `group`.

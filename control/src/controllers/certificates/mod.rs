@@ -1,0 +1,298 @@
+//! The certificate controllers (kube-controller-manager's
+//! `csrapproving` and `csrsigning`): kubelets' client certificate requests
+//! are approved when the requester may ask for them (a bootstrapper for a
+//! new node, the node itself for a renewal, decided by a
+//! SubjectAccessReview as Kubernetes does), and approved requests to the
+//! built-in signers are signed by the cluster CA.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use kube::api::{Api, PostParams};
+use kube::runtime::{watcher, WatchStreamExt};
+use serde_json::json;
+
+use super::Context;
+use crate::apiserver::certs::{ClusterCa, CsrInfo};
+
+/// The signer of kubelets' client certificates.
+pub const KUBELET_CLIENT: &str = "kubernetes.io/kube-apiserver-client-kubelet";
+/// The signer of other client certificates (approved by an admin).
+pub const CLIENT: &str = "kubernetes.io/kube-apiserver-client";
+/// The signer of kubelets' serving certificates.
+pub const KUBELET_SERVING: &str = "kubernetes.io/kubelet-serving";
+
+/// The service proxy's user on every node.
+pub const PROXY_USER: &str = "system:kube-proxy";
+/// The cluster DNS's user on every node.
+pub const DNS_USER: &str = "system:kedge-dns";
+
+/// The longest certificate the signers issue (kube-controller-manager's
+/// `--cluster-signing-duration`).
+const MAX_SECONDS: i64 = 365 * 24 * 3600;
+
+/// Run the approver and, with the CA, the signer, until dropped.
+pub async fn run(ctx: Arc<Context>) {
+    let watch: Api<CertificateSigningRequest> = Api::all(ctx.watch_client.clone());
+    let api: Api<CertificateSigningRequest> = Api::all(ctx.client.clone());
+    let mut events = watcher(watch, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    while let Some(event) = events.next().await {
+        let objects = match event {
+            Ok(watcher::Event::Apply(csr) | watcher::Event::InitApply(csr)) => vec![csr],
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::debug!(error = %e, "certificatesigningrequest watch");
+                continue;
+            }
+        };
+        for csr in objects {
+            if let Err(e) = sync(&ctx, &api, &csr).await {
+                tracing::warn!(csr = ?csr.metadata.name, error = %e, "certificate request");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+fn has_condition(csr: &CertificateSigningRequest, kind: &str) -> bool {
+    csr.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == kind && c.status == "True"))
+}
+
+async fn sync(
+    ctx: &Context,
+    api: &Api<CertificateSigningRequest>,
+    csr: &CertificateSigningRequest,
+) -> Result<(), kube::Error> {
+    if has_condition(csr, "Denied") || has_condition(csr, "Failed") {
+        return Ok(());
+    }
+    if !has_condition(csr, "Approved") {
+        return approve(ctx, api, csr).await;
+    }
+    let issued = csr
+        .status
+        .as_ref()
+        .and_then(|s| s.certificate.as_ref())
+        .is_some_and(|c| !c.0.is_empty());
+    match &ctx.signing_ca {
+        Some(ca) if !issued => sign(ca, api, csr).await,
+        _ => Ok(()),
+    }
+}
+
+/// Whether a request is for a kubelet's client certificate: CN
+/// `system:node:<name>`, O `system:nodes` alone, no alternative names,
+/// client auth among usages a client certificate may have.
+pub fn is_node_client(info: &CsrInfo, usages: &[String]) -> Result<(), String> {
+    if !info.common_name.starts_with("system:node:") || info.common_name.len() <= 12 {
+        return Err("subject common name does not begin with system:node:".into());
+    }
+    if info.organizations != ["system:nodes"] {
+        return Err("subject organization is not system:nodes".into());
+    }
+    if !info.dns_names.is_empty() || !info.ip_addresses.is_empty() || info.other_names > 0 {
+        return Err("subject alternative names are not allowed".into());
+    }
+    let allowed = ["digital signature", "key encipherment", "client auth"];
+    if !usages.iter().any(|u| u == "client auth")
+        || usages.iter().any(|u| !allowed.contains(&u.as_str()))
+    {
+        return Err(format!("usages {usages:?} are not a client certificate's"));
+    }
+    Ok(())
+}
+
+async fn approve(
+    ctx: &Context,
+    api: &Api<CertificateSigningRequest>,
+    csr: &CertificateSigningRequest,
+) -> Result<(), kube::Error> {
+    let spec = &csr.spec;
+    let usages = spec.usages.clone().unwrap_or_default();
+    let Ok(info) = CsrInfo::parse(&spec.request.0) else {
+        return Ok(());
+    };
+    let username = spec.username.clone().unwrap_or_default();
+    let node_client = spec.signer_name == KUBELET_CLIENT && is_node_client(&info, &usages).is_ok();
+    // kedge's node components (the service proxy and cluster DNS each
+    // node runs) are approved for whoever may ask for a node's client
+    // certificate, as their kubeadm DaemonSets would get their accounts.
+    let node_component = spec.signer_name == CLIENT
+        && [PROXY_USER, DNS_USER].contains(&info.common_name.as_str())
+        && info.organizations.is_empty()
+        && check_signer(CLIENT, &info, &usages).is_ok();
+    if !node_client && !node_component {
+        return Ok(());
+    }
+    // A node renewing its own certificate, or a new one asked by whoever
+    // may ask for node client certificates.
+    let (subresource, message) = if node_component {
+        (
+            "nodeclient",
+            "Auto approving a node component's client certificate after SubjectAccessReview.",
+        )
+    } else if info.common_name == username {
+        (
+            "selfnodeclient",
+            "Auto approving self kubelet client certificate after SubjectAccessReview.",
+        )
+    } else {
+        (
+            "nodeclient",
+            "Auto approving kubelet client certificate after SubjectAccessReview.",
+        )
+    };
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(username),
+            uid: spec.uid.clone(),
+            groups: spec.groups.clone(),
+            extra: spec.extra.clone(),
+            resource_attributes: Some(ResourceAttributes {
+                group: Some("certificates.k8s.io".into()),
+                resource: Some("certificatesigningrequests".into()),
+                subresource: Some(subresource.into()),
+                verb: Some("create".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let answer = Api::<SubjectAccessReview>::all(ctx.client.clone())
+        .create(&PostParams::default(), &review)
+        .await?;
+    if !answer.status.is_some_and(|s| s.allowed) {
+        return Ok(());
+    }
+    let name = csr.metadata.name.clone().unwrap_or_default();
+    let mut conditions = csr
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .map(|c| serde_json::to_value(c).unwrap_or_default())
+        .unwrap_or(json!([]));
+    if let Some(list) = conditions.as_array_mut() {
+        list.push(json!({
+            "type": "Approved", "status": "True", "reason": "AutoApproved",
+            "message": message, "lastUpdateTime": jiff::Timestamp::now().to_string(),
+        }));
+    }
+    // PUT, as the controller's role allows (`update` on the subresource).
+    let mut next = serde_json::to_value(csr).unwrap_or_default();
+    next["status"]["conditions"] = conditions;
+    api.replace_subresource("approval", &name, &PostParams::default(), &next)
+        .await?;
+    tracing::info!(csr = %name, "kubelet client certificate approved");
+    Ok(())
+}
+
+/// Check a request against its signer's rules; the usages the certificate
+/// gets.
+fn check_signer(signer: &str, info: &CsrInfo, usages: &[String]) -> Result<(), String> {
+    match signer {
+        KUBELET_CLIENT => is_node_client(info, usages),
+        CLIENT => {
+            let allowed = ["digital signature", "key encipherment", "client auth"];
+            if !usages.iter().any(|u| u == "client auth")
+                || usages.iter().any(|u| !allowed.contains(&u.as_str()))
+            {
+                return Err(format!("usages {usages:?} are not a client certificate's"));
+            }
+            if info.other_names > 0 || !info.dns_names.is_empty() || !info.ip_addresses.is_empty() {
+                return Err("subject alternative names are not allowed".into());
+            }
+            Ok(())
+        }
+        KUBELET_SERVING => {
+            if !info.common_name.starts_with("system:node:")
+                || info.organizations != ["system:nodes"]
+            {
+                return Err("subject is not a node's".into());
+            }
+            let allowed = ["digital signature", "key encipherment", "server auth"];
+            if !usages.iter().any(|u| u == "server auth")
+                || usages.iter().any(|u| !allowed.contains(&u.as_str()))
+            {
+                return Err(format!("usages {usages:?} are not a serving certificate's"));
+            }
+            if info.other_names > 0 {
+                return Err("only DNS and IP alternative names are allowed".into());
+            }
+            Ok(())
+        }
+        _ => Err(format!("signer {signer:?} is not one of the cluster's")),
+    }
+}
+
+async fn sign(
+    ca: &ClusterCa,
+    api: &Api<CertificateSigningRequest>,
+    csr: &CertificateSigningRequest,
+) -> Result<(), kube::Error> {
+    let spec = &csr.spec;
+    if ![KUBELET_CLIENT, CLIENT, KUBELET_SERVING].contains(&spec.signer_name.as_str()) {
+        return Ok(());
+    }
+    let name = csr.metadata.name.clone().unwrap_or_default();
+    let usages = spec.usages.clone().unwrap_or_default();
+    let checked = CsrInfo::parse(&spec.request.0)
+        .and_then(|info| check_signer(&spec.signer_name, &info, &usages));
+    let status = match checked {
+        Ok(()) => {
+            let seconds = spec
+                .expiration_seconds
+                .map(i64::from)
+                .unwrap_or(MAX_SECONDS)
+                .min(MAX_SECONDS);
+            let usages: Vec<&str> = usages.iter().map(String::as_str).collect();
+            let pem = String::from_utf8_lossy(&spec.request.0).into_owned();
+            match ca.sign_request(&pem, &usages, seconds) {
+                Ok(cert) => {
+                    use base64::Engine;
+                    json!({"certificate": base64::engine::general_purpose::STANDARD.encode(cert)})
+                }
+                Err(e) => failed(csr, &e.to_string()),
+            }
+        }
+        Err(why) => failed(csr, &why),
+    };
+    let mut next = serde_json::to_value(csr).unwrap_or_default();
+    if let (Some(have), Some(add)) = (next.as_object_mut(), status.as_object()) {
+        let target = have.entry("status").or_insert_with(|| json!({}));
+        for (k, v) in add {
+            target[k] = v.clone();
+        }
+    }
+    api.replace_subresource("status", &name, &PostParams::default(), &next)
+        .await?;
+    tracing::info!(csr = %name, signer = %spec.signer_name, "certificate request signed");
+    Ok(())
+}
+
+/// The status of a request the signer refuses.
+fn failed(csr: &CertificateSigningRequest, why: &str) -> serde_json::Value {
+    let mut conditions = csr
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .map(|c| serde_json::to_value(c).unwrap_or_default())
+        .unwrap_or(json!([]));
+    if let Some(list) = conditions.as_array_mut() {
+        list.push(json!({
+            "type": "Failed", "status": "True", "reason": "SignerValidationFailure",
+            "message": why, "lastUpdateTime": jiff::Timestamp::now().to_string(),
+        }));
+    }
+    json!({"conditions": conditions})
+}
