@@ -335,6 +335,89 @@ async fn request_certificate(
     Ok((cert, key.serialize_pem()))
 }
 
+/// Renew the node's certificates before they expire, as the kubelet
+/// does: at a random point between 70 % and 90 % of the kubelet
+/// certificate's lifetime, new requests authenticated with the node's
+/// current certificate (a node's own renewal is approved at once), the
+/// files replaced. Returns once they are.
+pub async fn renew_when_due(data_dir: &Path) -> anyhow::Result<()> {
+    let kubelet_conf = data_dir.join("kubelet.conf");
+    let kc = kube::config::Kubeconfig::read_from(&kubelet_conf)?;
+    let user = kc
+        .auth_infos
+        .first()
+        .and_then(|a| a.auth_info.as_ref())
+        .context("kubelet.conf has no user")?;
+    let cert_pem = {
+        use base64::Engine;
+        let data = user
+            .client_certificate_data
+            .as_ref()
+            .context("kubelet.conf has no client certificate")?;
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(data.trim())?)?
+    };
+    let node_user = kc
+        .auth_infos
+        .first()
+        .map(|a| a.name.clone())
+        .context("kubelet.conf names no user")?;
+    let cluster = kc
+        .clusters
+        .first()
+        .and_then(|c| c.cluster.as_ref())
+        .context("kubelet.conf names no cluster")?;
+    let server = cluster
+        .server
+        .clone()
+        .context("kubelet.conf names no server")?;
+    let ca_pem = {
+        use base64::Engine;
+        let data = cluster
+            .certificate_authority_data
+            .as_ref()
+            .context("kubelet.conf has no CA")?;
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(data.trim())?)?
+    };
+    let (from, until) = certs::validity(&cert_pem).context("reading the node's certificate")?;
+    let fraction = {
+        use rand::Rng;
+        rand::rng().random_range(0.7..0.9)
+    };
+    let due = from + ((until - from) as f64 * fraction) as i64;
+    let wait = (due - jiff::Timestamp::now().as_second()).max(0) as u64;
+    tracing::info!(in_seconds = wait, "the node's certificates will be renewed");
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+
+    let client = kedge_control::server::client_from_kubeconfig(&kubelet_conf).await?;
+    let csrs: Api<CertificateSigningRequest> = Api::all(client);
+    let identities = [
+        (
+            "kubelet.conf",
+            node_user.as_str(),
+            Some("system:nodes"),
+            KUBELET_CLIENT,
+        ),
+        ("proxy.conf", PROXY_USER, None, CLIENT),
+        ("dns.conf", DNS_USER, None, CLIENT),
+    ];
+    let mut issued = Vec::new();
+    for (file, user, group, signer) in identities {
+        if !data_dir.join(file).exists() {
+            continue;
+        }
+        let (cert, key) = request_certificate(&csrs, user, group, signer).await?;
+        issued.push((file, user, cert, key));
+    }
+    for (file, user, cert, key) in &issued {
+        write_private(
+            &data_dir.join(file),
+            &certs::kubeconfig(&server, &ca_pem, user, cert, key),
+        )?;
+    }
+    tracing::info!("the node's certificates are renewed");
+    Ok(())
+}
+
 async fn wait_for_certificate(
     csrs: &Api<CertificateSigningRequest>,
     name: &str,

@@ -454,6 +454,10 @@ struct ServerArgs {
     /// Past events kept, per resource, for watches to resume from.
     #[arg(long, default_value_t = 10_000)]
     watch_history: usize,
+    /// How long the certificates the cluster's signer issues are valid at
+    /// most (kube-controller-manager's flag; `8760h`, `30m`, `90s`).
+    #[arg(long, default_value = "8760h", value_parser = parse_ttl)]
+    cluster_signing_duration: TokenTtl,
     /// Static bearer tokens, CSV lines `token,user,uid,"group1,group2"`
     /// (kube-apiserver's flag); none are accepted without it.
     #[arg(long)]
@@ -814,6 +818,10 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
         encryption_provider_config: args.encryption_provider_config.clone(),
     };
     let grace = args.shutdown_grace_period;
+    let cluster_signing_seconds = args.cluster_signing_duration.0.map_or(
+        kedge_control::controllers::certificates::DEFAULT_SIGNING_SECONDS,
+        |d| d.as_secs() as i64,
+    );
     let running = server::start(cfg, opts).await?;
     // The admins' client, for what `kubeadm init` would apply (the cluster
     // DNS Service, the ingress controller's manifests).
@@ -852,7 +860,7 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
                 data_dir.join("controllers"),
             ),
         )
-        .with_signing_ca(running.ca.clone());
+        .with_signing_ca(running.ca.clone(), cluster_signing_seconds);
     let scheduler = tokio::spawn(kedge_control::scheduler::run(scheduler_client));
     let controllers = tokio::spawn(kedge_control::controllers::run_all(ctx));
     let kubelet = match node {
@@ -1077,7 +1085,7 @@ async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
     if node.root_dir.is_none() {
         node.root_dir = Some(data_dir.join("kubelet"));
     }
-    run_agent(AgentArgs {
+    let agent = AgentArgs {
         kubeconfig: joined.kubeconfig,
         hollow: false,
         node,
@@ -1090,8 +1098,18 @@ async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
         no_service_network: args.no_service_network,
         proxy_kubeconfig: Some(joined.proxy_kubeconfig),
         dns_kubeconfig: Some(joined.dns_kubeconfig),
-    })
-    .await
+    };
+    // The node runs until its certificates are renewed, then again with
+    // the new ones (its containers are adopted).
+    loop {
+        tokio::select! {
+            r = run_agent(agent.clone()) => return r,
+            r = join::renew_when_due(&data_dir) => {
+                r.context("renewing the node's certificates")?;
+                tracing::info!("restarting the node with its renewed certificates");
+            }
+        }
+    }
 }
 
 /// Print a kubeconfig for a user, signed by the data dir's CA.

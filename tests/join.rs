@@ -242,3 +242,74 @@ fn a_joined_node_gets_its_certificate_runs_pods_and_nothing_else() {
     c.kubectl(&["delete", "pod", "on-joined", "--grace-period=0", "--force"]);
     drop(joined);
 }
+
+#[test]
+fn a_joined_node_renews_its_certificates_before_they_expire() {
+    // Certificates of 40 s (kube-controller-manager's flag), so renewal
+    // comes within the test.
+    let c = Cluster::start_with(&["--cluster-signing-duration", "40s"]);
+    let words = join_command(&c, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let node = RealNode::new(dir.path());
+    let data_dir = dir.path().join("node");
+    let mut args: Vec<String> = words[1..].to_vec();
+    args.extend([
+        "--data-dir".into(),
+        data_dir.display().to_string(),
+        "--no-service-network".into(),
+    ]);
+    args.extend(node.args());
+    let child = Command::new(env!("CARGO_BIN_EXE_kedge"))
+        .args(&args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let joined = Joined { child, node };
+    let name = joined.node.name.clone();
+    let kubelet_conf = data_dir.join("kubelet.conf");
+    eventually("the node's first certificates", || kubelet_conf.exists());
+    let first = std::fs::read_to_string(&kubelet_conf).unwrap();
+    let started = Instant::now();
+
+    // Renewed: three more requests, made by the node itself.
+    eventually("the node's certificates to be renewed", || {
+        let csrs = c.kubectl(&["get", "csr"]);
+        csrs.matches("Approved,Issued").count() == 6
+            && csrs.contains(&format!("system:node:{name}"))
+            && std::fs::read_to_string(&kubelet_conf).unwrap() != first
+    });
+    // Past the first certificate's end, the node still heartbeats.
+    let past = Duration::from_secs(45);
+    if let Some(left) = past.checked_sub(started.elapsed()) {
+        std::thread::sleep(left);
+    }
+    let before = c.kubectl(&[
+        "get",
+        "lease",
+        &name,
+        "-n",
+        "kube-node-lease",
+        "-o",
+        "jsonpath={.spec.renewTime}",
+    ]);
+    eventually("a heartbeat with the renewed certificate", || {
+        c.kubectl(&[
+            "get",
+            "lease",
+            &name,
+            "-n",
+            "kube-node-lease",
+            "-o",
+            "jsonpath={.spec.renewTime}",
+        ]) != before
+    });
+    let who = c
+        .kubectl_cmd(&["auth", "whoami"])
+        .env("KUBECONFIG", &kubelet_conf)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&who.stdout).contains(&format!("system:node:{name}")));
+    drop(joined);
+}

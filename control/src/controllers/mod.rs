@@ -50,6 +50,8 @@ pub struct Context {
     /// The cluster CA, with which the certificate signer issues approved
     /// requests; without it nothing is signed.
     pub signing_ca: Option<Arc<crate::apiserver::certs::ClusterCa>>,
+    /// The longest certificate the signer issues, in seconds.
+    pub signing_seconds: i64,
 }
 
 impl Context {
@@ -62,6 +64,7 @@ impl Context {
             root_ca_pem: None,
             credentials: None,
             signing_ca: None,
+            signing_seconds: certificates::DEFAULT_SIGNING_SECONDS,
         })
     }
 
@@ -74,6 +77,7 @@ impl Context {
             root_ca_pem: Some(ca_pem),
             credentials: None,
             signing_ca: None,
+            signing_seconds: certificates::DEFAULT_SIGNING_SECONDS,
         })
     }
 
@@ -91,9 +95,11 @@ impl Context {
     pub fn with_signing_ca(
         self: Arc<Self>,
         ca: Arc<crate::apiserver::certs::ClusterCa>,
+        max_seconds: i64,
     ) -> Arc<Self> {
         let mut ctx = (*self).clone();
         ctx.signing_ca = Some(ca);
+        ctx.signing_seconds = max_seconds;
         Arc::new(ctx)
     }
 

@@ -375,8 +375,10 @@ impl ClusterCa {
         let mut csr = rcgen::CertificateSigningRequestParams::from_pem(pem)?;
         let params = &mut csr.params;
         let now = time::OffsetDateTime::now_utc();
-        // Back five minutes for clocks a little behind, as Kubernetes' signer.
-        params.not_before = now - time::Duration::minutes(5);
+        // Back five minutes for clocks a little behind, as Kubernetes'
+        // signer (less for short certificates, whose renewal is timed from
+        // the start of their validity).
+        params.not_before = now - time::Duration::seconds((seconds / 4).min(300));
         params.not_after = now + time::Duration::seconds(seconds);
         params.is_ca = IsCa::NoCa;
         params.key_usages = usages
@@ -414,4 +416,13 @@ pub fn public_key_hash(ca_pem: &str) -> Result<String, CertError> {
     let digest = ring::digest::digest(&ring::digest::SHA256, cert.tbs_certificate.subject_pki.raw);
     let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
     Ok(format!("sha256:{hex}"))
+}
+
+/// When a PEM certificate's validity begins and ends, in seconds since the
+/// epoch.
+pub fn validity(pem: &str) -> Option<(i64, i64)> {
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
+    let cert = block.parse_x509().ok()?;
+    let v = cert.validity();
+    Some((v.not_before.timestamp(), v.not_after.timestamp()))
 }

@@ -32,9 +32,9 @@ pub const PROXY_USER: &str = "system:kube-proxy";
 /// The cluster DNS's user on every node.
 pub const DNS_USER: &str = "system:kedge-dns";
 
-/// The longest certificate the signers issue (kube-controller-manager's
-/// `--cluster-signing-duration`).
-const MAX_SECONDS: i64 = 365 * 24 * 3600;
+/// The longest certificate the signers issue unless told otherwise
+/// (kube-controller-manager's `--cluster-signing-duration` default).
+pub const DEFAULT_SIGNING_SECONDS: i64 = 365 * 24 * 3600;
 
 /// Run the approver and, with the CA, the signer, until dropped.
 pub async fn run(ctx: Arc<Context>) {
@@ -85,7 +85,7 @@ async fn sync(
         .and_then(|s| s.certificate.as_ref())
         .is_some_and(|c| !c.0.is_empty());
     match &ctx.signing_ca {
-        Some(ca) if !issued => sign(ca, api, csr).await,
+        Some(ca) if !issued => sign(ca, ctx.signing_seconds, api, csr).await,
         _ => Ok(()),
     }
 }
@@ -136,7 +136,17 @@ async fn approve(
     }
     // A node renewing its own certificate, or a new one asked by whoever
     // may ask for node client certificates.
-    let (subresource, message) = if node_component {
+    let requester_is_node = spec
+        .groups
+        .as_ref()
+        .is_some_and(|g| g.iter().any(|g| g == "system:nodes"));
+    let (subresource, message) = if node_component && requester_is_node {
+        // A node renewing its components' certificates.
+        (
+            "selfnodeclient",
+            "Auto approving a node component's client certificate after SubjectAccessReview.",
+        )
+    } else if node_component {
         (
             "nodeclient",
             "Auto approving a node component's client certificate after SubjectAccessReview.",
@@ -237,6 +247,7 @@ fn check_signer(signer: &str, info: &CsrInfo, usages: &[String]) -> Result<(), S
 
 async fn sign(
     ca: &ClusterCa,
+    max_seconds: i64,
     api: &Api<CertificateSigningRequest>,
     csr: &CertificateSigningRequest,
 ) -> Result<(), kube::Error> {
@@ -253,8 +264,8 @@ async fn sign(
             let seconds = spec
                 .expiration_seconds
                 .map(i64::from)
-                .unwrap_or(MAX_SECONDS)
-                .min(MAX_SECONDS);
+                .unwrap_or(max_seconds)
+                .min(max_seconds);
             let usages: Vec<&str> = usages.iter().map(String::as_str).collect();
             let pem = String::from_utf8_lossy(&spec.request.0).into_owned();
             match ca.sign_request(&pem, &usages, seconds) {
