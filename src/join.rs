@@ -266,11 +266,33 @@ pub async fn join(
     bootstrap.root_cert = Some(pem_to_der(&ca_pem)?);
     bootstrap.auth_info.token = Some(token.to_string().into());
     let csrs: Api<CertificateSigningRequest> = Api::all(kube::Client::try_from(bootstrap)?);
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
     let node_user = format!("system:node:{node_name}");
+    issue_credentials(&csrs, &node_user, data_dir, &server, &ca_pem, |_| true).await?;
+    Ok(Joined {
+        kubeconfig: data_dir.join("kubelet.conf"),
+        proxy_kubeconfig: data_dir.join("proxy.conf"),
+        dns_kubeconfig: data_dir.join("dns.conf"),
+    })
+}
+
+/// Ask for the node's credentials through `csrs` — the kubelet's
+/// (`system:node:<name>`), and its service proxy's and cluster DNS's
+/// (kedge's node components) — those `wanted`, and write each as a
+/// kubeconfig in `data_dir` once all are issued.
+async fn issue_credentials(
+    csrs: &Api<CertificateSigningRequest>,
+    node_user: &str,
+    data_dir: &Path,
+    server: &str,
+    ca_pem: &str,
+    wanted: impl Fn(&str) -> bool,
+) -> anyhow::Result<()> {
     let identities = [
         (
             "kubelet.conf",
-            node_user.as_str(),
+            node_user,
             Some("system:nodes"),
             KUBELET_CLIENT,
         ),
@@ -279,20 +301,18 @@ pub async fn join(
     ];
     let mut issued = Vec::new();
     for (file, user, group, signer) in identities {
-        let (cert, key) = request_certificate(&csrs, user, group, signer).await?;
-        issued.push((file, user, cert, key));
+        if wanted(file) {
+            let (cert, key) = request_certificate(csrs, user, group, signer).await?;
+            issued.push((file, user, cert, key));
+        }
     }
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
     for (file, user, cert, key) in &issued {
-        let text = certs::kubeconfig(&server, &ca_pem, user, cert, key);
-        write_private(&data_dir.join(file), &text)?;
+        write_private(
+            &data_dir.join(file),
+            &certs::kubeconfig(server, ca_pem, user, cert, key),
+        )?;
     }
-    Ok(Joined {
-        kubeconfig: data_dir.join("kubelet.conf"),
-        proxy_kubeconfig: data_dir.join("proxy.conf"),
-        dns_kubeconfig: data_dir.join("dns.conf"),
-    })
+    Ok(())
 }
 
 /// Ask `signer` for a client certificate of `user` (in `group`) with a key
@@ -390,30 +410,10 @@ pub async fn renew_when_due(data_dir: &Path) -> anyhow::Result<()> {
 
     let client = kedge_control::server::client_from_kubeconfig(&kubelet_conf).await?;
     let csrs: Api<CertificateSigningRequest> = Api::all(client);
-    let identities = [
-        (
-            "kubelet.conf",
-            node_user.as_str(),
-            Some("system:nodes"),
-            KUBELET_CLIENT,
-        ),
-        ("proxy.conf", PROXY_USER, None, CLIENT),
-        ("dns.conf", DNS_USER, None, CLIENT),
-    ];
-    let mut issued = Vec::new();
-    for (file, user, group, signer) in identities {
-        if !data_dir.join(file).exists() {
-            continue;
-        }
-        let (cert, key) = request_certificate(&csrs, user, group, signer).await?;
-        issued.push((file, user, cert, key));
-    }
-    for (file, user, cert, key) in &issued {
-        write_private(
-            &data_dir.join(file),
-            &certs::kubeconfig(&server, &ca_pem, user, cert, key),
-        )?;
-    }
+    issue_credentials(&csrs, &node_user, data_dir, &server, &ca_pem, |file| {
+        data_dir.join(file).exists()
+    })
+    .await?;
     tracing::info!("the node's certificates are renewed");
     Ok(())
 }

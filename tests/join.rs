@@ -94,6 +94,30 @@ struct Joined {
     node: RealNode,
 }
 
+impl Joined {
+    /// Run the printed join command on this machine as a new node with
+    /// its own data dir, name and pod CIDR.
+    fn start(c: &Cluster, dir: &Path, data_dir: &Path) -> Joined {
+        let words = join_command(c, &[]);
+        let node = RealNode::new(dir);
+        let mut args: Vec<String> = words[1..].to_vec();
+        args.extend([
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--no-service-network".into(),
+        ]);
+        args.extend(node.args());
+        let child = Command::new(env!("CARGO_BIN_EXE_kedge"))
+            .args(&args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        Joined { child, node }
+    }
+}
+
 impl Drop for Joined {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -153,25 +177,9 @@ fn wrong_ca_hashes_and_tokens_are_refused_and_nothing_is_written() {
 #[test]
 fn a_joined_node_gets_its_certificate_runs_pods_and_nothing_else() {
     let c = Cluster::start();
-    let words = join_command(&c, &[]);
     let dir = tempfile::tempdir().unwrap();
-    let node = RealNode::new(dir.path());
     let data_dir = dir.path().join("node");
-    let mut args: Vec<String> = words[1..].to_vec();
-    args.extend([
-        "--data-dir".into(),
-        data_dir.display().to_string(),
-        "--no-service-network".into(),
-    ]);
-    args.extend(node.args());
-    let child = Command::new(env!("CARGO_BIN_EXE_kedge"))
-        .args(&args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let joined = Joined { child, node };
+    let joined = Joined::start(&c, dir.path(), &data_dir);
     let name = joined.node.name.clone();
 
     eventually("the node's certificate to be issued", || {
@@ -248,25 +256,9 @@ fn a_joined_node_renews_its_certificates_before_they_expire() {
     // Certificates of 40 s (kube-controller-manager's flag), so renewal
     // comes within the test.
     let c = Cluster::start_with(&["--cluster-signing-duration", "40s"]);
-    let words = join_command(&c, &[]);
     let dir = tempfile::tempdir().unwrap();
-    let node = RealNode::new(dir.path());
     let data_dir = dir.path().join("node");
-    let mut args: Vec<String> = words[1..].to_vec();
-    args.extend([
-        "--data-dir".into(),
-        data_dir.display().to_string(),
-        "--no-service-network".into(),
-    ]);
-    args.extend(node.args());
-    let child = Command::new(env!("CARGO_BIN_EXE_kedge"))
-        .args(&args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let joined = Joined { child, node };
+    let joined = Joined::start(&c, dir.path(), &data_dir);
     let name = joined.node.name.clone();
     let kubelet_conf = data_dir.join("kubelet.conf");
     eventually("the node's first certificates", || kubelet_conf.exists());

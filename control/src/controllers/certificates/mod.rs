@@ -186,18 +186,7 @@ async fn approve(
         return Ok(());
     }
     let name = csr.metadata.name.clone().unwrap_or_default();
-    let mut conditions = csr
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.clone())
-        .map(|c| serde_json::to_value(c).unwrap_or_default())
-        .unwrap_or(json!([]));
-    if let Some(list) = conditions.as_array_mut() {
-        list.push(json!({
-            "type": "Approved", "status": "True", "reason": "AutoApproved",
-            "message": message, "lastUpdateTime": jiff::Timestamp::now().to_string(),
-        }));
-    }
+    let conditions = with_condition(csr, "Approved", "AutoApproved", message);
     // PUT, as the controller's role allows (`update` on the subresource).
     let mut next = serde_json::to_value(csr).unwrap_or_default();
     next["status"]["conditions"] = conditions;
@@ -293,6 +282,16 @@ async fn sign(
 
 /// The status of a request the signer refuses.
 fn failed(csr: &CertificateSigningRequest, why: &str) -> serde_json::Value {
+    json!({"conditions": with_condition(csr, "Failed", "SignerValidationFailure", why)})
+}
+
+/// A request's conditions with one more, true now.
+fn with_condition(
+    csr: &CertificateSigningRequest,
+    kind: &str,
+    reason: &str,
+    message: &str,
+) -> serde_json::Value {
     let mut conditions = csr
         .status
         .as_ref()
@@ -301,9 +300,9 @@ fn failed(csr: &CertificateSigningRequest, why: &str) -> serde_json::Value {
         .unwrap_or(json!([]));
     if let Some(list) = conditions.as_array_mut() {
         list.push(json!({
-            "type": "Failed", "status": "True", "reason": "SignerValidationFailure",
-            "message": why, "lastUpdateTime": jiff::Timestamp::now().to_string(),
+            "type": kind, "status": "True", "reason": reason,
+            "message": message, "lastUpdateTime": jiff::Timestamp::now().to_string(),
         }));
     }
-    json!({"conditions": conditions})
+    conditions
 }
