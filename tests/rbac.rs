@@ -370,6 +370,23 @@ fn a_node_reads_only_what_its_pods_use_and_writes_only_itself() {
         err.contains(r#"node "n1" is not allowed to modify node "n2""#),
         "{err}"
     );
+    // Nor labels the control plane keeps for itself.
+    let err = refused(&kubectl_with(
+        &c,
+        &node,
+        &[
+            "label",
+            "node",
+            "n1",
+            "node-restriction.kubernetes.io/trusted=yes",
+        ],
+    ));
+    assert!(
+        err.contains(
+            r#"node "n1" is not allowed to modify labels: node-restriction.kubernetes.io/trusted"#
+        ),
+        "{err}"
+    );
 
     c.kubectl(&["create", "secret", "generic", "used", "--from-literal=k=v"]);
     c.kubectl(&[

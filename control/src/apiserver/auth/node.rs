@@ -186,6 +186,22 @@ pub fn admit(
         ("", "nodes") if name != node => refuse(format!(
             "node {node:?} is not allowed to modify node {name:?}"
         )),
+        ("", "nodes") => {
+            let changed = restricted_label_changes(obj, old);
+            if changed.is_empty() {
+                Ok(())
+            } else if old.is_none() {
+                refuse(format!(
+                    "node {node:?} is not allowed to set the following labels: {}",
+                    changed.join(", ")
+                ))
+            } else {
+                refuse(format!(
+                    "node {node:?} is not allowed to modify labels: {}",
+                    changed.join(", ")
+                ))
+            }
+        }
         ("coordination.k8s.io", "leases") if name != node => refuse(format!(
             "can only access node lease with the same name as the requesting node {node:?}"
         )),
@@ -213,10 +229,95 @@ pub fn admit(
     }
 }
 
+/// Whether a node may set a label on itself, as NodeRestriction decides:
+/// nothing under `node-restriction.kubernetes.io/`, and of the
+/// `kubernetes.io` and `k8s.io` namespaces only the kubelet's own labels.
+fn node_may_set_label(key: &str) -> bool {
+    const KUBELET_LABELS: &[&str] = &[
+        "kubernetes.io/hostname",
+        "kubernetes.io/arch",
+        "kubernetes.io/os",
+        "beta.kubernetes.io/arch",
+        "beta.kubernetes.io/os",
+        "beta.kubernetes.io/instance-type",
+        "node.kubernetes.io/instance-type",
+        "failure-domain.beta.kubernetes.io/region",
+        "failure-domain.beta.kubernetes.io/zone",
+        "topology.kubernetes.io/region",
+        "topology.kubernetes.io/zone",
+    ];
+    let Some((prefix, _)) = key.split_once('/') else {
+        return true;
+    };
+    if prefix == "node-restriction.kubernetes.io"
+        || prefix.ends_with(".node-restriction.kubernetes.io")
+    {
+        return false;
+    }
+    let in_namespace = |ns: &str| prefix == ns || prefix.ends_with(&format!(".{ns}"));
+    if !in_namespace("kubernetes.io") && !in_namespace("k8s.io") {
+        return true;
+    }
+    KUBELET_LABELS.contains(&key)
+        || in_namespace("kubelet.kubernetes.io")
+        || in_namespace("node.kubernetes.io")
+}
+
+/// The restricted labels a node's write adds, changes or removes.
+fn restricted_label_changes(new: Option<&Value>, old: Option<&Value>) -> Vec<String> {
+    let labels = |v: Option<&Value>| {
+        v.and_then(|v| v.pointer("/metadata/labels"))
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (new, old) = (labels(new), labels(old));
+    let mut keys: Vec<String> = new
+        .keys()
+        .chain(old.keys())
+        .filter(|k| new.get(*k) != old.get(*k) && !node_may_set_label(k))
+        .cloned()
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn nodes_set_only_their_own_labels() {
+        for ok in [
+            "disk",
+            "ingress",
+            "kubernetes.io/hostname",
+            "node.kubernetes.io/instance-type",
+            "example.com/team",
+            "kubelet.kubernetes.io/x",
+        ] {
+            assert!(node_may_set_label(ok), "{ok}");
+        }
+        for no in [
+            "node-restriction.kubernetes.io/trusted",
+            "node-role.kubernetes.io/control-plane",
+            "k8s.io/x",
+            "foo.kubernetes.io/y",
+        ] {
+            assert!(!node_may_set_label(no), "{no}");
+        }
+        let old = json!({"metadata": {"labels": {"a": "1", "node-role.kubernetes.io/worker": ""}}});
+        let new = json!({"metadata": {"labels": {"a": "2", "node-role.kubernetes.io/control-plane": ""}}});
+        assert_eq!(
+            restricted_label_changes(Some(&new), Some(&old)),
+            [
+                "node-role.kubernetes.io/control-plane",
+                "node-role.kubernetes.io/worker"
+            ]
+        );
+    }
 
     #[test]
     fn pods_refer_to_what_they_mount_and_read() {
