@@ -570,6 +570,26 @@ struct NodeClients {
     dns: kube::Client,
 }
 
+impl NodeClients {
+    /// From the kubeconfigs in `dir` (`kubelet.conf`, `proxy.conf`,
+    /// `dns.conf`).
+    async fn read(dir: &std::path::Path) -> anyhow::Result<Self> {
+        let client = |file: &str| {
+            let path = dir.join(file);
+            async move {
+                server::client_from_kubeconfig(&path)
+                    .await
+                    .with_context(|| format!("reading {}", path.display()))
+            }
+        };
+        Ok(Self {
+            kubelet: client("kubelet.conf").await?,
+            proxy: client("proxy.conf").await?,
+            dns: client("dns.conf").await?,
+        })
+    }
+}
+
 /// The real node `up` runs beside the control plane.
 struct UpNode {
     node: NodeArgs,
@@ -883,26 +903,19 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
             node.node_cluster_domain = cfg_domain.clone();
             let opts = node_options(&node, labels, data_dir.join("kubelet"), ca.clone())?;
             // The node's kubelet, service proxy and cluster DNS, each as
-            // itself.
-            let clients = NodeClients {
-                kubelet: running
-                    .client_as(
-                        "kubelet.conf",
-                        &format!("system:node:{}", opts.name),
-                        &["system:nodes"],
-                    )
-                    .await
-                    .context("API client of the kubelet")?,
-                proxy: running
-                    .client_as("proxy.conf", "system:kube-proxy", &[])
-                    .await
-                    .context("API client of the service proxy")?,
-                dns: running
-                    .client_as("dns.conf", "system:kedge-dns", &[])
-                    .await
-                    .context("API client of the cluster DNS")?,
-            };
-            Some((clients, opts, services))
+            // itself, with certificates of the cluster signer's duration
+            // that the node renews (as a joined node does).
+            let node_user = format!("system:node:{}", opts.name);
+            for (file, user, groups) in [
+                ("kubelet.conf", node_user.as_str(), &["system:nodes"][..]),
+                ("proxy.conf", "system:kube-proxy", &[]),
+                ("dns.conf", "system:kedge-dns", &[]),
+            ] {
+                running
+                    .write_node_kubeconfig(file, user, groups, cluster_signing_seconds)
+                    .with_context(|| format!("credentials of {user}"))?;
+            }
+            Some((opts, services))
         }
         None => None,
     };
@@ -922,28 +935,41 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
         join::join_command(&running.url, &token, &ca)?
     );
     match kubelet {
-        Some((clients, opts, services)) => {
+        Some((opts, services)) => {
             let node_address = match opts.internal_ip {
                 Some(ip) => ip,
                 None => pod_network_gateway(&opts.pod_cidr)?,
             };
-            let network = run_service_network(
-                clients.proxy,
-                clients.dns,
-                opts.name.clone(),
-                node_address,
-                std::net::IpAddr::V4(cfg_dns),
-                cfg_domain.clone(),
-                services,
-            );
-            // Dropping the futures on shutdown removes the proxy's
-            // holder interface.
-            tokio::select! {
-                r = kedge_kubelet::docker_node::run(clients.kubelet, &opts) => {
-                    r.context("running the node (is Docker running?)")?;
+            // The node runs until its certificates are renewed, then again
+            // with the new ones (its containers are adopted).
+            loop {
+                let clients = NodeClients::read(&data_dir).await?;
+                let network = run_service_network(
+                    clients.proxy,
+                    clients.dns,
+                    opts.name.clone(),
+                    node_address,
+                    std::net::IpAddr::V4(cfg_dns),
+                    cfg_domain.clone(),
+                    services.clone(),
+                );
+                // Dropping the futures on shutdown removes the proxy's
+                // holder interface.
+                tokio::select! {
+                    r = kedge_kubelet::docker_node::run(clients.kubelet, &opts) => {
+                        r.context("running the node (is Docker running?)")?;
+                        break;
+                    }
+                    r = network => {
+                        r?;
+                        break;
+                    }
+                    r = join::renew_when_due(&data_dir) => {
+                        r.context("renewing the node's certificates")?;
+                        tracing::info!("restarting the node with its renewed certificates");
+                    }
+                    _ = shutdown_signal() => break,
                 }
-                r = network => r?,
-                _ = shutdown_signal() => {}
             }
         }
         None => shutdown_signal().await,

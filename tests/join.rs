@@ -305,3 +305,42 @@ fn a_joined_node_renews_its_certificates_before_they_expire() {
     assert!(String::from_utf8_lossy(&who.stdout).contains(&format!("system:node:{name}")));
     drop(joined);
 }
+
+#[test]
+fn the_node_of_up_renews_its_certificates_too() {
+    let c = Cluster::up_with(&["--cluster-signing-duration", "40s"]);
+    let name = c.node.as_ref().unwrap().name.clone();
+    let kubelet_conf = c.data_dir.join("kubelet.conf");
+    eventually("the node to register", || {
+        c.kubectl_output(&["get", "node", &name]).status.success()
+    });
+    let first = std::fs::read_to_string(&kubelet_conf).unwrap();
+    let started = Instant::now();
+    // The kubelet's, the service proxy's and the cluster DNS's, asked for
+    // by the node itself.
+    eventually("the node's certificates to be renewed", || {
+        let csrs = c.kubectl(&["get", "csr"]);
+        csrs.matches(&format!("system:node:{name}")).count() == 3
+            && csrs.matches("Approved,Issued").count() == 3
+            && std::fs::read_to_string(&kubelet_conf).unwrap() != first
+    });
+    let past = Duration::from_secs(45);
+    if let Some(left) = past.checked_sub(started.elapsed()) {
+        std::thread::sleep(left);
+    }
+    let renew_time = || {
+        c.kubectl(&[
+            "get",
+            "lease",
+            &name,
+            "-n",
+            "kube-node-lease",
+            "-o",
+            "jsonpath={.spec.renewTime}",
+        ])
+    };
+    let before = renew_time();
+    eventually("a heartbeat with the renewed certificate", || {
+        renew_time() != before
+    });
+}

@@ -117,6 +117,25 @@ impl RunningServer {
             .write_kubeconfig(&dir, file, &self.url, &self.ca_pem, (user, groups))
     }
 
+    /// Write a kubeconfig for a node component's `user` in `groups`, with
+    /// a certificate valid `seconds` (the cluster signer's duration: the
+    /// node renews it as a joined node does), and return its path.
+    pub fn write_node_kubeconfig(
+        &self,
+        file: &str,
+        user: &str,
+        groups: &[&str],
+        seconds: i64,
+    ) -> Result<PathBuf, certs::CertError> {
+        let (cert, key) = self.ca.sign_client_valid(user, groups, seconds)?;
+        let path = self.state.cluster.data_dir.join(file);
+        certs::write_private(
+            &path,
+            &certs::kubeconfig(&self.url, &self.ca_pem, user, &cert, &key),
+        )?;
+        Ok(path)
+    }
+
     /// An API client as `user` in `groups` (a component's identity),
     /// through a kubeconfig written to `file` in the data dir.
     pub async fn client_as(

@@ -131,10 +131,20 @@ impl ClusterCa {
         common_name: &str,
         organizations: &[&str],
     ) -> Result<(String, String), CertError> {
+        self.sign_client_valid(common_name, organizations, CLIENT_CERT_DAYS * 24 * 3600)
+    }
+
+    /// Sign a client certificate valid from now for `seconds` (backdated
+    /// a little, as the cluster's signer does).
+    pub fn sign_client_valid(
+        &self,
+        common_name: &str,
+        organizations: &[&str],
+        seconds: i64,
+    ) -> Result<(String, String), CertError> {
         let now = time::OffsetDateTime::now_utc();
-        // Back a day for clocks a little behind.
-        let from = now - time::Duration::days(1);
-        let until = now + time::Duration::days(CLIENT_CERT_DAYS);
+        let from = now - time::Duration::seconds((seconds / 4).min(300));
+        let until = now + time::Duration::seconds(seconds);
         self.sign_client_for(common_name, organizations, from, until)
     }
 
