@@ -114,7 +114,11 @@ async fn start_kedge(dir: &std::path::Path) -> (Proc, kube::Client) {
                 panic!("starting {exe}: {e} (build it with cargo build --release)")
             }),
     );
-    let kubeconfig = dir.join("kubeconfig");
+    // The admin's kubeconfig (authorized through RBAC) unless
+    // KUBECONFIG_FILE names another of the data dir's (`super-admin.conf`:
+    // `system:masters`, which no authorizer is asked about).
+    let file = std::env::var("KUBECONFIG_FILE").unwrap_or_else(|_| "kubeconfig".into());
+    let kubeconfig = dir.join(file);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if kubeconfig.exists() {

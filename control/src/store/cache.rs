@@ -428,6 +428,20 @@ impl WatchCache {
         (inner.revision, items)
     }
 
+    /// The objects below `prefix` that `keep` chooses, without copying the
+    /// others (`keep` runs under the cache's lock: it must not call the
+    /// cache).
+    pub fn select(&self, prefix: &str, mut keep: impl FnMut(&Value) -> bool) -> Vec<Arc<Value>> {
+        let inner = self.shared.inner.lock();
+        inner
+            .objects
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .filter(|(_, v)| keep(v))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
     /// Like [`WatchCache::list`], with each object's committed JSON bytes.
     pub fn list_raw(&self, prefix: &str) -> (u64, Vec<RawItem>) {
         let inner = self.shared.inner.lock();

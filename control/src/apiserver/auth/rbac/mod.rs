@@ -128,11 +128,12 @@ fn visit_rules(
     mut visit: impl FnMut(&Value) -> bool,
 ) -> Vec<String> {
     let mut errors = Vec::new();
-    let (_, cluster) = cache.list(&prefix("clusterrolebindings"));
-    for (_, b) in &cluster {
-        if !strings_of_subjects(b).any(|s| subject_matches(s, user, "")) {
-            continue;
-        }
+    // Only the user's bindings are copied out of the cache; their roles
+    // are read after, outside its lock.
+    let cluster = cache.select(&prefix("clusterrolebindings"), |b| {
+        strings_of_subjects(b).any(|s| subject_matches(s, user, ""))
+    });
+    for b in &cluster {
         match role_rules(cache, b, "") {
             Ok(rules) => {
                 if rules.iter().any(&mut visit) {
@@ -145,11 +146,10 @@ fn visit_rules(
     if namespace.is_empty() {
         return errors;
     }
-    let (_, local) = cache.list(&format!("{}{namespace}/", prefix("rolebindings")));
-    for (_, b) in &local {
-        if !strings_of_subjects(b).any(|s| subject_matches(s, user, namespace)) {
-            continue;
-        }
+    let local = cache.select(&format!("{}{namespace}/", prefix("rolebindings")), |b| {
+        strings_of_subjects(b).any(|s| subject_matches(s, user, namespace))
+    });
+    for b in &local {
         match role_rules(cache, b, namespace) {
             Ok(rules) => {
                 if rules.iter().any(&mut visit) {
