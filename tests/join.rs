@@ -88,6 +88,28 @@ fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+/// Wait until `when`, then for the node's Lease to be renewed once more.
+fn heartbeats_after(c: &Cluster, node: &str, when: Instant) {
+    if let Some(left) = when.checked_duration_since(Instant::now()) {
+        std::thread::sleep(left);
+    }
+    let renew_time = || {
+        c.kubectl(&[
+            "get",
+            "lease",
+            node,
+            "-n",
+            "kube-node-lease",
+            "-o",
+            "jsonpath={.spec.renewTime}",
+        ])
+    };
+    let before = renew_time();
+    eventually("a heartbeat with the renewed certificate", || {
+        renew_time() != before
+    });
+}
+
 /// The joined node's process, stopped by PID, its containers removed.
 struct Joined {
     child: Child,
@@ -273,30 +295,7 @@ fn a_joined_node_renews_its_certificates_before_they_expire() {
             && std::fs::read_to_string(&kubelet_conf).unwrap() != first
     });
     // Past the first certificate's end, the node still heartbeats.
-    let past = Duration::from_secs(45);
-    if let Some(left) = past.checked_sub(started.elapsed()) {
-        std::thread::sleep(left);
-    }
-    let before = c.kubectl(&[
-        "get",
-        "lease",
-        &name,
-        "-n",
-        "kube-node-lease",
-        "-o",
-        "jsonpath={.spec.renewTime}",
-    ]);
-    eventually("a heartbeat with the renewed certificate", || {
-        c.kubectl(&[
-            "get",
-            "lease",
-            &name,
-            "-n",
-            "kube-node-lease",
-            "-o",
-            "jsonpath={.spec.renewTime}",
-        ]) != before
-    });
+    heartbeats_after(&c, &name, started + Duration::from_secs(45));
     let who = c
         .kubectl_cmd(&["auth", "whoami"])
         .env("KUBECONFIG", &kubelet_conf)
@@ -324,23 +323,5 @@ fn the_node_of_up_renews_its_certificates_too() {
             && csrs.matches("Approved,Issued").count() == 3
             && std::fs::read_to_string(&kubelet_conf).unwrap() != first
     });
-    let past = Duration::from_secs(45);
-    if let Some(left) = past.checked_sub(started.elapsed()) {
-        std::thread::sleep(left);
-    }
-    let renew_time = || {
-        c.kubectl(&[
-            "get",
-            "lease",
-            &name,
-            "-n",
-            "kube-node-lease",
-            "-o",
-            "jsonpath={.spec.renewTime}",
-        ])
-    };
-    let before = renew_time();
-    eventually("a heartbeat with the renewed certificate", || {
-        renew_time() != before
-    });
+    heartbeats_after(&c, &name, started + Duration::from_secs(45));
 }

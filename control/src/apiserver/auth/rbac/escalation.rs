@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use super::{rules_for, str_of, strings, GROUP};
+use super::{role_rules, rules_for, str_of, strings, GROUP};
 use crate::apiserver::auth::authn::UserInfo;
 use crate::apiserver::auth::authz::{self, Attributes};
 use crate::apiserver::registry::Resource;
@@ -189,18 +189,8 @@ pub fn check(
             if authz::authorize(state, user, &bind).is_ok() {
                 return Ok(());
             }
-            let key = if kind == "Role" {
-                format!("/{GROUP}/roles/{namespace}/{role}")
-            } else {
-                format!("/{GROUP}/clusterroles//{role}")
-            };
-            let Some(target) = state.cache.get(&key) else {
-                return Err(forbidden(format!(
-                    "{}.{GROUP} {role:?} not found",
-                    kind.to_lowercase()
-                )));
-            };
-            rules(&target)
+            // The referenced role's rules, read as the authorizer reads them.
+            role_rules(&state.cache, obj, namespace).map_err(forbidden)?
         }
         _ => return Ok(()),
     };

@@ -86,7 +86,7 @@ pub fn rule_allows(rule: &Value, attrs: &Attributes) -> bool {
 
 /// The rules of the role a binding refers to; an error naming it when it
 /// is missing.
-fn role_rules(
+pub(super) fn role_rules(
     cache: &WatchCache,
     binding: &Value,
     binding_namespace: &str,
