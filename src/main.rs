@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use kedge_config::cluster::{parse_port_range, ClusterConfig};
+use kedge_config::cluster::{parse_ipv4_cidr, parse_port_range, ClusterConfig};
+use kedge_control::controllers::nodeipam::cidrset::{self, CidrSet};
 use kedge_control::server::{self, ServerOptions};
 
 mod demo;
@@ -44,9 +45,9 @@ enum Command {
     #[command(subcommand)]
     Token(TokenCommand),
     /// Run the control plane (API server, scheduler, controllers).
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Run node agents against an API server.
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
     /// Run the service proxy alone against any cluster.
     Proxy(ProxyArgs),
     /// Run the cluster DNS alone against any cluster.
@@ -138,6 +139,9 @@ struct JoinArgs {
     /// Where the node keeps its credentials (default: /var/lib/kedge).
     #[arg(long, env = "KEDGE_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// The cluster's pod range: what pods send outside it is masqueraded.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: String,
     #[command(flatten)]
     node: NodeArgs,
     /// Labels of the node, `key=value`, repeatable.
@@ -338,6 +342,9 @@ struct AgentArgs {
     /// The cluster DNS's own kubeconfig (default: the agent's).
     #[arg(long)]
     dns_kubeconfig: Option<PathBuf>,
+    /// The cluster's pod range: what pods send outside it is masqueraded.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: String,
 }
 
 /// The real node of `agent` and `up`.
@@ -346,9 +353,11 @@ struct NodeArgs {
     /// The node's name (default: the machine's hostname).
     #[arg(long)]
     node_name: Option<String>,
-    /// The node's pod CIDR, the subnet of its Docker network.
-    #[arg(long, default_value = "10.244.0.0/24")]
-    pod_cidr: String,
+    /// The node's pod CIDR, the subnet of its Docker network (default: for
+    /// `up`, the first subnet of the cluster CIDR; for a joining node, the
+    /// one the control plane allocates it).
+    #[arg(long)]
+    pod_cidr: Option<String>,
     /// The node's InternalIP (default: its address on the pod network).
     #[arg(long)]
     node_ip: Option<std::net::IpAddr>,
@@ -370,6 +379,82 @@ struct NodeArgs {
     /// The cluster domain of pods' search paths.
     #[arg(long, default_value = "cluster.local")]
     node_cluster_domain: String,
+    /// How pod traffic reaches pods on other machines: `vxlan` (a tunnel
+    /// between the nodes' addresses), `host-gw` (routes, for machines on
+    /// one link) or `none`. Other machines reach this node at its
+    /// `--node-ip`.
+    #[arg(long, default_value = "vxlan", value_parser = ["vxlan", "host-gw", "none"])]
+    pod_network_backend: String,
+    /// The VXLAN network identifier of the pod network.
+    #[arg(long, default_value_t = 1)]
+    vxlan_vni: u32,
+    /// The UDP port of the pod network's VXLAN tunnel.
+    #[arg(long, default_value_t = 8472)]
+    vxlan_port: u16,
+}
+
+impl NodeArgs {
+    /// The node's pod network across machines, once its pod CIDR is known.
+    fn pod_network(
+        &self,
+        name: &str,
+        cluster_cidr: &str,
+    ) -> anyhow::Result<Option<kedge_proxy::podnet::PodNetworkConfig>> {
+        use kedge_proxy::podnet::{parse_cidr, Backend, PodNetworkConfig};
+        let backend = match self.pod_network_backend.as_str() {
+            "vxlan" => Backend::Vxlan {
+                vni: self.vxlan_vni,
+                port: self.vxlan_port,
+            },
+            "host-gw" => Backend::HostGw,
+            _ => return Ok(None),
+        };
+        let pod_cidr = self
+            .pod_cidr
+            .as_deref()
+            .context("the node has no pod CIDR")?;
+        let public_ip = match up_node_address(self)? {
+            std::net::IpAddr::V4(ip) => ip,
+            std::net::IpAddr::V6(_) => anyhow::bail!("the pod network needs an IPv4 --node-ip"),
+        };
+        Ok(Some(PodNetworkConfig {
+            node_name: name.to_string(),
+            public_ip,
+            pod_cidr: parse_cidr(pod_cidr)
+                .with_context(|| format!("pod CIDR {pod_cidr:?} is not an IPv4 subnet"))?,
+            cluster_cidr: parse_cidr(cluster_cidr)
+                .with_context(|| format!("cluster CIDR {cluster_cidr:?} is not an IPv4 subnet"))?,
+            backend,
+        }))
+    }
+}
+
+/// The pods' MTU on a node whose pod network crosses machines from its
+/// `--node-ip`: that link's, less the tunnel's overhead.
+async fn pod_mtu(
+    node: &NodeArgs,
+    podnet: Option<&kedge_proxy::podnet::PodNetworkConfig>,
+) -> anyhow::Result<Option<u32>> {
+    let (Some(std::net::IpAddr::V4(ip)), Some(podnet)) = (node.node_ip, podnet) else {
+        return Ok(None);
+    };
+    let link = kedge_proxy::podnet::underlay_mtu(ip)
+        .await
+        .context("reading the MTU of the node's link")?;
+    Ok(Some(link - podnet.backend.overhead()))
+}
+
+/// The node's pod network until dropped (never returns without one).
+async fn run_pod_network(
+    client: kube::Client,
+    podnet: Option<kedge_proxy::podnet::PodNetworkConfig>,
+) -> anyhow::Result<()> {
+    match podnet {
+        Some(cfg) => kedge_proxy::podnet::run(client, cfg)
+            .await
+            .context("pod network"),
+        None => std::future::pending().await,
+    }
 }
 
 #[derive(Args, Clone)]
@@ -445,6 +530,18 @@ struct ServerArgs {
     /// Service ClusterIP range.
     #[arg(long)]
     service_cidr: Option<String>,
+    /// The pods' address range, cut into one subnet per node
+    /// (kube-controller-manager's flag; default: the config's podCIDR,
+    /// 10.244.0.0/16).
+    #[arg(long)]
+    cluster_cidr: Option<String>,
+    /// Give every node that registers without a pod CIDR a subnet of the
+    /// cluster CIDR (`--allocate-node-cidrs=false` to leave it to others).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    allocate_node_cidrs: bool,
+    /// The prefix length of each node's subnet.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
     /// NodePort range, e.g. 30000-32767.
     #[arg(long)]
     node_port_range: Option<String>,
@@ -475,6 +572,12 @@ struct ServerArgs {
 }
 
 impl ServerArgs {
+    /// The node subnets of the cluster CIDR, as the node IPAM controller
+    /// hands them out.
+    fn node_cidrs(&self, cfg: &ClusterConfig) -> anyhow::Result<CidrSet> {
+        CidrSet::new(cfg.pod_cidr_net(), self.node_cidr_mask_size).map_err(anyhow::Error::msg)
+    }
+
     fn cluster_config(&self) -> anyhow::Result<ClusterConfig> {
         let mut cfg = match &self.config {
             Some(p) => {
@@ -495,6 +598,9 @@ impl ServerArgs {
         }
         if let Some(c) = &self.service_cidr {
             cfg.service_cidr = c.clone();
+        }
+        if let Some(c) = &self.cluster_cidr {
+            cfg.pod_cidr = c.clone();
         }
         if let Some(r) = &self.node_port_range {
             cfg.node_port_range = parse_port_range(r).map_err(anyhow::Error::msg)?;
@@ -526,8 +632,8 @@ fn main() -> anyhow::Result<()> {
             Command::Up(args) | Command::Init(args) => run_up(*args).await,
             Command::Join(args) => run_join(*args).await,
             Command::Token(command) => run_token(command).await,
-            Command::Server(args) => run_server(args, None).await,
-            Command::Agent(args) => run_agent(args).await,
+            Command::Server(args) => run_server(*args, None).await,
+            Command::Agent(args) => run_agent(*args).await,
             Command::Proxy(args) => run_proxy(args).await,
             Command::Dns(args) => run_dns(args).await,
             Command::Ingress(args) => run_ingress(args).await,
@@ -545,8 +651,19 @@ fn main() -> anyhow::Result<()> {
     std::process::exit(i32::from(result.is_err()))
 }
 
-async fn run_up(args: UpArgs) -> anyhow::Result<()> {
+async fn run_up(mut args: UpArgs) -> anyhow::Result<()> {
     let labels = parse_labels(&args.labels)?;
+    // The control plane's node takes the first subnet of the cluster CIDR
+    // (10.244.0.0/24), as a kubeadm cluster's first node does.
+    if args.node.pod_cidr.is_none() {
+        let cfg = args.server.cluster_config()?;
+        let first = args
+            .server
+            .node_cidrs(&cfg)?
+            .allocate()
+            .context("the cluster CIDR has no node subnet")?;
+        args.node.pod_cidr = Some(cidrset::format(first));
+    }
     if !args.no_demo_images {
         tokio::spawn(async {
             if let Err(e) = demo::import_images().await {
@@ -819,8 +936,23 @@ async fn serve_metrics(
 async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()> {
     let cfg = args.cluster_config()?;
     let data_dir = cfg.data_dir.clone();
+    let node_cidrs = if args.allocate_node_cidrs {
+        args.node_cidrs(&cfg)?;
+        let own = node.as_ref().and_then(|n| n.node.pod_cidr.as_deref());
+        Some(kedge_control::controllers::nodeipam::NodeCidrs {
+            cluster: cfg.pod_cidr_net(),
+            node_prefix: args.node_cidr_mask_size,
+            reserved: own
+                .and_then(|c| parse_ipv4_cidr(c).ok())
+                .into_iter()
+                .collect(),
+        })
+    } else {
+        None
+    };
     let cfg_dns = cfg.dns_service_ip();
     let cfg_domain = cfg.cluster_domain.clone();
+    let cluster_cidr = cfg.pod_cidr.clone();
     // Pods reach the API server through the `kubernetes` Service, whose
     // endpoint is this address. The listen address is often loopback,
     // which pods cannot reach; the node's address on the pod network (the
@@ -881,6 +1013,10 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
             ),
         )
         .with_signing_ca(running.ca.clone(), cluster_signing_seconds);
+    let ctx = match node_cidrs {
+        Some(cidrs) => ctx.with_node_cidrs(cidrs),
+        None => ctx,
+    };
     let scheduler = tokio::spawn(kedge_control::scheduler::run(scheduler_client));
     let controllers = tokio::spawn(kedge_control::controllers::run_all(ctx));
     let kubelet = match node {
@@ -901,7 +1037,16 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
             let mut node = node;
             node.cluster_dns.get_or_insert_with(|| cfg_dns.to_string());
             node.node_cluster_domain = cfg_domain.clone();
-            let opts = node_options(&node, labels, data_dir.join("kubelet"), ca.clone())?;
+            let name = node.node_name.clone().unwrap_or_else(hostname);
+            let podnet = node.pod_network(&name, &cluster_cidr)?;
+            let opts = node_options(
+                &node,
+                labels,
+                data_dir.join("kubelet"),
+                ca.clone(),
+                podnet.as_ref(),
+            )
+            .await?;
             // The node's kubelet, service proxy and cluster DNS, each as
             // itself, with certificates of the cluster signer's duration
             // that the node renews (as a joined node does).
@@ -915,7 +1060,7 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
                     .write_node_kubeconfig(file, user, groups, cluster_signing_seconds)
                     .with_context(|| format!("credentials of {user}"))?;
             }
-            Some((opts, services))
+            Some((opts, services, podnet))
         }
         None => None,
     };
@@ -935,7 +1080,7 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
         join::join_command(&running.url, &token, &ca)?
     );
     match kubelet {
-        Some((opts, services)) => {
+        Some((opts, services, podnet)) => {
             let node_address = match opts.internal_ip {
                 Some(ip) => ip,
                 None => pod_network_gateway(&opts.pod_cidr)?,
@@ -956,11 +1101,15 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
                 // Dropping the futures on shutdown removes the proxy's
                 // holder interface.
                 tokio::select! {
-                    r = kedge_kubelet::docker_node::run(clients.kubelet, &opts) => {
+                    r = kedge_kubelet::docker_node::run(clients.kubelet.clone(), &opts) => {
                         r.context("running the node (is Docker running?)")?;
                         break;
                     }
                     r = network => {
+                        r?;
+                        break;
+                    }
+                    r = run_pod_network(clients.kubelet.clone(), podnet.clone()) => {
                         r?;
                         break;
                     }
@@ -998,9 +1147,10 @@ fn pod_network_gateway(pod_cidr: &str) -> anyhow::Result<std::net::IpAddr> {
 /// The address of `up`'s node: its InternalIP, else its address on its
 /// pod network.
 fn up_node_address(node: &NodeArgs) -> anyhow::Result<std::net::IpAddr> {
-    match node.node_ip {
-        Some(ip) => Ok(ip),
-        None => pod_network_gateway(&node.pod_cidr),
+    match (node.node_ip, &node.pod_cidr) {
+        (Some(ip), _) => Ok(ip),
+        (None, Some(cidr)) => pod_network_gateway(cidr),
+        (None, None) => anyhow::bail!("the node has neither an address nor a pod CIDR"),
     }
 }
 
@@ -1124,6 +1274,7 @@ async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
         no_service_network: args.no_service_network,
         proxy_kubeconfig: Some(joined.proxy_kubeconfig),
         dns_kubeconfig: Some(joined.dns_kubeconfig),
+        cluster_cidr: args.cluster_cidr,
     };
     // The node runs until its certificates are renewed, then again with
     // the new ones (its containers are adopted).
@@ -1201,16 +1352,22 @@ fn hostname() -> String {
         .unwrap_or_else(|| "kedge".to_string())
 }
 
-fn node_options(
+async fn node_options(
     node: &NodeArgs,
     labels: Vec<(String, String)>,
     default_root: PathBuf,
     client_ca_pem: String,
+    podnet: Option<&kedge_proxy::podnet::PodNetworkConfig>,
 ) -> anyhow::Result<kedge_kubelet::docker_node::DockerNodeOptions> {
     Ok(kedge_kubelet::docker_node::DockerNodeOptions {
+        pod_mtu: pod_mtu(node, podnet).await?,
+        docker_masquerade: podnet.is_none(),
         name: node.node_name.clone().unwrap_or_else(hostname),
         labels: labels.into_iter().collect(),
-        pod_cidr: node.pod_cidr.clone(),
+        pod_cidr: node
+            .pod_cidr
+            .clone()
+            .context("the node's pod CIDR is not known yet")?,
         internal_ip: node.node_ip,
         network: node.pod_network.clone(),
         kubelet_port: node.kubelet_port,
@@ -1241,7 +1398,25 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
                 .context("reading the kube-dns Service")?
                 .map(|ip| ip.to_string());
         }
-        let opts = node_options(&node, labels, PathBuf::from("/var/lib/kedge/kubelet"), ca)?;
+        if node.pod_cidr.is_none() {
+            let name = node.node_name.clone().unwrap_or_else(hostname);
+            tracing::info!(node = %name, "waiting for the control plane to allocate the node's pod CIDR");
+            node.pod_cidr = Some(
+                kedge_kubelet::docker_node::await_pod_cidr(&client, &name, &labels)
+                    .await
+                    .context("registering the node for its pod CIDR")?,
+            );
+        }
+        let name = node.node_name.clone().unwrap_or_else(hostname);
+        let podnet = node.pod_network(&name, &args.cluster_cidr)?;
+        let opts = node_options(
+            &node,
+            labels,
+            PathBuf::from("/var/lib/kedge/kubelet"),
+            ca,
+            podnet.as_ref(),
+        )
+        .await?;
         // The node's kube-proxy and DNS, which kubeadm's DaemonSets would
         // give it.
         let network = async {
@@ -1285,6 +1460,7 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
                 r.context("running the node (is Docker running?)")?;
             }
             r = network => r?,
+            r = run_pod_network(client.clone(), podnet) => r?,
             _ = shutdown_signal() => tracing::info!("shutting down"),
         }
         return Ok(());

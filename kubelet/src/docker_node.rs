@@ -28,6 +28,11 @@ pub struct DockerNodeOptions {
     pub internal_ip: Option<IpAddr>,
     /// The Docker network of the pods; default `kedge-<node name>`.
     pub network: Option<String>,
+    /// The pods' MTU; default: Docker's.
+    pub pod_mtu: Option<u32>,
+    /// Whether Docker masquerades the pods' traffic (off when the node's
+    /// pod network does it).
+    pub docker_masquerade: bool,
     /// The port of the kubelet's HTTPS endpoint.
     pub kubelet_port: u16,
     /// Where pod volumes live on the node.
@@ -92,6 +97,8 @@ pub async fn kubelet(
         node_name: opts.name.clone(),
         pod_cidr: opts.pod_cidr.clone(),
         network: opts.network.clone(),
+        mtu: opts.pod_mtu,
+        docker_masquerade: opts.docker_masquerade,
     })
     .await?;
     let gateway = crate::runtime::docker::gateway(&opts.pod_cidr)
@@ -149,4 +156,54 @@ fn os_image() -> String {
                 .map(|v| v.trim_matches('"').to_string())
         })
         .unwrap_or_else(|| "Linux".to_string())
+}
+
+/// The pod CIDR the control plane allocates the node (kube-controller-
+/// manager's node IPAM), registering the Node with its labels first if it
+/// is not there (the kubelet fills in the rest when it starts). Waits
+/// until the Node carries one.
+pub async fn await_pod_cidr(
+    client: &kube::Client,
+    name: &str,
+    labels: &[(String, String)],
+) -> Result<String, kube::Error> {
+    use k8s_openapi::api::core::v1::Node;
+    let nodes: kube::Api<Node> = kube::Api::all(client.clone());
+    let mut waited = 0u32;
+    loop {
+        match nodes.get_opt(name).await? {
+            Some(node) => {
+                let spec = node.spec.unwrap_or_default();
+                if let Some(cidr) = spec
+                    .pod_cidrs
+                    .and_then(|c| c.into_iter().next())
+                    .or(spec.pod_cidr)
+                {
+                    tracing::info!(node = %name, %cidr, "the node's pod CIDR");
+                    return Ok(cidr);
+                }
+            }
+            None => {
+                let node = Node {
+                    metadata: kube::api::ObjectMeta {
+                        name: Some(name.to_string()),
+                        labels: Some(labels.iter().cloned().collect()),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                };
+                match nodes.create(&Default::default(), &node).await {
+                    Ok(_) => tracing::info!(node = %name, "registered the node"),
+                    Err(kube::Error::Api(e)) if e.code == 409 => {}
+                    Err(e) => return Err(e),
+                }
+                continue;
+            }
+        }
+        waited += 1;
+        if waited.is_multiple_of(30) {
+            tracing::warn!(node = %name, seconds = waited / 2, "still no pod CIDR for the node: does the control plane allocate node CIDRs (--allocate-node-cidrs)?");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }

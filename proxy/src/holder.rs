@@ -5,10 +5,8 @@
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::process::Stdio;
 
-use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
+use crate::command::{self, run_blocking, CommandError};
 
 /// The alias that marks a bridge as a holder, so that a restart adopts its
 /// own leftover and never someone else's bridge.
@@ -17,23 +15,9 @@ const ALIAS: &str = "kedge-proxy-holder";
 /// Errors of the holder interface.
 #[derive(Debug, thiserror::Error)]
 pub enum HolderError {
-    /// `ip` could not be run.
-    #[error("running ip {args}: {source}")]
-    Spawn {
-        /// The arguments.
-        args: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// `ip` failed.
-    #[error("ip {args}: {stderr}")]
-    Failed {
-        /// The arguments.
-        args: String,
-        /// What it printed.
-        stderr: String,
-    },
+    /// `ip` could not be run, or failed.
+    #[error(transparent)]
+    Command(#[from] CommandError),
     /// An interface of that name exists and was not made by a proxy, so
     /// it is not ours to take addresses from.
     #[error(
@@ -146,23 +130,11 @@ impl Drop for Holder {
             return;
         }
         // Drop cannot await; `ip link del` is quick.
-        let out = std::process::Command::new("ip")
-            .args(["link", "del", &self.name])
-            .stdin(Stdio::null())
-            .output();
-        match out {
-            Ok(o) if o.status.success() => {
-                tracing::debug!(interface = %self.name, "holder removed")
-            }
-            Ok(o) => tracing::warn!(
-                interface = %self.name,
-                stderr = %String::from_utf8_lossy(&o.stderr).trim(),
-                "removing the holder interface failed"
-            ),
-            Err(e) => {
-                tracing::warn!(interface = %self.name, error = %e, "removing the holder interface failed")
-            }
-        }
+        run_blocking(
+            "ip",
+            &["link", "del", &self.name],
+            "removing the holder interface",
+        );
     }
 }
 
@@ -197,54 +169,11 @@ fn parse_addresses(out: &str) -> BTreeSet<IpAddr> {
 }
 
 async fn ip(args: &[&str]) -> Result<String, HolderError> {
-    let joined = args.join(" ");
-    let out = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .map_err(|source| HolderError::Spawn {
-            args: joined.clone(),
-            source,
-        })?;
-    if !out.status.success() {
-        return Err(HolderError::Failed {
-            args: joined,
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(command::run("ip", args, None).await?)
 }
 
-/// Run `commands` through `ip -force -batch -`: one process for any number
-/// of changes, going on past a failing line.
 async fn ip_batch(commands: &str) -> Result<(), HolderError> {
-    let args = "-force -batch -".to_string();
-    let spawn_err = |source| HolderError::Spawn {
-        args: args.clone(),
-        source,
-    };
-    let mut child = Command::new("ip")
-        .args(["-force", "-batch", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(spawn_err)?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(commands.as_bytes())
-            .await
-            .map_err(spawn_err)?;
-    }
-    let out = child.wait_with_output().await.map_err(spawn_err)?;
-    if !out.status.success() {
-        return Err(HolderError::Failed {
-            args,
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    Ok(())
+    Ok(command::batch("ip", commands).await?)
 }
 
 #[cfg(test)]

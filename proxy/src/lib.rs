@@ -20,9 +20,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod balancer;
+pub mod command;
 pub mod holder;
 pub mod metrics;
 pub mod nftables;
+pub mod podnet;
 pub mod proxier;
 mod status;
 pub mod table;

@@ -19,6 +19,7 @@ pub use kedge_config::events;
 pub mod garbagecollector;
 pub mod informers;
 pub mod job;
+pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod replicaset;
 pub mod rootcacertpublisher;
@@ -52,6 +53,9 @@ pub struct Context {
     pub signing_ca: Option<Arc<crate::apiserver::certs::ClusterCa>>,
     /// The longest certificate the signer issues, in seconds.
     pub signing_seconds: i64,
+    /// The subnets the node IPAM controller gives nodes; without them it
+    /// does not run.
+    pub node_cidrs: Option<nodeipam::NodeCidrs>,
 }
 
 impl Context {
@@ -65,6 +69,7 @@ impl Context {
             credentials: None,
             signing_ca: None,
             signing_seconds: certificates::DEFAULT_SIGNING_SECONDS,
+            node_cidrs: None,
         })
     }
 
@@ -78,6 +83,7 @@ impl Context {
             credentials: None,
             signing_ca: None,
             signing_seconds: certificates::DEFAULT_SIGNING_SECONDS,
+            node_cidrs: None,
         })
     }
 
@@ -100,6 +106,13 @@ impl Context {
         let mut ctx = (*self).clone();
         ctx.signing_ca = Some(ca);
         ctx.signing_seconds = max_seconds;
+        Arc::new(ctx)
+    }
+
+    /// This context with the node IPAM controller handing out `cidrs`.
+    pub fn with_node_cidrs(self: Arc<Self>, cidrs: nodeipam::NodeCidrs) -> Arc<Self> {
+        let mut ctx = (*self).clone();
+        ctx.node_cidrs = Some(cidrs);
         Arc::new(ctx)
     }
 
@@ -167,6 +180,8 @@ pub async fn run_all(ctx: Arc<Context>) {
         async { endpointslice::run(ctx.controller("endpointslice-controller").await).await },
         async { garbagecollector::run(ctx.controller("generic-garbage-collector").await).await },
         async { nodelifecycle::run(ctx.controller("node-controller").await).await },
+        // kube-controller-manager runs node IPAM as the node controller.
+        async { nodeipam::run(ctx.controller("node-controller").await).await },
         async { daemonset::run(ctx.controller("daemon-set-controller").await).await },
         async { job::run(ctx.controller("job-controller").await).await },
         async { cronjob::run(ctx.controller("cronjob-controller").await).await },

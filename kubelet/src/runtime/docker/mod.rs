@@ -73,6 +73,13 @@ pub struct DockerOptions {
     pub pod_cidr: String,
     /// The Docker network of the pods; default `kedge-<node name>`.
     pub network: Option<String>,
+    /// The pods' MTU (the link's less what the pod network's tunnel
+    /// takes); default: Docker's.
+    pub mtu: Option<u32>,
+    /// Whether Docker masquerades what pods send off their bridge; off
+    /// when the node's pod network does it (only for traffic leaving the
+    /// cluster CIDR, so pods reach each other with their own addresses).
+    pub docker_masquerade: bool,
 }
 
 /// Pods in Docker.
@@ -146,7 +153,7 @@ impl DockerRuntime {
             .network
             .clone()
             .unwrap_or_else(|| format!("kedge-{}", name_part(&options.node_name)));
-        network::ensure(&docker, &network, &options.pod_cidr, &options.node_name).await?;
+        network::ensure(&docker, &network, &options).await?;
         let pause_image = pause::ensure_image(&docker).await?;
         let (events, _) = broadcast::channel(1024);
         let runtime = Arc::new(Self {

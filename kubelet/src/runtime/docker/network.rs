@@ -7,13 +7,14 @@ use std::collections::HashMap;
 use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
 use bollard::Docker;
 
-use super::{is_status, map_err, LABEL_MANAGED, LABEL_NODE};
+use super::{is_status, map_err, DockerOptions, LABEL_MANAGED, LABEL_NODE};
 use crate::runtime::{Result, RuntimeError};
 
 /// Make sure the network `name` exists with `subnet`; a network of that
 /// name with another subnet is an error (pods would get addresses outside
 /// the node's range).
-pub(super) async fn ensure(docker: &Docker, name: &str, subnet: &str, node: &str) -> Result<()> {
+pub(super) async fn ensure(docker: &Docker, name: &str, options: &DockerOptions) -> Result<()> {
+    let (subnet, node) = (options.pod_cidr.as_str(), options.node_name.as_str());
     match docker.inspect_network(name, None).await {
         Ok(net) => {
             let subnets: Vec<String> = net
@@ -42,6 +43,7 @@ pub(super) async fn ensure(docker: &Docker, name: &str, subnet: &str, node: &str
                     }]),
                     ..Default::default()
                 }),
+                options: Some(bridge_options(options)),
                 labels: Some(HashMap::from([
                     (LABEL_MANAGED.to_string(), "true".to_string()),
                     (LABEL_NODE.to_string(), node.to_string()),
@@ -60,6 +62,22 @@ pub(super) async fn ensure(docker: &Docker, name: &str, subnet: &str, node: &str
         }
         Err(e) => Err(map_err("inspecting the pod network", e)),
     }
+}
+
+/// The bridge driver's options: the pods' MTU, and whether Docker
+/// masquerades.
+fn bridge_options(options: &DockerOptions) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    if let Some(mtu) = options.mtu {
+        out.insert("com.docker.network.driver.mtu".to_string(), mtu.to_string());
+    }
+    if !options.docker_masquerade {
+        out.insert(
+            "com.docker.network.bridge.enable_ip_masquerade".to_string(),
+            "false".to_string(),
+        );
+    }
+    out
 }
 
 /// The first address of an IPv4 subnet: the bridge's, the node's address
