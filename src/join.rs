@@ -30,6 +30,17 @@ const DISCOVERY_ATTEMPTS: u32 = 30;
 /// The group of tokens made for joining nodes (kubeadm's default).
 pub const DEFAULT_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
 
+/// The server `cluster-info` names, if it is published.
+pub async fn cluster_info_server(client: &kube::Client) -> Option<String> {
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), PUBLIC)
+        .get_opt(CLUSTER_INFO)
+        .await
+        .ok()??;
+    let kubeconfig = cm.data?.remove("kubeconfig")?;
+    let parsed: kube::config::Kubeconfig = serde_yaml::from_str(&kubeconfig).ok()?;
+    parsed.clusters.into_iter().find_map(|c| c.cluster?.server)
+}
+
 /// Publish (or refresh) `cluster-info` in `kube-public`: a kubeconfig with
 /// the server and the CA and no credentials; the bootstrap signer adds a
 /// signature per token.

@@ -1066,7 +1066,7 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
     };
     // What joining machines read (kubeadm's bootstrap-token phase), and a
     // token for them.
-    join::publish_cluster_info(&client, &running.url, &ca).await?;
+    join::publish_cluster_info(&client, &running.endpoint_url, &ca).await?;
     let token = join::create_token(
         &client,
         Some(Duration::from_secs(24 * 3600)),
@@ -1077,7 +1077,7 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
     println!("export KUBECONFIG={}", running.kubeconfig.display());
     println!(
         "Other machines join with (the token is valid 24 hours; `kedge token create --print-join-command` makes more):\n  {}",
-        join::join_command(&running.url, &token, &ca)?
+        join::join_command(&running.endpoint_url, &token, &ca)?
     );
     match kubelet {
         Some((opts, services, podnet)) => {
@@ -1207,7 +1207,12 @@ async fn run_token(command: TokenCommand) -> anyhow::Result<()> {
             let token = join::create_token(&client, args.ttl.0, &args.description).await?;
             if args.print_join_command {
                 let ca = cluster_ca(&path)?;
-                let server = kubeconfig_server(&path)?;
+                // Where joining machines reach the control plane, as it
+                // published it; else the admin's own address for it.
+                let server = match join::cluster_info_server(&client).await {
+                    Some(s) => s,
+                    None => kubeconfig_server(&path)?,
+                };
                 println!("{}", join::join_command(&server, &token, &ca)?);
             } else {
                 println!("{token}");

@@ -86,6 +86,9 @@ impl Default for ServerOptions {
 pub struct RunningServer {
     /// The URL it serves on.
     pub url: String,
+    /// The URL other machines reach it on: the advertise address's, else
+    /// `url` (what `cluster-info` and join commands carry).
+    pub endpoint_url: String,
     /// The admin kubeconfig written to the data dir.
     pub kubeconfig: PathBuf,
     /// Shared state (store, metrics).
@@ -277,8 +280,13 @@ pub async fn start(
         }
     });
     tracing::info!(%url, data_dir = %dir.display(), "API server serving");
+    let endpoint_url = match advertise {
+        Some(ip) => format!("https://{}", std::net::SocketAddr::new(ip, local.port())),
+        None => url.clone(),
+    };
     Ok(RunningServer {
         url,
+        endpoint_url,
         kubeconfig,
         state,
         ca: Arc::new(ca),

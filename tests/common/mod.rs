@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod images;
+pub mod machines;
 pub mod web;
 
 use std::io::{BufRead, BufReader};

@@ -401,9 +401,9 @@ struct PodWorker {
     containers: HashMap<String, Record>,
     /// The pod reached Succeeded or Failed here: nothing restarts.
     terminal: bool,
-    /// The last status posted, so a watch that lags does not cause the same
-    /// patch twice.
-    last_sent: Option<Value>,
+    /// The last status posted and the resourceVersion it made, so a watch
+    /// that lags does not cause the same patch twice.
+    last_sent: Option<(Value, u64)>,
     /// The conditions last posted: their transition times count, not those
     /// of a pod from a watch that has not caught up yet.
     last_conditions: Vec<PodCondition>,
@@ -1417,7 +1417,17 @@ impl PodWorker {
             obj.insert("qosClass".into(), q.clone());
         }
         let desired = owned(&desired);
-        if desired == owned(&current) || self.last_sent.as_ref() == Some(&desired) {
+        // What this worker last wrote, seen again on a copy of the pod no
+        // newer than that write, is a watch event still on its way; on a
+        // newer copy someone else changed it (the node lifecycle controller
+        // marking the pod not Ready while the node was unreachable), and
+        // the kubelet's view is put back, as its status manager reconciles.
+        let stale_copy = match (&self.last_sent, rv(pod)) {
+            (Some((sent, written)), Some(seen)) => *sent == desired && seen <= *written,
+            (Some((sent, _)), None) => *sent == desired,
+            (None, _) => false,
+        };
+        if desired == owned(&current) || stale_copy {
             self.last_conditions = conditions;
             return Ok(());
         }
@@ -1429,9 +1439,9 @@ impl PodWorker {
             .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
-            Ok(_) => {
+            Ok(written) => {
                 tracing::debug!(node = %self.workers.node_name, pod = %name, phase = ?st.phase, "pod status posted");
-                self.last_sent = Some(desired);
+                self.last_sent = Some((desired, rv(&written).unwrap_or(u64::MAX)));
                 self.last_conditions = conditions;
                 Ok(())
             }
@@ -1608,3 +1618,8 @@ fn sandbox_config(pod: &Pod, uid: &str) -> PodSandboxConfig {
 
 #[cfg(test)]
 mod tests;
+
+/// A pod's resourceVersion as a number (the store's revision).
+fn rv(pod: &Pod) -> Option<u64> {
+    pod.metadata.resource_version.as_deref()?.parse().ok()
+}

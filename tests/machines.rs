@@ -1,0 +1,347 @@
+//! A cluster of three machines, built as the tutorials build one: `kedge
+//! init` on the first, `kedge join` with the command it prints on the
+//! other two. Each machine is a network namespace with its own Docker
+//! Engine (tests/common/machines.rs), so pods of different machines meet
+//! only through the pod network's VXLAN tunnel over the machines' link.
+//!
+//! Shown: every node gets its own pod CIDR from the control plane; a pod
+//! reaches pods on the other machines by pod IP with its own address as
+//! the source, by Service name and ClusterIP; a NodePort answers on every
+//! machine for pods elsewhere; and with one machine's cable cut its node
+//! goes NotReady, its pods are replaced on the others, and the Service
+//! keeps answering.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::machines::{Machine, Machines};
+use common::{eventually, images};
+
+const WAIT: Duration = Duration::from_secs(180);
+
+/// `{"pod":…,"remote":"ip:port",…}` of the echo server: the field's value.
+fn field(json: &str, name: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(json.trim())
+        .unwrap_or_else(|e| panic!("not the echo server's answer ({e}): {json}"));
+    v[name].as_str().unwrap_or_default().to_string()
+}
+
+/// `wget` from the pod `from` (in `default`) to `url`; the body, if it
+/// answered.
+fn fetch(m1: &Machine, from: &str, url: &str) -> Option<String> {
+    let out = m1.kubectl_output(&["exec", from, "--", "timeout", "5", "wget", "-qO-", url]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The pods of `app=echo`: (name, node, IP) of the Running ones.
+fn echo_pods(m1: &Machine) -> Vec<(String, String, String)> {
+    let out = m1.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "app=echo",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName} {.status.podIP} {.status.phase} {.metadata.deletionTimestamp}{\"\\n\"}{end}",
+    ]);
+    out.lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w.len() == 4 && w[3] == "Running")
+                .then(|| (w[0].to_string(), w[1].to_string(), w[2].to_string()))
+        })
+        .collect()
+}
+
+fn ready_nodes(m1: &Machine) -> BTreeSet<String> {
+    let out = m1.kubectl_output(&[
+        "get",
+        "nodes",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
+    ]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_suffix(" True").map(str::to_string))
+        .collect()
+}
+
+/// An HTTP GET from this (the host's) side to `addr`; the body.
+fn http_get(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    write!(s, "GET / HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.starts_with("HTTP/1.")
+        .then(|| out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string())
+}
+
+#[test]
+fn three_machines_one_pod_network() {
+    let mut ms = Machines::new(3);
+    let prefix = ms.prefix.clone();
+    // Cluster names resolve in the cluster; nothing goes to the host's
+    // resolver.
+    let dns = ["--dns-upstream", "127.0.0.1:9"];
+    let address = |i: usize| format!("{prefix}.{i}");
+
+    // The control plane, and its first node, on m1. A shorter grace period
+    // than the default 40 s (kube-controller-manager's
+    // --node-monitor-grace-period; twice the kubelets' 10 s heartbeat)
+    // keeps the cut-cable part of the test short.
+    let m1_ip = address(1);
+    let mut args = vec![
+        "init",
+        "--node-ip",
+        &m1_ip,
+        "--node-name",
+        "m1",
+        "--no-ingress",
+        "--no-demo-images",
+    ];
+    args.extend(dns);
+    ms.machine(1)
+        .kedge_with_env("init", &args, &[("KEDGE_NODE_MONITOR_GRACE_SECONDS", "20")]);
+    let mut join = None;
+    assert!(
+        eventually(WAIT, || {
+            join = ms.machines[0]
+                .log("init")
+                .lines()
+                .find(|l| l.trim_start().starts_with("kedge join "))
+                .map(|l| l.trim().to_string());
+            join.is_some()
+        }),
+        "kedge init printed no join command:\n{}",
+        ms.machines[0].log("init")
+    );
+    let join = join.unwrap();
+    assert!(
+        join.starts_with(&format!("kedge join {m1_ip}:6443 ")),
+        "the join command names the control plane's address: {join}"
+    );
+    let words: Vec<String> = join.split_whitespace().skip(1).map(String::from).collect();
+    for i in [2, 3] {
+        let ip = address(i);
+        let name = format!("m{i}");
+        // The machines share this one's files: each keeps its own.
+        let data_dir = ms.machines[i - 1].dir.join("kedge").display().to_string();
+        let mut args: Vec<&str> = words.iter().map(String::as_str).collect();
+        args.extend([
+            "--node-ip",
+            &ip,
+            "--node-name",
+            &name,
+            "--data-dir",
+            &data_dir,
+        ]);
+        args.extend(dns);
+        ms.machine(i).kedge("join", &args);
+    }
+    let m1 = &ms.machines[0];
+    let all: BTreeSet<String> = ["m1", "m2", "m3"].map(String::from).into();
+    assert!(
+        eventually(WAIT, || ready_nodes(m1) == all),
+        "not every node went Ready: {:?}\n{}\n{}",
+        ready_nodes(m1),
+        ms.machines[1].log("join"),
+        ms.machines[2].log("join"),
+    );
+
+    // Each node has a pod CIDR of its own, given by the control plane.
+    let cidrs = m1.kubectl(&[
+        "get",
+        "nodes",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name}={.spec.podCIDR} {end}",
+    ]);
+    let cidrs: std::collections::BTreeMap<&str, &str> = cidrs
+        .split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .collect();
+    assert_eq!(cidrs["m1"], "10.244.0.0/24", "{cidrs:?}");
+    let given: BTreeSet<&str> = [cidrs["m2"], cidrs["m3"]].into();
+    assert_eq!(
+        given,
+        ["10.244.1.0/24", "10.244.2.0/24"].into(),
+        "{cidrs:?}"
+    );
+
+    // A Deployment over all three machines, its pods tolerating an
+    // unreachable node for 5 s only; a client pod on m2.
+    let echo = images::echo();
+    let busybox = images::busybox();
+    let manifest = format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: echo}}
+spec:
+  replicas: 3
+  selector: {{matchLabels: {{app: echo}}}}
+  template:
+    metadata: {{labels: {{app: echo}}}}
+    spec:
+      tolerations:
+      - {{key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 5}}
+      - {{key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 5}}
+      containers:
+      - name: echo
+        image: {echo}
+        imagePullPolicy: Never
+        env:
+        - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
+        - {{name: POD_IP, valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}}}
+        readinessProbe:
+          httpGet: {{path: /readyz, port: 8080}}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: echo}}
+spec:
+  type: NodePort
+  selector: {{app: echo}}
+  ports: [{{port: 80, targetPort: 8080}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: client}}
+spec:
+  nodeName: m2
+  containers:
+  - {{name: c, image: {busybox}, imagePullPolicy: Never, command: [sleep, "3600"]}}
+"#
+    );
+    let file = m1.dir.join("echo.yaml");
+    std::fs::write(&file, manifest).unwrap();
+    m1.kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    assert!(
+        eventually(WAIT, || {
+            let nodes: BTreeSet<String> = echo_pods(m1).into_iter().map(|p| p.1).collect();
+            nodes == all
+        }),
+        "the echo pods did not run on all three machines: {:?}",
+        echo_pods(m1)
+    );
+    assert!(eventually(WAIT, || m1
+        .kubectl(&["get", "pod", "client", "-o", "jsonpath={.status.phase}"])
+        .trim()
+        == "Running"));
+    let client_ip = m1
+        .kubectl(&["get", "pod", "client", "-o", "jsonpath={.status.podIP}"])
+        .trim()
+        .to_string();
+    let m2_net = cidrs["m2"].trim_end_matches("0/24");
+    assert!(
+        client_ip.starts_with(m2_net),
+        "{client_ip} not in {}",
+        cidrs["m2"]
+    );
+
+    // Pod to pod across machines, by pod IP: the source address is the
+    // client pod's own.
+    let on_m3 = echo_pods(m1)
+        .into_iter()
+        .find(|p| p.1 == "m3")
+        .expect("an echo pod on m3");
+    let mut answer = None;
+    assert!(
+        eventually(WAIT, || {
+            answer = fetch(m1, "client", &format!("http://{}:8080/", on_m3.2));
+            answer.is_some()
+        }),
+        "the pod on m2 does not reach {on_m3:?} on m3"
+    );
+    let answer = answer.unwrap();
+    assert_eq!(field(&answer, "pod"), on_m3.0);
+    let remote = field(&answer, "remote");
+    assert_eq!(
+        remote.rsplit_once(':').unwrap().0,
+        client_ip,
+        "the source address was rewritten on the way"
+    );
+
+    // By Service name and by ClusterIP: every replica, wherever it runs,
+    // answers in turn.
+    let cluster_ip = m1
+        .kubectl(&["get", "svc", "echo", "-o", "jsonpath={.spec.clusterIP}"])
+        .trim()
+        .to_string();
+    for url in ["http://echo/".to_string(), format!("http://{cluster_ip}/")] {
+        let mut served = BTreeSet::new();
+        assert!(
+            eventually(WAIT, || {
+                if let Some(a) = fetch(m1, "client", &url) {
+                    served.insert(field(&a, "pod"));
+                }
+                served.len() == 3
+            }),
+            "{url} reached only {served:?}"
+        );
+    }
+
+    // The NodePort on every machine's address, for pods on every machine.
+    let node_port = m1
+        .kubectl(&[
+            "get",
+            "svc",
+            "echo",
+            "-o",
+            "jsonpath={.spec.ports[0].nodePort}",
+        ])
+        .trim()
+        .to_string();
+    for i in 1..=3 {
+        let addr = format!("{}:{node_port}", address(i));
+        let mut served = BTreeSet::new();
+        assert!(
+            eventually(WAIT, || {
+                if let Some(a) = http_get(&addr) {
+                    served.insert(field(&a, "pod"));
+                }
+                served.len() == 3
+            }),
+            "the NodePort on m{i} reached only {served:?}"
+        );
+    }
+
+    // m3's cable cut: its node goes NotReady, its pod is replaced on the
+    // others, and the Service answers throughout from what is left.
+    ms.machines[2].link(false);
+    let m1 = &ms.machines[0];
+    assert!(
+        eventually(WAIT, || !ready_nodes(m1).contains("m3")),
+        "m3 did not go NotReady with its cable cut"
+    );
+    assert!(
+        eventually(WAIT, || {
+            let pods = echo_pods(m1);
+            pods.len() == 3 && pods.iter().all(|p| p.1 != "m3")
+        }),
+        "the pod of m3 was not replaced: {:?}",
+        echo_pods(m1)
+    );
+    let replicas: BTreeSet<String> = echo_pods(m1).into_iter().map(|p| p.0).collect();
+    let mut served = BTreeSet::new();
+    assert!(
+        eventually(WAIT, || {
+            if let Some(a) = fetch(m1, "client", "http://echo/") {
+                served.insert(field(&a, "pod"));
+            }
+            served == replicas
+        }),
+        "the Service did not reach all of {replicas:?} after the cut: {served:?}"
+    );
+    for _ in 0..10 {
+        let a = fetch(m1, "client", "http://echo/").expect("the Service answers");
+        assert!(replicas.contains(&field(&a, "pod")), "{a}");
+    }
+    ms.machines[2].link(true);
+}
