@@ -564,6 +564,22 @@ struct ServerArgs {
     /// dir, `encryption-config.yaml`).
     #[arg(long)]
     encryption_provider_config: Option<PathBuf>,
+    /// etcd's client URLs, comma-separated: the store of a control plane
+    /// on several machines (default: the embedded store in the data dir).
+    #[arg(long, value_delimiter = ',')]
+    etcd_servers: Vec<String>,
+    /// The CA that signed etcd's serving certificates.
+    #[arg(long)]
+    etcd_cafile: Option<PathBuf>,
+    /// The client certificate the API server shows etcd.
+    #[arg(long)]
+    etcd_certfile: Option<PathBuf>,
+    /// The key of `--etcd-certfile`.
+    #[arg(long)]
+    etcd_keyfile: Option<PathBuf>,
+    /// The prefix of every key kedge keeps in etcd.
+    #[arg(long, default_value = kedge_control::store::etcd::DEFAULT_PREFIX)]
+    etcd_prefix: String,
     /// How long requests in flight may take to finish after SIGTERM or
     /// SIGINT, in seconds (watches end at once, and clients resume them);
     /// a second signal exits at once.
@@ -968,6 +984,13 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
         advertise_address,
         token_auth_file: args.token_auth_file.clone(),
         encryption_provider_config: args.encryption_provider_config.clone(),
+        etcd: (!args.etcd_servers.is_empty()).then(|| kedge_control::store::EtcdConfig {
+            endpoints: args.etcd_servers.clone(),
+            ca_file: args.etcd_cafile.clone(),
+            cert_file: args.etcd_certfile.clone(),
+            key_file: args.etcd_keyfile.clone(),
+            prefix: args.etcd_prefix.clone(),
+        }),
     };
     let grace = args.shutdown_grace_period;
     let cluster_signing_seconds = args.cluster_signing_duration.0.map_or(

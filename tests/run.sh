@@ -10,9 +10,13 @@ command -v cargo >/dev/null 2>&1 || missing "cargo (a Rust toolchain) is not on 
 command -v kubectl >/dev/null 2>&1 || missing "kubectl (v1.32) is not on PATH; the end-to-end tests drive the real kubectl"
 docker info >/dev/null 2>&1 || missing "Docker Engine does not answer (docker info); pods run as Docker containers"
 
-# Debian packages the tests use: busybox (the test images are built from
-# the static one), nft (the service proxy), dig (the cluster DNS's test).
+# Debian packages the build and the tests use: protoc (the etcd client's
+# build compiles etcd's API definitions), etcd (the store of control
+# planes on several machines), busybox (the test images are built from the
+# static one), nft (the service proxy), dig (the cluster DNS's test).
 packages=()
+command -v protoc >/dev/null 2>&1 || packages+=(protobuf-compiler)
+command -v etcd >/dev/null 2>&1 || packages+=(etcd-server)
 command -v busybox >/dev/null 2>&1 || packages+=(busybox-static)
 command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || packages+=(nftables)
 command -v dig >/dev/null 2>&1 || packages+=(bind9-dnsutils)

@@ -69,6 +69,9 @@ pub struct ServerOptions {
     /// `--encryption-provider-config`); unset, with a key the server makes
     /// in the data dir.
     pub encryption_provider_config: Option<PathBuf>,
+    /// etcd as the store (kube-apiserver's `--etcd-servers`), for several
+    /// API servers sharing one state; unset, the embedded redb file.
+    pub etcd: Option<store::EtcdConfig>,
 }
 
 impl Default for ServerOptions {
@@ -78,6 +81,7 @@ impl Default for ServerOptions {
             advertise_address: None,
             token_auth_file: None,
             encryption_provider_config: None,
+            etcd: None,
         }
     }
 }
@@ -183,6 +187,14 @@ pub async fn start(
         Some(path) => store::load_config(path)?,
         None => store::ensure_config(&dir)?,
     };
+    if let Some(etcd) = &opts.etcd {
+        let cache = tokio::task::block_in_place(|| {
+            let store = store::EtcdStore::connect(etcd, encryption)?;
+            WatchCache::open_etcd(store, opts.watch_history)
+        })?;
+        tracing::info!(endpoints = ?etcd.endpoints, revision = cache.revision(), "state loaded from etcd");
+        return serve(cluster, opts, Arc::new(cache)).await;
+    }
     let store = tokio::task::block_in_place(|| -> Result<_, StartError> {
         let store = EncryptedStore::new(RedbStore::open(&dir.join("state.redb"))?, encryption);
         // After a key rotation, values under an older key are written
@@ -196,6 +208,16 @@ pub async fn start(
     let cache = Arc::new(tokio::task::block_in_place(|| {
         WatchCache::open(Box::new(store), opts.watch_history)
     })?);
+    serve(cluster, opts, cache).await
+}
+
+/// Serve the API over `cache`.
+async fn serve(
+    cluster: ClusterConfig,
+    opts: ServerOptions,
+    cache: Arc<WatchCache>,
+) -> Result<RunningServer, StartError> {
+    let dir = cluster.data_dir.clone();
 
     let listener = apiserver::bind(cluster.listen)
         .await

@@ -14,10 +14,154 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
 }
 
+/// Set to `etcd` to run every test server on an etcd of its own instead
+/// of the embedded store: the same API tests, against the other store.
+pub const STORE_ENV: &str = "KEDGE_TEST_STORE";
+
+/// A real etcd (Debian's `etcd-server`) on loopback ports the kernel
+/// picked, its data in a temporary directory; killed (by PID) on drop.
+pub struct Etcd {
+    child: std::process::Child,
+    /// Its client URL.
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    /// Start one and wait until it answers.
+    pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// An etcd that lives as long as the test process (its tests' servers
+    /// outlive the handles they are given): killed by the kernel when the
+    /// process ends, however it ends.
+    fn for_the_process() -> crate::store::EtcdConfig {
+        static KEPT: std::sync::Mutex<Vec<Etcd>> = std::sync::Mutex::new(Vec::new());
+        let etcd = Self::start_with(true);
+        let config = etcd.config();
+        KEPT.lock().unwrap().push(etcd);
+        config
+    }
+
+    fn start_with(for_the_process: bool) -> Self {
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let (client, peer) = (free(), free());
+        let dir = tempfile::tempdir().expect("a directory for etcd");
+        let url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        // The kernel kills an etcd for the whole process when the thread
+        // that started it ends (util-linux's setpriv sets that signal).
+        let mut command = if for_the_process {
+            let mut c = std::process::Command::new("setpriv");
+            c.args(["--pdeathsig", "KILL", "--", "etcd"]);
+            c
+        } else {
+            std::process::Command::new("etcd")
+        };
+        command
+            .arg("--name=test")
+            .arg(format!("--data-dir={}", dir.path().join("data").display()))
+            .arg(format!("--listen-client-urls={url}"))
+            .arg(format!("--advertise-client-urls={url}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster=test={peer_url}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let child = if for_the_process {
+            spawn_for_the_process(command)
+        } else {
+            command.spawn()
+        }
+        .expect("starting etcd (apt-get install etcd-server)");
+        let etcd = Self {
+            child,
+            url,
+            _dir: dir,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", client)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "etcd did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        etcd
+    }
+
+    /// How a server reaches it.
+    pub fn config(&self) -> crate::store::EtcdConfig {
+        crate::store::EtcdConfig {
+            endpoints: vec![self.url.clone()],
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            prefix: crate::store::etcd::DEFAULT_PREFIX.to_string(),
+        }
+    }
+}
+
+/// Spawn `command` (which sets its parent-death signal) from a thread that
+/// lives as long as the process: the signal fires when the thread that
+/// spawned it ends, so only when the process does.
+fn spawn_for_the_process(command: std::process::Command) -> std::io::Result<std::process::Child> {
+    use std::sync::mpsc;
+    type Request = (
+        std::process::Command,
+        mpsc::Sender<std::io::Result<std::process::Child>>,
+    );
+    static SPAWNER: std::sync::OnceLock<std::sync::Mutex<mpsc::Sender<Request>>> =
+        std::sync::OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Request>();
+        std::thread::spawn(move || {
+            for (mut command, reply) in rx {
+                let _ = reply.send(command.spawn());
+            }
+            // Never reached while the process lives: the sender is static.
+            std::thread::park();
+        });
+        std::sync::Mutex::new(tx)
+    });
+    let (tx, rx) = mpsc::channel();
+    spawner
+        .lock()
+        .unwrap()
+        .send((command, tx))
+        .map_err(|_| std::io::Error::other("the spawner thread is gone"))?;
+    rx.recv()
+        .map_err(|_| std::io::Error::other("the spawner thread is gone"))?
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Start an API server on `127.0.0.1:0` with default options and its data in
 /// a new temporary directory. Panics on failure.
 pub async fn start() -> TestServer {
-    let dir = tempfile::tempdir().expect("a temporary data directory");
+    let etcd = (std::env::var(STORE_ENV).as_deref() == Ok("etcd")).then(Etcd::for_the_process);
+    start_in(
+        tempfile::tempdir().expect("a temporary data directory"),
+        etcd,
+    )
+    .await
+}
+
+/// Start an API server on `127.0.0.1:0` over `dir` (whose CA and keys it
+/// keeps, or makes), with its state in `etcd` if given. Panics on failure.
+pub async fn start_in(
+    dir: tempfile::TempDir,
+    etcd: Option<crate::store::EtcdConfig>,
+) -> TestServer {
     let cfg = kedge_config::cluster::ClusterConfig {
         data_dir: dir.path().to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -35,6 +179,7 @@ pub async fn start() -> TestServer {
     .expect("writing the token file");
     let opts = crate::server::ServerOptions {
         token_auth_file: Some(tokens),
+        etcd,
         ..Default::default()
     };
     let server = crate::server::start(cfg, opts)

@@ -207,7 +207,7 @@ fn write_status(state: &ApiState, name: &str, status: Value) -> Result<(), super
     let req = definition_request(name, Some("status"));
     objects::update_with(state, &req, &q, Part::Status, move |current| {
         let mut new = current.clone();
-        new["status"] = status;
+        new["status"] = status.clone();
         Ok(new)
     })?;
     Ok(())

@@ -653,9 +653,10 @@ pub async fn handle_resource(
         (Method::PUT, true, Some("scale")) => {
             let body = read_body(req).await?;
             let scale = body::decode_object(&content_type, &body)?;
-            let out =
-                durable(async { objects::update_scale(state_ref, &rr, &q, move |_| Ok(scale)) })
-                    .await?;
+            let out = durable(async {
+                objects::update_scale(state_ref, &rr, &q, move |_| Ok(scale.clone()))
+            })
+            .await?;
             Ok(json_response(200, &out))
         }
         (Method::PATCH, true, Some("scale")) => {

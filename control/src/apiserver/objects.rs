@@ -558,11 +558,14 @@ fn create_inner(
             object: obj,
         });
     }
+    // Moved out on the first decision; only etcd decides twice, and a
+    // create never does (the key is absent or it is AlreadyExists).
+    let mut obj = Some(obj);
     let written = state.cache.write(&key, |current| {
         if current.is_some() {
             return Err(StoreError::AlreadyExists);
         }
-        Ok(Decision::Put(obj))
+        obj.take().map(Decision::Put).ok_or(StoreError::Conflict)
     });
     let written = written.map_err(store_err(r, &name))?;
     Ok(Outcome {
@@ -663,7 +666,7 @@ pub fn update_with<F>(
     change: F,
 ) -> ApiResult<Outcome>
 where
-    F: FnOnce(&Value) -> ApiResult<Value>,
+    F: FnMut(&Value) -> ApiResult<Value>,
 {
     update_with_inner(state, req, q, part, Writer::Client, change)
 }
@@ -687,10 +690,10 @@ fn update_with_inner<F>(
     q: &Query,
     part: Part,
     writer: Writer,
-    change: F,
+    mut change: F,
 ) -> ApiResult<Outcome>
 where
-    F: FnOnce(&Value) -> ApiResult<Value>,
+    F: FnMut(&Value) -> ApiResult<Value>,
 {
     let r = req.resource;
     let name = name_of(req)?.to_string();
@@ -825,7 +828,7 @@ pub fn update(
     part: Part,
     obj: Value,
 ) -> ApiResult<Outcome> {
-    update_with(state, req, q, part, move |_| Ok(obj))
+    update_with(state, req, q, part, move |_| Ok(obj.clone()))
 }
 
 /// Apply a patch document of the given Content-Type to `current`.
@@ -1289,10 +1292,10 @@ pub fn update_scale<F>(
     state: &ApiState,
     req: &ResourceRequest,
     q: &Query,
-    change: F,
+    mut change: F,
 ) -> ApiResult<Value>
 where
-    F: FnOnce(&Value) -> ApiResult<Value>,
+    F: FnMut(&Value) -> ApiResult<Value>,
 {
     let r = req.resource;
     let name = name_of(req)?.to_string();
@@ -1409,7 +1412,7 @@ pub fn finalize_namespace(
     let written = state.cache.write(&key, |current| -> ApiResult<Decision> {
         let old = current.ok_or_else(|| ApiError::not_found(r.plural, &name))?;
         let mut new = (**old).clone();
-        new["spec"]["finalizers"] = finalizers;
+        new["spec"]["finalizers"] = finalizers.clone();
         let empty = new["spec"]["finalizers"]
             .as_array()
             .is_none_or(|a| a.is_empty());

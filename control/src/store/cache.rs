@@ -11,6 +11,7 @@ use parking_lot::{Condvar, Mutex};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+use super::etcd::{Change, EtcdStore, Outcome};
 use super::{Op, Result, Store, StoreError};
 
 /// What happened to an object.
@@ -292,7 +293,13 @@ where
 }
 
 struct Shared {
-    store: Box<dyn Store>,
+    /// The durable store the committer writes (None: the cache follows
+    /// etcd instead).
+    store: Option<Box<dyn Store>>,
+    /// etcd, when the cache is fed by its watch and writes go there.
+    etcd: Option<Arc<EtcdStore>>,
+    /// Signalled whenever `inner` has applied changes from etcd.
+    applied: Condvar,
     inner: Mutex<Inner>,
     pending: Mutex<Pending>,
     /// Wakes the committer when writes are queued.
@@ -375,7 +382,9 @@ impl WatchCache {
             raw.insert(k, Arc::new(v));
         }
         let shared = Arc::new(Shared {
-            store,
+            store: Some(store),
+            etcd: None,
+            applied: Condvar::new(),
             inner: Mutex::new(Inner {
                 revision,
                 objects,
@@ -402,6 +411,55 @@ impl WatchCache {
         Ok(Self {
             shared,
             committer: Some(committer),
+        })
+    }
+
+    /// Load everything from etcd and follow its watch from there on; writes
+    /// go to etcd as conditional transactions.
+    pub fn open_etcd(etcd: EtcdStore, history_limit: usize) -> Result<Self> {
+        let etcd = Arc::new(etcd);
+        let (revision, docs) = etcd.load()?;
+        let mut objects = BTreeMap::new();
+        let mut raw = HashMap::new();
+        for (k, v, mod_revision) in docs {
+            let (obj, bytes) = with_revision(&k, &v, mod_revision)?;
+            objects.insert(k.clone(), obj);
+            raw.insert(k, bytes);
+        }
+        let shared = Arc::new(Shared {
+            store: None,
+            etcd: Some(etcd.clone()),
+            applied: Condvar::new(),
+            inner: Mutex::new(Inner {
+                revision,
+                objects,
+                raw,
+                history: HashMap::new(),
+                loaded: revision,
+            }),
+            pending: Mutex::new(Pending {
+                next_revision: revision,
+                overlay: HashMap::new(),
+                queue: Vec::new(),
+                failed: None,
+                shutdown: false,
+            }),
+            queued: Condvar::new(),
+            events: Mutex::new(HashMap::new()),
+            history_limit: history_limit.max(1),
+        });
+        let weak = Arc::downgrade(&shared);
+        etcd.follow(revision, move |changes| match weak.upgrade() {
+            Some(sh) => {
+                follow_changes(&sh, changes);
+                true
+            }
+            None => false,
+        });
+        etcd.compact_periodically(super::etcd::COMPACTION_INTERVAL);
+        Ok(Self {
+            shared,
+            committer: None,
         })
     }
 
@@ -463,11 +521,16 @@ impl WatchCache {
     /// revision as its resourceVersion. Returns once the change is durable
     /// and visible. Blocks the calling thread while the commit runs (inside
     /// a tokio runtime, through `block_in_place`).
-    pub fn write<F, E>(&self, key: &str, decide: F) -> Result<Written, E>
+    /// With etcd, `decide` runs again on the newer object when another
+    /// server changed it meanwhile (as kube-apiserver's guaranteed update).
+    pub fn write<F, E>(&self, key: &str, mut decide: F) -> Result<Written, E>
     where
-        F: FnOnce(Option<&Arc<Value>>) -> Result<Decision, E>,
+        F: FnMut(Option<&Arc<Value>>) -> Result<Decision, E>,
         E: From<StoreError>,
     {
+        if let Some(etcd) = &self.shared.etcd {
+            return self.write_etcd(etcd, key, decide);
+        }
         let sh = &self.shared;
         let mut pending = sh.pending.lock();
         if let Some(f) = &pending.failed {
@@ -559,6 +622,116 @@ impl WatchCache {
         sh.queued.notify_one();
         done.confirm()?;
         Ok(Written::Changed(event))
+    }
+
+    fn write_etcd<F, E>(&self, etcd: &EtcdStore, key: &str, mut decide: F) -> Result<Written, E>
+    where
+        F: FnMut(Option<&Arc<Value>>) -> Result<Decision, E>,
+        E: From<StoreError>,
+    {
+        let sh = &self.shared;
+        for _ in 0..16 {
+            let current = sh.inner.lock().objects.get(key).cloned();
+            let expected = current.as_deref().and_then(resource_version);
+            let outcome = match decide(current.as_ref())? {
+                Decision::Keep => return Ok(Written::Unchanged(current)),
+                Decision::Put(mut obj) => {
+                    // The version is the key's revision in etcd, not a field
+                    // of the stored document.
+                    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+                        meta.remove("resourceVersion");
+                    }
+                    let bytes =
+                        serde_json::to_vec(&obj).map_err(|e| StoreError::Backend(e.to_string()))?;
+                    let outcome = wait_blocking(|| etcd.put(key, &Arc::new(bytes), expected))?;
+                    if let Outcome::Committed(revision) = outcome {
+                        set_resource_version(&mut obj, revision);
+                        let event_type = if current.is_some() {
+                            EventType::Modified
+                        } else {
+                            EventType::Added
+                        };
+                        let raw = serde_json::to_vec(&obj)
+                            .map_err(|e| StoreError::Backend(e.to_string()))?;
+                        self.wait_applied(revision)?;
+                        return Ok(Written::Changed(Arc::new(WatchEvent::new(
+                            revision,
+                            event_type,
+                            key.to_string(),
+                            Arc::new(obj),
+                            Arc::new(raw),
+                            current,
+                        ))));
+                    }
+                    outcome
+                }
+                Decision::Delete => {
+                    let (Some(old), Some(expected)) = (current.clone(), expected) else {
+                        return Err(StoreError::NotFound.into());
+                    };
+                    let outcome = wait_blocking(|| etcd.delete(key, expected))?;
+                    if let Outcome::Committed(revision) = outcome {
+                        let mut obj = (*old).clone();
+                        set_resource_version(&mut obj, revision);
+                        let raw = serde_json::to_vec(&obj)
+                            .map_err(|e| StoreError::Backend(e.to_string()))?;
+                        self.wait_applied(revision)?;
+                        return Ok(Written::Changed(Arc::new(WatchEvent::new(
+                            revision,
+                            EventType::Deleted,
+                            key.to_string(),
+                            Arc::new(obj),
+                            Arc::new(raw),
+                            current,
+                        ))));
+                    }
+                    outcome
+                }
+            };
+            // Another server wrote the key first: decide again once the
+            // cache holds what it wrote.
+            if let Outcome::Moved(now) = outcome {
+                self.wait_for_key(key, now);
+            }
+        }
+        Err(StoreError::Conflict.into())
+    }
+
+    /// Wait until the cache has applied etcd's `revision`.
+    fn wait_applied(&self, revision: u64) -> Result<()> {
+        let sh = &self.shared;
+        let deadline = std::time::Instant::now() + ETCD_CATCH_UP;
+        wait_blocking(|| {
+            let mut inner = sh.inner.lock();
+            while inner.revision < revision {
+                if sh.applied.wait_until(&mut inner, deadline).timed_out() {
+                    return Err(StoreError::Backend(format!(
+                        "etcd's watch has not brought revision {revision} within {ETCD_CATCH_UP:?}"
+                    )));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Wait (a bounded time) until the cache shows `key` at etcd's
+    /// `mod_revision` (None: gone).
+    fn wait_for_key(&self, key: &str, mod_revision: Option<u64>) {
+        let sh = &self.shared;
+        let deadline = std::time::Instant::now() + ETCD_CATCH_UP;
+        wait_blocking(|| {
+            let mut inner = sh.inner.lock();
+            loop {
+                let cached = inner.objects.get(key).and_then(|o| resource_version(o));
+                let caught_up = match mod_revision {
+                    Some(rev) => cached.is_some_and(|c| c >= rev),
+                    None => cached.is_none(),
+                };
+                if caught_up || sh.applied.wait_until(&mut inner, deadline).timed_out() {
+                    return;
+                }
+            }
+        })
     }
 
     /// Start a watch of the keys under `prefix`. With `from`, replay every
@@ -658,7 +831,8 @@ fn commit_loop(sh: &Shared) {
         };
         let last = batch.last().map(|q| q.event.revision).unwrap_or(0);
         let ops: Vec<Op> = batch.iter().map(|q| q.op.clone()).collect();
-        if let Err(e) = sh.store.commit(last, &ops) {
+        let Some(store) = &sh.store else { return };
+        if let Err(e) = store.commit(last, &ops) {
             let msg = e.to_string();
             tracing::error!(error = %msg, "store commit failed; refusing further writes");
             let mut pending = sh.pending.lock();
@@ -675,42 +849,7 @@ fn commit_loop(sh: &Shared) {
         {
             let mut inner = sh.inner.lock();
             for q in &batch {
-                let e = &q.event;
-                inner.revision = e.revision;
-                match &q.op {
-                    Op::Delete(k) => {
-                        inner.objects.remove(k);
-                        inner.raw.remove(k);
-                    }
-                    Op::Put(k, bytes) => {
-                        inner.objects.insert(k.clone(), e.object().clone());
-                        inner.raw.insert(k.clone(), bytes.clone());
-                    }
-                }
-                let loaded = inner.loaded;
-                let history = inner
-                    .history
-                    .entry(resource_of(&e.key).to_string())
-                    .or_insert_with(|| History {
-                        events: VecDeque::new(),
-                        compacted: loaded,
-                    });
-                history.events.push_back(Past {
-                    revision: e.revision,
-                    event_type: e.event_type,
-                    key: e.key.clone(),
-                    raw: e.raw.clone(),
-                    previous: q.previous_raw.clone(),
-                });
-                while history.events.len() > sh.history_limit {
-                    if let Some(old) = history.events.pop_front() {
-                        history.compacted = old.revision;
-                    }
-                }
-                // No channel or no receivers: nobody is watching.
-                if let Some(live) = sh.events.lock().get(resource_of(&e.key)) {
-                    let _ = live.send(e.clone());
-                }
+                apply(sh, &mut inner, &q.event, q.previous_raw.clone());
             }
         }
         {
@@ -721,6 +860,111 @@ fn commit_loop(sh: &Shared) {
             q.done.finish(Ok(()));
         }
     }
+}
+
+/// How long a writer waits for etcd's watch to bring its own write.
+const ETCD_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Make `event` the current state of its key, keep it in the history and
+/// send it to the watchers of its resource.
+fn apply(sh: &Shared, inner: &mut Inner, e: &Arc<WatchEvent>, previous_raw: Option<Arc<Vec<u8>>>) {
+    inner.revision = inner.revision.max(e.revision);
+    if e.event_type == EventType::Deleted {
+        inner.objects.remove(&e.key);
+        inner.raw.remove(&e.key);
+    } else {
+        inner.objects.insert(e.key.clone(), e.object().clone());
+        inner.raw.insert(e.key.clone(), e.raw.clone());
+    }
+    let loaded = inner.loaded;
+    let history = inner
+        .history
+        .entry(resource_of(&e.key).to_string())
+        .or_insert_with(|| History {
+            events: VecDeque::new(),
+            compacted: loaded,
+        });
+    history.events.push_back(Past {
+        revision: e.revision,
+        event_type: e.event_type,
+        key: e.key.clone(),
+        raw: e.raw.clone(),
+        previous: previous_raw,
+    });
+    while history.events.len() > sh.history_limit {
+        if let Some(old) = history.events.pop_front() {
+            history.compacted = old.revision;
+        }
+    }
+    // No channel or no receivers: nobody is watching.
+    if let Some(live) = sh.events.lock().get(resource_of(&e.key)) {
+        let _ = live.send(e.clone());
+    }
+}
+
+/// A document from etcd with its key's revision as its resourceVersion.
+fn with_revision(key: &str, stored: &[u8], revision: u64) -> Result<Doc> {
+    let mut obj: Value = serde_json::from_slice(stored)
+        .map_err(|e| StoreError::Backend(format!("corrupt object at {key}: {e}")))?;
+    set_resource_version(&mut obj, revision);
+    let raw = serde_json::to_vec(&obj).map_err(|e| StoreError::Backend(e.to_string()))?;
+    Ok((Arc::new(obj), Arc::new(raw)))
+}
+
+/// Apply what etcd's watch reported, in order, and wake the writers
+/// waiting for it.
+fn follow_changes(sh: &Shared, changes: Vec<Change>) {
+    let mut inner = sh.inner.lock();
+    for change in changes {
+        let (key, revision) = match &change {
+            Change::Put { key, revision, .. } | Change::Delete { key, revision } => {
+                (key.clone(), *revision)
+            }
+        };
+        if revision <= inner.revision {
+            // Already part of what was loaded.
+            continue;
+        }
+        let previous = inner.objects.get(&key).cloned();
+        let previous_raw = inner.raw.get(&key).cloned();
+        let event = match change {
+            Change::Put { value, .. } => match with_revision(&key, &value, revision) {
+                Ok((obj, raw)) => {
+                    let t = if previous.is_some() {
+                        EventType::Modified
+                    } else {
+                        EventType::Added
+                    };
+                    WatchEvent::new(revision, t, key, obj, raw, previous)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "skipping an unreadable object from etcd");
+                    inner.revision = revision;
+                    continue;
+                }
+            },
+            Change::Delete { .. } => {
+                let Some(old) = previous.clone() else {
+                    inner.revision = revision;
+                    continue;
+                };
+                let mut obj = (*old).clone();
+                set_resource_version(&mut obj, revision);
+                let raw = serde_json::to_vec(&obj).unwrap_or_default();
+                WatchEvent::new(
+                    revision,
+                    EventType::Deleted,
+                    key,
+                    Arc::new(obj),
+                    Arc::new(raw),
+                    previous,
+                )
+            }
+        };
+        apply(sh, &mut inner, &Arc::new(event), previous_raw);
+    }
+    drop(inner);
+    sh.applied.notify_all();
 }
 
 fn set_resource_version(obj: &mut Value, revision: u64) {

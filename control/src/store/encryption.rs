@@ -720,7 +720,7 @@ impl EncryptionConfig {
     }
 
     /// The stored form of the document `plain` at `key`.
-    fn seal(&self, key: &str, plain: &Arc<Vec<u8>>) -> Result<Arc<Vec<u8>>> {
+    pub(crate) fn seal(&self, key: &str, plain: &Arc<Vec<u8>>) -> Result<Arc<Vec<u8>>> {
         match self.providers_for(key) {
             None => Ok(plain.clone()),
             Some(providers) => providers[0]
@@ -731,7 +731,7 @@ impl EncryptionConfig {
 
     /// The document stored as `stored` at `key`: the first provider that
     /// reads it wins.
-    fn open(&self, key: &str, stored: Vec<u8>) -> Result<Vec<u8>> {
+    pub(crate) fn open(&self, key: &str, stored: Vec<u8>) -> Result<Vec<u8>> {
         let Some(providers) = self.providers_for(key) else {
             return Ok(stored);
         };

@@ -9,6 +9,7 @@
 
 mod cache;
 mod encryption;
+pub mod etcd;
 mod redb;
 
 pub use self::cache::{
@@ -19,6 +20,7 @@ pub use self::encryption::{
     ensure_config, load_config, EncryptedStore, EncryptionConfig, EncryptionConfigError,
     ENCRYPTION_CONFIG_FILE,
 };
+pub use self::etcd::{EtcdConfig, EtcdStore};
 pub use self::redb::RedbStore;
 
 use std::sync::Arc;
