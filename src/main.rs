@@ -14,6 +14,7 @@ use kedge_control::server::{self, ServerOptions};
 mod demo;
 mod drain;
 mod join;
+mod lb;
 
 use drain::shutdown_signal;
 
@@ -142,6 +143,10 @@ struct JoinArgs {
     /// The cluster's pod range: what pods send outside it is masqueraded.
     #[arg(long, default_value = "10.244.0.0/16")]
     cluster_cidr: String,
+    /// Every API server of the control plane, `host:port` comma-separated
+    /// (the node then reaches them through a local load balancer).
+    #[arg(long, value_delimiter = ',')]
+    api_servers: Vec<SocketAddr>,
     #[command(flatten)]
     node: NodeArgs,
     /// Labels of the node, `key=value`, repeatable.
@@ -345,6 +350,11 @@ struct AgentArgs {
     /// The cluster's pod range: what pods send outside it is masqueraded.
     #[arg(long, default_value = "10.244.0.0/16")]
     cluster_cidr: String,
+    /// Every API server of the control plane, `host:port` comma-separated:
+    /// the node reaches them through a local load balancer and keeps
+    /// working when one is lost.
+    #[arg(long, value_delimiter = ',')]
+    api_servers: Vec<SocketAddr>,
 }
 
 /// The real node of `agent` and `up`.
@@ -1040,8 +1050,21 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
         Some(cidrs) => ctx.with_node_cidrs(cidrs),
         None => ctx,
     };
-    let scheduler = tokio::spawn(kedge_control::scheduler::run(scheduler_client));
-    let controllers = tokio::spawn(kedge_control::controllers::run_all(ctx));
+    // Every control plane runs the scheduler and the controllers; the
+    // holder of each one's Lease acts (one, with several API servers).
+    let identity = kedge_control::leaderelection::identity(&data_dir);
+    let elect =
+        |name: &str| kedge_control::leaderelection::LeaderElectionConfig::new(name, &identity);
+    let scheduler = tokio::spawn(kedge_control::leaderelection::run(
+        scheduler_client.clone(),
+        elect("kube-scheduler"),
+        move || kedge_control::scheduler::run(scheduler_client.clone()),
+    ));
+    let controllers = tokio::spawn(kedge_control::leaderelection::run(
+        ctx.client.clone(),
+        elect("kube-controller-manager"),
+        move || kedge_control::controllers::run_all(ctx.clone()),
+    ));
     let kubelet = match node {
         Some(UpNode {
             node,
@@ -1303,6 +1326,7 @@ async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
         proxy_kubeconfig: Some(joined.proxy_kubeconfig),
         dns_kubeconfig: Some(joined.dns_kubeconfig),
         cluster_cidr: args.cluster_cidr,
+        api_servers: args.api_servers,
     };
     // The node runs until its certificates are renewed, then again with
     // the new ones (its containers are adopted).
@@ -1410,10 +1434,28 @@ async fn node_options(
     })
 }
 
-async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
-    let client = server::client_from_kubeconfig(&args.kubeconfig)
+/// An API client from a kubeconfig, through the node's load balancer when
+/// it has one.
+async fn agent_client(
+    path: &std::path::Path,
+    balancer: Option<&str>,
+) -> anyhow::Result<kube::Client> {
+    let mut config = server::config_from_kubeconfig(path)
         .await
-        .with_context(|| format!("reading {}", args.kubeconfig.display()))?;
+        .with_context(|| format!("reading {}", path.display()))?;
+    if let Some(url) = balancer {
+        config.cluster_url = url.parse().context("the load balancer's URL")?;
+    }
+    Ok(kube::Client::try_from(config)?)
+}
+
+async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
+    let balancer = match args.api_servers.is_empty() {
+        true => None,
+        false => Some(lb::start(args.api_servers.clone()).await?),
+    };
+    let balancer = balancer.as_deref();
+    let client = agent_client(&args.kubeconfig, balancer).await?;
     let labels = parse_labels(&args.labels)?;
     if !args.hollow {
         let ca = cluster_ca(&args.kubeconfig)?;
@@ -1463,9 +1505,7 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
                 let client = client.clone();
                 async move {
                     match path {
-                        Some(p) => server::client_from_kubeconfig(&p)
-                            .await
-                            .with_context(|| format!("reading {}", p.display())),
+                        Some(p) => agent_client(&p, balancer).await,
                         None => Ok(client),
                     }
                 }

@@ -4,6 +4,7 @@
 
 pub mod apiserver;
 pub mod controllers;
+pub mod leaderelection;
 pub mod metrics;
 pub mod scheduler;
 pub mod server;

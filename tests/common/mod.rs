@@ -276,6 +276,42 @@ impl Cluster {
         c
     }
 
+    /// Another control plane of the same cluster: a `kedge server` with
+    /// `args` whose data dir starts with `first`'s CA and keys (what
+    /// kubeadm copies to a second control-plane machine) and nothing else.
+    pub fn start_beside(first: &Cluster, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().join("data");
+        std::fs::create_dir_all(&data_dir).unwrap();
+        for entry in std::fs::read_dir(&first.data_dir).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let key_material =
+                ["ca.crt", "ca.key", "sa.key", "encryption-config.yaml"].contains(&name.as_str());
+            if entry.path().is_file() && key_material {
+                std::fs::copy(entry.path(), data_dir.join(&name)).unwrap();
+            }
+        }
+        let home = tmp.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let mut c = Cluster {
+            child: None,
+            data_dir,
+            home,
+            url: String::new(),
+            _tmp: Some(tmp),
+            extra_args: args.iter().map(|s| s.to_string()).collect(),
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            command: "server",
+            as_a_user: false,
+            node: None,
+        };
+        c.spawn(free_fixed_port());
+        c
+    }
+
     /// `kedge up`: the control plane and one real node, pods in Docker.
     pub fn up() -> Self {
         Self::up_with(&[])

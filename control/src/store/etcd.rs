@@ -218,7 +218,22 @@ impl EtcdStore {
     fn transact(&self, txn: Txn) -> Result<Outcome> {
         let mut client = self.client.clone();
         let resp = self
-            .run(async move { client.txn(txn).await })
+            .run(async move {
+                // A member that cannot be connected to never saw the
+                // request: try another (the channel balances over every
+                // endpoint). Any other failure may have committed, so it
+                // is the answer.
+                let mut attempt = 0;
+                loop {
+                    match client.txn(txn.clone()).await {
+                        Err(e) if attempt < 5 && e.to_string().contains("connect error") => {
+                            attempt += 1;
+                            tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                        }
+                        other => return other,
+                    }
+                }
+            })
             .map_err(backend("writing"))?;
         if resp.succeeded() {
             let revision = resp.header().map_or(0, |h| h.revision()) as u64;
