@@ -9,6 +9,9 @@
 //! ```sh
 //! cargo bench --bench apiserver            # needs `etcd` (Debian: etcd-server)
 //! ```
+//!
+//! kedge runs twice: on its embedded store, and with an etcd of its own as
+//! its store (`--etcd-servers`, as a control plane of several machines).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -94,7 +97,7 @@ impl Drop for Proc {
 
 // === kedge ===
 
-async fn start_kedge(dir: &std::path::Path) -> (Proc, kube::Client) {
+async fn start_kedge(dir: &std::path::Path, extra: &[String]) -> (Proc, kube::Client) {
     let port = free_port();
     let exe = std::env::var("KEDGE_BIN").unwrap_or_else(|_| {
         let mut p = std::env::current_exe().unwrap();
@@ -107,6 +110,7 @@ async fn start_kedge(dir: &std::path::Path) -> (Proc, kube::Client) {
             .args(["server", "--data-dir"])
             .arg(dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
@@ -453,10 +457,25 @@ fn main() {
     rt.block_on(async {
         let tmp = tempfile::tempdir().unwrap();
         println!("kedge API server vs etcd {} (same machine, same run)", etcd_version());
-        let (kedge_proc, client) = start_kedge(&tmp.path().join("kedge")).await;
+        let (kedge_proc, client) = start_kedge(&tmp.path().join("kedge"), &[]).await;
         let kedge = bench_kedge(client).await;
         let kedge_rss = rss_kib(kedge_proc.0.id());
         drop(kedge_proc);
+        // kedge with etcd as its store (the control plane of several
+        // machines), on an etcd of its own.
+        let mut on_etcd_rss = None;
+        let on_etcd = match start_etcd(&tmp.path().join("store")) {
+            Some((store, port)) => {
+                let extra = ["--etcd-servers".to_string(), format!("http://127.0.0.1:{port}")];
+                let (p, client) = start_kedge(&tmp.path().join("kedge-etcd"), &extra).await;
+                let r = bench_kedge(client).await;
+                on_etcd_rss = rss_kib(p.0.id());
+                drop(p);
+                drop(store);
+                Some(r)
+            }
+            None => None,
+        };
         let mut etcd_rss = None;
         let etcd = match start_etcd(&tmp.path().join("etcd")) {
             Some((p, port)) => {
@@ -471,26 +490,38 @@ fn main() {
             }
         };
         println!();
-        println!("| operation | kedge ops/s | kedge p50 ms | kedge p99 ms | etcd ops/s | etcd p50 ms | etcd p99 ms | kedge/etcd ops/s |");
-        println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        println!("| operation | kedge ops/s | kedge p50 ms | kedge p99 ms | kedge on etcd ops/s | on etcd p50 ms | on etcd p99 ms | etcd ops/s | etcd p50 ms | etcd p99 ms | kedge/etcd ops/s | kedge on etcd/etcd ops/s |");
+        println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        let cells = |s: Option<&Stats>| match s {
+            Some(s) => format!("{:.0} | {:.2} | {:.2}", s.per_sec(), ms(s.pct(0.5)), ms(s.pct(0.99))),
+            None => "- | - | -".into(),
+        };
+        let ratio = |a: Option<&Stats>, b: Option<&Stats>| match (a, b) {
+            (Some(a), Some(b)) => format!("{:.2}", a.per_sec() / b.per_sec()),
+            _ => "-".into(),
+        };
         for (i, (name, k)) in kedge.iter().enumerate() {
             let e = etcd.as_ref().map(|e| &e[i].1);
+            let o = on_etcd.as_ref().map(|o| &o[i].1);
             println!(
-                "| {name} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} |",
-                k.per_sec(),
-                ms(k.pct(0.5)),
-                ms(k.pct(0.99)),
-                e.map(|e| format!("{:.0}", e.per_sec())).unwrap_or("-".into()),
-                e.map(|e| format!("{:.2}", ms(e.pct(0.5)))).unwrap_or("-".into()),
-                e.map(|e| format!("{:.2}", ms(e.pct(0.99)))).unwrap_or("-".into()),
-                e.map(|e| format!("{:.2}", k.per_sec() / e.per_sec())).unwrap_or("-".into()),
+                "| {name} | {} | {} | {} | {} | {} |",
+                cells(Some(k)),
+                cells(o),
+                cells(e),
+                ratio(Some(k), e),
+                ratio(o, e),
             );
         }
         // Memory after the run, with the same 3,300 objects (and history)
         // held by each.
         let mib = |k: Option<u64>| k.map(|k| format!("{:.1} MiB", k as f64 / 1024.0)).unwrap_or("-".into());
         println!();
-        println!("resident memory after the run: kedge {}, etcd {}", mib(kedge_rss), mib(etcd_rss));
+        println!(
+            "resident memory after the run: kedge {}, kedge on etcd {}, etcd {}",
+            mib(kedge_rss),
+            mib(on_etcd_rss),
+            mib(etcd_rss)
+        );
     });
 }
 

@@ -212,6 +212,55 @@ pub async fn join(
     node_name: &str,
     data_dir: &Path,
 ) -> anyhow::Result<Joined> {
+    let found = discover(address, token, ca_hash).await?;
+    tracing::info!(server = %found.server, "cluster CA verified; asking for the node's client certificate");
+
+    // TLS bootstrap: keys made here, requests authenticated with the
+    // token, approved and signed by the cluster: the kubelet's
+    // (system:node:<name>), and the service proxy's and cluster DNS's
+    // (kedge's node components, approved for bootstrappers too).
+    let csrs: Api<CertificateSigningRequest> = Api::all(found.bootstrap_client(token)?);
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let node_user = format!("system:node:{node_name}");
+    issue_credentials(
+        &csrs,
+        &node_user,
+        data_dir,
+        &found.server,
+        &found.ca_pem,
+        |_| true,
+    )
+    .await?;
+    Ok(Joined {
+        kubeconfig: data_dir.join("kubelet.conf"),
+        proxy_kubeconfig: data_dir.join("proxy.conf"),
+        dns_kubeconfig: data_dir.join("dns.conf"),
+    })
+}
+
+/// A cluster found and trusted.
+pub struct Discovered {
+    /// The API server's URL.
+    pub server: String,
+    /// The cluster CA (PEM), checked against the hash given.
+    pub ca_pem: String,
+}
+
+impl Discovered {
+    /// A client authenticated with the bootstrap token, trusting the CA.
+    pub fn bootstrap_client(&self, token: &str) -> anyhow::Result<kube::Client> {
+        let mut bootstrap = kube::Config::new(self.server.parse()?);
+        bootstrap.root_cert = Some(pem_to_der(&self.ca_pem)?);
+        bootstrap.auth_info.token = Some(token.to_string().into());
+        Ok(kube::Client::try_from(bootstrap)?)
+    }
+}
+
+/// Read `cluster-info` from `address` without trusting it, and trust its
+/// CA only if the token's signature over it and the CA's public key hash
+/// both check (kubeadm's token discovery).
+pub async fn discover(address: &str, token: &str, ca_hash: &str) -> anyhow::Result<Discovered> {
     let Some((id, secret)) = kedge_control::apiserver::authn::bootstrap_token_parts(token) else {
         bail!("the token {token:?} is not of the form [a-z0-9]{{6}}.[a-z0-9]{{16}}");
     };
@@ -267,25 +316,7 @@ pub async fn join(
     if found != ca_hash.to_ascii_lowercase() {
         bail!("the cluster CA's public key hash is {found}, not {ca_hash}: refusing the cluster");
     }
-    tracing::info!(%server, "cluster CA verified; asking for the node's client certificate");
-
-    // TLS bootstrap: keys made here, requests authenticated with the
-    // token, approved and signed by the cluster: the kubelet's
-    // (system:node:<name>), and the service proxy's and cluster DNS's
-    // (kedge's node components, approved for bootstrappers too).
-    let mut bootstrap = kube::Config::new(server.parse()?);
-    bootstrap.root_cert = Some(pem_to_der(&ca_pem)?);
-    bootstrap.auth_info.token = Some(token.to_string().into());
-    let csrs: Api<CertificateSigningRequest> = Api::all(kube::Client::try_from(bootstrap)?);
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
-    let node_user = format!("system:node:{node_name}");
-    issue_credentials(&csrs, &node_user, data_dir, &server, &ca_pem, |_| true).await?;
-    Ok(Joined {
-        kubeconfig: data_dir.join("kubelet.conf"),
-        proxy_kubeconfig: data_dir.join("proxy.conf"),
-        dns_kubeconfig: data_dir.join("dns.conf"),
-    })
+    Ok(Discovered { server, ca_pem })
 }
 
 /// Ask for the node's credentials through `csrs` — the kubelet's

@@ -11,6 +11,7 @@ use kedge_config::cluster::{parse_ipv4_cidr, parse_port_range, ClusterConfig};
 use kedge_control::controllers::nodeipam::cidrset::{self, CidrSet};
 use kedge_control::server::{self, ServerOptions};
 
+mod controlplane;
 mod demo;
 mod drain;
 mod join;
@@ -157,6 +158,25 @@ struct JoinArgs {
     /// Run no service proxy and cluster DNS on the node.
     #[arg(long)]
     no_service_network: bool,
+    /// Join as another control plane (an API server, scheduler and
+    /// controller manager, and a node), with the certificates the first
+    /// one uploaded (`kedge init --upload-certs`).
+    #[arg(long, requires = "certificate_key")]
+    control_plane: bool,
+    /// The key that opens the uploaded certificates, printed by
+    /// `kedge init --upload-certs`.
+    #[arg(long)]
+    certificate_key: Option<String>,
+    #[command(flatten)]
+    etcd: EtcdArgs,
+}
+
+/// What a command line of `up` would hold with no flag: the defaults a
+/// joining control plane starts from.
+#[derive(Parser)]
+struct UpDefaults {
+    #[command(flatten)]
+    up: UpArgs,
 }
 
 #[derive(Subcommand)]
@@ -483,6 +503,11 @@ struct UpArgs {
     /// Do not import the walkthrough's demo images (`kedge/echo:v1`, `:v2`).
     #[arg(long)]
     no_demo_images: bool,
+    /// Upload the files other control planes need (CA, ServiceAccount
+    /// key, encryption configuration), sealed, for two hours, and print
+    /// the command that joins another control-plane machine.
+    #[arg(long)]
+    upload_certs: bool,
 }
 
 /// The ingress controller `up` deploys as a DaemonSet.
@@ -574,6 +599,18 @@ struct ServerArgs {
     /// dir, `encryption-config.yaml`).
     #[arg(long)]
     encryption_provider_config: Option<PathBuf>,
+    #[command(flatten)]
+    etcd: EtcdArgs,
+    /// How long requests in flight may take to finish after SIGTERM or
+    /// SIGINT, in seconds (watches end at once, and clients resume them);
+    /// a second signal exits at once.
+    #[arg(long, default_value = "30", value_parser = parse_seconds)]
+    shutdown_grace_period: Duration,
+}
+
+/// etcd as the store (kube-apiserver's flags).
+#[derive(Args, Clone)]
+struct EtcdArgs {
     /// etcd's client URLs, comma-separated: the store of a control plane
     /// on several machines (default: the embedded store in the data dir).
     #[arg(long, value_delimiter = ',')]
@@ -590,11 +627,18 @@ struct ServerArgs {
     /// The prefix of every key kedge keeps in etcd.
     #[arg(long, default_value = kedge_control::store::etcd::DEFAULT_PREFIX)]
     etcd_prefix: String,
-    /// How long requests in flight may take to finish after SIGTERM or
-    /// SIGINT, in seconds (watches end at once, and clients resume them);
-    /// a second signal exits at once.
-    #[arg(long, default_value = "30", value_parser = parse_seconds)]
-    shutdown_grace_period: Duration,
+}
+
+impl EtcdArgs {
+    fn config(&self) -> Option<kedge_control::store::EtcdConfig> {
+        (!self.etcd_servers.is_empty()).then(|| kedge_control::store::EtcdConfig {
+            endpoints: self.etcd_servers.clone(),
+            ca_file: self.etcd_cafile.clone(),
+            cert_file: self.etcd_certfile.clone(),
+            key_file: self.etcd_keyfile.clone(),
+            prefix: self.etcd_prefix.clone(),
+        })
+    }
 }
 
 impl ServerArgs {
@@ -677,11 +721,17 @@ fn main() -> anyhow::Result<()> {
     std::process::exit(i32::from(result.is_err()))
 }
 
-async fn run_up(mut args: UpArgs) -> anyhow::Result<()> {
+async fn run_up(args: UpArgs) -> anyhow::Result<()> {
+    run_up_as(args, true).await
+}
+
+/// `up` (and `init`) as the cluster's first control plane, or as one that
+/// joins it (whose node gets its pod CIDR as any joining node does).
+async fn run_up_as(mut args: UpArgs, first: bool) -> anyhow::Result<()> {
     let labels = parse_labels(&args.labels)?;
-    // The control plane's node takes the first subnet of the cluster CIDR
-    // (10.244.0.0/24), as a kubeadm cluster's first node does.
-    if args.node.pod_cidr.is_none() {
+    // The first control plane's node takes the first subnet of the cluster
+    // CIDR (10.244.0.0/24), as a kubeadm cluster's first node does.
+    if first && args.node.pod_cidr.is_none() {
         let cfg = args.server.cluster_config()?;
         let first = args
             .server
@@ -702,6 +752,7 @@ async fn run_up(mut args: UpArgs) -> anyhow::Result<()> {
         labels,
         services: args.services,
         ingress: args.ingress,
+        upload_certs: args.upload_certs,
     };
     run_server(args.server, Some(node)).await
 }
@@ -739,6 +790,7 @@ struct UpNode {
     labels: Vec<(String, String)>,
     services: ServiceNetworkArgs,
     ingress: IngressDeployArgs,
+    upload_certs: bool,
 }
 
 /// Import kedge's own binary as an image and apply the ingress
@@ -994,13 +1046,7 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
         advertise_address,
         token_auth_file: args.token_auth_file.clone(),
         encryption_provider_config: args.encryption_provider_config.clone(),
-        etcd: (!args.etcd_servers.is_empty()).then(|| kedge_control::store::EtcdConfig {
-            endpoints: args.etcd_servers.clone(),
-            ca_file: args.etcd_cafile.clone(),
-            cert_file: args.etcd_certfile.clone(),
-            key_file: args.etcd_keyfile.clone(),
-            prefix: args.etcd_prefix.clone(),
-        }),
+        etcd: args.etcd.config(),
     };
     let grace = args.shutdown_grace_period;
     let cluster_signing_seconds = args.cluster_signing_duration.0.map_or(
@@ -1065,13 +1111,21 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
         elect("kube-controller-manager"),
         move || kedge_control::controllers::run_all(ctx.clone()),
     ));
+    let mut certificate_key = None;
     let kubelet = match node {
         Some(UpNode {
             node,
             labels,
             services,
             ingress,
+            upload_certs,
         }) => {
+            if upload_certs {
+                let key = controlplane::upload(&client, &data_dir)
+                    .await
+                    .context("uploading the control plane's certificates")?;
+                certificate_key = Some(key);
+            }
             if !ingress.no_ingress {
                 let client = client.clone();
                 tokio::spawn(async move {
@@ -1081,6 +1135,14 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
                 });
             }
             let mut node = node;
+            if node.pod_cidr.is_none() {
+                let name = node.node_name.clone().unwrap_or_else(hostname);
+                node.pod_cidr = Some(
+                    kedge_kubelet::docker_node::await_pod_cidr(&client, &name, &labels)
+                        .await
+                        .context("registering the node for its pod CIDR")?,
+                );
+            }
             node.cluster_dns.get_or_insert_with(|| cfg_dns.to_string());
             node.node_cluster_domain = cfg_domain.clone();
             let name = node.node_name.clone().unwrap_or_else(hostname);
@@ -1121,10 +1183,15 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
     .await?;
     println!("kedge is serving on {}", running.url);
     println!("export KUBECONFIG={}", running.kubeconfig.display());
+    let join_command = join::join_command(&running.endpoint_url, &token, &ca)?;
     println!(
-        "Other machines join with (the token is valid 24 hours; `kedge token create --print-join-command` makes more):\n  {}",
-        join::join_command(&running.endpoint_url, &token, &ca)?
+        "Other machines join with (the token is valid 24 hours; `kedge token create --print-join-command` makes more):\n  {join_command}"
     );
+    if let Some(key) = &certificate_key {
+        println!(
+            "Other control-plane machines join with (the certificate key reads the uploaded certificates for two hours; add the same --etcd-servers):\n  {join_command} --control-plane --certificate-key {key}"
+        );
+    }
     match kubelet {
         Some((opts, services, podnet)) => {
             let node_address = match opts.internal_ip {
@@ -1295,6 +1362,9 @@ async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
         .data_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("/var/lib/kedge"));
+    if args.control_plane {
+        return join_control_plane(args, node_name, data_dir).await;
+    }
     let joined = join::join(
         &args.address,
         &args.token,
@@ -1339,6 +1409,48 @@ async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// `kedge join --control-plane`: trust the cluster as a node does, fetch
+/// the shared certificates with the token, then run as `init` does with
+/// them (the same etcd, so the same cluster).
+async fn join_control_plane(
+    args: JoinArgs,
+    node_name: String,
+    data_dir: PathBuf,
+) -> anyhow::Result<()> {
+    if args.etcd.etcd_servers.is_empty() {
+        anyhow::bail!(
+            "a control plane that joins shares the first one's etcd: give its --etcd-servers"
+        );
+    }
+    if args.node.node_ip.is_none() {
+        anyhow::bail!("a control plane that joins needs its --node-ip: the address other machines reach it on");
+    }
+    let found = join::discover(
+        &args.address,
+        &args.token,
+        &args.discovery_token_ca_cert_hash,
+    )
+    .await?;
+    let key = args.certificate_key.as_deref().unwrap_or_default();
+    controlplane::download(found.bootstrap_client(&args.token)?, &data_dir, key).await?;
+    println!(
+        "The cluster's certificates are in {}; starting this machine's control plane as {node_name}.",
+        data_dir.display()
+    );
+    let mut up = UpDefaults::parse_from(["kedge"]).up;
+    up.server.data_dir = Some(data_dir);
+    up.server.etcd = args.etcd;
+    up.node = args.node;
+    up.node.node_name = Some(node_name);
+    up.labels = args.labels;
+    up.services = args.services;
+    // The first control plane deployed the cluster's ingress controller
+    // and demo images.
+    up.no_demo_images = true;
+    up.ingress.no_ingress = true;
+    run_up_as(up, false).await
 }
 
 /// Print a kubeconfig for a user, signed by the data dir's CA.

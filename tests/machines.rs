@@ -345,3 +345,155 @@ spec:
     }
     ms.machines[2].link(true);
 }
+
+/// etcd's `/health` on `addr` says it has a leader.
+fn etcd_healthy(addr: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = write!(s, "GET /health HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.contains(r#""health":"true""#)
+}
+
+fn lease_holder(m: &Machine, name: &str) -> String {
+    let out = m.kubectl_output(&[
+        "-n",
+        "kube-system",
+        "get",
+        "lease",
+        name,
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The second control-plane machine of the tutorials: etcd on the first,
+/// `kedge init --upload-certs` there, then on the second `kedge join
+/// --control-plane --certificate-key` as printed. The second serves the
+/// same cluster with its own API server, and when the first's kedge is
+/// killed its scheduler takes over.
+#[test]
+fn a_second_control_plane_joins_with_the_uploaded_certificates() {
+    let mut ms = Machines::new(2);
+    let a1 = format!("{}.1", ms.prefix);
+    let a2 = format!("{}.2", ms.prefix);
+    // etcd on the first machine, as kubeadm runs it there.
+    let etcd_url = format!("http://{a1}:2379");
+    let etcd_data = ms.machines[0].dir.join("etcd");
+    let etcd_data = format!("--data-dir={}", etcd_data.display());
+    let listen = format!("--listen-client-urls={etcd_url}");
+    let advertise = format!("--advertise-client-urls={etcd_url}");
+    ms.machine(1).spawn(
+        "etcd",
+        "etcd",
+        &[
+            "--name=m1",
+            &etcd_data,
+            &listen,
+            &advertise,
+            "--listen-peer-urls=http://127.0.0.1:2380",
+            "--initial-advertise-peer-urls=http://127.0.0.1:2380",
+            "--initial-cluster=m1=http://127.0.0.1:2380",
+        ],
+        &[],
+    );
+    assert!(
+        eventually(WAIT, || etcd_healthy(&format!("{a1}:2379"))),
+        "etcd on m1 did not start"
+    );
+    let dns = ["--dns-upstream", "127.0.0.1:9"];
+    let mut args = vec![
+        "init",
+        "--node-ip",
+        &a1,
+        "--node-name",
+        "m1",
+        "--no-ingress",
+        "--no-demo-images",
+        "--upload-certs",
+        "--etcd-servers",
+        &etcd_url,
+    ];
+    args.extend(dns);
+    let init = ms.machine(1).kedge("init", &args);
+    let mut join = None;
+    assert!(
+        eventually(WAIT, || {
+            join = ms.machines[0]
+                .log("init")
+                .lines()
+                .map(str::trim)
+                .find(|l| l.starts_with("kedge join ") && l.contains("--control-plane"))
+                .map(String::from);
+            join.is_some()
+        }),
+        "init printed no control-plane join command:\n{}",
+        ms.machines[0].log("init")
+    );
+    let join = join.unwrap();
+    let data_dir = ms.machines[1].dir.join("home/.kedge").display().to_string();
+    let mut args: Vec<&str> = join.split_whitespace().skip(1).collect();
+    args.extend([
+        "--node-ip",
+        &a2,
+        "--node-name",
+        "m2",
+        "--data-dir",
+        &data_dir,
+        "--etcd-servers",
+        &etcd_url,
+    ]);
+    args.extend(dns);
+    ms.machine(2).kedge("join", &args);
+
+    // The second control plane's own admin sees both nodes Ready.
+    let m2 = &ms.machines[1];
+    let both: BTreeSet<String> = ["m1", "m2"].map(String::from).into();
+    assert!(
+        eventually(WAIT, || ready_nodes(m2) == both),
+        "not both nodes Ready through m2: {:?}\n{}",
+        ready_nodes(m2),
+        m2.log("join")
+    );
+    let before = lease_holder(m2, "kube-scheduler");
+    assert!(!before.is_empty());
+
+    // The first machine's kedge killed: the second leads and schedules.
+    ms.machine(1).kill(init);
+    let m2 = &ms.machines[1];
+    assert!(
+        eventually(WAIT, || {
+            let now = lease_holder(m2, "kube-scheduler");
+            !now.is_empty() && (now != before || before.ends_with(&identity_suffix(m2)))
+        }),
+        "m2 did not take the scheduler's Lease"
+    );
+    let busybox = images::busybox();
+    let pod = format!(
+        r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"after"}},"spec":{{"nodeSelector":{{"kubernetes.io/hostname":"m2"}},"containers":[{{"name":"c","image":"{busybox}","imagePullPolicy":"Never","command":["sleep","3600"]}}]}}}}"#
+    );
+    let file = m2.dir.join("after.json");
+    std::fs::write(&file, pod).unwrap();
+    m2.kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    assert!(
+        eventually(WAIT, || m2
+            .kubectl(&["get", "pod", "after", "-o", "jsonpath={.status.phase}"])
+            .trim()
+            == "Running"),
+        "a pod was not scheduled and run after the first control plane was lost"
+    );
+}
+
+/// The data-dir part of a machine's control-plane identity.
+fn identity_suffix(m: &Machine) -> String {
+    kedge_control::leaderelection::identity(&m.dir.join("home/.kedge"))
+        .rsplit('_')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}

@@ -439,18 +439,37 @@ impl Machine {
 
     /// [`kedge`](Self::kedge) with environment variables.
     pub fn kedge_with_env(&mut self, log: &str, args: &[&str], env: &[(&str, &str)]) -> usize {
+        self.spawn(env!("CARGO_BIN_EXE_kedge"), log, args, env)
+    }
+
+    /// Start `program <args>` on this machine, its output in `<log>.log`;
+    /// stopped by PID when the machines go.
+    pub fn spawn(
+        &mut self,
+        program: &str,
+        log: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> usize {
         let log = std::fs::File::create(self.dir.join(format!("{log}.log"))).unwrap();
         let child = self
-            .command(env!("CARGO_BIN_EXE_kedge"))
+            .command(program)
             .args(args)
             .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .expect("starting kedge");
+            .unwrap_or_else(|e| panic!("starting {program}: {e}"));
         self.processes.push(child);
         self.processes.len() - 1
+    }
+
+    /// SIGKILL the process [`spawn`](Self::spawn) numbered `index`.
+    pub fn kill(&mut self, index: usize) {
+        let child = &mut self.processes[index];
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     /// What a process started by [`kedge`](Self::kedge) wrote so far.
@@ -539,8 +558,11 @@ impl Machine {
     }
 }
 
-/// SIGTERM, SIGKILL after `grace`.
+/// SIGTERM, SIGKILL after `grace` (nothing for a process already gone).
 fn stop(child: &mut Child, grace: Duration) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

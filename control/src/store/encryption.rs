@@ -286,6 +286,31 @@ fn secretbox_seal(
     Ok(out)
 }
 
+/// Seal `plain` with a 32-byte key outside any configuration (the
+/// control plane's uploaded certificates): `k8s:enc:secretbox:v1:key:`,
+/// a random nonce, the tag and the ciphertext.
+pub fn seal_with_key(key: &[u8; 32], plain: &[u8]) -> Vec<u8> {
+    let key = SecretboxKey {
+        name: "key".into(),
+        cipher: XSalsa20Poly1305::new_from_slice(key).expect("a 32-byte key"),
+    };
+    secretbox_seal(&key, &rand::random(), plain).expect("sealing in memory")
+}
+
+/// Open what [`seal_with_key`] sealed; an error when the key is not the
+/// one it was sealed with.
+pub fn open_with_key(key: &[u8; 32], sealed: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    let key = SecretboxKey {
+        name: "key".into(),
+        cipher: XSalsa20Poly1305::new_from_slice(key).expect("a 32-byte key"),
+    };
+    let body = sealed
+        .strip_prefix(SECRETBOX_PREFIX)
+        .and_then(|rest| strip_key_name(rest, &key.name))
+        .ok_or("not sealed with a certificate key")?;
+    secretbox_open(&key, body)
+}
+
 fn secretbox_open(key: &SecretboxKey, body: &[u8]) -> std::result::Result<Vec<u8>, String> {
     if body.len() < SECRETBOX_NONCE_LEN + SECRETBOX_TAG_LEN {
         return Err("the stored data is shorter than a nonce and a tag".into());

@@ -17,8 +17,8 @@ pub use self::cache::{
     Written,
 };
 pub use self::encryption::{
-    ensure_config, load_config, EncryptedStore, EncryptionConfig, EncryptionConfigError,
-    ENCRYPTION_CONFIG_FILE,
+    ensure_config, load_config, open_with_key, seal_with_key, EncryptedStore, EncryptionConfig,
+    EncryptionConfigError, ENCRYPTION_CONFIG_FILE,
 };
 pub use self::etcd::{EtcdConfig, EtcdStore};
 pub use self::redb::RedbStore;
