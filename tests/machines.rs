@@ -462,6 +462,26 @@ fn a_second_control_plane_joins_with_the_uploaded_certificates() {
     );
     let before = lease_holder(m2, "kube-scheduler");
     assert!(!before.is_empty());
+    // Pods reach either API server through the `kubernetes` Service.
+    let api_endpoints = |m: &Machine| -> BTreeSet<String> {
+        let out = m.kubectl_output(&[
+            "get",
+            "endpoints",
+            "kubernetes",
+            "-o",
+            "jsonpath={.subsets[0].addresses[*].ip}",
+        ]);
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(String::from)
+            .collect()
+    };
+    let both_servers: BTreeSet<String> = [a1.clone(), a2.clone()].into();
+    assert!(
+        eventually(WAIT, || api_endpoints(m2) == both_servers),
+        "the kubernetes Service has {:?}",
+        api_endpoints(m2)
+    );
 
     // The first machine's kedge killed: the second leads and schedules.
     ms.machine(1).kill(init);
@@ -486,6 +506,12 @@ fn a_second_control_plane_joins_with_the_uploaded_certificates() {
             .trim()
             == "Running"),
         "a pod was not scheduled and run after the first control plane was lost"
+    );
+    let only_m2: BTreeSet<String> = [a2.clone()].into();
+    assert!(
+        eventually(WAIT, || api_endpoints(m2) == only_m2),
+        "the lost API server stayed an endpoint: {:?}",
+        api_endpoints(m2)
     );
 }
 

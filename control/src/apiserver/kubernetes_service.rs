@@ -4,9 +4,12 @@
 //! As Kubernetes' endpoint reconciler (`pkg/controlplane/reconcilers`)
 //! does, the API server itself keeps the Service (ClusterIP = the first
 //! address of the Service range, port 443 named `https` → the server's
-//! port), and writes the Endpoints and the EndpointSlice `kubernetes` with
-//! its advertise address, every few seconds, so a deletion or an edit is
-//! undone.
+//! port), and writes the Endpoints and the EndpointSlice `kubernetes` every
+//! few seconds, so a deletion or an edit is undone. Their addresses are
+//! every API server's that announced itself recently (its Lease
+//! `apiserver-endpoint-<address>` in `kube-system`, renewed at each pass):
+//! with several API servers on one etcd, pods reach any of them, and one
+//! that stops drops out.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -27,10 +30,27 @@ pub const NAMESPACE: &str = "default";
 /// How often the endpoints are checked (Kubernetes' `EndpointInterval`).
 const INTERVAL: Duration = Duration::from_secs(10);
 
+/// Where each API server announces its address, and for how long an
+/// announcement holds (Kubernetes' lease endpoint reconciler: the
+/// `kubernetes` endpoints are every API server that renewed recently).
+const LEASE_NAMESPACE: &str = "kube-system";
+const LEASE_PREFIX: &str = "apiserver-endpoint-";
+const LEASE_SECONDS: i64 = 15;
+
 fn request(plural: &str, group: &str, version: &str, name: Option<&str>) -> ResourceRequest {
+    request_in(NAMESPACE, plural, group, version, name)
+}
+
+fn request_in(
+    namespace: &str,
+    plural: &str,
+    group: &str,
+    version: &str,
+    name: Option<&str>,
+) -> ResourceRequest {
     ResourceRequest {
         resource: registry::builtin::find(group, version, plural).expect("served resource"),
-        namespace: Some(NAMESPACE.into()),
+        namespace: Some(namespace.into()),
         name: name.map(str::to_string),
         subresource: None,
         legacy_watch: false,
@@ -96,8 +116,16 @@ fn put(
     version: &str,
     desired: Value,
 ) -> ApiResult<()> {
+    let namespace = desired["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or(NAMESPACE);
+    let name = desired["metadata"]["name"].as_str().unwrap_or(NAME);
+    let (namespace, name) = (namespace.to_string(), name.to_string());
+    let request = |plural: &str, group: &str, version: &str, name: Option<&str>| {
+        request_in(&namespace, plural, group, version, name)
+    };
     let q = Query::default();
-    let req = request(plural, group, version, Some(NAME));
+    let req = request(plural, group, version, Some(&name));
     let owned = |o: &Value| {
         let mut o = o.clone();
         if let Some(m) = o.as_object_mut() {
@@ -126,9 +154,67 @@ fn put(
     }
 }
 
-/// Point the Endpoints and EndpointSlice `kubernetes` at `address:port`.
-pub fn ensure_endpoints(state: &ApiState, address: IpAddr, port: u16) -> ApiResult<()> {
-    let ip = address.to_string();
+/// Renew this server's announcement of `address`.
+fn announce(state: &ApiState, address: IpAddr) -> ApiResult<()> {
+    let name = format!(
+        "{LEASE_PREFIX}{}",
+        address.to_string().replace(['.', ':'], "-")
+    );
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S.%6fZ")
+        .to_string();
+    put(
+        state,
+        "leases",
+        "coordination.k8s.io",
+        "v1",
+        json!({
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": name, "namespace": LEASE_NAMESPACE},
+            "spec": {
+                "holderIdentity": address.to_string(),
+                "leaseDurationSeconds": LEASE_SECONDS,
+                "renewTime": now,
+            },
+        }),
+    )
+}
+
+/// The addresses of every API server whose announcement still holds.
+fn announced(state: &ApiState) -> Vec<IpAddr> {
+    let leases =
+        registry::builtin::find("coordination.k8s.io", "v1", "leases").expect("served resource");
+    let prefix = leases.key(Some(LEASE_NAMESPACE), LEASE_PREFIX);
+    let now = jiff::Timestamp::now();
+    let mut out: Vec<IpAddr> = state
+        .cache
+        .select(&prefix, |_| true)
+        .iter()
+        .filter_map(|lease| {
+            let spec = lease.get("spec")?;
+            let renewed: jiff::Timestamp = spec.get("renewTime")?.as_str()?.parse().ok()?;
+            let seconds = spec.get("leaseDurationSeconds")?.as_i64()?;
+            (renewed.as_second() + seconds >= now.as_second())
+                .then(|| spec.get("holderIdentity")?.as_str()?.parse().ok())?
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Point the Endpoints and EndpointSlice `kubernetes` at `addresses` (one
+/// family) on `port`.
+pub fn ensure_endpoints(state: &ApiState, addresses: &[IpAddr], port: u16) -> ApiResult<()> {
+    let Some(first) = addresses.first() else {
+        return Ok(());
+    };
+    let ips: Vec<String> = addresses
+        .iter()
+        .filter(|a| a.is_ipv4() == first.is_ipv4())
+        .map(IpAddr::to_string)
+        .collect();
     put(
         state,
         "endpoints",
@@ -144,7 +230,7 @@ pub fn ensure_endpoints(state: &ApiState, address: IpAddr, port: u16) -> ApiResu
                 "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"},
             },
             "subsets": [{
-                "addresses": [{"ip": ip}],
+                "addresses": ips.iter().map(|ip| json!({"ip": ip})).collect::<Vec<_>>(),
                 "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
             }],
         }),
@@ -162,8 +248,11 @@ pub fn ensure_endpoints(state: &ApiState, address: IpAddr, port: u16) -> ApiResu
                 "namespace": NAMESPACE,
                 "labels": {"kubernetes.io/service-name": NAME},
             },
-            "addressType": if address.is_ipv4() { "IPv4" } else { "IPv6" },
-            "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}],
+            "addressType": if first.is_ipv4() { "IPv4" } else { "IPv6" },
+            "endpoints": ips
+                .iter()
+                .map(|ip| json!({"addresses": [ip], "conditions": {"ready": true}}))
+                .collect::<Vec<_>>(),
             "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
         }),
     )
@@ -176,10 +265,12 @@ pub async fn run(state: Arc<ApiState>, advertise: Option<IpAddr>, port: u16) {
         let s = state.clone();
         let done = tokio::task::spawn_blocking(move || {
             ensure_service(&s, port)?;
-            match advertise {
-                Some(ip) => ensure_endpoints(&s, ip, port),
-                None => Ok(()),
+            // Every API server of the cluster (several on one etcd) is an
+            // endpoint while it keeps announcing itself.
+            if let Some(ip) = advertise {
+                announce(&s, ip)?;
             }
+            ensure_endpoints(&s, &announced(&s), port)
         })
         .await;
         match done {
