@@ -11,7 +11,7 @@ use parking_lot::{Condvar, Mutex};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use super::etcd::{Change, EtcdStore, Outcome};
+use super::etcd::{Change, EtcdStore, Outcome, Stored};
 use super::{Op, Result, Store, StoreError};
 
 /// What happened to an object.
@@ -916,10 +916,15 @@ fn with_revision(key: &str, stored: &[u8], revision: u64) -> Result<Doc> {
 fn follow_changes(sh: &Shared, changes: Vec<Change>) {
     let mut inner = sh.inner.lock();
     for change in changes {
-        let (key, revision) = match &change {
-            Change::Put { key, revision, .. } | Change::Delete { key, revision } => {
-                (key.clone(), *revision)
+        let (key, revision) = match change {
+            Change::Relisted { revision, objects } => {
+                relist(sh, &mut inner, revision, objects);
+                continue;
             }
+            Change::Put {
+                ref key, revision, ..
+            }
+            | Change::Delete { ref key, revision } => (key.clone(), revision),
         };
         if revision <= inner.revision {
             // Already part of what was loaded.
@@ -943,6 +948,7 @@ fn follow_changes(sh: &Shared, changes: Vec<Change>) {
                     continue;
                 }
             },
+            Change::Relisted { .. } => continue,
             Change::Delete { .. } => {
                 let Some(old) = previous.clone() else {
                     inner.revision = revision;
@@ -965,6 +971,66 @@ fn follow_changes(sh: &Shared, changes: Vec<Change>) {
     }
     drop(inner);
     sh.applied.notify_all();
+}
+
+/// Bring the cache to `objects` as etcd holds them at `revision`, after
+/// the watch lost changes to compaction: what changed since the cache's
+/// revision is applied as events, what is gone as deletions, and every
+/// watch resuming from before is told its history is gone (410).
+fn relist(sh: &Shared, inner: &mut Inner, revision: u64, objects: Vec<Stored>) {
+    let before = inner.revision;
+    let mut present = std::collections::HashSet::new();
+    let mut changed: Vec<(String, Vec<u8>, u64)> = Vec::new();
+    for (key, value, mod_revision) in objects {
+        present.insert(key.clone());
+        if mod_revision > before {
+            changed.push((key, value, mod_revision));
+        }
+    }
+    changed.sort_by_key(|c| c.2);
+    for (key, value, mod_revision) in changed {
+        let Ok((obj, raw)) = with_revision(&key, &value, mod_revision) else {
+            continue;
+        };
+        let previous = inner.objects.get(&key).cloned();
+        let previous_raw = inner.raw.get(&key).cloned();
+        let t = if previous.is_some() {
+            EventType::Modified
+        } else {
+            EventType::Added
+        };
+        let event = Arc::new(WatchEvent::new(mod_revision, t, key, obj, raw, previous));
+        apply(sh, inner, &event, previous_raw);
+    }
+    let gone: Vec<String> = inner
+        .objects
+        .keys()
+        .filter(|k| !present.contains(*k))
+        .cloned()
+        .collect();
+    for key in gone {
+        let Some(old) = inner.objects.get(&key).cloned() else {
+            continue;
+        };
+        let previous_raw = inner.raw.get(&key).cloned();
+        let mut obj = (*old).clone();
+        set_resource_version(&mut obj, revision);
+        let raw = serde_json::to_vec(&obj).unwrap_or_default();
+        let event = Arc::new(WatchEvent::new(
+            revision,
+            EventType::Deleted,
+            key,
+            Arc::new(obj),
+            Arc::new(raw),
+            Some(old),
+        ));
+        apply(sh, inner, &event, previous_raw);
+    }
+    inner.revision = inner.revision.max(revision);
+    for history in inner.history.values_mut() {
+        history.compacted = history.compacted.max(before);
+    }
+    tracing::info!(from = before, to = revision, "the cache read etcd anew");
 }
 
 fn set_resource_version(obj: &mut Value, revision: u64) {
@@ -1005,6 +1071,48 @@ mod tests {
             Written::Changed(e) => e.revision,
             Written::Unchanged(_) => panic!("unchanged"),
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_relist_after_lost_changes_applies_their_net_effect() {
+        let (_d, c) = cache(100);
+        put(&c, "/core/pods/a/kept", 1);
+        put(&c, "/core/pods/a/changed", 1);
+        let before = put(&c, "/core/pods/a/gone", 1);
+        let mut live = c.watch("/core/pods/", None).unwrap().live;
+        // What etcd holds at revision 10, the changes in between compacted.
+        let doc = |n: i64| serde_json::to_vec(&json!({"metadata": {"name": "x"}, "n": n})).unwrap();
+        let kept_rv = resource_version(&c.get("/core/pods/a/kept").unwrap()).unwrap();
+        let objects = vec![
+            ("/core/pods/a/kept".to_string(), doc(1), kept_rv),
+            ("/core/pods/a/changed".to_string(), doc(2), 8),
+            ("/core/pods/a/new".to_string(), doc(3), 9),
+        ];
+        {
+            let sh = &c.shared;
+            let mut inner = sh.inner.lock();
+            relist(sh, &mut inner, 10, objects);
+        }
+        let mut seen = Vec::new();
+        while let Ok(e) = live.try_recv() {
+            seen.push((e.revision, e.event_type, e.key.clone()));
+        }
+        assert_eq!(
+            seen,
+            [
+                (8, EventType::Modified, "/core/pods/a/changed".to_string()),
+                (9, EventType::Added, "/core/pods/a/new".to_string()),
+                (10, EventType::Deleted, "/core/pods/a/gone".to_string()),
+            ]
+        );
+        assert_eq!(c.revision(), 10);
+        assert_eq!(c.get("/core/pods/a/changed").unwrap()["n"], 2);
+        assert!(c.get("/core/pods/a/gone").is_none());
+        // A watch resuming from before the gap relists.
+        assert!(matches!(
+            c.watch("/core/pods/", Some(before - 1)),
+            Err(StoreError::Expired { .. })
+        ));
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -73,6 +73,14 @@ pub enum Change {
         /// The deletion's revision.
         revision: u64,
     },
+    /// The watch fell behind etcd's compaction: everything, read anew at
+    /// `revision`.
+    Relisted {
+        /// The revision of the read.
+        revision: u64,
+        /// Every object.
+        objects: Vec<Stored>,
+    },
 }
 
 /// A connection to etcd.
@@ -167,13 +175,27 @@ impl EtcdStore {
     pub fn load(&self) -> Result<(u64, Vec<Stored>)> {
         let mut client = self.client.clone();
         let prefix = format!("{}/", self.prefix);
-        let mut resp = self
+        let resp = self
             .run(async move {
                 client
                     .get(prefix, Some(GetOptions::new().with_prefix()))
                     .await
             })
             .map_err(backend("reading every object"))?;
+        self.loaded(resp)
+    }
+
+    async fn load_async(&self) -> Result<(u64, Vec<Stored>)> {
+        let mut client = self.client.clone();
+        let prefix = format!("{}/", self.prefix);
+        let resp = client
+            .get(prefix, Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(backend("reading every object"))?;
+        self.loaded(resp)
+    }
+
+    fn loaded(&self, mut resp: etcd_client::GetResponse) -> Result<(u64, Vec<Stored>)> {
         let revision = resp.header().map_or(0, |h| h.revision()) as u64;
         let mut out = Vec::new();
         for kv in resp.take_kvs() {
@@ -286,12 +308,23 @@ impl EtcdStore {
                         }
                     };
                     if resp.compact_revision() > 0 {
-                        tracing::error!(
+                        // The changes since the last one read are gone:
+                        // read everything anew and go on from there.
+                        tracing::warn!(
                             compacted = resp.compact_revision(),
                             from = next,
-                            "etcd compacted the history this server had not read yet; restart it to load the state anew"
+                            "etcd compacted history this server had not read; reading everything anew"
                         );
-                        return;
+                        match this.load_async().await {
+                            Ok((revision, objects)) => {
+                                next = revision + 1;
+                                if !apply(vec![Change::Relisted { revision, objects }]) {
+                                    return;
+                                }
+                            }
+                            Err(e) => tracing::warn!(error = %e, "reading etcd anew; retrying"),
+                        }
+                        break;
                     }
                     retry = Duration::from_millis(100);
                     let mut changes = Vec::new();
