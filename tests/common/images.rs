@@ -185,38 +185,50 @@ pub fn kubectl() -> Option<&'static str> {
 /// port 8080.
 pub fn echo() -> &'static str {
     static IMAGE: OnceLock<String> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/images/echo.rs");
-        let code = std::fs::read(&source).unwrap();
-        let reference = format!("kedge-test/echo:{}", fingerprint(&[&code]));
-        if image_exists(&reference) {
-            return reference;
-        }
-        let root = scratch_dir("echo");
-        // A static binary needs nothing else in the image.
-        let status = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
-            .args([
-                "--edition",
-                "2021",
-                "-O",
-                "-C",
-                "target-feature=+crt-static",
-                "-C",
-                "strip=symbols",
-            ])
-            .arg(&source)
-            .arg("-o")
-            .arg(root.join("echo"))
-            .status()
-            .expect("running rustc");
-        assert!(status.success(), "building the echo server");
-        std::fs::create_dir_all(root.join("etc")).unwrap();
-        import(
-            &root,
-            &reference,
-            &[r#"ENTRYPOINT ["/echo"]"#, "LABEL io.kedge.managed=true"],
-        );
-        let _ = std::fs::remove_dir_all(&root);
-        reference
-    })
+    IMAGE.get_or_init(|| program_image("echo"))
+}
+
+/// `kedge-test/netbench:<hash>`: the network measurement of the benches
+/// (tests/images/netbench.rs), at /netbench.
+pub fn netbench() -> &'static str {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE.get_or_init(|| program_image("netbench"))
+}
+
+/// `kedge-test/<name>:<hash>`: tests/images/<name>.rs compiled as a static
+/// binary, alone in its image as `/<name>`, its entrypoint.
+fn program_image(name: &str) -> String {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/images/{name}.rs"));
+    let code = std::fs::read(&source).unwrap();
+    let reference = format!("kedge-test/{name}:{}", fingerprint(&[&code]));
+    if image_exists(&reference) {
+        return reference;
+    }
+    let root = scratch_dir(name);
+    // A static binary needs nothing else in the image.
+    let status = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+        .args([
+            "--edition",
+            "2021",
+            "-O",
+            "-C",
+            "target-feature=+crt-static",
+            "-C",
+            "strip=symbols",
+        ])
+        .arg(&source)
+        .arg("-o")
+        .arg(root.join(name))
+        .status()
+        .expect("running rustc");
+    assert!(status.success(), "building {name}");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    let entrypoint = format!(r#"ENTRYPOINT ["/{name}"]"#);
+    import(
+        &root,
+        &reference,
+        &[entrypoint.as_str(), "LABEL io.kedge.managed=true"],
+    );
+    let _ = std::fs::remove_dir_all(&root);
+    reference
 }

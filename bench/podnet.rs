@@ -1,0 +1,199 @@
+//! The pod network across machines, measured: two machines on this one
+//! (network namespaces with an engine each, tests/common/machines.rs),
+//! `kedge init` on the first and `kedge join` on the second, a server pod
+//! on the first and a client pod on each. The same client program
+//! (tests/images/netbench.rs) measures a 1 GiB bulk transfer and 10,000
+//! one-byte round trips to the server pod from the same machine (its
+//! bridge) and from the other machine (through the VXLAN tunnel), in the
+//! same run; the table gives medians of `ROUNDS` rounds. It also times
+//! how long a joining machine takes from `kedge join` to its Node Ready.
+//!
+//! ```sh
+//! cargo bench --bench podnet                # ROUNDS=3
+//! ```
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::machines::{Machine, Machines};
+use common::{eventually, images};
+
+const WAIT: Duration = Duration::from_secs(180);
+const BYTES: u64 = 1 << 30;
+const ROUND_TRIPS: usize = 10_000;
+
+fn rounds() -> usize {
+    std::env::var("ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .filter(|r| *r > 0)
+        .unwrap_or(3)
+}
+
+/// `key=value` of a netbench result line.
+fn value(line: &str, key: &str) -> f64 {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{key}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+}
+
+fn run_in(m: &Machine, pod: &str, args: &[&str]) -> String {
+    let mut all = vec!["exec", pod, "--", "/netbench"];
+    all.extend(args);
+    m.kubectl(&all)
+}
+
+/// One path's figures, a sample per round.
+#[derive(Default)]
+struct Samples {
+    gbit_s: Vec<f64>,
+    p50_us: Vec<f64>,
+    p99_us: Vec<f64>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    let netbench = images::netbench();
+    let mut ms = Machines::new(2);
+    ms.load_image(netbench);
+    let a1 = format!("{}.1", ms.prefix);
+    let a2 = format!("{}.2", ms.prefix);
+    let dns = ["--dns-upstream", "127.0.0.1:9"];
+    let mut args = vec![
+        "init",
+        "--node-ip",
+        &a1,
+        "--node-name",
+        "m1",
+        "--no-ingress",
+        "--no-demo-images",
+    ];
+    args.extend(dns);
+    ms.machine(1).kedge("init", &args);
+    let mut join = None;
+    assert!(eventually(WAIT, || {
+        join = ms.machines[0]
+            .log("init")
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("kedge join "))
+            .map(String::from);
+        join.is_some()
+    }));
+    let join = join.unwrap();
+    let data_dir = ms.machines[1].dir.join("kedge").display().to_string();
+    let mut args: Vec<&str> = join.split_whitespace().skip(1).collect();
+    args.extend([
+        "--node-ip",
+        &a2,
+        "--node-name",
+        "m2",
+        "--data-dir",
+        &data_dir,
+    ]);
+    args.extend(dns);
+    let joined = Instant::now();
+    ms.machine(2).kedge("join", &args);
+    let m1 = &ms.machines[0];
+    let ready = |name: &str| {
+        m1.kubectl_output(&[
+            "get",
+            "node",
+            name,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ])
+        .stdout
+            == b"True"
+    };
+    let mut join_to_ready = None;
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if ready("m2") {
+            join_to_ready = Some(joined.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let join_to_ready = join_to_ready.expect("m2 did not go Ready");
+
+    let pod = |name: &str, node: &str, args: &str| {
+        format!(
+            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}"}},"spec":{{"nodeName":"{node}","containers":[{{"name":"c","image":"{netbench}","imagePullPolicy":"Never","args":{args}}}]}}}}"#
+        )
+    };
+    for (name, node, args) in [
+        ("server", "m1", r#"["serve","5001"]"#),
+        ("near", "m1", r#"["sleep"]"#),
+        ("far", "m2", r#"["sleep"]"#),
+    ] {
+        let file = m1.dir.join(format!("{name}.json"));
+        std::fs::write(&file, pod(name, node, args)).unwrap();
+        m1.kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    }
+    let running = |name: &str| {
+        m1.kubectl(&["get", "pod", name, "-o", "jsonpath={.status.phase}"])
+            .trim()
+            == "Running"
+    };
+    assert!(eventually(WAIT, || running("server")
+        && running("near")
+        && running("far")));
+    let server_ip = m1
+        .kubectl(&["get", "pod", "server", "-o", "jsonpath={.status.podIP}"])
+        .trim()
+        .to_string();
+    let target = format!("{server_ip}:5001");
+    let bytes = BYTES.to_string();
+    let trips = ROUND_TRIPS.to_string();
+    let mut results: Vec<(&str, Samples)> = vec![
+        ("same machine (bridge)", Samples::default()),
+        ("other machine (VXLAN)", Samples::default()),
+    ];
+    let rounds = rounds();
+    for round in 0..rounds {
+        // Alternate which goes first.
+        let order: [usize; 2] = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            let client = ["near", "far"][i];
+            let s = run_in(m1, client, &["stream", &target, &bytes]);
+            let r = run_in(m1, client, &["rr", &target, &trips]);
+            results[i].1.gbit_s.push(value(&s, "gbit_s"));
+            results[i].1.p50_us.push(value(&r, "p50_us"));
+            results[i].1.p99_us.push(value(&r, "p99_us"));
+        }
+    }
+    println!(
+        "pod to pod, {rounds} rounds, medians (1 GiB stream; {ROUND_TRIPS} one-byte round trips)"
+    );
+    println!();
+    println!("| path | Gbit/s | round trip p50 µs | p99 µs |");
+    println!("| --- | ---: | ---: | ---: |");
+    let mut med = Vec::new();
+    for (name, samples) in &results {
+        let m = (
+            median(samples.gbit_s.clone()),
+            median(samples.p50_us.clone()),
+            median(samples.p99_us.clone()),
+        );
+        println!("| {name} | {:.2} | {:.1} | {:.1} |", m.0, m.1, m.2);
+        med.push(m);
+    }
+    println!();
+    println!(
+        "across machines / same machine: throughput {:.2}, round trip p50 {:.2}",
+        med[1].0 / med[0].0,
+        med[1].1 / med[0].1
+    );
+    println!(
+        "kedge join → Node Ready: {:.2} s",
+        join_to_ready.as_secs_f64()
+    );
+}
