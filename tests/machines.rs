@@ -346,19 +346,6 @@ spec:
     ms.machines[2].link(true);
 }
 
-/// etcd's `/health` on `addr` says it has a leader.
-fn etcd_healthy(addr: &str) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = write!(s, "GET /health HTTP/1.0\r\nHost: {addr}\r\n\r\n");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.contains(r#""health":"true""#)
-}
-
 fn lease_holder(m: &Machine, name: &str) -> String {
     let out = m.kubectl_output(&[
         "-n",
@@ -403,7 +390,7 @@ fn a_second_control_plane_joins_with_the_uploaded_certificates() {
         &[],
     );
     assert!(
-        eventually(WAIT, || etcd_healthy(&format!("{a1}:2379"))),
+        eventually(WAIT, || common::etcd::health(&format!("{a1}:2379"))),
         "etcd on m1 did not start"
     );
     let dns = ["--dns-upstream", "127.0.0.1:9"];
