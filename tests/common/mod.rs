@@ -780,7 +780,7 @@ impl Cluster {
 
 /// SIGTERM `child`, wait up to `grace` for it to end, SIGKILL after that;
 /// whether it ended in time.
-fn terminate(child: &mut Child, grace: Duration) -> bool {
+pub fn terminate(child: &mut Child, grace: Duration) -> bool {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

@@ -312,6 +312,45 @@ struct Shared {
     history_limit: usize,
 }
 
+/// The objects a cache starts with, and the revision they are at.
+type Loaded = (
+    u64,
+    BTreeMap<String, Arc<Value>>,
+    HashMap<String, Arc<Vec<u8>>>,
+);
+
+impl Shared {
+    fn new(
+        store: Option<Box<dyn Store>>,
+        etcd: Option<Arc<EtcdStore>>,
+        (revision, objects, raw): Loaded,
+        history_limit: usize,
+    ) -> Self {
+        Self {
+            store,
+            etcd,
+            applied: Condvar::new(),
+            inner: Mutex::new(Inner {
+                revision,
+                objects,
+                raw,
+                history: HashMap::new(),
+                loaded: revision,
+            }),
+            pending: Mutex::new(Pending {
+                next_revision: revision,
+                overlay: HashMap::new(),
+                queue: Vec::new(),
+                failed: None,
+                shutdown: false,
+            }),
+            queued: Condvar::new(),
+            events: Mutex::new(HashMap::new()),
+            history_limit: history_limit.max(1),
+        }
+    }
+}
+
 /// Live events a watcher may fall behind by before it is caught up from
 /// the history instead.
 const LIVE_EVENTS: usize = 2048;
@@ -381,28 +420,12 @@ impl WatchCache {
             objects.insert(k.clone(), Arc::new(obj));
             raw.insert(k, Arc::new(v));
         }
-        let shared = Arc::new(Shared {
-            store: Some(store),
-            etcd: None,
-            applied: Condvar::new(),
-            inner: Mutex::new(Inner {
-                revision,
-                objects,
-                raw,
-                history: HashMap::new(),
-                loaded: revision,
-            }),
-            pending: Mutex::new(Pending {
-                next_revision: revision,
-                overlay: HashMap::new(),
-                queue: Vec::new(),
-                failed: None,
-                shutdown: false,
-            }),
-            queued: Condvar::new(),
-            events: Mutex::new(HashMap::new()),
-            history_limit: history_limit.max(1),
-        });
+        let shared = Arc::new(Shared::new(
+            Some(store),
+            None,
+            (revision, objects, raw),
+            history_limit,
+        ));
         let for_thread = shared.clone();
         let committer = std::thread::Builder::new()
             .name("store-commit".into())
@@ -426,28 +449,12 @@ impl WatchCache {
             objects.insert(k.clone(), obj);
             raw.insert(k, bytes);
         }
-        let shared = Arc::new(Shared {
-            store: None,
-            etcd: Some(etcd.clone()),
-            applied: Condvar::new(),
-            inner: Mutex::new(Inner {
-                revision,
-                objects,
-                raw,
-                history: HashMap::new(),
-                loaded: revision,
-            }),
-            pending: Mutex::new(Pending {
-                next_revision: revision,
-                overlay: HashMap::new(),
-                queue: Vec::new(),
-                failed: None,
-                shutdown: false,
-            }),
-            queued: Condvar::new(),
-            events: Mutex::new(HashMap::new()),
-            history_limit: history_limit.max(1),
-        });
+        let shared = Arc::new(Shared::new(
+            None,
+            Some(etcd.clone()),
+            (revision, objects, raw),
+            history_limit,
+        ));
         let weak = Arc::downgrade(&shared);
         etcd.follow(revision, move |changes| match weak.upgrade() {
             Some(sh) => {
