@@ -30,6 +30,57 @@ const DISCOVERY_ATTEMPTS: u32 = 30;
 /// The group of tokens made for joining nodes (kubeadm's default).
 pub const DEFAULT_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
 
+/// Where kubeadm keeps the cluster's configuration.
+const KUBEADM_CONFIG: &str = "kubeadm-config";
+
+/// Publish the cluster's configuration (kubeadm's `kubeadm-config` in
+/// `kube-system`: its pod and Service ranges, DNS domain and endpoint),
+/// which joining nodes read their pod range from.
+pub async fn publish_cluster_config(
+    client: &kube::Client,
+    cfg: &kedge_config::cluster::ClusterConfig,
+    endpoint: &str,
+) -> anyhow::Result<()> {
+    let configuration = format!(
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\ncontrolPlaneEndpoint: {}\nnetworking:\n  dnsDomain: {}\n  podSubnet: {}\n  serviceSubnet: {}\n",
+        endpoint.trim_start_matches("https://"),
+        cfg.cluster_domain,
+        cfg.pod_cidr,
+        cfg.service_cidr,
+    );
+    let cm = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": KUBEADM_CONFIG, "namespace": NAMESPACE},
+        "data": {"ClusterConfiguration": configuration},
+    });
+    Api::<ConfigMap>::namespaced(client.clone(), NAMESPACE)
+        .patch(
+            KUBEADM_CONFIG,
+            &PatchParams::apply("kedge-init").force(),
+            &Patch::Apply(&cm),
+        )
+        .await
+        .context("publishing kubeadm-config")?;
+    Ok(())
+}
+
+/// The cluster's pod range as `kubeadm-config` says, if it is published.
+pub async fn cluster_pod_cidr(client: &kube::Client) -> Option<String> {
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), NAMESPACE)
+        .get_opt(KUBEADM_CONFIG)
+        .await
+        .ok()??;
+    let text = cm.data?.remove("ClusterConfiguration")?;
+    let parsed: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
+    Some(
+        parsed
+            .get("networking")?
+            .get("podSubnet")?
+            .as_str()?
+            .to_string(),
+    )
+}
+
 /// The server `cluster-info` names, if it is published.
 pub async fn cluster_info_server(client: &kube::Client) -> Option<String> {
     let cm = Api::<ConfigMap>::namespaced(client.clone(), PUBLIC)

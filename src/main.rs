@@ -141,9 +141,10 @@ struct JoinArgs {
     /// Where the node keeps its credentials (default: /var/lib/kedge).
     #[arg(long, env = "KEDGE_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// The cluster's pod range: what pods send outside it is masqueraded.
-    #[arg(long, default_value = "10.244.0.0/16")]
-    cluster_cidr: String,
+    /// The cluster's pod range: what pods send outside it is masqueraded
+    /// (default: as the control plane publishes it).
+    #[arg(long)]
+    cluster_cidr: Option<String>,
     /// Every API server of the control plane, `host:port` comma-separated
     /// (the node then reaches them through a local load balancer).
     #[arg(long, value_delimiter = ',')]
@@ -367,9 +368,11 @@ struct AgentArgs {
     /// The cluster DNS's own kubeconfig (default: the agent's).
     #[arg(long)]
     dns_kubeconfig: Option<PathBuf>,
-    /// The cluster's pod range: what pods send outside it is masqueraded.
-    #[arg(long, default_value = "10.244.0.0/16")]
-    cluster_cidr: String,
+    /// The cluster's pod range: what pods send outside it is masqueraded
+    /// (default: as the control plane publishes it in `kubeadm-config`,
+    /// else 10.244.0.0/16).
+    #[arg(long)]
+    cluster_cidr: Option<String>,
     /// Every API server of the control plane, `host:port` comma-separated:
     /// the node reaches them through a local load balancer and keeps
     /// working when one is lost.
@@ -1013,6 +1016,7 @@ async fn serve_metrics(
 
 async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()> {
     let cfg = args.cluster_config()?;
+    let cluster_config = cfg.clone();
     let data_dir = cfg.data_dir.clone();
     let node_cidrs = if args.allocate_node_cidrs {
         args.node_cidrs(&cfg)?;
@@ -1175,6 +1179,7 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
     // What joining machines read (kubeadm's bootstrap-token phase), and a
     // token for them.
     join::publish_cluster_info(&client, &running.endpoint_url, &ca).await?;
+    join::publish_cluster_config(&client, &cluster_config, &running.endpoint_url).await?;
     let token = join::create_token(
         &client,
         Some(Duration::from_secs(24 * 3600)),
@@ -1590,7 +1595,17 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
             );
         }
         let name = node.node_name.clone().unwrap_or_else(hostname);
-        let podnet = node.pod_network(&name, &args.cluster_cidr)?;
+        let cluster_cidr = match &args.cluster_cidr {
+            Some(c) => c.clone(),
+            None => match join::cluster_pod_cidr(&client).await {
+                Some(c) => {
+                    tracing::info!(cluster_cidr = %c, "the cluster's pod range, from kubeadm-config");
+                    c
+                }
+                None => "10.244.0.0/16".to_string(),
+            },
+        };
+        let podnet = node.pod_network(&name, &cluster_cidr)?;
         let opts = node_options(
             &node,
             labels,

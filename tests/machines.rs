@@ -96,6 +96,9 @@ fn three_machines_one_pod_network() {
     // --node-monitor-grace-period; twice the kubelets' 10 s heartbeat)
     // keeps the cut-cable part of the test short.
     let m1_ip = address(1);
+    // A pod range of the user's choosing, which joining nodes learn from
+    // the control plane (else they would masquerade pod traffic between
+    // machines, and the source address check below would fail).
     let mut args = vec![
         "init",
         "--node-ip",
@@ -104,6 +107,8 @@ fn three_machines_one_pod_network() {
         "m1",
         "--no-ingress",
         "--no-demo-images",
+        "--cluster-cidr",
+        "10.245.0.0/16",
     ];
     args.extend(dns);
     ms.machine(1)
@@ -165,11 +170,11 @@ fn three_machines_one_pod_network() {
         .split_whitespace()
         .filter_map(|w| w.split_once('='))
         .collect();
-    assert_eq!(cidrs["m1"], "10.244.0.0/24", "{cidrs:?}");
+    assert_eq!(cidrs["m1"], "10.245.0.0/24", "{cidrs:?}");
     let given: BTreeSet<&str> = [cidrs["m2"], cidrs["m3"]].into();
     assert_eq!(
         given,
-        ["10.244.1.0/24", "10.244.2.0/24"].into(),
+        ["10.245.1.0/24", "10.245.2.0/24"].into(),
         "{cidrs:?}"
     );
 
