@@ -172,14 +172,27 @@ impl EtcdStore {
 
     /// Every key under the prefix (decrypted, with its `mod_revision`) and
     /// the revision they are read at.
+    /// At start, etcd may still be coming up (its members elect a leader
+    /// after they start): this waits up to a minute for it, as
+    /// kube-apiserver does.
     pub fn load(&self) -> Result<(u64, Vec<Stored>)> {
         let mut client = self.client.clone();
         let prefix = format!("{}/", self.prefix);
         let resp = self
             .run(async move {
-                client
-                    .get(prefix, Some(GetOptions::new().with_prefix()))
-                    .await
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+                loop {
+                    match client
+                        .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
+                        .await
+                    {
+                        Err(e) if tokio::time::Instant::now() < deadline => {
+                            tracing::info!(error = %e, "waiting for etcd");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                        other => return other,
+                    }
+                }
             })
             .map_err(backend("reading every object"))?;
         self.loaded(resp)
