@@ -515,3 +515,123 @@ fn identity_suffix(m: &Machine) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+/// Machines on one link route each other's pod CIDRs directly
+/// (`--pod-network-backend host-gw`): no tunnel device, a plain route via
+/// the other machine's address, and pods reach each other with their own
+/// addresses.
+#[test]
+fn host_gw_routes_pods_between_machines_on_one_link() {
+    let mut ms = Machines::new(2);
+    let a1 = format!("{}.1", ms.prefix);
+    let a2 = format!("{}.2", ms.prefix);
+    let common = [
+        "--pod-network-backend",
+        "host-gw",
+        "--dns-upstream",
+        "127.0.0.1:9",
+    ];
+    let mut args = vec![
+        "init",
+        "--node-ip",
+        &a1,
+        "--node-name",
+        "m1",
+        "--no-ingress",
+        "--no-demo-images",
+    ];
+    args.extend(common);
+    ms.machine(1).kedge("init", &args);
+    let mut join = None;
+    assert!(eventually(WAIT, || {
+        join = ms.machines[0]
+            .log("init")
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("kedge join "))
+            .map(String::from);
+        join.is_some()
+    }));
+    let join = join.unwrap();
+    let data_dir = ms.machines[1].dir.join("kedge").display().to_string();
+    let mut args: Vec<&str> = join.split_whitespace().skip(1).collect();
+    args.extend([
+        "--node-ip",
+        &a2,
+        "--node-name",
+        "m2",
+        "--data-dir",
+        &data_dir,
+    ]);
+    args.extend(common);
+    ms.machine(2).kedge("join", &args);
+    let m1 = &ms.machines[0];
+    let both: BTreeSet<String> = ["m1", "m2"].map(String::from).into();
+    assert!(eventually(WAIT, || ready_nodes(m1) == both));
+
+    let echo = images::echo();
+    let busybox = images::busybox();
+    let manifest = format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: server}}
+spec:
+  nodeName: m1
+  containers:
+  - {{name: echo, image: {echo}, imagePullPolicy: Never}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: client}}
+spec:
+  nodeName: m2
+  containers:
+  - {{name: c, image: {busybox}, imagePullPolicy: Never, command: [sleep, "3600"]}}
+"#
+    );
+    let file = m1.dir.join("pods.yaml");
+    std::fs::write(&file, manifest).unwrap();
+    m1.kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    let ip_of = |pod: &str| {
+        m1.kubectl(&["get", "pod", pod, "-o", "jsonpath={.status.podIP}"])
+            .trim()
+            .to_string()
+    };
+    assert!(eventually(WAIT, || !ip_of("server").is_empty()
+        && !ip_of("client").is_empty()));
+    let (server, client) = (ip_of("server"), ip_of("client"));
+    let mut answer = None;
+    assert!(
+        eventually(WAIT, || {
+            answer = fetch(m1, "client", &format!("http://{server}:8080/"));
+            answer.is_some()
+        }),
+        "the pod on m2 does not reach the pod on m1 at {server}"
+    );
+    let remote = field(&answer.unwrap(), "remote");
+    assert_eq!(remote.rsplit_once(':').unwrap().0, client);
+
+    // A plain route through the other machine, and no tunnel.
+    let m2 = &ms.machines[1];
+    let routes = std::process::Command::new("ip")
+        .args(["-n", &m2.netns, "-4", "route", "show"])
+        .output()
+        .unwrap();
+    let routes = String::from_utf8_lossy(&routes.stdout);
+    let server_net = server.rsplit_once('.').unwrap().0;
+    assert!(
+        routes
+            .lines()
+            .any(|l| l.starts_with(&format!("{server_net}.0/24 via {a1} "))),
+        "{routes}"
+    );
+    let tunnel = std::process::Command::new("ip")
+        .args(["-n", &m2.netns, "link", "show", "kedge.1"])
+        .output()
+        .unwrap();
+    assert!(
+        !tunnel.status.success(),
+        "a VXLAN device exists in host-gw mode"
+    );
+}
