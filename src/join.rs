@@ -64,14 +64,19 @@ pub async fn publish_cluster_config(
     Ok(())
 }
 
-/// The cluster's pod range as `kubeadm-config` says, if it is published.
-pub async fn cluster_pod_cidr(client: &kube::Client) -> Option<String> {
+/// The published `kubeadm-config`'s ClusterConfiguration, if readable.
+async fn cluster_configuration(client: &kube::Client) -> Option<serde_yaml::Value> {
     let cm = Api::<ConfigMap>::namespaced(client.clone(), NAMESPACE)
         .get_opt(KUBEADM_CONFIG)
         .await
         .ok()??;
     let text = cm.data?.remove("ClusterConfiguration")?;
-    let parsed: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
+    serde_yaml::from_str(&text).ok()
+}
+
+/// The cluster's pod range as `kubeadm-config` says, if it is published.
+pub async fn cluster_pod_cidr(client: &kube::Client) -> Option<String> {
+    let parsed = cluster_configuration(client).await?;
     Some(
         parsed
             .get("networking")?
@@ -79,6 +84,15 @@ pub async fn cluster_pod_cidr(client: &kube::Client) -> Option<String> {
             .as_str()?
             .to_string(),
     )
+}
+
+/// The control planes' shared address as `kubeadm-config` says, if it is
+/// published and parses.
+pub async fn cluster_control_plane_endpoint(
+    client: &kube::Client,
+) -> Option<kedge_control::server::Endpoint> {
+    let parsed = cluster_configuration(client).await?;
+    parsed.get("controlPlaneEndpoint")?.as_str()?.parse().ok()
 }
 
 /// The server `cluster-info` names, if it is published.

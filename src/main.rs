@@ -168,6 +168,10 @@ struct JoinArgs {
     /// `kedge init --upload-certs`.
     #[arg(long)]
     certificate_key: Option<String>,
+    /// With `--control-plane`: more DNS names and IP addresses this API
+    /// server's certificate covers, comma-separated.
+    #[arg(long, value_delimiter = ',', requires = "control_plane")]
+    apiserver_cert_extra_sans: Vec<String>,
     #[command(flatten)]
     etcd: EtcdArgs,
 }
@@ -565,6 +569,17 @@ struct ServerArgs {
     /// node's address on its pod network).
     #[arg(long)]
     advertise_address: Option<std::net::IpAddr>,
+    /// The shared address of the cluster's control planes, `host[:port]`
+    /// (a load balancer, a virtual IP or a DNS name in front of them, as
+    /// kubeadm's flag): what joining machines and `cluster-info` use, and a
+    /// name the API server's certificate covers. Control planes that join
+    /// take it from the cluster.
+    #[arg(long)]
+    control_plane_endpoint: Option<kedge_control::server::Endpoint>,
+    /// More DNS names and IP addresses the API server's certificate
+    /// covers, comma-separated (kubeadm's `--apiserver-cert-extra-sans`).
+    #[arg(long, value_delimiter = ',')]
+    apiserver_cert_extra_sans: Vec<String>,
     /// Service ClusterIP range.
     #[arg(long)]
     service_cidr: Option<String>,
@@ -756,6 +771,7 @@ async fn run_up_as(mut args: UpArgs, first: bool) -> anyhow::Result<()> {
         services: args.services,
         ingress: args.ingress,
         upload_certs: args.upload_certs,
+        joined: !first,
     };
     run_server(args.server, Some(node)).await
 }
@@ -794,6 +810,9 @@ struct UpNode {
     services: ServiceNetworkArgs,
     ingress: IngressDeployArgs,
     upload_certs: bool,
+    /// A control plane that joined: the cluster's published endpoint and
+    /// configuration are the first one's, left as they are.
+    joined: bool,
 }
 
 /// Import kedge's own binary as an image and apply the ingress
@@ -1051,6 +1070,8 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
         token_auth_file: args.token_auth_file.clone(),
         encryption_provider_config: args.encryption_provider_config.clone(),
         etcd: args.etcd.config(),
+        control_plane_endpoint: args.control_plane_endpoint.clone(),
+        cert_extra_sans: args.apiserver_cert_extra_sans.clone(),
     };
     let grace = args.shutdown_grace_period;
     let cluster_signing_seconds = args.cluster_signing_duration.0.map_or(
@@ -1116,6 +1137,7 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
         move || kedge_control::controllers::run_all(ctx.clone()),
     ));
     let mut certificate_key = None;
+    let joined = node.as_ref().is_some_and(|n| n.joined);
     let kubelet = match node {
         Some(UpNode {
             node,
@@ -1123,6 +1145,7 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
             services,
             ingress,
             upload_certs,
+            joined: _,
         }) => {
             if upload_certs {
                 let key = controlplane::upload(&client, &data_dir)
@@ -1178,8 +1201,15 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
     };
     // What joining machines read (kubeadm's bootstrap-token phase), and a
     // token for them.
-    join::publish_cluster_info(&client, &running.endpoint_url, &ca).await?;
-    join::publish_cluster_config(&client, &cluster_config, &running.endpoint_url).await?;
+    let endpoint = if joined {
+        join::cluster_info_server(&client)
+            .await
+            .unwrap_or_else(|| running.endpoint_url.clone())
+    } else {
+        join::publish_cluster_info(&client, &running.endpoint_url, &ca).await?;
+        join::publish_cluster_config(&client, &cluster_config, &running.endpoint_url).await?;
+        running.endpoint_url.clone()
+    };
     let token = join::create_token(
         &client,
         Some(Duration::from_secs(24 * 3600)),
@@ -1188,7 +1218,7 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
     .await?;
     println!("kedge is serving on {}", running.url);
     println!("export KUBECONFIG={}", running.kubeconfig.display());
-    let join_command = join::join_command(&running.endpoint_url, &token, &ca)?;
+    let join_command = join::join_command(&endpoint, &token, &ca)?;
     println!(
         "Other machines join with (the token is valid 24 hours; `kedge token create --print-join-command` makes more):\n  {join_command}"
     );
@@ -1439,7 +1469,11 @@ async fn join_control_plane(
     )
     .await?;
     let key = args.certificate_key.as_deref().unwrap_or_default();
-    controlplane::download(found.bootstrap_client(&args.token)?, &data_dir, key).await?;
+    let bootstrap = found.bootstrap_client(&args.token)?;
+    controlplane::download(bootstrap.clone(), &data_dir, key).await?;
+    // The cluster's shared address, which this server's certificate must
+    // cover too.
+    let endpoint = join::cluster_control_plane_endpoint(&bootstrap).await;
     println!(
         "The cluster's certificates are in {}; starting this machine's control plane as {node_name}.",
         data_dir.display()
@@ -1447,6 +1481,8 @@ async fn join_control_plane(
     let mut up = UpDefaults::parse_from(["kedge"]).up;
     up.server.data_dir = Some(data_dir);
     up.server.etcd = args.etcd;
+    up.server.control_plane_endpoint = endpoint;
+    up.server.apiserver_cert_extra_sans = args.apiserver_cert_extra_sans;
     up.node = args.node;
     up.node.node_name = Some(node_name);
     up.labels = args.labels;

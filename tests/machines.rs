@@ -364,16 +364,23 @@ fn lease_holder(m: &Machine, name: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// The second control-plane machine of the tutorials: etcd on the first,
-/// `kedge init --upload-certs` there, then on the second `kedge join
-/// --control-plane --certificate-key` as printed. The second serves the
-/// same cluster with its own API server, and when the first's kedge is
-/// killed its scheduler takes over.
+/// The second control-plane machine of the tutorials, behind a shared
+/// endpoint: etcd on the first, `kedge init --control-plane-endpoint <VIP>
+/// --upload-certs` there with the virtual IP on it (as keepalived would
+/// hold it), then on the second `kedge join --control-plane
+/// --certificate-key` as printed, and a third machine joined as a node
+/// through the endpoint. The second serves the same cluster with its own
+/// API server and a certificate for the endpoint; when the first's kedge is
+/// killed and the virtual IP moves, its scheduler takes over and the node
+/// keeps working through the endpoint.
 #[test]
-fn a_second_control_plane_joins_with_the_uploaded_certificates() {
-    let mut ms = Machines::new(2);
+fn a_second_control_plane_joins_behind_the_control_plane_endpoint() {
+    let mut ms = Machines::new(3);
     let a1 = format!("{}.1", ms.prefix);
     let a2 = format!("{}.2", ms.prefix);
+    let a3 = format!("{}.3", ms.prefix);
+    let vip = format!("{}.100", ms.prefix);
+    ms.machines[0].ip(&["addr", "add", &format!("{vip}/32"), "dev", "eth0"]);
     // etcd on the first machine, as kubeadm runs it there.
     let etcd_url = format!("http://{a1}:2379");
     let etcd_data = ms.machines[0].dir.join("etcd");
@@ -399,8 +406,11 @@ fn a_second_control_plane_joins_with_the_uploaded_certificates() {
         "etcd on m1 did not start"
     );
     let dns = ["--dns-upstream", "127.0.0.1:9"];
+    let endpoint = format!("{vip}:6443");
     let mut args = vec![
         "init",
+        "--control-plane-endpoint",
+        &endpoint,
         "--node-ip",
         &a1,
         "--node-name",
@@ -413,23 +423,38 @@ fn a_second_control_plane_joins_with_the_uploaded_certificates() {
     ];
     args.extend(dns);
     let init = ms.machine(1).kedge("init", &args);
-    let mut join = None;
+    let mut joins = Vec::new();
     assert!(
         eventually(WAIT, || {
-            join = ms.machines[0]
+            joins = ms.machines[0]
                 .log("init")
                 .lines()
                 .map(str::trim)
-                .find(|l| l.starts_with("kedge join ") && l.contains("--control-plane"))
-                .map(String::from);
-            join.is_some()
+                .filter(|l| l.starts_with("kedge join "))
+                .map(String::from)
+                .collect();
+            joins.len() == 2
         }),
-        "init printed no control-plane join command:\n{}",
+        "init printed no join commands:\n{}",
         ms.machines[0].log("init")
     );
-    let join = join.unwrap();
+    for join in &joins {
+        assert!(
+            join.starts_with(&format!("kedge join {endpoint} ")),
+            "a join command does not name the endpoint: {join}"
+        );
+    }
+    let control_plane_join = joins
+        .iter()
+        .find(|j| j.contains("--control-plane"))
+        .unwrap();
+    let node_join = joins
+        .iter()
+        .find(|j| !j.contains("--control-plane"))
+        .unwrap();
+
     let data_dir = ms.machines[1].dir.join("home/.kedge").display().to_string();
-    let mut args: Vec<&str> = join.split_whitespace().skip(1).collect();
+    let mut args: Vec<&str> = control_plane_join.split_whitespace().skip(1).collect();
     args.extend([
         "--node-ip",
         &a2,
@@ -442,15 +467,36 @@ fn a_second_control_plane_joins_with_the_uploaded_certificates() {
     ]);
     args.extend(dns);
     ms.machine(2).kedge("join", &args);
+    let data_dir = ms.machines[2].dir.join("kedge").display().to_string();
+    let mut args: Vec<&str> = node_join.split_whitespace().skip(1).collect();
+    args.extend([
+        "--node-ip",
+        &a3,
+        "--node-name",
+        "m3",
+        "--data-dir",
+        &data_dir,
+    ]);
+    args.extend(dns);
+    ms.machine(3).kedge("join", &args);
 
-    // The second control plane's own admin sees both nodes Ready.
+    // The second control plane's own admin sees every node Ready.
     let m2 = &ms.machines[1];
-    let both: BTreeSet<String> = ["m1", "m2"].map(String::from).into();
+    let all: BTreeSet<String> = ["m1", "m2", "m3"].map(String::from).into();
     assert!(
-        eventually(WAIT, || ready_nodes(m2) == both),
-        "not both nodes Ready through m2: {:?}\n{}",
+        eventually(WAIT, || ready_nodes(m2) == all),
+        "not every node Ready through m2: {:?}\n{}\n{}",
         ready_nodes(m2),
-        m2.log("join")
+        m2.log("join"),
+        ms.machines[2].log("join")
+    );
+    // The joined node talks to the endpoint, whose address the first
+    // control plane listens on.
+    let kubelet_conf = ms.machines[2].dir.join("kedge/kubelet.conf");
+    let kubelet_conf = std::fs::read_to_string(kubelet_conf).unwrap();
+    assert!(
+        kubelet_conf.contains(&format!("server: https://{endpoint}")),
+        "the node's kubeconfig does not name the endpoint:\n{kubelet_conf}"
     );
     let before = lease_holder(m2, "kube-scheduler");
     assert!(!before.is_empty());
@@ -475,8 +521,13 @@ fn a_second_control_plane_joins_with_the_uploaded_certificates() {
         api_endpoints(m2)
     );
 
-    // The first machine's kedge killed: the second leads and schedules.
+    // The first machine's kedge killed, and the virtual IP moved to the
+    // second (the node's neighbour entry dropped, as the gratuitous ARP
+    // of whatever moves it would).
     ms.machine(1).kill(init);
+    ms.machines[0].ip(&["addr", "del", &format!("{vip}/32"), "dev", "eth0"]);
+    ms.machines[1].ip(&["addr", "add", &format!("{vip}/32"), "dev", "eth0"]);
+    ms.machines[2].ip(&["neigh", "flush", "to", &vip]);
     let m2 = &ms.machines[1];
     assert!(
         eventually(WAIT, || {
@@ -485,9 +536,23 @@ fn a_second_control_plane_joins_with_the_uploaded_certificates() {
         }),
         "m2 did not take the scheduler's Lease"
     );
+    // The second control plane serves the endpoint with a certificate
+    // for it: the admin's kubectl through the virtual IP verifies it.
+    let server = format!("https://{endpoint}");
+    let version = m2.kubectl_output(&["--server", &server, "get", "--raw", "/version"]);
+    assert!(
+        eventually(WAIT, || m2
+            .kubectl_output(&["--server", &server, "get", "--raw", "/version"])
+            .status
+            .success()),
+        "m2 does not serve the endpoint with a certificate for it: {}",
+        String::from_utf8_lossy(&version.stderr)
+    );
+    // A new pod is scheduled and runs on the joined node, whose kubelet
+    // reaches the cluster through the endpoint, now the second's.
     let busybox = images::busybox();
     let pod = format!(
-        r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"after"}},"spec":{{"nodeSelector":{{"kubernetes.io/hostname":"m2"}},"containers":[{{"name":"c","image":"{busybox}","imagePullPolicy":"Never","command":["sleep","3600"]}}]}}}}"#
+        r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"after"}},"spec":{{"nodeSelector":{{"kubernetes.io/hostname":"m3"}},"containers":[{{"name":"c","image":"{busybox}","imagePullPolicy":"Never","command":["sleep","3600"]}}]}}}}"#
     );
     let file = m2.dir.join("after.json");
     std::fs::write(&file, pod).unwrap();
@@ -497,7 +562,8 @@ fn a_second_control_plane_joins_with_the_uploaded_certificates() {
             .kubectl(&["get", "pod", "after", "-o", "jsonpath={.status.phase}"])
             .trim()
             == "Running"),
-        "a pod was not scheduled and run after the first control plane was lost"
+        "a pod was not scheduled and run on the node after the first control plane was lost:\n{}",
+        ms.machines[2].log("join")
     );
     let only_m2: BTreeSet<String> = [a2.clone()].into();
     assert!(

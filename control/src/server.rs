@@ -72,6 +72,105 @@ pub struct ServerOptions {
     /// etcd as the store (kube-apiserver's `--etcd-servers`), for several
     /// API servers sharing one state; unset, the embedded redb file.
     pub etcd: Option<store::EtcdConfig>,
+    /// The shared address of every control plane of the cluster
+    /// (kubeadm's `--control-plane-endpoint`, `host[:port]`: a load
+    /// balancer, a virtual IP or a DNS name for them): what `cluster-info`
+    /// and join commands carry, and a name the serving certificate covers.
+    pub control_plane_endpoint: Option<Endpoint>,
+    /// More names and addresses the serving certificate covers (kubeadm's
+    /// `--apiserver-cert-extra-sans`).
+    pub cert_extra_sans: Vec<String>,
+}
+
+/// A control-plane endpoint: a host (DNS name or IP) and maybe a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The DNS name or IP address.
+    pub host: String,
+    /// The port, when given (else the API server's own).
+    pub port: Option<u16>,
+}
+
+impl std::str::FromStr for Endpoint {
+    type Err = String;
+
+    /// `host`, `host:port`, `[v6]` or `[v6]:port`, as kubeadm accepts.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s
+            .trim()
+            .trim_start_matches("https://")
+            .trim_end_matches('/');
+        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+            let (host, tail) = rest
+                .split_once(']')
+                .ok_or_else(|| format!("{s:?}: an IPv6 address in brackets lacks its ']'"))?;
+            (host, tail.strip_prefix(':'))
+        } else if s.matches(':').count() > 1 {
+            (s, None)
+        } else {
+            match s.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (s, None),
+            }
+        };
+        let port = port
+            .map(|p| {
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| format!("{s:?}: the port must be 1-65535"))
+            })
+            .transpose()?;
+        if host.parse::<IpAddr>().is_err() && !is_dns_name(host) {
+            return Err(format!(
+                "{s:?}: the host must be an IP address or a DNS name (RFC 1123)"
+            ));
+        }
+        Ok(Endpoint {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+impl Endpoint {
+    /// Its `https://` URL, `default_port` where it names none.
+    pub fn url(&self, default_port: u16) -> String {
+        let port = self.port.unwrap_or(default_port);
+        match self.host.parse::<IpAddr>() {
+            Ok(ip) => format!("https://{}", std::net::SocketAddr::new(ip, port)),
+            Err(_) => format!("https://{}:{port}", self.host),
+        }
+    }
+}
+
+/// A DNS subdomain name as RFC 1123 has it (lowercase letters, digits,
+/// `-` and `.`, labels of at most 63 characters).
+fn is_dns_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// Split names for a serving certificate into DNS names and IP addresses.
+fn split_sans<'a>(names: impl IntoIterator<Item = &'a str>) -> (Vec<String>, Vec<IpAddr>) {
+    let mut dns = Vec::new();
+    let mut ips = Vec::new();
+    for name in names {
+        match name.parse::<IpAddr>() {
+            Ok(ip) => ips.push(ip),
+            Err(_) => dns.push(name.to_string()),
+        }
+    }
+    (dns, ips)
 }
 
 impl Default for ServerOptions {
@@ -82,6 +181,8 @@ impl Default for ServerOptions {
             token_auth_file: None,
             encryption_provider_config: None,
             etcd: None,
+            control_plane_endpoint: None,
+            cert_extra_sans: Vec::new(),
         }
     }
 }
@@ -90,8 +191,9 @@ impl Default for ServerOptions {
 pub struct RunningServer {
     /// The URL it serves on.
     pub url: String,
-    /// The URL other machines reach it on: the advertise address's, else
-    /// `url` (what `cluster-info` and join commands carry).
+    /// The URL other machines reach it on: the control-plane endpoint's,
+    /// else the advertise address's, else `url` (what `cluster-info` and
+    /// join commands carry).
     pub endpoint_url: String,
     /// The admin kubeconfig written to the data dir.
     pub kubeconfig: PathBuf,
@@ -242,7 +344,18 @@ async fn serve(
             ips.push(ip);
         }
     }
-    let (creds, ca) = certs::ensure(&dir, &ips)?;
+    let (dns, extra_ips) = split_sans(
+        opts.control_plane_endpoint
+            .iter()
+            .map(|e| e.host.as_str())
+            .chain(opts.cert_extra_sans.iter().map(String::as_str)),
+    );
+    for ip in extra_ips {
+        if !ips.contains(&ip) {
+            ips.push(ip);
+        }
+    }
+    let (creds, ca) = certs::ensure(&dir, &dns, &ips)?;
     let host = if local.ip().is_unspecified() {
         IpAddr::from([127, 0, 0, 1])
     } else {
@@ -285,26 +398,42 @@ async fn serve(
     tokio::task::block_in_place(|| apiserver::bootstrap(&state))
         .map_err(|e| StartError::Bootstrap(e.message))?;
     // Pods reach the server on the advertise address: listen there too
-    // unless the listener already covers it.
-    let also_listen = advertise.filter(|ip| !local.ip().is_unspecified() && *ip != local.ip());
+    // unless the listener already covers it. Likewise the control-plane
+    // endpoint when it is an address of this port: a virtual IP that
+    // moves between control planes is served wherever it lands.
+    let also_listen = |ip: Option<IpAddr>| {
+        ip.filter(|ip| !local.ip().is_unspecified() && *ip != local.ip())
+            .map(|ip| std::net::SocketAddr::new(ip, local.port()))
+    };
+    let also_advertise = also_listen(advertise);
+    let also_endpoint = also_listen(
+        opts.control_plane_endpoint
+            .as_ref()
+            .filter(|e| e.port.is_none_or(|p| p == local.port()))
+            .and_then(|e| e.host.parse().ok())
+            .filter(|ip| Some(*ip) != advertise),
+    );
     let task = tokio::spawn({
         let state = state.clone();
         async move {
             tokio::join!(
                 apiserver::serve(state.clone(), listener, tls.clone()),
-                listen_on_advertise_address(
+                listen_also(
                     state.clone(),
-                    also_listen.map(|ip| std::net::SocketAddr::new(ip, local.port())),
-                    tls
+                    also_advertise,
+                    tls.clone(),
+                    "advertise address"
                 ),
+                listen_also(state.clone(), also_endpoint, tls, "control-plane endpoint"),
                 apiserver::kubernetes_service::run(state, advertise, local.port()),
             );
         }
     });
     tracing::info!(%url, data_dir = %dir.display(), "API server serving");
-    let endpoint_url = match advertise {
-        Some(ip) => format!("https://{}", std::net::SocketAddr::new(ip, local.port())),
-        None => url.clone(),
+    let endpoint_url = match (&opts.control_plane_endpoint, advertise) {
+        (Some(endpoint), _) => endpoint.url(local.port()),
+        (None, Some(ip)) => format!("https://{}", std::net::SocketAddr::new(ip, local.port())),
+        (None, None) => url.clone(),
     };
     Ok(RunningServer {
         url,
@@ -320,10 +449,11 @@ async fn serve(
 /// Serve on `addr` as well. The address may not exist yet (a node's pod
 /// bridge appears once its kubelet has made the Docker network), so binding
 /// is retried until it works.
-async fn listen_on_advertise_address(
+async fn listen_also(
     state: Arc<ApiState>,
     addr: Option<std::net::SocketAddr>,
     tls: Arc<tokio_rustls::rustls::ServerConfig>,
+    what: &'static str,
 ) {
     let Some(addr) = addr else {
         return;
@@ -335,13 +465,13 @@ async fn listen_on_advertise_address(
             Err(e) => {
                 attempts += 1;
                 if attempts == 30 {
-                    tracing::warn!(%addr, error = %e, "cannot listen on the advertise address yet; pods cannot reach the API server");
+                    tracing::warn!(%addr, error = %e, "cannot listen on the {what} yet; serving there once this machine has the address");
                 }
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
         }
     };
-    tracing::info!(%addr, "API server serving pods on the advertise address");
+    tracing::info!(%addr, "API server serving on the {what}");
     apiserver::accept(state, listener, tls).await;
 }
 
@@ -368,4 +498,32 @@ pub enum ClientError {
     /// The client's certificate could not be made.
     #[error(transparent)]
     Certificate(#[from] certs::CertError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_plane_endpoints_parse_as_kubeadm_accepts_them() {
+        let e: Endpoint = "10.0.0.100:6443".parse().unwrap();
+        assert_eq!(e.host, "10.0.0.100");
+        assert_eq!(e.url(1), "https://10.0.0.100:6443");
+        let e: Endpoint = "api.cluster.test".parse().unwrap();
+        assert_eq!(e.url(6443), "https://api.cluster.test:6443");
+        let e: Endpoint = "[fd00::1]:7443".parse().unwrap();
+        assert_eq!(e.url(6443), "https://[fd00::1]:7443");
+        let e: Endpoint = "fd00::1".parse().unwrap();
+        assert_eq!(e.url(6443), "https://[fd00::1]:6443");
+        for bad in [
+            "",
+            "Api.Test",
+            "a_b:6443",
+            "host:0",
+            "host:port",
+            "[fd00::1",
+        ] {
+            assert!(bad.parse::<Endpoint>().is_err(), "{bad:?} accepted");
+        }
+    }
 }

@@ -511,6 +511,11 @@ impl Machine {
             .expect("running kubectl")
     }
 
+    /// `ip <args>` on this machine (success expected).
+    pub fn ip(&self, args: &[&str]) {
+        must("ip", &[&["-n", self.netns.as_str()], args].concat());
+    }
+
     /// Cut (`false`) or mend (`true`) this machine's cable to the underlay.
     pub fn link(&self, up: bool) {
         must(

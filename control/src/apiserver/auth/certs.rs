@@ -182,9 +182,25 @@ impl ClusterCa {
     }
 }
 
+/// The names every serving certificate of the API server covers.
+const SERVING_NAMES: [&str; 5] = [
+    "localhost",
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+];
+
 /// Load the credentials from `dir`, making whatever is missing. The serving
-/// certificate covers `localhost`, `kubernetes.default.svc…` and `ips`.
-pub fn ensure(dir: &Path, ips: &[IpAddr]) -> Result<(Credentials, ClusterCa), CertError> {
+/// certificate covers `localhost`, `kubernetes.default.svc…`, `dns` and
+/// `ips`; one kept from an earlier start that lacks any of them (a
+/// control-plane endpoint or extra name given since) is issued anew, as
+/// the CA is the same.
+pub fn ensure(
+    dir: &Path,
+    dns: &[String],
+    ips: &[IpAddr],
+) -> Result<(Credentials, ClusterCa), CertError> {
     let ca_crt = dir.join("ca.crt");
     let ca_key = dir.join("ca.key");
     let (ca_pem, ca) = if ca_crt.exists() && ca_key.exists() {
@@ -198,24 +214,37 @@ pub fn ensure(dir: &Path, ips: &[IpAddr]) -> Result<(Credentials, ClusterCa), Ce
         (cert.pem(), ClusterCa { key })
     };
 
+    let mut names: Vec<&str> = SERVING_NAMES.to_vec();
+    for name in dns {
+        if !names.contains(&name.as_str()) {
+            names.push(name);
+        }
+    }
     let server_crt = dir.join("apiserver.crt");
     let server_key = dir.join("apiserver.key");
-    let (cert_pem, key_pem) = if server_crt.exists() && server_key.exists() {
-        (read(&server_crt)?, read(&server_key)?)
+    let kept = if server_crt.exists() && server_key.exists() {
+        let cert = read(&server_crt)?;
+        let missing = missing_names(&cert, &names, ips);
+        if missing.is_empty() {
+            Some((cert, read(&server_key)?))
+        } else {
+            tracing::info!(
+                ?missing,
+                "the API server's certificate lacks names; issuing a new one"
+            );
+            None
+        }
     } else {
-        let (c, k) = ca.sign_serving(
-            &[
-                "localhost",
-                "kubernetes",
-                "kubernetes.default",
-                "kubernetes.default.svc",
-                "kubernetes.default.svc.cluster.local",
-            ],
-            ips,
-        )?;
-        write_private(&server_key, &k)?;
-        write_private(&server_crt, &c)?;
-        (c, k)
+        None
+    };
+    let (cert_pem, key_pem) = match kept {
+        Some(kept) => kept,
+        None => {
+            let (c, k) = ca.sign_serving(&names, ips)?;
+            write_private(&server_key, &k)?;
+            write_private(&server_crt, &c)?;
+            (c, k)
+        }
     };
 
     Ok((
@@ -226,6 +255,41 @@ pub fn ensure(dir: &Path, ips: &[IpAddr]) -> Result<(Credentials, ClusterCa), Ce
         },
         ca,
     ))
+}
+
+/// The names and addresses of `dns` and `ips` that the certificate `pem`
+/// does not list among its subject alternative names (all of them when it
+/// does not parse).
+fn missing_names(pem: &str, dns: &[&str], ips: &[IpAddr]) -> Vec<String> {
+    use x509_parser::extensions::GeneralName;
+    let mut have_dns = Vec::new();
+    let mut have_ips = Vec::new();
+    if let Ok((_, block)) = x509_parser::pem::parse_x509_pem(pem.as_bytes()) {
+        if let Ok(cert) = block.parse_x509() {
+            if let Ok(Some(san)) = cert.subject_alternative_name() {
+                for name in &san.value.general_names {
+                    match name {
+                        GeneralName::DNSName(d) => have_dns.push(d.to_string()),
+                        GeneralName::IPAddress(b) => have_ips.push(b.to_vec()),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    let ip_bytes = |ip: &IpAddr| match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    dns.iter()
+        .filter(|d| !have_dns.iter().any(|h| h.eq_ignore_ascii_case(d)))
+        .map(|d| d.to_string())
+        .chain(
+            ips.iter()
+                .filter(|ip| !have_ips.contains(&ip_bytes(ip)))
+                .map(IpAddr::to_string),
+        )
+        .collect()
 }
 
 /// A rustls server config offering HTTP/2 and HTTP/1.1.
@@ -435,4 +499,30 @@ pub fn validity(pem: &str) -> Option<(i64, i64)> {
     let cert = block.parse_x509().ok()?;
     let v = cert.validity();
     Some((v.not_before.timestamp(), v.not_after.timestamp()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kept_serving_certificate_is_issued_anew_for_names_it_lacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = [IpAddr::from([127, 0, 0, 1])];
+        let (first, _) = ensure(dir.path(), &[], &local).unwrap();
+        let (again, _) = ensure(dir.path(), &[], &local).unwrap();
+        assert_eq!(first.cert_pem, again.cert_pem, "kept while it covers all");
+        assert!(missing_names(&first.cert_pem, &SERVING_NAMES, &local).is_empty());
+
+        let vip = IpAddr::from([10, 0, 0, 100]);
+        let endpoint = vec!["api.example.test".to_string()];
+        assert_eq!(
+            missing_names(&first.cert_pem, &["api.example.test"], &[vip]),
+            ["api.example.test", "10.0.0.100"]
+        );
+        let (wider, _) = ensure(dir.path(), &endpoint, &[local[0], vip]).unwrap();
+        assert_ne!(first.cert_pem, wider.cert_pem);
+        assert!(missing_names(&wider.cert_pem, &["API.example.test"], &[vip]).is_empty());
+        assert_eq!(first.ca_pem, wider.ca_pem, "the same CA signs it");
+    }
 }
