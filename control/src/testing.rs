@@ -24,13 +24,22 @@ pub struct Etcd {
     child: std::process::Child,
     /// Its client URL.
     pub url: String,
-    _dir: tempfile::TempDir,
+    /// With TLS: the directory of `ca.crt` (its CA) and `client.crt` /
+    /// `client.key` (a client certificate it accepts).
+    pub tls: Option<std::path::PathBuf>,
+    dir: tempfile::TempDir,
 }
 
 impl Etcd {
     /// Start one and wait until it answers.
     pub fn start() -> Self {
-        Self::start_with(false)
+        Self::start_with(false, false)
+    }
+
+    /// Start one serving TLS only, that asks every client for a
+    /// certificate of its CA (`--client-cert-auth`), as kubeadm runs etcd.
+    pub fn start_tls() -> Self {
+        Self::start_with(false, true)
     }
 
     /// An etcd that lives as long as the test process (its tests' servers
@@ -38,13 +47,13 @@ impl Etcd {
     /// process ends, however it ends.
     fn for_the_process() -> crate::store::EtcdConfig {
         static KEPT: std::sync::Mutex<Vec<Etcd>> = std::sync::Mutex::new(Vec::new());
-        let etcd = Self::start_with(true);
+        let etcd = Self::start_with(true, false);
         let config = etcd.config();
         KEPT.lock().unwrap().push(etcd);
         config
     }
 
-    fn start_with(for_the_process: bool) -> Self {
+    fn start_with(for_the_process: bool, tls: bool) -> Self {
         let free = || {
             std::net::TcpListener::bind("127.0.0.1:0")
                 .unwrap()
@@ -54,7 +63,8 @@ impl Etcd {
         };
         let (client, peer) = (free(), free());
         let dir = tempfile::tempdir().expect("a directory for etcd");
-        let url = format!("http://127.0.0.1:{client}");
+        let scheme = if tls { "https" } else { "http" };
+        let url = format!("{scheme}://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
         // The kernel kills an etcd for the whole process when the thread
         // that started it ends (util-linux's setpriv sets that signal).
@@ -75,6 +85,22 @@ impl Etcd {
             .arg(format!("--initial-cluster=test={peer_url}"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
+        let tls = tls.then(|| {
+            let certs = dir.path().join("pki");
+            write_etcd_certificates(&certs);
+            command
+                .arg(format!(
+                    "--cert-file={}",
+                    certs.join("server.crt").display()
+                ))
+                .arg(format!("--key-file={}", certs.join("server.key").display()))
+                .arg(format!(
+                    "--trusted-ca-file={}",
+                    certs.join("ca.crt").display()
+                ))
+                .arg("--client-cert-auth");
+            certs
+        });
         let child = if for_the_process {
             spawn_for_the_process(command)
         } else {
@@ -84,7 +110,8 @@ impl Etcd {
         let etcd = Self {
             child,
             url,
-            _dir: dir,
+            tls,
+            dir,
         };
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", client)).is_err() {
@@ -96,14 +123,60 @@ impl Etcd {
 
     /// How a server reaches it.
     pub fn config(&self) -> crate::store::EtcdConfig {
+        let file = |name: &str| self.tls.as_ref().map(|d| d.join(name));
         crate::store::EtcdConfig {
             endpoints: vec![self.url.clone()],
-            ca_file: None,
-            cert_file: None,
-            key_file: None,
+            ca_file: file("ca.crt"),
+            cert_file: file("client.crt"),
+            key_file: file("client.key"),
             prefix: crate::store::etcd::DEFAULT_PREFIX.to_string(),
         }
     }
+
+    /// Where its files are.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+/// An etcd CA of its own (as kubeadm's `etcd/ca.crt`), etcd's serving
+/// certificate for loopback and a client certificate for the API server,
+/// written into `dir`.
+fn write_etcd_certificates(dir: &std::path::Path) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, SanType,
+    };
+    std::fs::create_dir_all(dir).unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::default();
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "etcd-ca");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    write("ca.crt", &ca_params.self_signed(&ca_key).unwrap().pem());
+    let issuer = Issuer::new(ca_params, &ca_key);
+    let leaf = |cn: &str, usage: ExtendedKeyUsagePurpose| {
+        let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress([127, 0, 0, 1].into()));
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![usage];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (cert, key) = leaf("etcd", ExtendedKeyUsagePurpose::ServerAuth);
+    write("server.crt", &cert);
+    write("server.key", &key);
+    let (cert, key) = leaf(
+        "kube-apiserver-etcd-client",
+        ExtendedKeyUsagePurpose::ClientAuth,
+    );
+    write("client.crt", &cert);
+    write("client.key", &key);
 }
 
 /// Spawn `command` (which sets its parent-death signal) from a thread that
