@@ -22,20 +22,6 @@ use common::{eventually, Cluster};
 
 const WAIT: Duration = Duration::from_secs(120);
 
-fn lease_holder(server: &Cluster) -> Option<String> {
-    let out = server.kubectl_output(&[
-        "-n",
-        "kube-system",
-        "get",
-        "lease",
-        "kube-scheduler",
-        "-o",
-        "jsonpath={.spec.holderIdentity}",
-    ]);
-    let holder = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    (out.status.success() && !holder.is_empty()).then_some(holder)
-}
-
 /// (until another server leads, until the new pod runs).
 fn round() -> (Duration, Duration) {
     let etcd = EtcdCluster::start();
@@ -56,7 +42,7 @@ fn round() -> (Duration, Duration) {
     let _nodes = servers[0].hollow_nodes(2, "fo-", &["--api-servers", &endpoints.join(",")]);
     let mut holder = None;
     assert!(eventually(WAIT, || {
-        holder = lease_holder(&servers[1]);
+        holder = common::lease_holder(|a| servers[1].kubectl_output(a), "kube-scheduler");
         holder.is_some()
     }));
     let leader = identities
@@ -76,7 +62,8 @@ fn round() -> (Duration, Duration) {
     let deadline = Instant::now() + WAIT;
     while Instant::now() < deadline && (led.is_none() || running.is_none()) {
         if led.is_none()
-            && lease_holder(&servers[survivor]).is_some_and(|h| h != identities[leader])
+            && common::lease_holder(|a| servers[survivor].kubectl_output(a), "kube-scheduler")
+                .is_some_and(|h| h != identities[leader])
         {
             led = Some(killed.elapsed());
         }

@@ -63,44 +63,10 @@ fn main() {
     let netbench = images::netbench();
     let mut ms = Machines::new(2);
     ms.load_image(netbench);
-    let a1 = format!("{}.1", ms.prefix);
-    let a2 = format!("{}.2", ms.prefix);
-    let dns = ["--dns-upstream", "127.0.0.1:9"];
-    let mut args = vec![
-        "init",
-        "--node-ip",
-        &a1,
-        "--node-name",
-        "m1",
-        "--no-ingress",
-        "--no-demo-images",
-    ];
-    args.extend(dns);
-    ms.machine(1).kedge("init", &args);
-    let mut join = None;
-    assert!(eventually(WAIT, || {
-        join = ms.machines[0]
-            .log("init")
-            .lines()
-            .map(str::trim)
-            .find(|l| l.starts_with("kedge join "))
-            .map(String::from);
-        join.is_some()
-    }));
-    let join = join.unwrap();
-    let data_dir = ms.machines[1].dir.join("kedge").display().to_string();
-    let mut args: Vec<&str> = join.split_whitespace().skip(1).collect();
-    args.extend([
-        "--node-ip",
-        &a2,
-        "--node-name",
-        "m2",
-        "--data-dir",
-        &data_dir,
-    ]);
-    args.extend(dns);
+    ms.machine(1).init(&[], &[]);
+    let join = ms.machines[0].join_commands(1).remove(0);
     let joined = Instant::now();
-    ms.machine(2).kedge("join", &args);
+    ms.machine(2).join(&join, &[]);
     let m1 = &ms.machines[0];
     let ready = |name: &str| {
         m1.kubectl_output(&[

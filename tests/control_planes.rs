@@ -20,20 +20,6 @@ use common::{eventually, Cluster};
 
 const WAIT: Duration = Duration::from_secs(120);
 
-fn lease_holder(server: &Cluster, name: &str) -> Option<String> {
-    let out = server.kubectl_output(&[
-        "-n",
-        "kube-system",
-        "get",
-        "lease",
-        name,
-        "-o",
-        "jsonpath={.spec.holderIdentity}",
-    ]);
-    let holder = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    (out.status.success() && !holder.is_empty()).then_some(holder)
-}
-
 fn running_pods(server: &Cluster) -> usize {
     let out = server.kubectl_output(&[
         "get",
@@ -114,8 +100,10 @@ fn three_servers_on_three_etcd_members_survive_losing_one_of_each() {
     // Each component has one leader among the three.
     let mut scheduler_leader = None;
     assert!(eventually(WAIT, || {
-        scheduler_leader = lease_holder(&servers[1], "kube-scheduler");
-        scheduler_leader.is_some() && lease_holder(&servers[2], "kube-controller-manager").is_some()
+        scheduler_leader = common::lease_holder(|a| servers[1].kubectl_output(a), "kube-scheduler");
+        scheduler_leader.is_some()
+            && common::lease_holder(|a| servers[2].kubectl_output(a), "kube-controller-manager")
+                .is_some()
     }));
     let leader = identities
         .iter()
@@ -167,8 +155,11 @@ fn three_servers_on_three_etcd_members_survive_losing_one_of_each() {
     // Another server leads the scheduler and schedules new pods on the
     // nodes, which stayed Ready through their balancer.
     assert!(
-        eventually(WAIT, || lease_holder(survivor, "kube-scheduler")
-            .is_some_and(|h| h != identities[leader])),
+        eventually(WAIT, || common::lease_holder(
+            |a| survivor.kubectl_output(a),
+            "kube-scheduler"
+        )
+        .is_some_and(|h| h != identities[leader])),
         "no other server took the scheduler's Lease"
     );
     survivor.kubectl(&["scale", "deployment", "web", "--replicas=4"]);

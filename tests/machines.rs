@@ -88,7 +88,6 @@ fn three_machines_one_pod_network() {
     let prefix = ms.prefix.clone();
     // Cluster names resolve in the cluster; nothing goes to the host's
     // resolver.
-    let dns = ["--dns-upstream", "127.0.0.1:9"];
     let address = |i: usize| format!("{prefix}.{i}");
 
     // The control plane, and its first node, on m1. A shorter grace period
@@ -99,55 +98,17 @@ fn three_machines_one_pod_network() {
     // A pod range of the user's choosing, which joining nodes learn from
     // the control plane (else they would masquerade pod traffic between
     // machines, and the source address check below would fail).
-    let mut args = vec![
-        "init",
-        "--node-ip",
-        &m1_ip,
-        "--node-name",
-        "m1",
-        "--no-ingress",
-        "--no-demo-images",
-        "--cluster-cidr",
-        "10.245.0.0/16",
-    ];
-    args.extend(dns);
-    ms.machine(1)
-        .kedge_with_env("init", &args, &[("KEDGE_NODE_MONITOR_GRACE_SECONDS", "20")]);
-    let mut join = None;
-    assert!(
-        eventually(WAIT, || {
-            join = ms.machines[0]
-                .log("init")
-                .lines()
-                .find(|l| l.trim_start().starts_with("kedge join "))
-                .map(|l| l.trim().to_string());
-            join.is_some()
-        }),
-        "kedge init printed no join command:\n{}",
-        ms.machines[0].log("init")
+    ms.machine(1).init(
+        &["--cluster-cidr", "10.245.0.0/16"],
+        &[("KEDGE_NODE_MONITOR_GRACE_SECONDS", "20")],
     );
-    let join = join.unwrap();
+    let join = ms.machines[0].join_commands(1).remove(0);
     assert!(
         join.starts_with(&format!("kedge join {m1_ip}:6443 ")),
         "the join command names the control plane's address: {join}"
     );
-    let words: Vec<String> = join.split_whitespace().skip(1).map(String::from).collect();
     for i in [2, 3] {
-        let ip = address(i);
-        let name = format!("m{i}");
-        // The machines share this one's files: each keeps its own.
-        let data_dir = ms.machines[i - 1].dir.join("kedge").display().to_string();
-        let mut args: Vec<&str> = words.iter().map(String::as_str).collect();
-        args.extend([
-            "--node-ip",
-            &ip,
-            "--node-name",
-            &name,
-            "--data-dir",
-            &data_dir,
-        ]);
-        args.extend(dns);
-        ms.machine(i).kedge("join", &args);
+        ms.machine(i).join(&join, &[]);
     }
     let m1 = &ms.machines[0];
     let all: BTreeSet<String> = ["m1", "m2", "m3"].map(String::from).into();
@@ -351,19 +312,6 @@ spec:
     ms.machines[2].link(true);
 }
 
-fn lease_holder(m: &Machine, name: &str) -> String {
-    let out = m.kubectl_output(&[
-        "-n",
-        "kube-system",
-        "get",
-        "lease",
-        name,
-        "-o",
-        "jsonpath={.spec.holderIdentity}",
-    ]);
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 /// The second control-plane machine of the tutorials, behind a shared
 /// endpoint: etcd on the first, `kedge init --control-plane-endpoint <VIP>
 /// --upload-certs` there with the virtual IP on it (as keepalived would
@@ -378,7 +326,6 @@ fn a_second_control_plane_joins_behind_the_control_plane_endpoint() {
     let mut ms = Machines::new(3);
     let a1 = format!("{}.1", ms.prefix);
     let a2 = format!("{}.2", ms.prefix);
-    let a3 = format!("{}.3", ms.prefix);
     let vip = format!("{}.100", ms.prefix);
     ms.machines[0].ip(&["addr", "add", &format!("{vip}/32"), "dev", "eth0"]);
     // etcd on the first machine, as kubeadm runs it there.
@@ -405,39 +352,18 @@ fn a_second_control_plane_joins_behind_the_control_plane_endpoint() {
         eventually(WAIT, || common::etcd::health(&format!("{a1}:2379"))),
         "etcd on m1 did not start"
     );
-    let dns = ["--dns-upstream", "127.0.0.1:9"];
     let endpoint = format!("{vip}:6443");
-    let mut args = vec![
-        "init",
-        "--control-plane-endpoint",
-        &endpoint,
-        "--node-ip",
-        &a1,
-        "--node-name",
-        "m1",
-        "--no-ingress",
-        "--no-demo-images",
-        "--upload-certs",
-        "--etcd-servers",
-        &etcd_url,
-    ];
-    args.extend(dns);
-    let init = ms.machine(1).kedge("init", &args);
-    let mut joins = Vec::new();
-    assert!(
-        eventually(WAIT, || {
-            joins = ms.machines[0]
-                .log("init")
-                .lines()
-                .map(str::trim)
-                .filter(|l| l.starts_with("kedge join "))
-                .map(String::from)
-                .collect();
-            joins.len() == 2
-        }),
-        "init printed no join commands:\n{}",
-        ms.machines[0].log("init")
+    let init = ms.machine(1).init(
+        &[
+            "--control-plane-endpoint",
+            &endpoint,
+            "--upload-certs",
+            "--etcd-servers",
+            &etcd_url,
+        ],
+        &[],
     );
+    let joins = ms.machines[0].join_commands(2);
     for join in &joins {
         assert!(
             join.starts_with(&format!("kedge join {endpoint} ")),
@@ -452,33 +378,9 @@ fn a_second_control_plane_joins_behind_the_control_plane_endpoint() {
         .iter()
         .find(|j| !j.contains("--control-plane"))
         .unwrap();
-
-    let data_dir = ms.machines[1].dir.join("home/.kedge").display().to_string();
-    let mut args: Vec<&str> = control_plane_join.split_whitespace().skip(1).collect();
-    args.extend([
-        "--node-ip",
-        &a2,
-        "--node-name",
-        "m2",
-        "--data-dir",
-        &data_dir,
-        "--etcd-servers",
-        &etcd_url,
-    ]);
-    args.extend(dns);
-    ms.machine(2).kedge("join", &args);
-    let data_dir = ms.machines[2].dir.join("kedge").display().to_string();
-    let mut args: Vec<&str> = node_join.split_whitespace().skip(1).collect();
-    args.extend([
-        "--node-ip",
-        &a3,
-        "--node-name",
-        "m3",
-        "--data-dir",
-        &data_dir,
-    ]);
-    args.extend(dns);
-    ms.machine(3).kedge("join", &args);
+    ms.machine(2)
+        .join(control_plane_join, &["--etcd-servers", &etcd_url]);
+    ms.machine(3).join(node_join, &[]);
 
     // The second control plane's own admin sees every node Ready.
     let m2 = &ms.machines[1];
@@ -498,7 +400,8 @@ fn a_second_control_plane_joins_behind_the_control_plane_endpoint() {
         kubelet_conf.contains(&format!("server: https://{endpoint}")),
         "the node's kubeconfig does not name the endpoint:\n{kubelet_conf}"
     );
-    let before = lease_holder(m2, "kube-scheduler");
+    let before =
+        common::lease_holder(|a| m2.kubectl_output(a), "kube-scheduler").unwrap_or_default();
     assert!(!before.is_empty());
     // Pods reach either API server through the `kubernetes` Service.
     let api_endpoints = |m: &Machine| -> BTreeSet<String> {
@@ -531,7 +434,8 @@ fn a_second_control_plane_joins_behind_the_control_plane_endpoint() {
     let m2 = &ms.machines[1];
     assert!(
         eventually(WAIT, || {
-            let now = lease_holder(m2, "kube-scheduler");
+            let now = common::lease_holder(|a| m2.kubectl_output(a), "kube-scheduler")
+                .unwrap_or_default();
             !now.is_empty() && (now != before || before.ends_with(&identity_suffix(m2)))
         }),
         "m2 did not take the scheduler's Lease"
@@ -590,47 +494,10 @@ fn identity_suffix(m: &Machine) -> String {
 fn host_gw_routes_pods_between_machines_on_one_link() {
     let mut ms = Machines::new(2);
     let a1 = format!("{}.1", ms.prefix);
-    let a2 = format!("{}.2", ms.prefix);
-    let common = [
-        "--pod-network-backend",
-        "host-gw",
-        "--dns-upstream",
-        "127.0.0.1:9",
-    ];
-    let mut args = vec![
-        "init",
-        "--node-ip",
-        &a1,
-        "--node-name",
-        "m1",
-        "--no-ingress",
-        "--no-demo-images",
-    ];
-    args.extend(common);
-    ms.machine(1).kedge("init", &args);
-    let mut join = None;
-    assert!(eventually(WAIT, || {
-        join = ms.machines[0]
-            .log("init")
-            .lines()
-            .map(str::trim)
-            .find(|l| l.starts_with("kedge join "))
-            .map(String::from);
-        join.is_some()
-    }));
-    let join = join.unwrap();
-    let data_dir = ms.machines[1].dir.join("kedge").display().to_string();
-    let mut args: Vec<&str> = join.split_whitespace().skip(1).collect();
-    args.extend([
-        "--node-ip",
-        &a2,
-        "--node-name",
-        "m2",
-        "--data-dir",
-        &data_dir,
-    ]);
-    args.extend(common);
-    ms.machine(2).kedge("join", &args);
+    let host_gw = ["--pod-network-backend", "host-gw"];
+    ms.machine(1).init(&host_gw, &[]);
+    let join = ms.machines[0].join_commands(1).remove(0);
+    ms.machine(2).join(&join, &host_gw);
     let m1 = &ms.machines[0];
     let both: BTreeSet<String> = ["m1", "m2"].map(String::from).into();
     assert!(eventually(WAIT, || ready_nodes(m1) == both));

@@ -511,6 +511,80 @@ impl Machine {
             .expect("running kubectl")
     }
 
+    /// `kedge init` here as the cluster's first control plane and node
+    /// (its address and name, no ingress controller or demo images, the
+    /// cluster DNS forwarding nowhere), with `extra` flags and `env`; its
+    /// output in `init.log`, its process number returned.
+    pub fn init(&mut self, extra: &[&str], env: &[(&str, &str)]) -> usize {
+        let (address, name) = (self.address.clone(), self.name.clone());
+        let mut args = vec![
+            "init",
+            "--node-ip",
+            &address,
+            "--node-name",
+            &name,
+            "--no-ingress",
+            "--no-demo-images",
+            "--dns-upstream",
+            "127.0.0.1:9",
+        ];
+        args.extend(extra);
+        self.kedge_with_env("init", &args, env)
+    }
+
+    /// The `kedge join …` commands [`init`](Self::init) printed, once it
+    /// printed `count` of them (within three minutes).
+    pub fn join_commands(&self, count: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let log = self.log("init");
+            let commands: Vec<String> = log
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.starts_with("kedge join "))
+                .map(String::from)
+                .collect();
+            if commands.len() >= count {
+                return commands;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kedge init on {} printed {} join commands, not {count}:\n{log}",
+                self.name,
+                commands.len()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Run a join `command` printed by `init` here as this machine (its
+    /// address and name, the cluster DNS forwarding nowhere), with `extra`
+    /// flags; its output in `join.log`. The machines share this host's
+    /// files, so each keeps its own: a node in `kedge/`, a control plane
+    /// where its admin's kubectl looks (`$HOME/.kedge`).
+    pub fn join(&mut self, command: &str, extra: &[&str]) -> usize {
+        let (address, name) = (self.address.clone(), self.name.clone());
+        let data_dir = if command.contains("--control-plane") {
+            self.dir.join("home/.kedge")
+        } else {
+            self.dir.join("kedge")
+        };
+        let data_dir = data_dir.display().to_string();
+        let mut args: Vec<&str> = command.split_whitespace().skip(1).collect();
+        args.extend([
+            "--node-ip",
+            &address,
+            "--node-name",
+            &name,
+            "--data-dir",
+            &data_dir,
+            "--dns-upstream",
+            "127.0.0.1:9",
+        ]);
+        args.extend(extra);
+        self.kedge("join", &args)
+    }
+
     /// `ip <args>` on this machine (success expected).
     pub fn ip(&self, args: &[&str]) {
         must("ip", &[&["-n", self.netns.as_str()], args].concat());

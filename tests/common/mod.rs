@@ -796,6 +796,23 @@ pub fn terminate(child: &mut Child, grace: Duration) -> bool {
     false
 }
 
+/// The holder of the Lease `name` in `kube-system` (a leader election's),
+/// read with `kubectl` as `kubectl_output` runs it; `None` until held.
+#[allow(dead_code)]
+pub fn lease_holder(kubectl_output: impl Fn(&[&str]) -> Output, name: &str) -> Option<String> {
+    let out = kubectl_output(&[
+        "-n",
+        "kube-system",
+        "get",
+        "lease",
+        name,
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]);
+    let holder = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !holder.is_empty()).then_some(holder)
+}
+
 /// Poll `f` until it returns true or `timeout` passes.
 pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
