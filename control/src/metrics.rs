@@ -17,6 +17,11 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScrapeLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WatcherLabels {
     group: String,
     version: String,
@@ -29,6 +34,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Histogram,
     watchers: Family<WatcherLabels, Gauge>,
+    scrapes: Family<ScrapeLabels, Counter>,
 }
 
 /// One open watch, counted until dropped.
@@ -68,11 +74,18 @@ impl Metrics {
             "Open watches by the group, version and kind they watch (kube-apiserver's apiserver_registered_watchers)",
             watchers.clone(),
         );
+        let scrapes = Family::<ScrapeLabels, Counter>::default();
+        registry.register(
+            "resource_metrics_scrapes",
+            "Scrapes of kubelets' resource metrics by result (success, error)",
+            scrapes.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             requests,
             latency,
             watchers,
+            scrapes,
         }
     }
 
@@ -99,6 +112,16 @@ impl Metrics {
             })
             .inc();
         self.latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// Count one scrape of a kubelet's resource metrics.
+    pub fn resource_scrape(&self, ok: bool) {
+        let result = if ok { "success" } else { "error" };
+        self.scrapes
+            .get_or_create(&ScrapeLabels {
+                result: result.to_string(),
+            })
+            .inc();
     }
 
     /// The OpenMetrics text.

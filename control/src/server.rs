@@ -425,7 +425,8 @@ async fn serve(
                     "advertise address"
                 ),
                 listen_also(state.clone(), also_endpoint, tls, "control-plane endpoint"),
-                apiserver::kubernetes_service::run(state, advertise, local.port()),
+                apiserver::kubernetes_service::run(state.clone(), advertise, local.port()),
+                apiserver::resource_metrics::run(state),
             );
         }
     });

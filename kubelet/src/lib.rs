@@ -39,6 +39,7 @@ pub mod resources;
 pub mod runtime;
 pub mod server;
 pub mod source;
+pub mod stats;
 pub mod status;
 pub mod token_manager;
 pub mod volumes;

@@ -297,6 +297,35 @@ pub struct PodLifecycleEvent {
     pub kind: PodLifecycleEventType,
 }
 
+/// What a running container has used, sampled at one instant (CRI's
+/// `ContainerStats`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerStats {
+    /// The container id.
+    pub id: String,
+    /// Its name in the pod spec.
+    pub name: String,
+    /// The pod's UID, name and namespace.
+    pub pod_uid: String,
+    /// The pod's name.
+    pub pod_name: String,
+    /// The pod's namespace.
+    pub pod_namespace: String,
+    /// When the container started.
+    pub started_at: Option<jiff::Timestamp>,
+    /// When the sample was taken.
+    pub timestamp: jiff::Timestamp,
+    /// CPU time used since it started, in core-seconds.
+    pub cpu_seconds: f64,
+    /// Memory in use, page cache included.
+    pub memory_usage_bytes: u64,
+    /// The working set, as the kubelet defines it: usage less the
+    /// inactive file pages the kernel can reclaim at once.
+    pub memory_working_set_bytes: u64,
+    /// Anonymous memory and swap cache, when the runtime tells.
+    pub memory_rss_bytes: Option<u64>,
+}
+
 /// A container runtime: pod sandboxes and containers.
 ///
 /// Calls are idempotent where the CRI's are: stopping a stopped container
@@ -386,6 +415,12 @@ pub trait Runtime: Send + Sync + 'static {
         probe: &'a Probe,
         pod_ip: Option<IpAddr>,
     ) -> BoxFuture<'a, Result<bool>>;
+
+    /// What every running container of the node has used so far (CRI's
+    /// `ListContainerStats`): the source of `/metrics/resource`.
+    fn list_container_stats(&self) -> BoxFuture<'_, Result<Vec<ContainerStats>>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
 
     /// The container's output (`kubectl logs`).
     fn container_logs<'a>(

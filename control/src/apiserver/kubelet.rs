@@ -46,6 +46,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a kubelet may take to answer a request's head.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The most of a kubelet's answer that `nodes/proxy` passes on.
+const MAX_PROXIED_BODY: usize = 16 << 20;
+
 /// The most of a kubelet's error body that is read.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
@@ -73,6 +76,7 @@ const LOG_PARAMS: [&str; 7] = [
 const EXEC_PARAMS: [&str; 5] = ["command", "stdin", "stdout", "stderr", "tty"];
 
 /// The API server's HTTPS client to kubelets.
+#[derive(Clone)]
 pub struct KubeletClient {
     connector: TlsConnector,
 }
@@ -109,6 +113,48 @@ impl KubeletClient {
         Ok(Self {
             connector: TlsConnector::from(Arc::new(config)),
         })
+    }
+
+    /// `GET path` of the kubelet of `node` (a Node object): the body, up to
+    /// 16 MiB, when it answered 200.
+    pub async fn get_text(&self, node: &Value, path: &str) -> Result<String, String> {
+        let (status, _, body) = self.get(node, path).await.map_err(|e| e.message)?;
+        if status != StatusCode::OK {
+            return Err(format!("the kubelet answered {status}"));
+        }
+        String::from_utf8(body.to_vec()).map_err(|e| e.to_string())
+    }
+
+    /// `GET path` (and query) of the kubelet of `node`: its status, content
+    /// type and body (up to 16 MiB).
+    async fn get(&self, node: &Value, path: &str) -> ApiResult<(StatusCode, String, Bytes)> {
+        let endpoint = endpoint_of(node).ok_or_else(|| {
+            ApiError::internal(format!(
+                "node {} reports no address for its kubelet",
+                node.pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+            ))
+        })?;
+        let req = Request::get(path)
+            .header(HOST, endpoint.to_string())
+            .body(Empty::new())
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let response = self.send(&endpoint, req).await?;
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("text/plain")
+            .to_string();
+        let body = Limited::new(response.into_body(), MAX_PROXIED_BODY)
+            .collect()
+            .await
+            .map_err(|e| {
+                ApiError::internal(format!("reading from the kubelet at {endpoint}: {e}"))
+            })?;
+        Ok((status, content_type, body.to_bytes()))
     }
 
     /// Send `req` to the kubelet at `endpoint` on a connection of its own
@@ -598,3 +644,38 @@ pub(super) async fn exec(
 
 #[cfg(test)]
 mod tests;
+
+/// `GET /api/v1/nodes/{name}/proxy/{path}`: the kubelet's answer to `path`
+/// (with the query), as kube-apiserver's node proxy passes it on.
+pub(super) async fn node_proxy(
+    state: &ApiState,
+    rr: &ResourceRequest,
+    uri: &hyper::Uri,
+) -> ApiResult<Response<Body>> {
+    let name = rr.name.as_deref().unwrap_or("");
+    let client = state.kubelet_client.as_ref().ok_or_else(|| {
+        ApiError::bad_request(format!("node \"{name}\" has no node agent to proxy to"))
+    })?;
+    let nodes = super::registry::builtin::find("", "v1", "nodes").expect("nodes are served");
+    let node = state
+        .cache
+        .get(&nodes.key(None, name))
+        .ok_or_else(|| ApiError::not_found("nodes", name))?;
+    let marker = format!("/nodes/{name}/proxy");
+    let path = uri.path();
+    let rest = path
+        .find(&marker)
+        .map(|i| &path[i + marker.len()..])
+        .unwrap_or("");
+    let rest = if rest.is_empty() { "/" } else { rest };
+    let target = match uri.query() {
+        Some(q) => format!("{rest}?{q}"),
+        None => rest.to_string(),
+    };
+    let (status, content_type, bytes) = client.get(&node, &target).await?;
+    Response::builder()
+        .status(status)
+        .header("Content-Type", content_type)
+        .body(body::full(bytes))
+        .map_err(|e| ApiError::internal(e.to_string()))
+}

@@ -15,6 +15,7 @@ mod objects;
 mod patch;
 mod printers;
 mod registry;
+pub mod resource_metrics;
 
 use self::auth::authn::UserInfo;
 pub use self::auth::{authn, certs, serviceaccount, tokens};
@@ -79,6 +80,9 @@ pub struct ApiState {
     /// How pods/log and pods/exec reach kubelets; without it they are
     /// refused.
     kubelet_client: Option<KubeletClient>,
+    /// What nodes and containers use, scraped from kubelets
+    /// (`metrics.k8s.io`).
+    pub resource_metrics: resource_metrics::ResourceMetrics,
     /// The kinds served: built-in and custom.
     pub registry: registry::Registry,
     /// Set once the server drains: listeners stop accepting, open
@@ -107,6 +111,7 @@ impl ApiState {
             metrics,
             server_url,
             kubelet_client: None,
+            resource_metrics: Default::default(),
             registry: registry::Registry::new(),
             draining: tokio::sync::watch::channel(false).0,
             connections: tokio::sync::watch::channel(0).0,
@@ -516,6 +521,20 @@ pub async fn handle_resource(
     let r = rr.resource;
     let sub = rr.subresource.clone();
     let state_ref = &*state;
+    // The resource metrics are read, never stored.
+    if resource_metrics::serves(r) {
+        if method != Method::GET || sub.is_some() || q.flag("watch") || rr.legacy_watch {
+            return Err(ApiError::method_not_allowed(format!(
+                "{method} is not supported on {}.{}",
+                r.plural,
+                resource_metrics::GROUP
+            )));
+        }
+        return Ok(json_response(
+            200,
+            &resource_metrics::get(state_ref, &rr, &q)?,
+        ));
+    }
     match (method, rr.name.is_some(), sub.as_deref()) {
         // === collections ===
         (Method::GET, false, None) => {
@@ -704,6 +723,7 @@ pub async fn handle_resource(
         (Method::GET, true, Some("log")) => {
             kubelet::logs(state_ref, &rr, &q, req.uri().query()).await
         }
+        (Method::GET, true, Some("proxy")) => kubelet::node_proxy(state_ref, &rr, req.uri()).await,
         (Method::GET | Method::POST, true, Some("exec")) => {
             kubelet::exec(state_ref, &rr, &q, req).await
         }

@@ -8,6 +8,9 @@
 //!   speaking `v5.channel.k8s.io` (or `v4`), see [`channel`].
 //! - `GET /healthz`: `ok`.
 //! - `GET /metrics`: the kubelet's Prometheus metrics.
+//! - `GET /metrics/resource`: what the node and its containers use, as
+//!   the API server's resource metrics scrape it (see [`crate::stats`]).
+//! - `GET /stats/summary`: the Summary API.
 //!
 //! Only clients with a certificate signed by the cluster CA get in: the
 //! API server presents one; nothing else talks to a kubelet.
@@ -35,6 +38,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::pod_workers::PodWorkers;
 use crate::runtime::{ExecRequest, ExecSession, LogOptions, Result as RuntimeResult};
+use crate::stats::{Sample, Summaries};
 
 pub use tls::{ServerTls, TlsError};
 
@@ -80,6 +84,16 @@ pub trait StreamingBackend: Send + Sync + 'static {
     fn metrics(&self) -> String {
         String::new()
     }
+
+    /// The node's name.
+    fn node_name(&self) -> &str {
+        ""
+    }
+
+    /// What the node and its running containers use now.
+    fn sample(&self) -> BoxFuture<'_, Sample> {
+        Box::pin(async { Sample::default() })
+    }
 }
 
 // === impl PodWorkers ===
@@ -114,11 +128,20 @@ impl StreamingBackend for PodWorkers {
     fn metrics(&self) -> String {
         self.encode_metrics()
     }
+
+    fn node_name(&self) -> &str {
+        PodWorkers::node_name(self)
+    }
+
+    fn sample(&self) -> BoxFuture<'_, Sample> {
+        Box::pin(Sample::take(&**self.runtime()))
+    }
 }
 
 /// Serve the kubelet API on `listener` until the future is dropped.
 pub async fn serve<B: StreamingBackend>(listener: TcpListener, tls: ServerTls, backend: Arc<B>) {
     let acceptor = TlsAcceptor::from(tls.config());
+    let summaries = Arc::new(Summaries::default());
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -131,6 +154,7 @@ pub async fn serve<B: StreamingBackend>(listener: TcpListener, tls: ServerTls, b
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let backend = backend.clone();
+        let summaries = summaries.clone();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(t)) => t,
@@ -145,7 +169,8 @@ pub async fn serve<B: StreamingBackend>(listener: TcpListener, tls: ServerTls, b
             };
             let service = hyper::service::service_fn(move |req| {
                 let backend = backend.clone();
-                async move { Ok::<_, Infallible>(handle(backend, req).await) }
+                let summaries = summaries.clone();
+                async move { Ok::<_, Infallible>(handle(backend, &summaries, req).await) }
             });
             // HTTP/1.1 only: WebSocket upgrades need it, and the API server
             // is the only client.
@@ -160,7 +185,11 @@ pub async fn serve<B: StreamingBackend>(listener: TcpListener, tls: ServerTls, b
 }
 
 /// Route one request.
-async fn handle<B: StreamingBackend>(backend: Arc<B>, req: Request<Incoming>) -> Response<Body> {
+async fn handle<B: StreamingBackend>(
+    backend: Arc<B>,
+    summaries: &Summaries,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = req.method().clone();
@@ -171,6 +200,20 @@ async fn handle<B: StreamingBackend>(backend: Arc<B>, req: Request<Incoming>) ->
             .header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
             .body(full(backend.metrics()))
             .expect("a valid response"),
+        (&Method::GET, ["metrics", "resource"]) => Response::builder()
+            .status(StatusCode::OK)
+            .header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+            .body(full(backend.sample().await.resource_metrics()))
+            .expect("a valid response"),
+        (&Method::GET, ["stats", "summary"]) => {
+            let sample = backend.sample().await;
+            let summary = summaries.summary(backend.node_name(), &sample);
+            Response::builder()
+                .status(StatusCode::OK)
+                .header("Content-Type", "application/json")
+                .body(full(summary.to_string()))
+                .expect("a valid response")
+        }
         (&Method::GET, ["containerLogs", namespace, pod, container]) => {
             logs::handle(&*backend, namespace, pod, container, req.uri().query()).await
         }
@@ -184,7 +227,15 @@ async fn handle<B: StreamingBackend>(backend: Arc<B>, req: Request<Incoming>) ->
             };
             exec::handle(backend, target, req).await
         }
-        (_, ["healthz"] | ["metrics"] | ["containerLogs", ..] | ["exec", ..]) => status_response(
+        (
+            _,
+            ["healthz"]
+            | ["metrics"]
+            | ["metrics", "resource"]
+            | ["stats", "summary"]
+            | ["containerLogs", ..]
+            | ["exec", ..],
+        ) => status_response(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",
             &format!("{method} is not allowed on {path}"),

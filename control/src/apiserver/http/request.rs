@@ -101,6 +101,8 @@ pub fn parse_path(path: &str, registry: &Registry) -> Option<Target> {
         [] => (None, None),
         [name] => (Some(name.to_string()), None),
         [name, sub] => (Some(name.to_string()), Some(sub.to_string())),
+        // `nodes/{name}/proxy/{path…}`: the rest is the kubelet's path.
+        [name, "proxy", ..] => (Some(name.to_string()), Some("proxy".to_string())),
         _ => return None,
     };
     if let Some(sub) = &subresource {

@@ -229,9 +229,14 @@ impl Registry {
         let builtin = builtin::groups();
         let mut out: Vec<GroupVersions> = builtin
             .iter()
-            .map(|g| GroupVersions {
-                group: g,
-                versions: vec!["v1"],
+            .map(|g| {
+                let mut versions: Vec<&'static str> = Vec::new();
+                for r in builtin::resources().filter(|r| r.group == *g) {
+                    if !versions.contains(&r.version) {
+                        versions.push(r.version);
+                    }
+                }
+                GroupVersions { group: g, versions }
             })
             .collect();
         for r in self.custom.read().resources() {

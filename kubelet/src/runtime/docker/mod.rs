@@ -40,9 +40,9 @@ use k8s_openapi::api::core::v1::Probe;
 use tokio::sync::broadcast;
 
 use super::{
-    ContainerConfig, ContainerState, ContainerStatus, DnsConfig, ExecRequest, ExecSession,
-    LogOptions, PodLifecycleEvent, PodSandboxConfig, PodSandboxState, PodSandboxStatus, ProbeKind,
-    Result, Runtime, RuntimeError,
+    ContainerConfig, ContainerState, ContainerStats, ContainerStatus, DnsConfig, ExecRequest,
+    ExecSession, LogOptions, PodLifecycleEvent, PodSandboxConfig, PodSandboxState,
+    PodSandboxStatus, ProbeKind, Result, Runtime, RuntimeError,
 };
 
 /// Set on everything kedge creates in Docker, so a crashed run can be swept.
@@ -507,6 +507,41 @@ impl Runtime for DockerRuntime {
         .boxed()
     }
 
+    fn list_container_stats(&self) -> BoxFuture<'_, Result<Vec<ContainerStats>>> {
+        async move {
+            let running: Vec<_> = self
+                .list(&[format!("{LABEL_TYPE}={TYPE_CONTAINER}")])
+                .await?
+                .into_iter()
+                .filter(|c| c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING))
+                .collect();
+            // One sample per container, all at once: each is one request
+            // to the engine, answered from the container's cgroup.
+            let samples = running.iter().map(|c| async move {
+                let id = c.id.clone()?;
+                let labels = c.labels.clone().unwrap_or_default();
+                let options = bollard::query_parameters::StatsOptionsBuilder::default()
+                    .stream(false)
+                    .one_shot(true)
+                    .build();
+                let stats = self
+                    .docker
+                    .stats(&id, Some(options))
+                    .try_next()
+                    .await
+                    .ok()??;
+                let started_at = c.created.and_then(|s| Timestamp::from_second(s).ok());
+                Some(container_stats(id, &labels, started_at, &stats))
+            });
+            Ok(futures::future::join_all(samples)
+                .await
+                .into_iter()
+                .flatten()
+                .collect())
+        }
+        .boxed()
+    }
+
     fn create_container<'a>(
         &'a self,
         sandbox_id: &'a str,
@@ -742,4 +777,46 @@ fn pull_message(image: &str, e: &bollard::errors::Error) -> String {
         other => other.to_string(),
     };
     format!("failed to pull and unpack image \"{image}\": {reason}")
+}
+
+/// A container's sample from the engine's stats: cumulative CPU time and
+/// the working set, as the kubelet computes it from the cgroup (usage
+/// less `inactive_file`, `total_inactive_file` on cgroup v1).
+fn container_stats(
+    id: String,
+    labels: &HashMap<String, String>,
+    started_at: Option<Timestamp>,
+    stats: &bollard::models::ContainerStatsResponse,
+) -> ContainerStats {
+    let label = |k: &str| labels.get(k).cloned().unwrap_or_default();
+    let cpu_ns = stats
+        .cpu_stats
+        .as_ref()
+        .and_then(|c| c.cpu_usage.as_ref())
+        .and_then(|u| u.total_usage)
+        .unwrap_or(0);
+    let memory = stats.memory_stats.as_ref();
+    let usage = memory.and_then(|m| m.usage).unwrap_or(0);
+    let counters = memory.and_then(|m| m.stats.as_ref());
+    let counter =
+        |names: &[&str]| counters.and_then(|c| names.iter().find_map(|n| c.get(*n).copied()));
+    let inactive_file = counter(&["inactive_file", "total_inactive_file"]).unwrap_or(0);
+    let timestamp = stats
+        .read
+        .as_ref()
+        .and_then(|r| r.to_string().parse::<Timestamp>().ok())
+        .unwrap_or_else(Timestamp::now);
+    ContainerStats {
+        id,
+        name: label(LABEL_CONTAINER_NAME),
+        pod_uid: label(LABEL_POD_UID),
+        pod_name: label(LABEL_POD_NAME),
+        pod_namespace: label(LABEL_POD_NAMESPACE),
+        started_at,
+        timestamp,
+        cpu_seconds: cpu_ns as f64 / 1e9,
+        memory_usage_bytes: usage,
+        memory_working_set_bytes: usage.saturating_sub(inactive_file),
+        memory_rss_bytes: counter(&["anon", "total_rss", "rss"]),
+    }
 }

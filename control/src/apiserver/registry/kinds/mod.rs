@@ -28,7 +28,9 @@ mod jobs;
 mod leases;
 mod localsubjectaccessreviews;
 mod namespaces;
+mod nodemetrics;
 mod nodes;
+mod podmetrics;
 mod pods;
 mod replicasets;
 mod rolebindings;
@@ -135,6 +137,8 @@ pub static ALL: &[&Kind] = &[
     &localsubjectaccessreviews::KIND,
     &selfsubjectrulesreviews::KIND,
     &certificatesigningrequests::KIND,
+    &nodemetrics::KIND,
+    &podmetrics::KIND,
 ];
 
 /// The built-in kind `kind` of `group`.
@@ -200,6 +204,13 @@ const REVIEW: Kind = Kind {
     on_create: OnCreate::AsGiven,
 };
 
+/// What the resource metrics kinds share: read from the scraped samples
+/// (`apiserver::resource_metrics`), never written or stored.
+const RESOURCE_METRICS: Kind = Kind {
+    openapi: |_| String::new(),
+    ..REVIEW
+};
+
 /// Whether `r` is one of the review kinds, answered and not stored.
 pub fn is_review(r: &Resource) -> bool {
     matches!(r.group, "authorization.k8s.io" | "authentication.k8s.io")
@@ -240,6 +251,16 @@ const EXEC: Subresource = Subresource {
     version: "v1",
     kind: "PodExecOptions",
     verbs: &["create", "get"],
+};
+
+/// `nodes/proxy`: GETs passed to the node's kubelet (its
+/// `/metrics/resource`, `/stats/summary`, `/healthz`).
+const PROXY: Subresource = Subresource {
+    name: "proxy",
+    group: "",
+    version: "v1",
+    kind: "NodeProxyOptions",
+    verbs: &["get"],
 };
 
 /// `serviceaccounts/token`: the TokenRequest API.

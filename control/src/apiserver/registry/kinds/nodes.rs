@@ -4,7 +4,7 @@ use k8s_openapi::api::core;
 use kedge_config::object;
 
 use super::super::{Resource, ALL_VERBS, STATUS};
-use super::{openapi, Admission, Kind, OnCreate};
+use super::{openapi, Admission, Kind, OnCreate, PROXY};
 
 /// The kind.
 pub const KIND: Kind = Kind {
@@ -17,7 +17,7 @@ pub const KIND: Kind = Kind {
         namespaced: false,
         short_names: &["no"],
         categories: &[],
-        subresources: &[STATUS],
+        subresources: &[STATUS, PROXY],
         verbs: ALL_VERBS,
         custom: false,
         selectable_fields: &["spec.unschedulable"],
