@@ -204,6 +204,14 @@ pub const JOB: Typed = typed!(
     update_job
 );
 
+/// HorizontalPodAutoscaler (autoscaling/v2, its storage version).
+pub const HORIZONTAL_POD_AUTOSCALER: Typed = typed!(
+    k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler,
+    defaults::default_horizontal_pod_autoscaler,
+    validation::validate_horizontal_pod_autoscaler,
+    no_update
+);
+
 /// CronJob (batch/v1) through `batch::CronJob`.
 pub const CRON_JOB: Typed = typed!(
     batch::CronJob,

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 mod apps;
+mod autoscaling;
 mod batch;
 mod certificates;
 mod core;
@@ -25,6 +26,7 @@ pub use self::apps::render_int_or_string;
 pub use self::apps::{
     validate_daemon_set, validate_deployment, validate_replica_set, validate_stateful_set,
 };
+pub use self::autoscaling::validate_horizontal_pod_autoscaler;
 pub use self::batch::{parse_cron_schedule, validate_cron_job, validate_job};
 pub use self::certificates::validate_certificate_signing_request;
 pub use self::core::{

@@ -21,6 +21,7 @@ pub mod informers;
 pub mod job;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod podautoscaler;
 pub mod replicaset;
 pub mod rootcacertpublisher;
 pub mod serviceaccount;
@@ -186,6 +187,7 @@ pub async fn run_all(ctx: Arc<Context>) {
         async { job::run(ctx.controller("job-controller").await).await },
         async { cronjob::run(ctx.controller("cronjob-controller").await).await },
         async { statefulset::run(ctx.controller("statefulset-controller").await).await },
+        async { podautoscaler::run(ctx.controller("horizontal-pod-autoscaler").await).await },
         async { serviceaccount::run(ctx.controller("service-account-controller").await).await },
         async {
             clusterroleaggregation::run(ctx.controller("clusterrole-aggregation-controller").await)

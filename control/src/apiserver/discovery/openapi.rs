@@ -552,7 +552,10 @@ mod tests {
     fn index_lists_every_group() {
         let index = index(&Registry::new());
         // All but the resource metrics, which publish no schema.
-        for g in builtin::groups().into_iter().filter(|g| *g != "metrics.k8s.io") {
+        for g in builtin::groups()
+            .into_iter()
+            .filter(|g| *g != "metrics.k8s.io")
+        {
             let url = index["paths"][gv_path(g)]["serverRelativeURL"]
                 .as_str()
                 .unwrap();

@@ -164,6 +164,16 @@ const JOBS: &[Col] = &[
     ),
 ];
 
+const HORIZONTALPODAUTOSCALERS: &[Col] = &[
+    NAME,
+    col("Reference", "string", "reference to scaled resource; horizontal pod autoscaler will learn the current resource consumption and will set the desired number of pods by using its Scale subresource."),
+    col("Targets", "string", "metrics contains the specifications for which to use to calculate the desired replica count (the maximum replica count across all metrics will be used)."),
+    col("MinPods", "string", "minReplicas is the lower limit for the number of replicas to which the autoscaler can scale down."),
+    col("MaxPods", "integer", "maxReplicas is the upper limit for the number of replicas to which the autoscaler can scale up."),
+    col("Replicas", "integer", "currentReplicas is current number of replicas of pods managed by this autoscaler, as last seen by the autoscaler."),
+    AGE,
+];
+
 const CRONJOBS: &[Col] = &[
     NAME,
     col("Schedule", "string", "The schedule in Cron format, see https://en.wikipedia.org/wiki/Cron."),
@@ -424,6 +434,7 @@ fn columns(resource: &str) -> &'static [Col] {
         "statefulsets" => STATEFULSETS,
         "jobs" => JOBS,
         "cronjobs" => CRONJOBS,
+        "horizontalpodautoscalers" => HORIZONTALPODAUTOSCALERS,
         "namespaces" => NAMESPACES,
         "nodes" => NODES,
         "configmaps" => CONFIGMAPS,
@@ -474,6 +485,7 @@ pub fn row_cells(resource: &str, obj: &Value, now: Timestamp) -> Vec<Value> {
         "statefulsets" => stateful_set_cells(obj, now),
         "jobs" => job_cells(obj, now),
         "cronjobs" => cron_job_cells(obj, now),
+        "horizontalpodautoscalers" => hpa_cells(obj, now),
         "namespaces" => {
             // A namespace is created Active by the server's create strategy.
             let phase = or_default(s(obj, &["status", "phase"]), "Active");
@@ -1262,6 +1274,71 @@ fn job_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
         names.into(),
         images.into(),
         format_label_selector(get(obj, &["spec", "selector"])).into(),
+    ]
+}
+
+/// An HPA's row, as kubectl prints it: `Deployment/web`, targets as
+/// `cpu: 250%/50%` (`<unknown>` before the first measurement).
+fn hpa_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+    let reference = format!(
+        "{}/{}",
+        s(obj, &["spec", "scaleTargetRef", "kind"]),
+        s(obj, &["spec", "scaleTargetRef", "name"])
+    );
+    let current = arr(obj, &["status", "currentMetrics"]);
+    let targets: Vec<String> = arr(obj, &["spec", "metrics"])
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let kind = m["type"].as_str().unwrap_or("");
+            let source = match kind {
+                "Resource" => "resource",
+                "ContainerResource" => "containerResource",
+                _ => return "<unsupported>".to_string(),
+            };
+            let target = &m[source]["target"];
+            let now_at = current.get(i).map(|c| &c[source]["current"]);
+            let (have, want) = match target["type"].as_str() {
+                Some("Utilization") => (
+                    now_at
+                        .and_then(|c| c["averageUtilization"].as_i64())
+                        .map(|u| format!("{u}%")),
+                    format!("{}%", target["averageUtilization"].as_i64().unwrap_or(0)),
+                ),
+                _ => (
+                    now_at
+                        .and_then(|c| c["averageValue"].as_str())
+                        .map(String::from),
+                    target["averageValue"].as_str().unwrap_or("").to_string(),
+                ),
+            };
+            format!(
+                "{}: {}/{want}",
+                m[source]["name"].as_str().unwrap_or(""),
+                have.as_deref().unwrap_or("<unknown>")
+            )
+        })
+        .collect();
+    let min = get(obj, &["spec", "minReplicas"])
+        .and_then(Value::as_i64)
+        .map_or("<unset>".to_string(), |m| m.to_string());
+    vec![
+        name(obj),
+        reference.into(),
+        if targets.is_empty() {
+            "<none>".to_string()
+        } else {
+            targets.join(", ")
+        }
+        .into(),
+        min.into(),
+        get(obj, &["spec", "maxReplicas"])
+            .cloned()
+            .unwrap_or(json!(0)),
+        get(obj, &["status", "currentReplicas"])
+            .cloned()
+            .unwrap_or(json!(0)),
+        age(obj, now),
     ]
 }
 

@@ -22,6 +22,7 @@ mod deployments;
 mod endpoints;
 mod endpointslices;
 mod events;
+mod horizontalpodautoscalers;
 mod ingressclasses;
 mod ingresses;
 mod jobs;
@@ -121,6 +122,7 @@ pub static ALL: &[&Kind] = &[
     &statefulsets::KIND,
     &jobs::KIND,
     &cronjobs::KIND,
+    &horizontalpodautoscalers::KIND,
     &ingresses::KIND,
     &ingressclasses::KIND,
     &endpointslices::KIND,
@@ -308,7 +310,7 @@ mod tests {
                 continue;
             }
             assert!(
-                name.ends_with(&format!(".v1.{}", k.resource.kind)),
+                name.ends_with(&format!(".{}.{}", k.resource.version, k.resource.kind)),
                 "{name}"
             );
         }
