@@ -1,7 +1,9 @@
-//! The HorizontalPodAutoscaler on real pods: a Deployment whose pods burn
-//! CPU (requests 100m) under an HPA of 50 % scales out to its maximum of 4,
-//! then, once the load stops, back in to 1 (the test's HPA shortens the
-//! scale-down window in its `behavior`, as a user would).
+//! The HorizontalPodAutoscaler on real pods: `kubectl autoscale deployment
+//! burn --cpu-percent=50 --min=1 --max=4` (kubectl writes it as
+//! autoscaling/v1) on a Deployment whose pods burn CPU (requests 100m)
+//! scales it out to 4, then, once the load stops, back in to 1 (the test
+//! shortens the scale-down window in the HPA's v2 `behavior`, as a user
+//! would).
 
 mod common;
 
@@ -45,25 +47,43 @@ spec:
         command: ["sh", "-c", "while [ ! -f /tmp/stop ]; do :; done; exec sleep 100000"]
         resources:
           requests: {{cpu: 100m}}
----
-apiVersion: autoscaling/v2
-kind: HorizontalPodAutoscaler
-metadata: {{name: burn}}
-spec:
-  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: burn}}
-  minReplicas: 1
-  maxReplicas: 4
-  metrics:
-  - type: Resource
-    resource:
-      name: cpu
-      target: {{type: Utilization, averageUtilization: 50}}
-  behavior:
-    scaleDown:
-      stabilizationWindowSeconds: 0
-      policies: [{{type: Percent, value: 100, periodSeconds: 15}}]
 "#
     ));
+    let made = c.kubectl(&[
+        "autoscale",
+        "deployment",
+        "burn",
+        "--cpu-percent=50",
+        "--min=1",
+        "--max=4",
+    ]);
+    assert!(made.contains("autoscaled"), "{made}");
+    // Read as v1, it is what was written; as v2 (kubectl's preferred
+    // version) a CPU metric, to which a user adds a short scale-down.
+    let v1 = c.kubectl(&[
+        "get",
+        "horizontalpodautoscalers.v1.autoscaling",
+        "burn",
+        "-o",
+        "jsonpath={.apiVersion} {.spec.targetCPUUtilizationPercentage}",
+    ]);
+    assert_eq!(v1, "autoscaling/v1 50");
+    let v2 = c.kubectl(&[
+        "get",
+        "hpa",
+        "burn",
+        "-o",
+        "jsonpath={.apiVersion} {.spec.metrics[0].resource.target.averageUtilization}",
+    ]);
+    assert_eq!(v2, "autoscaling/v2 50");
+    c.kubectl(&[
+        "patch",
+        "hpa",
+        "burn",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"behavior":{"scaleDown":{"stabilizationWindowSeconds":0,"policies":[{"type":"Percent","value":100,"periodSeconds":15}]}}}}"#,
+    ]);
 
     // Out to the maximum.
     assert!(

@@ -50,7 +50,7 @@ fn name_of(req: &ResourceRequest) -> ApiResult<&str> {
 /// Whether `generation` is kept for this kind (kinds whose spec is acted on
 /// by controllers, and every custom resource).
 fn tracks_generation(r: &Resource) -> bool {
-    r.custom || registry::kinds::find(r.group, r.kind).is_some_and(|k| k.generation)
+    r.custom || registry::kinds::of(r).is_some_and(|k| k.generation)
 }
 
 // === reads ===
@@ -300,6 +300,12 @@ fn admit(
             ),
         });
     }
+    // A kind written through another version than it is stored in is
+    // converted first, then admitted as the stored version.
+    let (r, obj) = match registry::conversion::to_storage(r, &obj) {
+        Some((stored, converted)) => (stored, converted),
+        None => (r, obj),
+    };
     match admission(r) {
         Some(Admission::Typed(typed)) => typed.admit(obj).map_err(|e| admit_error(r, name, e)),
         Some(Admission::Rules { admit, .. }) => {
@@ -311,7 +317,7 @@ fn admit(
 
 /// How a built-in kind's objects are admitted.
 fn admission(r: &Resource) -> Option<&'static Admission> {
-    registry::kinds::find(r.group, r.kind).map(|k| &k.admission)
+    registry::kinds::of(r).map(|k| &k.admission)
 }
 
 /// Reject unknown fields when the client asked for strict validation.
@@ -432,7 +438,7 @@ fn prepare(
 ) -> ApiResult<()> {
     let name = meta_str(obj, "name").unwrap_or("").to_string();
     if old.is_none() {
-        match registry::kinds::find(r.group, r.kind).map(|k| &k.on_create) {
+        match registry::kinds::of(r).map(|k| &k.on_create) {
             Some(OnCreate::AsGiven) => {}
             Some(OnCreate::EmptyStatus) => obj["status"] = json!({}),
             Some(OnCreate::Status(status)) => obj["status"] = status(),

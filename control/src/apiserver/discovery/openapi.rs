@@ -24,11 +24,11 @@ use crate::apiserver::registry::{Registry, Resource};
 
 const REF_PREFIX: &str = "#/components/schemas/";
 
-fn gv_path(group: &str) -> String {
+fn gv_path(group: &str, version: &str) -> String {
     if group.is_empty() {
-        "api/v1".to_string()
+        format!("api/{version}")
     } else {
-        format!("apis/{group}/v1")
+        format!("apis/{group}/{version}")
     }
 }
 
@@ -45,15 +45,12 @@ fn add_kind_schemas(gen: &mut SchemaGenerator) {
 }
 
 /// The schema name of a served kind (or of Binding and Scale).
-fn kind_schema_name(group: &str, kind: &str) -> String {
-    if let Some((_, name)) = kinds::type_names()
-        .iter()
-        .find(|((g, k), _)| *g == group && *k == kind)
-    {
-        return name.clone();
+fn kind_schema_name(group: &str, version: &str, kind: &str) -> String {
+    if let Some(name) = kinds::type_name_in(group, version, kind) {
+        return name.to_string();
     }
     let g = if group.is_empty() { "core" } else { group };
-    format!("io.k8s.api.{g}.v1.{kind}")
+    format!("io.k8s.api.{g}.{version}.{kind}")
 }
 
 /// kube-apiserver's own forms of the types serialized as scalars; explain
@@ -189,7 +186,8 @@ fn all_schemas() -> &'static Map<String, Value> {
         gvks.push(("", "v1", "Binding"));
         gvks.push(("autoscaling", "v1", "Scale"));
         for (group, version, kind) in gvks {
-            if let Some(Value::Object(s)) = schemas.get_mut(&kind_schema_name(group, kind)) {
+            if let Some(Value::Object(s)) = schemas.get_mut(&kind_schema_name(group, version, kind))
+            {
                 s.insert(
                     "x-kubernetes-group-version-kind".to_string(),
                     json!([{"group": group, "kind": kind, "version": version}]),
@@ -224,7 +222,7 @@ fn collect_refs(value: &Value, all: &Map<String, Value>, seen: &mut BTreeSet<Str
 }
 
 fn object_path(r: &Resource) -> String {
-    let base = format!("/{}", gv_path(r.group));
+    let base = format!("/{}", gv_path(r.group, r.version));
     if r.namespaced {
         format!("{base}/namespaces/{{namespace}}/{}/{{name}}", r.plural)
     } else {
@@ -233,7 +231,8 @@ fn object_path(r: &Resource) -> String {
 }
 
 fn operation(r: &Resource, verb: &str, body_types: &[&str]) -> Value {
-    let schema = json!({"$ref": format!("{REF_PREFIX}{}", kind_schema_name(r.group, r.kind))});
+    let schema =
+        json!({"$ref": format!("{REF_PREFIX}{}", kind_schema_name(r.group, r.version, r.kind))});
     let mut op = json!({
         "operationId": format!("{verb}{}", r.kind),
         "x-kubernetes-action": verb,
@@ -260,12 +259,14 @@ fn operation(r: &Resource, verb: &str, body_types: &[&str]) -> Value {
     op
 }
 
-fn build_document(group: &str) -> Value {
+fn build_document(group: &str, version: &str) -> Value {
     let all = all_schemas();
     let mut paths = Map::new();
     let mut names = BTreeSet::new();
-    for r in builtin::resources().filter(|r| r.group == group && kinds::has_schema(group, r.kind)) {
-        let kind = kind_schema_name(r.group, r.kind);
+    for r in builtin::resources()
+        .filter(|r| r.group == group && r.version == version && kinds::has_schema(group, r.kind))
+    {
+        let kind = kind_schema_name(r.group, r.version, r.kind);
         names.insert(kind.clone());
         if let Some(s) = all.get(&kind) {
             collect_refs(s, all, &mut names);
@@ -288,7 +289,9 @@ fn build_document(group: &str) -> Value {
         );
     }
     let scale = "io.k8s.api.autoscaling.v1.Scale";
-    if builtin::resources().any(|r| r.group == group && r.subresource("scale").is_some()) {
+    if builtin::resources()
+        .any(|r| r.group == group && r.version == version && r.subresource("scale").is_some())
+    {
         names.insert(scale.to_string());
         collect_refs(&all[scale], all, &mut names);
     }
@@ -304,19 +307,25 @@ fn build_document(group: &str) -> Value {
     })
 }
 
-/// Each group's document with the hash of its content, built once.
+/// Each group-version's document with the hash of its content, built
+/// once.
 fn documents() -> &'static [(String, Value, u64)] {
     static DOCS: OnceLock<Vec<(String, Value, u64)>> = OnceLock::new();
     DOCS.get_or_init(|| {
-        builtin::groups()
+        let mut versions: Vec<(&str, &str)> = Vec::new();
+        for r in builtin::resources().filter(|r| kinds::has_schema(r.group, r.kind)) {
+            if !versions.contains(&(r.group, r.version)) {
+                versions.push((r.group, r.version));
+            }
+        }
+        versions
             .into_iter()
-            .filter(|g| builtin::resources().any(|r| r.group == *g && kinds::has_schema(g, r.kind)))
-            .map(|g| {
-                let doc = build_document(g);
+            .map(|(g, v)| {
+                let doc = build_document(g, v);
                 // A content hash, so kubectl's cache (keyed by the URL)
                 // refreshes whenever a document changes.
                 let hash = content_hash(&doc);
-                (gv_path(g), doc, hash)
+                (gv_path(g, v), doc, hash)
             })
             .collect()
     })
@@ -552,14 +561,10 @@ mod tests {
     fn index_lists_every_group() {
         let index = index(&Registry::new());
         // All but the resource metrics, which publish no schema.
-        for g in builtin::groups()
-            .into_iter()
-            .filter(|g| *g != "metrics.k8s.io")
-        {
-            let url = index["paths"][gv_path(g)]["serverRelativeURL"]
-                .as_str()
-                .unwrap();
-            assert!(url.starts_with(&format!("/openapi/v3/{}?hash=", gv_path(g))));
+        for r in builtin::resources().filter(|r| r.group != "metrics.k8s.io") {
+            let path = gv_path(r.group, r.version);
+            let url = index["paths"][&path]["serverRelativeURL"].as_str().unwrap();
+            assert!(url.starts_with(&format!("/openapi/v3/{path}?hash=")));
         }
     }
 

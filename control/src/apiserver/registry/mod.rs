@@ -4,6 +4,7 @@
 //! CustomResourceDefinitions are established and deleted ([`custom`]).
 
 pub mod builtin;
+pub mod conversion;
 pub mod custom;
 // A table of facts: the server reads some of them so far.
 #[allow(dead_code)]

@@ -232,7 +232,7 @@ fn memory_quantity(bytes: f64) -> String {
     }
     let mut value = bytes;
     for suffix in ["", "Ki", "Mi", "Gi", "Ti", "Pi"] {
-        if value % 1024 != 0 || suffix == "Pi" {
+        if !value.is_multiple_of(1024) || suffix == "Pi" {
             return format!("{value}{suffix}");
         }
         value /= 1024;

@@ -82,9 +82,12 @@ pub fn parse(text: &str) -> Scraped {
     Scraped { node, containers }
 }
 
+/// A sample line's name, labels, value and timestamp.
+type SampleLine<'a> = (&'a str, Vec<(String, String)>, f64, i64);
+
 /// `name{k="v",…} value timestamp`: the parts, when the sample has a
 /// timestamp (the kubelet always writes one).
-fn sample_line(line: &str) -> Option<(&str, Vec<(String, String)>, f64, i64)> {
+fn sample_line(line: &str) -> Option<SampleLine<'_>> {
     let (name, rest) = match line.find('{') {
         Some(open) => {
             let close = line[open..].rfind('}')? + open;

@@ -357,6 +357,9 @@ pub fn to_storage(version: &Version, obj: &mut Value) {
 /// The object as the requested version presents it (conversion `None`):
 /// `None` when it already is.
 pub fn present(r: &Resource, obj: &Value) -> Option<Value> {
+    if !r.custom {
+        return super::conversion::present(r, obj);
+    }
     let want = r.api_version();
     if !r.custom || obj.get("apiVersion").and_then(Value::as_str) == Some(want.as_str()) {
         return None;

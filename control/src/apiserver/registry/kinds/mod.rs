@@ -23,6 +23,7 @@ mod endpoints;
 mod endpointslices;
 mod events;
 mod horizontalpodautoscalers;
+mod horizontalpodautoscalers_v1;
 mod ingressclasses;
 mod ingresses;
 mod jobs;
@@ -123,6 +124,7 @@ pub static ALL: &[&Kind] = &[
     &jobs::KIND,
     &cronjobs::KIND,
     &horizontalpodautoscalers::KIND,
+    &horizontalpodautoscalers_v1::KIND,
     &ingresses::KIND,
     &ingressclasses::KIND,
     &endpointslices::KIND,
@@ -143,7 +145,15 @@ pub static ALL: &[&Kind] = &[
     &podmetrics::KIND,
 ];
 
-/// The built-in kind `kind` of `group`.
+/// The built-in kind a resource serves (its version's).
+pub fn of(r: &Resource) -> Option<&'static Kind> {
+    ALL.iter().copied().find(|k| {
+        k.resource.group == r.group && k.resource.version == r.version && k.resource.kind == r.kind
+    })
+}
+
+/// The built-in kind `kind` of `group` (its storage version's, listed
+/// first).
 pub fn find(group: &str, kind: &str) -> Option<&'static Kind> {
     ALL.iter()
         .copied()
@@ -151,23 +161,35 @@ pub fn find(group: &str, kind: &str) -> Option<&'static Kind> {
 }
 
 /// The API type name of a built-in kind (`io.k8s.api.apps.v1.Deployment`),
-/// the root of its entry in the generated table.
+/// the root of its entry in the generated table: its storage version's.
 pub fn type_name(group: &str, kind: &str) -> Option<&'static str> {
     type_names()
         .iter()
-        .find(|((g, k), _)| *g == group && *k == kind)
+        .find(|((g, _, k), _)| *g == group && *k == kind)
         .map(|(_, name)| name.as_str())
 }
 
-/// The API type names of every built-in kind, by (group, kind): what each
-/// kind's OpenAPI schema is called, worked out once.
-pub fn type_names() -> &'static [((&'static str, &'static str), String)] {
-    static NAMES: std::sync::OnceLock<Vec<((&'static str, &'static str), String)>> =
+/// The API type name of a built-in kind in one version.
+pub fn type_name_in(group: &str, version: &str, kind: &str) -> Option<&'static str> {
+    type_names()
+        .iter()
+        .find(|((g, v, k), _)| *g == group && *v == version && *k == kind)
+        .map(|(_, name)| name.as_str())
+}
+
+/// The API type names of every built-in kind, by (group, version, kind):
+/// what each kind's OpenAPI schema is called, worked out once.
+#[allow(clippy::type_complexity)]
+pub fn type_names() -> &'static [((&'static str, &'static str, &'static str), String)] {
+    static NAMES: std::sync::OnceLock<Vec<((&'static str, &'static str, &'static str), String)>> =
         std::sync::OnceLock::new();
     NAMES.get_or_init(|| {
         let mut gen = k8s_openapi::schemars::generate::SchemaSettings::openapi3().into_generator();
         ALL.iter()
-            .map(|k| ((k.resource.group, k.resource.kind), (k.openapi)(&mut gen)))
+            .map(|k| {
+                let r = &k.resource;
+                ((r.group, r.version, r.kind), (k.openapi)(&mut gen))
+            })
             .collect()
     })
 }
@@ -289,7 +311,11 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for k in ALL {
             let r = &k.resource;
-            assert!(seen.insert((r.group, r.kind)), "{} twice", r.kind);
+            assert!(
+                seen.insert((r.group, r.version, r.kind)),
+                "{} twice",
+                r.kind
+            );
             assert_eq!(r.singular, r.kind.to_lowercase(), "{}", r.kind);
             // The resource metrics are named after what they measure
             // (`nodes`, `pods`), as metrics-server names them.
