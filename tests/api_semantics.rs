@@ -391,3 +391,34 @@ async fn finalizers_hold_deletion_and_deletecollection_selects() {
         .collect();
     assert_eq!(left, vec!["c".to_string()]);
 }
+
+/// `kubectl get cs`, the check the tutorials run after installing: the
+/// scheduler, the controller manager and the store, healthy, with the
+/// deprecation warning kube-apiserver sends.
+#[test]
+fn component_statuses_report_the_control_plane() {
+    let c = Cluster::start();
+    let mut table = String::new();
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            table = c.kubectl(&["get", "cs", "--no-headers"]);
+            table.lines().filter(|l| l.contains(" Healthy ")).count() == 3
+        }),
+        "not every component healthy:\n{table}"
+    );
+    for name in ["scheduler", "controller-manager", "etcd-0"] {
+        assert!(table.lines().any(|l| l.starts_with(name)), "{table}");
+    }
+    let out = c.kubectl_output(&["get", "componentstatus", "scheduler", "-o", "json"]);
+    assert!(out.status.success());
+    let cs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cs["conditions"][0]["type"], "Healthy");
+    assert_eq!(cs["conditions"][0]["message"], "ok");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("v1 ComponentStatus is deprecated"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let missing = c.kubectl_fails(&["get", "cs", "nope"]);
+    assert!(missing.contains("not found"), "{missing}");
+}

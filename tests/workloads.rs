@@ -461,3 +461,85 @@ spec:
         "lastScheduleTime is set"
     );
 }
+
+/// `kubectl drain` as the tutorials run it before maintenance: three
+/// replicas on one node under a PodDisruptionBudget of `minAvailable: 2`
+/// are evicted one at a time — the budget refuses the others (429, which
+/// kubectl retries) until each replacement is Ready on the other node.
+#[test]
+fn kubectl_drain_respects_a_disruption_budget() {
+    let c = Cluster::start();
+    let _first = c.hollow_nodes(1, "drain-a-", &[]);
+    assert!(eventually(WAIT, || c
+        .kubectl(&["get", "node", "drain-a-0", "-o", "name"])
+        .contains("drain-a-0")));
+    c.apply(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: kedge-test/none}]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: web}
+spec:
+  minAvailable: 2
+  selector: {matchLabels: {app: web}}
+"#,
+    );
+    assert!(eventually(WAIT, || running_pods(&c, "app=web").len() == 3));
+    assert!(
+        eventually(WAIT, || c.kubectl(&[
+            "get",
+            "pdb",
+            "web",
+            "-o",
+            "jsonpath={.status.disruptionsAllowed}"
+        ]) == "1"),
+        "the budget allows no single disruption: {}",
+        c.kubectl(&["get", "pdb", "web", "-o", "yaml"])
+    );
+    // A second node for the replacements, then the drain of the first.
+    let second = c.hollow_nodes(1, "drain-b-", &["--first-index", "1"]);
+    assert!(eventually(WAIT, || c
+        .kubectl(&["get", "node", "drain-b-1", "-o", "name"])
+        .contains("drain-b-1")));
+
+    let out = c.kubectl_output(&[
+        "drain",
+        "drain-a-0",
+        "--ignore-daemonsets",
+        "--delete-emptydir-data",
+        "--timeout=120s",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "drain failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("cordoned"), "{stdout}");
+    assert!(stdout.contains("drained"), "{stdout}");
+    assert!(
+        stderr.contains("Cannot evict pod as it would violate the pod's disruption budget."),
+        "the budget never held an eviction back:\n{stderr}"
+    );
+    // Every replica now runs on the other node; the drained one takes none.
+    let pods = running_pods(&c, "app=web");
+    assert_eq!(pods.len(), 3, "{pods:?}");
+    assert!(pods.iter().all(|(_, node)| node == "drain-b-1"), "{pods:?}");
+    let unschedulable = c.kubectl(&[
+        "get",
+        "node",
+        "drain-a-0",
+        "-o",
+        "jsonpath={.spec.unschedulable}",
+    ]);
+    assert_eq!(unschedulable, "true");
+    c.kubectl(&["uncordon", "drain-a-0"]);
+    drop(second);
+}

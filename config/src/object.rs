@@ -204,6 +204,14 @@ pub const JOB: Typed = typed!(
     update_job
 );
 
+/// PodDisruptionBudget (policy/v1).
+pub const POD_DISRUPTION_BUDGET: Typed = typed!(
+    k8s_openapi::api::policy::v1::PodDisruptionBudget,
+    nothing,
+    validation::validate_pod_disruption_budget,
+    no_update
+);
+
 /// HorizontalPodAutoscaler (autoscaling/v2, its storage version).
 pub const HORIZONTAL_POD_AUTOSCALER: Typed = typed!(
     k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler,

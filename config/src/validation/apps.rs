@@ -37,7 +37,10 @@ fn int_or_percent_value(v: Option<&IntOrString>) -> i64 {
     }
 }
 
-fn validate_positive_int_or_percent(v: Option<&IntOrString>, path: &str) -> Vec<FieldError> {
+pub(super) fn validate_positive_int_or_percent(
+    v: Option<&IntOrString>,
+    path: &str,
+) -> Vec<FieldError> {
     match v {
         None => vec![],
         Some(IntOrString::Int(n)) => validate_nonnegative(*n as i64, path),
@@ -48,7 +51,7 @@ fn validate_positive_int_or_percent(v: Option<&IntOrString>, path: &str) -> Vec<
     }
 }
 
-fn not_more_than_100_percent(v: Option<&IntOrString>, path: &str) -> Vec<FieldError> {
+pub(super) fn not_more_than_100_percent(v: Option<&IntOrString>, path: &str) -> Vec<FieldError> {
     if let Some(IntOrString::String(s)) = v {
         if let Some(n) = s.strip_suffix('%').and_then(|d| d.parse::<i64>().ok()) {
             if n > 100 {

@@ -19,6 +19,7 @@ mod core;
 mod meta;
 mod networking;
 mod pod;
+mod policy;
 mod rbac;
 mod strings;
 
@@ -43,6 +44,7 @@ pub use self::networking::{
 pub use self::pod::{
     validate_pod, validate_pod_spec, validate_pod_template_spec, validate_resources,
 };
+pub use self::policy::validate_pod_disruption_budget;
 pub use self::rbac::{
     default_subjects, validate_binding_update, validate_cluster_role,
     validate_cluster_role_binding, validate_role, validate_role_binding,

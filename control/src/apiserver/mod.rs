@@ -4,8 +4,10 @@
 mod allocator;
 mod auth;
 mod codec;
+mod componentstatus;
 mod definitions;
 mod discovery;
+mod eviction;
 mod http;
 mod kubelet;
 pub mod kubernetes_service;
@@ -521,6 +523,37 @@ pub async fn handle_resource(
     let r = rr.resource;
     let sub = rr.subresource.clone();
     let state_ref = &*state;
+    if componentstatus::serves(r) {
+        if method != Method::GET || q.flag("watch") || rr.legacy_watch {
+            return Err(ApiError::method_not_allowed(format!(
+                "{method} is not supported on componentstatuses"
+            )));
+        }
+        let found = componentstatus::get(state_ref, &rr)?;
+        let mut response = if accept.table {
+            let items = match found.get("items").and_then(Value::as_array) {
+                Some(items) => items.clone(),
+                None => vec![found.clone()],
+            };
+            let t = printers::table(
+                printers::Printer::of(r.plural, None),
+                &items,
+                "",
+                None,
+                &accept.include_object,
+                true,
+                jiff::Timestamp::now(),
+            );
+            json_response(200, &t)
+        } else {
+            json_response(200, &found)
+        };
+        response.headers_mut().insert(
+            "Warning",
+            hyper::header::HeaderValue::from_static(componentstatus::WARNING),
+        );
+        return Ok(response);
+    }
     // The resource metrics are read, never stored.
     if resource_metrics::serves(r) {
         if method != Method::GET || sub.is_some() || q.flag("watch") || rr.legacy_watch {
@@ -697,6 +730,12 @@ pub async fn handle_resource(
             })
             .await?;
             Ok(json_response(200, &out))
+        }
+        (Method::POST, true, Some("eviction")) => {
+            let body = read_body(req).await?;
+            let eviction = body::decode_object(&content_type, &body)?;
+            let out = durable(async { eviction::evict(state_ref, &rr, &q, &eviction) }).await?;
+            Ok(json_response(201, &out))
         }
         (Method::POST, true, Some("binding")) => {
             let body = read_body(req).await?;

@@ -13,6 +13,7 @@ pub mod credentials;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub use kedge_config::events;
@@ -188,6 +189,7 @@ pub async fn run_all(ctx: Arc<Context>) {
         async { cronjob::run(ctx.controller("cronjob-controller").await).await },
         async { statefulset::run(ctx.controller("statefulset-controller").await).await },
         async { podautoscaler::run(ctx.controller("horizontal-pod-autoscaler").await).await },
+        async { disruption::run(ctx.controller("disruption-controller").await).await },
         async { serviceaccount::run(ctx.controller("service-account-controller").await).await },
         async {
             clusterroleaggregation::run(ctx.controller("clusterrole-aggregation-controller").await)

@@ -470,6 +470,18 @@ impl WatchCache {
         })
     }
 
+    /// Whether the store behind the cache works: etcd answers a read, or
+    /// the embedded store's committer still runs.
+    pub fn health(&self) -> std::result::Result<(), String> {
+        match &self.shared.etcd {
+            Some(etcd) => etcd.health(),
+            None if self.committer.as_ref().is_some_and(|c| c.is_finished()) => {
+                Err("the store's committer has stopped".into())
+            }
+            None => Ok(()),
+        }
+    }
+
     /// The last committed revision.
     pub fn revision(&self) -> u64 {
         self.shared.inner.lock().revision

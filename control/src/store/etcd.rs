@@ -221,6 +221,20 @@ impl EtcdStore {
         Ok((revision, out))
     }
 
+    /// Whether etcd answers a read within five seconds (kube-apiserver's
+    /// `etcd-0` component status).
+    pub fn health(&self) -> std::result::Result<(), String> {
+        let mut client = self.client.clone();
+        let key = format!("{}/health", self.prefix);
+        self.run(async move {
+            tokio::time::timeout(Duration::from_secs(5), client.get(key, None))
+                .await
+                .map_err(|_| "etcd did not answer within 5s".to_string())?
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    }
+
     /// Put `value` at `key` if the key is at `expected` (None: absent).
     pub fn put(&self, key: &str, value: &Arc<Vec<u8>>, expected: Option<u64>) -> Result<Outcome> {
         let sealed = self.encryption.seal(key, value)?;

@@ -63,6 +63,19 @@ impl ApiError {
         .with_details(json!({}))
     }
 
+    /// 429 TooManyRequests (an eviction a disruption budget refuses).
+    pub fn too_many_requests(message: impl Into<String>) -> Self {
+        Self::new(429, "TooManyRequests", message)
+    }
+
+    /// The same error naming the object it is about in its details.
+    pub fn with_name(mut self, name: &str) -> Self {
+        let mut details = self.details.take().unwrap_or_else(|| json!({}));
+        details["name"] = json!(name);
+        self.details = Some(details);
+        self
+    }
+
     /// 413 RequestEntityTooLarge, in kube-apiserver's words.
     pub fn request_entity_too_large(limit: usize) -> Self {
         Self::new(

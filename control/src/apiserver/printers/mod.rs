@@ -174,6 +174,13 @@ const HORIZONTALPODAUTOSCALERS: &[Col] = &[
     AGE,
 ];
 
+const COMPONENTSTATUSES: &[Col] = &[
+    NAME,
+    col("Status", "string", "Status of the component conditions"),
+    col("Message", "string", "Message of the component conditions"),
+    col("Error", "string", "Error of the component conditions"),
+];
+
 const CRONJOBS: &[Col] = &[
     NAME,
     col("Schedule", "string", "The schedule in Cron format, see https://en.wikipedia.org/wiki/Cron."),
@@ -435,6 +442,7 @@ fn columns(resource: &str) -> &'static [Col] {
         "jobs" => JOBS,
         "cronjobs" => CRONJOBS,
         "horizontalpodautoscalers" => HORIZONTALPODAUTOSCALERS,
+        "componentstatuses" => COMPONENTSTATUSES,
         "namespaces" => NAMESPACES,
         "nodes" => NODES,
         "configmaps" => CONFIGMAPS,
@@ -486,6 +494,21 @@ pub fn row_cells(resource: &str, obj: &Value, now: Timestamp) -> Vec<Value> {
         "jobs" => job_cells(obj, now),
         "cronjobs" => cron_job_cells(obj, now),
         "horizontalpodautoscalers" => hpa_cells(obj, now),
+        "componentstatuses" => {
+            // kubectl's words: Healthy, or Unhealthy with the error.
+            let c = arr(obj, &["conditions"])
+                .iter()
+                .find(|c| c["type"] == "Healthy")
+                .cloned()
+                .unwrap_or(Value::Null);
+            let healthy = c["status"] == "True";
+            vec![
+                name(obj),
+                if healthy { "Healthy" } else { "Unhealthy" }.into(),
+                c["message"].as_str().unwrap_or("").into(),
+                c["error"].as_str().unwrap_or("").into(),
+            ]
+        }
         "namespaces" => {
             // A namespace is created Active by the server's create strategy.
             let phase = or_default(s(obj, &["status", "phase"]), "Active");

@@ -14,6 +14,7 @@
 mod certificatesigningrequests;
 mod clusterrolebindings;
 mod clusterroles;
+mod componentstatuses;
 mod configmaps;
 mod cronjobs;
 mod customresourcedefinitions;
@@ -32,6 +33,7 @@ mod localsubjectaccessreviews;
 mod namespaces;
 mod nodemetrics;
 mod nodes;
+mod poddisruptionbudgets;
 mod podmetrics;
 mod pods;
 mod replicasets;
@@ -125,6 +127,7 @@ pub static ALL: &[&Kind] = &[
     &cronjobs::KIND,
     &horizontalpodautoscalers::KIND,
     &horizontalpodautoscalers_v1::KIND,
+    &poddisruptionbudgets::KIND,
     &ingresses::KIND,
     &ingressclasses::KIND,
     &endpointslices::KIND,
@@ -141,6 +144,7 @@ pub static ALL: &[&Kind] = &[
     &localsubjectaccessreviews::KIND,
     &selfsubjectrulesreviews::KIND,
     &certificatesigningrequests::KIND,
+    &componentstatuses::KIND,
     &nodemetrics::KIND,
     &podmetrics::KIND,
 ];
@@ -234,8 +238,8 @@ const REVIEW: Kind = Kind {
     on_create: OnCreate::AsGiven,
 };
 
-/// What the resource metrics kinds share: read from the scraped samples
-/// (`apiserver::resource_metrics`), never written or stored.
+/// What the resource metrics kinds share (and ComponentStatus): worked out
+/// when read, never written or stored.
 const RESOURCE_METRICS: Kind = Kind {
     openapi: |_| String::new(),
     ..REVIEW
@@ -272,6 +276,15 @@ const LOG: Subresource = Subresource {
     version: "v1",
     kind: "Pod",
     verbs: &["get"],
+};
+
+/// `pods/eviction`: a delete that respects disruption budgets.
+const EVICTION: Subresource = Subresource {
+    name: "eviction",
+    group: "policy",
+    version: "v1",
+    kind: "Eviction",
+    verbs: &["create"],
 };
 
 /// `pods/exec`.
