@@ -704,6 +704,83 @@ pub fn default_node(node: &mut Node) {
     }
 }
 
+/// HorizontalPodAutoscaler (autoscaling/v2): one replica at least, CPU at
+/// 80 % when no metric is named, and a `behavior` given only in part
+/// filled in with the controller's defaults (Kubernetes' v2 defaulting).
+pub fn default_horizontal_pod_autoscaler(
+    hpa: &mut k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler,
+) {
+    use k8s_openapi::api::autoscaling::v2::{MetricSpec, MetricTarget, ResourceMetricSource};
+    let spec = hpa.spec.get_or_insert_with(Default::default);
+    spec.min_replicas.get_or_insert(1);
+    if spec.metrics.as_ref().is_none_or(Vec::is_empty) {
+        spec.metrics = Some(vec![MetricSpec {
+            type_: "Resource".into(),
+            resource: Some(ResourceMetricSource {
+                name: "cpu".into(),
+                target: MetricTarget {
+                    type_: "Utilization".into(),
+                    average_utilization: Some(80),
+                    ..Default::default()
+                },
+            }),
+            ..Default::default()
+        }]);
+    }
+    if let Some(b) = spec.behavior.as_mut() {
+        let up = b.scale_up.get_or_insert_with(Default::default);
+        fill_scaling_rules(up, &HPA_SCALE_UP);
+        let down = b.scale_down.get_or_insert_with(Default::default);
+        fill_scaling_rules(down, &HPA_SCALE_DOWN);
+    }
+}
+
+/// The defaults of one direction's scaling rules: stabilization window,
+/// and policies as (type, value, period seconds).
+pub struct ScalingDefaults {
+    /// Seconds of recommendations looked back over.
+    pub stabilization_window_seconds: i32,
+    /// The policies.
+    pub policies: &'static [(&'static str, i32, i32)],
+}
+
+/// Scaling up: at once, by 4 pods or 100 % per 15 s, whichever is more.
+pub const HPA_SCALE_UP: ScalingDefaults = ScalingDefaults {
+    stabilization_window_seconds: 0,
+    policies: &[("Pods", 4, 15), ("Percent", 100, 15)],
+};
+
+/// Scaling down: after 5 minutes of lower recommendations, by up to 100 %
+/// per 15 s.
+pub const HPA_SCALE_DOWN: ScalingDefaults = ScalingDefaults {
+    stabilization_window_seconds: 300,
+    policies: &[("Percent", 100, 15)],
+};
+
+fn fill_scaling_rules(
+    rules: &mut k8s_openapi::api::autoscaling::v2::HPAScalingRules,
+    defaults: &ScalingDefaults,
+) {
+    use k8s_openapi::api::autoscaling::v2::HPAScalingPolicy;
+    rules
+        .stabilization_window_seconds
+        .get_or_insert(defaults.stabilization_window_seconds);
+    rules.select_policy.get_or_insert_with(|| "Max".into());
+    if rules.policies.is_none() {
+        rules.policies = Some(
+            defaults
+                .policies
+                .iter()
+                .map(|(t, v, p)| HPAScalingPolicy {
+                    type_: t.to_string(),
+                    value: *v,
+                    period_seconds: *p,
+                })
+                .collect(),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -963,82 +1040,5 @@ mod tests {
         let labels = spec.template.metadata.unwrap().labels.unwrap();
         assert_eq!(labels["job-name"], "pi");
         assert_eq!(labels["controller-uid"], "u-1");
-    }
-}
-
-/// HorizontalPodAutoscaler (autoscaling/v2): one replica at least, CPU at
-/// 80 % when no metric is named, and a `behavior` given only in part
-/// filled in with the controller's defaults (Kubernetes' v2 defaulting).
-pub fn default_horizontal_pod_autoscaler(
-    hpa: &mut k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler,
-) {
-    use k8s_openapi::api::autoscaling::v2::{MetricSpec, MetricTarget, ResourceMetricSource};
-    let spec = hpa.spec.get_or_insert_with(Default::default);
-    spec.min_replicas.get_or_insert(1);
-    if spec.metrics.as_ref().is_none_or(Vec::is_empty) {
-        spec.metrics = Some(vec![MetricSpec {
-            type_: "Resource".into(),
-            resource: Some(ResourceMetricSource {
-                name: "cpu".into(),
-                target: MetricTarget {
-                    type_: "Utilization".into(),
-                    average_utilization: Some(80),
-                    ..Default::default()
-                },
-            }),
-            ..Default::default()
-        }]);
-    }
-    if let Some(b) = spec.behavior.as_mut() {
-        let up = b.scale_up.get_or_insert_with(Default::default);
-        fill_scaling_rules(up, &HPA_SCALE_UP);
-        let down = b.scale_down.get_or_insert_with(Default::default);
-        fill_scaling_rules(down, &HPA_SCALE_DOWN);
-    }
-}
-
-/// The defaults of one direction's scaling rules: stabilization window,
-/// and policies as (type, value, period seconds).
-pub struct ScalingDefaults {
-    /// Seconds of recommendations looked back over.
-    pub stabilization_window_seconds: i32,
-    /// The policies.
-    pub policies: &'static [(&'static str, i32, i32)],
-}
-
-/// Scaling up: at once, by 4 pods or 100 % per 15 s, whichever is more.
-pub const HPA_SCALE_UP: ScalingDefaults = ScalingDefaults {
-    stabilization_window_seconds: 0,
-    policies: &[("Pods", 4, 15), ("Percent", 100, 15)],
-};
-
-/// Scaling down: after 5 minutes of lower recommendations, by up to 100 %
-/// per 15 s.
-pub const HPA_SCALE_DOWN: ScalingDefaults = ScalingDefaults {
-    stabilization_window_seconds: 300,
-    policies: &[("Percent", 100, 15)],
-};
-
-fn fill_scaling_rules(
-    rules: &mut k8s_openapi::api::autoscaling::v2::HPAScalingRules,
-    defaults: &ScalingDefaults,
-) {
-    use k8s_openapi::api::autoscaling::v2::HPAScalingPolicy;
-    rules
-        .stabilization_window_seconds
-        .get_or_insert(defaults.stabilization_window_seconds);
-    rules.select_policy.get_or_insert_with(|| "Max".into());
-    if rules.policies.is_none() {
-        rules.policies = Some(
-            defaults
-                .policies
-                .iter()
-                .map(|(t, v, p)| HPAScalingPolicy {
-                    type_: t.to_string(),
-                    value: *v,
-                    period_seconds: *p,
-                })
-                .collect(),
-        );
     }
 }
