@@ -1701,6 +1701,9 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         name_prefix: args.name_prefix.clone(),
         labels,
         first_index: args.first_index,
+        // Each serves its kubelet endpoint (resource metrics) to the API
+        // server, which shows a certificate of this CA.
+        client_ca_pem: cluster_ca(&args.kubeconfig).ok(),
         ..Default::default()
     };
     if let Some(every) = args.heartbeat_interval {

@@ -156,3 +156,45 @@ spec:
         .iter()
         .any(|p| p["podRef"]["name"] == "burn"));
 }
+
+/// Hollow nodes serve synthetic use (as much as their pods' annotations
+/// say) on their kubelet endpoints: the pipeline runs at scale without
+/// Docker, and the autoscaler can be driven from a manifest.
+#[test]
+fn hollow_nodes_report_synthetic_use() {
+    let c = Cluster::start();
+    let _nodes = c.hollow_nodes(2, "top-", &[]);
+    c.apply(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: steady}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: steady}}
+  template:
+    metadata:
+      labels: {app: steady}
+      annotations:
+        hollow.kedge.io/cpu-millicores: "250"
+        hollow.kedge.io/memory-bytes: "104857600"
+    spec:
+      containers: [{name: app, image: kedge-test/none}]
+"#,
+    );
+    let mut rows = Vec::new();
+    assert!(
+        eventually(WAIT, || {
+            rows = top_pods(&c, &["-l", "app=steady"]);
+            rows.len() == 2
+        }),
+        "no metrics for hollow pods: {:?}",
+        c.kubectl_output(&["top", "pod"])
+    );
+    for (name, millicores, mib) in &rows {
+        assert!((240..=260).contains(millicores), "{name}: {millicores}m");
+        assert_eq!(*mib, 100, "{name}");
+    }
+    let nodes = c.kubectl(&["top", "node", "--no-headers"]);
+    assert_eq!(nodes.lines().count(), 2, "{nodes}");
+}

@@ -4,7 +4,9 @@
 //! kubemark does for scale tests.
 //!
 //! Hollow node `i` is named `<prefix><i>`, has InternalIP `127.0.0.(10+i)`
-//! (an address nothing listens on and nothing contacts) and podCIDR
+//! (a loopback address, where it serves its kubelet endpoint on a port the
+//! kernel picks, given the cluster CA: the API server scrapes its
+//! synthetic resource use there) and podCIDR
 //! `10.244.<i>.0/24` (past 255 nodes the second octet grows: 10.245.0.0/24
 //! is node 256). All of them share one API client and one pod watch; each
 //! costs a few tasks, never a thread.
@@ -47,6 +49,9 @@ pub struct HollowOptions {
     pub pod_sync: PodSyncSettings,
     /// Time between starting a container and it running.
     pub container_start_delay: Duration,
+    /// The cluster CA (PEM): with it each node serves its kubelet
+    /// endpoint to clients it signed (the API server).
+    pub client_ca_pem: Option<String>,
 }
 
 impl Default for HollowOptions {
@@ -63,6 +68,7 @@ impl Default for HollowOptions {
             lease_renew_interval: Duration::from_secs(10),
             pod_sync: PodSyncSettings::default(),
             container_start_delay: Duration::ZERO,
+            client_ca_pem: None,
         }
     }
 }
@@ -81,8 +87,14 @@ pub fn pod_cidr(index: usize) -> Option<(Ipv4Addr, u8)> {
     Some((Ipv4Addr::new(10, second, (index % 256) as u8, 0), 24))
 }
 
-/// The agent of hollow node `index`, built from `opts`.
-pub fn kubelet(client: kube::Client, opts: &HollowOptions, index: usize) -> Kubelet {
+/// The agent of hollow node `index`, built from `opts`, its endpoint on
+/// `kubelet_port` when it serves one.
+pub fn kubelet(
+    client: kube::Client,
+    opts: &HollowOptions,
+    index: usize,
+    kubelet_port: Option<u16>,
+) -> Kubelet {
     let name = format!("{}{index}", opts.name_prefix);
     let cidr = pod_cidr(index);
     let mut config = NodeConfig::new(name, IpAddr::V4(internal_ip(index)));
@@ -99,6 +111,9 @@ pub fn kubelet(client: kube::Client, opts: &HollowOptions, index: usize) -> Kube
     config.status_update_interval = opts.status_update_interval;
     config.lease_renew_interval = opts.lease_renew_interval;
     config.os_image = "kedge hollow node".to_string();
+    if let Some(port) = kubelet_port {
+        config.kubelet_port = i32::from(port);
+    }
     let runtime = FakeRuntime::new(FakeRuntimeOptions {
         start_delay: opts.container_start_delay,
         pod_cidr: cidr,
@@ -106,11 +121,48 @@ pub fn kubelet(client: kube::Client, opts: &HollowOptions, index: usize) -> Kube
     Kubelet::new(client, config, runtime, opts.pod_sync.clone())
 }
 
+/// The kubelet endpoint of hollow node `index`: a listener on its
+/// loopback address and a certificate for it.
+async fn endpoint(
+    opts: &HollowOptions,
+    index: usize,
+) -> Option<(tokio::net::TcpListener, crate::server::ServerTls)> {
+    let ca = opts.client_ca_pem.as_ref()?;
+    let ip = internal_ip(index);
+    let name = format!("{}{index}", opts.name_prefix);
+    let served = async {
+        let listener = tokio::net::TcpListener::bind((ip, 0))
+            .await
+            .map_err(|e| e.to_string())?;
+        let tls = crate::server::ServerTls::self_signed(&name, &[IpAddr::V4(ip)], ca)
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((listener, tls))
+    };
+    match served.await {
+        Ok(found) => Some(found),
+        Err(e) => {
+            tracing::warn!(node = %name, error = %e, "the hollow node serves no kubelet endpoint");
+            None
+        }
+    }
+}
+
 /// Run the hollow nodes until the future is dropped.
 pub async fn run(client: kube::Client, opts: HollowOptions) {
-    let kubelets: Vec<Kubelet> = (opts.first_index..opts.first_index + opts.count)
-        .map(|i| kubelet(client.clone(), &opts, i))
-        .collect();
+    let mut kubelets = Vec::new();
+    let mut endpoints = Vec::new();
+    for i in opts.first_index..opts.first_index + opts.count {
+        let served = endpoint(&opts, i).await;
+        let port = served
+            .as_ref()
+            .and_then(|(l, _)| l.local_addr().ok())
+            .map(|a| a.port());
+        let k = kubelet(client.clone(), &opts, i, port);
+        if let Some((listener, tls)) = served {
+            endpoints.push(crate::server::serve(listener, tls, k.pod_workers().clone()));
+        }
+        kubelets.push(k);
+    }
     let nodes: source::NodeSet = kubelets
         .iter()
         .map(|k| (k.name().to_string(), k.pod_workers().clone()))
@@ -118,6 +170,7 @@ pub async fn run(client: kube::Client, opts: HollowOptions) {
     tracing::info!(count = kubelets.len(), prefix = %opts.name_prefix, "starting hollow nodes");
     tokio::join!(
         join_all(kubelets.iter().map(Kubelet::run_node)),
+        join_all(endpoints),
         source::watch_pods(client, Arc::new(nodes)),
     );
 }

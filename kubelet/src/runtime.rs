@@ -422,6 +422,12 @@ pub trait Runtime: Send + Sync + 'static {
         Box::pin(async { Ok(Vec::new()) })
     }
 
+    /// What the node as a whole uses (the root cgroup's view): the
+    /// machine's `/proc`, unless the runtime stands in for a machine.
+    fn node_stats(&self) -> Option<crate::stats::NodeStats> {
+        crate::stats::NodeStats::read()
+    }
+
     /// The container's output (`kubectl logs`).
     fn container_logs<'a>(
         &'a self,

@@ -101,7 +101,7 @@ impl Sample {
             }
         };
         Sample {
-            node: NodeStats::read(),
+            node: runtime.node_stats(),
             containers,
         }
     }

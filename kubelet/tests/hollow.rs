@@ -337,6 +337,7 @@ async fn pods_gone_from_the_api_leave_the_runtime() {
         c.client.clone(),
         &HollowOptions::default(),
         7,
+        None,
     ));
     let runtime = kubelet.pod_workers().runtime().clone();
     tokio::spawn({

@@ -17,6 +17,12 @@
 //!   exit then (or when their time is up, whichever is later); removing it
 //!   before then cancels the exit.
 //!
+//! - `hollow.kedge.io/cpu-millicores: "N"` and
+//!   `hollow.kedge.io/memory-bytes: "N"`: what each app container reports
+//!   using (`/metrics/resource`, `kubectl top`, the autoscaler); without
+//!   them a small steady use derived from the container id (1–20m CPU,
+//!   8–40 MiB), so scale runs exercise the resource metrics.
+//!
 //! A stopped container reports exit code 0 (`Completed`), as a process that
 //! handles SIGTERM does.
 //!
@@ -47,6 +53,15 @@ pub const EXIT_CODE_ANNOTATION: &str = "hollow.kedge.io/exit-code";
 /// ... after running this many seconds (default 0).
 pub const EXIT_AFTER_ANNOTATION: &str = "hollow.kedge.io/exit-after-seconds";
 
+/// Each app container reports using this much CPU.
+pub const CPU_ANNOTATION: &str = "hollow.kedge.io/cpu-millicores";
+/// ... and this much memory (its working set).
+pub const MEMORY_ANNOTATION: &str = "hollow.kedge.io/memory-bytes";
+
+/// What a hollow node's own processes use besides its pods.
+const NODE_BASE_MILLICORES: f64 = 100.0;
+const NODE_BASE_MEMORY: u64 = 512 << 20;
+
 /// Ids are unique across every fake runtime of the process, so containers
 /// of many hollow nodes never collide in logs.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -66,6 +81,8 @@ pub struct FakeRuntime {
     options: FakeRuntimeOptions,
     state: Mutex<State>,
     events: broadcast::Sender<PodLifecycleEvent>,
+    /// When it was made: the hollow node's boot.
+    started: Timestamp,
 }
 
 #[derive(Default)]
@@ -251,6 +268,23 @@ impl Container {
     }
 }
 
+/// What a container reports using: (millicores, bytes), from the pod's
+/// annotations or derived from its id.
+fn synthetic_usage(id: &str, annotations: &BTreeMap<String, String>) -> (f64, u64) {
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let millicores = annotations
+        .get(CPU_ANNOTATION)
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(1.0 + (hash % 20) as f64);
+    let memory = annotations
+        .get(MEMORY_ANNOTATION)
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or((8 << 20) + (hash >> 8) % (32 << 20));
+    (millicores, memory)
+}
+
 fn exit_plan(annotations: &BTreeMap<String, String>) -> Option<ExitPlan> {
     let code = annotations.get(EXIT_CODE_ANNOTATION)?.trim().parse().ok()?;
     let after = annotations
@@ -298,6 +332,7 @@ impl FakeRuntime {
             options,
             state: Mutex::new(State::default()),
             events,
+            started: Timestamp::now(),
         })
     }
 
@@ -559,6 +594,66 @@ impl Runtime for FakeRuntime {
             })
             .collect();
         futures::future::ready(Ok(list)).boxed()
+    }
+
+    fn list_container_stats(&self) -> BoxFuture<'_, Result<Vec<super::ContainerStats>>> {
+        let now = Timestamp::now();
+        let state = self.state.lock();
+        let stats = state
+            .containers
+            .iter()
+            .filter_map(|(id, c)| {
+                let ContainerState::Running { started_at } = c.state(now) else {
+                    return None;
+                };
+                let sandbox = state.sandboxes.get(&c.sandbox_id)?;
+                let (millicores, memory) = synthetic_usage(id, &sandbox.config.annotations);
+                let seconds = now.duration_since(started_at).as_secs_f64().max(0.0);
+                Some(super::ContainerStats {
+                    id: id.clone(),
+                    name: c.config.name.clone(),
+                    pod_uid: c.pod_uid.clone(),
+                    pod_name: sandbox.config.name.clone(),
+                    pod_namespace: sandbox.config.namespace.clone(),
+                    started_at: Some(started_at),
+                    timestamp: now,
+                    cpu_seconds: seconds * millicores / 1000.0,
+                    memory_usage_bytes: memory,
+                    memory_working_set_bytes: memory,
+                    memory_rss_bytes: Some(memory),
+                })
+            })
+            .collect();
+        futures::future::ready(Ok(stats)).boxed()
+    }
+
+    fn node_stats(&self) -> Option<crate::stats::NodeStats> {
+        // The node "booted" with the runtime; it uses a base load and what
+        // its containers use.
+        let now = Timestamp::now();
+        let state = self.state.lock();
+        let mut millicores = NODE_BASE_MILLICORES;
+        let mut memory = NODE_BASE_MEMORY;
+        for (id, c) in &state.containers {
+            if let (ContainerState::Running { .. }, Some(sandbox)) =
+                (c.state(now), state.sandboxes.get(&c.sandbox_id))
+            {
+                let (m, bytes) = synthetic_usage(id, &sandbox.config.annotations);
+                millicores += m;
+                memory += bytes;
+            }
+        }
+        let up = now.duration_since(self.started).as_secs_f64().max(0.0);
+        Some(crate::stats::NodeStats {
+            timestamp: now,
+            start_time: Some(self.started),
+            // A steady rate of the current load since boot: rates between
+            // samples come out as the current load.
+            cpu_seconds: up * millicores / 1000.0,
+            memory_total_bytes: 16 << 30,
+            memory_usage_bytes: memory,
+            memory_working_set_bytes: memory,
+        })
     }
 
     fn create_container<'a>(
