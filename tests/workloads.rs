@@ -543,3 +543,96 @@ spec:
     c.kubectl(&["uncordon", "drain-a-0"]);
     drop(second);
 }
+
+/// ResourceQuota and LimitRange as the tutorials use them: a namespace
+/// allowed two pods refuses the third with kube-apiserver's message; a
+/// LimitRange fills in requests and limits and refuses a container above
+/// its maximum; a quota on requests refuses a pod that asks for none.
+#[test]
+fn quotas_and_limit_ranges_admit_pods() {
+    let c = Cluster::start();
+    c.kubectl(&["create", "namespace", "team"]);
+    c.apply(
+        r#"
+apiVersion: v1
+kind: ResourceQuota
+metadata: {name: two-pods, namespace: team}
+spec:
+  hard: {pods: "2", requests.cpu: "1"}
+---
+apiVersion: v1
+kind: LimitRange
+metadata: {name: defaults, namespace: team}
+spec:
+  limits:
+  - type: Container
+    default: {cpu: 200m, memory: 64Mi}
+    defaultRequest: {cpu: 100m}
+    max: {cpu: "1"}
+"#,
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || c.kubectl(&[
+            "-n",
+            "team",
+            "get",
+            "quota",
+            "two-pods",
+            "-o",
+            "jsonpath={.status.hard.pods}"
+        ]) == "2"),
+        "the quota controller did not publish the quota"
+    );
+    let pod = |name: &str, cpu_limit: Option<&str>| {
+        let resources = cpu_limit
+            .map(|l| format!(", resources: {{limits: {{cpu: \"{l}\"}}}}"))
+            .unwrap_or_default();
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: team}}\nspec:\n  containers: [{{name: c, image: kedge-test/none{resources}}}]\n"
+        )
+    };
+    c.apply(&pod("one", None));
+    // The LimitRange's defaults, as the pod is stored.
+    let resources = c.kubectl(&[
+        "-n",
+        "team",
+        "get",
+        "pod",
+        "one",
+        "-o",
+        "jsonpath={.spec.containers[0].resources}",
+    ]);
+    let resources: serde_json::Value = serde_json::from_str(&resources).unwrap();
+    assert_eq!(resources["requests"]["cpu"], "100m", "{resources}");
+    assert_eq!(resources["limits"]["cpu"], "200m", "{resources}");
+    assert_eq!(resources["limits"]["memory"], "64Mi", "{resources}");
+    // Above the LimitRange's maximum.
+    let big = write(&c, "big.yaml", &pod("big", Some("2")));
+    let refused = c.kubectl_fails(&["apply", "-f", &big]);
+    assert!(
+        refused.contains(
+            "pods \"big\" is forbidden: maximum cpu usage per Container is 1, but limit is 2"
+        ),
+        "{refused}"
+    );
+    c.apply(&pod("two", None));
+    let third = write(&c, "three.yaml", &pod("three", None));
+    let refused = c.kubectl_fails(&["apply", "-f", &third]);
+    assert!(
+        refused.contains(
+            "pods \"three\" is forbidden: exceeded quota: two-pods, requested: pods=1, used: pods=2, limited: pods=2"
+        ),
+        "{refused}"
+    );
+    let row = c.kubectl(&["-n", "team", "get", "quota", "two-pods", "--no-headers"]);
+    assert!(
+        row.contains("pods: 2/2") && row.contains("requests.cpu: 200m/1"),
+        "{row}"
+    );
+    // Deleting a pod gives its share back.
+    c.kubectl(&["-n", "team", "delete", "pod", "one", "--wait=false"]);
+    assert!(eventually(Duration::from_secs(60), || c
+        .kubectl_output(&["apply", "-f", &third])
+        .status
+        .success()));
+}

@@ -204,6 +204,22 @@ pub const JOB: Typed = typed!(
     update_job
 );
 
+/// ResourceQuota (v1).
+pub const RESOURCE_QUOTA: Typed = typed!(
+    core::ResourceQuota,
+    nothing,
+    validation::validate_resource_quota,
+    no_update
+);
+
+/// LimitRange (v1).
+pub const LIMIT_RANGE: Typed = typed!(
+    core::LimitRange,
+    nothing,
+    validation::validate_limit_range,
+    no_update
+);
+
 /// PodDisruptionBudget (policy/v1).
 pub const POD_DISRUPTION_BUDGET: Typed = typed!(
     k8s_openapi::api::policy::v1::PodDisruptionBudget,

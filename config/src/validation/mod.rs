@@ -20,6 +20,7 @@ mod meta;
 mod networking;
 mod pod;
 mod policy;
+mod quota;
 mod rbac;
 mod strings;
 
@@ -45,6 +46,7 @@ pub use self::pod::{
     validate_pod, validate_pod_spec, validate_pod_template_spec, validate_resources,
 };
 pub use self::policy::validate_pod_disruption_budget;
+pub use self::quota::{validate_limit_range, validate_resource_quota};
 pub use self::rbac::{
     default_subjects, validate_binding_update, validate_cluster_role,
     validate_cluster_role_binding, validate_role, validate_role_binding,

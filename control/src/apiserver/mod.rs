@@ -1,6 +1,7 @@
 //! The API server: Kubernetes REST over HTTPS, the only component that
 //! touches the store.
 
+pub mod admission;
 mod allocator;
 mod auth;
 mod codec;

@@ -539,7 +539,15 @@ fn create_inner(
         }
     }
     certificates::prepare_create(req, &mut obj);
+    let is_pod = r.group.is_empty() && r.plural == "pods";
+    let namespace = req.namespace.clone().unwrap_or_default();
+    if is_pod {
+        super::admission::limitranger::default_pod(state, &namespace, &mut obj);
+    }
     let mut obj = admit(state, r, &name, obj, None, q)?;
+    if is_pod {
+        super::admission::limitranger::check_pod(state, &namespace, &name, &obj)?;
+    }
     authorize_write(state, req, &name, Some(&obj), None)?;
     check_namespace_open(state, r, req.namespace.as_deref())?;
     check_definition_open(state, r)?;
@@ -558,6 +566,10 @@ fn create_inner(
     let key = r.key(req.namespace.as_deref(), &name);
     let addresses = service_addresses(state, r, &key);
     prepare(state, r, addresses.as_ref().map(|a| &a.1), &mut obj, None)?;
+    if r.namespaced {
+        let dry_run = q.get("dryRun") == Some("All");
+        super::admission::resourcequota::charge(state, r, &namespace, &name, &obj, dry_run)?;
+    }
     if q.get("dryRun") == Some("All") {
         return Ok(Outcome {
             code: 201,

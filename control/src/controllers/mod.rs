@@ -24,6 +24,7 @@ pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod podautoscaler;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod rootcacertpublisher;
 pub mod serviceaccount;
 pub mod statefulset;
@@ -190,6 +191,7 @@ pub async fn run_all(ctx: Arc<Context>) {
         async { statefulset::run(ctx.controller("statefulset-controller").await).await },
         async { podautoscaler::run(ctx.controller("horizontal-pod-autoscaler").await).await },
         async { disruption::run(ctx.controller("disruption-controller").await).await },
+        async { resourcequota::run(ctx.controller("resourcequota-controller").await).await },
         async { serviceaccount::run(ctx.controller("service-account-controller").await).await },
         async {
             clusterroleaggregation::run(ctx.controller("clusterrole-aggregation-controller").await)

@@ -174,6 +174,13 @@ const HORIZONTALPODAUTOSCALERS: &[Col] = &[
     AGE,
 ];
 
+const RESOURCEQUOTAS: &[Col] = &[
+    NAME,
+    AGE,
+    col("Request", "string", "Request represents a minimum amount of cpu/memory that a container may consume."),
+    col("Limit", "string", "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node."),
+];
+
 const COMPONENTSTATUSES: &[Col] = &[
     NAME,
     col("Status", "string", "Status of the component conditions"),
@@ -443,6 +450,7 @@ fn columns(resource: &str) -> &'static [Col] {
         "cronjobs" => CRONJOBS,
         "horizontalpodautoscalers" => HORIZONTALPODAUTOSCALERS,
         "componentstatuses" => COMPONENTSTATUSES,
+        "resourcequotas" => RESOURCEQUOTAS,
         "namespaces" => NAMESPACES,
         "nodes" => NODES,
         "configmaps" => CONFIGMAPS,
@@ -494,6 +502,27 @@ pub fn row_cells(resource: &str, obj: &Value, now: Timestamp) -> Vec<Value> {
         "jobs" => job_cells(obj, now),
         "cronjobs" => cron_job_cells(obj, now),
         "horizontalpodautoscalers" => hpa_cells(obj, now),
+        "resourcequotas" => {
+            // `used/hard` per resource, limits apart, as kubectl shows.
+            let hard = get(obj, &["status", "hard"]).and_then(Value::as_object);
+            let used = get(obj, &["status", "used"]);
+            let (mut request, mut limit) = (Vec::new(), Vec::new());
+            for (k, h) in hard.into_iter().flatten() {
+                let u = used.and_then(|u| u[k].as_str()).unwrap_or("0");
+                let cell = format!("{k}: {u}/{}", h.as_str().unwrap_or(""));
+                if k.starts_with("limits.") {
+                    limit.push(cell);
+                } else {
+                    request.push(cell);
+                }
+            }
+            vec![
+                name(obj),
+                age(obj, now),
+                request.join(", ").into(),
+                limit.join(", ").into(),
+            ]
+        }
         "componentstatuses" => {
             // kubectl's words: Healthy, or Unhealthy with the error.
             let c = arr(obj, &["conditions"])

@@ -29,6 +29,7 @@ mod ingressclasses;
 mod ingresses;
 mod jobs;
 mod leases;
+mod limitranges;
 mod localsubjectaccessreviews;
 mod namespaces;
 mod nodemetrics;
@@ -37,6 +38,7 @@ mod poddisruptionbudgets;
 mod podmetrics;
 mod pods;
 mod replicasets;
+mod resourcequotas;
 mod rolebindings;
 mod roles;
 mod secrets;
@@ -119,6 +121,8 @@ pub static ALL: &[&Kind] = &[
     &nodes::KIND,
     &events::KIND,
     &serviceaccounts::KIND,
+    &resourcequotas::KIND,
+    &limitranges::KIND,
     &deployments::KIND,
     &replicasets::KIND,
     &daemonsets::KIND,
