@@ -64,81 +64,107 @@ pub fn validate_limit_range(lr: &LimitRange) -> Vec<FieldError> {
         for m in [&item.min, &item.max, &item.default, &item.default_request] {
             names.extend(m.iter().flatten().map(|(k, _)| k.clone()));
         }
+        // Each bound no higher than the next, reported at `field`, in
+        // Kubernetes' words.
+        let order = [
+            (
+                &item.min,
+                "min value",
+                &item.max,
+                "max value",
+                "min",
+                &item.min,
+            ),
+            (
+                &item.default_request,
+                "default request value",
+                &item.max,
+                "max value",
+                "defaultRequest",
+                &item.default_request,
+            ),
+            (
+                &item.default,
+                "default value",
+                &item.max,
+                "max value",
+                "default",
+                &item.default,
+            ),
+            (
+                &item.min,
+                "min value",
+                &item.default_request,
+                "default request value",
+                "defaultRequest",
+                &item.default_request,
+            ),
+            (
+                &item.default_request,
+                "default request value",
+                &item.default,
+                "default limit value",
+                "defaultRequest",
+                &item.default_request,
+            ),
+        ];
         for k in names {
-            let (min, max) = (get(&item.min, &k), get(&item.max, &k));
-            let (default, request) = (get(&item.default, &k), get(&item.default_request, &k));
             let text = |m: &Option<std::collections::BTreeMap<String, Quantity>>| {
                 m.as_ref()
                     .and_then(|m| m.get(&k))
                     .map(|q| q.0.clone())
                     .unwrap_or_default()
             };
-            if let (Some(min), Some(max)) = (min, max) {
-                if min > max {
-                    errs.push(FieldError::invalid_str(
-                        format!("{path}.min[{k}]"),
-                        &text(&item.min),
-                        format!(
-                            "min value {} is greater than max value {}",
-                            text(&item.min),
-                            text(&item.max)
-                        ),
-                    ));
-                }
-            }
-            if let (Some(request), Some(max)) = (request, max) {
-                if request > max {
-                    errs.push(FieldError::invalid_str(
-                        format!("{path}.defaultRequest[{k}]"),
-                        &text(&item.default_request),
-                        format!(
-                            "default request value {} is greater than max value {}",
-                            text(&item.default_request),
-                            text(&item.max)
-                        ),
-                    ));
-                }
-            }
-            if let (Some(default), Some(max)) = (default, max) {
-                if default > max {
-                    errs.push(FieldError::invalid_str(
-                        format!("{path}.default[{k}]"),
-                        &text(&item.default),
-                        format!(
-                            "default value {} is greater than max value {}",
-                            text(&item.default),
-                            text(&item.max)
-                        ),
-                    ));
-                }
-            }
-            if let (Some(min), Some(request)) = (min, request) {
-                if min > request {
-                    errs.push(FieldError::invalid_str(
-                        format!("{path}.defaultRequest[{k}]"),
-                        &text(&item.default_request),
-                        format!(
-                            "min value {} is greater than default request value {}",
-                            text(&item.min),
-                            text(&item.default_request)
-                        ),
-                    ));
-                }
-            }
-            if let (Some(request), Some(default)) = (request, default) {
-                if request > default {
-                    errs.push(FieldError::invalid_str(
-                        format!("{path}.defaultRequest[{k}]"),
-                        &text(&item.default_request),
-                        format!(
-                            "default request value {} is greater than default limit value {}",
-                            text(&item.default_request),
-                            text(&item.default)
-                        ),
-                    ));
+            for (low, low_name, high, high_name, field, shown) in order {
+                if let (Some(l), Some(h)) = (get(low, &k), get(high, &k)) {
+                    if l > h {
+                        errs.push(FieldError::invalid_str(
+                            format!("{path}.{field}[{k}]"),
+                            &text(shown),
+                            format!(
+                                "{low_name} {} is greater than {high_name} {}",
+                                text(low),
+                                text(high)
+                            ),
+                        ));
+                    }
                 }
             }
         }
     }
     errs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_range_bounds_are_in_order() {
+        let lr: LimitRange = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "l"},
+            "spec": {"limits": [{"type": "Container", "min": {"cpu": "2"}, "max": {"cpu": "1"}, "defaultRequest": {"cpu": "500m"}}]},
+        }))
+        .unwrap();
+        let errs: Vec<String> = validate_limit_range(&lr)
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert!(
+            errs.iter().any(|e| e.contains("spec.limits[0].min[cpu]")
+                && e.contains("min value 2 is greater than max value 1")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("spec.limits[0].defaultRequest[cpu]")
+                    && e.contains("min value 2 is greater than default request value 500m")),
+            "{errs:?}"
+        );
+        let bad: LimitRange = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "l"}, "spec": {"limits": [{"type": "Node"}]},
+        }))
+        .unwrap();
+        assert_eq!(validate_limit_range(&bad).len(), 1);
+    }
 }
