@@ -462,6 +462,13 @@ spec:
     );
 }
 
+/// Whether the Node exists yet.
+fn node_exists(c: &Cluster, name: &str) -> bool {
+    c.kubectl_output(&["get", "node", name, "-o", "name"])
+        .status
+        .success()
+}
+
 /// `kubectl drain` as the tutorials run it before maintenance: three
 /// replicas on one node under a PodDisruptionBudget of `minAvailable: 2`
 /// are evicted one at a time — the budget refuses the others (429, which
@@ -470,9 +477,7 @@ spec:
 fn kubectl_drain_respects_a_disruption_budget() {
     let c = Cluster::start();
     let _first = c.hollow_nodes(1, "drain-a-", &[]);
-    assert!(eventually(WAIT, || c
-        .kubectl(&["get", "node", "drain-a-0", "-o", "name"])
-        .contains("drain-a-0")));
+    assert!(eventually(WAIT, || node_exists(&c, "drain-a-0")));
     c.apply(
         r#"
 apiVersion: apps/v1
@@ -508,9 +513,7 @@ spec:
     );
     // A second node for the replacements, then the drain of the first.
     let second = c.hollow_nodes(1, "drain-b-", &["--first-index", "1"]);
-    assert!(eventually(WAIT, || c
-        .kubectl(&["get", "node", "drain-b-1", "-o", "name"])
-        .contains("drain-b-1")));
+    assert!(eventually(WAIT, || node_exists(&c, "drain-b-1")));
 
     let out = c.kubectl_output(&[
         "drain",
