@@ -197,4 +197,14 @@ spec:
     }
     let nodes = c.kubectl(&["top", "node", "--no-headers"]);
     assert_eq!(nodes.lines().count(), 2, "{nodes}");
+    // `kubectl get` prints them with metrics-server's columns.
+    let table = c.kubectl(&["get", "podmetrics.metrics.k8s.io", "-l", "app=steady"]);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+    assert_eq!(header, ["NAME", "CPU", "MEMORY", "WINDOW"], "{table}");
+    for line in lines {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(f.get(2), Some(&"100Mi"), "{table}");
+        assert!(f.get(3).is_some_and(|w| w.ends_with('s')), "{table}");
+    }
 }

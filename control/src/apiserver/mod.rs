@@ -498,6 +498,28 @@ fn object_response(
     json_response(code, obj)
 }
 
+/// An object or list worked out when read (never stored), as JSON or,
+/// when asked, as a Table printed by `printer`.
+fn computed_response(printer: &str, found: &Value, accept: &Accept) -> Response<Body> {
+    if !accept.table {
+        return json_response(200, found);
+    }
+    let items = match found.get("items").and_then(Value::as_array) {
+        Some(items) => items.clone(),
+        None => vec![found.clone()],
+    };
+    let t = printers::table(
+        printers::Printer::of(printer, None),
+        &items,
+        "",
+        None,
+        &accept.include_object,
+        true,
+        jiff::Timestamp::now(),
+    );
+    json_response(200, &t)
+}
+
 /// Resource requests (the verbs on collections, objects and subresources)
 /// of an authenticated and authorized `user`.
 pub async fn handle_resource(
@@ -531,24 +553,7 @@ pub async fn handle_resource(
             )));
         }
         let found = componentstatus::get(state_ref, &rr)?;
-        let mut response = if accept.table {
-            let items = match found.get("items").and_then(Value::as_array) {
-                Some(items) => items.clone(),
-                None => vec![found.clone()],
-            };
-            let t = printers::table(
-                printers::Printer::of(r.plural, None),
-                &items,
-                "",
-                None,
-                &accept.include_object,
-                true,
-                jiff::Timestamp::now(),
-            );
-            json_response(200, &t)
-        } else {
-            json_response(200, &found)
-        };
+        let mut response = computed_response(r.plural, &found, &accept);
         response.headers_mut().insert(
             "Warning",
             hyper::header::HeaderValue::from_static(componentstatus::WARNING),
@@ -564,10 +569,8 @@ pub async fn handle_resource(
                 resource_metrics::GROUP
             )));
         }
-        return Ok(json_response(
-            200,
-            &resource_metrics::get(state_ref, &rr, &q)?,
-        ));
+        let found = resource_metrics::get(state_ref, &rr, &q)?;
+        return Ok(computed_response(r.singular, &found, &accept));
     }
     match (method, rr.name.is_some(), sub.as_deref()) {
         // === collections ===

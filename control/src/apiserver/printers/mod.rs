@@ -181,6 +181,17 @@ const RESOURCEQUOTAS: &[Col] = &[
     col("Limit", "string", "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node."),
 ];
 
+const RESOURCE_METRICS: &[Col] = &[
+    NAME,
+    col("CPU", "string", "CPU usage over the window"),
+    col("Memory", "string", "Working set memory"),
+    col(
+        "Window",
+        "string",
+        "The window the CPU usage is measured over",
+    ),
+];
+
 const COMPONENTSTATUSES: &[Col] = &[
     NAME,
     col("Status", "string", "Status of the component conditions"),
@@ -450,6 +461,9 @@ fn columns(resource: &str) -> &'static [Col] {
         "cronjobs" => CRONJOBS,
         "horizontalpodautoscalers" => HORIZONTALPODAUTOSCALERS,
         "componentstatuses" => COMPONENTSTATUSES,
+        // The resource metrics, by singular: their plurals are `pods` and
+        // `nodes`.
+        "podmetrics" | "nodemetrics" => RESOURCE_METRICS,
         "resourcequotas" => RESOURCEQUOTAS,
         "namespaces" => NAMESPACES,
         "nodes" => NODES,
@@ -521,6 +535,30 @@ pub fn row_cells(resource: &str, obj: &Value, now: Timestamp) -> Vec<Value> {
                 age(obj, now),
                 request.join(", ").into(),
                 limit.join(", ").into(),
+            ]
+        }
+        "podmetrics" | "nodemetrics" => {
+            // A pod's is its containers' summed.
+            let usages: Vec<&Value> = match get(obj, &["usage"]) {
+                Some(u) => vec![u],
+                None => arr(obj, &["containers"])
+                    .iter()
+                    .map(|c| &c["usage"])
+                    .collect(),
+            };
+            let sum = |resource: &str| -> i128 {
+                usages
+                    .iter()
+                    .filter_map(|u| u[resource].as_str())
+                    .filter_map(|q| kedge_config::quantity::parse_quantity(q).ok())
+                    .map(|q| q.as_nanos())
+                    .sum()
+            };
+            vec![
+                name(obj),
+                format!("{}m", sum("cpu") / 1_000_000).into(),
+                format!("{}Mi", sum("memory") / 1_000_000_000 / (1 << 20)).into(),
+                s(obj, &["window"]).into(),
             ]
         }
         "componentstatuses" => {
