@@ -185,9 +185,7 @@ spec:
   - {{name: c, image: {busybox}, imagePullPolicy: Never, command: [sleep, "3600"]}}
 "#
     );
-    let file = m1.dir.join("echo.yaml");
-    std::fs::write(&file, manifest).unwrap();
-    m1.kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    m1.apply("echo.yaml", &manifest);
     assert!(
         eventually(WAIT, || {
             let nodes: BTreeSet<String> = echo_pods(m1).into_iter().map(|p| p.1).collect();
@@ -458,9 +456,7 @@ fn a_second_control_plane_joins_behind_the_control_plane_endpoint() {
     let pod = format!(
         r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"after"}},"spec":{{"nodeSelector":{{"kubernetes.io/hostname":"m3"}},"containers":[{{"name":"c","image":"{busybox}","imagePullPolicy":"Never","command":["sleep","3600"]}}]}}}}"#
     );
-    let file = m2.dir.join("after.json");
-    std::fs::write(&file, pod).unwrap();
-    m2.kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    m2.apply("after.json", &pod);
     assert!(
         eventually(WAIT, || m2
             .kubectl(&["get", "pod", "after", "-o", "jsonpath={.status.phase}"])
@@ -523,9 +519,7 @@ spec:
   - {{name: c, image: {busybox}, imagePullPolicy: Never, command: [sleep, "3600"]}}
 "#
     );
-    let file = m1.dir.join("pods.yaml");
-    std::fs::write(&file, manifest).unwrap();
-    m1.kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    m1.apply("pods.yaml", &manifest);
     let ip_of = |pod: &str| {
         m1.kubectl(&["get", "pod", pod, "-o", "jsonpath={.status.podIP}"])
             .trim()

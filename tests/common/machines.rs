@@ -585,6 +585,14 @@ impl Machine {
         self.kedge("join", &args)
     }
 
+    /// `kubectl apply` of `manifest` (kept as `file` in the machine's
+    /// files) as this machine's admin.
+    pub fn apply(&self, file: &str, manifest: &str) {
+        let path = self.dir.join(file);
+        std::fs::write(&path, manifest).unwrap();
+        self.kubectl(&["apply", "-f", path.to_str().unwrap()]);
+    }
+
     /// `ip <args>` on this machine (success expected).
     pub fn ip(&self, args: &[&str]) {
         must("ip", &[&["-n", self.netns.as_str()], args].concat());
