@@ -639,3 +639,163 @@ spec:
         .status
         .success()));
 }
+
+/// The older tutorials' main controller, their manifest unchanged: a
+/// ReplicationController keeps three replicas, replaces a deleted pod,
+/// scales with `kubectl scale rc`, adopts a matching orphan, is scaled by
+/// a HorizontalPodAutoscaler through its scale subresource, refuses a
+/// selector its template does not carry, and takes its pods with it.
+#[test]
+fn a_replication_controller_keeps_its_replicas() {
+    let c = Cluster::start();
+    let _nodes = c.hollow_nodes(2, "rc-", &[]);
+    assert!(eventually(WAIT, || node_exists(&c, "rc-1")));
+    let manifest = r#"
+apiVersion: v1
+kind: ReplicationController
+metadata:
+  name: nginx
+spec:
+  replicas: 3
+  selector:
+    app: nginx
+  template:
+    metadata:
+      name: nginx
+      labels:
+        app: nginx
+      annotations:
+        hollow.kedge.io/cpu-millicores: "250"
+    spec:
+      containers:
+      - name: nginx
+        image: nginx
+        ports:
+        - containerPort: 80
+        resources:
+          requests: {cpu: 100m}
+"#;
+    c.apply(manifest);
+    assert!(
+        eventually(WAIT, || running_pods(&c, "app=nginx").len() == 3),
+        "{}",
+        c.kubectl(&["get", "rc,pods", "-o", "wide"])
+    );
+    assert!(
+        eventually(WAIT, || c
+            .kubectl(&["get", "rc", "nginx", "--no-headers"])
+            .split_whitespace()
+            .collect::<Vec<_>>()[1..4]
+            == ["3", "3", "3"]),
+        "{}",
+        c.kubectl(&["get", "rc", "nginx"])
+    );
+    let owner = c.kubectl(&[
+        "get", "pods", "-l", "app=nginx", "-o",
+        "jsonpath={.items[0].metadata.ownerReferences[0].apiVersion}/{.items[0].metadata.ownerReferences[0].kind}",
+    ]);
+    assert_eq!(owner, "v1/ReplicationController");
+
+    // A deleted pod is replaced.
+    let (victim, _) = running_pods(&c, "app=nginx")[0].clone();
+    c.kubectl(&["delete", "pod", &victim, "--wait=false"]);
+    assert!(eventually(WAIT, || {
+        let pods = running_pods(&c, "app=nginx");
+        pods.len() == 3 && pods.iter().all(|(p, _)| *p != victim)
+    }));
+
+    // Scale through the scale subresource.
+    let out = c.kubectl(&["scale", "rc", "nginx", "--replicas=5"]);
+    assert!(out.contains("scaled"), "{out}");
+    assert!(eventually(WAIT, || running_pods(&c, "app=nginx").len() == 5));
+    let described = c.kubectl(&["describe", "rc", "nginx"]);
+    assert!(described.contains("SuccessfulCreate"), "{described}");
+    assert!(described.contains("5 current / 5 desired"), "{described}");
+
+    // Deleted with --cascade=orphan it leaves its pods; created again it
+    // adopts them and removes the two beyond its three, creating none.
+    let before: Vec<String> = running_pods(&c, "app=nginx")
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    c.kubectl(&["delete", "rc", "nginx", "--cascade=orphan"]);
+    assert!(
+        eventually(WAIT, || c
+            .kubectl(&[
+                "get",
+                "pods",
+                "-l",
+                "app=nginx",
+                "-o",
+                "jsonpath={.items[*].metadata.ownerReferences}",
+            ])
+            .trim()
+            .is_empty()),
+        "{}",
+        c.kubectl(&["get", "pods", "-o", "yaml"])
+    );
+    assert_eq!(running_pods(&c, "app=nginx").len(), 5);
+    c.apply(manifest);
+    assert!(
+        eventually(WAIT, || {
+            let pods = running_pods(&c, "app=nginx");
+            pods.len() == 3 && pods.iter().all(|(p, _)| before.contains(p))
+        }),
+        "{}",
+        c.kubectl(&["get", "pods", "-l", "app=nginx"])
+    );
+
+    // An autoscaler drives it like any scalable workload: each pod uses
+    // 250% of its request, so it goes to its maximum.
+    c.kubectl(&[
+        "autoscale",
+        "rc",
+        "nginx",
+        "--min=1",
+        "--max=4",
+        "--cpu-percent=50",
+    ]);
+    assert!(
+        eventually(Duration::from_secs(120), || c.kubectl(&[
+            "get",
+            "rc",
+            "nginx",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ]) == "4"),
+        "{}",
+        c.kubectl(&["describe", "hpa", "nginx"])
+    );
+    assert!(eventually(WAIT, || running_pods(&c, "app=nginx").len() == 4));
+    c.kubectl(&["delete", "hpa", "nginx"]);
+
+    // A selector the template does not carry is refused with the field.
+    let out = c.apply_output(
+        r#"
+apiVersion: v1
+kind: ReplicationController
+metadata: {name: broken}
+spec:
+  selector: {app: other}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: nginx}]
+"#,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(
+            "spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"web\"}: `selector` does not match template `labels`"
+        ),
+        "{stderr}"
+    );
+
+    // Deleting it takes its pods.
+    c.kubectl(&["delete", "rc", "nginx"]);
+    assert!(eventually(WAIT, || c
+        .kubectl(&["get", "rc,pods", "-l", "app=nginx", "-o", "name"])
+        .trim()
+        .is_empty()));
+}

@@ -18,8 +18,8 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
     ClientIPConfig, Container, EmptyDirVolumeSource, Endpoints, HTTPGetAction, LifecycleHandler,
     Namespace, NamespaceSpec, NamespaceStatus, Node, PersistentVolumeClaim, Pod,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Secret, Service,
-    SessionAffinityConfig, Toleration, Volume,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ReplicationController,
+    ResourceRequirements, Secret, Service, SessionAffinityConfig, Toleration, Volume,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
@@ -458,6 +458,29 @@ pub fn default_deployment(d: &mut Deployment) {
 /// `SetDefaults_ReplicaSet`: replicas 1, and the template's pod spec defaults.
 pub fn default_replica_set(rs: &mut ReplicaSet) {
     let spec = rs.spec.get_or_insert_with(Default::default);
+    spec.replicas.get_or_insert(1);
+    if let Some(t) = &mut spec.template {
+        default_pod_template_spec(t);
+    }
+}
+
+/// `SetDefaults_ReplicationController`: the selector and the object's
+/// labels come from the template's labels when empty; replicas 1.
+pub fn default_replication_controller(rc: &mut ReplicationController) {
+    let spec = rc.spec.get_or_insert_with(Default::default);
+    let labels = spec
+        .template
+        .as_ref()
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.labels.clone());
+    if let Some(labels) = labels {
+        if spec.selector.as_ref().is_none_or(BTreeMap::is_empty) {
+            spec.selector = Some(labels.clone());
+        }
+        if rc.metadata.labels.as_ref().is_none_or(BTreeMap::is_empty) {
+            rc.metadata.labels = Some(labels);
+        }
+    }
     spec.replicas.get_or_insert(1);
     if let Some(t) = &mut spec.template {
         default_pod_template_spec(t);

@@ -180,6 +180,15 @@ pub const REPLICA_SET: Typed = typed!(
     update_replica_set
 );
 
+/// ReplicationController (v1) through `core::ReplicationController`. Its
+/// selector, unlike a ReplicaSet's, may change.
+pub const REPLICATION_CONTROLLER: Typed = typed!(
+    core::ReplicationController,
+    defaults::default_replication_controller,
+    validation::validate_replication_controller,
+    no_update
+);
+
 /// DaemonSet (apps/v1) through `apps::DaemonSet`.
 pub const DAEMON_SET: Typed = typed!(
     apps::DaemonSet,
@@ -938,6 +947,7 @@ mod tests {
             ("", "Binding") => BINDING,
             ("apps", "Deployment") => DEPLOYMENT,
             ("apps", "ReplicaSet") => REPLICA_SET,
+            ("", "ReplicationController") => REPLICATION_CONTROLLER,
             ("apps", "DaemonSet") => DAEMON_SET,
             ("apps", "StatefulSet") => STATEFUL_SET,
             ("batch", "Job") => JOB,
@@ -978,6 +988,28 @@ mod tests {
                 }
             }
         })
+    }
+
+    #[test]
+    fn a_replication_controller_takes_its_selector_from_the_template() {
+        let rc = |selector: Value| {
+            json!({
+                "apiVersion": "v1", "kind": "ReplicationController",
+                "metadata": {"name": "nginx"},
+                "spec": {"selector": selector, "template": {
+                    "metadata": {"labels": {"app": "nginx"}},
+                    "spec": {"containers": [{"name": "nginx", "image": "nginx"}]}}}
+            })
+        };
+        let out = admit("", "ReplicationController", rc(Value::Null)).unwrap();
+        assert_eq!(out["spec"]["selector"], json!({"app": "nginx"}));
+        assert_eq!(out["metadata"]["labels"], json!({"app": "nginx"}));
+        assert_eq!(out["spec"]["replicas"], 1);
+        let err = admit("", "ReplicationController", rc(json!({"app": "other"}))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"nginx\"}: `selector` does not match template `labels`"
+        );
     }
 
     #[test]

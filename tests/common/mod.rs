@@ -754,6 +754,17 @@ impl Cluster {
 
     /// `kubectl apply` a manifest given as text.
     pub fn apply(&self, manifest: &str) -> String {
+        let out = self.apply_output(manifest);
+        assert!(
+            out.status.success(),
+            "kubectl apply failed: {}\n{manifest}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `kubectl apply` a manifest given as text, whatever its outcome.
+    pub fn apply_output(&self, manifest: &str) -> std::process::Output {
         use std::io::Write;
         let mut child = self
             .kubectl_cmd(&["apply", "-f", "-"])
@@ -768,13 +779,7 @@ impl Cluster {
             .unwrap()
             .write_all(manifest.as_bytes())
             .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "kubectl apply failed: {}\n{manifest}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        child.wait_with_output().unwrap()
     }
 }
 

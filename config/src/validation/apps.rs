@@ -1,12 +1,14 @@
-//! apps/v1: Deployment, ReplicaSet, DaemonSet, StatefulSet.
+//! apps/v1: Deployment, ReplicaSet, DaemonSet, StatefulSet; and the
+//! ReplicaSet's predecessor in v1, ReplicationController.
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::api::core::v1::{PodTemplateSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::meta::{
-    selector_is_empty, selector_matches, validate_label_selector, validate_object_meta, NameRule,
+    selector_is_empty, selector_matches, validate_label_selector, validate_labels,
+    validate_object_meta, NameRule,
 };
 use super::pod::validate_pod_template_spec;
 use super::strings::is_valid_percent;
@@ -215,6 +217,60 @@ pub fn validate_replica_set(rs: &ReplicaSet) -> Vec<FieldError> {
         "replicaset",
         "ReplicaSet",
     ));
+    errs
+}
+
+/// Validates a ReplicationController (`ValidateReplicationControllerSpec`):
+/// its selector is a plain label map the template's labels must carry.
+pub fn validate_replication_controller(rc: &ReplicationController) -> Vec<FieldError> {
+    let mut errs = validate_object_meta(&rc.metadata, NameRule::Subdomain, "metadata");
+    let default = Default::default();
+    let spec = rc.spec.as_ref().unwrap_or(&default);
+    errs.extend(validate_nonnegative(
+        spec.min_ready_seconds.unwrap_or(0) as i64,
+        "spec.minReadySeconds",
+    ));
+    let selector = spec.selector.as_ref().filter(|s| !s.is_empty());
+    match selector {
+        None => errs.push(FieldError::required("spec.selector", "")),
+        Some(s) => errs.extend(validate_labels(Some(s), "spec.selector")),
+    }
+    if let Some(r) = spec.replicas {
+        errs.extend(validate_nonnegative(r as i64, "spec.replicas"));
+    }
+    let Some(template) = &spec.template else {
+        errs.push(FieldError::required("spec.template", ""));
+        return errs;
+    };
+    let labels = template.metadata.as_ref().and_then(|m| m.labels.as_ref());
+    if let Some(sel) = selector {
+        if !sel
+            .iter()
+            .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+        {
+            errs.push(FieldError::invalid(
+                "spec.template.metadata.labels",
+                render_map(labels),
+                "`selector` does not match template `labels`",
+            ));
+        }
+    }
+    errs.extend(validate_pod_template_spec(template, "spec.template"));
+    let pod = template.spec.as_ref();
+    let rp = pod.and_then(|s| s.restart_policy.as_deref()).unwrap_or("");
+    if rp != "Always" {
+        errs.push(FieldError::not_supported(
+            "spec.template.spec.restartPolicy",
+            rp,
+            &["Always"],
+        ));
+    }
+    if pod.and_then(|s| s.active_deadline_seconds).is_some() {
+        errs.push(FieldError::forbidden(
+            "spec.template.spec.activeDeadlineSeconds",
+            "activeDeadlineSeconds in ReplicationController is not Supported",
+        ));
+    }
     errs
 }
 

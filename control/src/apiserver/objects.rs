@@ -453,6 +453,7 @@ fn prepare(
             None => {}
         }
     }
+    omitempty::normalize_meta(obj);
     omitempty::normalize_status(r.group, r.kind, obj);
     if let Some(in_use) = in_use {
         allocator::allocate(&state.cluster, obj, old, in_use)
@@ -1250,7 +1251,11 @@ pub fn scale_of(state: &ApiState, r: &Resource, obj: &Value) -> Value {
             obj.pointer("/spec/replicas").cloned(),
             obj.pointer("/status/replicas").cloned(),
             obj.pointer("/spec/selector")
-                .map(selector_string)
+                .map(|s| match r.kind {
+                    // A plain label map, not a LabelSelector.
+                    "ReplicationController" => selector_string(&json!({ "matchLabels": s })),
+                    _ => selector_string(s),
+                })
                 .unwrap_or_default(),
         ),
     };

@@ -178,6 +178,9 @@ pub async fn run_all(ctx: Arc<Context>) {
     // Each under the name of its ServiceAccount and role in Kubernetes.
     tokio::join!(
         async { replicaset::run(ctx.controller("replicaset-controller").await).await },
+        async {
+            replicaset::replication::run(ctx.controller("replication-controller").await).await
+        },
         async { deployment::run(ctx.controller("deployment-controller").await).await },
         async { endpoints::run(ctx.controller("endpoint-controller").await).await },
         async { endpointslice::run(ctx.controller("endpointslice-controller").await).await },

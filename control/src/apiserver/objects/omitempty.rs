@@ -36,7 +36,7 @@ fn status_fields(group: &str, kind: &str) -> Option<StatusFields> {
             ],
             always: &[],
         },
-        ("apps", "ReplicaSet") => StatusFields {
+        ("apps", "ReplicaSet") | ("", "ReplicationController") => StatusFields {
             omitempty: &[
                 "fullyLabeledReplicas",
                 "readyReplicas",
@@ -91,6 +91,25 @@ fn status_fields(group: &str, kind: &str) -> Option<StatusFields> {
         },
         _ => return None,
     })
+}
+
+/// Drop the lists and maps of `metadata` Go omits when empty (a
+/// dependent orphaned of its last owner has no `ownerReferences: []`).
+pub fn normalize_meta(obj: &mut Value) {
+    let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for field in ["labels", "annotations", "ownerReferences", "finalizers"] {
+        let empty = match meta.get(field) {
+            Some(Value::Array(a)) => a.is_empty(),
+            Some(Value::Object(o)) => o.is_empty(),
+            Some(Value::Null) => true,
+            _ => false,
+        };
+        if empty {
+            meta.remove(field);
+        }
+    }
 }
 
 /// Bring `obj.status` to the shape Go's round trip gives it, for the kinds in

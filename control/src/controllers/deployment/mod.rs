@@ -91,7 +91,7 @@ pub async fn run(ctx: Arc<Context>) {
 /// orphan every Deployment whose selector matches it.
 fn owners_of(deployments: &Store<Deployment>, rs: &ReplicaSet) -> Vec<ObjectRef<Deployment>> {
     let labels = rs.metadata.labels.clone().unwrap_or_default();
-    owners_to_sync(deployments, &rs.metadata, "Deployment", |d| {
+    owners_to_sync(deployments, &rs.metadata, "apps/v1", "Deployment", |d| {
         selector_of(d).is_some_and(|s| !s.is_empty() && s.matches(&labels))
     })
 }

@@ -27,12 +27,13 @@ pub struct Claimer<'a> {
     pub deleting: bool,
 }
 
-/// The `kind` controllers (group `apps`) to sync for an event of `child`:
-/// its controller, none if something else controls it, and for an orphan
-/// every one in its namespace that would adopt it (`adopts`).
+/// The `kind` controllers (of `api_version`'s group) to sync for an event
+/// of `child`: its controller, none if something else controls it, and for
+/// an orphan every one in its namespace that would adopt it (`adopts`).
 pub fn owners_to_sync<P>(
     parents: &Store<P>,
     child: &ObjectMeta,
+    api_version: &str,
     kind: &str,
     adopts: impl Fn(&P) -> bool,
 ) -> Vec<ObjectRef<P>>
@@ -40,8 +41,9 @@ where
     P: Resource<DynamicType = ()> + Clone,
 {
     let ns = child.namespace.as_deref().unwrap_or_default();
+    let group = |v: &str| v.rsplit_once('/').map_or("", |(g, _)| g).to_string();
     if let Some(owner) = controller_of(child) {
-        if owner.kind == kind && owner.api_version.starts_with("apps/") {
+        if owner.kind == kind && group(&owner.api_version) == group(api_version) {
             return vec![ObjectRef::new(&owner.name).within(ns)];
         }
         return Vec::new();

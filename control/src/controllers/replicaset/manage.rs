@@ -13,18 +13,19 @@ use kube::Resource;
 
 use super::claim::is_not_found;
 use super::pods;
-use super::State;
+use super::{State, Workload};
 use crate::controllers::events::{self, EventType};
 
 /// At most this many creates or deletes per sync, so one huge ReplicaSet
 /// cannot monopolize the API server.
 pub const BURST_REPLICAS: usize = 500;
 
-/// The controller reference a ReplicaSet puts on its pods.
-pub fn controller_ref(rs: &ReplicaSet) -> OwnerReference {
+/// The controller reference a ReplicaSet (or ReplicationController) puts
+/// on its pods.
+pub fn controller_ref(workload: Workload, rs: &ReplicaSet) -> OwnerReference {
     OwnerReference {
-        api_version: "apps/v1".into(),
-        kind: "ReplicaSet".into(),
+        api_version: workload.api_version().into(),
+        kind: workload.kind().into(),
         name: rs.metadata.name.clone().unwrap_or_default(),
         uid: rs.metadata.uid.clone().unwrap_or_default(),
         controller: Some(true),
@@ -46,12 +47,16 @@ pub async fn manage(
     let spec = rs.spec.as_ref();
     let desired = spec.and_then(|s| s.replicas).unwrap_or(1).max(0) as usize;
     let api: Api<Pod> = Api::namespaced(state.client.clone(), &ns);
-    let reference = events::reference("apps/v1", "ReplicaSet", &rs.metadata);
+    let reference = events::reference(
+        state.workload.api_version(),
+        state.workload.kind(),
+        &rs.metadata,
+    );
     if owned.len() < desired {
         let diff = (desired - owned.len()).min(BURST_REPLICAS);
         state.expectations.expect_creations(key, diff);
         let template = spec.and_then(|s| s.template.clone()).unwrap_or_default();
-        let pod = pods::from_template(&template, &ns, &name, controller_ref(rs));
+        let pod = pods::from_template(&template, &ns, &name, controller_ref(state.workload, rs));
         let mut remaining = diff;
         let mut batch = 1;
         let mut first_error = None;
@@ -163,12 +168,11 @@ pub async fn manage(
 /// Deployment's older and newer sets): a node that already runs many of
 /// them is the better place to remove one from.
 fn related_pods(state: &State, rs: &ReplicaSet) -> Vec<Arc<Pod>> {
-    let Some(owner) = pods::controller_of(rs.meta()) else {
+    let (Some(owner), Some(rss)) = (pods::controller_of(rs.meta()), &state.rss) else {
         return Vec::new();
     };
     let ns = rs.metadata.namespace.as_deref();
-    let siblings: Vec<String> = state
-        .rss
+    let siblings: Vec<String> = rss
         .state()
         .iter()
         .filter(|o| o.metadata.namespace.as_deref() == ns)

@@ -2,6 +2,8 @@
 //! running, owns them by controller ownerReference (adopting orphans its
 //! selector matches, releasing pods that stopped matching) and reports
 //! their counts in status (Kubernetes' `pkg/controller/replicaset`).
+//! ReplicationControllers, the ReplicaSet's predecessor, are kept by the
+//! same code as ReplicaSets converted from them (`replication`).
 //!
 //! The work loop is `kube::runtime::Controller` over ReplicaSets, triggered
 //! by pod events too. Pods come from the process's shared pod informer
@@ -15,6 +17,7 @@ pub mod claim;
 pub mod expectations;
 pub mod manage;
 pub mod pods;
+pub mod replication;
 pub mod status;
 
 use std::sync::Arc;
@@ -22,7 +25,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use kedge_config::selector::LabelSelector;
 use kube::api::Api;
 use kube::runtime::controller::Action;
@@ -53,16 +56,46 @@ pub enum Error {
     Manage(#[source] kube::Error),
 }
 
+/// The workload a controller instance keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// `apps/v1` ReplicaSets.
+    ReplicaSet,
+    /// `v1` ReplicationControllers, synced as ReplicaSets.
+    ReplicationController,
+}
+
+impl Workload {
+    /// The apiVersion of its objects (and of its pods' controller refs).
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Self::ReplicaSet => "apps/v1",
+            Self::ReplicationController => "v1",
+        }
+    }
+
+    /// Its kind.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Self::ReplicaSet => "ReplicaSet",
+            Self::ReplicationController => "ReplicationController",
+        }
+    }
+}
+
 /// What the reconcile function works with.
 pub struct State {
+    /// Which workload.
+    pub workload: Workload,
     /// The API client.
     pub client: Client,
-    /// Events as `replicaset-controller`.
+    /// Events as `replicaset-controller` (or `replication-controller`).
     pub recorder: Recorder,
     /// All pods, from the shared informer.
     pub pods: Store<Pod>,
-    /// All ReplicaSets, from the controller's own watch.
-    pub rss: Store<ReplicaSet>,
+    /// All ReplicaSets, from the controller's own watch (none for
+    /// ReplicationControllers, which have no siblings).
+    pub rss: Option<Store<ReplicaSet>>,
     /// Creates and deletes not yet observed, by ReplicaSet key.
     pub expectations: Arc<Expectations>,
     backoff: Backoff,
@@ -87,10 +120,11 @@ pub async fn run(ctx: Arc<Context>) {
         owners_of(&for_mapper, &pod)
     });
     let state = Arc::new(State {
+        workload: Workload::ReplicaSet,
         client,
         recorder: ctx.recorder("replicaset-controller"),
         pods: informer.store(),
-        rss,
+        rss: Some(rss),
         expectations,
         backoff: Backoff::default(),
     });
@@ -104,7 +138,7 @@ pub async fn run(ctx: Arc<Context>) {
 /// every ReplicaSet whose selector matches it (one may adopt it).
 fn owners_of(rss: &Store<ReplicaSet>, pod: &Pod) -> Vec<ObjectRef<ReplicaSet>> {
     let labels = pod.metadata.labels.clone().unwrap_or_default();
-    owners_to_sync(rss, &pod.metadata, "ReplicaSet", |rs| {
+    owners_to_sync(rss, &pod.metadata, "apps/v1", "ReplicaSet", |rs| {
         selector_of(rs).is_some_and(|s| !s.is_empty() && s.matches(&labels))
     })
 }
@@ -124,7 +158,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, state: Arc<State>) -> Result<Action, Err
 fn error_policy(rs: Arc<ReplicaSet>, err: &Error, state: Arc<State>) -> Action {
     state
         .backoff
-        .failed("replicaset", &key_of(&rs.metadata), err)
+        .failed(state.workload.kind(), &key_of(&rs.metadata), err)
 }
 
 /// One sync: claim pods, create or delete towards the desired count unless
@@ -148,11 +182,10 @@ async fn sync(rs: &ReplicaSet, state: &State, key: &str) -> Result<Action, Error
     });
 
     let pod_api: Api<Pod> = Api::namespaced(state.client.clone(), &ns);
-    let rs_api: Api<ReplicaSet> = Api::namespaced(state.client.clone(), &ns);
     let candidates = state.pods.state_filter(|p| {
         p.metadata.namespace.as_deref() == Some(ns.as_str()) && pods::is_active(p)
     });
-    let owner = manage::controller_ref(rs);
+    let owner = manage::controller_ref(state.workload, rs);
     let claimer = Claimer {
         owner: &owner,
         namespace: &ns,
@@ -169,8 +202,21 @@ async fn sync(rs: &ReplicaSet, state: &State, key: &str) -> Result<Action, Error
                     && selector.matches(&p.metadata.labels.clone().unwrap_or_default())
             },
             || async {
-                let fresh = rs_api.get(&name).await?;
-                Ok(fresh.metadata.uid == uid && fresh.metadata.deletion_timestamp.is_none())
+                let fresh = match state.workload {
+                    Workload::ReplicaSet => {
+                        Api::<ReplicaSet>::namespaced(state.client.clone(), &ns)
+                            .get(&name)
+                            .await?
+                            .metadata
+                    }
+                    Workload::ReplicationController => {
+                        Api::<ReplicationController>::namespaced(state.client.clone(), &ns)
+                            .get(&name)
+                            .await?
+                            .metadata
+                    }
+                };
+                Ok(fresh.uid == uid && fresh.deletion_timestamp.is_none())
             },
         )
         .await
@@ -183,7 +229,7 @@ async fn sync(rs: &ReplicaSet, state: &State, key: &str) -> Result<Action, Error
     }
     let message = manage_error.as_ref().map(|e| e.to_string());
     let new_status = status::calculate(rs, &owned, message.as_deref());
-    let updated = status::update(&rs_api, rs, new_status)
+    let updated = status::update(state, rs, new_status)
         .await
         .map_err(Error::Api)?;
     if let Some(e) = manage_error {

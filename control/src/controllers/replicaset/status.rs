@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Api;
 
-use super::pods;
-use crate::controllers::omit_empty;
+use super::{pods, replication, State, Workload};
+use crate::controllers::{omit_empty, replace_status_retrying};
 
 /// The condition type set when pods cannot be created or deleted.
 pub const REPLICA_FAILURE: &str = "ReplicaFailure";
@@ -88,9 +88,10 @@ pub fn calculate(
 }
 
 /// Write `status` unless nothing changed; one retry on a conflict with a
-/// fresh copy, as the status is recomputed on the next sync anyway.
+/// fresh copy, as the status is recomputed on the next sync anyway. A
+/// ReplicationController's is written to it, converted.
 pub async fn update(
-    api: &Api<ReplicaSet>,
+    state: &State,
     rs: &ReplicaSet,
     mut status: ReplicaSetStatus,
 ) -> Result<ReplicaSet, kube::Error> {
@@ -100,7 +101,25 @@ pub async fn update(
         return Ok(rs.clone());
     }
     status.observed_generation = generation;
-    super::super::replace_status_retrying(api, rs, |r| r.status = Some(status.clone())).await
+    let ns = rs.metadata.namespace.as_deref().unwrap_or_default();
+    match state.workload {
+        Workload::ReplicaSet => {
+            let api = Api::<ReplicaSet>::namespaced(state.client.clone(), ns);
+            replace_status_retrying(&api, rs, |r| r.status = Some(status.clone())).await
+        }
+        Workload::ReplicationController => {
+            let api = Api::<ReplicationController>::namespaced(state.client.clone(), ns);
+            let rc = replication::to_replication_controller(rs);
+            let rc_status = replication::to_replication_controller(&ReplicaSet {
+                status: Some(status),
+                ..Default::default()
+            })
+            .status;
+            let written =
+                replace_status_retrying(&api, &rc, |r| r.status = rc_status.clone()).await?;
+            Ok(replication::to_replica_set(&written))
+        }
+    }
 }
 
 fn same_counts(a: &ReplicaSetStatus, b: &ReplicaSetStatus) -> bool {

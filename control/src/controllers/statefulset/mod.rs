@@ -83,7 +83,9 @@ pub async fn run(ctx: Arc<Context>) {
 /// StatefulSets to sync for a pod event: its controller, or for an orphan
 /// every set that could adopt it.
 fn owners_of(sets: &Store<StatefulSet>, pod: &Pod) -> Vec<ObjectRef<StatefulSet>> {
-    owners_to_sync(sets, &pod.metadata, "StatefulSet", |s| claims(s, pod))
+    owners_to_sync(sets, &pod.metadata, "apps/v1", "StatefulSet", |s| {
+        claims(s, pod)
+    })
 }
 
 fn selector_of(set: &StatefulSet) -> Option<LabelSelector> {

@@ -38,6 +38,7 @@ mod poddisruptionbudgets;
 mod podmetrics;
 mod pods;
 mod replicasets;
+mod replicationcontrollers;
 mod resourcequotas;
 mod rolebindings;
 mod roles;
@@ -123,6 +124,7 @@ pub static ALL: &[&Kind] = &[
     &serviceaccounts::KIND,
     &resourcequotas::KIND,
     &limitranges::KIND,
+    &replicationcontrollers::KIND,
     &deployments::KIND,
     &replicasets::KIND,
     &daemonsets::KIND,
