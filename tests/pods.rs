@@ -696,3 +696,186 @@ spec:
         .kubectl(&["logs", "reader", "--tail=1"])
         == "colour=green\n"));
 }
+
+/// Run `kubectl port-forward` with `args` until the returned guard drops;
+/// the local port it chose (`:remote` asks for any free one). `websockets`
+/// false makes kubectl speak SPDY on the upgraded connection itself.
+fn port_forward(c: &Cluster, args: &[&str], websockets: bool) -> (PortForward, u16) {
+    use std::io::BufRead;
+    let mut all = vec!["port-forward"];
+    all.extend_from_slice(args);
+    let mut child = c
+        .kubectl_cmd(&all)
+        .env(
+            "KUBECTL_PORT_FORWARD_WEBSOCKETS",
+            if websockets { "true" } else { "false" },
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            // "Forwarding from 127.0.0.1:43121 -> 8080"
+            if let Some(port) = line
+                .strip_prefix("Forwarding from 127.0.0.1:")
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|p| p.parse::<u16>().ok())
+            {
+                let _ = tx.send(port);
+            }
+        }
+    });
+    let port = rx.recv_timeout(WAIT).expect("kubectl port-forward listens");
+    (PortForward { child }, port)
+}
+
+/// A running `kubectl port-forward`, stopped by PID when dropped.
+struct PortForward {
+    child: std::process::Child,
+}
+
+impl PortForward {
+    /// Stop it and return what it wrote to stderr.
+    fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut err);
+        }
+        let _ = self.child.wait();
+        err
+    }
+}
+
+impl Drop for PortForward {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection to 127.0.0.1:`port`; the
+/// whole response (the echo server closes after answering).
+fn http_get(port: u16, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// `kubectl port-forward` to a Service and to a pod, as users reach a
+/// dashboard or a database, and `kubectl cp` both ways: unchanged kubectl
+/// against the kubelet's SPDY port forwarding and exec with tar.
+#[test]
+fn kubectl_port_forward_and_cp_reach_a_pod() {
+    let echo = images::echo();
+    let busybox = images::busybox();
+    let c = Cluster::up();
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: myblog, labels: {{app: myblog}}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: echo
+    image: {echo}
+    ports: [{{containerPort: 8080}}]
+    env:
+    - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: myblog}}
+spec:
+  selector: {{app: myblog}}
+  ports: [{{port: 80, targetPort: 8080}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: files}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {busybox}
+    command: ["sh", "-c", "mkdir -p /data/sub && echo from-the-pod > /data/sub/inside.txt && sleep 3600"]
+"#
+    ));
+    c.wait_ready(&["pod/myblog", "pod/files"], WAIT);
+
+    // To the Service: kubectl picks its pod and the target port.
+    let (forward, port) = port_forward(&c, &["svc/myblog", ":80"], true);
+    for i in 0..3 {
+        let answer = match http_get(port, &format!("/visit/{i}")) {
+            Ok(a) => a,
+            Err(e) => panic!("{e}: kubectl port-forward said: {}", forward.stop()),
+        };
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains("\"myblog\""), "{answer}");
+        assert!(answer.contains(&format!("/visit/{i}")), "{answer}");
+    }
+    // Connections side by side share the session.
+    let parallel: Vec<_> = (0..4)
+        .map(|i| std::thread::spawn(move || http_get(port, &format!("/p/{i}"))))
+        .collect();
+    let answers: Vec<_> = parallel.into_iter().map(|t| t.join().unwrap()).collect();
+    if answers.iter().any(Result::is_err) {
+        panic!("{answers:?}: kubectl port-forward said: {}", forward.stop());
+    }
+    for (i, answer) in answers.into_iter().enumerate() {
+        let answer = answer.unwrap();
+        assert!(answer.contains(&format!("/p/{i}")), "{answer}");
+    }
+    drop(forward);
+
+    // To the pod by name; a port nothing listens on is reported by the
+    // kubelet on the error stream.
+    let (forward, port) = port_forward(&c, &["pod/myblog", ":8080"], true);
+    assert!(http_get(port, "/direct").unwrap().contains("/direct"));
+    drop(forward);
+    let (forward, port) = port_forward(&c, &["pod/myblog", ":9"], true);
+    let refused = http_get(port, "/nothing-here");
+    assert!(
+        refused.as_ref().map_or(true, |a| a.is_empty()),
+        "{refused:?}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let stderr = forward.stop();
+    assert!(stderr.contains("error forwarding port 9"), "{stderr}");
+
+    // Older clients (and kubectl told so) speak SPDY without the WebSocket.
+    let (forward, port) = port_forward(&c, &["pod/myblog", ":8080"], false);
+    for i in 0..2 {
+        let answer = http_get(port, &format!("/spdy/{i}")).unwrap();
+        assert!(answer.contains(&format!("/spdy/{i}")), "{answer}");
+    }
+    drop(forward);
+
+    // kubectl cp in and out (tar through exec).
+    let local = c.home.join("upload.txt");
+    std::fs::write(&local, "from-the-host\n").unwrap();
+    c.kubectl(&["cp", &local.display().to_string(), "files:/data/upload.txt"]);
+    let inside = c.kubectl(&["exec", "files", "--", "cat", "/data/upload.txt"]);
+    assert_eq!(inside, "from-the-host\n");
+    let out_dir = c.home.join("copied");
+    c.kubectl(&["cp", "files:/data/sub", &out_dir.display().to_string()]);
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("inside.txt")).unwrap(),
+        "from-the-pod\n"
+    );
+}

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 const APPLETS: &[&str] = &[
     "sh", "sleep", "echo", "cat", "env", "httpd", "nc", "wget", "nslookup", "ls", "hostname", "ps",
     "kill", "timeout", "touch", "mkdir", "rm", "date", "id", "true", "false", "test", "grep",
-    "head", "tail", "wc", "trap", "printf", "ip", "ifconfig", "seq", "tee", "sed",
+    "head", "tail", "wc", "trap", "printf", "ip", "ifconfig", "seq", "tee", "sed", "tar",
 ];
 
 fn fingerprint(parts: &[&[u8]]) -> String {

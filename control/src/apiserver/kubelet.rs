@@ -518,18 +518,19 @@ fn resolve(
     let pod = objects::get(state, rr)?;
     let name = rr.name.as_deref().unwrap_or("");
     let location = locate(&pod, name, q.non_empty("container"), purpose)?;
+    Ok((node_endpoint(state, &location.node)?, location))
+}
+
+/// The kubelet endpoint Node `name` reports.
+fn node_endpoint(state: &ApiState, name: &str) -> ApiResult<Endpoint> {
     let nodes = super::registry::builtin::find("", "v1", "nodes").expect("nodes are served");
     let node = state
         .cache
-        .get(&nodes.key(None, &location.node))
-        .ok_or_else(|| ApiError::not_found("nodes", &location.node))?;
-    let endpoint = endpoint_of(&node).ok_or_else(|| {
-        ApiError::internal(format!(
-            "node {} reports no address for its kubelet",
-            location.node
-        ))
-    })?;
-    Ok((endpoint, location))
+        .get(&nodes.key(None, name))
+        .ok_or_else(|| ApiError::not_found("nodes", name))?;
+    endpoint_of(&node).ok_or_else(|| {
+        ApiError::internal(format!("node {name} reports no address for its kubelet"))
+    })
 }
 
 fn client<'a>(state: &'a ApiState, rr: &ResourceRequest) -> ApiResult<&'a KubeletClient> {
@@ -579,7 +580,7 @@ pub(super) async fn exec(
     state: &ApiState,
     rr: &ResourceRequest,
     q: &Query,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
 ) -> ApiResult<Response<Body>> {
     let client = client(state, rr)?;
     // Upgrades exist only in HTTP/1.1; kubectl and kube-rs use it for exec.
@@ -596,6 +597,50 @@ pub(super) async fn exec(
         location.container,
         forward_query(req.uri().query(), &EXEC_PARAMS)
     );
+    upgrade_through(client, &endpoint, path, req, "exec").await
+}
+
+/// `GET|POST …/pods/{name}/portforward`: pass the upgrade (SPDY/3.1, or
+/// SPDY tunnelled in a WebSocket as kubectl ≥ 1.31 sends it) through to
+/// the kubelet of the pod's node, which connects to the pod.
+pub(super) async fn port_forward(
+    state: &ApiState,
+    rr: &ResourceRequest,
+    req: Request<Incoming>,
+) -> ApiResult<Response<Body>> {
+    let client = client(state, rr)?;
+    if req.version() != hyper::Version::HTTP_11 {
+        return Err(ApiError::bad_request(
+            "port forwarding needs an HTTP/1.1 connection upgrade",
+        ));
+    }
+    let pod = objects::get(state, rr)?;
+    let name = rr.name.as_deref().unwrap_or("");
+    let node = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            ApiError::bad_request(format!("pod {name} does not have a host assigned"))
+        })?;
+    let endpoint = node_endpoint(state, node)?;
+    let path = format!(
+        "/portForward/{}/{name}?{}",
+        rr.namespace.as_deref().unwrap_or(""),
+        forward_query(req.uri().query(), &["port"])
+    );
+    upgrade_through(client, &endpoint, path, req, "port-forward").await
+}
+
+/// Send the upgrade request to the kubelet at `path`; once it switches
+/// protocols, answer 101 with its headers and copy bytes both ways.
+async fn upgrade_through(
+    client: &KubeletClient,
+    endpoint: &Endpoint,
+    path: String,
+    mut req: Request<Incoming>,
+    what: &'static str,
+) -> ApiResult<Response<Body>> {
     let mut forward = Request::builder()
         .method(req.method().clone())
         .uri(path)
@@ -613,7 +658,7 @@ pub(super) async fn exec(
     let forward = forward
         .body(Empty::new())
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    let resp = client.send(&endpoint, forward).await?;
+    let resp = client.send(endpoint, forward).await?;
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         return Err(error_from_kubelet(resp).await);
     }
@@ -627,14 +672,14 @@ pub(super) async fn exec(
         let (client_io, kubelet_io) = match tokio::try_join!(from_client, from_kubelet) {
             Ok(pair) => pair,
             Err(e) => {
-                tracing::debug!(error = %e, "exec: upgrade failed");
+                tracing::debug!(error = %e, what, "upgrade failed");
                 return;
             }
         };
         let mut client_io = TokioIo::new(client_io);
         let mut kubelet_io = TokioIo::new(kubelet_io);
         if let Err(e) = tokio::io::copy_bidirectional(&mut client_io, &mut kubelet_io).await {
-            tracing::debug!(error = %e, "exec: connection ended with an error");
+            tracing::debug!(error = %e, what, "connection ended with an error");
         }
     });
     answer

@@ -770,6 +770,9 @@ pub async fn handle_resource(
         (Method::GET | Method::POST, true, Some("exec")) => {
             kubelet::exec(state_ref, &rr, &q, req).await
         }
+        (Method::GET | Method::POST, true, Some("portforward")) => {
+            kubelet::port_forward(state_ref, &rr, req).await
+        }
         _ => Err(ApiError::method_not_allowed(
             "the server does not allow this method on the requested resource",
         )),

@@ -142,6 +142,8 @@ struct PodContainers {
     default_container: Option<String>,
     /// Container name -> (current id, previous id).
     ids: HashMap<String, (Option<String>, Option<String>)>,
+    /// The pod's address, once its sandbox runs.
+    pod_ip: Option<IpAddr>,
 }
 
 // === impl PodWorkers ===
@@ -264,6 +266,15 @@ impl PodWorkers {
         } else {
             current.clone()
         }
+    }
+
+    /// The address of a pod of this node, for port forwarding.
+    pub fn pod_ip(&self, namespace: &str, pod: &str) -> Option<IpAddr> {
+        let index = self.index.lock();
+        index
+            .values()
+            .find(|p| p.namespace == namespace && p.name == pod)?
+            .pod_ip
     }
 
     /// UIDs of the pods that have workers.
@@ -638,6 +649,7 @@ impl PodWorker {
                 .iter()
                 .map(|(n, r)| (n.clone(), (r.id.clone(), r.previous.clone())))
                 .collect(),
+            pod_ip: self.pod_ip,
         };
         let mut index = self.workers.index.lock();
         if index.get(&self.uid) != Some(&entry) {

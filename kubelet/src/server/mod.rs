@@ -6,6 +6,9 @@
 //!   output as text/plain, streamed while `follow=true`.
 //! - `GET|POST /exec/{namespace}/{pod}/{container}?command=…`: a WebSocket
 //!   speaking `v5.channel.k8s.io` (or `v4`), see [`channel`].
+//! - `GET|POST /portForward/{namespace}/{pod}`: `kubectl port-forward`,
+//!   SPDY/3.1 on the connection or tunnelled in a WebSocket, see
+//!   [`portforward`].
 //! - `GET /healthz`: `ok`.
 //! - `GET /metrics`: the kubelet's Prometheus metrics.
 //! - `GET /metrics/resource`: what the node and its containers use, as
@@ -18,6 +21,8 @@
 pub mod channel;
 mod exec;
 mod logs;
+mod portforward;
+mod spdy;
 mod tls;
 
 use std::convert::Infallible;
@@ -80,6 +85,12 @@ pub trait StreamingBackend: Send + Sync + 'static {
         request: &'a ExecRequest,
     ) -> BoxFuture<'a, RuntimeResult<ExecSession>>;
 
+    /// The address port forwarding connects to for a pod of this node.
+    fn pod_ip(&self, namespace: &str, pod: &str) -> Option<std::net::IpAddr> {
+        let _ = (namespace, pod);
+        None
+    }
+
     /// The node's Prometheus metrics.
     fn metrics(&self) -> String {
         String::new()
@@ -123,6 +134,10 @@ impl StreamingBackend for PodWorkers {
         request: &'a ExecRequest,
     ) -> BoxFuture<'a, RuntimeResult<ExecSession>> {
         self.runtime().exec(id, request)
+    }
+
+    fn pod_ip(&self, namespace: &str, pod: &str) -> Option<std::net::IpAddr> {
+        PodWorkers::pod_ip(self, namespace, pod)
     }
 
     fn metrics(&self) -> String {
@@ -227,6 +242,11 @@ async fn handle<B: StreamingBackend>(
             };
             exec::handle(backend, target, req).await
         }
+        (&Method::GET | &Method::POST, ["portForward", namespace, pod])
+        | (&Method::GET | &Method::POST, ["portForward", namespace, pod, _]) => {
+            let (namespace, pod) = (namespace.to_string(), pod.to_string());
+            portforward::handle(backend, &namespace, &pod, req).await
+        }
         (
             _,
             ["healthz"]
@@ -234,7 +254,8 @@ async fn handle<B: StreamingBackend>(
             | ["metrics", "resource"]
             | ["stats", "summary"]
             | ["containerLogs", ..]
-            | ["exec", ..],
+            | ["exec", ..]
+            | ["portForward", ..],
         ) => status_response(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",

@@ -132,6 +132,15 @@ pub fn request_attributes(method: &str, path: &str, query: Option<&str>) -> Attr
     if a.name.is_empty() && a.verb == "delete" {
         a.verb = "deletecollection".into();
     }
+    // A WebSocket GET that opens a stream into a pod is a create, as
+    // Kubernetes authorizes it (AuthorizePodWebsocketUpgradeCreatePermission):
+    // `get pods/exec` must not be enough to run commands.
+    if a.resource == "pods"
+        && a.verb == "get"
+        && matches!(a.subresource.as_str(), "exec" | "attach" | "portforward")
+    {
+        a.verb = "create".into();
+    }
     a
 }
 
@@ -248,6 +257,15 @@ mod tests {
                 a.combined_resource().as_str()
             ),
             ("create", "p", "pods/exec")
+        );
+        // A WebSocket GET into a pod needs create, as a POST does.
+        for sub in ["exec", "attach", "portforward"] {
+            let path = format!("/api/v1/namespaces/a/pods/p/{sub}");
+            assert_eq!(attrs("GET", &path, None).verb, "create");
+        }
+        assert_eq!(
+            attrs("GET", "/api/v1/namespaces/a/pods/p/log", None).verb,
+            "get"
         );
         let a = attrs(
             "GET",

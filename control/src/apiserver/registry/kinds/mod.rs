@@ -302,6 +302,15 @@ const EXEC: Subresource = Subresource {
     verbs: &["create", "get"],
 };
 
+/// `pods/portforward`.
+const PORTFORWARD: Subresource = Subresource {
+    name: "portforward",
+    group: "",
+    version: "v1",
+    kind: "PodPortForwardOptions",
+    verbs: &["create", "get"],
+};
+
 /// `nodes/proxy`: GETs passed to the node's kubelet (its
 /// `/metrics/resource`, `/stats/summary`, `/healthz`).
 const PROXY: Subresource = Subresource {

@@ -6,7 +6,7 @@ use k8s_openapi::api::core;
 use kedge_config::object;
 
 use super::super::{Resource, ALL_VERBS, STATUS};
-use super::{openapi, Admission, Kind, OnCreate, BINDING, EVICTION, EXEC, LOG};
+use super::{openapi, Admission, Kind, OnCreate, BINDING, EVICTION, EXEC, LOG, PORTFORWARD};
 use crate::apiserver::meta::meta_str;
 use crate::apiserver::status::ApiResult;
 use crate::apiserver::{serviceaccount, ApiState};
@@ -22,7 +22,7 @@ pub const KIND: Kind = Kind {
         namespaced: true,
         short_names: &["po"],
         categories: &["all"],
-        subresources: &[STATUS, BINDING, LOG, EXEC, EVICTION],
+        subresources: &[STATUS, BINDING, LOG, EXEC, PORTFORWARD, EVICTION],
         verbs: ALL_VERBS,
         custom: false,
         selectable_fields: &[
