@@ -799,3 +799,119 @@ spec:
         .trim()
         .is_empty()));
 }
+
+/// The image of each live pod matching `selector`.
+fn live_images(c: &Cluster, selector: &str) -> Vec<String> {
+    c.kubectl(&[
+        "get", "pods", "-l", selector, "-o",
+        "jsonpath={range .items[*]}{.spec.containers[0].image} {.metadata.deletionTimestamp}{\"\\n\"}{end}",
+    ])
+    .lines()
+    .filter(|l| l.split_whitespace().count() == 1)
+    .map(|l| l.trim().to_string())
+    .collect()
+}
+
+/// `kubectl rollout history|undo|status` for a DaemonSet and a
+/// StatefulSet, as for a Deployment: each template rolled out is a
+/// ControllerRevision; undo puts the previous one back (and it becomes the
+/// newest revision).
+#[test]
+fn daemonsets_and_statefulsets_roll_back_with_rollout_undo() {
+    let c = Cluster::start();
+    let _nodes = c.hollow_nodes(2, "undo-", &[]);
+    assert!(eventually(WAIT, || node_exists(&c, "undo-1")));
+    c.apply(
+        r#"
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      containers: [{name: agent, image: kedge/agent:1}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  replicas: 2
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers: [{name: db, image: kedge/db:1}]
+"#,
+    );
+    for (workload, container, selector, old, new) in [
+        (
+            "daemonset/agent",
+            "agent",
+            "app=agent",
+            "kedge/agent:1",
+            "kedge/agent:2",
+        ),
+        ("statefulset/db", "db", "app=db", "kedge/db:1", "kedge/db:2"),
+    ] {
+        c.kubectl(&["rollout", "status", workload, "--timeout=60s"]);
+        let history = c.kubectl(&["rollout", "history", workload]);
+        assert!(history.contains("REVISION"), "{history}");
+        c.kubectl(&["set", "image", workload, &format!("{container}={new}")]);
+        let out = c.kubectl(&["rollout", "status", workload, "--timeout=90s"]);
+        assert!(
+            out.contains("successfully rolled out") || out.contains("complete"),
+            "{out}"
+        );
+        assert!(
+            eventually(WAIT, || live_images(&c, selector) == [new, new]),
+            "{:?}",
+            live_images(&c, selector)
+        );
+        let revisions = |c: &Cluster| -> Vec<String> {
+            c.kubectl(&["rollout", "history", workload])
+                .lines()
+                .skip_while(|l| !l.starts_with("REVISION"))
+                .skip(1)
+                .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+                .collect()
+        };
+        assert_eq!(revisions(&c), ["1", "2"]);
+        // The recorded template of a revision.
+        let two = c.kubectl(&["rollout", "history", workload, "--revision=2"]);
+        assert!(two.contains(new), "{two}");
+
+        let out = c.kubectl(&["rollout", "undo", workload]);
+        assert!(out.contains("rolled back"), "{out}");
+        c.kubectl(&["rollout", "status", workload, "--timeout=90s"]);
+        let image = c.kubectl(&[
+            "get",
+            workload,
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ]);
+        assert_eq!(image, old);
+        assert!(
+            eventually(WAIT, || live_images(&c, selector) == [old, old]),
+            "{:?}",
+            live_images(&c, selector)
+        );
+        // The first template came back as revision 3.
+        assert!(
+            eventually(WAIT, || revisions(&c) == ["2", "3"]),
+            "{:?}",
+            revisions(&c)
+        );
+    }
+    let listed = c.kubectl(&["get", "controllerrevisions"]);
+    assert!(listed.contains("daemonset.apps/agent"), "{listed}");
+    assert!(listed.contains("statefulset.apps/db"), "{listed}");
+    // Deleting the workloads takes their history with them.
+    c.kubectl(&["delete", "daemonset/agent", "statefulset/db"]);
+    assert!(eventually(WAIT, || c
+        .kubectl(&["get", "controllerrevisions", "-o", "name"])
+        .trim()
+        .is_empty()));
+}

@@ -189,6 +189,15 @@ pub const REPLICATION_CONTROLLER: Typed = typed!(
     no_update
 );
 
+/// ControllerRevision (apps/v1): a workload's recorded template; its data
+/// never changes.
+pub const CONTROLLER_REVISION: Typed = typed!(
+    apps::ControllerRevision,
+    nothing,
+    validation::validate_controller_revision,
+    update_controller_revision
+);
+
 /// DaemonSet (apps/v1) through `apps::DaemonSet`.
 pub const DAEMON_SET: Typed = typed!(
     apps::DaemonSet,
@@ -579,6 +588,14 @@ fn selector_immutable(
             FIELD_IS_IMMUTABLE,
         )]
     }
+}
+
+fn update_controller_revision(old: &Value, new: &Value) -> Vec<FieldError> {
+    if old.get("data") == new.get("data") {
+        return Vec::new();
+    }
+    let rendered = new.get("data").map(Value::to_string).unwrap_or_default();
+    vec![FieldError::invalid("data", rendered, FIELD_IS_IMMUTABLE)]
 }
 
 fn update_deployment(old: &Value, new: &Value) -> Vec<FieldError> {

@@ -1,7 +1,9 @@
 //! apps/v1: Deployment, ReplicaSet, DaemonSet, StatefulSet; and the
 //! ReplicaSet's predecessor in v1, ReplicationController.
 
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
 use k8s_openapi::api::core::v1::{PodTemplateSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -271,6 +273,17 @@ pub fn validate_replication_controller(rc: &ReplicationController) -> Vec<FieldE
             "activeDeadlineSeconds in ReplicationController is not Supported",
         ));
     }
+    errs
+}
+
+/// Validates a ControllerRevision (`ValidateControllerRevision`): a
+/// revision number that is not negative; the data it records is required.
+pub fn validate_controller_revision(cr: &ControllerRevision) -> Vec<FieldError> {
+    let mut errs = validate_object_meta(&cr.metadata, NameRule::Subdomain, "metadata");
+    if cr.data.as_ref().is_none_or(|d| d.0.is_null()) {
+        errs.push(FieldError::required("data", ""));
+    }
+    errs.extend(validate_nonnegative(cr.revision, "revision"));
     errs
 }
 

@@ -26,7 +26,7 @@ mod strings;
 
 pub use self::apps::render_int_or_string;
 pub use self::apps::{
-    validate_daemon_set, validate_deployment, validate_replica_set,
+    validate_controller_revision, validate_daemon_set, validate_deployment, validate_replica_set,
     validate_replication_controller, validate_stateful_set,
 };
 pub use self::autoscaling::validate_horizontal_pod_autoscaler;

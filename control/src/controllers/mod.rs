@@ -18,6 +18,7 @@ pub mod endpoints;
 pub mod endpointslice;
 pub use kedge_config::events;
 pub mod garbagecollector;
+pub mod history;
 pub mod informers;
 pub mod job;
 pub mod nodeipam;

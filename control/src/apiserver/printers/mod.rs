@@ -378,6 +378,17 @@ const CLUSTERROLEBINDINGS: &[Col] = &[
     ),
 ];
 
+const CONTROLLERREVISIONS: &[Col] = &[
+    NAME,
+    col("Controller", "string", "Controller of the object"),
+    col(
+        "Revision",
+        "integer",
+        "Revision indicates the revision of the state represented by Data.",
+    ),
+    AGE,
+];
+
 const PODDISRUPTIONBUDGETS: &[Col] = &[
     NAME,
     col(
@@ -479,6 +490,7 @@ fn columns(resource: &str) -> &'static [Col] {
         "certificatesigningrequests" => CERTIFICATESIGNINGREQUESTS,
         "clusterrolebindings" => CLUSTERROLEBINDINGS,
         "poddisruptionbudgets" => PODDISRUPTIONBUDGETS,
+        "controllerrevisions" => CONTROLLERREVISIONS,
         "storageclasses" => STORAGECLASSES,
         "priorityclasses" => PRIORITYCLASSES,
         "networkpolicies" => NETWORKPOLICIES,
@@ -610,6 +622,7 @@ pub fn row_cells(resource: &str, obj: &Value, now: Timestamp) -> Vec<Value> {
         "rolebindings" | "clusterrolebindings" => role_binding_cells(obj, now),
         "certificatesigningrequests" => csr_cells(obj, now),
         "poddisruptionbudgets" => pdb_cells(obj, now),
+        "controllerrevisions" => controller_revision_cells(obj, now),
         "storageclasses" => storage_class_cells(obj, now),
         "priorityclasses" => vec![
             name(obj),
@@ -1734,6 +1747,33 @@ fn role_binding_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
         users.join(", ").into(),
         groups.join(", ").into(),
         service_accounts.join(", ").into(),
+    ]
+}
+
+/// `daemonset.apps/web` for the controller that owns the revision.
+fn controller_revision_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+    let controller = get(obj, &["metadata", "ownerReferences"])
+        .and_then(Value::as_array)
+        .and_then(|refs| refs.iter().find(|r| r["controller"] == true))
+        .map(|r| {
+            let group = r["apiVersion"]
+                .as_str()
+                .and_then(|v| v.rsplit_once('/'))
+                .map_or("", |(g, _)| g);
+            let kind = r["kind"].as_str().unwrap_or("").to_ascii_lowercase();
+            let name = r["name"].as_str().unwrap_or("");
+            if group.is_empty() {
+                format!("{kind}/{name}")
+            } else {
+                format!("{kind}.{group}/{name}")
+            }
+        })
+        .unwrap_or_else(|| "<none>".into());
+    vec![
+        name(obj),
+        controller.into(),
+        int(obj, &["revision"]).into(),
+        age(obj, now),
     ]
 }
 

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use jiff::Timestamp;
-use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::Action;
@@ -31,6 +31,7 @@ use kube::runtime::Controller;
 use kube::Client;
 
 use super::events::{self, EventType, Recorder};
+use super::history;
 use super::replicaset::backoff::Backoff;
 use super::replicaset::cache::key_of;
 use super::replicaset::expectations::{self, Expectations};
@@ -54,6 +55,7 @@ pub struct State {
     recorder: Recorder,
     pods: Store<Pod>,
     nodes: Store<Node>,
+    revisions: Store<ControllerRevision>,
     expectations: Arc<Expectations>,
     backoff: Backoff,
 }
@@ -91,6 +93,7 @@ pub async fn run(ctx: Arc<Context>) {
         recorder: ctx.recorder("daemonset-controller"),
         pods: pod_informer.store(),
         nodes: node_informer.store(),
+        revisions: ctx.informers.get::<ControllerRevision>().store(),
         expectations,
         backoff: Backoff::default(),
     });
@@ -251,6 +254,11 @@ async fn sync(ds: &DaemonSet, state: &State, key: &str) -> Result<Action, Error>
             && pods::controller_of(&p.metadata).is_some_and(|r| r.uid == uid)
     });
     let hash = util::template_hash(ds);
+    if ds.metadata.deletion_timestamp.is_none() {
+        record_history(state, ds, &owned, &hash)
+            .await
+            .map_err(Error::Api)?;
+    }
     let plan = plan(ds, &state.nodes.state(), owned, &hash);
     let mut first_error = None;
     if needs_sync && ds.metadata.deletion_timestamp.is_none() {
@@ -276,6 +284,44 @@ async fn sync(ds: &DaemonSet, state: &State, key: &str) -> Result<Action, Error>
         return Ok(Action::requeue(Duration::from_secs(secs.max(1) as u64)));
     }
     Ok(Action::await_change())
+}
+
+/// Keep the DaemonSet's ControllerRevisions: one for its template now,
+/// the ones its pods were made from, and `revisionHistoryLimit` others.
+async fn record_history(
+    state: &State,
+    ds: &DaemonSet,
+    owned: &[Arc<Pod>],
+    hash: &str,
+) -> Result<i64, kube::Error> {
+    state.revisions.wait_until_ready().await.ok();
+    let spec = ds.spec.as_ref();
+    let owner = history::Owner {
+        meta: &ds.metadata,
+        reference: util::controller_ref(ds),
+        template_labels: spec
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default(),
+        object: serde_json::to_value(ds).unwrap_or_default(),
+        revision_name: format!("{}-{hash}", ds.metadata.name.as_deref().unwrap_or("")),
+        hash: hash.to_string(),
+        history_limit: spec
+            .and_then(|s| s.revision_history_limit)
+            .unwrap_or(10)
+            .max(0) as usize,
+    };
+    let in_use = owned
+        .iter()
+        .filter_map(|p| {
+            p.metadata
+                .labels
+                .as_ref()?
+                .get(util::REVISION_LABEL)
+                .cloned()
+        })
+        .collect();
+    history::sync(&state.client, &state.revisions, &owner, &in_use).await
 }
 
 /// Issue the plan's deletes, then its creates, under expectations.

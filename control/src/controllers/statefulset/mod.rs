@@ -5,11 +5,12 @@
 //! template changes (RollingUpdate with partition, or OnDelete) —
 //! Kubernetes' `pkg/controller/statefulset`.
 //!
-//! Not served: `volumeClaimTemplates` (there are no PersistentVolumeClaims,
-//! so pods get no claims and the templates are ignored), ControllerRevision
-//! objects (revisions are template hashes only, so a recreated pod always
-//! gets the newest template, even below the partition), `maxUnavailable`
-//! and `persistentVolumeClaimRetentionPolicy`.
+//! Each template is recorded as a ControllerRevision (`history`), which
+//! `kubectl rollout history|undo` read. Not served: `volumeClaimTemplates`
+//! (there are no PersistentVolumeClaims, so pods get no claims and the
+//! templates are ignored), recreating a pod below the partition from its
+//! old revision (it gets the newest template), `maxUnavailable` and
+//! `persistentVolumeClaimRetentionPolicy`.
 //!
 //! The loop mirrors the ReplicaSet controller's (its pod cache, sync point,
 //! adoption and backoff are reused). No expectations are needed: pods are
@@ -23,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
+use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::Pod;
 use kedge_config::selector::LabelSelector;
 use kube::api::{Api, DeleteParams, PostParams, Preconditions};
@@ -34,6 +35,7 @@ use kube::runtime::Controller;
 use kube::Client;
 
 use super::events::{self, EventType, Recorder};
+use super::history;
 use super::replicaset::backoff::Backoff;
 use super::replicaset::cache::key_of;
 use super::replicaset::claim::{is_not_found, owners_to_sync, Claimer};
@@ -54,6 +56,8 @@ pub struct State {
     recorder: Recorder,
     /// All pods, from the shared informer.
     pods: Store<Pod>,
+    /// All ControllerRevisions, from the shared informer.
+    revisions: Store<ControllerRevision>,
     backoff: Backoff,
 }
 
@@ -72,6 +76,7 @@ pub async fn run(ctx: Arc<Context>) {
         client,
         recorder: ctx.recorder("statefulset-controller"),
         pods: informer.store(),
+        revisions: ctx.informers.get::<ControllerRevision>().store(),
         backoff: Backoff::default(),
     });
     controller
@@ -204,6 +209,9 @@ async fn sync(set: &StatefulSet, state: &State, key: &str) -> Result<Action, Err
     let update_revision = identity::revision_name(set);
     let mut result = Ok(());
     if set.metadata.deletion_timestamp.is_none() {
+        record_history(state, set, &owned, &update_revision)
+            .await
+            .map_err(Error::Api)?;
         let step = Step {
             state,
             set,
@@ -230,6 +238,45 @@ async fn sync(set: &StatefulSet, state: &State, key: &str) -> Result<Action, Err
         return Ok(Action::requeue(Duration::from_secs(min_ready as u64)));
     }
     Ok(Action::await_change())
+}
+
+/// Keep the set's ControllerRevisions: one for its template now (named as
+/// its pods' `controller-revision-hash`), the ones its pods were made from,
+/// and `revisionHistoryLimit` others.
+async fn record_history(
+    state: &State,
+    set: &StatefulSet,
+    owned: &[Arc<Pod>],
+    revision: &str,
+) -> Result<i64, kube::Error> {
+    state.revisions.wait_until_ready().await.ok();
+    let spec = set.spec.as_ref();
+    let owner = history::Owner {
+        meta: &set.metadata,
+        reference: identity::controller_ref(set),
+        template_labels: spec
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default(),
+        object: serde_json::to_value(set).unwrap_or_default(),
+        revision_name: revision.to_string(),
+        hash: revision.to_string(),
+        history_limit: spec
+            .and_then(|s| s.revision_history_limit)
+            .unwrap_or(10)
+            .max(0) as usize,
+    };
+    let in_use = owned
+        .iter()
+        .filter_map(|p| {
+            p.metadata
+                .labels
+                .as_ref()?
+                .get(identity::REVISION_LABEL)
+                .cloned()
+        })
+        .collect();
+    history::sync(&state.client, &state.revisions, &owner, &in_use).await
 }
 
 /// The pod operations of one sync.

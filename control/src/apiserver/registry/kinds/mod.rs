@@ -16,6 +16,7 @@ mod clusterrolebindings;
 mod clusterroles;
 mod componentstatuses;
 mod configmaps;
+mod controllerrevisions;
 mod cronjobs;
 mod customresourcedefinitions;
 mod daemonsets;
@@ -129,6 +130,7 @@ pub static ALL: &[&Kind] = &[
     &replicasets::KIND,
     &daemonsets::KIND,
     &statefulsets::KIND,
+    &controllerrevisions::KIND,
     &jobs::KIND,
     &cronjobs::KIND,
     &horizontalpodautoscalers::KIND,
