@@ -508,6 +508,30 @@ pub fn default_daemon_set(ds: &mut DaemonSet) {
     default_pod_template_spec(&mut spec.template);
 }
 
+/// `SetDefaults_PersistentVolumeClaim`: volumeMode Filesystem, phase
+/// Pending.
+pub fn default_persistent_volume_claim(pvc: &mut PersistentVolumeClaim) {
+    default_pvc_template(pvc);
+}
+
+/// `SetDefaults_PersistentVolume`: reclaim policy Retain, volumeMode
+/// Filesystem, phase Pending.
+pub fn default_persistent_volume(pv: &mut k8s_openapi::api::core::v1::PersistentVolume) {
+    let spec = pv.spec.get_or_insert_with(Default::default);
+    spec.persistent_volume_reclaim_policy
+        .get_or_insert_with(|| "Retain".into());
+    spec.volume_mode.get_or_insert_with(|| "Filesystem".into());
+    let status = pv.status.get_or_insert_with(Default::default);
+    status.phase.get_or_insert_with(|| "Pending".into());
+}
+
+/// `SetDefaults_StorageClass`: reclaim policy Delete, binding Immediate.
+pub fn default_storage_class(sc: &mut k8s_openapi::api::storage::v1::StorageClass) {
+    sc.reclaim_policy.get_or_insert_with(|| "Delete".into());
+    sc.volume_binding_mode
+        .get_or_insert_with(|| "Immediate".into());
+}
+
 fn default_pvc_template(pvc: &mut PersistentVolumeClaim) {
     let spec = pvc.spec.get_or_insert_with(Default::default);
     spec.volume_mode.get_or_insert_with(|| "Filesystem".into());

@@ -20,4 +20,5 @@ pub mod manifest;
 pub mod object;
 pub mod quantity;
 pub mod selector;
+pub mod storage;
 pub mod validation;

@@ -198,6 +198,31 @@ pub const CONTROLLER_REVISION: Typed = typed!(
     update_controller_revision
 );
 
+/// PersistentVolume (v1): cluster-wide storage a claim binds to.
+pub const PERSISTENT_VOLUME: Typed = typed!(
+    core::PersistentVolume,
+    defaults::default_persistent_volume,
+    validation::validate_persistent_volume,
+    no_update
+);
+
+/// PersistentVolumeClaim (v1): after creation only its requested size
+/// (and the volume it binds to) may change.
+pub const PERSISTENT_VOLUME_CLAIM: Typed = typed!(
+    core::PersistentVolumeClaim,
+    defaults::default_persistent_volume_claim,
+    validation::validate_persistent_volume_claim,
+    update_persistent_volume_claim
+);
+
+/// StorageClass (storage.k8s.io/v1): how claims of the class are provisioned.
+pub const STORAGE_CLASS: Typed = typed!(
+    k8s_openapi::api::storage::v1::StorageClass,
+    defaults::default_storage_class,
+    validation::validate_storage_class,
+    update_storage_class
+);
+
 /// DaemonSet (apps/v1) through `apps::DaemonSet`.
 pub const DAEMON_SET: Typed = typed!(
     apps::DaemonSet,
@@ -588,6 +613,48 @@ fn selector_immutable(
             FIELD_IS_IMMUTABLE,
         )]
     }
+}
+
+fn update_persistent_volume_claim(old: &Value, new: &Value) -> Vec<FieldError> {
+    let strip = |v: &Value| {
+        let mut spec = v.get("spec").cloned().unwrap_or_default();
+        if let Some(s) = spec.as_object_mut() {
+            s.remove("resources");
+            s.remove("volumeAttributesClassName");
+            // Binding fills in an empty volumeName once.
+            if v.pointer("/spec/volumeName").is_some()
+                && old.pointer("/spec/volumeName").is_none_or(|n| n == "")
+            {
+                s.remove("volumeName");
+            }
+        }
+        spec
+    };
+    if strip(old) == strip(new) {
+        return Vec::new();
+    }
+    vec![FieldError::forbidden(
+        "spec",
+        "spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims",
+    )]
+}
+
+fn update_storage_class(old: &Value, new: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    for (field, what) in [
+        ("parameters", "parameters"),
+        ("provisioner", "provisioner"),
+        ("reclaimPolicy", "reclaimPolicy"),
+        ("volumeBindingMode", "volumeBindingMode"),
+    ] {
+        if old.get(field) != new.get(field) {
+            errs.push(FieldError::forbidden(
+                field,
+                format!("updates to {what} are forbidden."),
+            ));
+        }
+    }
+    errs
 }
 
 fn update_controller_revision(old: &Value, new: &Value) -> Vec<FieldError> {

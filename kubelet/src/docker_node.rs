@@ -108,6 +108,14 @@ pub async fn kubelet(
         })?;
     let mut config = NodeConfig::new(opts.name.clone(), opts.internal_ip.unwrap_or(gateway));
     config.labels = opts.labels.clone();
+    // Local-path volumes provisioned for this node live under its root.
+    config.annotations.insert(
+        kedge_config::storage::LOCAL_PATH_DIR_ANNOTATION.into(),
+        std::path::absolute(opts.root_dir.join("storage"))
+            .unwrap_or_else(|_| opts.root_dir.join("storage"))
+            .display()
+            .to_string(),
+    );
     config.capacity = host_capacity();
     config.pod_cidr = Some(opts.pod_cidr.clone());
     config.kubelet_port = i32::from(opts.kubelet_port);

@@ -37,6 +37,9 @@ pub struct NodeConfig {
     /// Labels besides the well-known ones (`kubernetes.io/hostname`, `os`,
     /// `arch`), which are always set.
     pub labels: BTreeMap<String, String>,
+    /// Annotations the node sets on its Node (where it keeps local-path
+    /// volumes).
+    pub annotations: BTreeMap<String, String>,
     /// Capacity; allocatable is the same (nothing is reserved).
     pub capacity: BTreeMap<String, String>,
     /// The InternalIP address, also the pods' hostIP.
@@ -65,6 +68,7 @@ impl NodeConfig {
         Self {
             name: name.into(),
             labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
             capacity: [("cpu", "4"), ("memory", "16Gi"), ("pods", "110")]
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -266,6 +270,7 @@ impl NodeStatusManager {
             metadata: ObjectMeta {
                 name: Some(c.name.clone()),
                 labels: Some(c.all_labels()),
+                annotations: (!c.annotations.is_empty()).then(|| c.annotations.clone()),
                 ..Default::default()
             },
             spec: Some(NodeSpec {
@@ -280,6 +285,9 @@ impl NodeStatusManager {
             Err(e) if is_conflict(&e) => {
                 let existing = self.nodes.get(&c.name).await?;
                 let mut patch = json!({"metadata": {"labels": c.all_labels()}});
+                if !c.annotations.is_empty() {
+                    patch["metadata"]["annotations"] = json!(c.annotations);
+                }
                 let has_cidr = existing.spec.as_ref().is_some_and(|s| s.pod_cidr.is_some());
                 if let (Some(cidr), false) = (&c.pod_cidr, has_cidr) {
                     patch["spec"] = json!({"podCIDR": cidr, "podCIDRs": [cidr]});

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestStatus};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolume, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams, PostParams};
 use kube::Client;
@@ -48,6 +50,19 @@ pub trait ObjectSource: Send + Sync {
     /// The Services of `namespace`.
     fn services<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Vec<Arc<Service>>>>;
 
+    /// The PersistentVolumeClaim `namespace/name`.
+    fn persistent_volume_claim<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<PersistentVolumeClaim>>>>;
+
+    /// The PersistentVolume `name`.
+    fn persistent_volume<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<PersistentVolume>>>>;
+
     /// A token of ServiceAccount `namespace/name`: the TokenRequest
     /// answered (`status` set).
     fn service_account_token<'a>(
@@ -64,6 +79,29 @@ pub trait ObjectSource: Send + Sync {
 // them, but pods read few objects and only when a container starts or a
 // volume is refreshed.
 impl ObjectSource for Client {
+    fn persistent_volume_claim<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<PersistentVolumeClaim>>>> {
+        Box::pin(async move {
+            let api: Api<PersistentVolumeClaim> = Api::namespaced(self.clone(), namespace);
+            let pvc = api.get_opt(name).await.map_err(ObjectError::Api)?;
+            Ok(pvc.map(Arc::new))
+        })
+    }
+
+    fn persistent_volume<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<PersistentVolume>>>> {
+        Box::pin(async move {
+            let api: Api<PersistentVolume> = Api::all(self.clone());
+            let pv = api.get_opt(name).await.map_err(ObjectError::Api)?;
+            Ok(pv.map(Arc::new))
+        })
+    }
+
     fn config_map<'a>(
         &'a self,
         namespace: &'a str,
@@ -118,6 +156,8 @@ impl ObjectSource for Client {
 /// source of hollow nodes and tests.
 #[derive(Debug, Default)]
 pub struct MemoryObjects {
+    claims: RwLock<HashMap<(String, String), Arc<PersistentVolumeClaim>>>,
+    volumes: RwLock<HashMap<String, Arc<PersistentVolume>>>,
     config_maps: RwLock<HashMap<(String, String), Arc<ConfigMap>>>,
     secrets: RwLock<HashMap<(String, String), Arc<Secret>>>,
     services: RwLock<HashMap<(String, String), Arc<Service>>>,
@@ -133,6 +173,20 @@ impl MemoryObjects {
     /// An empty source.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Add or replace a PersistentVolumeClaim (namespace and name are its
+    /// key).
+    pub fn put_persistent_volume_claim(&self, pvc: PersistentVolumeClaim) {
+        self.claims
+            .write()
+            .insert(key_of(&pvc.metadata), Arc::new(pvc));
+    }
+
+    /// Add or replace a PersistentVolume.
+    pub fn put_persistent_volume(&self, pv: PersistentVolume) {
+        let name = pv.metadata.name.clone().unwrap_or_default();
+        self.volumes.write().insert(name, Arc::new(pv));
     }
 
     /// Add or replace a ConfigMap (its namespace and name are its key).
@@ -190,6 +244,27 @@ fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> 
 }
 
 impl ObjectSource for MemoryObjects {
+    fn persistent_volume_claim<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<PersistentVolumeClaim>>>> {
+        let found = self
+            .claims
+            .read()
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned();
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn persistent_volume<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<PersistentVolume>>>> {
+        let found = self.volumes.read().get(name).cloned();
+        Box::pin(async move { Ok(found) })
+    }
+
     fn config_map<'a>(
         &'a self,
         namespace: &'a str,

@@ -160,6 +160,21 @@ impl ObjectSource for TokenManager {
         self.inner.services(namespace)
     }
 
+    fn persistent_volume_claim<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<k8s_openapi::api::core::v1::PersistentVolumeClaim>>>> {
+        self.inner.persistent_volume_claim(namespace, name)
+    }
+
+    fn persistent_volume<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<k8s_openapi::api::core::v1::PersistentVolume>>>> {
+        self.inner.persistent_volume(name)
+    }
+
     fn service_account_token<'a>(
         &'a self,
         namespace: &'a str,

@@ -109,6 +109,9 @@ pub enum SetUpError {
     /// The ServiceAccount token could not be had.
     #[error("failed to fetch token: {0}")]
     Token(String),
+    /// A claim is missing or not bound yet (retried until it is).
+    #[error("{0}")]
+    Claim(String),
     /// This kubelet has no plugin for the volume's source.
     #[error("volume source {0} is not supported by this kubelet")]
     Unsupported(&'static str),
@@ -267,6 +270,9 @@ async fn plan(
     if let Some(hp) = &volume.host_path {
         return Ok(Plan::HostPath(hp.clone()));
     }
+    if let Some(src) = &volume.persistent_volume_claim {
+        return claim_plan(objects, namespace, &src.claim_name).await;
+    }
     if let Some(src) = &volume.config_map {
         let optional = src.optional.unwrap_or(false);
         let cm = get_config_map(objects, namespace, &src.name, optional).await?;
@@ -328,6 +334,48 @@ async fn plan(
         });
     }
     Err(SetUpError::Unsupported(source_kind(volume)))
+}
+
+/// A claim's volume: the directory of the PersistentVolume it is bound
+/// to (hostPath, or a `local` volume's path, which must exist).
+async fn claim_plan(
+    objects: &dyn ObjectSource,
+    namespace: &str,
+    claim: &str,
+) -> Result<Plan, SetUpError> {
+    let pvc = objects
+        .persistent_volume_claim(namespace, claim)
+        .await
+        .map_err(SetUpError::Object)?
+        .ok_or_else(|| SetUpError::Claim(format!("persistentvolumeclaim \"{claim}\" not found")))?;
+    let volume = pvc
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_name.as_deref())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            SetUpError::Claim(format!(
+                "persistentvolumeclaim \"{claim}\" is not bound to a volume yet"
+            ))
+        })?;
+    let pv = objects
+        .persistent_volume(volume)
+        .await
+        .map_err(SetUpError::Object)?
+        .ok_or_else(|| SetUpError::Claim(format!("persistentvolume \"{volume}\" not found")))?;
+    let spec = pv.spec.clone().unwrap_or_default();
+    if let Some(hp) = spec.host_path {
+        return Ok(Plan::HostPath(hp));
+    }
+    if let Some(local) = spec.local {
+        return Ok(Plan::HostPath(HostPathVolumeSource {
+            path: local.path,
+            type_: Some("Directory".into()),
+        }));
+    }
+    Err(SetUpError::Unsupported(
+        "persistentVolume source other than hostPath or local",
+    ))
 }
 
 fn source_kind(v: &Volume) -> &'static str {

@@ -438,6 +438,12 @@ pub fn validate_stateful_set(ss: &StatefulSet) -> Vec<FieldError> {
     }
     for (i, pvc) in spec.volume_claim_templates.iter().flatten().enumerate() {
         let p = super::index("spec.volumeClaimTemplates", i);
+        if let Some(claim) = &pvc.spec {
+            errs.extend(super::storage::validate_claim_spec(
+                claim,
+                &child(&p, "spec"),
+            ));
+        }
         let name = pvc.metadata.name.as_deref().unwrap_or("");
         if name.is_empty() {
             errs.push(FieldError::required(
@@ -454,9 +460,29 @@ pub fn validate_stateful_set(ss: &StatefulSet) -> Vec<FieldError> {
             }
         }
     }
+    // The template's mounts may name the claim templates: each becomes a
+    // volume of the pod.
+    let mut template = spec.template.clone();
+    if let Some(pod) = template.spec.as_mut() {
+        let volumes = pod.volumes.get_or_insert_with(Vec::new);
+        for claim in spec.volume_claim_templates.iter().flatten() {
+            let name = claim.metadata.name.clone().unwrap_or_default();
+            volumes.retain(|v| v.name != name);
+            volumes.push(k8s_openapi::api::core::v1::Volume {
+                name: name.clone(),
+                persistent_volume_claim: Some(
+                    k8s_openapi::api::core::v1::PersistentVolumeClaimVolumeSource {
+                        claim_name: name,
+                        read_only: None,
+                    },
+                ),
+                ..Default::default()
+            });
+        }
+    }
     errs.extend(validate_selector_and_template(
         &spec.selector,
-        &spec.template,
+        &template,
         "statefulset",
         "StatefulSet",
     ));

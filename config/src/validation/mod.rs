@@ -22,6 +22,7 @@ mod pod;
 mod policy;
 mod quota;
 mod rbac;
+mod storage;
 mod strings;
 
 pub use self::apps::render_int_or_string;
@@ -51,6 +52,10 @@ pub use self::quota::{validate_limit_range, validate_resource_quota};
 pub use self::rbac::{
     default_subjects, validate_binding_update, validate_cluster_role,
     validate_cluster_role_binding, validate_role, validate_role_binding,
+};
+pub use self::storage::{
+    validate_claim_spec, validate_persistent_volume, validate_persistent_volume_claim,
+    validate_storage_class, ACCESS_MODES,
 };
 pub use self::strings::*;
 

@@ -176,6 +176,43 @@ pub fn bootstrap(state: &ApiState) -> Result<(), ApiError> {
     }
     kubernetes_service::ensure_service(state, server_port(&state.server_url))?;
     auth::rbac::policy::reconcile(state)?;
+    ensure_default_storage_class(state)?;
+    Ok(())
+}
+
+/// The StorageClass a cluster starts with, as k3s ships one: `local-path`,
+/// the default, provisioned by the volume controller as a directory on the
+/// node of a claim's first pod.
+fn ensure_default_storage_class(state: &ApiState) -> Result<(), ApiError> {
+    let classes =
+        registry::builtin::find("storage.k8s.io", "v1", "storageclasses").expect("served");
+    if state.cache.get(&classes.key(None, "local-path")).is_some() {
+        return Ok(());
+    }
+    let req = ResourceRequest {
+        resource: classes,
+        namespace: None,
+        name: None,
+        subresource: None,
+        legacy_watch: false,
+        user: crate::apiserver::auth::authn::UserInfo::apiserver(),
+    };
+    objects::create(
+        state,
+        &req,
+        &Query::default(),
+        json!({
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {
+                "name": "local-path",
+                "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+            },
+            "provisioner": kedge_config::storage::LOCAL_PATH_PROVISIONER,
+            "reclaimPolicy": "Delete",
+            "volumeBindingMode": "WaitForFirstConsumer",
+        }),
+    )?;
     Ok(())
 }
 

@@ -29,6 +29,7 @@ pub mod resourcequota;
 pub mod rootcacertpublisher;
 pub mod serviceaccount;
 pub mod statefulset;
+pub mod volume;
 
 use std::sync::Arc;
 
@@ -196,6 +197,7 @@ pub async fn run_all(ctx: Arc<Context>) {
         async { podautoscaler::run(ctx.controller("horizontal-pod-autoscaler").await).await },
         async { disruption::run(ctx.controller("disruption-controller").await).await },
         async { resourcequota::run(ctx.controller("resourcequota-controller").await).await },
+        async { volume::run(ctx.controller("persistent-volume-binder").await).await },
         async { serviceaccount::run(ctx.controller("service-account-controller").await).await },
         async {
             clusterroleaggregation::run(ctx.controller("clusterrole-aggregation-controller").await)

@@ -26,7 +26,9 @@ pub mod types;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::Client;
 use parking_lot::Mutex;
@@ -34,9 +36,10 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 use crate::controllers::events::{self, EventType, Recorder};
-use crate::controllers::informers::Informers;
+use crate::controllers::informers::{Informer, Informers};
 use cache::Cache;
 use framework::Framework;
+use plugins::volume_binding::VolumeBinding;
 use queue::{QueuedPod, SchedulingQueue};
 use registry::{Profile, Registry};
 use schedule_one::ScheduleError;
@@ -64,6 +67,8 @@ pub struct Scheduler {
     client: Client,
     recorder: Recorder,
     framework: Framework,
+    /// Reads the claims of pods (also a filter in `framework`).
+    volumes: VolumeBinding,
     profile: Profile,
     state: Mutex<State>,
     /// Wakes the scheduling loop when a pod becomes active.
@@ -82,17 +87,27 @@ pub async fn run(client: Client) {
 /// process's shared informers (as kube-scheduler and the controllers each
 /// share theirs), until the future is dropped.
 pub async fn run_with_informers(client: Client, informers: Arc<Informers>) {
-    let framework = match Registry::in_tree().framework(&Profile::default()) {
+    let mut framework = match Registry::in_tree().framework(&Profile::default()) {
         Ok(f) => f,
         Err(e) => {
             tracing::error!(error = %e, "scheduler profile is invalid");
             return;
         }
     };
+    let claims = informers.get::<PersistentVolumeClaim>();
+    let volumes = VolumeBinding {
+        claims: claims.store(),
+        volumes: informers.get::<PersistentVolume>().store(),
+        classes: informers.get::<StorageClass>().store(),
+    };
+    // kube-scheduler runs it right after NodeAffinity; it needs the
+    // caches, so it is added here rather than by the registry.
+    framework.filters.push(Box::new(volumes.clone()));
     let sched = Arc::new(Scheduler {
         recorder: Recorder::new(client.clone(), COMPONENT, None),
         client,
         framework,
+        volumes,
         profile: Profile::default(),
         state: Mutex::new(State::default()),
         wake: Notify::new(),
@@ -103,6 +118,7 @@ pub async fn run_with_informers(client: Client, informers: Arc<Informers>) {
         eventhandlers::watch_pods(sched.clone(), informers.get::<Pod>()),
         sched.clone().flush_loop(),
         sched.clone().schedule_loop(),
+        sched.clone().claims_changed(claims),
     );
 }
 
@@ -178,7 +194,41 @@ impl Scheduler {
         }
     }
 
+    /// A claim bound or created may let parked pods through.
+    async fn claims_changed(self: Arc<Self>, claims: Arc<Informer<PersistentVolumeClaim>>) {
+        let mut changes = claims.subscribe();
+        while changes.next().await.is_some() {
+            self.state
+                .lock()
+                .queue
+                .move_all_to_active_or_backoff(Instant::now());
+            self.wake.notify_one();
+        }
+    }
+
+    /// Name the chosen node on the pod's WaitForFirstConsumer claims, so
+    /// the provisioner makes their volumes there.
+    async fn select_node_for_claims(&self, pod: &PodInfo, node: &str) -> Result<(), kube::Error> {
+        for pvc in self.volumes.selected_nodes(&pod.pod) {
+            let api: Api<PersistentVolumeClaim> =
+                Api::namespaced(self.client.clone(), &pod.namespace);
+            let patch = json!({"metadata": {"annotations": {
+                crate::controllers::volume::SELECTED_NODE: node,
+            }}});
+            api.patch(
+                pvc.metadata.name.as_deref().unwrap_or_default(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     async fn bind(self: Arc<Self>, pod: Arc<PodInfo>, node: String, attempts: u32) {
+        if let Err(e) = self.select_node_for_claims(&pod, &node).await {
+            tracing::warn!(pod = %pod.key(), %node, error = %e, "naming the node on its claims failed");
+        }
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
         let binding = json!({
             "apiVersion": "v1",

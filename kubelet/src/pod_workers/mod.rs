@@ -144,6 +144,9 @@ struct PodContainers {
     ids: HashMap<String, (Option<String>, Option<String>)>,
     /// The pod's address, once its sandbox runs.
     pod_ip: Option<IpAddr>,
+    /// Whether the pod is being deleted: a new pod of the same name (a
+    /// StatefulSet member) is the one streams mean.
+    terminating: bool,
 }
 
 // === impl PodWorkers ===
@@ -258,7 +261,8 @@ impl PodWorkers {
         let index = self.index.lock();
         let pc = index
             .values()
-            .find(|p| p.namespace == namespace && p.name == pod)?;
+            .filter(|p| p.namespace == namespace && p.name == pod)
+            .min_by_key(|p| p.terminating)?;
         let name = container.or(pc.default_container.as_deref())?;
         let (current, prev) = pc.ids.get(name)?;
         if previous {
@@ -273,7 +277,8 @@ impl PodWorkers {
         let index = self.index.lock();
         index
             .values()
-            .find(|p| p.namespace == namespace && p.name == pod)?
+            .filter(|p| p.namespace == namespace && p.name == pod)
+            .min_by_key(|p| p.terminating)?
             .pod_ip
     }
 
@@ -492,7 +497,11 @@ impl PodWorker {
         }
         let lifecycle = actions::lifecycle(pod, self.terminal);
         match lifecycle {
-            Lifecycle::Terminate { grace } => return self.terminate(pod, grace).await,
+            Lifecycle::Terminate { grace } => {
+                // Streams to a pod of this name now mean its successor.
+                self.publish(pod);
+                return self.terminate(pod, grace).await;
+            }
             Lifecycle::EnsureStopped => {
                 self.kill(None, Duration::ZERO).await?;
                 return Ok(Next::Idle);
@@ -650,6 +659,7 @@ impl PodWorker {
                 .map(|(n, r)| (n.clone(), (r.id.clone(), r.previous.clone())))
                 .collect(),
             pod_ip: self.pod_ip,
+            terminating: pod.metadata.deletion_timestamp.is_some(),
         };
         let mut index = self.workers.index.lock();
         if index.get(&self.uid) != Some(&entry) {

@@ -43,6 +43,14 @@ pub fn authorize(state: &ApiState, user: &UserInfo, attrs: &Attributes) -> Decis
                 }
                 return related(state, node, attrs);
             }
+            ("", "persistentvolumes", "") => {
+                if !read || attrs.name.is_empty() {
+                    return Decision::NoOpinion(format!(
+                        "can only read a named persistentvolume bound to a claim of a pod of node '{node}'"
+                    ));
+                }
+                return volume_related(state, node, &attrs.name);
+            }
             ("", "serviceaccounts", "token") => {
                 if attrs.verb != "create" {
                     return Decision::NoOpinion(String::new());
@@ -85,6 +93,40 @@ fn related(state: &ApiState, node: &str, attrs: &Attributes) -> Decision {
     let used = pods.iter().any(|(_, pod)| {
         pod.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node)
             && pod_refers_to(pod, &attrs.resource, &attrs.name)
+    });
+    if used {
+        Decision::Allow
+    } else {
+        Decision::NoOpinion(format!(
+            "no relationship found between node '{node}' and this object"
+        ))
+    }
+}
+
+/// Allow reading PersistentVolume `pv` when a pod bound to `node` uses a
+/// claim bound to it (the node authorizer's pod → claim → volume edge).
+fn volume_related(state: &ApiState, node: &str, pv: &str) -> Decision {
+    let (_, pods) = state.cache.list("/core/pods/");
+    let used = pods.iter().any(|(_, pod)| {
+        pod.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node)
+            && pod
+                .pointer("/spec/volumes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.pointer("/persistentVolumeClaim/claimName")?.as_str())
+                .any(|claim| {
+                    let ns = pod
+                        .pointer("/metadata/namespace")
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
+                    state
+                        .cache
+                        .get(&format!("/core/persistentvolumeclaims/{ns}/{claim}"))
+                        .is_some_and(|pvc| {
+                            pvc.pointer("/spec/volumeName").and_then(Value::as_str) == Some(pv)
+                        })
+                })
     });
     if used {
         Decision::Allow

@@ -409,6 +409,32 @@ const PODDISRUPTIONBUDGETS: &[Col] = &[
     AGE,
 ];
 
+const PERSISTENTVOLUMES: &[Col] = &[
+    NAME,
+    col("Capacity", "string", "capacity is the description of the persistent volume's resources and capacity."),
+    col("Access Modes", "string", "accessModes contains all ways the volume can be mounted."),
+    col("Reclaim Policy", "string", "persistentVolumeReclaimPolicy defines what happens to a persistent volume when released from its claim."),
+    col("Status", "string", "phase indicates if a volume is available, bound to a claim, or released by a claim."),
+    col("Claim", "string", "claimRef is part of a bi-directional binding between PersistentVolume and PersistentVolumeClaim."),
+    col("StorageClass", "string", "storageClassName is the name of StorageClass to which this persistent volume belongs."),
+    col("VolumeAttributesClass", "string", "Name of VolumeAttributesClass to which this persistent volume belongs."),
+    col("Reason", "string", "reason is a brief CamelCase string that describes any failure."),
+    AGE,
+    wide("VolumeMode", "string", "volumeMode defines if a volume is intended to be used with a formatted filesystem or to remain in raw block state."),
+];
+
+const PERSISTENTVOLUMECLAIMS: &[Col] = &[
+    NAME,
+    col("Status", "string", "phase represents the current phase of PersistentVolumeClaim."),
+    col("Volume", "string", "volumeName is the binding reference to the PersistentVolume backing this claim."),
+    col("Capacity", "string", "capacity represents the actual resources of the underlying volume."),
+    col("Access Modes", "string", "accessModes contains the actual access modes the volume backing the PVC has."),
+    col("StorageClass", "string", "storageClassName is the name of the StorageClass required by the claim."),
+    col("VolumeAttributesClass", "string", "volumeAttributesClassName may be used to set the VolumeAttributesClass used by this claim."),
+    AGE,
+    wide("VolumeMode", "string", "volumeMode defines what type of volume is required by the claim."),
+];
+
 const STORAGECLASSES: &[Col] = &[
     NAME,
     col("Provisioner", "string", "provisioner indicates the type of the provisioner."),
@@ -492,6 +518,8 @@ fn columns(resource: &str) -> &'static [Col] {
         "poddisruptionbudgets" => PODDISRUPTIONBUDGETS,
         "controllerrevisions" => CONTROLLERREVISIONS,
         "storageclasses" => STORAGECLASSES,
+        "persistentvolumes" => PERSISTENTVOLUMES,
+        "persistentvolumeclaims" => PERSISTENTVOLUMECLAIMS,
         "priorityclasses" => PRIORITYCLASSES,
         "networkpolicies" => NETWORKPOLICIES,
         r if prints_created_at(r) => CREATED_AT,
@@ -624,6 +652,8 @@ pub fn row_cells(resource: &str, obj: &Value, now: Timestamp) -> Vec<Value> {
         "poddisruptionbudgets" => pdb_cells(obj, now),
         "controllerrevisions" => controller_revision_cells(obj, now),
         "storageclasses" => storage_class_cells(obj, now),
+        "persistentvolumes" => persistent_volume_cells(obj, now),
+        "persistentvolumeclaims" => persistent_volume_claim_cells(obj, now),
         "priorityclasses" => vec![
             name(obj),
             int(obj, &["value"]).into(),
@@ -1791,6 +1821,79 @@ fn pdb_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
         int(obj, &["status", "disruptionsAllowed"]).into(),
         age(obj, now),
     ]
+}
+
+/// `RWO,RWX`: access modes as kubectl abbreviates them.
+fn access_modes(modes: &[Value]) -> String {
+    modes
+        .iter()
+        .filter_map(Value::as_str)
+        .map(|m| match m {
+            "ReadWriteOnce" => "RWO",
+            "ReadOnlyMany" => "ROX",
+            "ReadWriteMany" => "RWX",
+            "ReadWriteOncePod" => "RWOP",
+            other => other,
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn persistent_volume_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+    let claim = match (
+        s(obj, &["spec", "claimRef", "namespace"]).to_string(),
+        s(obj, &["spec", "claimRef", "name"]).to_string(),
+    ) {
+        (ns, name) if !name.is_empty() => format!("{ns}/{name}"),
+        _ => String::new(),
+    };
+    vec![
+        name(obj),
+        s(obj, &["spec", "capacity", "storage"]).to_string().into(),
+        access_modes(arr(obj, &["spec", "accessModes"])).into(),
+        s(obj, &["spec", "persistentVolumeReclaimPolicy"])
+            .to_string()
+            .into(),
+        s(obj, &["status", "phase"]).to_string().into(),
+        claim.into(),
+        s(obj, &["spec", "storageClassName"]).to_string().into(),
+        or_unset(s(obj, &["spec", "volumeAttributesClassName"]).to_string()).into(),
+        s(obj, &["status", "reason"]).to_string().into(),
+        age(obj, now),
+        s(obj, &["spec", "volumeMode"]).to_string().into(),
+    ]
+}
+
+fn persistent_volume_claim_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+    // Capacity and modes once bound, from status.
+    let bound = s(obj, &["status", "phase"]) == "Bound";
+    let (capacity, modes) = if bound {
+        (
+            s(obj, &["status", "capacity", "storage"]).to_string(),
+            access_modes(arr(obj, &["status", "accessModes"])),
+        )
+    } else {
+        (String::new(), String::new())
+    };
+    vec![
+        name(obj),
+        s(obj, &["status", "phase"]).to_string().into(),
+        s(obj, &["spec", "volumeName"]).to_string().into(),
+        capacity.into(),
+        modes.into(),
+        s(obj, &["spec", "storageClassName"]).to_string().into(),
+        or_unset(s(obj, &["spec", "volumeAttributesClassName"]).to_string()).into(),
+        age(obj, now),
+        s(obj, &["spec", "volumeMode"]).to_string().into(),
+    ]
+}
+
+fn or_unset(s: String) -> String {
+    if s.is_empty() {
+        "<unset>".into()
+    } else {
+        s
+    }
 }
 
 fn storage_class_cells(obj: &Value, now: Timestamp) -> Vec<Value> {

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{
+    PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, Volume,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 /// The label with the pod's own name, so a Service can select one replica.
@@ -18,6 +20,37 @@ pub const REVISION_LABEL: &str = "controller-revision-hash";
 /// The name of the pod with ordinal `ord`.
 pub fn pod_name(set: &str, ord: i32) -> String {
     format!("{set}-{ord}")
+}
+
+/// The claim of ordinal `ord` from the template `volume`:
+/// `<volume>-<set>-<ord>` (`data-web-0`).
+pub fn claim_name(volume: &str, set: &str, ord: i32) -> String {
+    format!("{volume}-{set}-{ord}")
+}
+
+/// The claims the set's volumeClaimTemplates give ordinal `ord`: the
+/// template's labels plus the set's selector, so they can be found by it.
+pub fn claims_for(set: &StatefulSet, ord: i32) -> Vec<PersistentVolumeClaim> {
+    let set_name = set.metadata.name.clone().unwrap_or_default();
+    let spec = set.spec.clone().unwrap_or_default();
+    spec.volume_claim_templates
+        .unwrap_or_default()
+        .into_iter()
+        .map(|mut claim| {
+            let volume = claim.metadata.name.clone().unwrap_or_default();
+            let mut labels = claim.metadata.labels.take().unwrap_or_default();
+            labels.extend(spec.selector.match_labels.clone().unwrap_or_default());
+            claim.metadata = ObjectMeta {
+                name: Some(claim_name(&volume, &set_name, ord)),
+                namespace: set.metadata.namespace.clone(),
+                labels: Some(labels),
+                annotations: claim.metadata.annotations.take(),
+                ..Default::default()
+            };
+            claim.status = None;
+            claim
+        })
+        .collect()
 }
 
 /// The ordinal of a pod named `<set>-<n>`, or None for any other name.
@@ -91,6 +124,24 @@ pub fn new_pod(set: &StatefulSet, ord: i32, revision: &str) -> Pod {
     labels.insert(POD_INDEX_LABEL.into(), ord.to_string());
     labels.insert(REVISION_LABEL.into(), revision.to_string());
     let mut pod_spec = spec.template.spec.unwrap_or_default();
+    // Each volumeClaimTemplate becomes the pod's own claim, replacing a
+    // template volume of the same name.
+    let volumes = pod_spec.volumes.get_or_insert_with(Vec::new);
+    for claim in spec.volume_claim_templates.iter().flatten() {
+        let volume = claim.metadata.name.clone().unwrap_or_default();
+        volumes.retain(|v| v.name != volume);
+        volumes.push(Volume {
+            name: volume.clone(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim_name(&volume, &set_name, ord),
+                read_only: None,
+            }),
+            ..Default::default()
+        });
+    }
+    if volumes.is_empty() {
+        pod_spec.volumes = None;
+    }
     pod_spec.hostname = Some(name.clone());
     if let Some(svc) = spec.service_name.filter(|s| !s.is_empty()) {
         pod_spec.subdomain = Some(svc);

@@ -6,11 +6,11 @@
 //! Kubernetes' `pkg/controller/statefulset`.
 //!
 //! Each template is recorded as a ControllerRevision (`history`), which
-//! `kubectl rollout history|undo` read. Not served: `volumeClaimTemplates`
-//! (there are no PersistentVolumeClaims, so pods get no claims and the
-//! templates are ignored), recreating a pod below the partition from its
-//! old revision (it gets the newest template), `maxUnavailable` and
-//! `persistentVolumeClaimRetentionPolicy`.
+//! `kubectl rollout history|undo` read. Each ordinal gets its claims from
+//! the `volumeClaimTemplates` (`data-web-0`), created before its pod and
+//! kept when the pod goes (the `Retain` retention policy). Not served:
+//! recreating a pod below the partition from its old revision (it gets the
+//! newest template), `maxUnavailable`, and a `Delete` retention policy.
 //!
 //! The loop mirrors the ReplicaSet controller's (its pod cache, sync point,
 //! adoption and backoff are reused). No expectations are needed: pods are
@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetStatus};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kedge_config::selector::LabelSelector;
 use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
@@ -344,6 +344,7 @@ impl Step<'_> {
 
     async fn create(&self, ord: i32) -> Result<(), kube::Error> {
         let set_name = self.set.metadata.name.as_deref().unwrap_or("");
+        self.create_claims(ord).await?;
         let pod = identity::new_pod(self.set, ord, self.revision);
         let pod_name = identity::pod_name(set_name, ord);
         match self.api.create(&PostParams::default(), &pod).await {
@@ -362,6 +363,38 @@ impl Step<'_> {
                 Err(e)
             }
         }
+    }
+
+    /// The ordinal's claims from the volumeClaimTemplates, unless they
+    /// exist: they outlive the pod (kept through restarts and scale-down,
+    /// the `Retain` retention policy), so a new pod gets the old data.
+    async fn create_claims(&self, ord: i32) -> Result<(), kube::Error> {
+        let set_name = self.set.metadata.name.as_deref().unwrap_or("");
+        let ns = self.set.metadata.namespace.as_deref().unwrap_or_default();
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(self.state.client.clone(), ns);
+        for claim in identity::claims_for(self.set, ord) {
+            let name = claim.metadata.name.clone().unwrap_or_default();
+            match api.create(&PostParams::default(), &claim).await {
+                Ok(_) => {
+                    let msg = format!(
+                        "create Claim {name} Pod {} in StatefulSet {set_name} success",
+                        identity::pod_name(set_name, ord)
+                    );
+                    self.record(EventType::Normal, "SuccessfulCreate", &msg)
+                        .await;
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(e) => {
+                    let msg = format!(
+                        "create Claim {name} for Pod {} in StatefulSet {set_name} failed error: {e}",
+                        identity::pod_name(set_name, ord)
+                    );
+                    self.record(EventType::Warning, "FailedCreate", &msg).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Delete exactly this pod: the uid precondition keeps a stale cache

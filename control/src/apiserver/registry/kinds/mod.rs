@@ -35,6 +35,8 @@ mod localsubjectaccessreviews;
 mod namespaces;
 mod nodemetrics;
 mod nodes;
+mod persistentvolumeclaims;
+mod persistentvolumes;
 mod poddisruptionbudgets;
 mod podmetrics;
 mod pods;
@@ -50,6 +52,7 @@ mod selfsubjectrulesreviews;
 mod serviceaccounts;
 mod services;
 mod statefulsets;
+mod storageclasses;
 mod subjectaccessreviews;
 mod tokenreviews;
 
@@ -126,6 +129,8 @@ pub static ALL: &[&Kind] = &[
     &resourcequotas::KIND,
     &limitranges::KIND,
     &replicationcontrollers::KIND,
+    &persistentvolumes::KIND,
+    &persistentvolumeclaims::KIND,
     &deployments::KIND,
     &replicasets::KIND,
     &daemonsets::KIND,
@@ -152,6 +157,7 @@ pub static ALL: &[&Kind] = &[
     &localsubjectaccessreviews::KIND,
     &selfsubjectrulesreviews::KIND,
     &certificatesigningrequests::KIND,
+    &storageclasses::KIND,
     &componentstatuses::KIND,
     &nodemetrics::KIND,
     &podmetrics::KIND,
