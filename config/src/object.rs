@@ -223,6 +223,15 @@ pub const STORAGE_CLASS: Typed = typed!(
     update_storage_class
 );
 
+/// NetworkPolicy (networking.k8s.io/v1): which traffic selected pods
+/// take.
+pub const NETWORK_POLICY: Typed = typed!(
+    networking::NetworkPolicy,
+    nothing,
+    validation::validate_network_policy,
+    no_update
+);
+
 /// DaemonSet (apps/v1) through `apps::DaemonSet`.
 pub const DAEMON_SET: Typed = typed!(
     apps::DaemonSet,

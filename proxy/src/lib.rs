@@ -23,6 +23,7 @@ pub mod balancer;
 pub mod command;
 pub mod holder;
 pub mod metrics;
+pub mod netpol;
 pub mod nftables;
 pub mod podnet;
 pub mod proxier;
@@ -118,6 +119,9 @@ pub struct ProxyConfig {
     /// is DNATed there, so the frontend's own port stays free for host
     /// processes binding the wildcard address.
     pub local_ports: std::collections::BTreeMap<Frontend, u16>,
+    /// The NetworkPolicies as this node enforces them (the userspace
+    /// proxy asks before connecting to an endpoint).
+    pub network_policy: Arc<netpol::Policy>,
 }
 
 impl Default for ProxyConfig {
@@ -137,6 +141,7 @@ impl Default for ProxyConfig {
             userspace_redirect: true,
             locally_served: Vec::new(),
             local_ports: Default::default(),
+            network_policy: Default::default(),
         }
     }
 }

@@ -54,6 +54,8 @@ pub struct Proxier {
     local_ports: BTreeMap<(Ipv4Addr, Protocol, u16), u16>,
     // Last, so that listeners close before their addresses go.
     holder: Option<Holder>,
+    /// NetworkPolicies, checked before a connection to an endpoint.
+    policy: Arc<crate::netpol::Policy>,
 }
 
 /// What a listener's connections read when they start.
@@ -66,6 +68,8 @@ pub(crate) struct Current {
 pub(crate) struct Shared {
     pub current: RwLock<Arc<Current>>,
     pub balancer: Balancer,
+    /// Which clients may reach which endpoints.
+    pub policy: Arc<crate::netpol::Policy>,
 }
 
 struct Listener {
@@ -123,6 +127,7 @@ impl Proxier {
                 })
                 .collect(),
             holder,
+            policy: config.network_policy.clone(),
         })
     }
 
@@ -266,6 +271,7 @@ impl Proxier {
                     backends,
                 })),
                 balancer: Balancer::new(),
+                policy: self.policy.clone(),
             });
             match self.bind(frontend, shared.clone()).await {
                 Ok((task, redirected_to)) => {

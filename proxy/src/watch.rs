@@ -116,6 +116,16 @@ pub async fn run_with_drain(
     .boxed();
     let mut events = futures::stream::select(services, slices);
 
+    // Aborted with the proxy; its table is deleted then (below when
+    // draining, else when the aborted task is dropped).
+    let netpol_table = format!("{}-netpol", config.nftables_table);
+    let mut network_policy = AbortOnDrop(tokio::spawn(crate::netpol::run(
+        client.clone(),
+        config.node_name.clone(),
+        netpol_table.clone(),
+        config.network_policy.clone(),
+    )));
+
     let (status_tx, status_rx) = mpsc::unbounded_channel();
     // Aborted with the proxy: it holds nothing the proxy must clean up.
     let status_task = AbortOnDrop(tokio::spawn(crate::status::write_statuses(
@@ -152,6 +162,9 @@ pub async fn run_with_drain(
         }
     }
     tracing::info!("draining the service proxy");
+    network_policy.0.abort();
+    let _ = (&mut network_policy.0).await;
+    crate::netpol::delete_table(&netpol_table).await;
     proxier.drain().await;
     Ok(())
 }

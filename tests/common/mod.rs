@@ -163,6 +163,12 @@ fn remove_nftables_table(table: &str) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
+    // The node's NetworkPolicy table.
+    let _ = Command::new("nft")
+        .args(["delete", "table", "inet", &format!("{table}-netpol")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// Remove what test nodes of processes that are gone left in Docker and
@@ -171,11 +177,14 @@ fn sweep_crashed_nodes() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let tables = Command::new("nft")
-            .args(["list", "tables", "ip"])
+            .args(["list", "tables"])
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
-        for table in tables.lines().filter_map(|l| l.strip_prefix("table ip ")) {
+        for table in tables.lines().filter_map(|l| {
+            l.strip_prefix("table ip ")
+                .or_else(|| l.strip_prefix("table inet ")?.strip_suffix("-netpol"))
+        }) {
             let pid = table
                 .strip_prefix("kt")
                 .and_then(|r| r.split_once('x'))

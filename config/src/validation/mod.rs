@@ -43,6 +43,7 @@ pub use self::meta::{
 };
 pub use self::networking::{
     validate_endpoint_slice, validate_ingress, validate_ingress_class, validate_lease,
+    validate_network_policy,
 };
 pub use self::pod::{
     validate_pod, validate_pod_spec, validate_pod_template_spec, validate_resources,

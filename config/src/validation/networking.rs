@@ -1,11 +1,12 @@
-//! networking.k8s.io/v1 Ingress and IngressClass, discovery.k8s.io/v1 EndpointSlice, and
-//! coordination.k8s.io/v1 Lease.
+//! networking.k8s.io/v1 Ingress, IngressClass and NetworkPolicy,
+//! discovery.k8s.io/v1 EndpointSlice, and coordination.k8s.io/v1 Lease.
 
 use std::collections::HashSet;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::meta::{validate_object_meta, NameRule};
 use super::strings::*;
@@ -406,4 +407,167 @@ pub fn validate_lease(l: &Lease) -> Vec<FieldError> {
         }
     }
     errs
+}
+
+/// Validates a NetworkPolicy (`ValidateNetworkPolicy`): selectors, ports
+/// (a protocol Kubernetes knows, a port or port range that makes sense),
+/// ipBlocks whose `except` lie inside their CIDR, policy types.
+pub fn validate_network_policy(
+    np: &k8s_openapi::api::networking::v1::NetworkPolicy,
+) -> Vec<FieldError> {
+    use super::meta::validate_label_selector;
+    let mut errs = validate_object_meta(&np.metadata, NameRule::Subdomain, "metadata");
+    let default = Default::default();
+    let spec = np.spec.as_ref().unwrap_or(&default);
+    if let Some(sel) = &spec.pod_selector {
+        errs.extend(validate_label_selector(sel, "spec.podSelector"));
+    }
+    let ports = |ports: Option<&Vec<k8s_openapi::api::networking::v1::NetworkPolicyPort>>,
+                 path: &str,
+                 errs: &mut Vec<FieldError>| {
+        for (i, p) in ports.into_iter().flatten().enumerate() {
+            let at = index(path, i);
+            if let Some(proto) = p.protocol.as_deref() {
+                if !["TCP", "UDP", "SCTP"].contains(&proto) {
+                    errs.push(FieldError::not_supported(
+                        child(&at, "protocol"),
+                        proto,
+                        &["SCTP", "TCP", "UDP"],
+                    ));
+                }
+            }
+            match (&p.port, p.end_port) {
+                (Some(IntOrString::Int(n)), end) => {
+                    if !(1..=65535).contains(n) {
+                        errs.push(FieldError::invalid_int(
+                            child(&at, "port"),
+                            i64::from(*n),
+                            "must be between 1 and 65535, inclusive",
+                        ));
+                    }
+                    if let Some(end) = end {
+                        if end < *n {
+                            errs.push(FieldError::invalid_int(
+                                child(&at, "endPort"),
+                                i64::from(end),
+                                "must be greater than or equal to `port`",
+                            ));
+                        }
+                    }
+                }
+                (Some(IntOrString::String(_)), Some(end)) => errs.push(FieldError::invalid_int(
+                    child(&at, "endPort"),
+                    i64::from(end),
+                    "may not be specified when `port` is non-numeric",
+                )),
+                (None, Some(end)) => errs.push(FieldError::invalid_int(
+                    child(&at, "endPort"),
+                    i64::from(end),
+                    "may not be specified when `port` is not specified",
+                )),
+                _ => {}
+            }
+        }
+    };
+    let peers = |peers: Option<&Vec<k8s_openapi::api::networking::v1::NetworkPolicyPeer>>,
+                 path: &str,
+                 errs: &mut Vec<FieldError>| {
+        for (i, peer) in peers.into_iter().flatten().enumerate() {
+            let at = index(path, i);
+            let set = [
+                peer.pod_selector.is_some(),
+                peer.namespace_selector.is_some(),
+                peer.ip_block.is_some(),
+            ];
+            if set.iter().all(|s| !s) {
+                errs.push(FieldError::required(at.clone(), "must specify a peer"));
+            }
+            if peer.ip_block.is_some() && (set[0] || set[1]) {
+                errs.push(FieldError::forbidden(
+                    at.clone(),
+                    "may not specify both ipBlock and another peer",
+                ));
+            }
+            if let Some(sel) = &peer.pod_selector {
+                errs.extend(validate_label_selector(sel, &child(&at, "podSelector")));
+            }
+            if let Some(sel) = &peer.namespace_selector {
+                errs.extend(validate_label_selector(
+                    sel,
+                    &child(&at, "namespaceSelector"),
+                ));
+            }
+            if let Some(block) = &peer.ip_block {
+                let cidr_path = child(&child(&at, "ipBlock"), "cidr");
+                let cidr = ipnet_of(&block.cidr);
+                if cidr.is_none() {
+                    for m in is_valid_cidr(&block.cidr) {
+                        errs.push(FieldError::invalid_str(&cidr_path, &block.cidr, m));
+                    }
+                }
+                for (j, e) in block.except.iter().flatten().enumerate() {
+                    let ep = index(&child(&child(&at, "ipBlock"), "except"), j);
+                    match (ipnet_of(e), cidr) {
+                        (None, _) => {
+                            for m in is_valid_cidr(e) {
+                                errs.push(FieldError::invalid_str(&ep, e, m));
+                            }
+                        }
+                        (Some(inner), Some(outer)) if !within(inner, outer) => errs.push(
+                            FieldError::invalid_str(&ep, e, "must be a strict subset of `cidr`"),
+                        ),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    };
+    for (i, rule) in spec.ingress.iter().flatten().enumerate() {
+        let at = index("spec.ingress", i);
+        ports(rule.ports.as_ref(), &child(&at, "ports"), &mut errs);
+        peers(rule.from.as_ref(), &child(&at, "from"), &mut errs);
+    }
+    for (i, rule) in spec.egress.iter().flatten().enumerate() {
+        let at = index("spec.egress", i);
+        ports(rule.ports.as_ref(), &child(&at, "ports"), &mut errs);
+        peers(rule.to.as_ref(), &child(&at, "to"), &mut errs);
+    }
+    for (i, t) in spec.policy_types.iter().flatten().enumerate() {
+        if t != "Ingress" && t != "Egress" {
+            errs.push(FieldError::not_supported(
+                index("spec.policyTypes", i),
+                t,
+                &["Egress", "Ingress"],
+            ));
+        }
+    }
+    errs
+}
+
+/// An address and prefix length, parsed.
+fn ipnet_of(cidr: &str) -> Option<(std::net::IpAddr, u8)> {
+    let (ip, len) = cidr.split_once('/')?;
+    let ip: std::net::IpAddr = ip.parse().ok()?;
+    let len: u8 = len.parse().ok()?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    (len <= max).then_some((ip, len))
+}
+
+/// Whether `inner` lies strictly inside `outer`.
+fn within(inner: (std::net::IpAddr, u8), outer: (std::net::IpAddr, u8)) -> bool {
+    use std::net::IpAddr::{V4, V6};
+    if inner.1 <= outer.1 {
+        return false;
+    }
+    match (inner.0, outer.0) {
+        (V4(i), V4(o)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(outer.1)).unwrap_or(0);
+            u32::from(i) & mask == u32::from(o) & mask
+        }
+        (V6(i), V6(o)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(outer.1)).unwrap_or(0);
+            u128::from(i) & mask == u128::from(o) & mask
+        }
+        _ => false,
+    }
 }

@@ -76,13 +76,39 @@ async fn proxy(
     metrics.active.dec();
 }
 
-/// Connect to the picked endpoint, failing over to the next ones.
+/// Connect to the picked endpoint, failing over to the next ones. Only
+/// endpoints the NetworkPolicies let the client reach are picked.
 async fn connect(
     shared: &Shared,
     backends: &crate::table::Backends,
     peer: SocketAddr,
 ) -> Option<TcpStream> {
-    let endpoints = &backends.endpoints;
+    let allowed: Vec<SocketAddr>;
+    let endpoints: &[SocketAddr] = if backends.endpoints.iter().all(|ep| {
+        shared.policy.allows(
+            peer.ip(),
+            ep.ip(),
+            crate::netpol::model::Proto::Tcp,
+            ep.port(),
+        )
+    }) {
+        &backends.endpoints
+    } else {
+        allowed = backends
+            .endpoints
+            .iter()
+            .copied()
+            .filter(|ep| {
+                shared.policy.allows(
+                    peer.ip(),
+                    ep.ip(),
+                    crate::netpol::model::Proto::Tcp,
+                    ep.port(),
+                )
+            })
+            .collect();
+        &allowed
+    };
     let now = Instant::now();
     let mut ep = shared
         .balancer

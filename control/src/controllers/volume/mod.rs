@@ -582,7 +582,10 @@ mod tests {
             &pv("manual", "2Gi", &["ReadWriteOnce", "ReadOnlyMany"]),
             &claim
         ));
-        assert!(!satisfies(&pv("manual", "512Mi", &["ReadWriteOnce"]), &claim));
+        assert!(!satisfies(
+            &pv("manual", "512Mi", &["ReadWriteOnce"]),
+            &claim
+        ));
         assert!(!satisfies(&pv("other", "1Gi", &["ReadWriteOnce"]), &claim));
         assert!(!satisfies(&pv("manual", "1Gi", &["ReadOnlyMany"]), &claim));
     }
@@ -597,7 +600,14 @@ mod tests {
             ..Default::default()
         });
         assert!(claimed_by(&volume, &claim));
-        volume.spec.as_mut().unwrap().claim_ref.as_mut().unwrap().uid = Some("u2".into());
+        volume
+            .spec
+            .as_mut()
+            .unwrap()
+            .claim_ref
+            .as_mut()
+            .unwrap()
+            .uid = Some("u2".into());
         assert!(!claimed_by(&volume, &claim));
     }
 }

@@ -33,6 +33,7 @@ mod leases;
 mod limitranges;
 mod localsubjectaccessreviews;
 mod namespaces;
+mod networkpolicies;
 mod nodemetrics;
 mod nodes;
 mod persistentvolumeclaims;
@@ -143,6 +144,7 @@ pub static ALL: &[&Kind] = &[
     &poddisruptionbudgets::KIND,
     &ingresses::KIND,
     &ingressclasses::KIND,
+    &networkpolicies::KIND,
     &endpointslices::KIND,
     &leases::KIND,
     &customresourcedefinitions::KIND,
