@@ -154,22 +154,12 @@ impl ApiState {
 
 /// Create the namespaces and Services every cluster starts with.
 pub fn bootstrap(state: &ApiState) -> Result<(), ApiError> {
-    let q = Query::default();
     let ns = registry::builtin::find("", "v1", "namespaces").expect("namespaces are served");
     for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         if state.cache.get(&ns.key(None, name)).is_none() {
-            let req = ResourceRequest {
-                resource: ns,
-                namespace: None,
-                name: None,
-                subresource: None,
-                legacy_watch: false,
-                user: crate::apiserver::auth::authn::UserInfo::apiserver(),
-            };
-            objects::create(
+            create_as_apiserver(
                 state,
-                &req,
-                &q,
+                ns,
                 json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
             )?;
         }
@@ -189,18 +179,9 @@ fn ensure_default_storage_class(state: &ApiState) -> Result<(), ApiError> {
     if state.cache.get(&classes.key(None, "local-path")).is_some() {
         return Ok(());
     }
-    let req = ResourceRequest {
-        resource: classes,
-        namespace: None,
-        name: None,
-        subresource: None,
-        legacy_watch: false,
-        user: crate::apiserver::auth::authn::UserInfo::apiserver(),
-    };
-    objects::create(
+    create_as_apiserver(
         state,
-        &req,
-        &Query::default(),
+        classes,
         json!({
             "apiVersion": "storage.k8s.io/v1",
             "kind": "StorageClass",
@@ -213,6 +194,24 @@ fn ensure_default_storage_class(state: &ApiState) -> Result<(), ApiError> {
             "volumeBindingMode": "WaitForFirstConsumer",
         }),
     )?;
+    Ok(())
+}
+
+/// Create a cluster-scoped object of `resource` as the API server itself.
+fn create_as_apiserver(
+    state: &ApiState,
+    resource: &'static registry::Resource,
+    obj: Value,
+) -> Result<(), ApiError> {
+    let req = ResourceRequest {
+        resource,
+        namespace: None,
+        name: None,
+        subresource: None,
+        legacy_watch: false,
+        user: crate::apiserver::auth::authn::UserInfo::apiserver(),
+    };
+    objects::create(state, &req, &Query::default(), obj)?;
     Ok(())
 }
 

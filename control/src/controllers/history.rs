@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
@@ -40,6 +41,40 @@ pub struct Owner<'a> {
     pub hash: String,
     /// How many revisions no pod uses to keep.
     pub history_limit: usize,
+}
+
+impl<'a> Owner<'a> {
+    /// The history of `workload`, whose pods come from `template`;
+    /// `history_limit` is its `revisionHistoryLimit` (10 when unset).
+    pub fn of<K: serde::Serialize>(
+        workload: &'a K,
+        meta: &'a ObjectMeta,
+        reference: OwnerReference,
+        template: Option<&PodTemplateSpec>,
+        revision_name: String,
+        hash: String,
+        history_limit: Option<i32>,
+    ) -> Self {
+        Owner {
+            meta,
+            reference,
+            template_labels: template
+                .and_then(|t| t.metadata.as_ref())
+                .and_then(|m| m.labels.clone())
+                .unwrap_or_default(),
+            object: serde_json::to_value(workload).unwrap_or_default(),
+            revision_name,
+            hash,
+            history_limit: history_limit.unwrap_or(10).max(0) as usize,
+        }
+    }
+}
+
+/// The revision hashes `pods` were made from.
+pub fn hashes_in_use(pods: &[Arc<Pod>]) -> HashSet<String> {
+    pods.iter()
+        .filter_map(|p| p.metadata.labels.as_ref()?.get(REVISION_LABEL).cloned())
+        .collect()
 }
 
 /// The label with the template's hash, on revisions and pods.

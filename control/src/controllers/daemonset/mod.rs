@@ -296,31 +296,16 @@ async fn record_history(
 ) -> Result<i64, kube::Error> {
     state.revisions.wait_until_ready().await.ok();
     let spec = ds.spec.as_ref();
-    let owner = history::Owner {
-        meta: &ds.metadata,
-        reference: util::controller_ref(ds),
-        template_labels: spec
-            .and_then(|s| s.template.metadata.as_ref())
-            .and_then(|m| m.labels.clone())
-            .unwrap_or_default(),
-        object: serde_json::to_value(ds).unwrap_or_default(),
-        revision_name: format!("{}-{hash}", ds.metadata.name.as_deref().unwrap_or("")),
-        hash: hash.to_string(),
-        history_limit: spec
-            .and_then(|s| s.revision_history_limit)
-            .unwrap_or(10)
-            .max(0) as usize,
-    };
-    let in_use = owned
-        .iter()
-        .filter_map(|p| {
-            p.metadata
-                .labels
-                .as_ref()?
-                .get(util::REVISION_LABEL)
-                .cloned()
-        })
-        .collect();
+    let owner = history::Owner::of(
+        ds,
+        &ds.metadata,
+        util::controller_ref(ds),
+        spec.map(|s| &s.template),
+        format!("{}-{hash}", ds.metadata.name.as_deref().unwrap_or("")),
+        hash.to_string(),
+        spec.and_then(|s| s.revision_history_limit),
+    );
+    let in_use = history::hashes_in_use(owned);
     history::sync(&state.client, &state.revisions, &owner, &in_use).await
 }
 

@@ -251,31 +251,16 @@ async fn record_history(
 ) -> Result<i64, kube::Error> {
     state.revisions.wait_until_ready().await.ok();
     let spec = set.spec.as_ref();
-    let owner = history::Owner {
-        meta: &set.metadata,
-        reference: identity::controller_ref(set),
-        template_labels: spec
-            .and_then(|s| s.template.metadata.as_ref())
-            .and_then(|m| m.labels.clone())
-            .unwrap_or_default(),
-        object: serde_json::to_value(set).unwrap_or_default(),
-        revision_name: revision.to_string(),
-        hash: revision.to_string(),
-        history_limit: spec
-            .and_then(|s| s.revision_history_limit)
-            .unwrap_or(10)
-            .max(0) as usize,
-    };
-    let in_use = owned
-        .iter()
-        .filter_map(|p| {
-            p.metadata
-                .labels
-                .as_ref()?
-                .get(identity::REVISION_LABEL)
-                .cloned()
-        })
-        .collect();
+    let owner = history::Owner::of(
+        set,
+        &set.metadata,
+        identity::controller_ref(set),
+        spec.map(|s| &s.template),
+        revision.to_string(),
+        revision.to_string(),
+        spec.and_then(|s| s.revision_history_limit),
+    );
+    let in_use = history::hashes_in_use(owned);
     history::sync(&state.client, &state.revisions, &owner, &in_use).await
 }
 
