@@ -90,18 +90,10 @@ fn deployment_lifecycle_on_hollow_nodes() {
     let out = c.kubectl(&["rollout", "status", "deployment/web", "--timeout=60s"]);
     assert!(out.contains("successfully rolled out"), "{out}");
     // Old pods may still be terminating: only the live ones count.
-    let images = c.kubectl(&[
-        "get", "pods", "-l", "app=web", "-o",
-        "jsonpath={range .items[*]}{.spec.containers[0].image} {.metadata.deletionTimestamp}{\"\\n\"}{end}",
-    ]);
-    let live: Vec<&str> = images
-        .lines()
-        .filter(|l| l.split_whitespace().count() == 1)
-        .map(str::trim)
-        .collect();
+    let live = live_images(&c, "app=web");
     assert!(
-        live.len() == 5 && live.iter().all(|i| *i == "kedge/echo:v2"),
-        "{images}"
+        live.len() == 5 && live.iter().all(|i| i == "kedge/echo:v2"),
+        "{live:?}"
     );
     let history = c.kubectl(&["rollout", "history", "deployment/web"]);
     assert!(history.contains('1') && history.contains('2'), "{history}");
@@ -800,7 +792,7 @@ spec:
         .is_empty()));
 }
 
-/// The image of each live pod matching `selector`.
+/// The image of each live (not terminating) pod matching `selector`.
 fn live_images(c: &Cluster, selector: &str) -> Vec<String> {
     c.kubectl(&[
         "get", "pods", "-l", selector, "-o",
