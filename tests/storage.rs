@@ -173,6 +173,43 @@ spec:
         c.kubectl(&["exec", "db-0", "--", "cat", "/data/id"]),
         ids[0]
     );
+    // A claim of local-path grows; it never shrinks.
+    c.kubectl(&[
+        "patch",
+        "pvc",
+        "data-db-0",
+        "-p",
+        r#"{"spec":{"resources":{"requests":{"storage":"200Mi"}}}}"#,
+    ]);
+    assert!(
+        eventually(WAIT, || jsonpath(
+            &c,
+            &["pvc", "data-db-0"],
+            "{.status.capacity.storage}"
+        ) == "200Mi"),
+        "{}",
+        c.kubectl(&["describe", "pvc", "data-db-0"])
+    );
+    let grown = jsonpath(&c, &["pvc", "data-db-0"], "{.spec.volumeName}");
+    assert_eq!(
+        jsonpath(&c, &["pv", &grown], "{.spec.capacity.storage}"),
+        "200Mi"
+    );
+    let shrink = c.kubectl_output(&[
+        "patch",
+        "pvc",
+        "data-db-0",
+        "-p",
+        r#"{"spec":{"resources":{"requests":{"storage":"50Mi"}}}}"#,
+    ]);
+    let stderr = String::from_utf8_lossy(&shrink.stderr);
+    assert!(
+        stderr.contains(
+            "spec.resources.requests.storage: Forbidden: field can not be less than previous value"
+        ),
+        "{stderr}"
+    );
+
     // Scaling down keeps the claim (the Retain policy).
     c.kubectl(&["scale", "statefulset", "db", "--replicas=1"]);
     assert!(eventually(WAIT, || !c

@@ -625,6 +625,30 @@ fn selector_immutable(
 }
 
 fn update_persistent_volume_claim(old: &Value, new: &Value) -> Vec<FieldError> {
+    let storage = |v: &Value| {
+        v.pointer("/spec/resources/requests/storage")
+            .and_then(Value::as_str)
+            .and_then(|q| crate::quantity::parse_quantity(q).ok())
+            .map(|q| q.as_bytes())
+    };
+    let bound = old
+        .pointer("/spec/volumeName")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
+    if storage(old) != storage(new) {
+        if !bound {
+            return vec![FieldError::forbidden(
+                "spec",
+                "spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims",
+            )];
+        }
+        if storage(new) < storage(old) {
+            return vec![FieldError::forbidden(
+                "spec.resources.requests.storage",
+                "field can not be less than previous value",
+            )];
+        }
+    }
     let strip = |v: &Value| {
         let mut spec = v.get("spec").cloned().unwrap_or_default();
         if let Some(s) = spec.as_object_mut() {

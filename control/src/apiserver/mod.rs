@@ -172,7 +172,8 @@ pub fn bootstrap(state: &ApiState) -> Result<(), ApiError> {
 
 /// The StorageClass a cluster starts with, as k3s ships one: `local-path`,
 /// the default, provisioned by the volume controller as a directory on the
-/// node of a claim's first pod.
+/// node of a claim's first pod; its claims may grow (a directory has no
+/// size of its own to change).
 fn ensure_default_storage_class(state: &ApiState) -> Result<(), ApiError> {
     let classes =
         registry::builtin::find("storage.k8s.io", "v1", "storageclasses").expect("served");
@@ -192,6 +193,7 @@ fn ensure_default_storage_class(state: &ApiState) -> Result<(), ApiError> {
             "provisioner": kedge_config::storage::LOCAL_PATH_PROVISIONER,
             "reclaimPolicy": "Delete",
             "volumeBindingMode": "WaitForFirstConsumer",
+            "allowVolumeExpansion": true,
         }),
     )?;
     Ok(())

@@ -11,6 +11,8 @@
 //!   follows its data. Under `WaitForFirstConsumer` (the default class's
 //!   mode) the node is the one the scheduler chose for the claim's first
 //!   pod (`volume.kubernetes.io/selected-node`);
+//! - a bound claim that asks for more grows its volume when its class
+//!   allows expansion;
 //! - a volume whose claim is gone is Released; `Delete` then deletes the
 //!   volume object (a provisioned volume's directory stays on its node),
 //!   `Retain` keeps it Released for an admin.
@@ -312,6 +314,8 @@ impl State {
             }
             if claimed_by(&pv, pvc) && phase_of_claim(pvc) != "Bound" {
                 self.set_claim_status(pvc, Some(&pv), "Bound").await?;
+            } else if claimed_by(&pv, pvc) && requested(pvc) > capacity(&pv) {
+                self.expand(pvc, &pv).await?;
             }
             return Ok(());
         }
@@ -344,6 +348,70 @@ impl State {
             return Ok(());
         }
         self.provision(pvc).await
+    }
+
+    /// A bound claim asks for more than its volume has: a volume of a
+    /// class that allows expansion grows (a local-path directory has no
+    /// size of its own, so that is the volume's capacity and then the
+    /// claim's).
+    async fn expand(
+        &self,
+        pvc: &PersistentVolumeClaim,
+        pv: &PersistentVolume,
+    ) -> Result<(), kube::Error> {
+        let reference = events::reference("v1", "PersistentVolumeClaim", &pvc.metadata);
+        let allowed = self
+            .classes
+            .get(&ObjectRef::new(class_of_claim(pvc)))
+            .is_some_and(|c| c.allow_volume_expansion == Some(true));
+        if !allowed {
+            if self.told.lock().insert(format!(
+                "resize/{}/{}",
+                pvc.metadata.uid.as_deref().unwrap_or_default(),
+                pvc.metadata.resource_version.as_deref().unwrap_or_default()
+            )) {
+                self.recorder
+                    .record(
+                        &reference,
+                        EventType::Warning,
+                        "ExternalExpanding",
+                        "the claim's StorageClass does not allow volume expansion",
+                    )
+                    .await;
+            }
+            return Ok(());
+        }
+        let size = pvc
+            .spec
+            .as_ref()
+            .and_then(|s| s.resources.as_ref())
+            .and_then(|r| r.requests.as_ref())
+            .and_then(|r| r.get("storage"))
+            .cloned()
+            .unwrap_or_else(|| Quantity("0".into()));
+        let api: Api<PersistentVolume> = Api::all(self.client.clone());
+        let mut next = pv.clone();
+        next.spec
+            .get_or_insert_with(Default::default)
+            .capacity
+            .get_or_insert_with(Default::default)
+            .insert("storage".into(), size.clone());
+        let grown = api
+            .replace(name_of(&pv.metadata), &PostParams::default(), &next)
+            .await?;
+        self.set_claim_status(pvc, Some(&grown), "Bound").await?;
+        self.recorder
+            .record(
+                &reference,
+                EventType::Normal,
+                "VolumeResizeSuccessful",
+                &format!(
+                    "ExpandVolume succeeded for volume {}",
+                    name_of(&pv.metadata)
+                ),
+            )
+            .await;
+        Ok(())
     }
 
     /// Point the volume at the claim.
