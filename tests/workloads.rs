@@ -907,3 +907,86 @@ spec:
         .trim()
         .is_empty()));
 }
+
+/// A StatefulSet's partition: only ordinals at or above it take the new
+/// template, and one below it that is recreated keeps the old one; then
+/// the whole set rolls, `maxUnavailable` at a time.
+#[test]
+fn a_statefulset_rolls_out_above_its_partition() {
+    let c = Cluster::start();
+    let _nodes = c.hollow_nodes(2, "part-", &[]);
+    assert!(eventually(WAIT, || node_exists(&c, "part-1")));
+    c.apply(
+        r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web}
+spec:
+  serviceName: web
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  updateStrategy:
+    type: RollingUpdate
+    rollingUpdate: {partition: 2}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: kedge/web:1}]
+"#,
+    );
+    c.kubectl(&["rollout", "status", "statefulset/web", "--timeout=60s"]);
+    let image_of = |pod: &str| {
+        c.kubectl_output(&[
+            "get",
+            "pod",
+            pod,
+            "-o",
+            "jsonpath={.spec.containers[0].image} {.metadata.deletionTimestamp}",
+        ])
+        .stdout
+    };
+    c.kubectl(&["set", "image", "statefulset/web", "web=kedge/web:2"]);
+    assert!(eventually(WAIT, || image_of("web-2") == b"kedge/web:2 "));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(image_of("web-0"), b"kedge/web:1 ");
+    assert_eq!(image_of("web-1"), b"kedge/web:1 ");
+    // Below the partition a recreated pod keeps the current revision.
+    c.kubectl(&["delete", "pod", "web-0", "--wait=false"]);
+    assert!(
+        eventually(WAIT, || image_of("web-0") == b"kedge/web:1 "
+            && c.kubectl(&[
+                "get",
+                "pod",
+                "web-0",
+                "-o",
+                "jsonpath={.status.phase}"
+            ]) == "Running"),
+        "{}",
+        String::from_utf8_lossy(&image_of("web-0"))
+    );
+    let status = c.kubectl(&[
+        "get",
+        "sts",
+        "web",
+        "-o",
+        "jsonpath={.status.currentRevision} {.status.updateRevision} {.status.updatedReplicas}",
+    ]);
+    let parts: Vec<&str> = status.split_whitespace().collect();
+    assert!(
+        parts.len() == 3 && parts[0] != parts[1] && parts[2] == "1",
+        "{status}"
+    );
+
+    // The partition lowered, the rest roll, two at a time.
+    c.kubectl(&[
+        "patch",
+        "sts",
+        "web",
+        "-p",
+        r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0,"maxUnavailable":2}}}}"#,
+    ]);
+    c.kubectl(&["rollout", "status", "statefulset/web", "--timeout=60s"]);
+    assert!(eventually(WAIT, || ["web-0", "web-1", "web-2"]
+        .iter()
+        .all(|p| image_of(p) == b"kedge/web:2 ")));
+}

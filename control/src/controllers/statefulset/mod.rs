@@ -8,9 +8,11 @@
 //! Each template is recorded as a ControllerRevision (`history`), which
 //! `kubectl rollout history|undo` read. Each ordinal gets its claims from
 //! the `volumeClaimTemplates` (`data-web-0`), created before its pod and
-//! kept when the pod goes (the `Retain` retention policy). Not served:
-//! recreating a pod below the partition from its old revision (it gets the
-//! newest template), `maxUnavailable`, and a `Delete` retention policy.
+//! kept when the pod goes (the `Retain` retention policy). A rolling update
+//! replaces pods at or above `partition`, highest first, up to
+//! `maxUnavailable` at a time; a pod below the partition that is recreated
+//! gets the current revision's template back. Not served: a `Delete`
+//! retention policy.
 //!
 //! The loop mirrors the ReplicaSet controller's (its pod cache, sync point,
 //! adoption and backoff are reused). No expectations are needed: pods are
@@ -308,19 +310,50 @@ impl Step<'_> {
         let Some(partition) = rolling_partition(self.set) else {
             return Ok(());
         };
+        // Outdated pods at or above the partition are replaced highest
+        // first, while fewer than maxUnavailable (default 1) of them are
+        // not healthy.
+        let max_unavailable = spec
+            .update_strategy
+            .as_ref()
+            .and_then(|s| s.rolling_update.as_ref())
+            .and_then(|r| r.max_unavailable.as_ref())
+            .map_or(1, |v| {
+                crate::controllers::deployment::util::scaled_value(v, replicas, false)
+            })
+            .max(1);
+        let mut unavailable = (partition..replicas)
+            .filter(|ord| pods.get(ord).is_none_or(|p| !healthy(p)))
+            .count() as i32;
         for ord in (partition..replicas).rev() {
             let Some(p) = pods.get(&ord) else {
-                return Ok(());
+                continue;
             };
-            if identity::revision_of(p) != Some(self.revision) && !terminating(p) {
-                return self.delete(p).await;
+            if identity::revision_of(p) == Some(self.revision) || terminating(p) {
+                continue;
             }
-            if !healthy(p) {
-                // Replace one at a time, each only once the ones above are Ready.
-                return Ok(());
+            if unavailable >= max_unavailable {
+                break;
+            }
+            self.delete(p).await?;
+            if healthy(p) {
+                unavailable += 1;
             }
         }
         Ok(())
+    }
+
+    /// The set as revision `name` had it (its template), when that is the
+    /// set's current revision and a ControllerRevision records it: pods
+    /// below the partition are recreated from it, not from the update.
+    fn at_revision(&self, name: &str) -> Option<StatefulSet> {
+        let ns = self.set.metadata.namespace.as_deref().unwrap_or_default();
+        let revision = self.state.revisions.get(&ObjectRef::new(name).within(ns))?;
+        let mut template = revision.data.as_ref()?.0.pointer("/spec/template")?.clone();
+        template.as_object_mut()?.remove("$patch");
+        let mut set = self.set.clone();
+        set.spec.as_mut()?.template = serde_json::from_value(template).ok()?;
+        Some(set)
     }
 
     fn reference(&self) -> k8s_openapi::api::core::v1::ObjectReference {
@@ -330,7 +363,23 @@ impl Step<'_> {
     async fn create(&self, ord: i32) -> Result<(), kube::Error> {
         let set_name = self.set.metadata.name.as_deref().unwrap_or("");
         self.create_claims(ord).await?;
-        let pod = identity::new_pod(self.set, ord, self.revision);
+        // Below the partition a pod keeps the set's current revision.
+        let current = self
+            .set
+            .status
+            .as_ref()
+            .and_then(|s| s.current_revision.clone())
+            .filter(|c| c != self.revision);
+        let old = match (rolling_partition(self.set), &current) {
+            (Some(partition), Some(c)) if ord < partition => {
+                self.at_revision(c).map(|set| (set, c.clone()))
+            }
+            _ => None,
+        };
+        let pod = match &old {
+            Some((set, revision)) => identity::new_pod(set, ord, revision),
+            None => identity::new_pod(self.set, ord, self.revision),
+        };
         let pod_name = identity::pod_name(set_name, ord);
         match self.api.create(&PostParams::default(), &pod).await {
             Ok(_) => {
