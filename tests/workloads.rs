@@ -990,3 +990,62 @@ spec:
         .iter()
         .all(|p| image_of(p) == b"kedge/web:2 ")));
 }
+
+/// A StatefulSet's claims under `persistentVolumeClaimRetentionPolicy`
+/// Delete: a scaled-down replica's claim goes with its pod, and the rest
+/// go with the set (Retain, the default, keeps them: see tests/storage.rs).
+#[test]
+fn a_statefulset_deletes_its_claims_when_its_policy_says_so() {
+    let c = Cluster::start();
+    let _nodes = c.hollow_nodes(1, "ret-", &[]);
+    assert!(eventually(WAIT, || node_exists(&c, "ret-0")));
+    c.apply(
+        r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  replicas: 2
+  selector: {matchLabels: {app: db}}
+  persistentVolumeClaimRetentionPolicy: {whenDeleted: Delete, whenScaled: Delete}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers:
+      - name: db
+        image: kedge/db:1
+        volumeMounts: [{name: data, mountPath: /data}]
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 10Mi}}
+"#,
+    );
+    c.kubectl(&["rollout", "status", "statefulset/db", "--timeout=60s"]);
+    let claims = || {
+        let out = c.kubectl_output(&["get", "pvc", "-o", "name"]);
+        let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        claims(),
+        [
+            "persistentvolumeclaim/data-db-0",
+            "persistentvolumeclaim/data-db-1"
+        ]
+    );
+    c.kubectl(&["scale", "statefulset", "db", "--replicas=1"]);
+    assert!(
+        eventually(WAIT, || claims() == ["persistentvolumeclaim/data-db-0"]),
+        "{:?}",
+        claims()
+    );
+    c.kubectl(&["delete", "statefulset", "db"]);
+    assert!(eventually(WAIT, || claims().is_empty()), "{:?}", claims());
+}

@@ -28,11 +28,41 @@ pub fn claim_name(volume: &str, set: &str, ord: i32) -> String {
     format!("{volume}-{set}-{ord}")
 }
 
+/// Whether the set's `persistentVolumeClaimRetentionPolicy` says
+/// `Delete` for `when` (`whenDeleted` or `whenScaled`); Retain otherwise.
+pub fn deletes_claims(set: &StatefulSet, when: &str) -> bool {
+    let policy = set
+        .spec
+        .as_ref()
+        .and_then(|s| s.persistent_volume_claim_retention_policy.as_ref());
+    let value = match when {
+        "whenDeleted" => policy.and_then(|p| p.when_deleted.as_deref()),
+        _ => policy.and_then(|p| p.when_scaled.as_deref()),
+    };
+    value == Some("Delete")
+}
+
+/// A reference that makes `owner` an owner (not the controller) of a
+/// claim, so the garbage collector deletes the claim after it.
+pub fn claim_owner(api_version: &str, kind: &str, meta: &ObjectMeta) -> OwnerReference {
+    OwnerReference {
+        api_version: api_version.into(),
+        kind: kind.into(),
+        name: meta.name.clone().unwrap_or_default(),
+        uid: meta.uid.clone().unwrap_or_default(),
+        controller: None,
+        block_owner_deletion: None,
+    }
+}
+
 /// The claims the set's volumeClaimTemplates give ordinal `ord`: the
-/// template's labels plus the set's selector, so they can be found by it.
+/// template's labels plus the set's selector, so they can be found by it;
+/// owned by the set when its retention policy deletes them with it.
 pub fn claims_for(set: &StatefulSet, ord: i32) -> Vec<PersistentVolumeClaim> {
     let set_name = set.metadata.name.clone().unwrap_or_default();
     let spec = set.spec.clone().unwrap_or_default();
+    let owners = deletes_claims(set, "whenDeleted")
+        .then(|| vec![claim_owner("apps/v1", "StatefulSet", &set.metadata)]);
     spec.volume_claim_templates
         .unwrap_or_default()
         .into_iter()
@@ -45,6 +75,7 @@ pub fn claims_for(set: &StatefulSet, ord: i32) -> Vec<PersistentVolumeClaim> {
                 namespace: set.metadata.namespace.clone(),
                 labels: Some(labels),
                 annotations: claim.metadata.annotations.take(),
+                owner_references: owners.clone(),
                 ..Default::default()
             };
             claim.status = None;

@@ -11,8 +11,10 @@
 //! kept when the pod goes (the `Retain` retention policy). A rolling update
 //! replaces pods at or above `partition`, highest first, up to
 //! `maxUnavailable` at a time; a pod below the partition that is recreated
-//! gets the current revision's template back. Not served: a `Delete`
-//! retention policy.
+//! gets the current revision's template back. Claims are kept unless the
+//! `persistentVolumeClaimRetentionPolicy` says `Delete`: `whenDeleted`
+//! makes the set their owner, `whenScaled` makes a condemned pod theirs,
+//! and the garbage collector removes them after their owner.
 //!
 //! The loop mirrors the ReplicaSet controller's (its pod cache, sync point,
 //! adoption and backoff are reused). No expectations are needed: pods are
@@ -296,9 +298,12 @@ impl Step<'_> {
             }
         }
 
-        let condemned = pods.range(replicas..).rev().map(|(_, p)| p);
-        for p in condemned {
+        let condemned = pods.range(replicas..).rev();
+        for (ord, p) in condemned {
             if !terminating(p) {
+                if identity::deletes_claims(self.set, "whenScaled") {
+                    self.hand_claims_to(*ord, p).await?;
+                }
                 self.delete(p).await?;
             }
             if !parallel {
@@ -427,6 +432,34 @@ impl Step<'_> {
                     return Err(e);
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Scaling down under `whenScaled: Delete`: the ordinal's claims get
+    /// the pod as their owner (in place of the set), so they go once it
+    /// has.
+    async fn hand_claims_to(&self, ord: i32, pod: &Pod) -> Result<(), kube::Error> {
+        let ns = self.set.metadata.namespace.as_deref().unwrap_or_default();
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(self.state.client.clone(), ns);
+        let owner = identity::claim_owner("v1", "Pod", &pod.metadata);
+        for claim in identity::claims_for(self.set, ord) {
+            let name = claim.metadata.name.clone().unwrap_or_default();
+            let Some(mut current) = api.get_opt(&name).await? else {
+                continue;
+            };
+            let refs = current
+                .metadata
+                .owner_references
+                .get_or_insert_with(Vec::new);
+            if refs.iter().any(|r| r.uid == owner.uid) {
+                continue;
+            }
+            // The pod alone owns it now: with the set as an owner too the
+            // garbage collector would only drop the pod's reference.
+            refs.retain(|r| Some(&r.uid) != self.set.metadata.uid.as_ref());
+            refs.push(owner.clone());
+            api.replace(&name, &PostParams::default(), &current).await?;
         }
         Ok(())
     }
