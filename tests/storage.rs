@@ -221,7 +221,10 @@ spec:
         "Bound"
     );
 
-    // Deleting a claim of reclaim policy Delete deletes its volume.
+    // Deleting a claim of reclaim policy Delete deletes its volume, and
+    // its node removes the directory.
+    let dir = jsonpath(&c, &["pv", &volume], "{.spec.hostPath.path}");
+    assert!(std::path::Path::new(&dir).join("first").exists(), "{dir}");
     c.kubectl(&["delete", "deployment", "mysql"]);
     c.kubectl(&["delete", "pvc", "mysql-pv-claim"]);
     assert!(
@@ -232,6 +235,7 @@ spec:
         "{}",
         c.kubectl(&["get", "pv"])
     );
+    assert!(!std::path::Path::new(&dir).exists(), "{dir} is left");
 
     // A volume an admin made, Retain: bound by class and size, Released
     // (and kept) when its claim goes.

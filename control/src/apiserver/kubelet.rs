@@ -128,6 +128,16 @@ impl KubeletClient {
     /// `GET path` (and query) of the kubelet of `node`: its status, content
     /// type and body (up to 16 MiB).
     async fn get(&self, node: &Value, path: &str) -> ApiResult<(StatusCode, String, Bytes)> {
+        self.call(hyper::Method::GET, node, path).await
+    }
+
+    /// `method path` of the kubelet of `node`, as [`Self::get`].
+    async fn call(
+        &self,
+        method: hyper::Method,
+        node: &Value,
+        path: &str,
+    ) -> ApiResult<(StatusCode, String, Bytes)> {
         let endpoint = endpoint_of(node).ok_or_else(|| {
             ApiError::internal(format!(
                 "node {} reports no address for its kubelet",
@@ -136,7 +146,9 @@ impl KubeletClient {
                     .unwrap_or("")
             ))
         })?;
-        let req = Request::get(path)
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
             .header(HOST, endpoint.to_string())
             .body(Empty::new())
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -690,11 +702,12 @@ async fn upgrade_through(
 #[cfg(test)]
 mod tests;
 
-/// `GET /api/v1/nodes/{name}/proxy/{path}`: the kubelet's answer to `path`
-/// (with the query), as kube-apiserver's node proxy passes it on.
+/// `GET|DELETE /api/v1/nodes/{name}/proxy/{path}`: the kubelet's answer
+/// to `path` (with the query), as kube-apiserver's node proxy passes it on.
 pub(super) async fn node_proxy(
     state: &ApiState,
     rr: &ResourceRequest,
+    method: hyper::Method,
     uri: &hyper::Uri,
 ) -> ApiResult<Response<Body>> {
     let name = rr.name.as_deref().unwrap_or("");
@@ -717,7 +730,7 @@ pub(super) async fn node_proxy(
         Some(q) => format!("{rest}?{q}"),
         None => rest.to_string(),
     };
-    let (status, content_type, bytes) = client.get(&node, &target).await?;
+    let (status, content_type, bytes) = client.call(method, &node, &target).await?;
     Response::builder()
         .status(status)
         .header("Content-Type", content_type)

@@ -804,7 +804,9 @@ pub async fn handle_resource(
         (Method::GET, true, Some("log")) => {
             kubelet::logs(state_ref, &rr, &q, req.uri().query()).await
         }
-        (Method::GET, true, Some("proxy")) => kubelet::node_proxy(state_ref, &rr, req.uri()).await,
+        (Method::GET | Method::DELETE, true, Some("proxy")) => {
+            kubelet::node_proxy(state_ref, &rr, req.method().clone(), req.uri()).await
+        }
         (Method::GET | Method::POST, true, Some("exec")) => {
             kubelet::exec(state_ref, &rr, &q, req).await
         }

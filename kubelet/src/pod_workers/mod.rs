@@ -272,6 +272,29 @@ impl PodWorkers {
         }
     }
 
+    /// Remove the directory of a deleted local-path volume, `name` being
+    /// the volume's directory under the node's storage directory
+    /// (`pvc-<uid>_<namespace>_<claim>`). Absent is fine.
+    pub async fn remove_local_path(&self, name: &str) -> Result<(), String> {
+        let Some(host) = &self.host else {
+            return Err("this node keeps no volumes".into());
+        };
+        if !name.starts_with("pvc-") || name.contains('/') || name.contains("..") {
+            return Err(format!("{name:?} is not a local-path volume directory"));
+        }
+        let dir = host.root_dir.join("storage").join(name);
+        tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {
+                tracing::info!(dir = %dir.display(), "removed a deleted volume's directory");
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("removing {}: {e}", dir.display())),
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
     /// The address of a pod of this node, for port forwarding.
     pub fn pod_ip(&self, namespace: &str, pod: &str) -> Option<IpAddr> {
         let index = self.index.lock();

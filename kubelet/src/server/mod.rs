@@ -9,6 +9,9 @@
 //! - `GET|POST /portForward/{namespace}/{pod}`: `kubectl port-forward`,
 //!   SPDY/3.1 on the connection or tunnelled in a WebSocket, see
 //!   [`portforward`].
+//! - `DELETE /localPath/{dir}`: remove a deleted local-path volume's
+//!   directory (the volume controller asks through the API server's
+//!   `nodes/proxy`).
 //! - `GET /healthz`: `ok`.
 //! - `GET /metrics`: the kubelet's Prometheus metrics.
 //! - `GET /metrics/resource`: what the node and its containers use, as
@@ -91,6 +94,12 @@ pub trait StreamingBackend: Send + Sync + 'static {
         None
     }
 
+    /// Remove a deleted local-path volume's directory.
+    fn remove_local_path<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), String>> {
+        let _ = name;
+        Box::pin(async { Err("this node keeps no volumes".to_string()) })
+    }
+
     /// The node's Prometheus metrics.
     fn metrics(&self) -> String {
         String::new()
@@ -138,6 +147,10 @@ impl StreamingBackend for PodWorkers {
 
     fn pod_ip(&self, namespace: &str, pod: &str) -> Option<std::net::IpAddr> {
         PodWorkers::pod_ip(self, namespace, pod)
+    }
+
+    fn remove_local_path<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(PodWorkers::remove_local_path(self, name))
     }
 
     fn metrics(&self) -> String {
@@ -242,6 +255,10 @@ async fn handle<B: StreamingBackend>(
             };
             exec::handle(backend, target, req).await
         }
+        (&Method::DELETE, ["localPath", name]) => match backend.remove_local_path(name).await {
+            Ok(()) => text_response(StatusCode::OK, "removed"),
+            Err(message) => status_response(StatusCode::BAD_REQUEST, "BadRequest", &message),
+        },
         (&Method::GET | &Method::POST, ["portForward", namespace, pod])
         | (&Method::GET | &Method::POST, ["portForward", namespace, pod, _]) => {
             let (namespace, pod) = (namespace.to_string(), pod.to_string());
@@ -255,6 +272,7 @@ async fn handle<B: StreamingBackend>(
             | ["stats", "summary"]
             | ["containerLogs", ..]
             | ["exec", ..]
+            | ["localPath", ..]
             | ["portForward", ..],
         ) => status_response(
             StatusCode::METHOD_NOT_ALLOWED,

@@ -13,8 +13,8 @@
 //!   pod (`volume.kubernetes.io/selected-node`);
 //! - a bound claim that asks for more grows its volume when its class
 //!   allows expansion;
-//! - a volume whose claim is gone is Released; `Delete` then deletes the
-//!   volume object (a provisioned volume's directory stays on its node),
+//! - a volume whose claim is gone is Released; `Delete` then has its node
+//!   remove a provisioned volume's directory and deletes the volume,
 //!   `Retain` keeps it Released for an admin.
 //!
 //! It is level-triggered: any claim, volume or class event wakes one pass
@@ -276,6 +276,10 @@ impl State {
         if policy != "Delete" {
             return Ok(());
         }
+        if !self.remove_directory(pv).await {
+            // Tried again on a later pass.
+            return Ok(());
+        }
         let api: Api<PersistentVolume> = Api::all(self.client.clone());
         match api
             .delete(name_of(&pv.metadata), &DeleteParams::default())
@@ -287,6 +291,49 @@ impl State {
             }
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
             Err(e) => Err(e),
+        }
+    }
+
+    /// For a volume this controller provisioned, have its node remove the
+    /// directory (the kubelet's `/localPath/{dir}`, through the API
+    /// server's `nodes/proxy`); whether the volume may go now. A node that
+    /// no longer exists took the directory with it.
+    async fn remove_directory(&self, pv: &PersistentVolume) -> bool {
+        let provisioned = pv
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("pv.kubernetes.io/provisioned-by"))
+            .is_some_and(|p| p == PROVISIONER);
+        let spec = pv.spec.as_ref();
+        let dir = spec
+            .and_then(|s| s.host_path.as_ref())
+            .and_then(|h| h.path.rsplit('/').next())
+            .map(str::to_string);
+        let node = spec
+            .and_then(|s| s.node_affinity.as_ref())
+            .and_then(|a| a.required.as_ref())
+            .and_then(|r| r.node_selector_terms.first())
+            .and_then(|t| t.match_expressions.as_ref())
+            .and_then(|e| e.iter().find(|r| r.key == "kubernetes.io/hostname"))
+            .and_then(|r| r.values.as_ref()?.first().cloned());
+        let (true, Some(dir), Some(node)) = (provisioned, dir, node) else {
+            return true;
+        };
+        if self.nodes.get(&ObjectRef::new(&node)).is_none() {
+            return true;
+        }
+        let request = hyper::Request::delete(format!("/api/v1/nodes/{node}/proxy/localPath/{dir}"))
+            .body(Vec::new());
+        let Ok(request) = request else {
+            return true;
+        };
+        match self.client.request_text(request).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(pv = name_of(&pv.metadata), %node, error = %e, "removing the volume's directory failed; retrying");
+                false
+            }
         }
     }
 

@@ -321,14 +321,15 @@ const PORTFORWARD: Subresource = Subresource {
     verbs: &["create", "get"],
 };
 
-/// `nodes/proxy`: GETs passed to the node's kubelet (its
-/// `/metrics/resource`, `/stats/summary`, `/healthz`).
+/// `nodes/proxy`: requests passed to the node's kubelet (GET its
+/// `/metrics/resource`, `/stats/summary`, `/healthz`; DELETE a local-path
+/// volume's directory).
 const PROXY: Subresource = Subresource {
     name: "proxy",
     group: "",
     version: "v1",
     kind: "NodeProxyOptions",
-    verbs: &["get"],
+    verbs: &["get", "delete"],
 };
 
 /// `serviceaccounts/token`: the TokenRequest API.
