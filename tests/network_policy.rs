@@ -29,9 +29,20 @@ fn settles(c: &Cluster, pod: &str, url: &str, want: bool) -> bool {
 
 #[test]
 fn network_policies_filter_pod_traffic_by_ip_and_by_service() {
+    policies_filter(&[]);
+}
+
+/// The same with the kernel service proxy, whose DNAT puts Service
+/// traffic on the forward path the policy table filters.
+#[test]
+fn network_policies_filter_pod_traffic_in_nftables_mode() {
+    policies_filter(&["--proxy-mode", "nftables"]);
+}
+
+fn policies_filter(up_args: &[&str]) {
     let echo = images::echo();
     let busybox = images::busybox();
-    let c = Cluster::up();
+    let c = Cluster::up_with(up_args);
     c.kubectl(&["create", "namespace", "np"]);
     c.apply(&format!(
         r#"
