@@ -72,6 +72,24 @@ pub(crate) struct Shared {
     pub policy: Arc<crate::netpol::Policy>,
 }
 
+impl Shared {
+    /// The endpoints the NetworkPolicies let `client` reach over `proto`
+    /// (all of them, borrowed, in the common case where none is closed).
+    pub fn allowed_endpoints<'a>(
+        &self,
+        endpoints: &'a [SocketAddr],
+        client: std::net::IpAddr,
+        proto: crate::netpol::model::Proto,
+    ) -> std::borrow::Cow<'a, [SocketAddr]> {
+        let allows = |ep: &SocketAddr| self.policy.allows(client, ep.ip(), proto, ep.port());
+        if endpoints.iter().all(allows) {
+            std::borrow::Cow::Borrowed(endpoints)
+        } else {
+            std::borrow::Cow::Owned(endpoints.iter().copied().filter(allows).collect())
+        }
+    }
+}
+
 struct Listener {
     shared: Arc<Shared>,
     task: JoinHandle<()>,

@@ -83,32 +83,11 @@ async fn connect(
     backends: &crate::table::Backends,
     peer: SocketAddr,
 ) -> Option<TcpStream> {
-    let allowed: Vec<SocketAddr>;
-    let endpoints: &[SocketAddr] = if backends.endpoints.iter().all(|ep| {
-        shared.policy.allows(
-            peer.ip(),
-            ep.ip(),
-            crate::netpol::model::Proto::Tcp,
-            ep.port(),
-        )
-    }) {
-        &backends.endpoints
-    } else {
-        allowed = backends
-            .endpoints
-            .iter()
-            .copied()
-            .filter(|ep| {
-                shared.policy.allows(
-                    peer.ip(),
-                    ep.ip(),
-                    crate::netpol::model::Proto::Tcp,
-                    ep.port(),
-                )
-            })
-            .collect();
-        &allowed
-    };
+    let endpoints = &*shared.allowed_endpoints(
+        &backends.endpoints,
+        peer.ip(),
+        crate::netpol::model::Proto::Tcp,
+    );
     let now = Instant::now();
     let mut ep = shared
         .balancer

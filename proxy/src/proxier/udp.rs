@@ -224,12 +224,15 @@ async fn open(
     shutdown: &watch::Receiver<()>,
 ) -> Option<Flow> {
     let backends = &current.backends;
-    let endpoint = shared.balancer.pick(
+    let endpoints = shared.allowed_endpoints(
         &backends.endpoints,
-        backends.affinity,
         client.ip(),
-        Instant::now(),
-    )?;
+        crate::netpol::model::Proto::Udp,
+    );
+    let endpoint =
+        shared
+            .balancer
+            .pick(&endpoints, backends.affinity, client.ip(), Instant::now())?;
     let any: IpAddr = if endpoint.is_ipv4() {
         Ipv4Addr::UNSPECIFIED.into()
     } else {
