@@ -818,8 +818,10 @@ spec:
     ));
     c.wait_ready(&["pod/myblog", "pod/files"], WAIT);
 
-    // To the Service: kubectl picks its pod and the target port.
-    let (forward, port) = port_forward(&c, &["svc/myblog", ":80"], true);
+    // To the Service, as the tutorials type it: kubectl picks its pod and
+    // the target port.
+    let (forward, port) = port_forward(&c, &["svc/myblog", "18080:80"], true);
+    assert_eq!(port, 18080);
     for i in 0..3 {
         let answer = match http_get(port, &format!("/visit/{i}")) {
             Ok(a) => a,
