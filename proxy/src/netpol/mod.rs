@@ -109,13 +109,17 @@ pub async fn run(client: Client, node_name: String, table: String, policy: Arc<P
     while events.next().await.is_some() {
         tokio::time::sleep(DEBOUNCE).await;
         while let Some(Some(())) = futures::FutureExt::now_or_never(events.next()) {}
-        let views: Vec<PodView> = pods.state().iter().filter_map(|p| PodView::of(p)).collect();
+        let all_policies: Vec<NetworkPolicy> =
+            policies.state().iter().map(|p| (**p).clone()).collect();
+        // Without policies nobody is isolated: the pods need not be looked
+        // at (a pod event on a large cluster then costs nothing here).
+        let views: Vec<PodView> = if all_policies.is_empty() {
+            Vec::new()
+        } else {
+            pods.state().iter().filter_map(|p| PodView::of(p)).collect()
+        };
         let compiled = model::compile(
-            &policies
-                .state()
-                .iter()
-                .map(|p| (**p).clone())
-                .collect::<Vec<_>>(),
+            &all_policies,
             &views,
             &namespaces
                 .state()

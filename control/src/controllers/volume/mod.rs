@@ -190,6 +190,21 @@ fn claimed_by(pv: &PersistentVolume, pvc: &PersistentVolumeClaim) -> bool {
 impl State {
     /// One look at every volume and claim.
     async fn pass(&self) {
+        // What was said of claims that are gone is forgotten.
+        let live: std::collections::HashSet<String> = self
+            .claims
+            .state()
+            .iter()
+            .filter_map(|c| c.metadata.uid.clone())
+            .collect();
+        // Keys are a claim's uid, or `resize/<uid>/<resourceVersion>`.
+        let uid_of = |key: &str| {
+            key.strip_prefix("resize/")
+                .and_then(|rest| rest.split('/').next())
+                .unwrap_or(key)
+                .to_string()
+        };
+        self.told.lock().retain(|key| live.contains(&uid_of(key)));
         for pv in self.volumes.state() {
             if let Err(e) = self.sync_volume(&pv).await {
                 tracing::debug!(pv = name_of(&pv.metadata), error = %e, "volume sync failed");
