@@ -115,7 +115,22 @@ impl RealNode {
             .stderr(Stdio::null())
             .status();
         remove_nftables_table(&self.nftables_table);
+        remove_pod_network_table(&self.name);
     }
+}
+
+/// The pod network's masquerading table of node `node` (the proxy names it
+/// `kedge_podnet_<node>` with `_` for what is not alphanumeric).
+fn remove_pod_network_table(node: &str) {
+    let name: String = node
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let _ = Command::new("nft")
+        .args(["delete", "table", "ip", &format!("kedge_podnet_{name}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// The cluster DNS address of a Service range (a /24 or longer): its 10th.
@@ -181,6 +196,30 @@ fn sweep_crashed_nodes() {
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
+        // Pod network tables of test nodes (`t<pid>-<n>`) whose process is
+        // gone.
+        for table in tables
+            .lines()
+            .filter_map(|l| l.strip_prefix("table ip kedge_podnet_t"))
+        {
+            let pid = table
+                .split_once('_')
+                .and_then(|(p, _)| p.parse::<u32>().ok());
+            if let Some(pid) = pid {
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    let _ = Command::new("nft")
+                        .args([
+                            "delete",
+                            "table",
+                            "ip",
+                            &format!("kedge_podnet_t{}", table.trim()),
+                        ])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status();
+                }
+            }
+        }
         for table in tables.lines().filter_map(|l| {
             l.strip_prefix("table ip ")
                 .or_else(|| l.strip_prefix("table inet ")?.strip_suffix("-netpol"))
