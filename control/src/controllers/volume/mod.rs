@@ -112,13 +112,18 @@ fn ns_of(meta: &ObjectMeta) -> &str {
 
 /// The claim's requested size in bytes.
 fn requested(pvc: &PersistentVolumeClaim) -> i128 {
+    parse_quantity(&request_quantity(pvc).0).map_or(0, |q| q.as_bytes())
+}
+
+/// The claim's `resources.requests.storage` as written (`0` if absent).
+fn request_quantity(pvc: &PersistentVolumeClaim) -> Quantity {
     pvc.spec
         .as_ref()
         .and_then(|s| s.resources.as_ref())
         .and_then(|r| r.requests.as_ref())
         .and_then(|r| r.get("storage"))
-        .and_then(|q| parse_quantity(&q.0).ok())
-        .map_or(0, |q| q.as_bytes())
+        .cloned()
+        .unwrap_or_else(|| Quantity("0".into()))
 }
 
 fn capacity(pv: &PersistentVolume) -> i128 {
@@ -443,14 +448,7 @@ impl State {
             }
             return Ok(());
         }
-        let size = pvc
-            .spec
-            .as_ref()
-            .and_then(|s| s.resources.as_ref())
-            .and_then(|r| r.requests.as_ref())
-            .and_then(|r| r.get("storage"))
-            .cloned()
-            .unwrap_or_else(|| Quantity("0".into()));
+        let size = request_quantity(pvc);
         let api: Api<PersistentVolume> = Api::all(self.client.clone());
         let mut next = pv.clone();
         next.spec
@@ -599,14 +597,7 @@ impl State {
             ns_of(&pvc.metadata),
             name_of(&pvc.metadata)
         );
-        let size = pvc
-            .spec
-            .as_ref()
-            .and_then(|s| s.resources.as_ref())
-            .and_then(|r| r.requests.as_ref())
-            .and_then(|r| r.get("storage"))
-            .cloned()
-            .unwrap_or_else(|| Quantity("0".into()));
+        let size = request_quantity(pvc);
         let pv = PersistentVolume {
             metadata: ObjectMeta {
                 name: Some(pv_name.clone()),
