@@ -2,6 +2,7 @@
 //! port in a temporary data dir, and drive it with the real `kubectl`.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod etcd;
 pub mod images;
 pub mod machines;

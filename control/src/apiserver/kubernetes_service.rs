@@ -27,6 +27,12 @@ use super::ApiState;
 pub const NAME: &str = "kubernetes";
 /// Its namespace.
 pub const NAMESPACE: &str = "default";
+/// The Service that opens the dashboard on every node's port (as the
+/// tutorials reach Kubernetes' dashboard through a NodePort): the API
+/// server's own endpoints, whose root sends a browser to `/dashboard/`.
+pub const DASHBOARD: &str = "kedge-dashboard";
+/// Its namespace.
+pub const DASHBOARD_NAMESPACE: &str = "kube-system";
 /// How often the endpoints are checked (Kubernetes' `EndpointInterval`).
 const INTERVAL: Duration = Duration::from_secs(10);
 
@@ -105,6 +111,34 @@ pub fn ensure_service(state: &ApiState, port: u16) -> ApiResult<()> {
         }
     }
     Ok(())
+}
+
+/// Create the dashboard's NodePort Service if it is missing (its node port
+/// is allocated as any other's; a user's later edits stay).
+pub fn ensure_dashboard_service(state: &ApiState, port: u16) -> ApiResult<()> {
+    let req = request_in(DASHBOARD_NAMESPACE, "services", "", "v1", Some(DASHBOARD));
+    match objects::get(state, &req) {
+        Err(e) if e.code == 404 => {}
+        other => return other.map(|_| ()),
+    }
+    let create = request_in(DASHBOARD_NAMESPACE, "services", "", "v1", None);
+    let service = json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": DASHBOARD,
+            "namespace": DASHBOARD_NAMESPACE,
+            "labels": {"app.kubernetes.io/name": DASHBOARD, "provider": "kedge"},
+        },
+        "spec": {
+            "type": "NodePort",
+            "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}],
+        },
+    });
+    match objects::create(state, &create, &Query::default(), service) {
+        Err(e) if e.code != 409 => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Write `desired` as object `name` of `req`'s resource unless it already
@@ -204,9 +238,22 @@ fn announced(state: &ApiState) -> Vec<IpAddr> {
     out
 }
 
-/// Point the Endpoints and EndpointSlice `kubernetes` at `addresses` (one
-/// family) on `port`.
+/// Point the Endpoints and EndpointSlices of the `kubernetes` Service and
+/// of the dashboard's at `addresses` (one family) on `port`.
 pub fn ensure_endpoints(state: &ApiState, addresses: &[IpAddr], port: u16) -> ApiResult<()> {
+    for (namespace, name) in [(NAMESPACE, NAME), (DASHBOARD_NAMESPACE, DASHBOARD)] {
+        ensure_endpoints_of(state, namespace, name, addresses, port)?;
+    }
+    Ok(())
+}
+
+fn ensure_endpoints_of(
+    state: &ApiState,
+    namespace: &str,
+    name: &str,
+    addresses: &[IpAddr],
+    port: u16,
+) -> ApiResult<()> {
     let Some(first) = addresses.first() else {
         return Ok(());
     };
@@ -224,8 +271,8 @@ pub fn ensure_endpoints(state: &ApiState, addresses: &[IpAddr], port: u16) -> Ap
             "apiVersion": "v1",
             "kind": "Endpoints",
             "metadata": {
-                "name": NAME,
-                "namespace": NAMESPACE,
+                "name": name,
+                "namespace": namespace,
                 // The API server writes the slice itself; nothing mirrors.
                 "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"},
             },
@@ -244,9 +291,9 @@ pub fn ensure_endpoints(state: &ApiState, addresses: &[IpAddr], port: u16) -> Ap
             "apiVersion": "discovery.k8s.io/v1",
             "kind": "EndpointSlice",
             "metadata": {
-                "name": NAME,
-                "namespace": NAMESPACE,
-                "labels": {"kubernetes.io/service-name": NAME},
+                "name": name,
+                "namespace": namespace,
+                "labels": {"kubernetes.io/service-name": name},
             },
             "addressType": if first.is_ipv4() { "IPv4" } else { "IPv6" },
             "endpoints": ips
@@ -265,6 +312,7 @@ pub async fn run(state: Arc<ApiState>, advertise: Option<IpAddr>, port: u16) {
         let s = state.clone();
         let done = tokio::task::spawn_blocking(move || {
             ensure_service(&s, port)?;
+            ensure_dashboard_service(&s, port)?;
             // Every API server of the cluster (several on one etcd) is an
             // endpoint while it keeps announcing itself.
             if let Some(ip) = advertise {

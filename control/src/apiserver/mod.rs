@@ -6,6 +6,7 @@ mod allocator;
 mod auth;
 mod codec;
 mod componentstatus;
+mod dashboard;
 mod definitions;
 mod discovery;
 mod eviction;
@@ -364,9 +365,16 @@ fn authenticate_and_authorize(state: &ApiState, req: &Request<Incoming>) -> ApiR
         .extensions()
         .get::<CertificateUser>()
         .and_then(|c| c.0.as_deref());
+    // A browser's WebSocket carries its token in a subprotocol.
+    let authorization = match header(req, "authorization") {
+        "" => {
+            dashboard::websocket_bearer(header(req, "sec-websocket-protocol")).unwrap_or_default()
+        }
+        a => a.to_string(),
+    };
     let user = state
         .authn
-        .authenticate(certificate, header(req, "authorization"), &state.cache)
+        .authenticate(certificate, &authorization, &state.cache)
         .map_err(|e| {
             tracing::debug!(error = %e, path = req.uri().path(), "request not authenticated");
             ApiError::unauthorized()
@@ -411,6 +419,11 @@ async fn discard(body: &mut Incoming, limit: u64) {
 }
 
 async fn route(state: Arc<ApiState>, req: Request<Incoming>) -> ApiResult<Response<Body>> {
+    if req.method() == Method::GET {
+        if let Some(page) = dashboard::serve(req.uri().path(), header(&req, "accept")) {
+            return Ok(page);
+        }
+    }
     let user = authenticate_and_authorize(&state, &req)?;
     let target = parse_target(&state, &req)?;
     if let Target::Resource(_) = target {
