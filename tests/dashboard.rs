@@ -115,6 +115,30 @@ fn the_dashboard_shows_and_changes_the_cluster_in_a_browser() {
     );
     assert!(b.eval("location.pathname").as_str() == Some("/dashboard/"));
     b.screenshot("sign-in");
+    // Every node opens it on the NodePort of `kedge-dashboard`, as the
+    // tutorials reach theirs.
+    let node_port = c.kubectl(&[
+        "-n",
+        "kube-system",
+        "get",
+        "svc",
+        "kedge-dashboard",
+        "-o",
+        "jsonpath={.spec.ports[0].nodePort}",
+    ]);
+    let node = c.node.as_ref().unwrap().address();
+    b.open(&format!("https://{node}:{node_port}/"));
+    b.wait_for(
+        "the sign-in form through the NodePort",
+        "!!document.getElementById('token')",
+        WAIT,
+    );
+    b.open(&format!("{}/dashboard/", c.url));
+    b.wait_for(
+        "the sign-in form",
+        "!!document.getElementById('token')",
+        WAIT,
+    );
     // A token that is not one is refused with the API's answer.
     b.type_into("token", "not-a-token");
     b.click_button("Sign in");
