@@ -31,8 +31,8 @@ fn token(c: &Cluster, ns: &str, sa: &str) -> String {
 }
 
 fn sign_in(b: &mut Browser, url: &str, token: &str) {
-    b.open(&format!("{url}/dashboard/#/login"));
-    b.wait_for(
+    b.open_until(
+        &format!("{url}/dashboard/#/login"),
         "the sign-in form",
         "!!document.getElementById('token')",
         WAIT,
@@ -107,8 +107,8 @@ fn the_dashboard_shows_and_changes_the_cluster_in_a_browser() {
     let mut b = Browser::start(&c.data_dir.join("apiserver.crt"), &screenshots());
 
     // A browser at the server's root is sent to the dashboard's sign-in.
-    b.open(&format!("{}/", c.url));
-    b.wait_for(
+    b.open_until(
+        &format!("{}/", c.url),
         "the sign-in form",
         "!!document.getElementById('token')",
         WAIT,
@@ -127,14 +127,14 @@ fn the_dashboard_shows_and_changes_the_cluster_in_a_browser() {
         "jsonpath={.spec.ports[0].nodePort}",
     ]);
     let node = c.node.as_ref().unwrap().address();
-    b.open(&format!("https://{node}:{node_port}/"));
-    b.wait_for(
+    b.open_until(
+        &format!("https://{node}:{node_port}/"),
         "the sign-in form through the NodePort",
         "!!document.getElementById('token')",
         WAIT,
     );
-    b.open(&format!("{}/dashboard/", c.url));
-    b.wait_for(
+    b.open_until(
+        &format!("{}/dashboard/", c.url),
         "the sign-in form",
         "!!document.getElementById('token')",
         WAIT,

@@ -98,6 +98,7 @@ impl Browser {
         };
         b.command("Runtime.enable", json!({}));
         b.command("Page.enable", json!({}));
+        b.command("Network.enable", json!({}));
         b
     }
 
@@ -137,6 +138,10 @@ impl Browser {
                         .unwrap_or_default();
                     self.console.push(format!("console: {args}"));
                 }
+                Some("Network.loadingFailed") => self.console.push(format!(
+                    "request failed: {} {}",
+                    m["params"]["errorText"], m["params"]["blockedReason"]
+                )),
                 Some("Runtime.exceptionThrown") => self.console.push(format!(
                     "exception: {}",
                     m["params"]["exceptionDetails"]["exception"]["description"]
@@ -174,6 +179,53 @@ impl Browser {
 
     /// Wait until `expression` is truthy in the page; its value.
     pub fn wait_for(&mut self, what: &str, expression: &str, timeout: Duration) -> Value {
+        match self.try_wait_for(expression, timeout) {
+            Some(v) => v,
+            None => self.fail(what),
+        }
+    }
+
+    /// Load `url` and wait until `expression` holds; if it does not within
+    /// a few seconds, what failed to load is reported and the page is
+    /// loaded once more, as a user would reload it.
+    pub fn open_until(&mut self, url: &str, what: &str, expression: &str, timeout: Duration) {
+        self.open(url);
+        if self
+            .try_wait_for(expression, Duration::from_secs(15))
+            .is_some()
+        {
+            return;
+        }
+        eprintln!(
+            "{url} did not show {what}; reloading. The page loaded:\n{}\n{}",
+            self.loaded(),
+            self.console.join("\n")
+        );
+        self.open(url);
+        self.wait_for(what, expression, timeout);
+    }
+
+    fn loaded(&mut self) -> String {
+        self.eval(
+            "performance.getEntriesByType('resource').map(e => \
+             `${e.name} ${e.responseStatus} ${Math.round(e.duration)} ms`).join('\\n')",
+        )
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+    }
+
+    fn fail(&mut self, what: &str) -> ! {
+        let at = self.eval("location.href");
+        let text = self.text("body");
+        let loaded = self.loaded();
+        panic!(
+            "waiting for {what}: the page at {at} shows:\n{text}\nit loaded:\n{loaded}\n{}",
+            self.console.join("\n")
+        );
+    }
+
+    fn try_wait_for(&mut self, expression: &str, timeout: Duration) -> Option<Value> {
         let started = Instant::now();
         loop {
             // Errors while the page is between states count as not yet.
@@ -187,20 +239,10 @@ impl Browser {
                 && v != json!("")
                 && v != json!(0)
             {
-                return v;
+                return Some(v);
             }
             if started.elapsed() > timeout {
-                let at = self.eval("location.href");
-                let text = self.text("body");
-                let loaded = self.eval(
-                    "performance.getEntriesByType('resource').map(e =>                      `${e.name} ${e.responseStatus} ${Math.round(e.duration)} ms`).join('\\n')",
-                );
-                panic!(
-                    "waiting for {what}: the page at {at} shows:\n{text}\n\
-                     it loaded:\n{}\n{}",
-                    loaded.as_str().unwrap_or(""),
-                    self.console.join("\n")
-                );
+                return None;
             }
             std::thread::sleep(Duration::from_millis(200));
         }

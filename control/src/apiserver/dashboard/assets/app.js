@@ -3,6 +3,8 @@
 // Lists are the API's own Tables (kubectl's columns) and follow watches;
 // nothing is rendered from HTML strings (object fields are user data).
 
+'use strict';
+
 const TABLE = 'application/json;as=Table;v=v1;g=meta.k8s.io, application/json';
 const FIELD_MANAGER = 'kedge-dashboard';
 const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
@@ -452,14 +454,42 @@ async function overviewPage(main) {
   const workloads = el('section', { class: 'card', 'aria-labelledby': 'h-workloads' }, el('h2', { id: 'h-workloads' }, 'Workloads'));
   const pods = el('section', { class: 'card', 'aria-labelledby': 'h-pods' }, el('h2', { id: 'h-pods' }, 'Pods'));
   const namespaces = el('section', { class: 'card', 'aria-labelledby': 'h-ns' }, el('h2', { id: 'h-ns' }, 'Namespaces'));
+  const strip = headline();
   replace(main, el('h1', {}, 'Cluster overview'), el('p', { class: 'crumbs' }, `Signed in as ${session.user.username}`),
-    nodes, el('div', { class: 'grid wide' }, workloads, pods), namespaces);
+    strip.box, nodes, el('div', { class: 'grid wide' }, workloads, pods), namespaces);
   await Promise.all([
-    live(nodes, '/api/v1/nodes', (box, list) => nodeCards(box, list)),
-    live(workloads, null, (box) => workloadHealth(box)),
-    live(pods, '/api/v1/pods', (box, list) => podSummary(box, list, true)),
+    live(nodes, '/api/v1/nodes', (box, list) => {
+      const ready = (list.items || []).filter((n) => (n.status?.conditions || []).some((c) => c.type === 'Ready' && c.status === 'True')).length;
+      strip.set('nodes', `${ready}/${(list.items || []).length}`, 'nodes ready', ready < (list.items || []).length);
+      return nodeCards(box, list);
+    }),
+    live(workloads, null, async (box) => {
+      const [healthy, all] = await workloadHealth(box);
+      strip.set('workloads', `${healthy}/${all}`, 'workloads healthy', healthy < all);
+    }),
+    live(pods, '/api/v1/pods', (box, list) => {
+      const items = list.items || [];
+      strip.set('pods', items.length, 'pods');
+      const attention = items.filter((p) => podHealth(p)[1] !== 'ok').length;
+      strip.set('attention', attention, 'need attention', attention > 0);
+      return podSummary(box, list, true);
+    }),
     live(namespaces, '/api/v1/namespaces', (box, list) => namespaceList(box, list)),
   ]);
+}
+
+/** The overview's headline figures, filled in as their sections load. */
+function headline() {
+  const box = el('section', { class: 'card stat headline', 'aria-label': 'At a glance' });
+  const slots = new Map();
+  return {
+    box,
+    set(key, value, label, warn) {
+      let slot = slots.get(key);
+      if (!slot) { slot = el('div'); slots.set(key, slot); box.append(slot); }
+      replace(slot, el('b', { class: warn ? 'warn' : '' }, value), label);
+    },
+  };
 }
 
 /**
@@ -516,7 +546,8 @@ async function workloadHealth(box) {
       rows.push({ kind, o, ready, want });
     }
   }
-  if (!rows.length) return replace(box, el('p', { class: 'muted' }, 'No workloads yet.'));
+  const healthy = rows.filter((r) => r.ready >= r.want).length;
+  if (!rows.length) { replace(box, el('p', { class: 'muted' }, 'No workloads yet.')); return [0, 0]; }
   replace(box, el('table', {},
     el('caption', { class: 'sr-only' }, 'Workloads and their readiness'),
     el('thead', {}, el('tr', {}, ['Name', 'Namespace', 'Kind', 'Ready', 'Health'].map((h) => el('th', { scope: 'col' }, h)))),
@@ -524,6 +555,7 @@ async function workloadHealth(box) {
       el('td', {}, el('a', { href: `#/ns/${encodeURIComponent(o.metadata.namespace)}/${kind}/${encodeURIComponent(o.metadata.name)}` }, o.metadata.name)),
       el('td', {}, o.metadata.namespace), el('td', {}, KINDS[kind].kind), el('td', { class: 'num' }, `${ready}/${want}`),
       el('td', {}, ready >= want ? badge('Healthy', 'ok') : ready === 0 && want > 0 ? badge('Unavailable', 'bad') : badge('Progressing', 'warn')))))));
+  return [healthy, rows.length];
 }
 
 function podHealth(p) {
