@@ -666,7 +666,7 @@ async fn upgrade_through(
         for value in req.headers().get_all(name) {
             // A browser's token stays here: the kubelet gets none.
             if name == SEC_WEBSOCKET_PROTOCOL {
-                let protocols = super::dashboard::without_bearer(value.to_str().unwrap_or(""));
+                let protocols = super::authn::without_bearer(value.to_str().unwrap_or(""));
                 forward = forward.header(name, protocols);
                 continue;
             }

@@ -367,9 +367,7 @@ fn authenticate_and_authorize(state: &ApiState, req: &Request<Incoming>) -> ApiR
         .and_then(|c| c.0.as_deref());
     // A browser's WebSocket carries its token in a subprotocol.
     let authorization = match header(req, "authorization") {
-        "" => {
-            dashboard::websocket_bearer(header(req, "sec-websocket-protocol")).unwrap_or_default()
-        }
+        "" => authn::websocket_bearer(header(req, "sec-websocket-protocol")).unwrap_or_default(),
         a => a.to_string(),
     };
     let user = state

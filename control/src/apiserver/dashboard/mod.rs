@@ -5,9 +5,9 @@
 //! signs in with a bearer token and makes every request to the API itself
 //! with it, so authentication and RBAC decide what each user sees and does,
 //! exactly as for `kubectl`. The exec console reaches the API over a
-//! WebSocket, whose token travels in the
-//! `base64url.bearer.authorization.k8s.io.` subprotocol (a browser cannot
-//! set an `Authorization` header there).
+//! WebSocket, whose token travels in a subprotocol
+//! (`authn::websocket_bearer`: a browser cannot set an `Authorization`
+//! header there).
 
 use hyper::{Response, StatusCode};
 
@@ -88,51 +88,9 @@ fn secured(b: hyper::http::response::Builder) -> hyper::http::response::Builder 
     .header("Referrer-Policy", "no-referrer")
 }
 
-/// The token a WebSocket request carries in its subprotocols, as
-/// `Authorization` would (`Bearer <token>`), or `None`.
-pub fn websocket_bearer(protocols: &str) -> Option<String> {
-    use base64::Engine as _;
-    let encoded = protocols
-        .split(',')
-        .map(str::trim)
-        .find_map(|p| p.strip_prefix(BEARER_PROTOCOL))?;
-    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(encoded.trim_end_matches('='))
-        .ok()?;
-    String::from_utf8(token).ok().map(|t| format!("Bearer {t}"))
-}
-
-/// The subprotocols with the token's left out, for passing on.
-pub fn without_bearer(protocols: &str) -> String {
-    protocols
-        .split(',')
-        .map(str::trim)
-        .filter(|p| !p.starts_with(BEARER_PROTOCOL))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The subprotocol prefix of a bearer token (Kubernetes' own).
-const BEARER_PROTOCOL: &str = "base64url.bearer.authorization.k8s.io.";
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_websocket_token_is_read_from_its_subprotocol_and_left_out_after() {
-        let protocols = "v4.channel.k8s.io, base64url.bearer.authorization.k8s.io.YWJjLmRlZg";
-        assert_eq!(
-            websocket_bearer(protocols).as_deref(),
-            Some("Bearer abc.def")
-        );
-        assert_eq!(without_bearer(protocols), "v4.channel.k8s.io");
-        assert_eq!(websocket_bearer("v4.channel.k8s.io"), None);
-        assert_eq!(
-            websocket_bearer("base64url.bearer.authorization.k8s.io.!!"),
-            None
-        );
-    }
 
     #[test]
     fn the_page_and_its_files_are_served_and_nothing_else() {
