@@ -1,6 +1,7 @@
 //! Names outside the cluster domain go to upstream resolvers: UDP first,
 //! TCP when the upstream truncates, each upstream in turn, and answers
-//! kept in a small cache for as long as their TTLs allow.
+//! kept in a small cache for as long as their TTLs allow — and a while
+//! longer, to be served stale when no upstream answers (RFC 8767).
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -19,6 +20,11 @@ use crate::metrics::Metrics;
 const MAX_POSITIVE_TTL: u32 = 3600;
 /// The longest a negative answer (NXDOMAIN, NODATA) is cached.
 const MAX_NEGATIVE_TTL: u32 = 1800;
+/// How long past its TTL an answer is kept to be served when no upstream
+/// answers (RFC 8767; CoreDNS's `serve_stale` default).
+const STALE_WINDOW: Duration = Duration::from_secs(3600);
+/// The TTL a stale answer is served with (RFC 8767 recommends 30 s).
+const STALE_TTL: u32 = 30;
 /// The UDP payload size offered to upstreams (the DNS flag day value).
 const UPSTREAM_PAYLOAD: u16 = 1232;
 
@@ -117,9 +123,20 @@ impl Forwarder {
             return Ok(hit);
         }
         self.metrics.observe_cache(false);
-        let answer = self.exchange(&Name::from(name.clone()), rtype).await?;
-        self.cache.insert(key, &answer);
-        Ok(answer)
+        match self.exchange(&Name::from(name.clone()), rtype).await {
+            Ok(answer) => {
+                self.cache.insert(key, &answer);
+                Ok(answer)
+            }
+            Err(error) => match self.cache.get_stale(&key) {
+                Some(stale) => {
+                    tracing::debug!(%error, %name, "no upstream answered; serving a stale answer");
+                    self.metrics.observe_forward("stale");
+                    Ok(stale)
+                }
+                None => Err(error),
+            },
+        }
     }
 
     async fn exchange(&self, name: &Name, rtype: RecordType) -> Result<Forwarded, ForwardError> {
@@ -246,6 +263,13 @@ struct Entry {
     ttl: u32,
 }
 
+impl Entry {
+    /// Within its TTL plus the stale window.
+    fn servable_stale(&self) -> bool {
+        self.stored.elapsed() < Duration::from_secs(u64::from(self.ttl)) + STALE_WINDOW
+    }
+}
+
 /// Upstream answers by name and type, bounded in entries; each lives for
 /// the smallest TTL of its records, and comes back with TTLs lowered by
 /// its age.
@@ -268,7 +292,9 @@ impl ResponseCache {
         let entry = entries.get(key)?;
         let age = entry.stored.elapsed().as_secs() as u32;
         if age >= entry.ttl {
-            entries.remove(key);
+            if !entry.servable_stale() {
+                entries.remove(key);
+            }
             return None;
         }
         let mut answer = entry.answer.clone();
@@ -284,6 +310,24 @@ impl ResponseCache {
         Some(answer)
     }
 
+    /// An expired answer still inside the stale window, its TTLs set to
+    /// [`STALE_TTL`].
+    fn get_stale(&self, key: &CacheKey) -> Option<Forwarded> {
+        let entries = self.entries.lock();
+        let entry = entries.get(key).filter(|e| e.servable_stale())?;
+        let mut answer = entry.answer.clone();
+        drop(entries);
+        for record in answer
+            .answers
+            .iter_mut()
+            .chain(answer.authorities.iter_mut())
+            .chain(answer.additionals.iter_mut())
+        {
+            record.ttl = STALE_TTL;
+        }
+        Some(answer)
+    }
+
     fn insert(&self, key: CacheKey, answer: &Forwarded) {
         if self.capacity == 0 {
             return;
@@ -293,6 +337,7 @@ impl ResponseCache {
         };
         let mut entries = self.entries.lock();
         if entries.len() >= self.capacity && !entries.contains_key(&key) {
+            // Expired answers go first, stale or not.
             entries.retain(|_, e| e.stored.elapsed().as_secs() < u64::from(e.ttl));
             if entries.len() >= self.capacity {
                 // Still full: drop an arbitrary entry (hash order).
@@ -387,6 +432,32 @@ mod tests {
         assert_eq!(cache.len(), 2, "bounded");
         let hit = cache.get(&key("d.example.")).unwrap();
         assert_eq!(hit.answers[0].ttl, 300);
+    }
+
+    #[test]
+    fn expired_answers_are_served_stale_only_when_asked() {
+        let cache = ResponseCache::new(8);
+        cache.insert(key("a.example."), &answer(300));
+        // Age it past its TTL.
+        cache
+            .entries
+            .lock()
+            .get_mut(&key("a.example."))
+            .unwrap()
+            .stored -= Duration::from_secs(301);
+        assert!(cache.get(&key("a.example.")).is_none(), "expired");
+        let stale = cache.get_stale(&key("a.example.")).unwrap();
+        assert_eq!(stale.answers[0].ttl, STALE_TTL);
+        // Past the stale window it is gone.
+        cache
+            .entries
+            .lock()
+            .get_mut(&key("a.example."))
+            .unwrap()
+            .stored -= STALE_WINDOW;
+        assert!(cache.get_stale(&key("a.example.")).is_none());
+        assert!(cache.get(&key("a.example.")).is_none());
+        assert!(cache.is_empty());
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::index::{ClusterIndex, Lookup};
 use crate::metrics::Metrics;
 
 /// The largest UDP answer offered, whatever a client's EDNS size says.
-const MAX_UDP_PAYLOAD: u16 = 4096;
+pub(crate) const MAX_UDP_PAYLOAD: u16 = 4096;
 
 /// Answers cluster names from a [`ClusterIndex`] and forwards the rest.
 #[derive(Clone)]
@@ -31,12 +31,20 @@ pub struct ClusterDnsHandler {
 }
 
 /// One response, before it is encoded.
-struct Reply {
-    rcode: ResponseCode,
-    authoritative: bool,
-    answers: Vec<Record>,
-    authorities: Vec<Record>,
-    additionals: Vec<Record>,
+pub(crate) struct Reply {
+    pub(crate) rcode: ResponseCode,
+    pub(crate) authoritative: bool,
+    pub(crate) answers: Vec<Record>,
+    pub(crate) authorities: Vec<Record>,
+    pub(crate) additionals: Vec<Record>,
+}
+
+/// What the index alone makes of a question.
+pub(crate) enum Resolution {
+    /// The whole reply, from cluster records.
+    Local(Reply),
+    /// A lookup that needs an upstream resolver.
+    Upstream(Lookup),
 }
 
 // === impl ClusterDnsHandler ===
@@ -51,40 +59,55 @@ impl ClusterDnsHandler {
         }
     }
 
-    async fn reply(&self, name: &LowerName, rtype: RecordType) -> Reply {
+    /// The reply for a name the index answers alone, or the lookup that
+    /// needs an upstream (a name outside the cluster domain, or an
+    /// ExternalName target).
+    pub(crate) fn resolve_locally(&self, name: &LowerName, rtype: RecordType) -> Resolution {
         match self.index.lookup(name, rtype) {
             Lookup::Answer {
                 records,
-                external_target,
+                external_target: None,
             } => {
                 let mut reply = Reply::authoritative(ResponseCode::NoError, records);
                 if rtype == RecordType::SRV {
                     reply.additionals = self.srv_additionals(&reply.answers);
                 }
-                if let Some(target) = external_target {
-                    // ExternalName: resolve the target too, so stub
-                    // resolvers that do not chase CNAMEs get addresses.
-                    if let Ok(forwarded) = self
-                        .forwarder
-                        .resolve(&LowerName::new(&target), rtype)
-                        .await
-                    {
-                        reply.answers.extend(forwarded.answers);
-                    }
-                }
-                reply
+                Resolution::Local(reply)
             }
             Lookup::NoData => {
                 let mut reply = Reply::authoritative(ResponseCode::NoError, Vec::new());
                 reply.authorities.push(self.index.soa().clone());
-                reply
+                Resolution::Local(reply)
             }
             Lookup::NxDomain => {
                 let mut reply = Reply::authoritative(ResponseCode::NXDomain, Vec::new());
                 reply.authorities.push(self.index.soa().clone());
+                Resolution::Local(reply)
+            }
+            upstream => Resolution::Upstream(upstream),
+        }
+    }
+
+    async fn reply(&self, name: &LowerName, rtype: RecordType) -> Reply {
+        match self.resolve_locally(name, rtype) {
+            Resolution::Local(reply) => reply,
+            Resolution::Upstream(Lookup::Answer {
+                records,
+                external_target: Some(target),
+            }) => {
+                let mut reply = Reply::authoritative(ResponseCode::NoError, records);
+                // ExternalName: resolve the target too, so stub resolvers
+                // that do not chase CNAMEs get addresses.
+                if let Ok(forwarded) = self
+                    .forwarder
+                    .resolve(&LowerName::new(&target), rtype)
+                    .await
+                {
+                    reply.answers.extend(forwarded.answers);
+                }
                 reply
             }
-            Lookup::Outside => match self.forwarder.resolve(name, rtype).await {
+            Resolution::Upstream(_) => match self.forwarder.resolve(name, rtype).await {
                 Ok(forwarded) => Reply {
                     rcode: forwarded.rcode,
                     authoritative: false,
@@ -98,6 +121,16 @@ impl ClusterDnsHandler {
                 }
             },
         }
+    }
+
+    /// The index answered from.
+    pub(crate) fn index(&self) -> &Arc<ClusterIndex> {
+        &self.index
+    }
+
+    /// The metrics requests are counted in.
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The addresses of SRV targets inside the cluster domain.
@@ -179,7 +212,7 @@ impl RequestHandler for ClusterDnsHandler {
 }
 
 /// Response codes as dig and CoreDNS's metrics spell them.
-fn rcode_label(rcode: ResponseCode) -> &'static str {
+pub(crate) fn rcode_label(rcode: ResponseCode) -> &'static str {
     match rcode {
         ResponseCode::NoError => "NOERROR",
         ResponseCode::FormErr => "FORMERR",

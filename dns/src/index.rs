@@ -6,6 +6,7 @@
 //! zone's read lock only for one hash lookup and a few record clones.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -52,6 +53,9 @@ pub struct ClusterIndex {
     ttl: u32,
     soa: Record,
     zone: RwLock<Zone>,
+    /// Bumped after every change to the zone, so that answers encoded
+    /// from it earlier are known to be stale.
+    generation: AtomicU64,
     sources: Mutex<Sources>,
 }
 
@@ -107,6 +111,7 @@ impl ClusterIndex {
             ttl,
             soa: soa.clone(),
             zone: RwLock::new(Zone::default()),
+            generation: AtomicU64::new(0),
             sources: Mutex::new(Sources::default()),
             domain_name,
         };
@@ -144,6 +149,12 @@ impl ClusterIndex {
     /// The zone's SOA record.
     pub fn soa(&self) -> &Record {
         &self.soa
+    }
+
+    /// How many times the zone changed. Read it before a lookup: an answer
+    /// derived from that lookup is current while this stays the same.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Whether a name is inside the cluster domain.
@@ -417,6 +428,7 @@ impl ClusterIndex {
                 .push((key.clone(), records));
         }
         drop(zone);
+        self.generation.fetch_add(1, Ordering::Release);
         if !new_names.is_empty() {
             sources.owned.insert(key, new_names);
         }

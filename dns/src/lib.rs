@@ -8,7 +8,8 @@
 //! - [`handler`]: the hickory `RequestHandler` answering from the index or
 //!   forwarding.
 //! - [`forward`]: upstream resolvers over UDP with TCP retry, and the cache.
-//! - [`server`]: UDP and TCP listeners.
+//! - [`server`]: UDP and TCP listeners; [`wire`]: the UDP fast path's
+//!   query parser and answer encoder.
 //! - [`watch`]: the kube-rs watchers feeding the index.
 //! - [`metrics`]: Prometheus metrics.
 #![deny(missing_docs)]
@@ -19,7 +20,9 @@ pub mod index;
 pub mod metrics;
 pub mod records;
 pub mod server;
+mod udp;
 pub mod watch;
+pub mod wire;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -60,6 +63,9 @@ pub enum Error {
     /// A listener stopped with an error.
     #[error("serving DNS")]
     Serve(#[source] hickory_server::net::NetError),
+    /// A UDP listener stopped with an error.
+    #[error("serving DNS over UDP")]
+    Udp(#[source] std::io::Error),
 }
 
 /// How the cluster DNS is set up.

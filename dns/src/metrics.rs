@@ -93,8 +93,25 @@ impl Metrics {
         self.duration.observe(elapsed.as_secs_f64());
     }
 
+    /// The counter of requests of one type and response code, to keep
+    /// beside a cached answer and count with one atomic add.
+    pub(crate) fn request_counter(&self, qtype: &'static str, rcode: &'static str) -> Counter {
+        self.requests
+            .get_or_create(&RequestLabels {
+                r#type: qtype,
+                rcode,
+            })
+            .clone()
+    }
+
+    /// Record how long one request took.
+    pub(crate) fn observe_duration(&self, elapsed: Duration) {
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+
     /// Count one exchange with the upstreams: `ok`, `truncated_retry` (a
-    /// TCP retry followed), `error`.
+    /// TCP retry followed), `error`, `stale` (none answered; an expired
+    /// answer was served).
     pub fn observe_forward(&self, outcome: &'static str) {
         self.forwarded
             .get_or_create(&ForwardLabels { outcome })

@@ -1,4 +1,5 @@
-//! The UDP and TCP listeners, served by hickory's `Server`.
+//! The UDP and TCP listeners: UDP by kedge's own loop ([`udp`](crate::udp)),
+//! TCP by hickory's `Server`.
 
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -10,6 +11,8 @@ use nix::sys::socket::{
     SockaddrIn, SockaddrIn6,
 };
 use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use crate::handler::ClusterDnsHandler;
 use crate::Error;
@@ -25,6 +28,8 @@ const EPHEMERAL_TRIES: usize = 32;
 /// stops it.
 pub struct DnsServer {
     server: Server<ClusterDnsHandler>,
+    udp: JoinSet<std::io::Result<()>>,
+    stop_udp: watch::Sender<bool>,
     local_addrs: Vec<SocketAddr>,
 }
 
@@ -34,17 +39,21 @@ impl DnsServer {
     /// Bind UDP and TCP on every address (port 0 picks one port free for
     /// both) and start serving on the current runtime.
     pub async fn bind(handler: ClusterDnsHandler, listen: &[SocketAddr]) -> Result<Self, Error> {
-        let mut server = Server::new(handler);
+        let mut server = Server::new(handler.clone());
+        let (stop_udp, stopped) = watch::channel(false);
+        let mut udp_loops = JoinSet::new();
         let mut local_addrs = Vec::with_capacity(listen.len());
         for addr in listen {
             let (udp, tcp, local) = bind_pair(*addr).await?;
-            server.register_socket(udp);
+            udp_loops.spawn(crate::udp::serve(udp, handler.clone(), stopped.clone()));
             server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
             tracing::info!(%local, "cluster DNS listening on UDP and TCP");
             local_addrs.push(local);
         }
         Ok(Self {
             server,
+            udp: udp_loops,
+            stop_udp,
             local_addrs,
         })
     }
@@ -56,11 +65,30 @@ impl DnsServer {
 
     /// Serve until a listener fails.
     pub async fn serve(mut self) -> Result<(), Error> {
-        self.server.block_until_done().await.map_err(Error::Serve)
+        let udp = async {
+            while let Some(stopped) = self.udp.join_next().await {
+                match stopped {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => return Error::Udp(error),
+                    Err(panicked) => return Error::Udp(std::io::Error::other(panicked)),
+                }
+            }
+            std::future::pending().await
+        };
+        tokio::select! {
+            result = self.server.block_until_done() => result.map_err(Error::Serve),
+            error = udp => Err(error),
+        }
     }
 
     /// Stop accepting, finish requests in flight.
     pub async fn shutdown(mut self) -> Result<(), Error> {
+        let _ = self.stop_udp.send(true);
+        while let Some(stopped) = self.udp.join_next().await {
+            if let Ok(Err(error)) = stopped {
+                tracing::debug!(%error, "a DNS UDP listener had failed");
+            }
+        }
         self.server
             .shutdown_gracefully()
             .await

@@ -25,24 +25,27 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 struct Stub {
     addr: SocketAddr,
     queries: Arc<AtomicUsize>,
+    /// While set, everything is SERVFAIL.
+    down: Arc<std::sync::atomic::AtomicBool>,
 }
 
-fn stub_answer(request: &Message, tcp: bool) -> Message {
+fn stub_answer(request: &Message, tcp: bool, down: bool) -> Message {
     let mut response = Message::response(request.metadata.id, request.metadata.op_code);
     response.metadata.recursion_available = true;
     let query = request.queries[0].clone();
     let name = query.name().to_ascii().to_lowercase();
     response.add_query(query.clone());
-    if name == "fail.example.test." {
+    if name == "fail.example.test." || down {
         response.metadata.response_code = ResponseCode::ServFail;
     } else if name == "big.example.test." && !tcp {
         response.metadata.truncation = true;
     } else if name.ends_with(".example.test.") {
         let count = if name == "big.example.test." { 60 } else { 1 };
+        let ttl = if name.starts_with("short.") { 1 } else { 60 };
         for i in 0..count {
             response.add_answer(Record::from_rdata(
                 query.name().clone(),
-                60,
+                ttl,
                 RData::A(A::new(192, 0, 2, 1 + i as u8)),
             ));
         }
@@ -63,6 +66,8 @@ async fn start_stub() -> Stub {
     };
     let queries = Arc::new(AtomicUsize::new(0));
     let counter = queries.clone();
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (udp_down, tcp_down) = (down.clone(), down.clone());
     tokio::spawn(async move {
         let mut buf = vec![0u8; 4096];
         loop {
@@ -71,7 +76,8 @@ async fn start_stub() -> Stub {
             };
             counter.fetch_add(1, Ordering::SeqCst);
             let request = Message::from_vec(&buf[..n]).unwrap();
-            let bytes = stub_answer(&request, false).to_vec().unwrap();
+            let down = udp_down.load(Ordering::SeqCst);
+            let bytes = stub_answer(&request, false, down).to_vec().unwrap();
             let _ = udp.send_to(&bytes, peer).await;
         }
     });
@@ -80,18 +86,23 @@ async fn start_stub() -> Stub {
             let Ok((mut stream, _)) = tcp.accept().await else {
                 return;
             };
+            let down = tcp_down.load(Ordering::SeqCst);
             tokio::spawn(async move {
                 let length = stream.read_u16().await.unwrap() as usize;
                 let mut buf = vec![0u8; length];
                 stream.read_exact(&mut buf).await.unwrap();
                 let request = Message::from_vec(&buf).unwrap();
-                let bytes = stub_answer(&request, true).to_vec().unwrap();
+                let bytes = stub_answer(&request, true, down).to_vec().unwrap();
                 stream.write_u16(bytes.len() as u16).await.unwrap();
                 stream.write_all(&bytes).await.unwrap();
             });
         }
     });
-    Stub { addr, queries }
+    Stub {
+        addr,
+        queries,
+        down,
+    }
 }
 
 // === the server under test ===
@@ -493,6 +504,35 @@ async fn forwarded_names_are_answered_upstream_and_cached() {
     );
 }
 
+/// RFC 8767: when the upstreams fail, an expired answer is served with a
+/// TTL of 30 s rather than SERVFAIL; a name never seen still fails.
+#[tokio::test]
+async fn expired_answers_are_served_stale_while_upstreams_fail() {
+    let cluster = start().await;
+    let fresh = udp(cluster.addr(), "short.example.test.", RecordType::A, None).await;
+    assert_eq!(data(&fresh), vec!["192.0.2.1"]);
+    assert_eq!(fresh.answers[0].ttl, 1);
+    cluster.stub.down.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let stale = udp(cluster.addr(), "short.example.test.", RecordType::A, None).await;
+    assert_eq!(stale.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(data(&stale), vec!["192.0.2.1"]);
+    assert_eq!(stale.answers[0].ttl, 30);
+    let unknown = udp(cluster.addr(), "other.example.test.", RecordType::A, None).await;
+    assert_eq!(unknown.metadata.response_code, ResponseCode::ServFail);
+    cluster.stub.down.store(false, Ordering::SeqCst);
+    let back = udp(cluster.addr(), "short.example.test.", RecordType::A, None).await;
+    assert_eq!(
+        back.answers[0].ttl, 1,
+        "a fresh answer once the upstream is back"
+    );
+    let metrics = cluster.dns.metrics().encode();
+    assert!(
+        metrics.contains("kedge_dns_forwarded_requests_total{outcome=\"stale\"} 1"),
+        "{metrics}"
+    );
+}
+
 #[tokio::test]
 async fn unreachable_upstream_is_servfail() {
     // A port nothing listens on: the exchange fails or times out.
@@ -597,4 +637,100 @@ fn assert_formerr_or_dropped(response: Option<Vec<u8>>) {
     // RCODE is the low nibble of the fourth byte.
     assert_eq!(bytes[3] & 0x0f, 1, "FORMERR");
     assert_eq!(bytes[2] & 0x80, 0x80, "a response");
+}
+
+/// Cluster names are answered over UDP from answers encoded once by
+/// kedge's own encoder, and over TCP through hickory's: both must say the
+/// same thing for every kind of name the zone holds.
+#[tokio::test]
+async fn udp_answers_match_the_full_encoder_over_tcp() {
+    let cluster = start().await;
+    let questions = [
+        ("mysql.luffy.svc.cluster.local.", RecordType::A),
+        ("mysql.luffy.svc.cluster.local.", RecordType::AAAA),
+        ("mysql.luffy.svc.cluster.local.", RecordType::ANY),
+        ("_db._tcp.mysql.luffy.svc.cluster.local.", RecordType::SRV),
+        ("20.0.96.10.in-addr.arpa.", RecordType::PTR),
+        ("web.default.svc.cluster.local.", RecordType::A),
+        ("web-0.web.default.svc.cluster.local.", RecordType::A),
+        ("_http._tcp.web.default.svc.cluster.local.", RecordType::SRV),
+        ("5.0.244.10.in-addr.arpa.", RecordType::PTR),
+        ("luffy.svc.cluster.local.", RecordType::A),
+        ("nothing.luffy.svc.cluster.local.", RecordType::A),
+        ("cluster.local.", RecordType::SOA),
+        ("cluster.local.", RecordType::NS),
+        ("dns-version.cluster.local.", RecordType::TXT),
+        ("10-244-0-9.luffy.pod.cluster.local.", RecordType::A),
+        ("10-244-0-9.luffy.pod.cluster.local.", RecordType::AAAA),
+        ("not-an-ip.luffy.pod.cluster.local.", RecordType::A),
+    ];
+    for (name, rtype) in questions {
+        // Twice over UDP: the second answer comes from the cache.
+        for round in 0..2 {
+            let fast = udp(cluster.addr(), name, rtype, Some(1232)).await;
+            let full = tcp(cluster.addr(), name, rtype).await;
+            let context = format!("{name} {rtype} (UDP round {round})");
+            assert_eq!(
+                fast.metadata.response_code, full.metadata.response_code,
+                "{context}"
+            );
+            assert_eq!(
+                fast.metadata.authoritative, full.metadata.authoritative,
+                "{context}"
+            );
+            assert!(fast.metadata.recursion_available, "{context}");
+            assert!(fast.metadata.recursion_desired, "{context}");
+            assert_eq!(fast.answers, full.answers, "{context}");
+            assert_eq!(fast.authorities, full.authorities, "{context}");
+            let additionals = |m: &Message| -> Vec<Record> {
+                m.additionals
+                    .iter()
+                    .filter(|r| r.record_type() != RecordType::OPT)
+                    .cloned()
+                    .collect()
+            };
+            assert_eq!(additionals(&fast), additionals(&full), "{context}");
+            assert_eq!(
+                fast.edns.as_ref().map(|e| e.max_payload()),
+                Some(1232),
+                "{context}"
+            );
+        }
+    }
+}
+
+/// The question comes back as the client wrote it (resolvers that
+/// randomise letter case check this), and the answer's name points at it.
+#[tokio::test]
+async fn udp_answers_echo_the_question_case_and_compress_names() {
+    let cluster = start().await;
+    let request = request("MySQL.Luffy.svc.Cluster.Local.", RecordType::A, None);
+    let sent = request.to_vec().unwrap();
+    let bytes = exchange_udp(cluster.addr(), &sent).await.unwrap();
+    // Header and question as sent (ID, the question's bytes), then one A
+    // record whose name is a two-byte pointer: 2 + 10 + 4 bytes.
+    assert_eq!(bytes[..2], sent[..2]);
+    assert_eq!(bytes[12..sent.len()], sent[12..]);
+    assert_eq!(bytes.len(), sent.len() + 16);
+    let response = Message::from_vec(&bytes).unwrap();
+    assert_eq!(
+        response.queries[0].name().to_string(),
+        "MySQL.Luffy.svc.Cluster.Local."
+    );
+    assert_eq!(data(&response), vec!["10.96.0.20"]);
+    // Answers from the cache are counted like the rest.
+    for _ in 0..2 {
+        udp(
+            cluster.addr(),
+            "dns-version.cluster.local.",
+            RecordType::TXT,
+            None,
+        )
+        .await;
+    }
+    let metrics = cluster.dns.metrics().encode();
+    assert!(
+        metrics.contains("kedge_dns_requests_total{type=\"TXT\",rcode=\"NOERROR\"} 2"),
+        "{metrics}"
+    );
 }
