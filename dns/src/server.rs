@@ -43,9 +43,18 @@ impl DnsServer {
         let (stop_udp, stopped) = watch::channel(false);
         let mut udp_loops = JoinSet::new();
         let mut local_addrs = Vec::with_capacity(listen.len());
+        // One UDP loop per runtime worker, so answering uses every core.
+        let loops = tokio::runtime::Handle::current().metrics().num_workers();
         for addr in listen {
             let (udp, tcp, local) = bind_pair(*addr).await?;
-            udp_loops.spawn(crate::udp::serve(udp, handler.clone(), stopped.clone()));
+            let udp = std::sync::Arc::new(udp);
+            for _ in 0..loops {
+                udp_loops.spawn(crate::udp::serve(
+                    udp.clone(),
+                    handler.clone(),
+                    stopped.clone(),
+                ));
+            }
             server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
             tracing::info!(%local, "cluster DNS listening on UDP and TCP");
             local_addrs.push(local);

@@ -1,12 +1,15 @@
-//! The UDP listener. One loop per socket reads the datagrams that are
-//! waiting and answers cluster names from answers encoded once (see
-//! [`wire`](crate::wire)) with no task, lock or allocation per query; the
-//! rest (forwarded names, unusual messages) goes to the hickory handler in
-//! a task of its own, as every query did before.
+//! The UDP listener. Loops read the datagrams waiting on a socket in
+//! batches (`recvmmsg`), answer cluster names from answers encoded once
+//! (see [`wire`](crate::wire)) with no task, lock or allocation per query,
+//! and send the answers in one `sendmmsg`; the rest (forwarded names,
+//! unusual messages) goes to the hickory handler in a task of its own, as
+//! every query did before.
 
 use std::collections::HashMap;
 use std::io;
+use std::io::{IoSlice, IoSliceMut};
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,7 +22,9 @@ use hickory_server::proto::rr::{LowerName, Name, Record, RecordType};
 use hickory_server::proto::serialize::binary::BinEncoder;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponse;
+use nix::sys::socket::{recvmmsg, sendmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
 use prometheus_client::metrics::counter::Counter;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -28,9 +33,11 @@ use crate::handler::{rcode_label, ClusterDnsHandler, Resolution, MAX_UDP_PAYLOAD
 use crate::index::ClusterIndex;
 use crate::wire::{self, Answer, Query};
 
-/// The largest datagram read; a query is far smaller, but one cut short
-/// must not look like a different, valid query.
-const RECEIVE_BUFFER: usize = 65_535;
+/// Datagrams read (and answers sent) per system call.
+const BATCH: usize = 32;
+/// The largest datagram taken; a query is far smaller, and one cut short
+/// is dropped rather than read as a different query.
+const DATAGRAM: usize = 4096;
 /// Answers kept per loop; pod names (`1-2-3-4.ns.pod...`) are unbounded,
 /// so the cache starts over when it is full.
 const CACHE_ENTRIES: usize = 16_384;
@@ -39,17 +46,18 @@ const CACHE_ENTRIES: usize = 16_384;
 const MAX_TASKS: usize = 4_096;
 
 /// Serve one socket until `stop` turns true or the socket fails; queries
-/// handed to tasks are finished before it returns.
+/// handed to tasks are finished before it returns. Several loops may serve
+/// the same socket, one per runtime worker: the kernel hands each datagram
+/// to one of them (no `SO_REUSEPORT`, which would also let a second
+/// process bind the port silently instead of failing).
 pub(crate) async fn serve(
-    socket: UdpSocket,
+    socket: Arc<UdpSocket>,
     handler: ClusterDnsHandler,
     mut stop: watch::Receiver<bool>,
 ) -> io::Result<()> {
-    let socket = Arc::new(socket);
     let mut answers = AnswerCache::new(handler.index().clone());
     let mut tasks = JoinSet::new();
-    let mut packet = vec![0u8; RECEIVE_BUFFER];
-    let mut out = Vec::with_capacity(MAX_UDP_PAYLOAD as usize);
+    let mut batch = Batch::new();
     let result = loop {
         tokio::select! {
             biased;
@@ -60,35 +68,44 @@ pub(crate) async fn serve(
                 }
             }
         }
-        // Everything waiting, then back to waiting for readiness; sends
-        // take from tokio's cooperative budget, so a flood still yields.
+        // Everything waiting, a batch at a time, then back to waiting for
+        // readiness; sends take from tokio's cooperative budget, so a flood
+        // still yields to other tasks.
         loop {
-            let (len, src) = match socket.try_recv_from(&mut packet) {
-                Ok(received) => received,
+            match socket.try_io(Interest::READABLE, || batch.receive(socket.as_raw_fd())) {
+                Ok(()) => {}
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
-                // ICMP errors of earlier sends surface here; they are about
-                // one client, not the socket.
                 Err(error) => {
-                    tracing::debug!(%error, "receiving a DNS query");
-                    continue;
+                    tracing::debug!(%error, "receiving DNS queries");
+                    break;
                 }
-            };
-            if src.port() == 0 {
-                continue;
             }
             let started = Instant::now();
-            let datagram = &packet[..len];
-            match wire::parse_query(datagram) {
-                Some(query) => match answers.get(&handler, &query) {
-                    Some(cached) => {
-                        cached.answer.respond(&query, MAX_UDP_PAYLOAD, &mut out);
-                        send(&socket, &out, src).await;
+            let mut answered = 0;
+            for slot in 0..batch.received.len() {
+                let (len, src, truncated) = batch.received[slot];
+                if src.port() == 0 || truncated {
+                    // No reply possible, or bigger than any query we take.
+                    continue;
+                }
+                let datagram = &batch.buffers[slot][..len];
+                let cached = wire::parse_query(datagram)
+                    .and_then(|query| Some((answers.get(&handler, &query)?, query)));
+                match cached {
+                    Some((cached, query)) => {
+                        batch.destinations[answered] = Some(SockaddrStorage::from(src));
+                        let out = &mut batch.replies[answered];
+                        cached.answer.respond(&query, MAX_UDP_PAYLOAD, out);
                         cached.requests.inc();
-                        handler.metrics().observe_duration(started.elapsed());
+                        answered += 1;
                     }
                     None => spawn_full(&mut tasks, &socket, &handler, datagram, src),
-                },
-                None => spawn_full(&mut tasks, &socket, &handler, datagram, src),
+                }
+            }
+            batch.send(&socket, answered).await;
+            let elapsed = started.elapsed();
+            for _ in 0..answered {
+                handler.metrics().observe_duration(elapsed);
             }
             while tasks.try_join_next().is_some() {}
         }
@@ -97,10 +114,107 @@ pub(crate) async fn serve(
     result
 }
 
-async fn send(socket: &UdpSocket, datagram: &[u8], to: SocketAddr) {
-    if let Err(error) = socket.send_to(datagram, to).await {
-        tracing::debug!(%error, %to, "sending a DNS answer");
+/// Datagrams read with one `recvmmsg` and answers sent with one `sendmmsg`.
+struct Batch {
+    buffers: Vec<Box<[u8]>>,
+    /// Length, source and whether it was cut short, per buffer filled.
+    received: Vec<(usize, SocketAddr, bool)>,
+    replies: Vec<Vec<u8>>,
+    destinations: Vec<Option<SockaddrStorage>>,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Self {
+            buffers: (0..BATCH)
+                .map(|_| vec![0u8; DATAGRAM].into_boxed_slice())
+                .collect(),
+            received: Vec::with_capacity(BATCH),
+            replies: (0..BATCH)
+                .map(|_| Vec::with_capacity(MAX_UDP_PAYLOAD as usize))
+                .collect(),
+            destinations: vec![None; BATCH],
+        }
     }
+
+    /// Read what is waiting, up to a batch; `WouldBlock` when nothing is.
+    fn receive(&mut self, fd: RawFd) -> io::Result<()> {
+        self.received.clear();
+        let mut slices: Vec<[IoSliceMut<'_>; 1]> = self
+            .buffers
+            .iter_mut()
+            .map(|buffer| [IoSliceMut::new(buffer)])
+            .collect();
+        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+        let results = recvmmsg(
+            fd,
+            &mut headers,
+            slices.iter_mut(),
+            MsgFlags::MSG_DONTWAIT,
+            None,
+        )
+        .map_err(io::Error::from)?;
+        for message in results {
+            let Some(src) = message.address.as_ref().and_then(socket_addr) else {
+                continue;
+            };
+            let truncated = message.flags.contains(MsgFlags::MSG_TRUNC);
+            self.received.push((message.bytes, src, truncated));
+        }
+        Ok(())
+    }
+
+    /// Send the first `count` replies, waiting when the socket's buffer is
+    /// full; a reply the kernel refuses is logged and skipped.
+    async fn send(&mut self, socket: &UdpSocket, count: usize) {
+        let mut sent = 0;
+        while sent < count {
+            let replies = &self.replies[sent..count];
+            let destinations = &self.destinations[sent..count];
+            match socket.try_io(Interest::WRITABLE, || {
+                send_batch(socket.as_raw_fd(), replies, destinations)
+            }) {
+                Ok(n) => sent += n.max(1),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    if socket.writable().await.is_err() {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "sending a DNS answer");
+                    sent += 1;
+                }
+            }
+        }
+    }
+}
+
+fn send_batch(
+    fd: RawFd,
+    replies: &[Vec<u8>],
+    destinations: &[Option<SockaddrStorage>],
+) -> io::Result<usize> {
+    let slices: Vec<[IoSlice<'_>; 1]> = replies.iter().map(|r| [IoSlice::new(r)]).collect();
+    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(replies.len(), None);
+    let results = sendmmsg(
+        fd,
+        &mut headers,
+        slices.iter(),
+        destinations,
+        [],
+        MsgFlags::MSG_DONTWAIT,
+    )
+    .map_err(io::Error::from)?;
+    Ok(results.count())
+}
+
+fn socket_addr(address: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = address.as_sockaddr_in() {
+        return Some(SocketAddr::V4((*v4).into()));
+    }
+    address
+        .as_sockaddr_in6()
+        .map(|v6| SocketAddr::V6((*v6).into()))
 }
 
 /// Answer through hickory's decoder and the handler, in a task: forwarded
