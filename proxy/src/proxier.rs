@@ -25,6 +25,7 @@ use crate::table::{Backends, Frontend, NodeInfo, Protocol, ProxyTable};
 use crate::ProxyConfig;
 
 pub mod redirect;
+mod relay;
 mod tcp;
 mod udp;
 
