@@ -21,7 +21,14 @@ use kedge_control::controllers::bootstraptokens::NAMESPACE;
 /// The Secret holding the shared files.
 pub const SECRET: &str = "kubeadm-certs";
 /// The files every control plane of a cluster shares.
-pub const SHARED_FILES: [&str; 4] = ["ca.crt", "ca.key", "sa.key", "encryption-config.yaml"];
+pub const SHARED_FILES: [&str; 6] = [
+    "ca.crt",
+    "ca.key",
+    "sa.key",
+    "encryption-config.yaml",
+    "mesh-ca.crt",
+    "mesh-ca.key",
+];
 /// How long the uploaded files can be read (kubeadm's default).
 const TTL: Duration = Duration::from_secs(2 * 3600);
 

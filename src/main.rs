@@ -1116,7 +1116,8 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
                 data_dir.join("controllers"),
             ),
         )
-        .with_signing_ca(running.ca.clone(), cluster_signing_seconds);
+        .with_signing_ca(running.ca.clone(), cluster_signing_seconds)
+        .with_mesh_ca(running.mesh_ca.clone(), &cfg_domain);
     let ctx = match node_cidrs {
         Some(cidrs) => ctx.with_node_cidrs(cidrs),
         None => ctx,

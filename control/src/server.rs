@@ -203,6 +203,8 @@ pub struct RunningServer {
     pub ca: Arc<certs::ClusterCa>,
     /// The cluster CA certificate (PEM).
     pub ca_pem: String,
+    /// The mesh CA, which signs workload certificates only.
+    pub mesh_ca: Arc<certs::MeshCa>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -356,6 +358,7 @@ async fn serve(
         }
     }
     let (creds, ca) = certs::ensure(&dir, &dns, &ips)?;
+    let mesh_ca = certs::MeshCa::ensure(&dir)?;
     let host = if local.ip().is_unspecified() {
         IpAddr::from([127, 0, 0, 1])
     } else {
@@ -443,6 +446,7 @@ async fn serve(
         state,
         ca: Arc::new(ca),
         ca_pem: creds.ca_pem,
+        mesh_ca: Arc::new(mesh_ca),
         task,
     })
 }

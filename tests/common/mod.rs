@@ -335,8 +335,15 @@ impl Cluster {
         std::fs::create_dir_all(&data_dir).unwrap();
         for entry in std::fs::read_dir(&first.data_dir).unwrap().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let key_material =
-                ["ca.crt", "ca.key", "sa.key", "encryption-config.yaml"].contains(&name.as_str());
+            let key_material = [
+                "ca.crt",
+                "ca.key",
+                "sa.key",
+                "encryption-config.yaml",
+                "mesh-ca.crt",
+                "mesh-ca.key",
+            ]
+            .contains(&name.as_str());
             if entry.path().is_file() && key_material {
                 std::fs::copy(entry.path(), data_dir.join(&name)).unwrap();
             }

@@ -58,6 +58,11 @@ pub struct Context {
     pub signing_ca: Option<Arc<crate::apiserver::certs::ClusterCa>>,
     /// The longest certificate the signer issues, in seconds.
     pub signing_seconds: i64,
+    /// The mesh CA, with which workload certificates
+    /// (`kedge.io/mesh-workload`) are issued; without it none are.
+    pub mesh_ca: Option<Arc<crate::apiserver::certs::MeshCa>>,
+    /// The trust domain of workload identities (`spiffe://<domain>/…`).
+    pub mesh_trust_domain: String,
     /// The subnets the node IPAM controller gives nodes; without them it
     /// does not run.
     pub node_cidrs: Option<nodeipam::NodeCidrs>,
@@ -74,6 +79,8 @@ impl Context {
             credentials: None,
             signing_ca: None,
             signing_seconds: certificates::DEFAULT_SIGNING_SECONDS,
+            mesh_ca: None,
+            mesh_trust_domain: certificates::DEFAULT_TRUST_DOMAIN.to_string(),
             node_cidrs: None,
         })
     }
@@ -88,6 +95,8 @@ impl Context {
             credentials: None,
             signing_ca: None,
             signing_seconds: certificates::DEFAULT_SIGNING_SECONDS,
+            mesh_ca: None,
+            mesh_trust_domain: certificates::DEFAULT_TRUST_DOMAIN.to_string(),
             node_cidrs: None,
         })
     }
@@ -111,6 +120,19 @@ impl Context {
         let mut ctx = (*self).clone();
         ctx.signing_ca = Some(ca);
         ctx.signing_seconds = max_seconds;
+        Arc::new(ctx)
+    }
+
+    /// This context with workload certificates issued by `ca` for
+    /// identities of `trust_domain`.
+    pub fn with_mesh_ca(
+        self: Arc<Self>,
+        ca: Arc<crate::apiserver::certs::MeshCa>,
+        trust_domain: &str,
+    ) -> Arc<Self> {
+        let mut ctx = (*self).clone();
+        ctx.mesh_ca = Some(ca);
+        ctx.mesh_trust_domain = trust_domain.to_string();
         Arc::new(ctx)
     }
 

@@ -94,6 +94,82 @@ fn ca_params() -> CertificateParams {
     params
 }
 
+fn mesh_ca_params() -> CertificateParams {
+    let mut params = ca_params();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "kedge-mesh-ca");
+    params.distinguished_name = dn;
+    params
+}
+
+/// The mesh's CA: it signs workload certificates (SPIFFE identities) and
+/// nothing else. It is kept apart from the cluster CA on purpose: the API
+/// server trusts the cluster CA's client certificates, and a workload's
+/// certificate must never be a way into the API.
+pub struct MeshCa {
+    key: KeyPair,
+    pem: String,
+}
+
+impl MeshCa {
+    /// The mesh CA of `dir` (`mesh-ca.crt`, `mesh-ca.key`), made if missing.
+    pub fn ensure(dir: &Path) -> Result<MeshCa, CertError> {
+        let crt = dir.join("mesh-ca.crt");
+        let key_path = dir.join("mesh-ca.key");
+        if crt.exists() && key_path.exists() {
+            return Ok(MeshCa {
+                key: KeyPair::from_pem(&read(&key_path)?)?,
+                pem: read(&crt)?,
+            });
+        }
+        let key = KeyPair::generate()?;
+        let cert = mesh_ca_params().self_signed(&key)?;
+        write_private(&key_path, &key.serialize_pem())?;
+        write_private(&crt, &cert.pem())?;
+        Ok(MeshCa {
+            key,
+            pem: cert.pem(),
+        })
+    }
+
+    /// The CA certificate (PEM): the trust bundle of the mesh.
+    pub fn pem(&self) -> &str {
+        &self.pem
+    }
+
+    /// A workload certificate for the public key of the request `pem`:
+    /// `spiffe_id` its one name (a URI SAN, no subject), usable for both
+    /// ends of mutual TLS, valid from now for `seconds`. Only the request's
+    /// key is taken from it; everything else is the signer's.
+    pub fn sign_workload(
+        &self,
+        pem: &str,
+        spiffe_id: &str,
+        seconds: i64,
+    ) -> Result<String, CertError> {
+        let mut csr = rcgen::CertificateSigningRequestParams::from_pem(pem)?;
+        let uri = rcgen::string::Ia5String::try_from(spiffe_id)?;
+        let params = &mut csr.params;
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::seconds((seconds / 4).min(300));
+        params.not_after = now + time::Duration::seconds(seconds);
+        params.is_ca = IsCa::NoCa;
+        params.distinguished_name = DistinguishedName::new();
+        params.subject_alt_names = vec![SanType::URI(uri)];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.custom_extensions.clear();
+        let issuer = Issuer::new(mesh_ca_params(), &self.key);
+        Ok(csr.signed_by(&issuer)?.pem())
+    }
+}
+
 /// The cluster CA, able to sign further certificates (serving certificates
 /// of the API server and, later, of node agents).
 pub struct ClusterCa {
@@ -374,9 +450,11 @@ pub struct CsrInfo {
     pub dns_names: Vec<String>,
     /// IP addresses asked for.
     pub ip_addresses: Vec<IpAddr>,
-    /// Email addresses and URIs asked for (no signer of the API allows
-    /// them in client certificates).
+    /// Email addresses, URIs and other names asked for (no signer of the
+    /// API allows them in client certificates).
     pub other_names: usize,
+    /// Of those, the URIs (a workload's SPIFFE ID).
+    pub uris: Vec<String>,
 }
 
 impl CsrInfo {
@@ -412,6 +490,7 @@ impl CsrInfo {
             dns_names: Vec::new(),
             ip_addresses: Vec::new(),
             other_names: 0,
+            uris: Vec::new(),
         };
         for ext in csr.requested_extensions().into_iter().flatten() {
             if let ParsedExtension::SubjectAlternativeName(san) = ext {
@@ -427,6 +506,10 @@ impl CsrInfo {
                                 .push(IpAddr::from(<[u8; 16]>::try_from(*b).unwrap_or_default())),
                             _ => info.other_names += 1,
                         },
+                        GeneralName::URI(uri) => {
+                            info.uris.push(uri.to_string());
+                            info.other_names += 1;
+                        }
                         _ => info.other_names += 1,
                     }
                 }

@@ -4,6 +4,11 @@
 //! new node, the node itself for a renewal, decided by a
 //! SubjectAccessReview as Kubernetes does), and approved requests to the
 //! built-in signers are signed by the cluster CA.
+//!
+//! Workload certificates of the mesh (`kedge.io/mesh-workload`) are
+//! approved for a node that runs a pod of the ServiceAccount the request
+//! names (as istiod checks a ztunnel's impersonation), denied otherwise,
+//! and signed by the mesh CA, never the cluster CA.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +31,40 @@ pub const KUBELET_CLIENT: &str = "kubernetes.io/kube-apiserver-client-kubelet";
 pub const CLIENT: &str = "kubernetes.io/kube-apiserver-client";
 /// The signer of kubelets' serving certificates.
 pub const KUBELET_SERVING: &str = "kubernetes.io/kubelet-serving";
+
+/// The signer of the mesh's workload certificates.
+pub const MESH_WORKLOAD: &str = "kedge.io/mesh-workload";
+/// The longest workload certificate issued (the usual mesh lifetime; a
+/// request may ask for less, down to the API's minimum of ten minutes).
+pub const MESH_WORKLOAD_MAX_SECONDS: i64 = 24 * 3600;
+/// The trust domain of workload identities unless configured.
+pub const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
+
+/// A workload's SPIFFE ID: `spiffe://<trust domain>/ns/<namespace>/sa/<account>`.
+pub fn spiffe_id(trust_domain: &str, namespace: &str, service_account: &str) -> String {
+    format!("spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}")
+}
+
+/// The namespace and ServiceAccount of a SPIFFE ID of `trust_domain`.
+pub fn parse_spiffe_id<'a>(id: &'a str, trust_domain: &str) -> Option<(&'a str, &'a str)> {
+    let path = id.strip_prefix("spiffe://")?.strip_prefix(trust_domain)?;
+    let mut parts = path.split('/');
+    match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some(""), Some("ns"), Some(ns), Some("sa"), Some(sa), None)
+            if !ns.is_empty() && !sa.is_empty() =>
+        {
+            Some((ns, sa))
+        }
+        _ => None,
+    }
+}
 
 /// The service proxy's user on every node.
 pub const PROXY_USER: &str = "system:kube-proxy";
@@ -77,6 +116,9 @@ async fn sync(
         return Ok(());
     }
     if !has_condition(csr, "Approved") {
+        if csr.spec.signer_name == MESH_WORKLOAD {
+            return approve_workload(ctx, api, csr).await;
+        }
         return approve(ctx, api, csr).await;
     }
     let issued = csr
@@ -84,10 +126,174 @@ async fn sync(
         .as_ref()
         .and_then(|s| s.certificate.as_ref())
         .is_some_and(|c| !c.0.is_empty());
-    match &ctx.signing_ca {
-        Some(ca) if !issued => sign(ca, ctx.signing_seconds, api, csr).await,
-        _ => Ok(()),
+    if issued {
+        return Ok(());
     }
+    if csr.spec.signer_name == MESH_WORKLOAD {
+        return match &ctx.mesh_ca {
+            Some(ca) => sign_workload(ca, &ctx.mesh_trust_domain, api, csr).await,
+            None => Ok(()),
+        };
+    }
+    match &ctx.signing_ca {
+        Some(ca) => sign(ca, ctx.signing_seconds, api, csr).await,
+        None => Ok(()),
+    }
+}
+
+/// What a workload certificate request must be: one URI, the SPIFFE ID of
+/// a ServiceAccount in this trust domain, no other name or subject, usages
+/// of both ends of mutual TLS. The namespace and ServiceAccount.
+pub fn check_workload_request(
+    info: &CsrInfo,
+    usages: &[String],
+    trust_domain: &str,
+) -> Result<(String, String), String> {
+    let allowed = [
+        "digital signature",
+        "key encipherment",
+        "client auth",
+        "server auth",
+    ];
+    if !usages.iter().any(|u| u == "client auth")
+        || !usages.iter().any(|u| u == "server auth")
+        || usages.iter().any(|u| !allowed.contains(&u.as_str()))
+    {
+        return Err(format!(
+            "usages {usages:?} are not a workload certificate's (client auth and server auth)"
+        ));
+    }
+    if !info.common_name.is_empty() || !info.organizations.is_empty() {
+        return Err("a workload certificate has no subject; its identity is its URI".into());
+    }
+    if !info.dns_names.is_empty() || !info.ip_addresses.is_empty() {
+        return Err("only a SPIFFE ID URI is allowed as an alternative name".into());
+    }
+    match info.uris.as_slice() {
+        [uri] if info.other_names == 1 => parse_spiffe_id(uri, trust_domain)
+            .map(|(ns, sa)| (ns.to_string(), sa.to_string()))
+            .ok_or_else(|| {
+                format!("{uri:?} is not spiffe://{trust_domain}/ns/<namespace>/sa/<serviceaccount>")
+            }),
+        _ => Err("exactly one SPIFFE ID URI is required".into()),
+    }
+}
+
+/// Approve a workload certificate for a node that runs a pod of the
+/// ServiceAccount asked for; deny it, saying why, for a node that does
+/// not. Requests from anyone but a node are left to an administrator.
+async fn approve_workload(
+    ctx: &Context,
+    api: &Api<CertificateSigningRequest>,
+    csr: &CertificateSigningRequest,
+) -> Result<(), kube::Error> {
+    let spec = &csr.spec;
+    let username = spec.username.clone().unwrap_or_default();
+    let is_node = spec
+        .groups
+        .as_ref()
+        .is_some_and(|g| g.iter().any(|g| g == "system:nodes"));
+    let Some(node) = username.strip_prefix("system:node:").filter(|_| is_node) else {
+        return Ok(());
+    };
+    let usages = spec.usages.clone().unwrap_or_default();
+    let checked = CsrInfo::parse(&spec.request.0)
+        .and_then(|info| check_workload_request(&info, &usages, &ctx.mesh_trust_domain));
+    let (kind, reason, message) = match checked {
+        Err(why) => ("Denied", "InvalidWorkloadRequest", why),
+        Ok((namespace, account)) => {
+            if runs_workload(ctx, node, &namespace, &account).await? {
+                (
+                    "Approved",
+                    "AutoApproved",
+                    format!(
+                        "Auto approving a mesh workload certificate: node {node} runs a pod of ServiceAccount {namespace}/{account}."
+                    ),
+                )
+            } else {
+                (
+                    "Denied",
+                    "NoWorkloadOnNode",
+                    format!(
+                        "node {node} runs no pod of ServiceAccount {namespace}/{account}; a node gets the identities of its own pods only"
+                    ),
+                )
+            }
+        }
+    };
+    let name = csr.metadata.name.clone().unwrap_or_default();
+    let mut next = serde_json::to_value(csr).unwrap_or_default();
+    next["status"]["conditions"] = with_condition(csr, kind, reason, &message);
+    api.replace_subresource("approval", &name, &PostParams::default(), &next)
+        .await?;
+    tracing::info!(csr = %name, %node, decision = kind, "mesh workload certificate request");
+    Ok(())
+}
+
+/// Whether `node` runs a pod (not finished) of `namespace`/`account`: the
+/// shared cache first, then the API (a pod bound a moment ago may not be
+/// in the cache yet, and a node asks as soon as it sees its pod).
+async fn runs_workload(
+    ctx: &Context,
+    node: &str,
+    namespace: &str,
+    account: &str,
+) -> Result<bool, kube::Error> {
+    use k8s_openapi::api::core::v1::Pod;
+    let matches = |pod: &Pod| {
+        let spec = pod.spec.as_ref();
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        pod.metadata.namespace.as_deref() == Some(namespace)
+            && spec.and_then(|s| s.node_name.as_deref()) == Some(node)
+            && spec
+                .and_then(|s| s.service_account_name.as_deref())
+                .unwrap_or("default")
+                == account
+            && !matches!(phase, Some("Succeeded" | "Failed"))
+    };
+    let cached = ctx.informers.get::<Pod>().store();
+    if cached.state().iter().any(|pod| matches(pod)) {
+        return Ok(true);
+    }
+    let listed = Api::<Pod>::namespaced(ctx.watch_client.clone(), namespace)
+        .list(&kube::api::ListParams::default().fields(&format!("spec.nodeName={node}")))
+        .await?;
+    Ok(listed.items.iter().any(matches))
+}
+
+async fn sign_workload(
+    ca: &crate::apiserver::certs::MeshCa,
+    trust_domain: &str,
+    api: &Api<CertificateSigningRequest>,
+    csr: &CertificateSigningRequest,
+) -> Result<(), kube::Error> {
+    let spec = &csr.spec;
+    let name = csr.metadata.name.clone().unwrap_or_default();
+    let usages = spec.usages.clone().unwrap_or_default();
+    let checked = CsrInfo::parse(&spec.request.0)
+        .and_then(|info| check_workload_request(&info, &usages, trust_domain));
+    let status = match checked {
+        Ok((namespace, account)) => {
+            let seconds = spec
+                .expiration_seconds
+                .map(i64::from)
+                .unwrap_or(MESH_WORKLOAD_MAX_SECONDS)
+                .clamp(600, MESH_WORKLOAD_MAX_SECONDS);
+            let pem = String::from_utf8_lossy(&spec.request.0).into_owned();
+            let id = spiffe_id(trust_domain, &namespace, &account);
+            match ca.sign_workload(&pem, &id, seconds) {
+                Ok(cert) => {
+                    use base64::Engine;
+                    json!({"certificate": base64::engine::general_purpose::STANDARD.encode(cert)})
+                }
+                Err(e) => failed(csr, &e.to_string()),
+            }
+        }
+        Err(why) => failed(csr, &why),
+    };
+    write_status(api, csr, status).await?;
+    tracing::info!(csr = %name, signer = MESH_WORKLOAD, "workload certificate issued");
+    Ok(())
 }
 
 /// Whether a request is for a kubelet's client certificate: CN
@@ -267,6 +473,19 @@ async fn sign(
         }
         Err(why) => failed(csr, &why),
     };
+    write_status(api, csr, status).await?;
+    tracing::info!(csr = %name, signer = %spec.signer_name, "certificate request signed");
+    Ok(())
+}
+
+/// Merge `status` (a certificate, or a Failed condition) into the
+/// request's status, through the status subresource.
+async fn write_status(
+    api: &Api<CertificateSigningRequest>,
+    csr: &CertificateSigningRequest,
+    status: serde_json::Value,
+) -> Result<(), kube::Error> {
+    let name = csr.metadata.name.clone().unwrap_or_default();
     let mut next = serde_json::to_value(csr).unwrap_or_default();
     if let (Some(have), Some(add)) = (next.as_object_mut(), status.as_object()) {
         let target = have.entry("status").or_insert_with(|| json!({}));
@@ -276,7 +495,6 @@ async fn sign(
     }
     api.replace_subresource("status", &name, &PostParams::default(), &next)
         .await?;
-    tracing::info!(csr = %name, signer = %spec.signer_name, "certificate request signed");
     Ok(())
 }
 

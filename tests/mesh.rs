@@ -1,0 +1,251 @@
+//! The mesh's workload identities: a node asks the Certificates API for the
+//! certificate of a ServiceAccount whose pod it runs, as the node proxy
+//! will, and gets a short-lived SPIFFE certificate from the mesh CA; a node
+//! that runs no such pod is refused, and the certificate opens nothing in
+//! the API.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use common::Cluster;
+
+const SIGNER: &str = "kedge.io/mesh-workload";
+
+fn kubectl_with(c: &Cluster, kubeconfig: &Path, args: &[&str]) -> Output {
+    c.kubectl_cmd(args)
+        .env("KUBECONFIG", kubeconfig)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "expected success:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A kubeconfig of `system:node:<name>`, as `kedge join` gives a node.
+fn node_kubeconfig(c: &Cluster, name: &str) -> PathBuf {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kedge"))
+        .args(["kubeconfig", "user", "--client-name"])
+        .arg(format!("system:node:{name}"))
+        .args(["--org", "system:nodes", "--data-dir"])
+        .arg(&c.data_dir)
+        .output()
+        .unwrap();
+    let path = c.home.join(format!("{name}.kubeconfig"));
+    std::fs::write(&path, ok(&out)).unwrap();
+    path
+}
+
+/// A certificate request for `uri` with a new P-256 key, no subject (as a
+/// mesh's workload requests are); the request and the key (PEM).
+fn workload_request(uri: &str) -> (String, String) {
+    use rcgen::{CertificateParams, DistinguishedName, KeyPair, SanType};
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name = DistinguishedName::new();
+    params.subject_alt_names = vec![SanType::URI(uri.try_into().unwrap())];
+    let csr = params.serialize_request(&key).unwrap();
+    (csr.pem().unwrap(), key.serialize_pem())
+}
+
+/// Create a CertificateSigningRequest `name` to the mesh signer as the
+/// user of `kubeconfig`.
+fn request(c: &Cluster, kubeconfig: &Path, name: &str, uri: &str, seconds: u32) -> String {
+    use std::io::Write;
+    let (csr, key) = workload_request(uri);
+    let encoded = base64(csr.as_bytes());
+    let manifest = format!(
+        "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata:\n  name: {name}\nspec:\n  signerName: {SIGNER}\n  expirationSeconds: {seconds}\n  usages: [digital signature, key encipherment, client auth, server auth]\n  request: {encoded}\n"
+    );
+    let mut child = c
+        .kubectl_cmd(&["create", "-f", "-"])
+        .env("KUBECONFIG", kubeconfig)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(manifest.as_bytes())
+        .unwrap();
+    ok(&child.wait_with_output().unwrap());
+    key
+}
+
+fn base64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The CONDITION column of `kubectl get csr <name>` once it is decided.
+fn decided(c: &Cluster, name: &str) -> String {
+    let mut last = String::new();
+    let done = common::eventually(Duration::from_secs(30), || {
+        last = c.kubectl(&["get", "csr", name, "--no-headers"]);
+        last.contains("Approved,Issued") || last.contains("Denied") || last.contains("Failed")
+    });
+    assert!(done, "the request {name} was not decided: {last}");
+    last
+}
+
+fn condition(c: &Cluster, name: &str, field: &str) -> String {
+    c.kubectl(&[
+        "get",
+        "csr",
+        name,
+        "-o",
+        &format!("jsonpath={{.status.conditions[0].{field}}}"),
+    ])
+}
+
+#[test]
+fn a_node_gets_the_identities_of_its_own_pods_only() {
+    let c = Cluster::start();
+    c.kubectl(&["create", "namespace", "team-a"]);
+    c.kubectl(&["create", "serviceaccount", "client", "-n", "team-a"]);
+    // A pod of `client` bound to n1 (no kubelet needed: binding is what
+    // makes it n1's).
+    c.apply(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: client\n  namespace: team-a\nspec:\n  nodeName: n1\n  serviceAccountName: client\n  containers:\n  - name: c\n    image: busybox\n",
+    );
+    let n1 = node_kubeconfig(&c, "n1");
+    let n2 = node_kubeconfig(&c, "n2");
+    let id = "spiffe://cluster.local/ns/team-a/sa/client";
+
+    // n1 runs the pod: approved and issued, for ten minutes.
+    let key = request(&c, &n1, "n1-client", id, 600);
+    let row = decided(&c, "n1-client");
+    assert!(row.contains("Approved,Issued"), "{row}");
+    assert!(
+        row.contains(SIGNER) && row.contains("system:node:n1"),
+        "{row}"
+    );
+    let encoded = c.kubectl(&[
+        "get",
+        "csr",
+        "n1-client",
+        "-o",
+        "jsonpath={.status.certificate}",
+    ]);
+    let pem = decode_base64(encoded.trim());
+    let (_, block) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+    let cert = block.parse_x509().unwrap();
+    let issuer = cert.issuer().to_string();
+    assert!(
+        issuer.contains("kedge-mesh-ca"),
+        "issued by the mesh CA: {issuer}"
+    );
+    assert!(
+        cert.subject().as_raw().len() <= 2,
+        "no subject: {}",
+        cert.subject()
+    );
+    let sans = cert.subject_alternative_name().unwrap().unwrap().value;
+    let uris: Vec<String> = sans.general_names.iter().map(|n| format!("{n}")).collect();
+    assert_eq!(uris, [format!("URI({id})")]);
+    let eku = cert.extended_key_usage().unwrap().unwrap().value;
+    assert!(eku.client_auth && eku.server_auth);
+    let v = cert.validity();
+    let lifetime = v.not_after.timestamp() - v.not_before.timestamp();
+    assert!(
+        (600..=600 + 300).contains(&lifetime),
+        "ten minutes, backdated a little: {lifetime} s"
+    );
+
+    // The workload certificate is no way into the API: its CA is not the
+    // cluster's.
+    let workload = c.home.join("workload.kubeconfig");
+    let admin = std::fs::read_to_string(c.kubeconfig()).unwrap();
+    let field = |key: &str| {
+        admin
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(key))
+            .unwrap()
+            .to_string()
+    };
+    std::fs::write(
+        &workload,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: u\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\n",
+            field("server: "),
+            field("certificate-authority-data: "),
+            base64(&pem),
+            base64(key.as_bytes()),
+        ),
+    )
+    .unwrap();
+    let refused = kubectl_with(&c, &workload, &["get", "pods", "-n", "team-a"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("Unauthorized") || stderr.contains("certificate"),
+        "{stderr}"
+    );
+
+    // n2 runs no pod of `client`: denied, saying why.
+    request(&c, &n2, "n2-client", id, 600);
+    let row = decided(&c, "n2-client");
+    assert!(row.contains("Denied"), "{row}");
+    assert_eq!(condition(&c, "n2-client", "reason"), "NoWorkloadOnNode");
+    let message = condition(&c, "n2-client", "message");
+    assert!(
+        message.contains("node n2 runs no pod of ServiceAccount team-a/client"),
+        "{message}"
+    );
+
+    // Another trust domain, or a name that is no workload's: denied.
+    request(
+        &c,
+        &n1,
+        "n1-other-domain",
+        "spiffe://elsewhere.example/ns/team-a/sa/client",
+        600,
+    );
+    assert!(decided(&c, "n1-other-domain").contains("Denied"));
+    assert_eq!(
+        condition(&c, "n1-other-domain", "reason"),
+        "InvalidWorkloadRequest"
+    );
+
+    // A request by someone who is not a node is left to an administrator.
+    request(&c, &c.kubeconfig(), "admin-client", id, 600);
+    request(&c, &n1, "n1-again", id, 3600);
+    assert!(decided(&c, "n1-again").contains("Approved,Issued"));
+    let row = c.kubectl(&["get", "csr", "admin-client", "--no-headers"]);
+    assert!(row.contains("Pending"), "{row}");
+    // ... who may approve it; the mesh CA then signs it.
+    c.kubectl(&["certificate", "approve", "admin-client"]);
+    assert!(decided(&c, "admin-client").contains("Approved,Issued"));
+
+    // Once the pod is gone, n1 no longer gets the identity.
+    c.kubectl(&[
+        "delete",
+        "pod",
+        "client",
+        "-n",
+        "team-a",
+        "--grace-period=0",
+        "--force",
+    ]);
+    request(&c, &n1, "n1-after", id, 600);
+    assert!(decided(&c, "n1-after").contains("Denied"));
+}
+
+fn decode_base64(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
+}
