@@ -843,6 +843,7 @@ async fn deploy_ingress(client: kube::Client, args: IngressDeployArgs) -> anyhow
 async fn run_service_network(
     proxy_client: kube::Client,
     dns_client: kube::Client,
+    node_client: kube::Client,
     node_name: String,
     node_address: std::net::IpAddr,
     dns_ip: std::net::IpAddr,
@@ -859,7 +860,7 @@ async fn run_service_network(
     // it from host processes binding the wildcard address (hostNetwork pods).
     let dns = kedge_dns::ClusterDns::new(kedge_dns::DnsConfig {
         listen: vec![std::net::SocketAddr::new(dns_ip, 0)],
-        cluster_domain,
+        cluster_domain: cluster_domain.clone(),
         upstreams,
         ..Default::default()
     })?;
@@ -874,6 +875,19 @@ async fn run_service_network(
             protocol,
         }
     });
+    // The mesh's workload certificates of this node's pods, asked for as
+    // the node itself.
+    let identities = std::sync::Arc::new(kedge_proxy::mesh::identity::Identities::new());
+    let mesh_identities = kedge_proxy::mesh::identity::run(
+        proxy_client.clone(),
+        node_client,
+        kedge_proxy::mesh::identity::IdentityConfig {
+            node_name: node_name.clone(),
+            trust_domain: cluster_domain.clone(),
+            lifetime: kedge_proxy::mesh::identity::DEFAULT_LIFETIME,
+        },
+        identities.clone(),
+    );
     let proxy = kedge_proxy::run(
         proxy_client,
         kedge_proxy::ProxyConfig {
@@ -890,9 +904,10 @@ async fn run_service_network(
     );
     let dns_metrics = dns.metrics().clone();
     let metrics = serve_metrics(args.metrics_addr, move || {
-        proxy_metrics.encode() + &dns_metrics.encode()
+        proxy_metrics.encode() + &dns_metrics.encode() + &identities.encode()
     });
     tokio::select! {
+        () = mesh_identities => {}
         r = proxy => r.context("service proxy")?,
         r = dns.serve(dns_server, dns_client) => r.context("cluster DNS")?,
         r = metrics => r?,
@@ -1241,6 +1256,7 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
                 let network = run_service_network(
                     clients.proxy,
                     clients.dns,
+                    clients.kubelet.clone(),
                     opts.name.clone(),
                     node_address,
                     std::net::IpAddr::V4(cfg_dns),
@@ -1677,6 +1693,7 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
             run_service_network(
                 own(&args.proxy_kubeconfig).await?,
                 own(&args.dns_kubeconfig).await?,
+                client.clone(),
                 opts.name.clone(),
                 node_address,
                 dns_ip,

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use common::Cluster;
+use common::{eventually, images, Cluster};
 
 const SIGNER: &str = "kedge.io/mesh-workload";
 
@@ -248,4 +248,79 @@ fn decode_base64(text: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode(text)
         .unwrap()
+}
+
+fn metrics(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text
+}
+
+/// `kedge up` with default flags: the node proxy asks for the identity of
+/// each ServiceAccount with a meshed pod on the node, and only those.
+#[test]
+fn the_node_proxy_holds_the_identities_of_its_meshed_pods() {
+    let busybox = images::busybox();
+    let c = Cluster::up();
+    c.kubectl(&["create", "namespace", "shop"]);
+    c.kubectl(&["label", "namespace", "shop", "kedge.io/mesh=enabled"]);
+    c.kubectl(&["create", "namespace", "plain"]);
+    for namespace in ["shop", "plain"] {
+        c.kubectl(&["create", "serviceaccount", "web", "-n", namespace]);
+        c.apply(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  namespace: {namespace}\nspec:\n  serviceAccountName: web\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: web\n    image: {busybox}\n    imagePullPolicy: Never\n    command: [sleep, '100000']\n"
+        ));
+    }
+    c.wait_ready(&["pod", "web", "-n", "shop"], Duration::from_secs(120));
+    let metrics_addr = c.arg_after("--metrics-addr").unwrap();
+    let held =
+        r#"kedge_mesh_workload_certificate_expiry_seconds{namespace="shop",service_account="web"}"#;
+    let mut text = String::new();
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            text = metrics(&metrics_addr);
+            text.contains(held)
+        }),
+        "the node holds shop/web's certificate:\n{text}"
+    );
+    assert!(!text.contains(r#"namespace="plain""#), "{text}");
+    // The request was the node's own, approved because its pod is there;
+    // nothing was asked for the pod outside the mesh.
+    let csrs = c.kubectl(&["get", "csr", "--no-headers"]);
+    let node = c.kubectl(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]);
+    let mesh: Vec<&str> = csrs.lines().filter(|l| l.contains(SIGNER)).collect();
+    assert_eq!(mesh.len(), 1, "{csrs}");
+    assert!(
+        mesh[0].contains(&format!("system:node:{node}")) && mesh[0].contains("Approved,Issued"),
+        "{csrs}"
+    );
+    // Its lifetime is a day, renewed half way.
+    let expires: i64 = text
+        .lines()
+        .find(|l| l.starts_with(held))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(
+        (23 * 3600..=24 * 3600 + 60).contains(&(expires - now)),
+        "{expires} vs {now}"
+    );
+
+    // The pod goes: so does its identity.
+    c.kubectl(&["delete", "pod", "web", "-n", "shop", "--wait=true"]);
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            text = metrics(&metrics_addr);
+            !text.contains(held)
+        }),
+        "the certificate is dropped with the last pod:\n{text}"
+    );
 }

@@ -22,6 +22,7 @@ use std::time::Duration;
 pub mod balancer;
 pub mod command;
 pub mod holder;
+pub mod mesh;
 pub mod metrics;
 pub mod netpol;
 pub mod nftables;
