@@ -229,6 +229,39 @@ fn a_node_gets_the_identities_of_its_own_pods_only() {
     c.kubectl(&["certificate", "approve", "admin-client"]);
     assert!(decided(&c, "admin-client").contains("Approved,Issued"));
 
+    // The trust bundle: the mesh CA, published by the API server where
+    // node proxies (and nothing else of theirs) may read it.
+    let bundle = c.kubectl(&[
+        "get",
+        "configmap",
+        "kedge-mesh-ca",
+        "-n",
+        "kube-system",
+        "-o",
+        "jsonpath={.data.ca\\.crt}",
+    ]);
+    let mesh_ca = std::fs::read_to_string(c.data_dir.join("mesh-ca.crt")).unwrap();
+    assert_eq!(bundle.trim(), mesh_ca.trim());
+    let cluster_ca = std::fs::read_to_string(c.data_dir.join("ca.crt")).unwrap();
+    assert_ne!(mesh_ca, cluster_ca, "the mesh CA is not the cluster CA");
+    c.kubectl(&[
+        "get",
+        "configmap",
+        "kedge-mesh-ca",
+        "-n",
+        "kube-system",
+        "--as=system:kube-proxy",
+    ]);
+    let other = c.kubectl_fails(&[
+        "get",
+        "configmap",
+        "kubeadm-config",
+        "-n",
+        "kube-system",
+        "--as=system:kube-proxy",
+    ]);
+    assert!(other.contains("forbidden"), "{other}");
+
     // Once the pod is gone, n1 no longer gets the identity.
     c.kubectl(&[
         "delete",
@@ -283,9 +316,9 @@ fn the_node_proxy_holds_the_identities_of_its_meshed_pods() {
     assert!(
         eventually(Duration::from_secs(60), || {
             text = metrics(&metrics_addr);
-            text.contains(held)
+            text.contains(held) && text.contains("kedge_mesh_trust_bundle_certificates 1")
         }),
-        "the node holds shop/web's certificate:\n{text}"
+        "the node holds shop/web's certificate and the mesh's trust bundle:\n{text}"
     );
     assert!(!text.contains(r#"namespace="plain""#), "{text}");
     // The request was the node's own, approved because its pod is there;

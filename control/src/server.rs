@@ -359,6 +359,7 @@ async fn serve(
     }
     let (creds, ca) = certs::ensure(&dir, &dns, &ips)?;
     let mesh_ca = certs::MeshCa::ensure(&dir)?;
+    let mesh_ca_pem = mesh_ca.pem().to_string();
     let host = if local.ip().is_unspecified() {
         IpAddr::from([127, 0, 0, 1])
     } else {
@@ -429,6 +430,7 @@ async fn serve(
                 ),
                 listen_also(state.clone(), also_endpoint, tls, "control-plane endpoint"),
                 apiserver::kubernetes_service::run(state.clone(), advertise, local.port()),
+                apiserver::mesh_trust::run(state.clone(), mesh_ca_pem),
                 apiserver::resource_metrics::run(state),
             );
         }

@@ -143,7 +143,7 @@ pub fn ensure_dashboard_service(state: &ApiState, port: u16) -> ApiResult<()> {
 
 /// Write `desired` as object `name` of `req`'s resource unless it already
 /// says the same in the fields the reconciler owns.
-fn put(
+pub(super) fn put(
     state: &ApiState,
     plural: &str,
     group: &str,

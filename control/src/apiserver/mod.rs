@@ -13,6 +13,7 @@ mod eviction;
 mod http;
 mod kubelet;
 pub mod kubernetes_service;
+pub mod mesh_trust;
 mod meta;
 mod namespaces;
 mod objects;

@@ -15,7 +15,7 @@ use futures::StreamExt;
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestSpec,
 };
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use k8s_openapi::ByteString;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::runtime::reflector::{self, Store};
@@ -40,6 +40,10 @@ const MIN_LIFETIME: Duration = Duration::from_secs(600);
 const ISSUE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often a pending request is looked at.
 const POLL: Duration = Duration::from_millis(250);
+/// Where the API servers publish the trust bundle, and its key.
+const TRUST_BUNDLE: (&str, &str, &str) = ("kube-system", "kedge-mesh-ca", "ca.crt");
+/// How often the trust bundle is read again.
+const TRUST_BUNDLE_REFRESH: Duration = Duration::from_secs(60);
 /// The first retry after a failure, doubled up to [`MAX_RETRY`].
 const FIRST_RETRY: Duration = Duration::from_secs(2);
 const MAX_RETRY: Duration = Duration::from_secs(150);
@@ -99,6 +103,9 @@ struct AccountLabels {
 /// to present and for metrics.
 pub struct Identities {
     by_account: RwLock<BTreeMap<Account, Arc<WorkloadCertificate>>>,
+    /// The mesh CA's certificates (PEM), which peers' certificates chain to.
+    trust_bundle: RwLock<Option<String>>,
+    trust_bundle_certificates: Gauge,
     registry: Mutex<Registry>,
     expiry: Family<AccountLabels, Gauge>,
     failures: Family<AccountLabels, prometheus_client::metrics::counter::Counter>,
@@ -126,8 +133,16 @@ impl Identities {
             "Certificate requests that failed or were denied, per ServiceAccount",
             failures.clone(),
         );
+        let trust_bundle_certificates = Gauge::default();
+        registry.register(
+            "trust_bundle_certificates",
+            "CA certificates in the mesh trust bundle the node holds",
+            trust_bundle_certificates.clone(),
+        );
         Self {
             by_account: RwLock::new(BTreeMap::new()),
+            trust_bundle: RwLock::new(None),
+            trust_bundle_certificates,
             registry: Mutex::new(registry),
             expiry,
             failures,
@@ -140,6 +155,17 @@ impl Identities {
             .read()
             .get(&(namespace.to_string(), account.to_string()))
             .cloned()
+    }
+
+    /// The mesh's trust bundle (PEM), once read.
+    pub fn trust_bundle(&self) -> Option<String> {
+        self.trust_bundle.read().clone()
+    }
+
+    fn set_trust_bundle(&self, pem: String) {
+        let count = pem.matches("-----BEGIN CERTIFICATE-----").count();
+        self.trust_bundle_certificates.set(count as i64);
+        *self.trust_bundle.write() = Some(pem);
     }
 
     /// The ServiceAccounts a certificate is held for.
@@ -222,15 +248,35 @@ pub async fn run(
         changed.clone(),
     );
     let namespaces = follow::<Namespace>(
-        Api::all(watch_client),
+        Api::all(watch_client.clone()),
         watcher::Config::default(),
         changed.clone(),
     );
     let _ = pods.wait_until_ready().await;
     let _ = namespaces.wait_until_ready().await;
     let csrs: Api<CertificateSigningRequest> = Api::all(node_client);
+    let bundles: Api<ConfigMap> = Api::namespaced(watch_client, TRUST_BUNDLE.0);
+    let mut bundle_read: Option<std::time::Instant> = None;
     let mut retries: HashMap<Account, (Duration, std::time::Instant)> = HashMap::new();
     loop {
+        if bundle_read.is_none_or(|at| at.elapsed() >= TRUST_BUNDLE_REFRESH) {
+            match bundles.get_opt(TRUST_BUNDLE.1).await {
+                Ok(Some(map)) => {
+                    if let Some(pem) = map.data.and_then(|mut d| d.remove(TRUST_BUNDLE.2)) {
+                        identities.set_trust_bundle(pem);
+                        bundle_read = Some(std::time::Instant::now());
+                    }
+                }
+                Ok(None) => tracing::debug!("no mesh trust bundle published yet"),
+                Err(error) => tracing::debug!(%error, "reading the mesh trust bundle"),
+            }
+        }
+        let mut next_wake = std::time::Instant::now()
+            + if bundle_read.is_some() {
+                MAX_RETRY
+            } else {
+                FIRST_RETRY
+            };
         let wanted = wanted_accounts(&pods, &namespaces);
         for account in identities.accounts() {
             if !wanted.contains(&account) {
@@ -240,7 +286,6 @@ pub async fn run(
             }
         }
         let now = SystemTime::now();
-        let mut next_wake = std::time::Instant::now() + MAX_RETRY;
         for account in &wanted {
             let held = identities.get(&account.0, &account.1);
             if let Some(held) = &held {

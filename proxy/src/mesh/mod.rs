@@ -5,8 +5,14 @@
 //! - [`identity`]: the certificates of the ServiceAccounts of the meshed
 //!   pods on this node, asked of the Certificates API as the node and
 //!   rotated at half their lifetime.
+//! - [`tls`]: mutual TLS between node proxies, each side known by its
+//!   workload's SPIFFE ID.
+//! - [`tunnel`]: connections carried between node proxies as HTTP/2
+//!   CONNECT streams over that TLS (Istio's HBONE).
 
 pub mod identity;
+pub mod tls;
+pub mod tunnel;
 
 use std::collections::BTreeMap;
 

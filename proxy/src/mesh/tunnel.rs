@@ -1,0 +1,175 @@
+//! The tunnel between node proxies (Istio's HBONE): HTTP/2 over the mutual
+//! TLS of [`tls`](super::tls), one `CONNECT` stream per proxied
+//! connection, its `:authority` the destination pod's `IP:port`. The
+//! destination side knows the caller by the SPIFFE ID of its certificate,
+//! asks the policy whether that caller may reach that destination (401
+//! when not), connects, answers 200 and relays bytes; anything but
+//! `CONNECT` is a 405. Several connections share one TLS session, each a
+//! stream of its own.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::ServerName;
+use tokio::io::{copy_bidirectional, AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+use super::tls::spiffe_id_of;
+
+/// The port node proxies take tunnels on.
+pub const HBONE_PORT: u16 = 15008;
+
+/// Why a tunnel could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum TunnelError {
+    /// The TCP connection or the TLS handshake failed.
+    #[error("connecting to the peer proxy: {0}")]
+    Io(#[from] std::io::Error),
+    /// HTTP/2 failed.
+    #[error("HTTP/2 with the peer proxy: {0}")]
+    Http(#[from] hyper::Error),
+    /// The peer answered the CONNECT with another status.
+    #[error("the peer proxy answered {0}")]
+    Refused(StatusCode),
+}
+
+/// Serve tunnels on one accepted TCP connection: the TLS handshake with
+/// `config`, then a CONNECT per stream. `allow(caller, destination)`
+/// decides each one. Returns when the connection ends.
+pub async fn serve_connection<A>(
+    tcp: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    allow: A,
+) -> Result<(), TunnelError>
+where
+    A: Fn(&str, SocketAddr) -> bool + Send + Sync + 'static,
+{
+    let tls = tokio_rustls::TlsAcceptor::from(config).accept(tcp).await?;
+    let caller = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(spiffe_id_of);
+    let Some(caller) = caller else {
+        // The verifier asked for a certificate of the mesh; one with no
+        // SPIFFE ID names nobody.
+        return Ok(());
+    };
+    let caller: Arc<str> = Arc::from(caller);
+    let allow = Arc::new(allow);
+    let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+        let (caller, allow) = (caller.clone(), allow.clone());
+        async move { Ok::<_, std::convert::Infallible>(accept_stream(request, &caller, &*allow).await) }
+    });
+    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(tls), service)
+        .await?;
+    Ok(())
+}
+
+async fn accept_stream(
+    request: Request<hyper::body::Incoming>,
+    caller: &str,
+    allow: &(dyn Fn(&str, SocketAddr) -> bool + Send + Sync),
+) -> Response<Empty<Bytes>> {
+    let status = |code| {
+        let mut response = Response::new(Empty::new());
+        *response.status_mut() = code;
+        response
+    };
+    if request.method() != Method::CONNECT {
+        return status(StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let Some(destination) = request
+        .uri()
+        .authority()
+        .and_then(|a| a.as_str().parse::<SocketAddr>().ok())
+    else {
+        return status(StatusCode::BAD_REQUEST);
+    };
+    if !allow(caller, destination) {
+        tracing::info!(%caller, %destination, "mesh connection denied");
+        return status(StatusCode::UNAUTHORIZED);
+    }
+    let upstream = match TcpStream::connect(destination).await {
+        Ok(upstream) => upstream,
+        Err(error) => {
+            tracing::debug!(%caller, %destination, %error, "mesh destination unreachable");
+            return status(StatusCode::SERVICE_UNAVAILABLE);
+        }
+    };
+    let _ = upstream.set_nodelay(true);
+    tracing::debug!(%caller, %destination, "mesh connection accepted");
+    let caller = caller.to_string();
+    tokio::spawn(async move {
+        match hyper::upgrade::on(request).await {
+            Ok(upgraded) => {
+                let mut upgraded = TokioIo::new(upgraded);
+                let mut upstream = upstream;
+                if let Err(error) = copy_bidirectional(&mut upgraded, &mut upstream).await {
+                    tracing::debug!(%caller, %destination, %error, "mesh connection ended");
+                }
+            }
+            Err(error) => tracing::debug!(%caller, %destination, %error, "no stream after CONNECT"),
+        }
+    });
+    status(StatusCode::OK)
+}
+
+/// The client side of one TLS session to a peer proxy: CONNECT streams
+/// opened on it one per proxied connection.
+#[derive(Clone)]
+pub struct TunnelClient {
+    sender: hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+}
+
+impl TunnelClient {
+    /// Open the session to the peer proxy at `peer`, with `config` (which
+    /// names the identity the peer must have).
+    pub async fn connect(
+        peer: SocketAddr,
+        config: Arc<rustls::ClientConfig>,
+    ) -> Result<(Self, impl Future<Output = ()> + Send), TunnelError> {
+        let tcp = TcpStream::connect(peer).await?;
+        let _ = tcp.set_nodelay(true);
+        let name = ServerName::IpAddress(peer.ip().into());
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await?;
+        let (sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await?;
+        let driver = async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%peer, %error, "tunnel session ended");
+            }
+        };
+        Ok((Self { sender }, driver))
+    }
+
+    /// A stream to `destination` through the peer proxy.
+    pub async fn open(
+        &mut self,
+        destination: SocketAddr,
+    ) -> Result<impl AsyncRead + AsyncWrite + Unpin + Send, TunnelError> {
+        let request = Request::builder()
+            .method(Method::CONNECT)
+            .uri(destination.to_string())
+            .body(Empty::new())
+            .expect("a CONNECT request to an address is valid");
+        self.sender.ready().await?;
+        let response = self.sender.send_request(request).await?;
+        if response.status() != StatusCode::OK {
+            return Err(TunnelError::Refused(response.status()));
+        }
+        Ok(TokioIo::new(hyper::upgrade::on(response).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests;
