@@ -840,10 +840,17 @@ async fn deploy_ingress(client: kube::Client, args: IngressDeployArgs) -> anyhow
 /// The service proxy and the cluster DNS of the node, each with its API
 /// client, until dropped; the proxy removes its holder interface when its
 /// task ends.
+/// The API clients of a node's service network, each its own identity: the
+/// service proxy's, the cluster DNS's, and the node's (which alone may ask
+/// for its pods' mesh identities).
+struct ServiceNetworkClients {
+    proxy: kube::Client,
+    dns: kube::Client,
+    node: kube::Client,
+}
+
 async fn run_service_network(
-    proxy_client: kube::Client,
-    dns_client: kube::Client,
-    node_client: kube::Client,
+    clients: ServiceNetworkClients,
     node_name: String,
     node_address: std::net::IpAddr,
     dns_ip: std::net::IpAddr,
@@ -877,6 +884,11 @@ async fn run_service_network(
     });
     // The mesh's workload certificates of this node's pods, asked for as
     // the node itself.
+    let ServiceNetworkClients {
+        proxy: proxy_client,
+        dns: dns_client,
+        node: node_client,
+    } = clients;
     let identities = std::sync::Arc::new(kedge_proxy::mesh::identity::Identities::new());
     let mesh_identities = kedge_proxy::mesh::identity::run(
         proxy_client.clone(),
@@ -1254,9 +1266,11 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
             loop {
                 let clients = NodeClients::read(&data_dir).await?;
                 let network = run_service_network(
-                    clients.proxy,
-                    clients.dns,
-                    clients.kubelet.clone(),
+                    ServiceNetworkClients {
+                        proxy: clients.proxy,
+                        dns: clients.dns,
+                        node: clients.kubelet.clone(),
+                    },
                     opts.name.clone(),
                     node_address,
                     std::net::IpAddr::V4(cfg_dns),
@@ -1691,9 +1705,11 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
                 }
             };
             run_service_network(
-                own(&args.proxy_kubeconfig).await?,
-                own(&args.dns_kubeconfig).await?,
-                client.clone(),
+                ServiceNetworkClients {
+                    proxy: own(&args.proxy_kubeconfig).await?,
+                    dns: own(&args.dns_kubeconfig).await?,
+                    node: client.clone(),
+                },
                 opts.name.clone(),
                 node_address,
                 dns_ip,
