@@ -7,29 +7,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::Duration;
 
-use common::{eventually, images, Cluster};
+use common::{eventually, images, kubectl_with, ok, Cluster};
 
 const SIGNER: &str = "kedge.io/mesh-workload";
-
-fn kubectl_with(c: &Cluster, kubeconfig: &Path, args: &[&str]) -> Output {
-    c.kubectl_cmd(args)
-        .env("KUBECONFIG", kubeconfig)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "expected success:\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// A kubeconfig of `system:node:<name>`, as `kedge join` gives a node.
 fn node_kubeconfig(c: &Cluster, name: &str) -> PathBuf {

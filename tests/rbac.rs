@@ -8,10 +8,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 
-use common::Cluster;
+use common::{kubectl_with, ok, Cluster};
 
 /// A kubeconfig for the cluster that authenticates with `token`, or with
 /// nothing (anonymous) when it is empty.
@@ -37,23 +37,6 @@ fn kubeconfig_with_token(c: &Cluster, name: &str, token: &str) -> PathBuf {
     let path = c.home.join(format!("{name}.kubeconfig"));
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn kubectl_with(c: &Cluster, kubeconfig: &Path, args: &[&str]) -> Output {
-    c.kubectl_cmd(args)
-        .env("KUBECONFIG", kubeconfig)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "expected success:\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn refused(out: &Output) -> String {

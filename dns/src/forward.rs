@@ -79,6 +79,16 @@ pub struct Forwarded {
     pub additionals: Vec<Record>,
 }
 
+impl Forwarded {
+    /// Every record of the three sections.
+    fn records_mut(&mut self) -> impl Iterator<Item = &mut Record> {
+        self.answers
+            .iter_mut()
+            .chain(self.authorities.iter_mut())
+            .chain(self.additionals.iter_mut())
+    }
+}
+
 /// Sends queries to the upstream resolvers, through the cache.
 pub struct Forwarder {
     upstreams: Vec<SocketAddr>,
@@ -299,14 +309,9 @@ impl ResponseCache {
         }
         let mut answer = entry.answer.clone();
         drop(entries);
-        for record in answer
-            .answers
-            .iter_mut()
-            .chain(answer.authorities.iter_mut())
-            .chain(answer.additionals.iter_mut())
-        {
-            record.decrement_ttl(age);
-        }
+        answer.records_mut().for_each(|r| {
+            r.decrement_ttl(age);
+        });
         Some(answer)
     }
 
@@ -317,14 +322,7 @@ impl ResponseCache {
         let entry = entries.get(key).filter(|e| e.servable_stale())?;
         let mut answer = entry.answer.clone();
         drop(entries);
-        for record in answer
-            .answers
-            .iter_mut()
-            .chain(answer.authorities.iter_mut())
-            .chain(answer.additionals.iter_mut())
-        {
-            record.ttl = STALE_TTL;
-        }
+        answer.records_mut().for_each(|r| r.ttl = STALE_TTL);
         Some(answer)
     }
 

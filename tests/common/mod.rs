@@ -930,3 +930,22 @@ pub fn dns_stub() -> u16 {
     });
     port
 }
+
+/// `kubectl` against `c` as the user of another kubeconfig.
+pub fn kubectl_with(c: &Cluster, kubeconfig: &Path, args: &[&str]) -> Output {
+    c.kubectl_cmd(args)
+        .env("KUBECONFIG", kubeconfig)
+        .output()
+        .unwrap()
+}
+
+/// The standard output of a command that must have succeeded.
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "expected success:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -379,6 +379,17 @@ fn wanted_accounts(pods: &Store<Pod>, namespaces: &Store<Namespace>) -> BTreeSet
         .collect()
 }
 
+/// A new P-256 key and a certificate request for `id`: no subject, the
+/// SPIFFE ID as its one name (what the signer accepts).
+pub fn workload_request(id: &str) -> Result<(rcgen::KeyPair, String), rcgen::Error> {
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.subject_alt_names = vec![rcgen::SanType::URI(id.try_into()?)];
+    let pem = params.serialize_request(&key)?.pem()?;
+    Ok((key, pem))
+}
+
 /// Ask for one ServiceAccount's certificate and wait for it.
 async fn request(
     csrs: &Api<CertificateSigningRequest>,
@@ -386,11 +397,7 @@ async fn request(
     account: &Account,
 ) -> Result<WorkloadCertificate, IdentityError> {
     let id = spiffe_id(&config.trust_domain, &account.0, &account.1);
-    let key = rcgen::KeyPair::generate()?;
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params.subject_alt_names = vec![rcgen::SanType::URI(id.as_str().try_into()?)];
-    let pem = params.serialize_request(&key)?.pem()?;
+    let (key, pem) = workload_request(&id)?;
     let seconds = config.lifetime.max(MIN_LIFETIME).as_secs();
     let csr = CertificateSigningRequest {
         metadata: ObjectMeta {

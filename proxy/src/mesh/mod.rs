@@ -14,6 +14,9 @@ pub mod identity;
 pub mod tls;
 pub mod tunnel;
 
+#[cfg(test)]
+mod testing;
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Pod;

@@ -1,31 +1,13 @@
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use kedge_control::apiserver::certs::MeshCa;
 use rustls::pki_types::ServerName;
 
 use super::*;
 use crate::mesh::identity::spiffe_id;
-
-/// A workload certificate for `account` in `team`, issued by `ca` as the
-/// signer issues them.
-fn issue(ca: &MeshCa, account: &str) -> WorkloadCertificate {
-    let id = spiffe_id("cluster.local", "team", account);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params.subject_alt_names = vec![rcgen::SanType::URI(id.as_str().try_into().unwrap())];
-    let csr = params.serialize_request(&key).unwrap().pem().unwrap();
-    let cert_pem = ca.sign_workload(&csr, &id, 600).unwrap();
-    WorkloadCertificate {
-        spiffe_id: id,
-        key_pem: key.serialize_pem(),
-        cert_pem,
-        not_before: SystemTime::now(),
-        not_after: SystemTime::now() + Duration::from_secs(600),
-    }
-}
+use crate::mesh::testing::issue;
 
 /// One exchange: the server echoes what it reads, prefixed with the
 /// caller's identity as its certificate says; the client's result, and

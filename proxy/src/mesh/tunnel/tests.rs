@@ -1,5 +1,4 @@
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime};
 
 use kedge_control::apiserver::certs::MeshCa;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -7,23 +6,8 @@ use tokio::net::TcpListener;
 
 use super::*;
 use crate::mesh::identity::{spiffe_id, WorkloadCertificate};
+use crate::mesh::testing::issue;
 use crate::mesh::tls::{client_config, server_config};
-
-fn issue(ca: &MeshCa, account: &str) -> WorkloadCertificate {
-    let id = spiffe_id("cluster.local", "team", account);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params.subject_alt_names = vec![rcgen::SanType::URI(id.as_str().try_into().unwrap())];
-    let csr = params.serialize_request(&key).unwrap().pem().unwrap();
-    WorkloadCertificate {
-        cert_pem: ca.sign_workload(&csr, &id, 600).unwrap(),
-        spiffe_id: id,
-        key_pem: key.serialize_pem(),
-        not_before: SystemTime::now(),
-        not_after: SystemTime::now() + Duration::from_secs(600),
-    }
-}
 
 /// A TCP server that echoes each connection back.
 async fn echo() -> SocketAddr {
