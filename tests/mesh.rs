@@ -42,27 +42,12 @@ fn workload_request(uri: &str) -> (String, String) {
 /// Create a CertificateSigningRequest `name` to the mesh signer as the
 /// user of `kubeconfig`.
 fn request(c: &Cluster, kubeconfig: &Path, name: &str, uri: &str, seconds: u32) -> String {
-    use std::io::Write;
     let (csr, key) = workload_request(uri);
     let encoded = base64(csr.as_bytes());
     let manifest = format!(
         "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata:\n  name: {name}\nspec:\n  signerName: {SIGNER}\n  expirationSeconds: {seconds}\n  usages: [digital signature, key encipherment, client auth, server auth]\n  request: {encoded}\n"
     );
-    let mut child = c
-        .kubectl_cmd(&["create", "-f", "-"])
-        .env("KUBECONFIG", kubeconfig)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(manifest.as_bytes())
-        .unwrap();
-    ok(&child.wait_with_output().unwrap());
+    ok(&c.kubectl_stdin(kubeconfig, &["create", "-f", "-"], &manifest));
     key
 }
 
@@ -148,26 +133,14 @@ fn a_node_gets_the_identities_of_its_own_pods_only() {
 
     // The workload certificate is no way into the API: its CA is not the
     // cluster's.
-    let workload = c.home.join("workload.kubeconfig");
-    let admin = std::fs::read_to_string(c.kubeconfig()).unwrap();
-    let field = |key: &str| {
-        admin
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(key))
-            .unwrap()
-            .to_string()
-    };
-    std::fs::write(
-        &workload,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: u\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\n",
-            field("server: "),
-            field("certificate-authority-data: "),
+    let workload = c.kubeconfig_for(
+        "workload",
+        &format!(
+            "\n    client-certificate-data: {}\n    client-key-data: {}",
             base64(&pem),
-            base64(key.as_bytes()),
+            base64(key.as_bytes())
         ),
-    )
-    .unwrap();
+    );
     let refused = kubectl_with(&c, &workload, &["get", "pods", "-n", "team-a"]);
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);

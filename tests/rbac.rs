@@ -16,27 +16,11 @@ use common::{kubectl_with, ok, Cluster};
 /// A kubeconfig for the cluster that authenticates with `token`, or with
 /// nothing (anonymous) when it is empty.
 fn kubeconfig_with_token(c: &Cluster, name: &str, token: &str) -> PathBuf {
-    let admin = std::fs::read_to_string(c.kubeconfig()).unwrap();
-    let field = |key: &str| {
-        admin
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(key))
-            .unwrap()
-            .to_string()
-    };
-    let user = if token.is_empty() {
-        "{}".to_string()
+    if token.is_empty() {
+        c.kubeconfig_for(name, "{}")
     } else {
-        format!("\n    token: {token}")
-    };
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: u\n  user: {user}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\n",
-        field("server: "),
-        field("certificate-authority-data: "),
-    );
-    let path = c.home.join(format!("{name}.kubeconfig"));
-    std::fs::write(&path, text).unwrap();
-    path
+        c.kubeconfig_for(name, &format!("\n    token: {token}"))
+    }
 }
 
 fn refused(out: &Output) -> String {

@@ -821,9 +821,16 @@ impl Cluster {
 
     /// `kubectl apply` a manifest given as text, whatever its outcome.
     pub fn apply_output(&self, manifest: &str) -> std::process::Output {
+        self.kubectl_stdin(&self.kubeconfig(), &["apply", "-f", "-"], manifest)
+    }
+
+    /// `kubectl <args>` as the user of `kubeconfig`, `input` on its
+    /// standard input, whatever its outcome.
+    pub fn kubectl_stdin(&self, kubeconfig: &Path, args: &[&str], input: &str) -> Output {
         use std::io::Write;
         let mut child = self
-            .kubectl_cmd(&["apply", "-f", "-"])
+            .kubectl_cmd(args)
+            .env("KUBECONFIG", kubeconfig)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -833,9 +840,31 @@ impl Cluster {
             .stdin
             .take()
             .unwrap()
-            .write_all(manifest.as_bytes())
+            .write_all(input.as_bytes())
             .unwrap();
         child.wait_with_output().unwrap()
+    }
+
+    /// A kubeconfig `<home>/<name>.kubeconfig` for this cluster (its
+    /// server and CA, as the admin's has them) with `user` as the body of
+    /// its user entry (YAML, indented four spaces, or `{}`).
+    pub fn kubeconfig_for(&self, name: &str, user: &str) -> PathBuf {
+        let admin = std::fs::read_to_string(self.kubeconfig()).unwrap();
+        let field = |key: &str| {
+            admin
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(key))
+                .unwrap()
+                .to_string()
+        };
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: u\n  user: {user}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\n",
+            field("server: "),
+            field("certificate-authority-data: "),
+        );
+        let path = self.home.join(format!("{name}.kubeconfig"));
+        std::fs::write(&path, text).unwrap();
+        path
     }
 }
 
