@@ -5,12 +5,15 @@
 //! - [`identity`]: the certificates of the ServiceAccounts of the meshed
 //!   pods on this node, asked of the Certificates API as the node and
 //!   rotated at half their lifetime.
+//! - [`netns`]: listeners, sockets and capture rules inside a pod's
+//!   network namespace.
 //! - [`tls`]: mutual TLS between node proxies, each side known by its
 //!   workload's SPIFFE ID.
 //! - [`tunnel`]: connections carried between node proxies as HTTP/2
 //!   CONNECT streams over that TLS (Istio's HBONE).
 
 pub mod identity;
+pub mod netns;
 pub mod tls;
 pub mod tunnel;
 

@@ -1,0 +1,151 @@
+//! Work inside a pod's network namespace, as ztunnel does for ambient
+//! pods: the node proxy opens its listeners and its outbound sockets there
+//! (a socket belongs to the namespace it was made in, whatever thread uses
+//! it later), and programs the pod's own nftables table that steers the
+//! pod's TCP to those listeners. The pod's containers are never touched
+//! and nothing restarts: the namespace is the pod's infra container's.
+//!
+//! A namespace is entered by a short-lived thread of its own (`setns`
+//! changes only the calling thread), so no runtime thread ever leaves the
+//! host's namespace.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use nix::sched::{setns, CloneFlags};
+use nix::sys::socket::{
+    getsockopt, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType,
+};
+
+/// The mark on the proxy's own sockets in a pod's namespace: the capture
+/// rules let marked traffic through (Istio's 0x539, 1337).
+pub const PROXY_MARK: u32 = 0x539;
+/// Where a pod's outbound TCP is steered (ztunnel's port).
+pub const OUTBOUND_PORT: u16 = 15001;
+/// Where plaintext inbound TCP to a pod is steered.
+pub const INBOUND_PLAINTEXT_PORT: u16 = 15006;
+/// The nftables table of the capture rules, in the pod's namespace.
+pub const CAPTURE_TABLE: &str = "kedge_mesh";
+
+/// A pod's network namespace, held open.
+#[derive(Debug)]
+pub struct Netns {
+    file: File,
+}
+
+impl Netns {
+    /// Open a namespace file: `/proc/<pid>/ns/net` of a process in it, or a
+    /// bind mount such as `/var/run/netns/<name>`.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        Ok(Self {
+            file: File::open(path)?,
+        })
+    }
+
+    /// Run `f` on a thread of its own inside this namespace.
+    pub fn run<T, F>(&self, f: F) -> io::Result<T>
+    where
+        T: Send,
+        F: FnOnce() -> io::Result<T> + Send,
+    {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+                    f()
+                })
+                .join()
+                .unwrap_or_else(|_| {
+                    Err(io::Error::other("a thread in the pod's namespace panicked"))
+                })
+        })
+    }
+
+    /// A non-blocking TCP listener in this namespace.
+    pub fn listen(&self, addr: SocketAddr) -> io::Result<TcpListener> {
+        self.run(|| {
+            let listener = TcpListener::bind(addr)?;
+            listener.set_nonblocking(true)?;
+            Ok(listener)
+        })
+    }
+
+    /// A non-blocking TCP socket made in this namespace with
+    /// [`PROXY_MARK`], for the proxy's own connections there, which the
+    /// capture rules then let through.
+    pub fn marked_socket(&self) -> io::Result<OwnedFd> {
+        self.run(|| {
+            let fd = socket(
+                AddressFamily::Inet,
+                SockType::Stream,
+                SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+                None,
+            )?;
+            setsockopt(&fd, sockopt::Mark, &PROXY_MARK)?;
+            Ok(fd)
+        })
+    }
+
+    /// Replace the capture table in this namespace with `script`'s (`nft
+    /// -f -`, one transaction).
+    pub fn apply_nft(&self, script: &str) -> io::Result<()> {
+        self.run(|| {
+            // A child made from this thread is born in its namespace.
+            let mut child = Command::new("nft")
+                .args(["-f", "-"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()?;
+            child
+                .stdin
+                .take()
+                .ok_or_else(|| io::Error::other("no stdin for nft"))?
+                .write_all(script.as_bytes())?;
+            let out = child.wait_with_output()?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(io::Error::other(format!(
+                    "nft: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )))
+            }
+        })
+    }
+}
+
+/// The capture rules of a meshed pod, in its own namespace: its outbound
+/// TCP (not to itself, not the proxy's own marked sockets) is redirected
+/// to [`OUTBOUND_PORT`]; inbound TCP other than the tunnel port to
+/// [`INBOUND_PLAINTEXT_PORT`]. The original destination stays readable
+/// with `SO_ORIGINAL_DST`. Replacing the table is one transaction.
+pub fn capture_rules(tunnel_port: u16) -> String {
+    let t = CAPTURE_TABLE;
+    format!(
+        "table ip {t}\ndelete table ip {t}\ntable ip {t} {{\n\
+         \tchain output {{\n\t\ttype nat hook output priority -100; policy accept;\n\
+         \t\tmeta mark {PROXY_MARK:#x} return\n\
+         \t\tip daddr 127.0.0.0/8 return\n\
+         \t\tmeta l4proto tcp redirect to :{OUTBOUND_PORT}\n\t}}\n\
+         \tchain prerouting {{\n\t\ttype nat hook prerouting priority -100; policy accept;\n\
+         \t\tmeta l4proto tcp tcp dport {tunnel_port} return\n\
+         \t\tmeta l4proto tcp redirect to :{INBOUND_PLAINTEXT_PORT}\n\t}}\n}}\n"
+    )
+}
+
+/// Where a redirected connection was going.
+pub fn original_destination(socket: &impl AsFd) -> io::Result<SocketAddr> {
+    let sin = getsockopt(socket, sockopt::OriginalDst)?;
+    Ok(SocketAddr::V4(SocketAddrV4::new(
+        Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
+        u16::from_be(sin.sin_port),
+    )))
+}
+
+#[cfg(test)]
+mod tests;
