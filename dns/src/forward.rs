@@ -149,6 +149,14 @@ impl Forwarder {
         }
     }
 
+    /// The cached answer for a name and type, if one is fresh (counted as
+    /// a cache hit; a miss is counted by [`resolve`](Self::resolve)).
+    pub(crate) fn cached(&self, name: &LowerName, rtype: RecordType) -> Option<Forwarded> {
+        let hit = self.cache.get(&(name.clone(), rtype))?;
+        self.metrics.observe_cache(true);
+        Some(hit)
+    }
+
     async fn exchange(&self, name: &Name, rtype: RecordType) -> Result<Forwarded, ForwardError> {
         let mut last = ForwardError::NoUpstreams;
         for upstream in &self.upstreams {

@@ -128,6 +128,11 @@ impl ClusterDnsHandler {
         &self.index
     }
 
+    /// The forwarder of names outside the cluster domain.
+    pub(crate) fn forwarder(&self) -> &Arc<Forwarder> {
+        &self.forwarder
+    }
+
     /// The metrics requests are counted in.
     pub(crate) fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics

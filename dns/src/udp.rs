@@ -29,8 +29,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::handler::{rcode_label, ClusterDnsHandler, Resolution, MAX_UDP_PAYLOAD};
-use crate::index::ClusterIndex;
+use crate::handler::{rcode_label, ClusterDnsHandler, Reply, Resolution, MAX_UDP_PAYLOAD};
+use crate::index::{ClusterIndex, Lookup};
 use crate::wire::{self, Answer, Query};
 
 /// Datagrams read (and answers sent) per system call.
@@ -315,6 +315,8 @@ struct AnswerCache {
     generation: u64,
     entries: HashMap<Box<[u8]>, Cached>,
     key: Vec<u8>,
+    /// The last answer encoded from the forwarder's cache.
+    forwarded: Option<Cached>,
 }
 
 struct Cached {
@@ -330,12 +332,14 @@ impl AnswerCache {
             index,
             entries: HashMap::new(),
             key: Vec::with_capacity(260),
+            forwarded: None,
         }
     }
 
     /// The answer to a query the index alone answers, encoded on first use;
-    /// `None` when it needs an upstream (or a record this encoder does not
-    /// write).
+    /// else one the forwarder holds in its cache, encoded for this query
+    /// (its TTLs age, so it is not kept here); `None` when it needs an
+    /// upstream (or has a record this encoder does not write).
     fn get(&mut self, handler: &ClusterDnsHandler, query: &Query<'_>) -> Option<&Cached> {
         let generation = self.index.generation();
         if generation != self.generation {
@@ -344,22 +348,48 @@ impl AnswerCache {
         }
         query.key_into(&mut self.key);
         if !self.entries.contains_key(self.key.as_slice()) {
-            let cached = encode(handler, query)?;
-            if self.entries.len() >= CACHE_ENTRIES {
-                self.entries.clear();
+            match encode(handler, query)? {
+                Encoded::Zone(cached) => {
+                    if self.entries.len() >= CACHE_ENTRIES {
+                        self.entries.clear();
+                    }
+                    self.entries
+                        .insert(self.key.clone().into_boxed_slice(), cached);
+                }
+                Encoded::Forwarded(cached) => return Some(self.forwarded.insert(cached)),
             }
-            self.entries
-                .insert(self.key.clone().into_boxed_slice(), cached);
         }
         self.entries.get(self.key.as_slice())
     }
 }
 
-fn encode(handler: &ClusterDnsHandler, query: &Query<'_>) -> Option<Cached> {
-    let name = Name::from_labels(wire::labels(query.name())).ok()?;
+/// An answer encoded from the zone (kept until it changes), or from the
+/// forwarder's cache (for this query only).
+enum Encoded {
+    Zone(Cached),
+    Forwarded(Cached),
+}
+
+fn encode(handler: &ClusterDnsHandler, query: &Query<'_>) -> Option<Encoded> {
+    let name = LowerName::new(&Name::from_labels(wire::labels(query.name())).ok()?);
     let rtype = RecordType::from(query.qtype);
-    let Resolution::Local(reply) = handler.resolve_locally(&LowerName::new(&name), rtype) else {
-        return None;
+    let (reply, kept) = match handler.resolve_locally(&name, rtype) {
+        Resolution::Local(reply) => (reply, Encoded::Zone as fn(Cached) -> Encoded),
+        // A name outside the cluster domain whose answer the forwarder
+        // holds: answered here too, without a task (ExternalName targets
+        // and misses go to the handler).
+        Resolution::Upstream(Lookup::Outside) => {
+            let forwarded = handler.forwarder().cached(&name, rtype)?;
+            let reply = Reply {
+                rcode: forwarded.rcode,
+                authoritative: false,
+                answers: forwarded.answers,
+                authorities: forwarded.authorities,
+                additionals: forwarded.additionals,
+            };
+            (reply, Encoded::Forwarded as fn(Cached) -> Encoded)
+        }
+        Resolution::Upstream(_) => return None,
     };
     let answer = Answer::encode(
         query.name(),
@@ -367,10 +397,10 @@ fn encode(handler: &ClusterDnsHandler, query: &Query<'_>) -> Option<Cached> {
         reply.rcode.low(),
         [&reply.answers, &reply.authorities, &reply.additionals],
     )?;
-    Some(Cached {
+    Some(kept(Cached {
         answer,
         requests: handler
             .metrics()
             .request_counter(rtype.into(), rcode_label(reply.rcode)),
-    })
+    }))
 }

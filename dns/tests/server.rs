@@ -472,6 +472,13 @@ async fn forwarded_names_are_answered_upstream_and_cached() {
     let asked = cluster.stub.queries.load(Ordering::SeqCst);
     let second = udp(cluster.addr(), "WWW.example.test.", RecordType::A, None).await;
     assert_eq!(data(&second), vec!["192.0.2.1"]);
+    // From the cache, as the upstream said it: not authoritative, the
+    // recursion it did available, the TTL no longer than given.
+    assert!(!second.metadata.authoritative);
+    assert!(second.metadata.recursion_available);
+    assert_eq!(second.metadata.response_code, ResponseCode::NoError);
+    assert!(second.answers[0].ttl <= 60);
+    assert_eq!(second.queries[0].name().to_string(), "WWW.example.test.");
     assert_eq!(
         cluster.stub.queries.load(Ordering::SeqCst),
         asked,
