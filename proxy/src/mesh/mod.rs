@@ -7,6 +7,8 @@
 //!   rotated at half their lifetime.
 //! - [`netns`]: listeners, sockets and capture rules inside a pod's
 //!   network namespace.
+//! - [`outbound`]: a captured connection carried on, through the tunnel
+//!   when its destination is meshed.
 //! - [`tls`]: mutual TLS between node proxies, each side known by its
 //!   workload's SPIFFE ID.
 //! - [`tunnel`]: connections carried between node proxies as HTTP/2
@@ -14,6 +16,7 @@
 
 pub mod identity;
 pub mod netns;
+pub mod outbound;
 pub mod tls;
 pub mod tunnel;
 

@@ -90,6 +90,15 @@ impl Netns {
         })
     }
 
+    /// A connection to `addr` from this namespace, on a marked socket (so
+    /// the capture rules let it through).
+    pub async fn connect_marked(&self, addr: SocketAddr) -> io::Result<tokio::net::TcpStream> {
+        let socket = std::net::TcpStream::from(self.marked_socket()?);
+        tokio::net::TcpSocket::from_std_stream(socket)
+            .connect(addr)
+            .await
+    }
+
     /// Replace the capture table in this namespace with `script`'s (`nft
     /// -f -`, one transaction).
     pub fn apply_nft(&self, script: &str) -> io::Result<()> {

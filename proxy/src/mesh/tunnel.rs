@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use http_body_util::Empty;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -38,13 +39,25 @@ pub enum TunnelError {
     Refused(StatusCode),
 }
 
+/// How the destination side reaches a destination: from the host, or from
+/// inside the destination pod's network namespace with a marked socket.
+pub type Connector =
+    Arc<dyn Fn(SocketAddr) -> BoxFuture<'static, std::io::Result<TcpStream>> + Send + Sync>;
+
+/// Destinations reached from where the proxy runs.
+pub fn host_connector() -> Connector {
+    Arc::new(|destination| Box::pin(TcpStream::connect(destination)))
+}
+
 /// Serve tunnels on one accepted TCP connection: the TLS handshake with
 /// `config`, then a CONNECT per stream. `allow(caller, destination)`
-/// decides each one. Returns when the connection ends.
+/// decides each one; `connect` reaches it. Returns when the connection
+/// ends.
 pub async fn serve_connection<A>(
     tcp: TcpStream,
     config: Arc<rustls::ServerConfig>,
     allow: A,
+    connect: Connector,
 ) -> Result<(), TunnelError>
 where
     A: Fn(&str, SocketAddr) -> bool + Send + Sync + 'static,
@@ -64,8 +77,12 @@ where
     let caller: Arc<str> = Arc::from(caller);
     let allow = Arc::new(allow);
     let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-        let (caller, allow) = (caller.clone(), allow.clone());
-        async move { Ok::<_, std::convert::Infallible>(accept_stream(request, &caller, &*allow).await) }
+        let (caller, allow, connect) = (caller.clone(), allow.clone(), connect.clone());
+        async move {
+            Ok::<_, std::convert::Infallible>(
+                accept_stream(request, &caller, &*allow, &connect).await,
+            )
+        }
     });
     hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .serve_connection(TokioIo::new(tls), service)
@@ -77,6 +94,7 @@ async fn accept_stream(
     request: Request<hyper::body::Incoming>,
     caller: &str,
     allow: &(dyn Fn(&str, SocketAddr) -> bool + Send + Sync),
+    connect: &Connector,
 ) -> Response<Empty<Bytes>> {
     let status = |code| {
         let mut response = Response::new(Empty::new());
@@ -97,7 +115,7 @@ async fn accept_stream(
         tracing::info!(%caller, %destination, "mesh connection denied");
         return status(StatusCode::UNAUTHORIZED);
     }
-    let upstream = match TcpStream::connect(destination).await {
+    let upstream = match connect(destination).await {
         Ok(upstream) => upstream,
         Err(error) => {
             tracing::debug!(%caller, %destination, %error, "mesh destination unreachable");
@@ -137,6 +155,16 @@ impl TunnelClient {
         config: Arc<rustls::ClientConfig>,
     ) -> Result<(Self, impl Future<Output = ()> + Send), TunnelError> {
         let tcp = TcpStream::connect(peer).await?;
+        Self::over(tcp, config).await
+    }
+
+    /// The session over a TCP connection made already (from a pod's
+    /// network namespace, say) to a peer proxy.
+    pub async fn over(
+        tcp: TcpStream,
+        config: Arc<rustls::ClientConfig>,
+    ) -> Result<(Self, impl Future<Output = ()> + Send), TunnelError> {
+        let peer = tcp.peer_addr()?;
         let _ = tcp.set_nodelay(true);
         let name = ServerName::IpAddress(peer.ip().into());
         let tls = tokio_rustls::TlsConnector::from(config)

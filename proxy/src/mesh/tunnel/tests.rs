@@ -33,9 +33,12 @@ async fn destination_proxy(ca: &MeshCa, server: &WorkloadCertificate) -> SocketA
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             let config = config.clone();
-            tokio::spawn(serve_connection(tcp, config, |caller, _| {
-                !caller.ends_with("/sa/denied")
-            }));
+            tokio::spawn(serve_connection(
+                tcp,
+                config,
+                |caller, _| !caller.ends_with("/sa/denied"),
+                host_connector(),
+            ));
         }
     });
     addr

@@ -1,0 +1,163 @@
+//! The mesh's data path between two pod namespaces the test makes (a veth
+//! pair between them, named after the test process, removed when done):
+//! an application in pod A connects to pod B's address as it would without
+//! a mesh; A's capture rules steer it to A's proxy listener, which carries
+//! it through the mutual-TLS tunnel to B's tunnel listener, which connects
+//! to B's application from inside B. B's side knows the caller as A's
+//! ServiceAccount. Needs root, `ip` and `nft`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use kedge_control::apiserver::certs::MeshCa;
+use parking_lot::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use super::*;
+use crate::mesh::netns::{capture_rules, OUTBOUND_PORT};
+use crate::mesh::testing::issue;
+use crate::mesh::tls::{client_config, server_config};
+use crate::mesh::tunnel::serve_connection;
+
+/// Two namespaces `kedge-mesh-<pid>-a`/`-b` joined by a veth pair,
+/// 10.77.0.1 and 10.77.0.2; deleted (with the pair) on drop.
+struct TwoPods {
+    names: [String; 2],
+}
+
+impl TwoPods {
+    fn new() -> Self {
+        let pid = std::process::id();
+        let names = [format!("kedge-mesh-{pid}-a"), format!("kedge-mesh-{pid}-b")];
+        let pods = Self { names };
+        let [a, b] = &pods.names;
+        let (link_a, link_b) = (format!("km{pid}a"), format!("km{pid}b"));
+        let steps: Vec<Vec<&str>> = vec![
+            vec!["netns", "add", a],
+            vec!["netns", "add", b],
+            vec![
+                "link", "add", &link_a, "netns", a, "type", "veth", "peer", "name", &link_b,
+                "netns", b,
+            ],
+            vec!["-n", a, "addr", "add", "10.77.0.1/24", "dev", &link_a],
+            vec!["-n", b, "addr", "add", "10.77.0.2/24", "dev", &link_b],
+            vec!["-n", a, "link", "set", &link_a, "up"],
+            vec!["-n", b, "link", "set", &link_b, "up"],
+            vec!["-n", a, "link", "set", "lo", "up"],
+            vec!["-n", b, "link", "set", "lo", "up"],
+        ];
+        for args in steps {
+            let out = Command::new("ip").args(&args).output().unwrap();
+            assert!(out.status.success(), "ip {args:?}: {out:?}");
+        }
+        pods
+    }
+
+    fn netns(&self, i: usize) -> Arc<Netns> {
+        Arc::new(Netns::open(&Path::new("/var/run/netns").join(&self.names[i])).unwrap())
+    }
+}
+
+impl Drop for TwoPods {
+    fn drop(&mut self) {
+        for name in &self.names {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_pods_connection_crosses_the_tunnel_and_arrives_with_its_identity() {
+    let pods = TwoPods::new();
+    let (a, b) = (pods.netns(0), pods.netns(1));
+    let dir = tempfile::tempdir().unwrap();
+    let ca = MeshCa::ensure(dir.path()).unwrap();
+    let (client_id, server_id) = (issue(&ca, "client"), issue(&ca, "server"));
+    for ns in [&a, &b] {
+        ns.apply_nft(&capture_rules(HBONE_PORT)).unwrap();
+    }
+
+    // Pod B: its application (an echo server on :8080), and B's tunnel
+    // listener, which reaches the application from inside B.
+    let app =
+        TcpListener::from_std(b.listen(SocketAddr::from(([0, 0, 0, 0], 8080))).unwrap()).unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = app.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = socket.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    let callers = Arc::new(Mutex::new(Vec::new()));
+    let tunnel = TcpListener::from_std(
+        b.listen(SocketAddr::from(([0, 0, 0, 0], HBONE_PORT)))
+            .unwrap(),
+    )
+    .unwrap();
+    let server = server_config(&server_id, ca.pem()).unwrap();
+    let (seen, b_inside) = (callers.clone(), b.clone());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = tunnel.accept().await {
+            let seen = seen.clone();
+            let b_inside = b_inside.clone();
+            let connect: crate::mesh::tunnel::Connector = Arc::new(move |destination| {
+                let b_inside = b_inside.clone();
+                Box::pin(async move { b_inside.connect_marked(destination).await })
+            });
+            tokio::spawn(serve_connection(
+                tcp,
+                server.clone(),
+                move |caller, destination| {
+                    seen.lock().push((caller.to_string(), destination));
+                    true
+                },
+                connect,
+            ));
+        }
+    });
+
+    // Pod A's proxy: its outbound listener, everything to 10.77.0.2 meshed.
+    let outbound = TcpListener::from_std(
+        a.listen(SocketAddr::from(([0, 0, 0, 0], OUTBOUND_PORT)))
+            .unwrap(),
+    )
+    .unwrap();
+    let client = client_config(&client_id, ca.pem(), vec![server_id.spiffe_id.clone()]).unwrap();
+    let a_inside = a.clone();
+    tokio::spawn(async move {
+        while let Ok((app, _)) = outbound.accept().await {
+            let (a_inside, client) = (a_inside.clone(), client.clone());
+            tokio::spawn(async move {
+                let meshed = |d: SocketAddr| {
+                    (d.ip() == IpAddr::V4(Ipv4Addr::new(10, 77, 0, 2))).then(|| client.clone())
+                };
+                if let Err(error) = forward(app, &a_inside, meshed).await {
+                    panic!("forwarding: {error}");
+                }
+            });
+        }
+    });
+
+    // Pod A's application, knowing nothing of the mesh.
+    let destination = SocketAddr::from(([10, 77, 0, 2], 8080));
+    let a_app = a.clone();
+    let socket = a_app
+        .run(|| std::net::TcpStream::connect(destination))
+        .unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let mut socket = tokio::net::TcpStream::from_std(socket).unwrap();
+    socket.write_all(b"hello through the mesh").await.unwrap();
+    let mut echoed = vec![0u8; 22];
+    socket.read_exact(&mut echoed).await.unwrap();
+    assert_eq!(&echoed, b"hello through the mesh");
+    let callers = callers.lock().clone();
+    assert_eq!(
+        callers,
+        [(client_id.spiffe_id.clone(), destination)],
+        "B's side saw A's identity and the destination A's application asked for"
+    );
+}
