@@ -19,3 +19,34 @@ pub(crate) fn issue(ca: &MeshCa, account: &str) -> WorkloadCertificate {
         not_after: SystemTime::now() + Duration::from_secs(600),
     }
 }
+
+/// Remove the `kedge-mesh-<pid>-…` namespaces of test processes that are
+/// gone (a crashed run), once per process.
+pub(crate) fn sweep_namespaces() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Ok(out) = std::process::Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+        else {
+            return;
+        };
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let Some(name) = line.split_whitespace().next() else {
+                continue;
+            };
+            let Some(pid) = name
+                .strip_prefix("kedge-mesh-")
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::process::Command::new("ip")
+                    .args(["netns", "del", name])
+                    .status();
+            }
+        }
+    });
+}

@@ -17,6 +17,7 @@ struct TestNamespace {
 
 impl TestNamespace {
     fn new(n: u32) -> Self {
+        crate::mesh::testing::sweep_namespaces();
         let name = format!("kedge-mesh-{}-{n}", std::process::id());
         let ns = Self { name };
         for args in [

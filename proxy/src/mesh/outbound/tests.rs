@@ -22,7 +22,7 @@ use crate::mesh::testing::issue;
 use crate::mesh::tls::{client_config, server_config};
 use crate::mesh::tunnel::serve_connection;
 
-/// Two namespaces `kedge-mesh-<pid>-a`/`-b` joined by a veth pair,
+/// Two namespaces `kedge-mesh-<pid>-<n>a`/`b` joined by a veth pair,
 /// 10.77.0.1 and 10.77.0.2; deleted (with the pair) on drop.
 struct TwoPods {
     names: [String; 2],
@@ -30,11 +30,18 @@ struct TwoPods {
 
 impl TwoPods {
     fn new() -> Self {
+        crate::mesh::testing::sweep_namespaces();
+        // Tests run in parallel: each pair is numbered.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let pid = std::process::id();
-        let names = [format!("kedge-mesh-{pid}-a"), format!("kedge-mesh-{pid}-b")];
+        let names = [
+            format!("kedge-mesh-{pid}-{n}a"),
+            format!("kedge-mesh-{pid}-{n}b"),
+        ];
         let pods = Self { names };
         let [a, b] = &pods.names;
-        let (link_a, link_b) = (format!("km{pid}a"), format!("km{pid}b"));
+        let (link_a, link_b) = (format!("km{pid}{n}a"), format!("km{pid}{n}b"));
         let steps: Vec<Vec<&str>> = vec![
             vec!["netns", "add", a],
             vec!["netns", "add", b],
@@ -69,6 +76,56 @@ impl Drop for TwoPods {
     }
 }
 
+/// An echo server on `port` of every address of `ns`.
+fn echo_in(ns: &Netns, port: u16) {
+    let app =
+        TcpListener::from_std(ns.listen(SocketAddr::from(([0, 0, 0, 0], port))).unwrap()).unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = app.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = socket.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+}
+
+/// `ns`'s proxy: its outbound listener, each captured connection carried
+/// on by [`forward`] with `tunnel_for`.
+fn outbound_proxy(
+    ns: Arc<Netns>,
+    tunnel_for: impl Fn(SocketAddr) -> Option<Arc<rustls::ClientConfig>> + Clone + Send + 'static,
+) {
+    let outbound = TcpListener::from_std(
+        ns.listen(SocketAddr::from(([0, 0, 0, 0], OUTBOUND_PORT)))
+            .unwrap(),
+    )
+    .unwrap();
+    tokio::spawn(async move {
+        while let Ok((app, _)) = outbound.accept().await {
+            let (ns, tunnel_for) = (ns.clone(), tunnel_for.clone());
+            tokio::spawn(async move {
+                if let Err(error) = forward(app, &ns, tunnel_for).await {
+                    panic!("forwarding: {error}");
+                }
+            });
+        }
+    });
+}
+
+/// What an application in `ns` gets back for `text` from `destination`.
+async fn exchange(ns: &Netns, destination: SocketAddr, text: &str) -> String {
+    let socket = ns
+        .run(|| std::net::TcpStream::connect(destination))
+        .unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let mut socket = tokio::net::TcpStream::from_std(socket).unwrap();
+    socket.write_all(text.as_bytes()).await.unwrap();
+    let mut echoed = vec![0u8; text.len()];
+    socket.read_exact(&mut echoed).await.unwrap();
+    String::from_utf8(echoed).unwrap()
+}
+
 #[tokio::test]
 async fn a_pods_connection_crosses_the_tunnel_and_arrives_with_its_identity() {
     let pods = TwoPods::new();
@@ -82,16 +139,7 @@ async fn a_pods_connection_crosses_the_tunnel_and_arrives_with_its_identity() {
 
     // Pod B: its application (an echo server on :8080), and B's tunnel
     // listener, which reaches the application from inside B.
-    let app =
-        TcpListener::from_std(b.listen(SocketAddr::from(([0, 0, 0, 0], 8080))).unwrap()).unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = app.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = socket.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
+    echo_in(&b, 8080);
     let callers = Arc::new(Mutex::new(Vec::new()));
     let tunnel = TcpListener::from_std(
         b.listen(SocketAddr::from(([0, 0, 0, 0], HBONE_PORT)))
@@ -120,44 +168,34 @@ async fn a_pods_connection_crosses_the_tunnel_and_arrives_with_its_identity() {
         }
     });
 
-    // Pod A's proxy: its outbound listener, everything to 10.77.0.2 meshed.
-    let outbound = TcpListener::from_std(
-        a.listen(SocketAddr::from(([0, 0, 0, 0], OUTBOUND_PORT)))
-            .unwrap(),
-    )
-    .unwrap();
+    // Pod A's proxy: everything to 10.77.0.2 is meshed.
     let client = client_config(&client_id, ca.pem(), vec![server_id.spiffe_id.clone()]).unwrap();
-    let a_inside = a.clone();
-    tokio::spawn(async move {
-        while let Ok((app, _)) = outbound.accept().await {
-            let (a_inside, client) = (a_inside.clone(), client.clone());
-            tokio::spawn(async move {
-                let meshed = |d: SocketAddr| {
-                    (d.ip() == IpAddr::V4(Ipv4Addr::new(10, 77, 0, 2))).then(|| client.clone())
-                };
-                if let Err(error) = forward(app, &a_inside, meshed).await {
-                    panic!("forwarding: {error}");
-                }
-            });
-        }
+    outbound_proxy(a.clone(), move |d: SocketAddr| {
+        (d.ip() == IpAddr::V4(Ipv4Addr::new(10, 77, 0, 2))).then(|| client.clone())
     });
 
     // Pod A's application, knowing nothing of the mesh.
     let destination = SocketAddr::from(([10, 77, 0, 2], 8080));
-    let a_app = a.clone();
-    let socket = a_app
-        .run(|| std::net::TcpStream::connect(destination))
-        .unwrap();
-    socket.set_nonblocking(true).unwrap();
-    let mut socket = tokio::net::TcpStream::from_std(socket).unwrap();
-    socket.write_all(b"hello through the mesh").await.unwrap();
-    let mut echoed = vec![0u8; 22];
-    socket.read_exact(&mut echoed).await.unwrap();
-    assert_eq!(&echoed, b"hello through the mesh");
+    assert_eq!(
+        exchange(&a, destination, "hello through the mesh").await,
+        "hello through the mesh"
+    );
     let callers = callers.lock().clone();
     assert_eq!(
         callers,
         [(client_id.spiffe_id.clone(), destination)],
         "B's side saw A's identity and the destination A's application asked for"
     );
+}
+
+#[tokio::test]
+async fn a_connection_to_a_pod_outside_the_mesh_goes_as_it_is() {
+    let pods = TwoPods::new();
+    let (a, b) = (pods.netns(0), pods.netns(1));
+    // Only A is meshed; B has no capture rules and no proxy.
+    a.apply_nft(&capture_rules(HBONE_PORT)).unwrap();
+    echo_in(&b, 8080);
+    outbound_proxy(a.clone(), |_| None);
+    let destination = SocketAddr::from(([10, 77, 0, 2], 8080));
+    assert_eq!(exchange(&a, destination, "plain").await, "plain");
 }
