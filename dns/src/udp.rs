@@ -1,6 +1,6 @@
 //! The UDP listener. Loops read the datagrams waiting on a socket in
 //! batches (`recvmmsg`), answer cluster names from answers encoded once
-//! (see [`wire`](crate::wire)) with no task, lock or allocation per query,
+//! (see [`wire`](crate::wire)) with no task or allocation per query,
 //! and send the answers in one `sendmmsg`; the rest (forwarded names,
 //! unusual messages) goes to the hickory handler in a task of its own, as
 //! every query did before.
@@ -226,6 +226,10 @@ fn spawn_full(
     datagram: &[u8],
     src: SocketAddr,
 ) {
+    if tasks.len() >= MAX_TASKS {
+        tracing::debug!(%src, "too many DNS queries in flight; dropping one");
+        return;
+    }
     let request = match Request::from_bytes(datagram.to_vec(), src, Protocol::Udp) {
         Ok(request) => request,
         Err(error) => {
@@ -241,10 +245,6 @@ fn spawn_full(
         // Never answer a response: that would make this a reflector.
         return;
     }
-    if tasks.len() >= MAX_TASKS {
-        tracing::debug!(%src, "too many DNS queries in flight; dropping one");
-        return;
-    }
     let max_payload = request
         .edns
         .as_ref()
@@ -252,10 +252,13 @@ fn spawn_full(
             edns.max_payload()
                 .clamp(wire::CLASSIC_UDP_PAYLOAD, MAX_UDP_PAYLOAD)
         });
+    let mut query_header = [0u8; wire::HEADER_LEN];
+    query_header.copy_from_slice(&datagram[..wire::HEADER_LEN]);
     let responder = UdpResponder {
         socket: socket.clone(),
         to: src,
         max_payload,
+        query_header,
     };
     let handler = handler.clone();
     tasks.spawn(async move {
@@ -272,6 +275,8 @@ struct UdpResponder {
     socket: Arc<UdpSocket>,
     to: SocketAddr,
     max_payload: u16,
+    /// The query's header, for an error answer of last resort.
+    query_header: [u8; wire::HEADER_LEN],
 }
 
 #[async_trait::async_trait]
@@ -293,15 +298,18 @@ impl ResponseHandler for UdpResponder {
         let info = match response.destructive_emit(&mut encoder) {
             Ok(info) => info,
             Err(error) => {
+                // What hickory's own encoder does then: a bare SERVFAIL,
+                // with the query's ID so the client takes it.
                 tracing::error!(%error, "encoding a DNS response");
-                bytes.clear();
-                let mut metadata = Metadata::new(0, MessageType::Response, OpCode::Query);
+                bytes = wire::error_response(&self.query_header, ResponseCode::ServFail.low())
+                    .unwrap_or_default();
+                let id = u16::from_be_bytes([self.query_header[0], self.query_header[1]]);
+                let mut metadata = Metadata::new(id, MessageType::Response, OpCode::Query);
                 metadata.response_code = ResponseCode::ServFail;
-                let header = Header {
+                ResponseInfo::from(Header {
                     metadata,
                     counts: HeaderCounts::default(),
-                };
-                ResponseInfo::from(header)
+                })
             }
         };
         self.socket.send_to(&bytes, self.to).await?;
