@@ -890,7 +890,9 @@ async fn run_service_network(
         node: node_client,
     } = clients;
     let identities = std::sync::Arc::new(kedge_proxy::mesh::identity::Identities::new());
-    let mesh_identities = kedge_proxy::mesh::identity::run(
+    let mesh_metrics = std::sync::Arc::new(kedge_proxy::mesh::metrics::MeshMetrics::new());
+    let (table_updates, tables) = tokio::sync::watch::channel(std::sync::Arc::default());
+    let mesh = kedge_proxy::mesh::run(
         proxy_client.clone(),
         node_client,
         kedge_proxy::mesh::identity::IdentityConfig {
@@ -899,6 +901,8 @@ async fn run_service_network(
             lifetime: kedge_proxy::mesh::identity::DEFAULT_LIFETIME,
         },
         identities.clone(),
+        mesh_metrics.clone(),
+        tables,
     );
     let proxy = kedge_proxy::run(
         proxy_client,
@@ -911,15 +915,19 @@ async fn run_service_network(
             metrics: proxy_metrics.clone(),
             locally_served: dns_frontends.to_vec(),
             local_ports: dns_frontends.iter().map(|f| (*f, dns_port)).collect(),
+            table_updates: Some(std::sync::Arc::new(table_updates)),
             ..Default::default()
         },
     );
     let dns_metrics = dns.metrics().clone();
     let metrics = serve_metrics(args.metrics_addr, move || {
-        proxy_metrics.encode() + &dns_metrics.encode() + &identities.encode()
+        proxy_metrics.encode()
+            + &dns_metrics.encode()
+            + &identities.encode()
+            + &mesh_metrics.encode()
     });
     tokio::select! {
-        () = mesh_identities => {}
+        () = mesh => {}
         r = proxy => r.context("service proxy")?,
         r = dns.serve(dns_server, dns_client) => r.context("cluster DNS")?,
         r = metrics => r?,

@@ -6,7 +6,9 @@
 
 mod common;
 
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use common::{eventually, images, kubectl_with, ok, Cluster};
@@ -310,5 +312,211 @@ fn the_node_proxy_holds_the_identities_of_its_meshed_pods() {
             !text.contains(held)
         }),
         "the certificate is dropped with the last pod:\n{text}"
+    );
+}
+
+/// What `pod` (in `namespace`) gets from `url`, if anything within 5 s.
+fn fetch(c: &Cluster, namespace: &str, pod: &str, url: &str) -> Option<String> {
+    let out = c.kubectl_output(&[
+        "exec", "-n", namespace, pod, "--", "timeout", "5", "wget", "-q", "-O", "-", url,
+    ]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+/// `kedge up` with default flags, two meshed pods and one outside: the
+/// client's request to the server's Service crosses the pod network only
+/// as mutual TLS to the tunnel port, the server's node proxy knows the
+/// client by its SPIFFE ID, the connection is counted per workload pair;
+/// a pod outside the mesh gets through in plaintext while the namespace
+/// is PERMISSIVE, and is refused once it is STRICT.
+#[test]
+fn meshed_pods_talk_in_mutual_tls_and_strict_refuses_plaintext() {
+    let (echo, busybox) = (images::echo(), images::busybox());
+    let c = Cluster::up_with_env(&[], &[("RUST_LOG", "warn,kedge_proxy::mesh=info")]);
+    c.kubectl(&["create", "namespace", "shop"]);
+    c.kubectl(&["label", "namespace", "shop", "kedge.io/mesh=enabled"]);
+    c.kubectl(&["create", "namespace", "outside"]);
+    for account in ["web", "client"] {
+        c.kubectl(&["create", "serviceaccount", account, "-n", "shop"]);
+    }
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: web, namespace: shop, labels: {{app: web}}}}
+spec:
+  serviceAccountName: web
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: echo
+    image: {echo}
+    imagePullPolicy: Never
+    ports: [{{containerPort: 8080}}]
+    readinessProbe: {{httpGet: {{path: /readyz, port: 8080}}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: shop}}
+spec:
+  selector: {{app: web}}
+  ports: [{{port: 80, targetPort: 8080}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: client, namespace: shop}}
+spec:
+  serviceAccountName: client
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {{name: c, image: {busybox}, imagePullPolicy: Never, command: [sleep, '100000']}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: stranger, namespace: outside}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {{name: c, image: {busybox}, imagePullPolicy: Never, command: [sleep, '100000']}}
+"#
+    ));
+    for (namespace, pod) in [("shop", "web"), ("shop", "client"), ("outside", "stranger")] {
+        c.wait_ready(&["pod", pod, "-n", namespace], Duration::from_secs(120));
+    }
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            let log = c.log();
+            ["pod=web", "pod=client"].iter().all(|pod| {
+                log.lines()
+                    .any(|l| l.contains("captured by the mesh") && l.contains(pod))
+            })
+        }),
+        "both meshed pods are captured:\n{}",
+        c.log()
+    );
+
+    // The request, with a marker in its path, while everything the client
+    // pod sends and receives on the node's links is captured.
+    let marker = format!("mesh-marker-{}", std::process::id());
+    let pod_ip = |namespace: &str, pod: &str| {
+        c.kubectl(&[
+            "get",
+            "pod",
+            pod,
+            "-n",
+            namespace,
+            "-o",
+            "jsonpath={.status.podIP}",
+        ])
+    };
+    let client_ip = pod_ip("shop", "client");
+    let dump = tempfile::NamedTempFile::new().unwrap();
+    let mut tcpdump = Command::new("tcpdump")
+        .args(["-i", "any", "--immediate-mode", "-U", "-n", "-w"])
+        .arg(dump.path())
+        .args(["tcp", "and", "host", &client_ip])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("tcpdump");
+    // It says so once it listens.
+    let mut said = std::io::BufReader::new(tcpdump.stderr.take().unwrap()).lines();
+    assert!(said.any(|l| l.is_ok_and(|l| l.contains("listening on"))));
+    std::thread::spawn(move || for _ in said {});
+    let mut answer = None;
+    eventually(Duration::from_secs(30), || {
+        answer = fetch(&c, "shop", "client", &format!("http://web.shop/{marker}"));
+        answer.is_some()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = Command::new("kill")
+        .args(["-INT", &tcpdump.id().to_string()])
+        .status();
+    let _ = tcpdump.wait();
+    let answer = answer.expect("the client reached the server through its Service");
+    assert!(
+        answer.contains(&marker),
+        "the server saw the request: {answer}"
+    );
+    let captured = std::fs::read(dump.path()).unwrap();
+    assert!(
+        !captured
+            .windows(marker.len())
+            .any(|w| w == marker.as_bytes()),
+        "the request never crossed the pod network in plaintext"
+    );
+    let read = Command::new("tcpdump")
+        .args(["-n", "-r"])
+        .arg(dump.path())
+        .output()
+        .unwrap();
+    let packets = String::from_utf8_lossy(&read.stdout).to_string();
+    eprintln!("client {client_ip}\n{packets}");
+    assert!(
+        packets.contains(".15008"),
+        "through the tunnel port:\n{packets}"
+    );
+    assert!(
+        !packets
+            .lines()
+            .any(|l| l.contains(".8080:") || l.contains(".8080 ")),
+        "nothing went to the application's port over the pod network:\n{packets}"
+    );
+
+    // The server's proxy knew the client by its identity, and counted it.
+    let log = c.log();
+    assert!(
+        log.lines().any(|l| l.contains("mesh connection accepted")
+            && l.contains("spiffe://cluster.local/ns/shop/sa/client")),
+        "{log}"
+    );
+    let metrics_addr = c.arg_after("--metrics-addr").unwrap();
+    let text = metrics(&metrics_addr);
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("kedge_mesh_tcp_connections_opened_total{")
+                && l.contains(r#"reporter="source""#)
+                && l.contains(r#"source_workload="shop/client""#)
+                && l.contains(r#"destination_workload="shop/web""#)
+                && l.contains(r#"connection_security_policy="mutual_tls""#)
+        ),
+        "{text}"
+    );
+
+    // Outside the mesh: plaintext to the pod passes while PERMISSIVE...
+    let web_ip = pod_ip("shop", "web");
+    let direct = format!("http://{web_ip}:8080/plain");
+    assert!(fetch(&c, "outside", "stranger", &direct).is_some());
+    // ... and is refused once the namespace is STRICT; the meshed client
+    // still gets through, and the kubelet's probes still pass.
+    c.kubectl(&["label", "namespace", "shop", "kedge.io/mesh-mtls=strict"]);
+    assert!(
+        eventually(Duration::from_secs(20), || fetch(
+            &c, "outside", "stranger", &direct
+        )
+        .is_none()),
+        "a STRICT pod refuses plaintext:\n{}\n{}",
+        metrics(&metrics_addr),
+        c.log()
+    );
+    assert!(fetch(&c, "shop", "client", "http://web.shop/again").is_some());
+    assert!(c
+        .log()
+        .lines()
+        .any(|l| l.contains("plaintext refused") && l.contains("pod=web")));
+    std::thread::sleep(Duration::from_secs(3));
+    let ready = c.kubectl(&[
+        "get",
+        "pod",
+        "web",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+    ]);
+    assert_eq!(
+        ready, "True",
+        "probes from the node are not plaintext from a stranger"
     );
 }

@@ -123,6 +123,9 @@ pub struct ProxyConfig {
     /// The NetworkPolicies as this node enforces them (the userspace
     /// proxy asks before connecting to an endpoint).
     pub network_policy: Arc<netpol::Policy>,
+    /// Where each table the proxy syncs is published (the mesh balances
+    /// ClusterIPs with it).
+    pub table_updates: Option<Arc<tokio::sync::watch::Sender<Arc<ProxyTable>>>>,
 }
 
 impl Default for ProxyConfig {
@@ -143,6 +146,7 @@ impl Default for ProxyConfig {
             locally_served: Vec::new(),
             local_ports: Default::default(),
             network_policy: Default::default(),
+            table_updates: None,
         }
     }
 }

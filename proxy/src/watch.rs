@@ -1,6 +1,7 @@
 //! The watch loop: Services and EndpointSlices from the API into the
 //! [`ServiceState`], and each burst of changes into one [`Proxier::sync`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
@@ -154,7 +155,11 @@ pub async fn run_with_drain(
         // Until both kinds are listed a partial table would refuse
         // connections that have endpoints.
         if dirty && sync.services_listed && sync.slices_listed {
-            proxier.sync(&state.table()).await;
+            let table = state.table();
+            proxier.sync(&table).await;
+            if let Some(updates) = &config.table_updates {
+                updates.send_replace(Arc::new(table));
+            }
             dirty = false;
         }
         if status_task.0.is_finished() {

@@ -374,8 +374,25 @@ impl Cluster {
         Self::up_with(&[])
     }
 
+    /// `kedge up` with extra flags and environment variables.
+    pub fn up_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut c = Self::up_with_env_unstarted(args);
+        c.extra_env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        c.spawn(free_fixed_port());
+        c
+    }
+
     /// `kedge up` with extra flags.
     pub fn up_with(args: &[&str]) -> Self {
+        let mut c = Self::up_with_env_unstarted(args);
+        c.spawn(free_fixed_port());
+        c
+    }
+
+    fn up_with_env_unstarted(args: &[&str]) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let data_dir = tmp.path().join("data");
         let home = tmp.path().join("home");
@@ -420,7 +437,7 @@ impl Cluster {
                 .filter(|a| **a != "--demo-images")
                 .map(|s| s.to_string()),
         );
-        let mut c = Cluster {
+        Cluster {
             child: None,
             data_dir,
             home,
@@ -431,9 +448,7 @@ impl Cluster {
             command: "up",
             as_a_user: false,
             node: Some(node),
-        };
-        c.spawn(free_fixed_port());
-        c
+        }
     }
 
     /// `kedge up` exactly as the README tells a user, with `extra` flags
@@ -495,12 +510,28 @@ impl Cluster {
         }
         let mut child = cmd
             .args(&self.extra_args)
-            .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", "warn")
+            .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("starting kedge");
+        // Its log goes to the test's output and to a file `log` reads.
+        let stderr = child.stderr.take().unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .ok();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                if let Some(file) = &mut file {
+                    let _ = writeln!(file, "{line}");
+                }
+            }
+        });
         // The binary prints the kubeconfig line once it serves.
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
@@ -520,6 +551,31 @@ impl Cluster {
         std::thread::spawn(move || for _ in lines {});
         self.url = url.expect("kedge printed its URL");
         self.child = Some(child);
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.home.join("kedge.log")
+    }
+
+    /// What kedge has logged so far, colours taken out (`RUST_LOG` is
+    /// `warn` unless the test set it).
+    pub fn log(&self) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let mut plain = String::with_capacity(text.len());
+        let mut chars = text.chars();
+        while let Some(ch) = chars.next() {
+            if ch == '\u{1b}' {
+                // An escape sequence: ESC [ parameters, then a letter.
+                for ch in chars.by_ref() {
+                    if ch.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else {
+                plain.push(ch);
+            }
+        }
+        plain
     }
 
     /// The value given to a flag of the command, if any.

@@ -11,22 +11,20 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures::StreamExt;
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestSpec,
 };
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use k8s_openapi::ByteString;
 use kube::api::{Api, ObjectMeta, PostParams};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::Store;
 use kube::Client;
 use parking_lot::{Mutex, RwLock};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tokio::sync::Notify;
+use tokio::sync::watch;
 
 use super::is_meshed;
 
@@ -232,26 +230,19 @@ pub enum IdentityError {
 }
 
 /// Keep `identities` to the ServiceAccounts of the meshed pods on this
-/// node, watching pods and namespaces with `watch_client` and asking for
-/// certificates with `node_client` (the node's own credentials). Runs until
-/// dropped.
+/// node, as `pods` and `namespaces` (caches of the cluster's, woken through
+/// `changed`) say, reading the trust bundle with `watch_client` and asking
+/// for certificates with `node_client` (the node's own credentials). Runs
+/// until dropped.
 pub async fn run(
     watch_client: Client,
     node_client: Client,
     config: IdentityConfig,
     identities: Arc<Identities>,
+    pods: Store<Pod>,
+    namespaces: Store<Namespace>,
+    mut changed: watch::Receiver<()>,
 ) {
-    let changed = Arc::new(Notify::new());
-    let pods = follow::<Pod>(
-        Api::all(watch_client.clone()),
-        watcher::Config::default().fields(&format!("spec.nodeName={}", config.node_name)),
-        changed.clone(),
-    );
-    let namespaces = follow::<Namespace>(
-        Api::all(watch_client.clone()),
-        watcher::Config::default(),
-        changed.clone(),
-    );
     let _ = pods.wait_until_ready().await;
     let _ = namespaces.wait_until_ready().await;
     let csrs: Api<CertificateSigningRequest> = Api::all(node_client);
@@ -277,7 +268,7 @@ pub async fn run(
             } else {
                 FIRST_RETRY
             };
-        let wanted = wanted_accounts(&pods, &namespaces);
+        let wanted = wanted_accounts(&pods, &namespaces, &config.node_name);
         for account in identities.accounts() {
             if !wanted.contains(&account) {
                 tracing::info!(namespace = %account.0, service_account = %account.1, "no meshed pod of this ServiceAccount left on the node; dropping its certificate");
@@ -320,40 +311,18 @@ pub async fn run(
             }
         }
         tokio::select! {
-            () = changed.notified() => {}
+            r = changed.changed() => if r.is_err() { return },
             () = tokio::time::sleep_until(next_wake.into()) => {}
         }
     }
 }
 
-/// A reflector of `api` driven by a task of its own, waking `changed` on
-/// every event.
-fn follow<K>(api: Api<K>, config: watcher::Config, changed: Arc<Notify>) -> Store<K>
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let (store, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, config)).default_backoff();
-    tokio::spawn(async move {
-        futures::pin_mut!(stream);
-        while let Some(event) = stream.next().await {
-            if let Err(error) = event {
-                tracing::debug!(%error, "mesh identity watch");
-            }
-            changed.notify_one();
-        }
-    });
-    store
-}
-
-/// The ServiceAccounts of the meshed pods (not finished) in `pods`.
-fn wanted_accounts(pods: &Store<Pod>, namespaces: &Store<Namespace>) -> BTreeSet<Account> {
+/// The ServiceAccounts of the meshed pods (not finished) in `pods` on `node`.
+fn wanted_accounts(
+    pods: &Store<Pod>,
+    namespaces: &Store<Namespace>,
+    node: &str,
+) -> BTreeSet<Account> {
     let namespace_labels: HashMap<String, BTreeMap<String, String>> = namespaces
         .state()
         .iter()
@@ -361,6 +330,7 @@ fn wanted_accounts(pods: &Store<Pod>, namespaces: &Store<Namespace>) -> BTreeSet
         .collect();
     pods.state()
         .iter()
+        .filter(|pod| pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
         .filter(|pod| {
             let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
             !matches!(phase, Some("Succeeded" | "Failed"))

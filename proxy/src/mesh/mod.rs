@@ -13,22 +13,155 @@
 //!   workload's SPIFFE ID.
 //! - [`tunnel`]: connections carried between node proxies as HTTP/2
 //!   CONNECT streams over that TLS (Istio's HBONE).
+//! - [`workloads`]: the cluster's pods by address, meshed or not.
+//! - [`sandbox`]: where a pod's network namespace is.
+//! - [`node`]: all of it for the meshed pods of this node.
+//! - [`metrics`]: connections per workload pair.
 
 pub mod identity;
+pub mod metrics;
 pub mod netns;
+pub mod node;
 pub mod outbound;
+pub mod sandbox;
 pub mod tls;
 pub mod tunnel;
+pub mod workloads;
 
 #[cfg(test)]
 mod testing;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Pod;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client};
+use tokio::sync::watch;
+
+use crate::table::ProxyTable;
+use identity::{Identities, IdentityConfig};
+use metrics::MeshMetrics;
+use node::NodeMesh;
+use workloads::Workloads;
 
 /// The label that opts a namespace or a pod into the mesh.
 pub const MESH_LABEL: &str = "kedge.io/mesh";
+/// The label (on a namespace or a pod) that says whether a meshed pod
+/// takes plaintext from outside the mesh: `permissive` (the default) or
+/// `strict`.
+pub const MTLS_LABEL: &str = "kedge.io/mesh-mtls";
+
+/// The mesh on this node until dropped: the identities of its meshed pods
+/// (asked for with `node_client`, the node's credentials) and their data
+/// path, from the cluster's pods and namespaces (watched with
+/// `watch_client`) and the service proxy's table (`services`).
+pub async fn run(
+    watch_client: Client,
+    node_client: Client,
+    config: IdentityConfig,
+    identities: Arc<Identities>,
+    metrics: Arc<MeshMetrics>,
+    services: watch::Receiver<Arc<ProxyTable>>,
+) {
+    let (changed, changed_rx) = watch::channel(());
+    let changed = Arc::new(changed);
+    let (pods, pods_watch) = follow::<Pod>(Api::all(watch_client.clone()), changed.clone());
+    let (namespaces, namespaces_watch) =
+        follow::<Namespace>(Api::all(watch_client.clone()), changed);
+    let watches = futures::future::join(pods_watch, namespaces_watch);
+    let (workloads_tx, workloads) = watch::channel(Arc::new(Workloads::default()));
+    let index = {
+        let (pods, namespaces, mut changed) =
+            (pods.clone(), namespaces.clone(), changed_rx.clone());
+        async move {
+            let _ = pods.wait_until_ready().await;
+            let _ = namespaces.wait_until_ready().await;
+            loop {
+                let index = Workloads::index(
+                    pods.state().iter().map(|p| &**p),
+                    namespaces.state().iter().map(|n| &**n),
+                );
+                workloads_tx.send_replace(Arc::new(index));
+                if changed.changed().await.is_err() {
+                    return;
+                }
+            }
+        }
+    };
+    let sandboxes = match sandbox::DockerSandboxes::connect(&config.node_name) {
+        Ok(sandboxes) => sandboxes,
+        Err(error) => {
+            tracing::warn!(%error, "no container engine to find pods' namespaces in; the mesh holds identities only");
+            let identities = identity::run(
+                watch_client,
+                node_client,
+                config,
+                identities,
+                pods,
+                namespaces,
+                changed_rx,
+            );
+            tokio::join!(watches, index, identities);
+            return;
+        }
+    };
+    let mesh = Arc::new(NodeMesh::new(
+        config.node_name.clone(),
+        config.trust_domain.clone(),
+        identities.clone(),
+        workloads,
+        services,
+        metrics,
+    ));
+    let identities = identity::run(
+        watch_client,
+        node_client,
+        config,
+        identities,
+        pods,
+        namespaces,
+        changed_rx,
+    );
+    tokio::join!(
+        watches,
+        index,
+        identities,
+        node::run(mesh, Box::new(sandboxes))
+    );
+}
+
+/// A reflector of all of `api`'s objects, and the future that drives it,
+/// marking `changed` on every event.
+fn follow<K>(
+    api: Api<K>,
+    changed: Arc<watch::Sender<()>>,
+) -> (Store<K>, impl std::future::Future<Output = ()>)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let stream =
+        reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
+    let drive = async move {
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            if let Err(error) = event {
+                tracing::debug!(%error, "mesh watch");
+            }
+            changed.send_replace(());
+        }
+    };
+    (store, drive)
+}
 
 /// Whether `pod` is in the mesh, given its namespace's labels: the pod's
 /// own label decides if it has one, else the namespace's.
@@ -41,14 +174,14 @@ pub fn is_meshed(pod: &Pod, namespace_labels: Option<&BTreeMap<String, String>>)
     {
         return false;
     }
-    match label(pod.metadata.labels.as_ref()) {
+    match label(pod.metadata.labels.as_ref(), MESH_LABEL) {
         Some(value) => value == "enabled",
-        None => label(namespace_labels) == Some("enabled"),
+        None => label(namespace_labels, MESH_LABEL) == Some("enabled"),
     }
 }
 
-fn label(labels: Option<&BTreeMap<String, String>>) -> Option<&str> {
-    labels.and_then(|l| l.get(MESH_LABEL)).map(String::as_str)
+fn label<'a>(labels: Option<&'a BTreeMap<String, String>>, key: &str) -> Option<&'a str> {
+    labels.and_then(|l| l.get(key)).map(String::as_str)
 }
 
 #[cfg(test)]

@@ -10,32 +10,70 @@ use std::sync::Arc;
 use tokio::io::copy_bidirectional;
 use tokio::net::TcpStream;
 
-use super::netns::{original_destination, Netns};
-use super::tunnel::{TunnelClient, TunnelError, HBONE_PORT};
+use super::netns::Netns;
+use super::tunnel::{TunnelError, TunnelPool, HBONE_PORT};
 
-/// Carry one captured connection to its destination. `tunnel_for` gives the
-/// TLS configuration (this pod's identity, the destination's expected one)
-/// when the destination is a meshed pod, `None` otherwise. The bytes sent
-/// each way.
+/// Where a captured connection goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// To a meshed pod, through the tunnel to its node proxy, which must
+    /// present `identity` (a SPIFFE ID).
+    Tunnel {
+        /// The pod's address and port.
+        destination: SocketAddr,
+        /// The SPIFFE ID its proxy must present.
+        identity: String,
+    },
+    /// Straight there (a destination outside the mesh).
+    Direct(SocketAddr),
+}
+
+impl Route {
+    /// Where the connection finally arrives.
+    pub fn destination(&self) -> SocketAddr {
+        match self {
+            Self::Tunnel { destination, .. } | Self::Direct(destination) => *destination,
+        }
+    }
+}
+
+/// Carry one captured connection along `route`, from `netns` (the source
+/// pod's), tunnels on `pool` with the TLS configuration `tls` gives for the
+/// expected identity. The bytes sent each way.
 pub async fn forward(
     mut app: TcpStream,
-    netns: &Netns,
-    tunnel_for: impl Fn(SocketAddr) -> Option<Arc<rustls::ClientConfig>>,
+    netns: &Arc<Netns>,
+    route: &Route,
+    pool: &TunnelPool,
+    tls: impl Fn(&str) -> Result<Arc<rustls::ClientConfig>, TunnelError>,
 ) -> Result<(u64, u64), TunnelError> {
-    let destination = original_destination(&app)?;
-    match tunnel_for(destination) {
-        Some(config) => {
+    let _ = app.set_nodelay(true);
+    match route {
+        Route::Tunnel {
+            destination,
+            identity,
+        } => {
             // The destination pod's address, the tunnel's port: its node
-            // proxy takes it there.
+            // proxy listens there, inside the pod's namespace.
             let peer = SocketAddr::new(destination.ip(), HBONE_PORT);
-            let tcp = netns.connect_marked(peer).await?;
-            let (mut client, session) = TunnelClient::over(tcp, config).await?;
-            tokio::spawn(session);
-            let mut stream = client.open(destination).await?;
+            let dial_from = netns.clone();
+            let mut stream = pool
+                .open(
+                    peer,
+                    identity,
+                    *destination,
+                    move |peer| {
+                        let netns = dial_from.clone();
+                        Box::pin(async move { netns.connect_marked(peer).await })
+                    },
+                    || tls(identity),
+                )
+                .await?;
             Ok(copy_bidirectional(&mut app, &mut stream).await?)
         }
-        None => {
-            let mut upstream = netns.connect_marked(destination).await?;
+        Route::Direct(destination) => {
+            let mut upstream = netns.connect_marked(*destination).await?;
+            let _ = upstream.set_nodelay(true);
             Ok(copy_bidirectional(&mut app, &mut upstream).await?)
         }
     }

@@ -7,6 +7,7 @@
 //! `CONNECT` is a 405. Several connections share one TLS session, each a
 //! stream of its own.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +38,9 @@ pub enum TunnelError {
     /// The peer answered the CONNECT with another status.
     #[error("the peer proxy answered {0}")]
     Refused(StatusCode),
+    /// This side has no certificate to present yet, or it is unusable.
+    #[error("no usable workload identity: {0}")]
+    Identity(String),
 }
 
 /// How the destination side reaches a destination: from the host, or from
@@ -180,6 +184,11 @@ impl TunnelClient {
         Ok((Self { sender }, driver))
     }
 
+    /// Whether the session has ended (the peer closed it, or it failed).
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+
     /// A stream to `destination` through the peer proxy.
     pub async fn open(
         &mut self,
@@ -196,6 +205,57 @@ impl TunnelClient {
             return Err(TunnelError::Refused(response.status()));
         }
         Ok(TokioIo::new(hyper::upgrade::on(response).await?))
+    }
+}
+
+/// The sessions one pod's proxy keeps to peer proxies, one per peer
+/// address and identity: a connection to a pod whose session is up costs a
+/// stream, not a TCP and TLS handshake.
+#[derive(Default)]
+pub struct TunnelPool {
+    sessions: tokio::sync::Mutex<HashMap<(SocketAddr, String), TunnelClient>>,
+}
+
+impl TunnelPool {
+    /// A stream to `destination` through the peer proxy at `peer`, which
+    /// must be `expected`: on the session kept for them, else on a new one
+    /// over a connection from `dial` with the TLS configuration `config`
+    /// gives. A kept session that fails to open the stream is replaced
+    /// once.
+    pub async fn open<D, C>(
+        &self,
+        peer: SocketAddr,
+        expected: &str,
+        destination: SocketAddr,
+        dial: D,
+        config: C,
+    ) -> Result<impl AsyncRead + AsyncWrite + Unpin + Send, TunnelError>
+    where
+        D: Fn(SocketAddr) -> BoxFuture<'static, std::io::Result<TcpStream>>,
+        C: Fn() -> Result<Arc<rustls::ClientConfig>, TunnelError>,
+    {
+        let key = (peer, expected.to_string());
+        // Held while a session is made, so a burst of first connections to
+        // one peer makes one session.
+        let mut sessions = self.sessions.lock().await;
+        sessions.retain(|_, session| !session.is_closed());
+        if let Some(session) = sessions.get(&key) {
+            let mut session = session.clone();
+            match session.open(destination).await {
+                Ok(stream) => return Ok(stream),
+                // A refusal is the peer's answer, not a broken session.
+                Err(TunnelError::Refused(status)) => return Err(TunnelError::Refused(status)),
+                Err(error) => {
+                    tracing::debug!(%peer, %error, "tunnel session failed; opening another");
+                    sessions.remove(&key);
+                }
+            }
+        }
+        let (mut session, driver) = TunnelClient::over(dial(peer).await?, config()?).await?;
+        tokio::spawn(driver);
+        sessions.insert(key, session.clone());
+        drop(sessions);
+        session.open(destination).await
     }
 }
 

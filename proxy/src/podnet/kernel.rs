@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
-use super::{format_cidr, vtep_mac, Backend, Peer, PodNetworkConfig, PodNetworkError};
+use super::{format_cidr, overlaps, vtep_mac, Backend, Peer, PodNetworkConfig, PodNetworkError};
 use crate::command::{self, run_blocking};
 
 /// What a node made in the kernel, removed when dropped.
@@ -55,15 +55,23 @@ impl Kernel {
     }
 
     /// Masquerade what the node's pods send out of the cluster CIDR (and
-    /// nothing they send to other pods, which keeps their addresses).
+    /// nothing they send to other pods, which keeps their addresses — the
+    /// node's own pods included when its pod CIDR lies outside the
+    /// cluster CIDR: between two pods on one bridge nothing is rewritten).
     pub async fn masquerade(&mut self) -> Result<(), PodNetworkError> {
         let t = &self.table;
+        let (own, cluster) = (self.cfg.pod_cidr, self.cfg.cluster_cidr);
+        // An interval set takes no overlapping elements.
+        let kept = if overlaps(own, cluster) {
+            format_cidr(cluster)
+        } else {
+            format!("{}, {}", format_cidr(cluster), format_cidr(own))
+        };
         let rules = format!(
             "add table ip {t}\ndelete table ip {t}\n\
              table ip {t} {{\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    \
-             ip saddr {own} ip daddr != {{ {cluster}, 224.0.0.0/4 }} masquerade\n  }}\n}}\n",
-            own = format_cidr(self.cfg.pod_cidr),
-            cluster = format_cidr(self.cfg.cluster_cidr),
+             ip saddr {own} ip daddr != {{ {kept}, 224.0.0.0/4 }} masquerade\n  }}\n}}\n",
+            own = format_cidr(own),
         );
         command::run("nft", &["-f", "-"], Some(&rules)).await?;
         self.masquerading = true;

@@ -208,7 +208,7 @@ fn mask(len: u8) -> u32 {
     }
 }
 
-fn overlaps(a: Cidr, b: Cidr) -> bool {
+pub(crate) fn overlaps(a: Cidr, b: Cidr) -> bool {
     let len = a.1.min(b.1);
     u32::from(a.0) & mask(len) == u32::from(b.0) & mask(len)
 }

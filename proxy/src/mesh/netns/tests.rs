@@ -50,9 +50,9 @@ impl Drop for TestNamespace {
 fn outbound_tcp_reaches_the_proxy_with_its_destination_and_marked_sockets_pass() {
     let ns = TestNamespace::new(1);
     let netns = ns.netns();
-    netns.apply_nft(&capture_rules(15008)).unwrap();
+    netns.apply_nft(&capture_rules(15008, None)).unwrap();
     // Applying again replaces the table (one transaction), not a second copy.
-    netns.apply_nft(&capture_rules(15008)).unwrap();
+    netns.apply_nft(&capture_rules(15008, None)).unwrap();
     let listener = netns
         .listen(SocketAddr::from(([0, 0, 0, 0], OUTBOUND_PORT)))
         .unwrap();
@@ -88,4 +88,45 @@ fn outbound_tcp_reaches_the_proxy_with_its_destination_and_marked_sockets_pass()
 #[test]
 fn a_missing_namespace_is_an_error() {
     assert!(Netns::open(Path::new("/var/run/netns/kedge-mesh-no-such")).is_err());
+}
+
+#[test]
+fn the_default_gateway_is_read_from_the_routing_table() {
+    let routes = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n\
+                  eth0\t0000F40A\t00000000\t0001\t0\t0\t0\t00FFFFFF\n\
+                  eth0\t00000000\t0100F40A\t0003\t0\t0\t0\t00000000\n";
+    assert_eq!(
+        super::default_gateway(routes),
+        Some(Ipv4Addr::new(10, 244, 0, 1))
+    );
+    assert_eq!(super::default_gateway(&routes[..routes.len() / 2]), None);
+}
+
+#[test]
+fn the_node_is_exempt_from_inbound_capture_and_the_rules_come_off() {
+    let ns = TestNamespace::new(2);
+    let netns = ns.netns();
+    assert_eq!(netns.default_gateway().unwrap(), None, "no default route");
+    let gateway = Ipv4Addr::new(10, 244, 0, 1);
+    netns
+        .apply_nft(&capture_rules(15008, Some(gateway)))
+        .unwrap();
+    let listed = netns
+        .run(|| {
+            Command::new("nft")
+                .args(["list", "table", "ip", CAPTURE_TABLE])
+                .output()
+        })
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert!(listed.contains("ip saddr 10.244.0.1 return"), "{listed}");
+    netns.apply_nft(&super::release_rules()).unwrap();
+    let gone = netns
+        .run(|| {
+            Command::new("nft")
+                .args(["list", "table", "ip", CAPTURE_TABLE])
+                .output()
+        })
+        .unwrap();
+    assert!(!gone.status.success(), "the table is gone");
 }

@@ -17,10 +17,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::*;
-use crate::mesh::netns::{capture_rules, OUTBOUND_PORT};
+use crate::mesh::netns::{capture_rules, original_destination, OUTBOUND_PORT};
 use crate::mesh::testing::issue;
 use crate::mesh::tls::{client_config, server_config};
 use crate::mesh::tunnel::serve_connection;
+use crate::mesh::tunnel::{TunnelPool, HBONE_PORT};
 
 /// Two namespaces `kedge-mesh-<pid>-<n>a`/`b` joined by a veth pair,
 /// 10.77.0.1 and 10.77.0.2; deleted (with the pair) on drop.
@@ -91,11 +92,14 @@ fn echo_in(ns: &Netns, port: u16) {
 }
 
 /// `ns`'s proxy: its outbound listener, each captured connection carried
-/// on by [`forward`] with `tunnel_for`.
+/// on by [`forward`]: through the tunnel with `tls` when `meshed` says the
+/// destination is in the mesh (as `server`), else straight.
 fn outbound_proxy(
     ns: Arc<Netns>,
-    tunnel_for: impl Fn(SocketAddr) -> Option<Arc<rustls::ClientConfig>> + Clone + Send + 'static,
+    meshed: impl Fn(SocketAddr) -> bool + Clone + Send + Sync + 'static,
+    tls: Option<(Arc<rustls::ClientConfig>, String)>,
 ) {
+    let pool = Arc::new(TunnelPool::default());
     let outbound = TcpListener::from_std(
         ns.listen(SocketAddr::from(([0, 0, 0, 0], OUTBOUND_PORT)))
             .unwrap(),
@@ -103,9 +107,18 @@ fn outbound_proxy(
     .unwrap();
     tokio::spawn(async move {
         while let Ok((app, _)) = outbound.accept().await {
-            let (ns, tunnel_for) = (ns.clone(), tunnel_for.clone());
+            let (ns, meshed, tls, pool) = (ns.clone(), meshed.clone(), tls.clone(), pool.clone());
             tokio::spawn(async move {
-                if let Err(error) = forward(app, &ns, tunnel_for).await {
+                let destination = original_destination(&app).unwrap();
+                let route = match &tls {
+                    Some((_, identity)) if meshed(destination) => Route::Tunnel {
+                        destination,
+                        identity: identity.clone(),
+                    },
+                    _ => Route::Direct(destination),
+                };
+                let config = |_: &str| Ok(tls.as_ref().unwrap().0.clone());
+                if let Err(error) = forward(app, &ns, &route, &pool, config).await {
                     panic!("forwarding: {error}");
                 }
             });
@@ -134,7 +147,7 @@ async fn a_pods_connection_crosses_the_tunnel_and_arrives_with_its_identity() {
     let ca = MeshCa::ensure(dir.path()).unwrap();
     let (client_id, server_id) = (issue(&ca, "client"), issue(&ca, "server"));
     for ns in [&a, &b] {
-        ns.apply_nft(&capture_rules(HBONE_PORT)).unwrap();
+        ns.apply_nft(&capture_rules(HBONE_PORT, None)).unwrap();
     }
 
     // Pod B: its application (an echo server on :8080), and B's tunnel
@@ -170,20 +183,25 @@ async fn a_pods_connection_crosses_the_tunnel_and_arrives_with_its_identity() {
 
     // Pod A's proxy: everything to 10.77.0.2 is meshed.
     let client = client_config(&client_id, ca.pem(), vec![server_id.spiffe_id.clone()]).unwrap();
-    outbound_proxy(a.clone(), move |d: SocketAddr| {
-        (d.ip() == IpAddr::V4(Ipv4Addr::new(10, 77, 0, 2))).then(|| client.clone())
-    });
-
-    // Pod A's application, knowing nothing of the mesh.
-    let destination = SocketAddr::from(([10, 77, 0, 2], 8080));
-    assert_eq!(
-        exchange(&a, destination, "hello through the mesh").await,
-        "hello through the mesh"
+    outbound_proxy(
+        a.clone(),
+        |d: SocketAddr| d.ip() == IpAddr::V4(Ipv4Addr::new(10, 77, 0, 2)),
+        Some((client, server_id.spiffe_id.clone())),
     );
+
+    // Pod A's application, knowing nothing of the mesh; the second
+    // connection rides the first one's session.
+    let destination = SocketAddr::from(([10, 77, 0, 2], 8080));
+    for text in ["hello through the mesh", "and again"] {
+        assert_eq!(exchange(&a, destination, text).await, text);
+    }
     let callers = callers.lock().clone();
     assert_eq!(
         callers,
-        [(client_id.spiffe_id.clone(), destination)],
+        [
+            (client_id.spiffe_id.clone(), destination),
+            (client_id.spiffe_id.clone(), destination)
+        ],
         "B's side saw A's identity and the destination A's application asked for"
     );
 }
@@ -193,9 +211,9 @@ async fn a_connection_to_a_pod_outside_the_mesh_goes_as_it_is() {
     let pods = TwoPods::new();
     let (a, b) = (pods.netns(0), pods.netns(1));
     // Only A is meshed; B has no capture rules and no proxy.
-    a.apply_nft(&capture_rules(HBONE_PORT)).unwrap();
+    a.apply_nft(&capture_rules(HBONE_PORT, None)).unwrap();
     echo_in(&b, 8080);
-    outbound_proxy(a.clone(), |_| None);
+    outbound_proxy(a.clone(), |_| false, None);
     let destination = SocketAddr::from(([10, 77, 0, 2], 8080));
     assert_eq!(exchange(&a, destination, "plain").await, "plain");
 }

@@ -1,0 +1,497 @@
+//! The mesh's data path on one node: for every meshed pod running here, the
+//! capture rules in its namespace and the node proxy's three listeners
+//! there — outbound (15001), the tunnel (15008) and plaintext inbound
+//! (15006) — kept in step with the pods as they come and go.
+//!
+//! - Outbound: a connection to a ClusterIP is balanced over the Service's
+//!   ready endpoints here (as the service proxy would); one to a meshed pod
+//!   goes through the tunnel to that pod's proxy, which must present the
+//!   pod's ServiceAccount identity; anything else goes as it is.
+//! - The tunnel: the caller is known by its certificate; the stream is
+//!   connected to the pod from inside its namespace.
+//! - Plaintext from outside the mesh: passed on (PERMISSIVE) or refused
+//!   (STRICT), per the pod's or its namespace's `kedge.io/mesh-mtls`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use super::identity::{spiffe_id, Identities, WorkloadCertificate};
+use super::metrics::{ConnectionLabels, MeshMetrics, Security};
+use super::netns::{
+    capture_rules, original_destination, release_rules, Netns, INBOUND_PLAINTEXT_PORT,
+    OUTBOUND_PORT,
+};
+use super::outbound::{forward, Route};
+use super::sandbox::{Sandbox, Sandboxes};
+use super::tls::{client_config, server_config};
+use super::tunnel::{serve_connection, Connector, TunnelError, TunnelPool, HBONE_PORT};
+use super::workloads::{MtlsMode, Workload, Workloads};
+use crate::balancer::Balancer;
+use crate::table::{NodeInfo, ProxyTable};
+use crate::Protocol;
+
+/// How often the pods' sandboxes are looked at again (a sandbox replaced
+/// under a running pod, a sandbox that was not up yet).
+const RESYNC: Duration = Duration::from_secs(5);
+/// How long a connection waits for its pod's certificate (a pod just
+/// started: the node is asking for it).
+const IDENTITY_WAIT: Duration = Duration::from_secs(10);
+
+/// What every pod's proxy on this node shares.
+pub struct NodeMesh {
+    /// This node's name.
+    pub node_name: String,
+    /// The mesh's trust domain (SPIFFE IDs are `spiffe://<it>/ns/…/sa/…`).
+    pub trust_domain: String,
+    /// The certificates this node holds.
+    pub identities: Arc<Identities>,
+    /// The cluster's pods by address.
+    pub workloads: watch::Receiver<Arc<Workloads>>,
+    /// The service proxy's table, for ClusterIPs.
+    pub services: watch::Receiver<Arc<ProxyTable>>,
+    /// Connections counted per workload pair.
+    pub metrics: Arc<MeshMetrics>,
+    balancer: Balancer,
+    /// The ClusterIP frontends of the last table seen (held, so its
+    /// address is never another's), compiled once per table.
+    frontends: Mutex<(Arc<ProxyTable>, Arc<ClusterIps>)>,
+}
+
+impl NodeMesh {
+    /// The shared part of this node's mesh.
+    pub fn new(
+        node_name: String,
+        trust_domain: String,
+        identities: Arc<Identities>,
+        workloads: watch::Receiver<Arc<Workloads>>,
+        services: watch::Receiver<Arc<ProxyTable>>,
+        metrics: Arc<MeshMetrics>,
+    ) -> Self {
+        Self {
+            node_name,
+            trust_domain,
+            identities,
+            workloads,
+            services,
+            metrics,
+            balancer: Balancer::new(),
+            frontends: Mutex::new((Arc::default(), Arc::default())),
+        }
+    }
+
+    /// Where a connection from `source` to `destination` goes: a ClusterIP
+    /// is balanced over its endpoints first; a meshed pod is reached
+    /// through the tunnel.
+    pub fn route(&self, destination: SocketAddr) -> (Route, Option<Arc<Workload>>) {
+        let target = self.balance(destination).unwrap_or(destination);
+        let workloads = self.workloads.borrow().clone();
+        match workloads.get(target.ip()).filter(|w| w.meshed) {
+            Some(peer) => (
+                Route::Tunnel {
+                    destination: target,
+                    identity: spiffe_id(&self.trust_domain, &peer.namespace, &peer.service_account),
+                },
+                Some(peer.clone()),
+            ),
+            None => (Route::Direct(target), workloads.get(target.ip()).cloned()),
+        }
+    }
+
+    /// An endpoint of the Service at `frontend`, if it is a ClusterIP with
+    /// endpoints.
+    fn balance(&self, frontend: SocketAddr) -> Option<SocketAddr> {
+        let table = self.services.borrow().clone();
+        let frontends = {
+            let mut cached = self.frontends.lock();
+            if !Arc::ptr_eq(&cached.0, &table) {
+                let compiled = Arc::new(cluster_ip_frontends(&table, &self.node_name));
+                *cached = (table, compiled);
+            }
+            cached.1.clone()
+        };
+        self.balancer.round_robin(frontends.get(&frontend)?)
+    }
+
+    /// The certificate held for `workload`, waiting a little for one being
+    /// asked for.
+    async fn certificate(&self, workload: &Workload) -> Option<(Arc<WorkloadCertificate>, String)> {
+        let deadline = tokio::time::Instant::now() + IDENTITY_WAIT;
+        loop {
+            let held = self
+                .identities
+                .get(&workload.namespace, &workload.service_account);
+            if let (Some(cert), Some(bundle)) = (held, self.identities.trust_bundle()) {
+                return Some((cert, bundle));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// ClusterIP:port → the Service's ready endpoints.
+type ClusterIps = HashMap<SocketAddr, Arc<[SocketAddr]>>;
+
+/// The TCP ClusterIP frontends of `table` and their endpoints, as this
+/// node's service proxy serves them (`internalTrafficPolicy` applied).
+fn cluster_ip_frontends(table: &ProxyTable, node: &str) -> ClusterIps {
+    let cluster_ips = table.cluster_ips();
+    table
+        .frontends(&NodeInfo {
+            name: node.to_string(),
+            addresses: Vec::new(),
+        })
+        .into_iter()
+        .filter(|(f, _)| f.protocol == Protocol::Tcp && cluster_ips.contains(&f.addr.ip()))
+        .map(|(f, b)| (f.addr, b.endpoints))
+        .collect()
+}
+
+/// One meshed pod's proxy: its namespace, its listeners' tasks (aborted on
+/// drop), its tunnel sessions.
+struct PodProxy {
+    context: Arc<PodContext>,
+    sandbox: Sandbox,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl PodProxy {
+    /// Whether this proxy still serves `workload` as it is now: the same
+    /// pod at the same address in the same sandbox. Anything else (its
+    /// mTLS mode) is taken in place.
+    fn serves(&self, workload: &Workload, sandbox: Option<&Sandbox>) -> bool {
+        let current = self.context.workload();
+        current.uid == workload.uid
+            && current.ip == workload.ip
+            && current.service_account == workload.service_account
+            && sandbox == Some(&self.sandbox)
+    }
+}
+
+impl Drop for PodProxy {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Keep a [`PodProxy`] for every meshed pod on this node, finding pods'
+/// namespaces with `sandboxes`, until dropped.
+pub async fn run(mesh: Arc<NodeMesh>, sandboxes: Box<dyn Sandboxes>) {
+    let mut workloads = mesh.workloads.clone();
+    let mut proxies: HashMap<String, PodProxy> = HashMap::new();
+    loop {
+        let current = workloads.borrow_and_update().clone();
+        let wanted: HashMap<&str, &Arc<Workload>> = current
+            .meshed_on(&mesh.node_name)
+            .map(|w| (w.uid.as_str(), w))
+            .collect();
+        let running = if wanted.is_empty() {
+            HashMap::new()
+        } else {
+            match sandboxes.running().await {
+                Ok(running) => running,
+                Err(error) => {
+                    tracing::warn!(%error, "listing the pods' sandboxes");
+                    // Keep what runs; look again at the next resync.
+                    let _ = tokio::time::timeout(RESYNC, workloads.changed()).await;
+                    continue;
+                }
+            }
+        };
+        // Pods gone, out of the mesh, or with a new sandbox or address.
+        let stale: Vec<String> = proxies
+            .iter()
+            .filter(|(uid, proxy)| {
+                !wanted
+                    .get(uid.as_str())
+                    .is_some_and(|w| proxy.serves(w, running.get(uid.as_str())))
+            })
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        for uid in stale {
+            let Some(proxy) = proxies.remove(&uid) else {
+                continue;
+            };
+            let workload = proxy.context.workload();
+            tracing::info!(pod = %workload.name, namespace = %workload.namespace, "pod no longer carried by the mesh");
+            if running.get(&uid) == Some(&proxy.sandbox) {
+                // Still running, out of the mesh: its traffic flows as before.
+                if let Err(error) = proxy.context.netns.apply_nft(&release_rules()) {
+                    tracing::warn!(pod = %workload.name, %error, "removing the capture rules");
+                }
+            }
+        }
+        for (uid, workload) in wanted {
+            if let Some(proxy) = proxies.get(uid) {
+                *proxy.context.workload.write() = workload.clone();
+                continue;
+            }
+            let Some(sandbox) = running.get(uid) else {
+                continue;
+            };
+            match start(&mesh, workload.clone(), sandbox.clone()) {
+                Ok(proxy) => {
+                    tracing::info!(pod = %workload.name, namespace = %workload.namespace, ip = %workload.ip, "pod's traffic captured by the mesh");
+                    proxies.insert(uid.to_string(), proxy);
+                }
+                Err(error) => {
+                    tracing::warn!(pod = %workload.name, namespace = %workload.namespace, %error, "capturing the pod's traffic")
+                }
+            }
+        }
+        if tokio::time::timeout(RESYNC, workloads.changed())
+            .await
+            .is_ok_and(|r| r.is_err())
+        {
+            return;
+        }
+    }
+}
+
+/// Open the pod's listeners and load its capture rules (in that order, so
+/// nothing is steered to a port with no listener).
+fn start(
+    mesh: &Arc<NodeMesh>,
+    workload: Arc<Workload>,
+    sandbox: Sandbox,
+) -> std::io::Result<PodProxy> {
+    let netns = Arc::new(Netns::open(&sandbox.netns)?);
+    let any = |port| SocketAddr::from(([0, 0, 0, 0], port));
+    let outbound = TcpListener::from_std(netns.listen(any(OUTBOUND_PORT))?)?;
+    let tunnel = TcpListener::from_std(netns.listen(any(HBONE_PORT))?)?;
+    let plaintext = TcpListener::from_std(netns.listen(any(INBOUND_PLAINTEXT_PORT))?)?;
+    let node = netns.default_gateway()?;
+    netns.apply_nft(&capture_rules(HBONE_PORT, node))?;
+    let context = Arc::new(PodContext {
+        mesh: mesh.clone(),
+        workload: RwLock::new(workload),
+        netns,
+        pool: TunnelPool::default(),
+        tls: Mutex::new(TlsCache::default()),
+    });
+    let tasks = vec![
+        tokio::spawn(accept(outbound, context.clone(), PodContext::outbound)),
+        tokio::spawn(accept(tunnel, context.clone(), PodContext::tunnel)),
+        tokio::spawn(accept(plaintext, context.clone(), PodContext::plaintext)),
+    ];
+    Ok(PodProxy {
+        context,
+        sandbox,
+        tasks,
+    })
+}
+
+async fn accept<F, Fut>(listener: TcpListener, pod: Arc<PodContext>, handle: F)
+where
+    F: Fn(Arc<PodContext>, TcpStream, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                tokio::spawn(handle(pod.clone(), stream, peer));
+            }
+            Err(error) => {
+                // Out of descriptors, say: wait rather than spin.
+                tracing::warn!(pod = %pod.workload().name, %error, "accepting a mesh connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// TLS configurations made from the pod's current certificate, made again
+/// when it is renewed.
+#[derive(Default)]
+struct TlsCache {
+    certificate: Option<Arc<WorkloadCertificate>>,
+    server: Option<Arc<rustls::ServerConfig>>,
+    clients: HashMap<String, Arc<rustls::ClientConfig>>,
+}
+
+impl TlsCache {
+    fn current(&mut self, certificate: &Arc<WorkloadCertificate>) -> &mut Self {
+        if !self
+            .certificate
+            .as_ref()
+            .is_some_and(|held| Arc::ptr_eq(held, certificate))
+        {
+            *self = Self {
+                certificate: Some(certificate.clone()),
+                ..Default::default()
+            };
+        }
+        self
+    }
+}
+
+/// What one meshed pod's connections share.
+struct PodContext {
+    mesh: Arc<NodeMesh>,
+    /// The pod as last seen (its mTLS mode may change).
+    workload: RwLock<Arc<Workload>>,
+    netns: Arc<Netns>,
+    pool: TunnelPool,
+    tls: Mutex<TlsCache>,
+}
+
+impl PodContext {
+    fn workload(&self) -> Arc<Workload> {
+        self.workload.read().clone()
+    }
+
+    /// A connection the pod's application made.
+    async fn outbound(self: Arc<Self>, app: TcpStream, _peer: SocketAddr) {
+        let workload = self.workload();
+        let destination = match original_destination(&app) {
+            Ok(d) => d,
+            Err(error) => {
+                tracing::debug!(%error, "a captured connection without its destination");
+                return;
+            }
+        };
+        let (route, peer) = self.mesh.route(destination);
+        let labels = ConnectionLabels::outbound(&workload, peer.as_deref(), &route);
+        let result = match &route {
+            Route::Tunnel { .. } => match self.mesh.certificate(&workload).await {
+                Some((certificate, bundle)) => {
+                    let tls = |expected: &str| {
+                        let mut cache = self.tls.lock();
+                        let cache = cache.current(&certificate);
+                        if let Some(config) = cache.clients.get(expected) {
+                            return Ok(config.clone());
+                        }
+                        let config =
+                            client_config(&certificate, &bundle, vec![expected.to_string()])
+                                .map_err(|e| TunnelError::Identity(e.to_string()))?;
+                        cache.clients.insert(expected.to_string(), config.clone());
+                        Ok(config)
+                    };
+                    self.mesh.metrics.opened(&labels);
+                    forward(app, &self.netns, &route, &self.pool, tls).await
+                }
+                None => Err(TunnelError::Identity(format!(
+                    "no certificate for {} yet",
+                    workload.identity()
+                ))),
+            },
+            Route::Direct(_) => {
+                self.mesh.metrics.opened(&labels);
+                forward(app, &self.netns, &route, &self.pool, |_| {
+                    Err(TunnelError::Identity("not meshed".into()))
+                })
+                .await
+            }
+        };
+        match result {
+            Ok((sent, received)) => self.mesh.metrics.closed(&labels, sent, received),
+            Err(error) => {
+                self.mesh.metrics.failed(&labels);
+                tracing::debug!(pod = %workload.name, destination = %route.destination(), %error, "mesh connection failed");
+            }
+        }
+    }
+
+    /// A tunnel from another pod's proxy.
+    async fn tunnel(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
+        let workload = self.workload();
+        let Some((certificate, bundle)) = self.mesh.certificate(&workload).await else {
+            tracing::warn!(pod = %workload.name, %peer, "a tunnel before the pod's certificate was issued");
+            return;
+        };
+        let config = {
+            let mut cache = self.tls.lock();
+            let cache = cache.current(&certificate);
+            match &cache.server {
+                Some(config) => config.clone(),
+                None => match server_config(&certificate, &bundle) {
+                    Ok(config) => {
+                        cache.server = Some(config.clone());
+                        config
+                    }
+                    Err(error) => {
+                        tracing::warn!(pod = %workload.name, %error, "the pod's certificate is unusable");
+                        return;
+                    }
+                },
+            }
+        };
+        let own_ip = workload.ip;
+        let pod = self.clone();
+        // Only this pod, and never the proxy's own ports.
+        let allow = move |caller: &str, destination: SocketAddr| {
+            let allowed = destination.ip() == own_ip
+                && ![OUTBOUND_PORT, HBONE_PORT, INBOUND_PLAINTEXT_PORT]
+                    .contains(&destination.port());
+            if allowed {
+                tracing::info!(pod = %pod.workload().name, namespace = %pod.workload().namespace, %caller, %destination, "mesh connection accepted");
+            }
+            allowed
+        };
+        let netns = self.netns.clone();
+        let metrics = self.mesh.metrics.clone();
+        let callee = workload.clone();
+        let workloads = self.mesh.workloads.clone();
+        let connect: Connector = Arc::new(move |destination| {
+            let (netns, metrics, workload) = (netns.clone(), metrics.clone(), callee.clone());
+            let workloads = workloads.clone();
+            Box::pin(async move {
+                let stream = netns.connect_marked(destination).await;
+                let source = pod_at(&workloads, peer);
+                metrics.inbound(
+                    source.as_deref(),
+                    &workload,
+                    Security::MutualTls,
+                    stream.is_ok(),
+                );
+                stream
+            })
+        });
+        if let Err(error) = serve_connection(tcp, config, allow, connect).await {
+            tracing::debug!(pod = %workload.name, %peer, %error, "tunnel session ended");
+        }
+    }
+
+    /// Plaintext to the pod from outside the mesh.
+    async fn plaintext(self: Arc<Self>, mut caller: TcpStream, peer: SocketAddr) {
+        let workload = self.workload();
+        let destination = match original_destination(&caller) {
+            Ok(d) => d,
+            Err(_) => return,
+        };
+        if workload.mtls == MtlsMode::Strict {
+            tracing::info!(pod = %workload.name, namespace = %workload.namespace, %peer, %destination, "plaintext refused: the pod takes mutual TLS only");
+            let source = pod_at(&self.mesh.workloads, peer);
+            self.mesh.metrics.refused(source.as_deref(), &workload);
+            // A reset, not a clean close: the caller sees a refusal.
+            let _ = caller.set_zero_linger();
+            return;
+        }
+        let upstream = self.netns.connect_marked(destination).await;
+        let source = pod_at(&self.mesh.workloads, peer);
+        self.mesh.metrics.inbound(
+            source.as_deref(),
+            &workload,
+            Security::None,
+            upstream.is_ok(),
+        );
+        if let Ok(mut upstream) = upstream {
+            let _ = tokio::io::copy_bidirectional(&mut caller, &mut upstream).await;
+        }
+    }
+}
+
+/// The pod a connection came from, by its address.
+fn pod_at(workloads: &watch::Receiver<Arc<Workloads>>, peer: SocketAddr) -> Option<Arc<Workload>> {
+    workloads.borrow().get(peer.ip()).cloned()
+}
