@@ -487,7 +487,9 @@ spec:
     // Outside the mesh: plaintext to the pod passes while PERMISSIVE...
     let web_ip = pod_ip("shop", "web");
     let direct = format!("http://{web_ip}:8080/plain");
+    let service = "http://web.shop/plain";
     assert!(fetch(&c, "outside", "stranger", &direct).is_some());
+    assert!(fetch(&c, "outside", "stranger", service).is_some());
     // ... and is refused once the namespace is STRICT; the meshed client
     // still gets through, and the kubelet's probes still pass.
     c.kubectl(&["label", "namespace", "shop", "kedge.io/mesh-mtls=strict"]);
@@ -500,12 +502,17 @@ spec:
         metrics(&metrics_addr),
         c.log()
     );
+    assert!(
+        fetch(&c, "outside", "stranger", service).is_none(),
+        "nor through its Service (the node's service proxy is outside the mesh)"
+    );
     assert!(fetch(&c, "shop", "client", "http://web.shop/again").is_some());
     assert!(c
         .log()
         .lines()
         .any(|l| l.contains("plaintext refused") && l.contains("pod=web")));
-    std::thread::sleep(Duration::from_secs(3));
+    // Three failed probes a second apart would have made it unready.
+    std::thread::sleep(Duration::from_secs(5));
     let ready = c.kubectl(&[
         "get",
         "pod",

@@ -14,6 +14,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// The address the kubelet's probes come from on a node's pod network (a
+/// link-local address on the pods' bridge, Istio's choice): the mesh
+/// tells probes from other traffic of the node by it, so a pod that takes
+/// mutual TLS only still answers its probes.
+pub const KUBELET_PROBE_SOURCE: Ipv4Addr = Ipv4Addr::new(169, 254, 7, 127);
+
 /// Why a configuration could not be loaded or is not usable.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{HTTPGetAction, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use crate::runtime::{ExecRequest, Result, Runtime};
 
@@ -41,16 +41,15 @@ pub async fn run<R: Runtime + ?Sized>(
             return exec_probe(runtime, id, exec.command.clone().unwrap_or_default()).await;
         }
         if let Some(http) = &probe.http_get {
-            return Ok(http_probe(http, pod_ip).await);
+            return Ok(http_probe(runtime, http, pod_ip).await);
         }
         if let Some(tcp) = &probe.tcp_socket {
             let host = tcp.host.as_deref().and_then(|h| h.parse().ok()).or(pod_ip);
             let Some((host, port)) = host.zip(port_number(&tcp.port)) else {
                 return Ok(false);
             };
-            return Ok(TcpStream::connect(SocketAddr::new(host, port))
-                .await
-                .is_ok());
+            let source = runtime.probe_source(host);
+            return Ok(connect(source, SocketAddr::new(host, port)).await.is_ok());
         }
         // A probe with no action (or grpc, not supported) never passes.
         Ok(false)
@@ -87,9 +86,26 @@ async fn exec_probe<R: Runtime + ?Sized>(
     Ok(session.exit_code.await? == 0)
 }
 
+/// A TCP connection to `target`, from `source` when given.
+async fn connect(source: Option<IpAddr>, target: SocketAddr) -> std::io::Result<TcpStream> {
+    let Some(source) = source else {
+        return TcpStream::connect(target).await;
+    };
+    let socket = match source {
+        IpAddr::V4(_) => TcpSocket::new_v4()?,
+        IpAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(target).await
+}
+
 /// A status from 200 to 399 is success, as in Kubernetes (redirects are
 /// not followed: a 3xx already passes).
-async fn http_probe(http: &HTTPGetAction, pod_ip: Option<IpAddr>) -> bool {
+async fn http_probe<R: Runtime + ?Sized>(
+    runtime: &R,
+    http: &HTTPGetAction,
+    pod_ip: Option<IpAddr>,
+) -> bool {
     if http
         .scheme
         .as_deref()
@@ -103,7 +119,8 @@ async fn http_probe(http: &HTTPGetAction, pod_ip: Option<IpAddr>) -> bool {
     let Some((host, port)) = host.zip(port_number(&http.port)) else {
         return false;
     };
-    let Ok(mut stream) = TcpStream::connect(SocketAddr::new(host, port)).await else {
+    let source = runtime.probe_source(host);
+    let Ok(mut stream) = connect(source, SocketAddr::new(host, port)).await else {
         return false;
     };
     let path = http

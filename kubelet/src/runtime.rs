@@ -392,6 +392,12 @@ pub trait Runtime: Send + Sync + 'static {
         probe: Option<&'a Probe>,
     ) -> BoxFuture<'a, Result<bool>>;
 
+    /// The address probes to `target` (a pod's address) are sent from, if
+    /// the runtime gave the pod network one of its own.
+    fn probe_source(&self, _target: std::net::IpAddr) -> Option<std::net::IpAddr> {
+        None
+    }
+
     /// Pod lifecycle events from now on.
     fn events(&self) -> broadcast::Receiver<PodLifecycleEvent>;
 

@@ -99,16 +99,6 @@ impl Netns {
             .await
     }
 
-    /// The IPv4 default gateway of this namespace (for a pod: its node's
-    /// address on the pod network), from the kernel's routing table.
-    pub fn default_gateway(&self) -> io::Result<Option<Ipv4Addr>> {
-        self.run(|| {
-            // `thread-self`: `self/net` would be the process's namespace.
-            let routes = std::fs::read_to_string("/proc/thread-self/net/route")?;
-            Ok(default_gateway(&routes))
-        })
-    }
-
     /// Replace the capture table in this namespace with `script`'s (`nft
     /// -f -`, one transaction).
     pub fn apply_nft(&self, script: &str) -> io::Result<()> {
@@ -141,13 +131,13 @@ impl Netns {
 /// The capture rules of a meshed pod, in its own namespace: its outbound
 /// TCP (not to itself, not the proxy's own marked sockets) is redirected
 /// to [`OUTBOUND_PORT`]; inbound TCP other than the tunnel port to
-/// [`INBOUND_PLAINTEXT_PORT`], except from `node` (the pod's gateway, the
-/// node itself: the kubelet's probes, which a STRICT pod must still
-/// answer). The original destination stays readable with
-/// `SO_ORIGINAL_DST`. Replacing the table is one transaction.
-pub fn capture_rules(tunnel_port: u16, node: Option<Ipv4Addr>) -> String {
+/// [`INBOUND_PLAINTEXT_PORT`], except from `probes` (the address the
+/// kubelet's probes come from, which a STRICT pod must still answer). The
+/// original destination stays readable with `SO_ORIGINAL_DST`. Replacing
+/// the table is one transaction.
+pub fn capture_rules(tunnel_port: u16, probes: Option<Ipv4Addr>) -> String {
     let t = CAPTURE_TABLE;
-    let from_node = node
+    let from_node = probes
         .map(|ip| format!("\t\tip saddr {ip} return\n"))
         .unwrap_or_default();
     format!(
@@ -175,21 +165,6 @@ pub fn original_destination(socket: &impl AsFd) -> io::Result<SocketAddr> {
         Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
         u16::from_be(sin.sin_port),
     )))
-}
-
-/// The gateway of the default route in `/proc/net/route`'s text (columns
-/// Iface, Destination, Gateway, … in host-order hex).
-fn default_gateway(routes: &str) -> Option<Ipv4Addr> {
-    routes.lines().skip(1).find_map(|line| {
-        let mut fields = line.split_whitespace();
-        let (_, destination, gateway) = (fields.next()?, fields.next()?, fields.next()?);
-        if destination != "00000000" {
-            return None;
-        }
-        let raw = u32::from_str_radix(gateway, 16).ok()?;
-        // The kernel prints the address as a native-endian u32.
-        Some(Ipv4Addr::from(raw.to_ne_bytes()))
-    })
 }
 
 #[cfg(test)]

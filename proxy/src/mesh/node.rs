@@ -270,8 +270,10 @@ fn start(
     let outbound = TcpListener::from_std(netns.listen(any(OUTBOUND_PORT))?)?;
     let tunnel = TcpListener::from_std(netns.listen(any(HBONE_PORT))?)?;
     let plaintext = TcpListener::from_std(netns.listen(any(INBOUND_PLAINTEXT_PORT))?)?;
-    let node = netns.default_gateway()?;
-    netns.apply_nft(&capture_rules(HBONE_PORT, node))?;
+    netns.apply_nft(&capture_rules(
+        HBONE_PORT,
+        Some(kedge_config::cluster::KUBELET_PROBE_SOURCE),
+    ))?;
     let context = Arc::new(PodContext {
         mesh: mesh.clone(),
         workload: RwLock::new(workload),

@@ -85,6 +85,8 @@ pub struct DockerOptions {
 /// Pods in Docker.
 pub struct DockerRuntime {
     docker: Docker,
+    /// The address probes come from, and the pod subnet it serves.
+    probe_source: Option<(std::net::Ipv4Addr, network::Subnet)>,
     node: String,
     network: String,
     pause_image: String,
@@ -154,10 +156,12 @@ impl DockerRuntime {
             .clone()
             .unwrap_or_else(|| format!("kedge-{}", name_part(&options.node_name)));
         network::ensure(&docker, &network, &options).await?;
+        let probe_source = network::add_probe_source(&docker, &network, &options.pod_cidr).await;
         let pause_image = pause::ensure_image(&docker).await?;
         let (events, _) = broadcast::channel(1024);
         let runtime = Arc::new(Self {
             docker,
+            probe_source,
             node: options.node_name,
             network,
             pause_image,
@@ -679,6 +683,14 @@ impl Runtime for DockerRuntime {
     ) -> BoxFuture<'a, Result<bool>> {
         // Readiness probes run in the prober; the engine adds nothing.
         futures::future::ready(Ok(true)).boxed()
+    }
+
+    fn probe_source(&self, target: std::net::IpAddr) -> Option<std::net::IpAddr> {
+        let (source, subnet) = self.probe_source.as_ref()?;
+        match target {
+            std::net::IpAddr::V4(ip) if subnet.contains(ip) => Some(std::net::IpAddr::V4(*source)),
+            _ => None,
+        }
     }
 
     fn events(&self) -> broadcast::Receiver<PodLifecycleEvent> {

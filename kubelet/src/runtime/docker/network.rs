@@ -3,9 +3,11 @@
 //! node and are reachable from the node itself.
 
 use std::collections::HashMap;
+use std::net::Ipv4Addr;
 
 use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
 use bollard::Docker;
+use kedge_config::cluster::KUBELET_PROBE_SOURCE;
 
 use super::{is_status, map_err, DockerOptions, LABEL_MANAGED, LABEL_NODE};
 use crate::runtime::{Result, RuntimeError};
@@ -80,10 +82,87 @@ fn bridge_options(options: &DockerOptions) -> HashMap<String, String> {
     out
 }
 
+/// An IPv4 subnet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Subnet {
+    base: u32,
+    mask: u32,
+}
+
+impl Subnet {
+    /// `a.b.c.d/n`.
+    pub fn parse(cidr: &str) -> Option<Self> {
+        let (addr, len) = cidr.split_once('/')?;
+        let addr: Ipv4Addr = addr.parse().ok()?;
+        let len: u32 = len.parse().ok().filter(|l| *l <= 32)?;
+        let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+        Some(Self {
+            base: u32::from(addr) & mask,
+            mask,
+        })
+    }
+
+    /// Whether `ip` is in it.
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & self.mask == self.base
+    }
+}
+
+/// Put [`KUBELET_PROBE_SOURCE`] on the bridge of the pod network `name`,
+/// for probes to come from (the pods answer it through their gateway, the
+/// bridge). `None`, with a warning, if that cannot be done: probes then
+/// come from the bridge's own address.
+pub(super) async fn add_probe_source(
+    docker: &Docker,
+    name: &str,
+    pod_cidr: &str,
+) -> Option<(Ipv4Addr, Subnet)> {
+    let subnet = Subnet::parse(pod_cidr)?;
+    let network = docker.inspect_network(name, None).await.ok()?;
+    // Docker names a bridge after its network unless told a name.
+    let bridge = network
+        .options
+        .and_then(|mut o| o.remove("com.docker.network.bridge.name"))
+        .or_else(|| Some(format!("br-{}", network.id?.get(..12)?)))?;
+    let address = format!("{KUBELET_PROBE_SOURCE}/32");
+    let out = tokio::process::Command::new("ip")
+        .args(["addr", "replace", &address, "dev", &bridge])
+        .output()
+        .await;
+    match out {
+        Ok(out) if out.status.success() => Some((KUBELET_PROBE_SOURCE, subnet)),
+        Ok(out) => {
+            tracing::warn!(%bridge, error = %String::from_utf8_lossy(&out.stderr).trim(), "no probe source address on the pod bridge; probes come from the bridge's address");
+            None
+        }
+        Err(error) => {
+            tracing::warn!(%bridge, %error, "no probe source address on the pod bridge (is `ip` installed?)");
+            None
+        }
+    }
+}
+
 /// The first address of an IPv4 subnet: the bridge's, the node's address
 /// on the pod network.
 pub fn gateway(subnet: &str) -> Option<String> {
     let (addr, _) = subnet.split_once('/')?;
     let ip: std::net::Ipv4Addr = addr.parse().ok()?;
     Some(std::net::Ipv4Addr::from(u32::from(ip) + 1).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_subnet_holds_its_own_addresses_only() {
+        let subnet = Subnet::parse("10.244.3.0/24").unwrap();
+        assert!(subnet.contains(Ipv4Addr::new(10, 244, 3, 17)));
+        assert!(!subnet.contains(Ipv4Addr::new(10, 244, 4, 17)));
+        assert!(Subnet::parse("0.0.0.0/0")
+            .unwrap()
+            .contains(Ipv4Addr::new(1, 2, 3, 4)));
+        assert_eq!(Subnet::parse("10.0.0.0/33"), None);
+        assert_eq!(Subnet::parse("nonsense"), None);
+    }
 }

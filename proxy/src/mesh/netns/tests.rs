@@ -91,25 +91,12 @@ fn a_missing_namespace_is_an_error() {
 }
 
 #[test]
-fn the_default_gateway_is_read_from_the_routing_table() {
-    let routes = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n\
-                  eth0\t0000F40A\t00000000\t0001\t0\t0\t0\t00FFFFFF\n\
-                  eth0\t00000000\t0100F40A\t0003\t0\t0\t0\t00000000\n";
-    assert_eq!(
-        super::default_gateway(routes),
-        Some(Ipv4Addr::new(10, 244, 0, 1))
-    );
-    assert_eq!(super::default_gateway(&routes[..routes.len() / 2]), None);
-}
-
-#[test]
-fn the_node_is_exempt_from_inbound_capture_and_the_rules_come_off() {
+fn probes_are_exempt_from_inbound_capture_and_the_rules_come_off() {
     let ns = TestNamespace::new(2);
     let netns = ns.netns();
-    assert_eq!(netns.default_gateway().unwrap(), None, "no default route");
-    let gateway = Ipv4Addr::new(10, 244, 0, 1);
+    let probes = Ipv4Addr::new(169, 254, 7, 127);
     netns
-        .apply_nft(&capture_rules(15008, Some(gateway)))
+        .apply_nft(&capture_rules(15008, Some(probes)))
         .unwrap();
     let listed = netns
         .run(|| {
@@ -119,7 +106,7 @@ fn the_node_is_exempt_from_inbound_capture_and_the_rules_come_off() {
         })
         .unwrap();
     let listed = String::from_utf8_lossy(&listed.stdout).to_string();
-    assert!(listed.contains("ip saddr 10.244.0.1 return"), "{listed}");
+    assert!(listed.contains("ip saddr 169.254.7.127 return"), "{listed}");
     netns.apply_nft(&super::release_rules()).unwrap();
     let gone = netns
         .run(|| {
