@@ -472,9 +472,12 @@ impl Machine {
         let _ = child.wait();
     }
 
-    /// What a process started by [`kedge`](Self::kedge) wrote so far.
+    /// What a process started by [`kedge`](Self::kedge) wrote so far,
+    /// colours taken out.
     pub fn log(&self, log: &str) -> String {
-        std::fs::read_to_string(self.dir.join(format!("{log}.log"))).unwrap_or_default()
+        super::without_colours(
+            &std::fs::read_to_string(self.dir.join(format!("{log}.log"))).unwrap_or_default(),
+        )
     }
 
     /// Run `kedge <args>` on this machine to its end.

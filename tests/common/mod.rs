@@ -560,22 +560,7 @@ impl Cluster {
     /// What kedge has logged so far, colours taken out (`RUST_LOG` is
     /// `warn` unless the test set it).
     pub fn log(&self) -> String {
-        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-        let mut plain = String::with_capacity(text.len());
-        let mut chars = text.chars();
-        while let Some(ch) = chars.next() {
-            if ch == '\u{1b}' {
-                // An escape sequence: ESC [ parameters, then a letter.
-                for ch in chars.by_ref() {
-                    if ch.is_ascii_alphabetic() {
-                        break;
-                    }
-                }
-            } else {
-                plain.push(ch);
-            }
-        }
-        plain
+        without_colours(&std::fs::read_to_string(self.log_path()).unwrap_or_default())
     }
 
     /// The value given to a flag of the command, if any.
@@ -957,6 +942,25 @@ pub fn lease_holder(kubectl_output: impl Fn(&[&str]) -> Output, name: &str) -> O
     ]);
     let holder = String::from_utf8_lossy(&out.stdout).trim().to_string();
     (out.status.success() && !holder.is_empty()).then_some(holder)
+}
+
+/// `text` with its terminal colour sequences taken out.
+pub fn without_colours(text: &str) -> String {
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(ch) = chars.next() {
+        if ch == '\u{1b}' {
+            // An escape sequence: ESC [ parameters, then a letter.
+            for ch in chars.by_ref() {
+                if ch.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(ch);
+        }
+    }
+    plain
 }
 
 /// Poll `f` until it returns true or `timeout` passes.
