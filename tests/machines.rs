@@ -654,6 +654,12 @@ spec:
     });
     let answer = answer.expect("the client reached the server on the other machine");
     assert_eq!(field(&answer, "hostname"), "web", "{answer}");
+    let client_ip = m1.kubectl(&["get", "pod", "client", "-o", "jsonpath={.status.podIP}"]);
+    assert_eq!(
+        field(&answer, "remote").rsplit_once(':').unwrap().0,
+        client_ip,
+        "the server saw the client's address"
+    );
     assert!(answer.contains(&marker), "{answer}");
     std::thread::sleep(Duration::from_millis(500));
     ms.machines[1].kill(tcpdump);

@@ -30,6 +30,13 @@ pub const OUTBOUND_PORT: u16 = 15001;
 pub const INBOUND_PLAINTEXT_PORT: u16 = 15006;
 /// The nftables table of the capture rules, in the pod's namespace.
 pub const CAPTURE_TABLE: &str = "kedge_mesh";
+/// The connection mark of connections the proxy made to its pod with the
+/// caller's address as source (Istio's 0x111): the pod's answers carry it,
+/// and a routing rule delivers them back to the proxy, not out to the
+/// caller.
+pub const TRANSPARENT_MARK: u32 = 0x111;
+/// The routing table of that rule: everything is local.
+pub const TRANSPARENT_TABLE: u32 = 133;
 
 /// A pod's network namespace, held open.
 #[derive(Debug)]
@@ -99,6 +106,62 @@ impl Netns {
             .await
     }
 
+    /// A connection to `destination` (this pod) from this namespace that
+    /// the pod sees coming from `source` (the caller's address, not the
+    /// proxy's): a marked socket with `IP_TRANSPARENT`, bound there. Needs
+    /// [`route_answers_to_proxy`](Self::route_answers_to_proxy) done once.
+    pub async fn connect_as(
+        &self,
+        source: std::net::IpAddr,
+        destination: SocketAddr,
+    ) -> io::Result<tokio::net::TcpStream> {
+        let fd = self.marked_socket()?;
+        setsockopt(&fd, sockopt::IpTransparent, &true)?;
+        let socket = std::net::TcpStream::from(fd);
+        let socket = tokio::net::TcpSocket::from_std_stream(socket);
+        socket.bind(SocketAddr::new(source, 0))?;
+        socket.connect(destination).await
+    }
+
+    /// The routing rule that sends the pod's answers to connections made
+    /// by [`connect_as`](Self::connect_as) back into the namespace (to
+    /// the proxy) instead of out to the caller's address.
+    pub fn route_answers_to_proxy(&self) -> io::Result<()> {
+        let (mark, table) = (
+            format!("{TRANSPARENT_MARK:#x}"),
+            TRANSPARENT_TABLE.to_string(),
+        );
+        self.run(|| {
+            // `replace` and a rule removed first: doing it twice is harmless.
+            let _ = ip(&["rule", "del", "fwmark", &mark, "lookup", &table]);
+            ip(&[
+                "rule", "add", "fwmark", &mark, "lookup", &table, "pref", "32764",
+            ])?;
+            ip(&[
+                "route",
+                "replace",
+                "local",
+                "0.0.0.0/0",
+                "dev",
+                "lo",
+                "table",
+                &table,
+            ])
+        })
+    }
+
+    /// Undo [`route_answers_to_proxy`](Self::route_answers_to_proxy).
+    pub fn stop_routing_answers_to_proxy(&self) -> io::Result<()> {
+        let (mark, table) = (
+            format!("{TRANSPARENT_MARK:#x}"),
+            TRANSPARENT_TABLE.to_string(),
+        );
+        self.run(|| {
+            ip(&["rule", "del", "fwmark", &mark, "lookup", &table])?;
+            ip(&["route", "flush", "table", &table])
+        })
+    }
+
     /// Replace the capture table in this namespace with `script`'s (`nft
     /// -f -`, one transaction).
     pub fn apply_nft(&self, script: &str) -> io::Result<()> {
@@ -128,13 +191,34 @@ impl Netns {
     }
 }
 
+/// `ip <args>` from the calling thread (so in its namespace).
+fn ip(args: &[&str]) -> io::Result<()> {
+    let out = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
 /// The capture rules of a meshed pod, in its own namespace: its outbound
 /// TCP (not to itself, not the proxy's own marked sockets) is redirected
 /// to [`OUTBOUND_PORT`]; inbound TCP other than the tunnel port to
 /// [`INBOUND_PLAINTEXT_PORT`], except from `probes` (the address the
 /// kubelet's probes come from, which a STRICT pod must still answer). The
-/// original destination stays readable with `SO_ORIGINAL_DST`. Replacing
-/// the table is one transaction.
+/// original destination stays readable with `SO_ORIGINAL_DST`.
+/// Connections the proxy makes to the pod with the caller's address
+/// ([`Netns::connect_as`]) come back in on the loopback with the proxy's
+/// mark: they pass uncaptured and get [`TRANSPARENT_MARK`] as their
+/// connection mark, which the pod's answers then carry. Replacing the table
+/// is one transaction.
 pub fn capture_rules(tunnel_port: u16, probes: Option<Ipv4Addr>) -> String {
     let t = CAPTURE_TABLE;
     let from_node = probes
@@ -147,8 +231,13 @@ pub fn capture_rules(tunnel_port: u16, probes: Option<Ipv4Addr>) -> String {
          \t\tip daddr 127.0.0.0/8 return\n\
          \t\tmeta l4proto tcp redirect to :{OUTBOUND_PORT}\n\t}}\n\
          \tchain prerouting {{\n\t\ttype nat hook prerouting priority -100; policy accept;\n\
+         \t\tmeta mark {PROXY_MARK:#x} return\n\
          \t\tmeta l4proto tcp tcp dport {tunnel_port} return\n{from_node}\
-         \t\tmeta l4proto tcp redirect to :{INBOUND_PLAINTEXT_PORT}\n\t}}\n}}\n"
+         \t\tmeta l4proto tcp redirect to :{INBOUND_PLAINTEXT_PORT}\n\t}}\n\
+         \tchain transparent_in {{\n\t\ttype filter hook prerouting priority mangle; policy accept;\n\
+         \t\tmeta mark {PROXY_MARK:#x} ct mark set {TRANSPARENT_MARK:#x}\n\t}}\n\
+         \tchain transparent_out {{\n\t\ttype route hook output priority mangle; policy accept;\n\
+         \t\tct mark {TRANSPARENT_MARK:#x} meta mark set {TRANSPARENT_MARK:#x}\n\t}}\n}}\n"
     )
 }
 

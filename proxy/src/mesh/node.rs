@@ -8,7 +8,8 @@
 //!   goes through the tunnel to that pod's proxy, which must present the
 //!   pod's ServiceAccount identity; anything else goes as it is.
 //! - The tunnel: the caller is known by its certificate; the stream is
-//!   connected to the pod from inside its namespace.
+//!   connected to the pod from inside its namespace, from the caller's
+//!   address (so the application sees who called, as without the mesh).
 //! - Plaintext from outside the mesh: passed on (PERMISSIVE) or refused
 //!   (STRICT), per the pod's or its namespace's `kedge.io/mesh-mtls`.
 
@@ -226,7 +227,11 @@ pub async fn run(mesh: Arc<NodeMesh>, sandboxes: Box<dyn Sandboxes>) {
             tracing::info!(pod = %workload.name, namespace = %workload.namespace, "pod no longer carried by the mesh");
             if running.get(&uid) == Some(&proxy.sandbox) {
                 // Still running, out of the mesh: its traffic flows as before.
-                if let Err(error) = proxy.context.netns.apply_nft(&release_rules()) {
+                let netns = &proxy.context.netns;
+                let released = netns
+                    .apply_nft(&release_rules())
+                    .and_then(|()| netns.stop_routing_answers_to_proxy());
+                if let Err(error) = released {
                     tracing::warn!(pod = %workload.name, %error, "removing the capture rules");
                 }
             }
@@ -270,6 +275,7 @@ fn start(
     let outbound = TcpListener::from_std(netns.listen(any(OUTBOUND_PORT))?)?;
     let tunnel = TcpListener::from_std(netns.listen(any(HBONE_PORT))?)?;
     let plaintext = TcpListener::from_std(netns.listen(any(INBOUND_PLAINTEXT_PORT))?)?;
+    netns.route_answers_to_proxy()?;
     netns.apply_nft(&capture_rules(
         HBONE_PORT,
         Some(kedge_config::cluster::KUBELET_PROBE_SOURCE),
@@ -448,7 +454,8 @@ impl PodContext {
             let (netns, metrics, workload) = (netns.clone(), metrics.clone(), callee.clone());
             let workloads = workloads.clone();
             Box::pin(async move {
-                let stream = netns.connect_marked(destination).await;
+                // The pod sees the caller's pod address, as without the mesh.
+                let stream = netns.connect_as(peer.ip(), destination).await;
                 let source = pod_at(&workloads, peer);
                 metrics.inbound(
                     source.as_deref(),
@@ -479,7 +486,7 @@ impl PodContext {
             let _ = caller.set_zero_linger();
             return;
         }
-        let upstream = self.netns.connect_marked(destination).await;
+        let upstream = self.netns.connect_as(peer.ip(), destination).await;
         let source = pod_at(&self.mesh.workloads, peer);
         self.mesh.metrics.inbound(
             source.as_deref(),

@@ -77,18 +77,23 @@ impl Drop for TwoPods {
     }
 }
 
-/// An echo server on `port` of every address of `ns`.
-fn echo_in(ns: &Netns, port: u16) {
+/// An echo server on `port` of every address of `ns`; the addresses its
+/// connections came from.
+fn echo_in(ns: &Netns, port: u16) -> Arc<Mutex<Vec<SocketAddr>>> {
     let app =
         TcpListener::from_std(ns.listen(SocketAddr::from(([0, 0, 0, 0], port))).unwrap()).unwrap();
+    let peers = Arc::new(Mutex::new(Vec::new()));
+    let seen = peers.clone();
     tokio::spawn(async move {
-        while let Ok((mut socket, _)) = app.accept().await {
+        while let Ok((mut socket, peer)) = app.accept().await {
+            seen.lock().push(peer);
             tokio::spawn(async move {
                 let (mut r, mut w) = socket.split();
                 let _ = tokio::io::copy(&mut r, &mut w).await;
             });
         }
     });
+    peers
 }
 
 /// `ns`'s proxy: its outbound listener, each captured connection carried
@@ -151,8 +156,10 @@ async fn a_pods_connection_crosses_the_tunnel_and_arrives_with_its_identity() {
     }
 
     // Pod B: its application (an echo server on :8080), and B's tunnel
-    // listener, which reaches the application from inside B.
-    echo_in(&b, 8080);
+    // listener, which reaches the application from inside B with the
+    // caller's address.
+    let app_peers = echo_in(&b, 8080);
+    b.route_answers_to_proxy().unwrap();
     let callers = Arc::new(Mutex::new(Vec::new()));
     let tunnel = TcpListener::from_std(
         b.listen(SocketAddr::from(([0, 0, 0, 0], HBONE_PORT)))
@@ -162,12 +169,12 @@ async fn a_pods_connection_crosses_the_tunnel_and_arrives_with_its_identity() {
     let server = server_config(&server_id, ca.pem()).unwrap();
     let (seen, b_inside) = (callers.clone(), b.clone());
     tokio::spawn(async move {
-        while let Ok((tcp, _)) = tunnel.accept().await {
+        while let Ok((tcp, caller)) = tunnel.accept().await {
             let seen = seen.clone();
             let b_inside = b_inside.clone();
             let connect: crate::mesh::tunnel::Connector = Arc::new(move |destination| {
                 let b_inside = b_inside.clone();
-                Box::pin(async move { b_inside.connect_marked(destination).await })
+                Box::pin(async move { b_inside.connect_as(caller.ip(), destination).await })
             });
             tokio::spawn(serve_connection(
                 tcp,
@@ -203,6 +210,12 @@ async fn a_pods_connection_crosses_the_tunnel_and_arrives_with_its_identity() {
             (client_id.spiffe_id.clone(), destination)
         ],
         "B's side saw A's identity and the destination A's application asked for"
+    );
+    let sources: Vec<IpAddr> = app_peers.lock().iter().map(SocketAddr::ip).collect();
+    assert_eq!(
+        sources,
+        [IpAddr::V4(Ipv4Addr::new(10, 77, 0, 1)); 2],
+        "B's application saw A's address, not its own"
     );
 }
 
