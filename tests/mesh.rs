@@ -328,11 +328,13 @@ fn fetch(c: &Cluster, namespace: &str, pod: &str, url: &str) -> Option<String> {
 /// `kedge up` with default flags, two meshed pods and one outside: the
 /// client's request to the server's Service crosses the pod network only
 /// as mutual TLS to the tunnel port, the server's node proxy knows the
-/// client by its SPIFFE ID, the connection is counted per workload pair;
-/// a pod outside the mesh gets through in plaintext while the namespace
-/// is PERMISSIVE, and is refused once it is STRICT.
+/// client by its SPIFFE ID, the server sees the client's address, the
+/// connection is counted per workload pair; a pod outside the mesh gets
+/// through in plaintext while the namespace is PERMISSIVE, and is refused
+/// once it is STRICT (while the kubelet's probes pass); an authorization
+/// policy refuses one ServiceAccount and not the others.
 #[test]
-fn meshed_pods_talk_in_mutual_tls_and_strict_refuses_plaintext() {
+fn meshed_pods_talk_in_mutual_tls_under_strict_mode_and_policies() {
     let (echo, busybox) = (images::echo(), images::busybox());
     let c = Cluster::up_with_env(&[], &[("RUST_LOG", "warn,kedge_proxy::mesh=info")]);
     c.kubectl(&["create", "namespace", "shop"]);

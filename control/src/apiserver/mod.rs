@@ -169,7 +169,23 @@ pub fn bootstrap(state: &ApiState) -> Result<(), ApiError> {
     kubernetes_service::ensure_service(state, server_port(&state.server_url))?;
     auth::rbac::policy::reconcile(state)?;
     ensure_default_storage_class(state)?;
+    ensure_mesh_definitions(state)?;
     Ok(())
+}
+
+/// The mesh's custom resources (its AuthorizationPolicy), installed as
+/// Istio's are, so policies can be written on any cluster.
+fn ensure_mesh_definitions(state: &ApiState) -> Result<(), ApiError> {
+    let definitions =
+        registry::builtin::find("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+            .expect("served");
+    let definition: Value =
+        serde_yaml::from_str(include_str!("mesh-authorization-policy.yaml")).expect("valid YAML");
+    let name = definition["metadata"]["name"].as_str().expect("named");
+    if state.cache.get(&definitions.key(None, name)).is_some() {
+        return Ok(());
+    }
+    create_as_apiserver(state, definitions, definition)
 }
 
 /// The StorageClass a cluster starts with, as k3s ships one: `local-path`,

@@ -95,6 +95,13 @@ pub struct MeshMetrics {
     sent: Family<ConnectionLabels, Counter>,
     received: Family<ConnectionLabels, Counter>,
     refused: Family<DestinationLabels, Counter>,
+    denied: Family<PolicyLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabels {
+    destination_workload: String,
+    policy: String,
 }
 
 impl Default for MeshMetrics {
@@ -143,7 +150,14 @@ impl MeshMetrics {
             "Plaintext connections refused by a STRICT pod",
             refused.clone(),
         );
+        let denied = Family::default();
+        registry.register(
+            "authorization_denied",
+            "Connections refused by an authorization policy",
+            denied.clone(),
+        );
         Self {
+            denied,
             registry: Mutex::new(registry),
             opened,
             closed,
@@ -198,6 +212,16 @@ impl MeshMetrics {
             .get_or_create(&DestinationLabels {
                 source_workload: name(source),
                 destination_workload: destination.identity(),
+            })
+            .inc();
+    }
+
+    /// A connection to `destination` refused by `policy`.
+    pub fn denied(&self, destination: &Workload, policy: &str) {
+        self.denied
+            .get_or_create(&PolicyLabels {
+                destination_workload: destination.identity(),
+                policy: policy.to_string(),
             })
             .inc();
     }

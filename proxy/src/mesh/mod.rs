@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod netns;
 pub mod node;
 pub mod outbound;
+pub mod policy;
 pub mod sandbox;
 pub mod tls;
 pub mod tunnel;
@@ -45,6 +46,7 @@ use crate::table::ProxyTable;
 use identity::{Identities, IdentityConfig};
 use metrics::MeshMetrics;
 use node::NodeMesh;
+use policy::{AuthorizationPolicy, Policies};
 use workloads::Workloads;
 
 /// The label that opts a namespace or a pod into the mesh.
@@ -71,7 +73,21 @@ pub async fn run(
     let (pods, pods_watch) = follow::<Pod>(Api::all(watch_client.clone()), changed.clone());
     let (namespaces, namespaces_watch) =
         follow::<Namespace>(Api::all(watch_client.clone()), changed);
-    let watches = futures::future::join(pods_watch, namespaces_watch);
+    let (policies_tx, policies) = watch::channel(Arc::new(Policies::default()));
+    let (policy_changed, mut policy_changed_rx) = watch::channel(());
+    let (policy_store, policies_watch) =
+        follow::<AuthorizationPolicy>(Api::all(watch_client.clone()), Arc::new(policy_changed));
+    let policy_index = async move {
+        loop {
+            let index = Policies::index(policy_store.state().iter().map(|p| &**p));
+            policies_tx.send_replace(Arc::new(index));
+            if policy_changed_rx.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    let watches =
+        futures::future::join4(pods_watch, namespaces_watch, policies_watch, policy_index);
     let (workloads_tx, workloads) = watch::channel(Arc::new(Workloads::default()));
     let index = {
         let (pods, namespaces, mut changed) =
@@ -114,6 +130,7 @@ pub async fn run(
         identities.clone(),
         workloads,
         services,
+        policies,
         metrics,
     ));
     let identities = identity::run(

@@ -29,6 +29,7 @@ use super::netns::{
     OUTBOUND_PORT,
 };
 use super::outbound::{forward, Route};
+use super::policy::{Caller, Policies};
 use super::sandbox::{Sandbox, Sandboxes};
 use super::tls::{client_config, server_config};
 use super::tunnel::{serve_connection, Connector, TunnelError, TunnelPool, HBONE_PORT};
@@ -56,6 +57,8 @@ pub struct NodeMesh {
     pub workloads: watch::Receiver<Arc<Workloads>>,
     /// The service proxy's table, for ClusterIPs.
     pub services: watch::Receiver<Arc<ProxyTable>>,
+    /// The authorization policies.
+    pub policies: watch::Receiver<Arc<Policies>>,
     /// Connections counted per workload pair.
     pub metrics: Arc<MeshMetrics>,
     balancer: Balancer,
@@ -72,6 +75,7 @@ impl NodeMesh {
         identities: Arc<Identities>,
         workloads: watch::Receiver<Arc<Workloads>>,
         services: watch::Receiver<Arc<ProxyTable>>,
+        policies: watch::Receiver<Arc<Policies>>,
         metrics: Arc<MeshMetrics>,
     ) -> Self {
         Self {
@@ -80,6 +84,7 @@ impl NodeMesh {
             identities,
             workloads,
             services,
+            policies,
             metrics,
             balancer: Balancer::new(),
             frontends: Mutex::new((Arc::default(), Arc::default())),
@@ -117,6 +122,21 @@ impl NodeMesh {
             cached.1.clone()
         };
         self.balancer.round_robin(frontends.get(&frontend)?)
+    }
+
+    /// Whether `caller` may reach `port` of `workload`; a refusal is logged
+    /// and counted.
+    fn authorize(&self, workload: &Workload, caller: Caller<'_>, port: u16) -> bool {
+        let policies = self.policies.borrow().clone();
+        match policies.check(&workload.namespace, &workload.labels, caller, port) {
+            Ok(()) => true,
+            Err(denial) => {
+                let caller = caller.spiffe_id.unwrap_or("plaintext");
+                tracing::info!(pod = %workload.name, namespace = %workload.namespace, %caller, port, policy = %denial.policy, "connection denied by authorization policy");
+                self.metrics.denied(workload, &denial.policy);
+                false
+            }
+        }
     }
 
     /// The certificate held for `workload`, waiting a little for one being
@@ -483,6 +503,13 @@ impl PodContext {
             let source = pod_at(&self.mesh.workloads, peer);
             self.mesh.metrics.refused(source.as_deref(), &workload);
             // A reset, not a clean close: the caller sees a refusal.
+            let _ = caller.set_zero_linger();
+            return;
+        }
+        if !self
+            .mesh
+            .authorize(&workload, Caller { spiffe_id: None }, destination.port())
+        {
             let _ = caller.set_zero_linger();
             return;
         }

@@ -57,7 +57,7 @@ pub async fn forward(
             // proxy listens there, inside the pod's namespace.
             let peer = SocketAddr::new(destination.ip(), HBONE_PORT);
             let dial_from = netns.clone();
-            let mut stream = pool
+            let opened = pool
                 .open(
                     peer,
                     identity,
@@ -68,7 +68,16 @@ pub async fn forward(
                     },
                     || tls(identity),
                 )
-                .await?;
+                .await;
+            let mut stream = match opened {
+                Ok(stream) => stream,
+                Err(error) => {
+                    // Refused or unreachable: the application sees a
+                    // reset, as from a closed port.
+                    let _ = app.set_zero_linger();
+                    return Err(error);
+                }
+            };
             Ok(copy_bidirectional(&mut app, &mut stream).await?)
         }
         Route::Direct(destination) => {

@@ -40,6 +40,8 @@ pub struct Workload {
     pub meshed: bool,
     /// What a meshed pod takes from outside the mesh.
     pub mtls: MtlsMode,
+    /// The pod's labels (policies select by them).
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Workload {
@@ -125,6 +127,7 @@ fn workload(
         ip,
         namespace,
         mtls,
+        labels: pod.metadata.labels.clone().unwrap_or_default(),
     })
 }
 
