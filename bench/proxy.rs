@@ -239,6 +239,7 @@ fn one_service(cluster_ip: Ipv4Addr, endpoint: SocketAddr) -> ProxyTable {
             external_local: false,
             internal_local: false,
             affinity: None,
+            http: None,
             endpoints: vec![Endpoint {
                 addr: endpoint,
                 node_name: None,
@@ -425,6 +426,7 @@ fn services(n: usize, shift: u8) -> ProxyTable {
                 external_local: false,
                 internal_local: false,
                 affinity: None,
+                http: None,
                 endpoints: vec![ep(0), ep(1)],
             }
         })

@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -528,4 +529,196 @@ spec:
         ready, "True",
         "probes from the node are not plaintext from a stranger"
     );
+}
+
+/// Answers per (status, echo server hostname) from `netbench http`, and
+/// the connections it opened.
+fn http_load(c: &Cluster, target: &str, count: usize) -> (BTreeMap<(u16, String), usize>, usize) {
+    let out = c.kubectl(&[
+        "exec",
+        "-n",
+        "shop",
+        "load",
+        "--",
+        "/netbench",
+        "http",
+        target,
+        &count.to_string(),
+    ]);
+    let mut answers = BTreeMap::new();
+    let mut connections = 0;
+    for line in out.lines() {
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                .unwrap_or_default()
+                .to_string()
+        };
+        if line.starts_with("answer ") {
+            answers.insert(
+                (field("status").parse().unwrap(), field("hostname")),
+                field("count").parse().unwrap(),
+            );
+        } else if line.starts_with("http ") {
+            connections = field("connections").parse().unwrap();
+        }
+    }
+    (answers, connections)
+}
+
+/// `kedge up` with default flags, a meshed namespace and a Service port
+/// named `http` over three echo pods: the requests of one kept-alive
+/// connection spread over all three (the node proxy balances requests,
+/// not connections), and are counted per answering workload; with a pod
+/// deleted in the middle of a load, retries leave no request failed.
+#[test]
+fn http_requests_of_one_connection_spread_over_pods_and_survive_one_going_away() {
+    let (echo, netbench) = (images::echo(), images::netbench());
+    let c = Cluster::up();
+    c.kubectl(&["create", "namespace", "shop"]);
+    c.kubectl(&["label", "namespace", "shop", "kedge.io/mesh=enabled"]);
+    c.apply(&format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: api, namespace: shop}}
+spec:
+  replicas: 3
+  selector: {{matchLabels: {{app: api}}}}
+  template:
+    metadata: {{labels: {{app: api}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: echo
+        image: {echo}
+        imagePullPolicy: Never
+        readinessProbe: {{httpGet: {{path: /readyz, port: 8080}}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: api, namespace: shop}}
+spec:
+  selector: {{app: api}}
+  ports: [{{name: http, port: 80, targetPort: 8080}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: load, namespace: shop}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {{name: load, image: {netbench}, imagePullPolicy: Never}}
+"#
+    ));
+    c.kubectl(&[
+        "rollout",
+        "status",
+        "deployment/api",
+        "-n",
+        "shop",
+        "--timeout=120s",
+    ]);
+    c.wait_ready(&["pod", "load", "-n", "shop"], Duration::from_secs(120));
+    let cluster_ip = c.kubectl(&[
+        "get",
+        "service",
+        "api",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    let target = format!("{cluster_ip}:80");
+    // Once the three endpoints are in and every pod is captured, one
+    // connection's 90 requests reach all three.
+    let mut last = (BTreeMap::new(), 0);
+    let spread = eventually(Duration::from_secs(60), || {
+        last = http_load(&c, &target, 90);
+        last.0.len() == 3 && last.0.keys().all(|(status, _)| *status == 200)
+    });
+    let (answers, connections) = last;
+    assert!(spread, "{answers:?}");
+    assert_eq!(connections, 1, "one connection: {answers:?}");
+    assert!(answers.values().all(|n| *n >= 10), "{answers:?}");
+    let metrics_addr = c.arg_after("--metrics-addr").unwrap();
+    let text = metrics(&metrics_addr);
+    let counted: u64 = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("kedge_mesh_requests_total{")
+                && l.contains(r#"source_workload="shop/default""#)
+                && l.contains(r#"destination_service="shop/api""#)
+                && l.contains(r#"destination_workload="shop/default""#)
+                && l.contains(r#"response_code="200""#)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(
+        counted >= 90,
+        "the requests were counted: {counted}\n{text}"
+    );
+    assert!(text.contains(
+        r#"kedge_mesh_request_duration_seconds_count{source_workload="shop/default",destination_service="shop/api"}"#
+    ));
+
+    // A pod deleted while 3,000 requests run: none fails.
+    let victim = c.kubectl(&[
+        "get",
+        "pods",
+        "-n",
+        "shop",
+        "-l",
+        "app=api",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+    let load = {
+        let kubeconfig = c.kubeconfig();
+        let home = c.home.clone();
+        let target = target.clone();
+        std::thread::spawn(move || {
+            Command::new("kubectl")
+                .env("HOME", home)
+                .arg("--kubeconfig")
+                .arg(kubeconfig)
+                .args([
+                    "exec",
+                    "-n",
+                    "shop",
+                    "load",
+                    "--",
+                    "/netbench",
+                    "http",
+                    &target,
+                    "3000",
+                ])
+                .output()
+                .unwrap()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(800));
+    c.kubectl(&[
+        "delete",
+        "pod",
+        &victim,
+        "-n",
+        "shop",
+        "--grace-period=0",
+        "--wait=false",
+    ]);
+    let out = load.join().unwrap();
+    let out = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.lines()
+            .filter(|l| l.starts_with("answer "))
+            .all(|l| l.contains("status=200")),
+        "every request answered 200:\n{out}"
+    );
+    assert!(out.contains("failures=0"), "{out}");
+    let answered: usize = out
+        .lines()
+        .filter_map(|l| l.split("count=").nth(1)?.parse::<usize>().ok())
+        .sum();
+    assert_eq!(answered, 3000, "{out}");
 }

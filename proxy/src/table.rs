@@ -108,9 +108,45 @@ pub struct ServicePortEntry {
     pub internal_local: bool,
     /// `sessionAffinity: ClientIP` and its timeout.
     pub affinity: Option<Duration>,
+    /// Whether the port carries HTTP (the mesh balances it request by
+    /// request) and how its requests are treated.
+    pub http: Option<HttpPort>,
     /// Ready, non-terminating endpoints, sorted and without duplicates.
     pub endpoints: Vec<Endpoint>,
 }
+
+/// The HTTP of a Service port: declared by its `appProtocol` (`http`;
+/// `http2`, `h2c`, `kubernetes.io/h2c`, `grpc`) or, as Istio reads it, by
+/// its name (`http`, `http-…`; `http2…`, `grpc…`, `h2c…`); its requests'
+/// timeout and retries from the Service's annotations
+/// [`REQUEST_TIMEOUT_ANNOTATION`] and [`RETRIES_ANNOTATION`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpPort {
+    /// HTTP/1.1 or HTTP/2 (cleartext, prior knowledge).
+    pub version: HttpVersion,
+    /// How long a request may take, retries included; none by default.
+    pub timeout: Option<Duration>,
+    /// How often a request that may be repeated (no body, an idempotent
+    /// method) is tried again after a failed connection or a 502/503/504;
+    /// 2 by default, as Istio's.
+    pub retries: u32,
+}
+
+/// The HTTP of a port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpVersion {
+    /// HTTP/1.1.
+    Http1,
+    /// HTTP/2 (gRPC).
+    Http2,
+}
+
+/// A Service annotation: the timeout of its requests in the mesh (`500ms`,
+/// `2s`, `1m`).
+pub const REQUEST_TIMEOUT_ANNOTATION: &str = "kedge.io/mesh-request-timeout";
+/// A Service annotation: how often the mesh retries its idempotent requests.
+pub const RETRIES_ANNOTATION: &str = "kedge.io/mesh-retries";
+const DEFAULT_RETRIES: u32 = 2;
 
 /// Every Service port this proxy serves, by Service, in each Service's port order.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -230,6 +266,9 @@ struct ServiceInfo {
     external_local: bool,
     internal_local: bool,
     affinity: Option<Duration>,
+    /// The mesh's timeout and retries of its HTTP ports' requests.
+    timeout: Option<Duration>,
+    retries: u32,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -238,6 +277,7 @@ struct PortInfo {
     protocol: Protocol,
     port: u16,
     node_port: Option<u16>,
+    http: Option<HttpVersion>,
 }
 
 /// An EndpointSlice as the proxy needs it.
@@ -363,6 +403,11 @@ impl ServiceState {
                     external_local: svc.external_local,
                     internal_local: svc.internal_local,
                     affinity: svc.affinity,
+                    http: p.http.map(|version| HttpPort {
+                        version,
+                        timeout: svc.timeout,
+                        retries: svc.retries,
+                    }),
                     endpoints: endpoints.into_iter().collect(),
                 });
             }
@@ -406,6 +451,7 @@ fn service_info(svc: &Service) -> Option<ServiceInfo> {
         .filter_map(|p| {
             Some(PortInfo {
                 name: p.name.as_deref().unwrap_or("").into(),
+                http: http_version(p.app_protocol.as_deref(), p.name.as_deref()),
                 protocol: Protocol::parse(p.protocol.as_deref())?,
                 port: u16::try_from(p.port).ok()?,
                 node_port: p
@@ -431,7 +477,51 @@ fn service_info(svc: &Service) -> Option<ServiceInfo> {
         external_local: node_ports && spec.external_traffic_policy.as_deref() == Some("Local"),
         internal_local: spec.internal_traffic_policy.as_deref() == Some("Local"),
         affinity,
+        timeout: annotation(svc, REQUEST_TIMEOUT_ANNOTATION).and_then(parse_duration),
+        retries: annotation(svc, RETRIES_ANNOTATION)
+            .and_then(|r| r.trim().parse().ok())
+            .unwrap_or(DEFAULT_RETRIES),
     })
+}
+
+fn annotation<'a>(svc: &'a Service, key: &str) -> Option<&'a str> {
+    svc.metadata
+        .annotations
+        .as_ref()?
+        .get(key)
+        .map(String::as_str)
+}
+
+/// `500ms`, `2s`, `1m`, `1.5s`.
+fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.find(|c: char| c.is_ascii_alphabetic())?);
+    let number: f64 = number.parse().ok()?;
+    let seconds = match unit {
+        "ms" => number / 1000.0,
+        "s" => number,
+        "m" => number * 60.0,
+        _ => return None,
+    };
+    (seconds.is_finite() && seconds > 0.0).then(|| Duration::from_secs_f64(seconds))
+}
+
+/// The HTTP a port declares, by `appProtocol`, else by name.
+fn http_version(app_protocol: Option<&str>, name: Option<&str>) -> Option<HttpVersion> {
+    if let Some(app) = app_protocol {
+        return match app.to_ascii_lowercase().as_str() {
+            "http" => Some(HttpVersion::Http1),
+            "http2" | "h2c" | "kubernetes.io/h2c" | "grpc" => Some(HttpVersion::Http2),
+            _ => None,
+        };
+    }
+    let name = name?.to_ascii_lowercase();
+    let prefix = name.split('-').next().unwrap_or_default();
+    match prefix {
+        "http" => Some(HttpVersion::Http1),
+        "http2" | "grpc" | "h2c" => Some(HttpVersion::Http2),
+        _ => None,
+    }
 }
 
 fn slice_key(slice: &EndpointSlice) -> Option<(ServiceKey, String)> {

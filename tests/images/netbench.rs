@@ -5,7 +5,10 @@
 //! `netbench serve PORT`: each connection's first byte picks `S` (read to
 //! the end, answer the byte count) or `R` (answer every byte with one).
 //! `netbench stream HOST:PORT BYTES` and `netbench rr HOST:PORT COUNT`
-//! print one line of `key=value` results; `netbench sleep` waits forever.
+//! print one line of `key=value` results; `netbench http HOST:PORT COUNT`
+//! sends COUNT HTTP/1.1 GETs on one kept-alive connection (a new one only
+//! when the server closes it) and prints, per status and echo server
+//! `hostname`, how many answers came; `netbench sleep` waits forever.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -93,12 +96,90 @@ fn rr(addr: &str, count: usize) {
     );
 }
 
+/// One HTTP/1.1 answer on `conn`: its status and body (by Content-Length).
+fn answer(conn: &mut std::io::BufReader<TcpStream>) -> Option<(u16, String)> {
+    use std::io::BufRead;
+    let mut line = String::new();
+    if conn.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let status: u16 = line.split_whitespace().nth(1)?.parse().ok()?;
+    let mut length = 0usize;
+    let mut close = false;
+    loop {
+        line.clear();
+        conn.read_line(&mut line).ok()?;
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        let (name, value) = header.split_once(':')?;
+        match name.trim().to_ascii_lowercase().as_str() {
+            "content-length" => length = value.trim().parse().ok()?,
+            "connection" => close = value.trim().eq_ignore_ascii_case("close"),
+            _ => {}
+        }
+    }
+    let mut body = vec![0u8; length];
+    conn.read_exact(&mut body).ok()?;
+    let body = String::from_utf8_lossy(&body).to_string();
+    Some((status, if close { format!("{body}\u{0}close") } else { body }))
+}
+
+fn http(addr: &str, count: usize) {
+    let mut answers: std::collections::BTreeMap<(u16, String), usize> = Default::default();
+    let (mut connections, mut failures) = (0, 0);
+    let mut conn: Option<std::io::BufReader<TcpStream>> = None;
+    for _ in 0..count {
+        if conn.is_none() {
+            match TcpStream::connect(addr) {
+                Ok(c) => {
+                    connections += 1;
+                    conn = Some(std::io::BufReader::new(c));
+                }
+                Err(_) => {
+                    failures += 1;
+                    continue;
+                }
+            }
+        }
+        let reader = conn.as_mut().unwrap();
+        let sent = reader
+            .get_mut()
+            .write_all(b"GET / HTTP/1.1\r\nHost: web\r\n\r\n");
+        match sent.ok().and_then(|()| answer(reader)) {
+            Some((status, body)) => {
+                let close = body.ends_with("\u{0}close");
+                let host = body
+                    .split("\"hostname\":\"")
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next())
+                    .unwrap_or("-")
+                    .to_string();
+                *answers.entry((status, host)).or_default() += 1;
+                if close {
+                    conn = None;
+                }
+            }
+            None => {
+                failures += 1;
+                conn = None;
+            }
+        }
+    }
+    for ((status, host), n) in answers {
+        println!("answer status={status} hostname={host} count={n}");
+    }
+    println!("http connections={connections} failures={failures}");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("serve") => serve(args.get(2).map_or("5001", String::as_str)),
         Some("stream") => stream(&args[2], args[3].parse().expect("bytes")),
         Some("rr") => rr(&args[2], args[3].parse().expect("count")),
+        Some("http") => http(&args[2], args[3].parse().expect("count")),
         _ => loop {
             std::thread::sleep(Duration::from_secs(3600));
         },

@@ -9,8 +9,10 @@ use parking_lot::Mutex;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use super::http::Outcome;
 use super::outbound::Route;
 use super::workloads::Workload;
 
@@ -96,6 +98,27 @@ pub struct MeshMetrics {
     received: Family<ConnectionLabels, Counter>,
     refused: Family<DestinationLabels, Counter>,
     denied: Family<PolicyLabels, Counter>,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<RouteLabels, Histogram>,
+    retries: Family<RouteLabels, Counter>,
+    ejections: Family<RouteLabels, Counter>,
+}
+
+/// One HTTP request's series (Istio's `istio_requests_total` labels).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    reporter: Reporter,
+    source_workload: String,
+    destination_service: String,
+    destination_workload: String,
+    response_code: u16,
+}
+
+/// A source workload and a Service.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    source_workload: String,
+    destination_service: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -156,7 +179,37 @@ impl MeshMetrics {
             "Connections refused by an authorization policy",
             denied.clone(),
         );
+        let requests = Family::default();
+        registry.register(
+            "requests",
+            "HTTP requests, per source workload, Service, answering workload and status",
+            requests.clone(),
+        );
+        let durations = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+        });
+        registry.register(
+            "request_duration_seconds",
+            "How long HTTP requests took, retries included, per source workload and Service",
+            durations.clone(),
+        );
+        let retries = Family::default();
+        registry.register(
+            "request_retries",
+            "HTTP requests tried again on another endpoint",
+            retries.clone(),
+        );
+        let ejections = Family::default();
+        registry.register(
+            "endpoint_ejections",
+            "Endpoints left out after failing requests in a row",
+            ejections.clone(),
+        );
         Self {
+            requests,
+            durations,
+            retries,
+            ejections,
             denied,
             registry: Mutex::new(registry),
             opened,
@@ -224,6 +277,44 @@ impl MeshMetrics {
                 policy: policy.to_string(),
             })
             .inc();
+    }
+
+    /// An HTTP request from `source` to `service`, answered by
+    /// `destination`.
+    pub fn request(
+        &self,
+        source: &str,
+        service: &str,
+        destination: &str,
+        outcome: &Outcome,
+        elapsed: std::time::Duration,
+    ) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                reporter: Reporter::Source,
+                source_workload: source.to_string(),
+                destination_service: service.to_string(),
+                destination_workload: destination.to_string(),
+                response_code: outcome.status.as_u16(),
+            })
+            .inc();
+        let route = RouteLabels {
+            source_workload: source.to_string(),
+            destination_service: service.to_string(),
+        };
+        self.durations
+            .get_or_create(&route)
+            .observe(elapsed.as_secs_f64());
+        if outcome.retries > 0 {
+            self.retries
+                .get_or_create(&route)
+                .inc_by(u64::from(outcome.retries));
+        }
+        if !outcome.ejected.is_empty() {
+            self.ejections
+                .get_or_create(&route)
+                .inc_by(outcome.ejected.len() as u64);
+        }
     }
 
     /// The OpenMetrics text.

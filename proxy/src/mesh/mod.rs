@@ -18,6 +18,7 @@
 //! - [`node`]: all of it for the meshed pods of this node.
 //! - [`metrics`]: connections per workload pair.
 
+pub mod http;
 pub mod identity;
 pub mod metrics;
 pub mod netns;

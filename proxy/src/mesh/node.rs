@@ -22,20 +22,21 @@ use parking_lot::{Mutex, RwLock};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use super::http::{self, HttpClients, Io, RequestBalancer, Route as HttpRoute};
 use super::identity::{spiffe_id, Identities, WorkloadCertificate};
 use super::metrics::{ConnectionLabels, MeshMetrics, Security};
 use super::netns::{
     capture_rules, original_destination, release_rules, Netns, INBOUND_PLAINTEXT_PORT,
     OUTBOUND_PORT,
 };
-use super::outbound::{forward, Route};
+use super::outbound::{self, Route};
 use super::policy::{Caller, Policies};
 use super::sandbox::{Sandbox, Sandboxes};
 use super::tls::{client_config, server_config};
 use super::tunnel::{serve_connection, Connector, TunnelError, TunnelPool, HBONE_PORT};
 use super::workloads::{MtlsMode, Workload, Workloads};
 use crate::balancer::Balancer;
-use crate::table::{NodeInfo, ProxyTable};
+use crate::table::{HttpPort, ProxyTable, ServiceKey};
 use crate::Protocol;
 
 /// How often the pods' sandboxes are looked at again (a sandbox replaced
@@ -62,6 +63,8 @@ pub struct NodeMesh {
     /// Connections counted per workload pair.
     pub metrics: Arc<MeshMetrics>,
     balancer: Balancer,
+    /// Endpoint choice and health for HTTP requests.
+    requests: Arc<RequestBalancer>,
     /// The ClusterIP frontends of the last table seen (held, so its
     /// address is never another's), compiled once per table.
     frontends: Mutex<(Arc<ProxyTable>, Arc<ClusterIps>)>,
@@ -87,15 +90,25 @@ impl NodeMesh {
             policies,
             metrics,
             balancer: Balancer::new(),
+            requests: Arc::default(),
             frontends: Mutex::new((Arc::default(), Arc::default())),
         }
     }
 
-    /// Where a connection from `source` to `destination` goes: a ClusterIP
-    /// is balanced over its endpoints first; a meshed pod is reached
-    /// through the tunnel.
+    /// Where a connection to `destination` goes: a ClusterIP is balanced
+    /// over its endpoints first; a meshed pod is reached through the
+    /// tunnel.
     pub fn route(&self, destination: SocketAddr) -> (Route, Option<Arc<Workload>>) {
-        let target = self.balance(destination).unwrap_or(destination);
+        let target = self
+            .frontend(destination)
+            .and_then(|f| self.balancer.round_robin(&f.endpoints))
+            .unwrap_or(destination);
+        self.route_to(target)
+    }
+
+    /// How `target` (a pod's address and port, or anything else) is
+    /// reached, and the pod there.
+    pub fn route_to(&self, target: SocketAddr) -> (Route, Option<Arc<Workload>>) {
         let workloads = self.workloads.borrow().clone();
         match workloads.get(target.ip()).filter(|w| w.meshed) {
             Some(peer) => (
@@ -109,19 +122,19 @@ impl NodeMesh {
         }
     }
 
-    /// An endpoint of the Service at `frontend`, if it is a ClusterIP with
-    /// endpoints.
-    fn balance(&self, frontend: SocketAddr) -> Option<SocketAddr> {
+    /// The Service port at `frontend`, if it is a ClusterIP's.
+    fn frontend(&self, frontend: SocketAddr) -> Option<ClusterIpPort> {
+        self.frontends().get(&frontend).cloned()
+    }
+
+    fn frontends(&self) -> Arc<ClusterIps> {
         let table = self.services.borrow().clone();
-        let frontends = {
-            let mut cached = self.frontends.lock();
-            if !Arc::ptr_eq(&cached.0, &table) {
-                let compiled = Arc::new(cluster_ip_frontends(&table, &self.node_name));
-                *cached = (table, compiled);
-            }
-            cached.1.clone()
-        };
-        self.balancer.round_robin(frontends.get(&frontend)?)
+        let mut cached = self.frontends.lock();
+        if !Arc::ptr_eq(&cached.0, &table) {
+            let compiled = Arc::new(cluster_ip_frontends(&table, &self.node_name));
+            *cached = (table, compiled);
+        }
+        cached.1.clone()
     }
 
     /// Whether `caller` may reach `port` of `workload`; a refusal is logged
@@ -158,22 +171,40 @@ impl NodeMesh {
     }
 }
 
-/// ClusterIP:port → the Service's ready endpoints.
-type ClusterIps = HashMap<SocketAddr, Arc<[SocketAddr]>>;
+/// A ClusterIP's Service port as the mesh needs it.
+#[derive(Clone, Debug)]
+struct ClusterIpPort {
+    service: ServiceKey,
+    /// Its ready endpoints (`internalTrafficPolicy` applied).
+    endpoints: Arc<[SocketAddr]>,
+    /// Set when the port carries HTTP.
+    http: Option<HttpPort>,
+}
 
-/// The TCP ClusterIP frontends of `table` and their endpoints, as this
-/// node's service proxy serves them (`internalTrafficPolicy` applied).
+/// ClusterIP:port → its Service port.
+type ClusterIps = HashMap<SocketAddr, ClusterIpPort>;
+
+/// The TCP ClusterIP ports of `table`, as this node's service proxy
+/// serves them.
 fn cluster_ip_frontends(table: &ProxyTable, node: &str) -> ClusterIps {
-    let cluster_ips = table.cluster_ips();
-    table
-        .frontends(&NodeInfo {
-            name: node.to_string(),
-            addresses: Vec::new(),
-        })
-        .into_iter()
-        .filter(|(f, _)| f.protocol == Protocol::Tcp && cluster_ips.contains(&f.addr.ip()))
-        .map(|(f, b)| (f.addr, b.endpoints))
-        .collect()
+    let mut out = HashMap::new();
+    for entry in table.ports.iter().filter(|p| p.protocol == Protocol::Tcp) {
+        let endpoints: Arc<[SocketAddr]> = entry
+            .endpoints
+            .iter()
+            .filter(|e| !entry.internal_local || e.node_name.as_deref() == Some(node))
+            .map(|e| e.addr)
+            .collect();
+        for ip in &entry.cluster_ips {
+            out.entry(SocketAddr::new(*ip, entry.port))
+                .or_insert_with(|| ClusterIpPort {
+                    service: entry.service.clone(),
+                    endpoints: endpoints.clone(),
+                    http: entry.http,
+                });
+        }
+    }
+    out
 }
 
 /// One meshed pod's proxy: its namespace, its listeners' tasks (aborted on
@@ -306,6 +337,7 @@ fn start(
         netns,
         pool: TunnelPool::default(),
         tls: Mutex::new(TlsCache::default()),
+        http: std::sync::OnceLock::new(),
     });
     let tasks = vec![
         tokio::spawn(accept(outbound, context.clone(), PodContext::outbound)),
@@ -371,11 +403,123 @@ struct PodContext {
     netns: Arc<Netns>,
     pool: TunnelPool,
     tls: Mutex<TlsCache>,
+    /// Its HTTP connections to endpoints, made on first use.
+    http: std::sync::OnceLock<HttpClients>,
 }
 
 impl PodContext {
     fn workload(&self) -> Arc<Workload> {
         self.workload.read().clone()
+    }
+
+    /// The TLS client configuration expecting `expected`, from the pod's
+    /// current certificate.
+    fn client_tls(
+        &self,
+        certificate: &Arc<WorkloadCertificate>,
+        bundle: &str,
+        expected: &str,
+    ) -> Result<Arc<rustls::ClientConfig>, TunnelError> {
+        let mut cache = self.tls.lock();
+        let cache = cache.current(certificate);
+        if let Some(config) = cache.clients.get(expected) {
+            return Ok(config.clone());
+        }
+        let config = client_config(certificate, bundle, vec![expected.to_string()])
+            .map_err(|e| TunnelError::Identity(e.to_string()))?;
+        cache.clients.insert(expected.to_string(), config.clone());
+        Ok(config)
+    }
+
+    /// A stream along `route` from the pod.
+    async fn dial(&self, route: &Route) -> Result<Box<dyn Io>, TunnelError> {
+        match route {
+            Route::Tunnel { .. } => {
+                let workload = self.workload();
+                let (certificate, bundle) =
+                    self.mesh.certificate(&workload).await.ok_or_else(|| {
+                        TunnelError::Identity(format!(
+                            "no certificate for {} yet",
+                            workload.identity()
+                        ))
+                    })?;
+                outbound::dial(&self.netns, route, &self.pool, |expected| {
+                    self.client_tls(&certificate, &bundle, expected)
+                })
+                .await
+            }
+            Route::Direct(_) => {
+                outbound::dial(&self.netns, route, &self.pool, |_| {
+                    Err(TunnelError::Identity("not meshed".into()))
+                })
+                .await
+            }
+        }
+    }
+
+    /// The pod's HTTP clients; their connections are made by [`dial`]
+    /// (held weakly: the clients live in the pod's context).
+    fn http_clients(self: &Arc<Self>) -> HttpClients {
+        self.http
+            .get_or_init(|| {
+                let pod = Arc::downgrade(self);
+                HttpClients::new(Arc::new(move |endpoint| {
+                    let pod = pod.clone();
+                    Box::pin(async move {
+                        let pod = pod
+                            .upgrade()
+                            .ok_or_else(|| TunnelError::Identity("the pod is gone".into()))?;
+                        let (route, _) = pod.mesh.route_to(endpoint);
+                        pod.dial(&route).await
+                    })
+                }))
+            })
+            .clone()
+    }
+
+    /// Serve the application's connection to an HTTP Service port as HTTP.
+    async fn http(
+        self: Arc<Self>,
+        app: TcpStream,
+        frontend: SocketAddr,
+        port: HttpPort,
+        service: ServiceKey,
+    ) {
+        let source = self.workload().identity();
+        let destination_service = format!("{}/{}", service.namespace, service.name);
+        let mesh = self.mesh.clone();
+        let endpoints_of = mesh.clone();
+        let done_mesh = mesh.clone();
+        let route = Arc::new(HttpRoute {
+            endpoints: Box::new(move || {
+                endpoints_of
+                    .frontend(frontend)
+                    .map(|f| f.endpoints)
+                    .unwrap_or_else(|| Arc::from(Vec::new()))
+            }),
+            port,
+            balancer: mesh.requests.clone(),
+            clients: self.http_clients(),
+            done: Box::new(move |outcome, elapsed| {
+                let destination = outcome
+                    .endpoint
+                    .and_then(|e| pod_at(&done_mesh.workloads, e))
+                    .map_or_else(|| "unknown".to_string(), |w| w.identity());
+                for endpoint in &outcome.ejected {
+                    tracing::info!(%endpoint, service = %destination_service, "endpoint ejected after failing requests");
+                }
+                done_mesh.metrics.request(
+                    &source,
+                    &destination_service,
+                    &destination,
+                    outcome,
+                    elapsed,
+                );
+            }),
+        });
+        if let Err(error) = http::serve(app, route).await {
+            tracing::debug!(%error, "mesh HTTP connection ended");
+        }
     }
 
     /// A connection the pod's application made.
@@ -388,37 +532,27 @@ impl PodContext {
                 return;
             }
         };
+        if let Some(ClusterIpPort {
+            service,
+            http: Some(port),
+            ..
+        }) = self.mesh.frontend(destination)
+        {
+            return self.http(app, destination, port, service).await;
+        }
         let (route, peer) = self.mesh.route(destination);
         let labels = ConnectionLabels::outbound(&workload, peer.as_deref(), &route);
-        let result = match &route {
-            Route::Tunnel { .. } => match self.mesh.certificate(&workload).await {
-                Some((certificate, bundle)) => {
-                    let tls = |expected: &str| {
-                        let mut cache = self.tls.lock();
-                        let cache = cache.current(&certificate);
-                        if let Some(config) = cache.clients.get(expected) {
-                            return Ok(config.clone());
-                        }
-                        let config =
-                            client_config(&certificate, &bundle, vec![expected.to_string()])
-                                .map_err(|e| TunnelError::Identity(e.to_string()))?;
-                        cache.clients.insert(expected.to_string(), config.clone());
-                        Ok(config)
-                    };
-                    self.mesh.metrics.opened(&labels);
-                    forward(app, &self.netns, &route, &self.pool, tls).await
-                }
-                None => Err(TunnelError::Identity(format!(
-                    "no certificate for {} yet",
-                    workload.identity()
-                ))),
-            },
-            Route::Direct(_) => {
-                self.mesh.metrics.opened(&labels);
-                forward(app, &self.netns, &route, &self.pool, |_| {
-                    Err(TunnelError::Identity("not meshed".into()))
-                })
+        self.mesh.metrics.opened(&labels);
+        let mut app = app;
+        let _ = app.set_nodelay(true);
+        let result = match self.dial(&route).await {
+            Ok(mut upstream) => tokio::io::copy_bidirectional(&mut app, &mut upstream)
                 .await
+                .map_err(TunnelError::from),
+            Err(error) => {
+                // The application sees a reset, as from a closed port.
+                let _ = app.set_zero_linger();
+                Err(error)
             }
         };
         match result {

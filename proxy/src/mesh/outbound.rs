@@ -7,9 +7,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::io::copy_bidirectional;
-use tokio::net::TcpStream;
-
+use super::http::Io;
 use super::netns::Netns;
 use super::tunnel::{TunnelError, TunnelPool, HBONE_PORT};
 
@@ -37,17 +35,15 @@ impl Route {
     }
 }
 
-/// Carry one captured connection along `route`, from `netns` (the source
-/// pod's), tunnels on `pool` with the TLS configuration `tls` gives for the
-/// expected identity. The bytes sent each way.
-pub async fn forward(
-    mut app: TcpStream,
+/// A stream along `route` from `netns` (the source pod's): tunnels on
+/// `pool`, with the TLS configuration `tls` gives for the expected
+/// identity.
+pub async fn dial(
     netns: &Arc<Netns>,
     route: &Route,
     pool: &TunnelPool,
     tls: impl Fn(&str) -> Result<Arc<rustls::ClientConfig>, TunnelError>,
-) -> Result<(u64, u64), TunnelError> {
-    let _ = app.set_nodelay(true);
+) -> Result<Box<dyn Io>, TunnelError> {
     match route {
         Route::Tunnel {
             destination,
@@ -57,7 +53,7 @@ pub async fn forward(
             // proxy listens there, inside the pod's namespace.
             let peer = SocketAddr::new(destination.ip(), HBONE_PORT);
             let dial_from = netns.clone();
-            let opened = pool
+            let stream = pool
                 .open(
                     peer,
                     identity,
@@ -68,22 +64,13 @@ pub async fn forward(
                     },
                     || tls(identity),
                 )
-                .await;
-            let mut stream = match opened {
-                Ok(stream) => stream,
-                Err(error) => {
-                    // Refused or unreachable: the application sees a
-                    // reset, as from a closed port.
-                    let _ = app.set_zero_linger();
-                    return Err(error);
-                }
-            };
-            Ok(copy_bidirectional(&mut app, &mut stream).await?)
+                .await?;
+            Ok(Box::new(stream))
         }
         Route::Direct(destination) => {
-            let mut upstream = netns.connect_marked(*destination).await?;
+            let upstream = netns.connect_marked(*destination).await?;
             let _ = upstream.set_nodelay(true);
-            Ok(copy_bidirectional(&mut app, &mut upstream).await?)
+            Ok(Box::new(upstream))
         }
     }
 }

@@ -18,7 +18,7 @@ use http_body_util::Empty;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
-use tokio::io::{copy_bidirectional, AsyncRead, AsyncWrite};
+use tokio::io::copy_bidirectional;
 use tokio::net::TcpStream;
 
 use super::tls::spiffe_id_of;
@@ -144,6 +144,9 @@ async fn accept_stream(
     status(StatusCode::OK)
 }
 
+/// One proxied connection's stream through the tunnel.
+pub type TunnelStream = TokioIo<hyper::upgrade::Upgraded>;
+
 /// The client side of one TLS session to a peer proxy: CONNECT streams
 /// opened on it one per proxied connection.
 #[derive(Clone)]
@@ -190,10 +193,7 @@ impl TunnelClient {
     }
 
     /// A stream to `destination` through the peer proxy.
-    pub async fn open(
-        &mut self,
-        destination: SocketAddr,
-    ) -> Result<impl AsyncRead + AsyncWrite + Unpin + Send, TunnelError> {
+    pub async fn open(&mut self, destination: SocketAddr) -> Result<TunnelStream, TunnelError> {
         let request = Request::builder()
             .method(Method::CONNECT)
             .uri(destination.to_string())
@@ -229,7 +229,7 @@ impl TunnelPool {
         destination: SocketAddr,
         dial: D,
         config: C,
-    ) -> Result<impl AsyncRead + AsyncWrite + Unpin + Send, TunnelError>
+    ) -> Result<TunnelStream, TunnelError>
     where
         D: Fn(SocketAddr) -> BoxFuture<'static, std::io::Result<TcpStream>>,
         C: Fn() -> Result<Arc<rustls::ClientConfig>, TunnelError>,

@@ -19,6 +19,7 @@ fn entry(name: &str, cluster_ip: &str, endpoints: &[(&str, &str)]) -> ServicePor
         external_local: false,
         internal_local: false,
         affinity: None,
+        http: None,
         endpoints: endpoints
             .iter()
             .map(|(addr, node)| Endpoint {

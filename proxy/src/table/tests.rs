@@ -320,3 +320,33 @@ fn node_port_fields_of_cluster_ip_services_are_ignored() {
     assert_eq!(table.ports[0].node_port, None);
     assert!(!table.ports[0].external_local);
 }
+
+#[test]
+fn http_ports_are_known_by_app_protocol_then_name_with_the_services_request_policy() {
+    assert_eq!(
+        http_version(Some("http"), Some("grpc")),
+        Some(HttpVersion::Http1)
+    );
+    assert_eq!(
+        http_version(Some("kubernetes.io/h2c"), None),
+        Some(HttpVersion::Http2)
+    );
+    assert_eq!(
+        http_version(Some("tcp"), Some("http")),
+        None,
+        "appProtocol wins"
+    );
+    assert_eq!(
+        http_version(None, Some("http-web")),
+        Some(HttpVersion::Http1)
+    );
+    assert_eq!(http_version(None, Some("grpc")), Some(HttpVersion::Http2));
+    assert_eq!(http_version(None, Some("https")), None);
+    assert_eq!(http_version(None, None), None);
+    assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+    assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+    assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+    assert_eq!(parse_duration("2"), None);
+    assert_eq!(parse_duration("-1s"), None);
+    assert_eq!(parse_duration("1h"), None);
+}

@@ -97,7 +97,7 @@ fn echo_in(ns: &Netns, port: u16) -> Arc<Mutex<Vec<SocketAddr>>> {
 }
 
 /// `ns`'s proxy: its outbound listener, each captured connection carried
-/// on by [`forward`]: through the tunnel with `tls` when `meshed` says the
+/// on by [`dial`]: through the tunnel with `tls` when `meshed` says the
 /// destination is in the mesh (as `server`), else straight.
 fn outbound_proxy(
     ns: Arc<Netns>,
@@ -123,9 +123,11 @@ fn outbound_proxy(
                     _ => Route::Direct(destination),
                 };
                 let config = |_: &str| Ok(tls.as_ref().unwrap().0.clone());
-                if let Err(error) = forward(app, &ns, &route, &pool, config).await {
-                    panic!("forwarding: {error}");
-                }
+                let mut upstream = dial(&ns, &route, &pool, config).await.unwrap();
+                let mut app = app;
+                tokio::io::copy_bidirectional(&mut app, &mut upstream)
+                    .await
+                    .unwrap();
             });
         }
     });

@@ -1,4 +1,5 @@
 use std::net::SocketAddr;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use kedge_control::apiserver::certs::MeshCa;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
