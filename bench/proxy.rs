@@ -240,6 +240,7 @@ fn one_service(cluster_ip: Ipv4Addr, endpoint: SocketAddr) -> ProxyTable {
             internal_local: false,
             affinity: None,
             http: None,
+            traffic_split: Default::default(),
             endpoints: vec![Endpoint {
                 addr: endpoint,
                 node_name: None,
@@ -427,6 +428,7 @@ fn services(n: usize, shift: u8) -> ProxyTable {
                 internal_local: false,
                 affinity: None,
                 http: None,
+                traffic_split: Default::default(),
                 endpoints: vec![ep(0), ep(1)],
             }
         })

@@ -111,6 +111,9 @@ pub struct ServicePortEntry {
     /// Whether the port carries HTTP (the mesh balances it request by
     /// request) and how its requests are treated.
     pub http: Option<HttpPort>,
+    /// The Services of its namespace the mesh splits its traffic between,
+    /// with their weights ([`TRAFFIC_SPLIT_ANNOTATION`]); empty: none.
+    pub traffic_split: Arc<[(Arc<str>, u32)]>,
     /// Ready, non-terminating endpoints, sorted and without duplicates.
     pub endpoints: Vec<Endpoint>,
 }
@@ -144,6 +147,11 @@ pub enum HttpVersion {
 /// A Service annotation: the timeout of its requests in the mesh (`500ms`,
 /// `2s`, `1m`).
 pub const REQUEST_TIMEOUT_ANNOTATION: &str = "kedge.io/mesh-request-timeout";
+/// A Service annotation: the Services of its namespace that meshed callers'
+/// traffic to it goes to instead, with weights (`api-v1=90,api-v2=10`), for
+/// canaries (SMI's TrafficSplit): per request for HTTP ports, per
+/// connection otherwise.
+pub const TRAFFIC_SPLIT_ANNOTATION: &str = "kedge.io/mesh-traffic-split";
 /// A Service annotation: how often the mesh retries its idempotent requests.
 pub const RETRIES_ANNOTATION: &str = "kedge.io/mesh-retries";
 const DEFAULT_RETRIES: u32 = 2;
@@ -269,6 +277,7 @@ struct ServiceInfo {
     /// The mesh's timeout and retries of its HTTP ports' requests.
     timeout: Option<Duration>,
     retries: u32,
+    traffic_split: Arc<[(Arc<str>, u32)]>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -408,6 +417,7 @@ impl ServiceState {
                         timeout: svc.timeout,
                         retries: svc.retries,
                     }),
+                    traffic_split: svc.traffic_split.clone(),
                     endpoints: endpoints.into_iter().collect(),
                 });
             }
@@ -481,7 +491,23 @@ fn service_info(svc: &Service) -> Option<ServiceInfo> {
         retries: annotation(svc, RETRIES_ANNOTATION)
             .and_then(|r| r.trim().parse().ok())
             .unwrap_or(DEFAULT_RETRIES),
+        traffic_split: annotation(svc, TRAFFIC_SPLIT_ANNOTATION)
+            .map(parse_split)
+            .unwrap_or_default(),
     })
+}
+
+/// `a=90,b=10`: Services and weights; malformed entries and zero weights
+/// are left out.
+fn parse_split(text: &str) -> Arc<[(Arc<str>, u32)]> {
+    text.split(',')
+        .filter_map(|entry| {
+            let (name, weight) = entry.split_once('=')?;
+            let weight: u32 = weight.trim().parse().ok()?;
+            let name = name.trim();
+            (!name.is_empty() && weight > 0).then(|| (Arc::from(name), weight))
+        })
+        .collect()
 }
 
 fn annotation<'a>(svc: &'a Service, key: &str) -> Option<&'a str> {

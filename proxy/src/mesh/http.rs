@@ -231,8 +231,9 @@ impl RequestBalancer {
         self.endpoints.lock().retain(|e, _| keep(e));
     }
 
-    /// xorshift64*, seeded once from the clock: fair enough to pick two.
-    fn random(&self) -> u64 {
+    /// xorshift64*, seeded once from the clock: fair enough to pick two
+    /// endpoints, or a split's backend.
+    pub fn random(&self) -> u64 {
         let mut x = self.seed.load(Ordering::Relaxed);
         if x == 0 {
             x = Instant::now().elapsed().as_nanos() as u64

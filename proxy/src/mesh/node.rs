@@ -36,7 +36,7 @@ use super::tls::{client_config, server_config};
 use super::tunnel::{serve_connection, Connector, TunnelError, TunnelPool, HBONE_PORT};
 use super::workloads::{MtlsMode, Workload, Workloads};
 use crate::balancer::Balancer;
-use crate::table::{HttpPort, ProxyTable, ServiceKey};
+use crate::table::{HttpPort, ProxyTable, ServiceKey, ServicePortEntry};
 use crate::Protocol;
 
 /// How often the pods' sandboxes are looked at again (a sandbox replaced
@@ -101,7 +101,7 @@ impl NodeMesh {
     pub fn route(&self, destination: SocketAddr) -> (Route, Option<Arc<Workload>>) {
         let target = self
             .frontend(destination)
-            .and_then(|f| self.balancer.round_robin(&f.endpoints))
+            .and_then(|f| self.balancer.round_robin(&self.endpoints(&f)))
             .unwrap_or(destination);
         self.route_to(target)
     }
@@ -120,6 +120,25 @@ impl NodeMesh {
             ),
             None => (Route::Direct(target), workloads.get(target.ip()).cloned()),
         }
+    }
+
+    /// The endpoints a connection or request to `port` goes to: its own,
+    /// or, when its traffic is split, those of a backend Service picked by
+    /// weight (backends without endpoints left out).
+    fn endpoints(&self, port: &ClusterIpPort) -> Arc<[SocketAddr]> {
+        let ready = port.split.iter().filter(|(e, _)| !e.is_empty());
+        let total: u64 = ready.clone().map(|(_, w)| u64::from(*w)).sum();
+        if total == 0 {
+            return port.endpoints.clone();
+        }
+        let mut ticket = self.requests.random() % total;
+        for (endpoints, weight) in ready {
+            if ticket < u64::from(*weight) {
+                return endpoints.clone();
+            }
+            ticket -= u64::from(*weight);
+        }
+        port.endpoints.clone()
     }
 
     /// The Service port at `frontend`, if it is a ClusterIP's.
@@ -179,21 +198,54 @@ struct ClusterIpPort {
     endpoints: Arc<[SocketAddr]>,
     /// Set when the port carries HTTP.
     http: Option<HttpPort>,
+    /// Its traffic split: the backends' endpoints and weights.
+    split: Vec<(Arc<[SocketAddr]>, u32)>,
 }
 
 /// ClusterIP:port → its Service port.
 type ClusterIps = HashMap<SocketAddr, ClusterIpPort>;
 
 /// The TCP ClusterIP ports of `table`, as this node's service proxy
-/// serves them.
+/// serves them, with their traffic splits resolved: a backend's port is
+/// the one of the same name, or its only one.
 fn cluster_ip_frontends(table: &ProxyTable, node: &str) -> ClusterIps {
-    let mut out = HashMap::new();
-    for entry in table.ports.iter().filter(|p| p.protocol == Protocol::Tcp) {
-        let endpoints: Arc<[SocketAddr]> = entry
+    let tcp: Vec<_> = table
+        .ports
+        .iter()
+        .filter(|p| p.protocol == Protocol::Tcp)
+        .collect();
+    let ready = |entry: &ServicePortEntry| -> Arc<[SocketAddr]> {
+        entry
             .endpoints
             .iter()
             .filter(|e| !entry.internal_local || e.node_name.as_deref() == Some(node))
             .map(|e| e.addr)
+            .collect()
+    };
+    let backend = |namespace: &str, name: &str, port_name: &str| {
+        let ports: Vec<&&ServicePortEntry> = tcp
+            .iter()
+            .filter(|p| &*p.service.namespace == namespace && &*p.service.name == name)
+            .collect();
+        ports
+            .iter()
+            .find(|p| &*p.port_name == port_name)
+            .or_else(|| (ports.len() == 1).then(|| &ports[0]))
+            .map(|p| ready(p))
+            .unwrap_or_else(|| Arc::from(Vec::new()))
+    };
+    let mut out = HashMap::new();
+    for entry in &tcp {
+        let endpoints = ready(entry);
+        let split: Vec<(Arc<[SocketAddr]>, u32)> = entry
+            .traffic_split
+            .iter()
+            .map(|(name, weight)| {
+                (
+                    backend(&entry.service.namespace, name, &entry.port_name),
+                    *weight,
+                )
+            })
             .collect();
         for ip in &entry.cluster_ips {
             out.entry(SocketAddr::new(*ip, entry.port))
@@ -201,6 +253,7 @@ fn cluster_ip_frontends(table: &ProxyTable, node: &str) -> ClusterIps {
                     service: entry.service.clone(),
                     endpoints: endpoints.clone(),
                     http: entry.http,
+                    split: split.clone(),
                 });
         }
     }
@@ -494,7 +547,7 @@ impl PodContext {
             endpoints: Box::new(move || {
                 endpoints_of
                     .frontend(frontend)
-                    .map(|f| f.endpoints)
+                    .map(|f| endpoints_of.endpoints(&f))
                     .unwrap_or_else(|| Arc::from(Vec::new()))
             }),
             port,

@@ -350,3 +350,10 @@ fn http_ports_are_known_by_app_protocol_then_name_with_the_services_request_poli
     assert_eq!(parse_duration("-1s"), None);
     assert_eq!(parse_duration("1h"), None);
 }
+
+#[test]
+fn a_traffic_split_names_services_with_positive_weights() {
+    let split = parse_split("api-v1=90, api-v2 = 10,broken,zero=0,=5");
+    let split: Vec<(&str, u32)> = split.iter().map(|(n, w)| (&**n, *w)).collect();
+    assert_eq!(split, [("api-v1", 90), ("api-v2", 10)]);
+}
