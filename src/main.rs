@@ -16,6 +16,7 @@ mod demo;
 mod drain;
 mod join;
 mod lb;
+mod mesh_top;
 
 use drain::shutdown_signal;
 
@@ -57,6 +58,9 @@ enum Command {
     /// Run the ingress controller against any cluster (in a pod: the
     /// in-cluster configuration).
     Ingress(IngressArgs),
+    /// The service mesh of the node proxies.
+    #[command(subcommand)]
+    Mesh(MeshCommand),
     /// Kubeconfig files for users (kubeadm's `kubeconfig user`).
     #[command(subcommand)]
     Kubeconfig(KubeconfigCommand),
@@ -96,6 +100,14 @@ struct TokenCreateArgs {
     /// A description kept with the token.
     #[arg(long, default_value = "")]
     description: String,
+}
+
+#[derive(Subcommand)]
+enum MeshCommand {
+    /// Requests, success rate and latency per workload and Service, and
+    /// TCP connections and bytes per workload pair, from node proxies'
+    /// metrics.
+    Top(mesh_top::MeshTopArgs),
 }
 
 #[derive(Args, Clone)]
@@ -727,6 +739,7 @@ fn main() -> anyhow::Result<()> {
             Command::Ingress(args) => run_ingress(args).await,
             Command::DemoServer(args) => demo::serve(args.listen).await,
             Command::Kubeconfig(KubeconfigCommand::User(args)) => kubeconfig_user(args),
+            Command::Mesh(MeshCommand::Top(args)) => mesh_top::run(args),
         }
     });
     // Every part has stopped and cleaned up (holder interface, nftables

@@ -661,6 +661,23 @@ spec:
     assert!(text.contains(
         r#"kedge_mesh_request_duration_seconds_count{source_workload="shop/default",destination_service="shop/api"}"#
     ));
+    // The same, as `kedge mesh top` shows it.
+    let top = Command::new(env!("CARGO_BIN_EXE_kedge"))
+        .args(["mesh", "top", "--metrics-addr", &metrics_addr])
+        .output()
+        .unwrap();
+    let top = String::from_utf8_lossy(&top.stdout).to_string();
+    assert!(top.starts_with("SOURCE"), "{top}");
+    assert!(
+        top.lines().any(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            cells.len() == 7
+                && cells[..2] == ["shop/default", "shop/api"]
+                && cells[2].parse::<u64>().is_ok_and(|n| n >= 90)
+                && cells[3] == "100.00%"
+        }),
+        "{top}"
+    );
 
     // A pod deleted while 3,000 requests run: none fails.
     let victim = c.kubectl(&[
