@@ -127,6 +127,7 @@ fn answer(conn: &mut std::io::BufReader<TcpStream>) -> Option<(u16, String)> {
 }
 
 fn http(addr: &str, count: usize) {
+    let start = Instant::now();
     let mut answers: std::collections::BTreeMap<(u16, String), usize> = Default::default();
     let (mut connections, mut failures) = (0, 0);
     let mut conn: Option<std::io::BufReader<TcpStream>> = None;
@@ -170,7 +171,11 @@ fn http(addr: &str, count: usize) {
     for ((status, host), n) in answers {
         println!("answer status={status} hostname={host} count={n}");
     }
-    println!("http connections={connections} failures={failures}");
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "http connections={connections} failures={failures} seconds={secs:.4} requests_s={:.1}",
+        count as f64 / secs
+    );
 }
 
 fn main() {
