@@ -135,6 +135,7 @@ fn http(addr: &str, count: usize) {
         if conn.is_none() {
             match TcpStream::connect(addr) {
                 Ok(c) => {
+                    let _ = c.set_nodelay(true);
                     connections += 1;
                     conn = Some(std::io::BufReader::new(c));
                 }
