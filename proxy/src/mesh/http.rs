@@ -430,5 +430,184 @@ fn switch_protocols(
     response.map(|_| Empty::new().map_err(|never| match never {}).boxed())
 }
 
+/// How a stream starts, once its first bytes are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sniffed {
+    /// An HTTP/1 request line.
+    Http1,
+    /// The HTTP/2 connection preface.
+    Http2,
+    /// Anything else.
+    Other,
+}
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What `start` (a stream's first bytes) says, or `None` while it could
+/// still be either.
+pub fn sniff(start: &[u8]) -> Option<Sniffed> {
+    let n = start.len().min(H2_PREFACE.len());
+    if start[..n] == H2_PREFACE[..n] {
+        return (n == H2_PREFACE.len()).then_some(Sniffed::Http2);
+    }
+    // A method (upper-case token) and a space: `GET `, `OPTIONS `.
+    let token = start.iter().take_while(|b| b.is_ascii_uppercase()).count();
+    match start.get(token) {
+        Some(b' ') if token > 0 => Some(Sniffed::Http1),
+        None if token == start.len() && token < 16 => None,
+        _ => Some(Sniffed::Other),
+    }
+}
+
+/// A stream whose first bytes were read already and are given back first.
+pub struct Prefixed<S> {
+    prefix: Bytes,
+    inner: S,
+}
+
+impl<S> Prefixed<S> {
+    /// `inner`, `prefix` read from it first.
+    pub fn new(prefix: Bytes, inner: S) -> Self {
+        Self { prefix, inner }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            let chunk = self.prefix.split_to(n);
+            buf.put_slice(&chunk);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Read `stream`'s first bytes until [`sniff`] can tell, it ends, or
+/// `wait` passes (a protocol whose server speaks first: `Other`); the
+/// stream with them given back, and what it is.
+pub async fn sniff_stream<S: AsyncRead + Unpin>(
+    mut stream: S,
+    wait: Duration,
+) -> std::io::Result<(Prefixed<S>, Sniffed)> {
+    use tokio::io::AsyncReadExt;
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut start = Vec::with_capacity(H2_PREFACE.len());
+    let kind = loop {
+        if let Some(kind) = sniff(&start) {
+            break kind;
+        }
+        let mut chunk = [0u8; 24];
+        let want = H2_PREFACE.len().saturating_sub(start.len()).max(1);
+        match tokio::time::timeout_at(deadline, stream.read(&mut chunk[..want])).await {
+            Ok(Ok(0)) | Err(_) => break Sniffed::Other,
+            Ok(Ok(n)) => start.extend_from_slice(&chunk[..n]),
+            Ok(Err(error)) => return Err(error),
+        }
+    };
+    Ok((Prefixed::new(Bytes::from(start), stream), kind))
+}
+
+/// The destination's side of a stream that carries HTTP (`version`, as
+/// sniffed): each request is let through to `upstream` (the pod) when
+/// `allow(method, path)` says so, else answered 403 as Istio does.
+pub async fn serve_inbound<S>(
+    stream: S,
+    version: Sniffed,
+    upstream: TcpStream,
+    allow: impl Fn(&Method, &str) -> bool + Send + Sync + 'static,
+) -> Result<(), String>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    enum Sender {
+        Http1(tokio::sync::Mutex<hyper::client::conn::http1::SendRequest<Body>>),
+        Http2(hyper::client::conn::http2::SendRequest<Body>),
+    }
+    let upstream = TokioIo::new(upstream);
+    let sender = if version == Sniffed::Http2 {
+        let (sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), upstream)
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        Sender::Http2(sender)
+    } else {
+        let (sender, connection) = hyper::client::conn::http1::handshake(upstream)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        Sender::Http1(tokio::sync::Mutex::new(sender))
+    };
+    let sender = Arc::new(sender);
+    let allow = Arc::new(allow);
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let (sender, allow) = (sender.clone(), allow.clone());
+        async move {
+            if !allow(request.method(), request.uri().path()) {
+                let mut denied = Response::new(
+                    Full::new(Bytes::from_static(b"RBAC: access denied\n"))
+                        .map_err(|never| match never {})
+                        .boxed(),
+                );
+                *denied.status_mut() = StatusCode::FORBIDDEN;
+                return Ok::<_, std::convert::Infallible>(denied);
+            }
+            let request = request.map(|b| b.boxed());
+            let sent = match &*sender {
+                Sender::Http1(sender) => {
+                    let mut sender = sender.lock().await;
+                    match sender.ready().await {
+                        Ok(()) => sender.send_request(request).await,
+                        Err(error) => Err(error),
+                    }
+                }
+                Sender::Http2(sender) => sender.clone().send_request(request).await,
+            };
+            Ok(match sent {
+                Ok(response) => response.map(|b| b.boxed()),
+                Err(error) => {
+                    tracing::debug!(%error, "the pod did not answer a mesh request");
+                    answer(StatusCode::BAD_GATEWAY)
+                }
+            })
+        }
+    });
+    let io = TokioIo::new(stream);
+    let served = if version == Sniffed::Http2 {
+        hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(io, service)
+            .await
+    } else {
+        hyper::server::conn::http1::Builder::new()
+            .serve_connection(io, service)
+            .await
+    };
+    served.map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests;

@@ -22,7 +22,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::http::{self, HttpClients, Io, RequestBalancer, Route as HttpRoute};
+use super::http::{self, HttpClients, Io, RequestBalancer, Route as HttpRoute, Sniffed};
 use super::identity::{spiffe_id, Identities, WorkloadCertificate};
 use super::metrics::{ConnectionLabels, MeshMetrics, Security};
 use super::netns::{
@@ -30,10 +30,10 @@ use super::netns::{
     OUTBOUND_PORT,
 };
 use super::outbound::{self, Route};
-use super::policy::{Caller, Policies};
+use super::policy::{Call, Caller, Policies};
 use super::sandbox::{Sandbox, Sandboxes};
 use super::tls::{client_config, server_config};
-use super::tunnel::{serve_connection, Connector, TunnelError, TunnelPool, HBONE_PORT};
+use super::tunnel::{serve_connection_with, Connector, Relay, TunnelError, TunnelPool, HBONE_PORT};
 use super::workloads::{MtlsMode, Workload, Workloads};
 use crate::balancer::Balancer;
 use crate::table::{HttpPort, ProxyTable, ServiceKey, ServicePortEntry};
@@ -42,6 +42,10 @@ use crate::Protocol;
 /// How often the pods' sandboxes are looked at again (a sandbox replaced
 /// under a running pod, a sandbox that was not up yet).
 const RESYNC: Duration = Duration::from_secs(5);
+/// How long a stream to a pod whose policies read HTTP may stay silent
+/// before it is taken for another protocol (one whose server speaks
+/// first).
+const SNIFF_WAIT: Duration = Duration::from_secs(5);
 /// How long a connection waits for its pod's certificate (a pod just
 /// started: the node is asking for it).
 const IDENTITY_WAIT: Duration = Duration::from_secs(10);
@@ -156,15 +160,25 @@ impl NodeMesh {
         cached.1.clone()
     }
 
-    /// Whether `caller` may reach `port` of `workload`; a refusal is logged
-    /// and counted.
-    fn authorize(&self, workload: &Workload, caller: Caller<'_>, port: u16) -> bool {
+    /// Whether `caller` may make `call` to `port` of `workload`; a refusal
+    /// is logged and counted.
+    fn authorize(
+        &self,
+        workload: &Workload,
+        caller: Caller<'_>,
+        port: u16,
+        call: Call<'_>,
+    ) -> bool {
         let policies = self.policies.borrow().clone();
-        match policies.check(&workload.namespace, &workload.labels, caller, port) {
+        match policies.check(&workload.namespace, &workload.labels, caller, port, call) {
             Ok(()) => true,
             Err(denial) => {
                 let caller = caller.spiffe_id.unwrap_or("plaintext");
-                tracing::info!(pod = %workload.name, namespace = %workload.namespace, %caller, port, policy = %denial.policy, "connection denied by authorization policy");
+                let (method, path) = match call {
+                    Call::Connection => ("", ""),
+                    Call::Request { method, path } => (method, path),
+                };
+                tracing::info!(pod = %workload.name, namespace = %workload.namespace, %caller, port, method, path, policy = %denial.policy, "connection denied by authorization policy");
                 self.metrics.denied(workload, &denial.policy);
                 false
             }
@@ -673,9 +687,61 @@ impl PodContext {
                 stream
             })
         });
-        if let Err(error) = serve_connection(tcp, config, allow, connect).await {
+        let relay = self.clone().relay();
+        if let Err(error) = serve_connection_with(tcp, config, allow, connect, relay).await {
             tracing::debug!(pod = %workload.name, %peer, %error, "tunnel session ended");
         }
+    }
+
+    /// How a tunnelled stream reaches the pod: bytes copied, or, when a
+    /// policy selecting the pod names methods or paths and the stream is
+    /// HTTP, request by request as the policies say.
+    fn relay(self: Arc<Self>) -> Relay {
+        Arc::new(move |caller, destination, stream, upstream| {
+            let pod = self.clone();
+            Box::pin(async move {
+                let workload = pod.workload();
+                let per_request = pod
+                    .mesh
+                    .policies
+                    .borrow()
+                    .reads_http(&workload.namespace, &workload.labels);
+                let (mut stream, mut upstream) = (stream, upstream);
+                if !per_request {
+                    let _ = tokio::io::copy_bidirectional(&mut stream, &mut upstream).await;
+                    return;
+                }
+                let Ok((mut stream, kind)) = http::sniff_stream(stream, SNIFF_WAIT).await else {
+                    return;
+                };
+                let caller_id = Caller {
+                    spiffe_id: Some(&caller),
+                };
+                let port = destination.port();
+                if kind == Sniffed::Other {
+                    if pod
+                        .mesh
+                        .authorize(&workload, caller_id, port, Call::Connection)
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut stream, &mut upstream).await;
+                    }
+                    return;
+                }
+                let allow = move |method: &hyper::Method, path: &str| {
+                    let call = Call::Request {
+                        method: method.as_str(),
+                        path,
+                    };
+                    let caller = Caller {
+                        spiffe_id: Some(&caller),
+                    };
+                    pod.mesh.authorize(&pod.workload(), caller, port, call)
+                };
+                if let Err(error) = http::serve_inbound(stream, kind, upstream, allow).await {
+                    tracing::debug!(%error, "mesh HTTP stream ended");
+                }
+            })
+        })
     }
 
     /// Plaintext to the pod from outside the mesh.
@@ -693,10 +759,12 @@ impl PodContext {
             let _ = caller.set_zero_linger();
             return;
         }
-        if !self
-            .mesh
-            .authorize(&workload, Caller { spiffe_id: None }, destination.port())
-        {
+        if !self.mesh.authorize(
+            &workload,
+            Caller { spiffe_id: None },
+            destination.port(),
+            Call::Connection,
+        ) {
             let _ = caller.set_zero_linger();
             return;
         }

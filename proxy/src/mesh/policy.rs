@@ -7,9 +7,11 @@
 //! of its operations (ports and their negation) match, absent lists
 //! matching anything.
 //!
-//! Methods and paths need the request: until the node proxy reads HTTP, a
-//! DENY rule naming them refuses the whole connection and an ALLOW rule
-//! naming them matches nothing (the safe side both ways, as ztunnel does).
+//! Methods and paths need the request: for a pod a policy with them
+//! selects, the destination's proxy reads HTTP and decides each request
+//! ([`Call::Request`]). On a connection that is not HTTP, a DENY rule
+//! naming them refuses the whole connection and an ALLOW rule naming them
+//! matches nothing (the safe side both ways, as ztunnel does).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -143,6 +145,20 @@ impl Caller<'_> {
     }
 }
 
+/// What is being decided: a connection, or one HTTP request on it.
+#[derive(Clone, Copy, Debug)]
+pub enum Call<'a> {
+    /// A connection, before anything is read from it.
+    Connection,
+    /// An HTTP request.
+    Request {
+        /// Its method (`GET`).
+        method: &'a str,
+        /// Its path, without the query.
+        path: &'a str,
+    },
+}
+
 /// Why a connection was refused: the policy that refused it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Denial {
@@ -178,14 +194,30 @@ impl Policies {
         Self { by_namespace }
     }
 
-    /// Whether `caller` may reach `port` of a pod in `namespace` with
-    /// `labels`.
+    /// Whether a policy selecting the pod (in `namespace`, with `labels`)
+    /// names methods or paths, so that its requests must be read.
+    pub fn reads_http(&self, namespace: &str, labels: &BTreeMap<String, String>) -> bool {
+        self.by_namespace.get(namespace).is_some_and(|policies| {
+            policies.iter().filter(|p| selects(p, labels)).any(|p| {
+                p.spec.rules.iter().flatten().any(|r| {
+                    r.to.iter()
+                        .flatten()
+                        .filter_map(|t| t.operation.as_ref())
+                        .any(http_only)
+                })
+            })
+        })
+    }
+
+    /// Whether `caller` may make `call` to `port` of a pod in `namespace`
+    /// with `labels`.
     pub fn check(
         &self,
         namespace: &str,
         labels: &BTreeMap<String, String>,
         caller: Caller<'_>,
         port: u16,
+        call: Call<'_>,
     ) -> Result<(), Denial> {
         let Some(policies) = self.by_namespace.get(namespace) else {
             return Ok(());
@@ -202,7 +234,7 @@ impl Policies {
             let rules = policy.spec.rules.as_deref().unwrap_or_default();
             if rules
                 .iter()
-                .any(|r| rule_matches(r, caller, port, Action::Deny))
+                .any(|r| rule_matches(r, caller, port, Action::Deny, call))
             {
                 return Err(Denial {
                     policy: name(policy),
@@ -220,7 +252,7 @@ impl Policies {
             let rules = policy.spec.rules.as_deref().unwrap_or_default();
             rules
                 .iter()
-                .any(|r| rule_matches(r, caller, port, Action::Allow))
+                .any(|r| rule_matches(r, caller, port, Action::Allow, call))
         });
         if allowed {
             Ok(())
@@ -250,7 +282,13 @@ fn selects(policy: &AuthorizationPolicy, labels: &BTreeMap<String, String>) -> b
     wanted.is_none_or(|wanted| wanted.iter().all(|(k, v)| labels.get(k) == Some(v)))
 }
 
-fn rule_matches(rule: &Rule, caller: Caller<'_>, port: u16, action: Action) -> bool {
+fn rule_matches(
+    rule: &Rule,
+    caller: Caller<'_>,
+    port: u16,
+    action: Action,
+    call: Call<'_>,
+) -> bool {
     let from = rule.from.as_deref().unwrap_or_default();
     let to = rule.to.as_deref().unwrap_or_default();
     let source_matches = from.is_empty()
@@ -261,7 +299,7 @@ fn rule_matches(rule: &Rule, caller: Caller<'_>, port: u16, action: Action) -> b
         || to.iter().any(|t| {
             t.operation
                 .as_ref()
-                .is_none_or(|o| operation_matches(o, port, action))
+                .is_none_or(|o| operation_matches(o, port, action, call))
         });
     source_matches && operation_matches
 }
@@ -284,11 +322,27 @@ fn source_matches(source: &Source, caller: Caller<'_>) -> bool {
         && listed(&source.not_namespaces, namespace) != Some(true)
 }
 
-fn operation_matches(operation: &Operation, port: u16, action: Action) -> bool {
-    let http_only = operation.methods.as_ref().is_some_and(|m| !m.is_empty())
-        || operation.paths.as_ref().is_some_and(|p| !p.is_empty());
-    if http_only && action == Action::Allow {
-        return false;
+fn http_only(operation: &Operation) -> bool {
+    operation.methods.as_ref().is_some_and(|m| !m.is_empty())
+        || operation.paths.as_ref().is_some_and(|p| !p.is_empty())
+}
+
+fn operation_matches(operation: &Operation, port: u16, action: Action, call: Call<'_>) -> bool {
+    match call {
+        // Not known yet: the safe side for each action.
+        Call::Connection if http_only(operation) && action == Action::Allow => return false,
+        Call::Connection => {}
+        Call::Request { method, path } => {
+            let listed = |patterns: &Option<Vec<String>>, value: &str| {
+                patterns
+                    .as_ref()
+                    .filter(|p| !p.is_empty())
+                    .is_none_or(|p| p.iter().any(|p| pattern_matches(p, value)))
+            };
+            if !listed(&operation.methods, method) || !listed(&operation.paths, path) {
+                return false;
+            }
+        }
     }
     let port = port.to_string();
     let listed = |ports: &Option<Vec<String>>| ports.as_ref().map(|p| p.contains(&port));

@@ -53,15 +53,47 @@ pub fn host_connector() -> Connector {
     Arc::new(|destination| Box::pin(TcpStream::connect(destination)))
 }
 
+/// What carries an accepted stream's bytes to the destination: given the
+/// caller's SPIFFE ID, the destination, the stream and the connection to
+/// the destination.
+pub type Relay = Arc<
+    dyn Fn(Arc<str>, SocketAddr, TunnelStream, TcpStream) -> BoxFuture<'static, ()> + Send + Sync,
+>;
+
+/// Bytes copied both ways, as they come.
+pub fn copy_relay() -> Relay {
+    Arc::new(|caller, destination, mut stream, mut upstream| {
+        Box::pin(async move {
+            if let Err(error) = copy_bidirectional(&mut stream, &mut upstream).await {
+                tracing::debug!(%caller, %destination, %error, "mesh connection ended");
+            }
+        })
+    })
+}
+
 /// Serve tunnels on one accepted TCP connection: the TLS handshake with
 /// `config`, then a CONNECT per stream. `allow(caller, destination)`
-/// decides each one; `connect` reaches it. Returns when the connection
-/// ends.
+/// decides each one; `connect` reaches it; bytes are copied. Returns when
+/// the connection ends.
 pub async fn serve_connection<A>(
     tcp: TcpStream,
     config: Arc<rustls::ServerConfig>,
     allow: A,
     connect: Connector,
+) -> Result<(), TunnelError>
+where
+    A: Fn(&str, SocketAddr) -> bool + Send + Sync + 'static,
+{
+    serve_connection_with(tcp, config, allow, connect, copy_relay()).await
+}
+
+/// [`serve_connection`], each accepted stream carried by `relay`.
+pub async fn serve_connection_with<A>(
+    tcp: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    allow: A,
+    connect: Connector,
+    relay: Relay,
 ) -> Result<(), TunnelError>
 where
     A: Fn(&str, SocketAddr) -> bool + Send + Sync + 'static,
@@ -81,10 +113,15 @@ where
     let caller: Arc<str> = Arc::from(caller);
     let allow = Arc::new(allow);
     let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-        let (caller, allow, connect) = (caller.clone(), allow.clone(), connect.clone());
+        let (caller, allow, connect, relay) = (
+            caller.clone(),
+            allow.clone(),
+            connect.clone(),
+            relay.clone(),
+        );
         async move {
             Ok::<_, std::convert::Infallible>(
-                accept_stream(request, &caller, &*allow, &connect).await,
+                accept_stream(request, caller, &*allow, &connect, relay).await,
             )
         }
     });
@@ -96,9 +133,10 @@ where
 
 async fn accept_stream(
     request: Request<hyper::body::Incoming>,
-    caller: &str,
+    caller: Arc<str>,
     allow: &(dyn Fn(&str, SocketAddr) -> bool + Send + Sync),
     connect: &Connector,
+    relay: Relay,
 ) -> Response<Empty<Bytes>> {
     let status = |code| {
         let mut response = Response::new(Empty::new());
@@ -115,7 +153,7 @@ async fn accept_stream(
     else {
         return status(StatusCode::BAD_REQUEST);
     };
-    if !allow(caller, destination) {
+    if !allow(&caller, destination) {
         tracing::info!(%caller, %destination, "mesh connection denied");
         return status(StatusCode::UNAUTHORIZED);
     }
@@ -128,16 +166,9 @@ async fn accept_stream(
     };
     let _ = upstream.set_nodelay(true);
     tracing::debug!(%caller, %destination, "mesh connection accepted");
-    let caller = caller.to_string();
     tokio::spawn(async move {
         match hyper::upgrade::on(request).await {
-            Ok(upgraded) => {
-                let mut upgraded = TokioIo::new(upgraded);
-                let mut upstream = upstream;
-                if let Err(error) = copy_bidirectional(&mut upgraded, &mut upstream).await {
-                    tracing::debug!(%caller, %destination, %error, "mesh connection ended");
-                }
-            }
+            Ok(upgraded) => relay(caller, destination, TokioIo::new(upgraded), upstream).await,
             Err(error) => tracing::debug!(%caller, %destination, %error, "no stream after CONNECT"),
         }
     });

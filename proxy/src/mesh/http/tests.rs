@@ -223,3 +223,86 @@ fn the_less_busy_of_two_is_picked_and_tried_endpoints_are_avoided() {
     );
     assert!(balancer.pick(&[], &[]).is_none());
 }
+
+#[test]
+fn streams_are_told_apart_by_their_first_bytes() {
+    assert_eq!(sniff(b""), None);
+    assert_eq!(sniff(b"GE"), None);
+    assert_eq!(sniff(b"GET / HTTP/1.1\r\n"), Some(Sniffed::Http1));
+    assert_eq!(sniff(b"OPTIONS * HTTP/1.1"), Some(Sniffed::Http1));
+    assert_eq!(sniff(b"PRI * HT"), None, "could be the HTTP/2 preface");
+    assert_eq!(sniff(H2_PREFACE), Some(Sniffed::Http2));
+    assert_eq!(sniff(b"\x16\x03\x01"), Some(Sniffed::Other), "TLS");
+    assert_eq!(sniff(b"get / "), Some(Sniffed::Other));
+    assert_eq!(sniff(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"), Some(Sniffed::Other));
+}
+
+#[tokio::test]
+async fn a_silent_stream_is_taken_for_another_protocol_and_nothing_read_is_lost() {
+    let (mut client, server) = tokio::io::duplex(64);
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    client.write_all(b"PRI").await.unwrap();
+    let (mut stream, kind) = sniff_stream(server, Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert_eq!(kind, Sniffed::Other);
+    client.write_all(b"!").await.unwrap();
+    let mut read = [0u8; 4];
+    stream.read_exact(&mut read).await.unwrap();
+    assert_eq!(&read, b"PRI!");
+}
+
+#[tokio::test]
+async fn inbound_requests_are_let_through_or_answered_403_in_both_versions() {
+    let app = endpoint("app", StatusCode::OK).await;
+    for http2 in [false, true] {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (stream, kind) = sniff_stream(stream, Duration::from_secs(5)).await.unwrap();
+            let upstream = TcpStream::connect(app).await.unwrap();
+            let allow =
+                |method: &Method, path: &str| method == Method::GET && !path.starts_with("/admin");
+            serve_inbound(stream, kind, upstream, allow).await.unwrap();
+        });
+        let tcp = TokioIo::new(TcpStream::connect(addr).await.unwrap());
+        let mut statuses = Vec::new();
+        if http2 {
+            let (mut sender, connection) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), tcp)
+                    .await
+                    .unwrap();
+            tokio::spawn(connection);
+            for (method, path) in [("GET", "/ok"), ("GET", "/admin"), ("POST", "/ok")] {
+                let request = Request::builder()
+                    .method(method)
+                    .uri(format!("http://app{path}"))
+                    .body(Empty::<Bytes>::new())
+                    .unwrap();
+                statuses.push(sender.send_request(request).await.unwrap().status());
+            }
+        } else {
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(tcp).await.unwrap();
+            tokio::spawn(connection);
+            for (method, path) in [("GET", "/ok"), ("GET", "/admin"), ("POST", "/ok")] {
+                sender.ready().await.unwrap();
+                let request = Request::builder()
+                    .method(method)
+                    .uri(path)
+                    .header("host", "app")
+                    .body(Empty::<Bytes>::new())
+                    .unwrap();
+                let response = sender.send_request(request).await.unwrap();
+                statuses.push(response.status());
+                let _ = response.into_body().collect().await;
+            }
+        }
+        assert_eq!(
+            statuses,
+            [StatusCode::OK, StatusCode::FORBIDDEN, StatusCode::FORBIDDEN],
+            "http2={http2}"
+        );
+    }
+}

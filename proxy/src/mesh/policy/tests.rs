@@ -23,7 +23,7 @@ const PLAINTEXT: Caller<'static> = Caller { spiffe_id: None };
 #[test]
 fn without_policies_everything_is_allowed() {
     assert_eq!(
-        Policies::default().check("shop", &labels("web"), CLIENT, 8080),
+        Policies::default().check("shop", &labels("web"), CLIENT, 8080, Call::Connection),
         Ok(())
     );
     let elsewhere = policy(
@@ -31,7 +31,13 @@ fn without_policies_everything_is_allowed() {
         serde_json::json!({"action": "DENY", "rules": [{}]}),
     );
     assert_eq!(
-        Policies::index([&elsewhere]).check("other", &labels("web"), CLIENT, 8080),
+        Policies::index([&elsewhere]).check(
+            "other",
+            &labels("web"),
+            CLIENT,
+            8080,
+            Call::Connection
+        ),
         Ok(()),
         "policies hold in their own namespace only"
     );
@@ -46,14 +52,17 @@ fn a_matching_deny_wins_and_names_itself() {
     let allow_all = policy("all", serde_json::json!({"rules": [{}]}));
     let policies = Policies::index([&deny, &allow_all]);
     assert_eq!(
-        policies.check("shop", &labels("web"), OTHER, 8080),
+        policies.check("shop", &labels("web"), OTHER, 8080, Call::Connection),
         Err(Denial {
             policy: "shop/no-batch".into()
         })
     );
-    assert_eq!(policies.check("shop", &labels("web"), CLIENT, 8080), Ok(()));
     assert_eq!(
-        policies.check("shop", &labels("web"), PLAINTEXT, 8080),
+        policies.check("shop", &labels("web"), CLIENT, 8080, Call::Connection),
+        Ok(())
+    );
+    assert_eq!(
+        policies.check("shop", &labels("web"), PLAINTEXT, 8080, Call::Connection),
         Ok(()),
         "a plaintext caller is in no namespace"
     );
@@ -73,26 +82,35 @@ fn with_an_allow_policy_only_what_it_matches_gets_through() {
     );
     let policies = Policies::index([&allow]);
     let web = labels("web");
-    assert_eq!(policies.check("shop", &web, CLIENT, 8080), Ok(()));
+    assert_eq!(
+        policies.check("shop", &web, CLIENT, 8080, Call::Connection),
+        Ok(())
+    );
     assert!(
-        policies.check("shop", &web, CLIENT, 9090).is_err(),
+        policies
+            .check("shop", &web, CLIENT, 9090, Call::Connection)
+            .is_err(),
         "other port"
     );
     assert!(
-        policies.check("shop", &web, OTHER, 8080).is_err(),
+        policies
+            .check("shop", &web, OTHER, 8080, Call::Connection)
+            .is_err(),
         "other caller"
     );
     assert!(
-        policies.check("shop", &web, PLAINTEXT, 8080).is_err(),
+        policies
+            .check("shop", &web, PLAINTEXT, 8080, Call::Connection)
+            .is_err(),
         "no identity"
     );
     assert_eq!(
-        policies.check("shop", &labels("db"), OTHER, 8080),
+        policies.check("shop", &labels("db"), OTHER, 8080, Call::Connection),
         Ok(()),
         "a pod the policy does not select"
     );
     assert_eq!(
-        policies.check("other", &web, OTHER, 8080),
+        policies.check("other", &web, OTHER, 8080, Call::Connection),
         Ok(()),
         "another namespace"
     );
@@ -102,17 +120,22 @@ fn with_an_allow_policy_only_what_it_matches_gets_through() {
 fn an_allow_policy_without_rules_denies_all_and_negations_match_plaintext() {
     let nothing = policy("nothing", serde_json::json!({}));
     assert!(Policies::index([&nothing])
-        .check("shop", &labels("web"), CLIENT, 80)
+        .check("shop", &labels("web"), CLIENT, 80, Call::Connection)
         .is_err());
     let deny_unless_client = policy(
         "only-client",
         serde_json::json!({"action": "DENY", "rules": [{"from": [{"source": {"notPrincipals": ["cluster.local/ns/shop/sa/client"]}}]}]}),
     );
     let policies = Policies::index([&deny_unless_client]);
-    assert_eq!(policies.check("shop", &labels("web"), CLIENT, 80), Ok(()));
-    assert!(policies.check("shop", &labels("web"), OTHER, 80).is_err());
+    assert_eq!(
+        policies.check("shop", &labels("web"), CLIENT, 80, Call::Connection),
+        Ok(())
+    );
     assert!(policies
-        .check("shop", &labels("web"), PLAINTEXT, 80)
+        .check("shop", &labels("web"), OTHER, 80, Call::Connection)
+        .is_err());
+    assert!(policies
+        .check("shop", &labels("web"), PLAINTEXT, 80, Call::Connection)
         .is_err());
 }
 
@@ -123,14 +146,14 @@ fn http_fields_refuse_in_a_deny_and_match_nothing_in_an_allow() {
         serde_json::json!({"action": "DENY", "rules": [{"to": [{"operation": {"methods": ["POST"]}}]}]}),
     );
     assert!(Policies::index([&deny_posts])
-        .check("shop", &labels("web"), CLIENT, 80)
+        .check("shop", &labels("web"), CLIENT, 80, Call::Connection)
         .is_err());
     let allow_gets = policy(
         "gets",
         serde_json::json!({"rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]}),
     );
     assert!(Policies::index([&allow_gets])
-        .check("shop", &labels("web"), CLIENT, 80)
+        .check("shop", &labels("web"), CLIENT, 80, Call::Connection)
         .is_err());
 }
 
@@ -140,4 +163,43 @@ fn patterns_are_exact_prefix_suffix_or_any() {
     assert!(pattern_matches("a/*", "a/b"));
     assert!(pattern_matches("*/sa/web", "td/ns/x/sa/web"));
     assert!(!pattern_matches("a", "ab"));
+}
+
+#[test]
+fn requests_are_decided_by_method_and_path() {
+    let read_only = policy(
+        "read-only",
+        serde_json::json!({"rules": [{"to": [{"operation": {"methods": ["GET", "HEAD"], "paths": ["/api/*"]}}]}]}),
+    );
+    let no_admin = policy(
+        "no-admin",
+        serde_json::json!({"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin*"]}}]}]}),
+    );
+    let policies = Policies::index([&read_only, &no_admin]);
+    let web = labels("web");
+    assert!(policies.reads_http("shop", &web));
+    assert!(!policies.reads_http("other", &web));
+    let request = |method, path| Call::Request { method, path };
+    assert_eq!(
+        policies.check("shop", &web, CLIENT, 80, request("GET", "/api/items")),
+        Ok(())
+    );
+    assert!(policies
+        .check("shop", &web, CLIENT, 80, request("POST", "/api/items"))
+        .is_err());
+    assert!(policies
+        .check("shop", &web, CLIENT, 80, request("GET", "/other"))
+        .is_err());
+    assert_eq!(
+        policies.check("shop", &web, CLIENT, 80, request("GET", "/admin/x")),
+        Err(Denial {
+            policy: "shop/no-admin".into()
+        })
+    );
+    assert!(
+        policies
+            .check("shop", &web, CLIENT, 80, Call::Connection)
+            .is_err(),
+        "a connection that is not HTTP meets the safe side"
+    );
 }
