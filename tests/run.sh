@@ -14,7 +14,8 @@ docker info >/dev/null 2>&1 || missing "Docker Engine does not answer (docker in
 # build compiles etcd's API definitions), etcd (the store of control
 # planes on several machines), busybox (the test images are built from the
 # static one), nft (the service proxy), dig (the cluster DNS's test),
-# chromium (the dashboard's tests drive it headless).
+# chromium (the dashboard's tests drive it headless), tcpdump (the mesh's
+# tests check what crosses the wire).
 packages=()
 command -v protoc >/dev/null 2>&1 || packages+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || packages+=(etcd-server)
@@ -22,6 +23,7 @@ command -v busybox >/dev/null 2>&1 || packages+=(busybox-static)
 command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || packages+=(nftables)
 command -v dig >/dev/null 2>&1 || packages+=(bind9-dnsutils)
 command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+command -v tcpdump >/dev/null 2>&1 || [ -x /usr/bin/tcpdump ] || [ -x /usr/sbin/tcpdump ] || packages+=(tcpdump)
 if [ ${#packages[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "installing ${packages[*]} (apt-get)" >&2
