@@ -122,6 +122,16 @@ struct TokenDeleteArgs {
 #[derive(Clone, Copy)]
 struct TokenTtl(Option<Duration>);
 
+/// A mesh certificate lifetime: `24h`, `30m`, `600s`, at least 10 minutes.
+fn parse_certificate_lifetime(s: &str) -> Result<Duration, String> {
+    match parse_ttl(s)? {
+        TokenTtl(Some(d)) if d >= Duration::from_secs(600) => Ok(d),
+        _ => Err(format!(
+            "{s:?}: a certificate lasts at least 10m (the Certificates API's shortest)"
+        )),
+    }
+}
+
 /// `24h`, `30m`, `90s` or `0`.
 fn parse_ttl(s: &str) -> Result<TokenTtl, String> {
     if s == "0" {
@@ -563,6 +573,11 @@ struct ServiceNetworkArgs {
     /// metrics (plain HTTP, `/metrics`), as kube-proxy does on 10249.
     #[arg(long, default_value = "127.0.0.1:10249")]
     metrics_addr: std::net::SocketAddr,
+    /// How long the mesh's workload certificates last (`24h`, `30m`; at
+    /// least 10m, the Certificates API's shortest); each is renewed half
+    /// way (Istio's `--workload-cert-ttl`).
+    #[arg(long, default_value = "24h", value_parser = parse_certificate_lifetime)]
+    mesh_certificate_lifetime: Duration,
 }
 
 #[derive(Args, Clone)]
@@ -911,7 +926,7 @@ async fn run_service_network(
         kedge_proxy::mesh::identity::IdentityConfig {
             node_name: node_name.clone(),
             trust_domain: cluster_domain.clone(),
-            lifetime: kedge_proxy::mesh::identity::DEFAULT_LIFETIME,
+            lifetime: args.mesh_certificate_lifetime,
         },
         identities.clone(),
         mesh_metrics.clone(),

@@ -531,6 +531,20 @@ spec:
     );
 }
 
+/// Namespace `shop` in the mesh, with `manifest` and the pod `load` (the
+/// netbench image) applied there.
+fn meshed_shop_with_load(c: &Cluster, manifest: &str) {
+    c.kubectl(&["create", "namespace", "shop"]);
+    c.kubectl(&["label", "namespace", "shop", "kedge.io/mesh=enabled"]);
+    let netbench = images::netbench();
+    c.apply(&format!(
+        "{manifest}\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: load, namespace: shop}}\n\
+         spec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  \
+         - {{name: load, image: {netbench}, imagePullPolicy: Never}}\n"
+    ));
+    c.wait_ready(&["pod", "load", "-n", "shop"], Duration::from_secs(120));
+}
+
 /// Answers per (status, echo server hostname) from `netbench http`, and
 /// the connections it opened.
 fn http_load(c: &Cluster, target: &str, count: usize) -> (BTreeMap<(u16, String), usize>, usize) {
@@ -573,12 +587,12 @@ fn http_load(c: &Cluster, target: &str, count: usize) -> (BTreeMap<(u16, String)
 /// deleted in the middle of a load, retries leave no request failed.
 #[test]
 fn http_requests_of_one_connection_spread_over_pods_and_survive_one_going_away() {
-    let (echo, netbench) = (images::echo(), images::netbench());
+    let echo = images::echo();
     let c = Cluster::up();
-    c.kubectl(&["create", "namespace", "shop"]);
-    c.kubectl(&["label", "namespace", "shop", "kedge.io/mesh=enabled"]);
-    c.apply(&format!(
-        r#"
+    meshed_shop_with_load(
+        &c,
+        &format!(
+            r#"
 apiVersion: apps/v1
 kind: Deployment
 metadata: {{name: api, namespace: shop}}
@@ -601,16 +615,9 @@ metadata: {{name: api, namespace: shop}}
 spec:
   selector: {{app: api}}
   ports: [{{name: http, port: 80, targetPort: 8080}}]
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: load, namespace: shop}}
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-  - {{name: load, image: {netbench}, imagePullPolicy: Never}}
 "#
-    ));
+        ),
+    );
     c.kubectl(&[
         "rollout",
         "status",
@@ -619,7 +626,6 @@ spec:
         "shop",
         "--timeout=120s",
     ]);
-    c.wait_ready(&["pod", "load", "-n", "shop"], Duration::from_secs(120));
     let cluster_ip = c.kubectl(&[
         "get",
         "service",
@@ -745,10 +751,8 @@ spec:
 /// answers 10% within a few points, with no request failing.
 #[test]
 fn a_traffic_split_sends_each_service_its_weight_of_the_requests() {
-    let (echo, netbench) = (images::echo(), images::netbench());
+    let echo = images::echo();
     let c = Cluster::up();
-    c.kubectl(&["create", "namespace", "shop"]);
-    c.kubectl(&["label", "namespace", "shop", "kedge.io/mesh=enabled"]);
     let mut manifest = format!(
         r#"
 apiVersion: v1
@@ -760,14 +764,6 @@ metadata:
 spec:
   selector: {{app: api}}
   ports: [{{name: http, port: 80, targetPort: 8080}}]
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: load, namespace: shop}}
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-  - {{name: load, image: {netbench}, imagePullPolicy: Never}}
 "#
     );
     for version in ["v1", "v2"] {
@@ -791,8 +787,8 @@ spec:
 "#
         ));
     }
-    c.apply(&manifest);
-    for pod in ["load", "api-v1", "api-v2"] {
+    meshed_shop_with_load(&c, &manifest);
+    for pod in ["api-v1", "api-v2"] {
         c.wait_ready(&["pod", pod, "-n", "shop"], Duration::from_secs(120));
     }
     let cluster_ip = c.kubectl(&[
@@ -823,5 +819,93 @@ spec:
     assert!(
         (60..=140).contains(&v2),
         "v2 took {v2} of 1000: {answers:?}"
+    );
+}
+
+/// Slow (about six minutes; `cargo test --test mesh -- --ignored`): with
+/// `--mesh-certificate-lifetime 10m`, the shortest the Certificates API
+/// gives, the node renews a pod's certificate half way and traffic goes
+/// on with the new one.
+#[test]
+#[ignore]
+fn workload_certificates_are_renewed_half_way_and_traffic_goes_on() {
+    let busybox = images::busybox();
+    let c = Cluster::up_with(&["--mesh-certificate-lifetime", "10m"]);
+    c.kubectl(&["create", "namespace", "shop"]);
+    c.kubectl(&["label", "namespace", "shop", "kedge.io/mesh=enabled"]);
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: web, namespace: shop}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {{name: c, image: {busybox}, imagePullPolicy: Never, command: [httpd, -f, -p, '8080', -h, /etc]}}
+"#
+    ));
+    c.wait_ready(&["pod", "web", "-n", "shop"], Duration::from_secs(120));
+    let metrics_addr = c.arg_after("--metrics-addr").unwrap();
+    let expiry = || {
+        metrics(&metrics_addr)
+            .lines()
+            .find(|l| {
+                l.starts_with(
+                    r#"kedge_mesh_workload_certificate_expiry_seconds{namespace="shop",service_account="default"}"#,
+                )
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+    };
+    let mut first = None;
+    assert!(eventually(Duration::from_secs(60), || {
+        first = expiry();
+        first.is_some()
+    }));
+    let first = first.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        first <= now + 600 && first > now + 500,
+        "ten minutes: {first} at {now}"
+    );
+    let web_ip = c.kubectl(&[
+        "get",
+        "pod",
+        "web",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.status.podIP}",
+    ]);
+    let url = format!("http://{web_ip}:8080/hostname");
+    assert!(eventually(Duration::from_secs(30), || fetch(
+        &c, "shop", "web", &url
+    )
+    .is_some()));
+    // Renewed at half its lifetime: within about five minutes.
+    let mut renewed = None;
+    assert!(
+        eventually(Duration::from_secs(400), || {
+            renewed = expiry().filter(|e| *e > first);
+            renewed.is_some()
+        }),
+        "the certificate was renewed"
+    );
+    assert!(renewed.unwrap() >= first + 250, "{renewed:?} after {first}");
+    // The pod, calling itself through the mesh, gets through with the new
+    // certificate.
+    assert!(eventually(Duration::from_secs(30), || fetch(
+        &c, "shop", "web", &url
+    )
+    .is_some()));
+    let csrs = c.kubectl(&["get", "csr", "--no-headers"]);
+    assert!(
+        csrs.lines()
+            .filter(|l| l.contains("kedge.io/mesh-workload"))
+            .count()
+            >= 2,
+        "{csrs}"
     );
 }

@@ -108,23 +108,7 @@ pub async fn run(
             }
         }
     };
-    let sandboxes = match sandbox::DockerSandboxes::connect(&config.node_name) {
-        Ok(sandboxes) => sandboxes,
-        Err(error) => {
-            tracing::warn!(%error, "no container engine to find pods' namespaces in; the mesh holds identities only");
-            let identities = identity::run(
-                watch_client,
-                node_client,
-                config,
-                identities,
-                pods,
-                namespaces,
-                changed_rx,
-            );
-            tokio::join!(watches, index, identities);
-            return;
-        }
-    };
+    let sandboxes = sandbox::DockerSandboxes::connect(&config.node_name);
     let mesh = Arc::new(NodeMesh::new(
         config.node_name.clone(),
         config.trust_domain.clone(),
@@ -143,12 +127,20 @@ pub async fn run(
         namespaces,
         changed_rx,
     );
-    tokio::join!(
-        watches,
-        index,
-        identities,
-        node::run(mesh, Box::new(sandboxes))
-    );
+    match sandboxes {
+        Ok(sandboxes) => {
+            tokio::join!(
+                watches,
+                index,
+                identities,
+                node::run(mesh, Box::new(sandboxes))
+            );
+        }
+        Err(error) => {
+            tracing::warn!(%error, "no container engine to find pods' namespaces in; the mesh holds identities only");
+            tokio::join!(watches, index, identities);
+        }
+    }
 }
 
 /// A reflector of all of `api`'s objects, and the future that drives it,
