@@ -753,19 +753,18 @@ spec:
 fn a_traffic_split_sends_each_service_its_weight_of_the_requests() {
     let echo = images::echo();
     let c = Cluster::up();
-    let mut manifest = format!(
-        r#"
+    let mut manifest = r#"
 apiVersion: v1
 kind: Service
 metadata:
   name: api
   namespace: shop
-  annotations: {{kedge.io/mesh-traffic-split: "api-v1=90,api-v2=10"}}
+  annotations: {kedge.io/mesh-traffic-split: "api-v1=90,api-v2=10"}
 spec:
-  selector: {{app: api}}
-  ports: [{{name: http, port: 80, targetPort: 8080}}]
+  selector: {app: api}
+  ports: [{name: http, port: 80, targetPort: 8080}]
 "#
-    );
+    .to_string();
     for version in ["v1", "v2"] {
         manifest.push_str(&format!(
             r#"
