@@ -883,7 +883,7 @@ spec:
         &c, "shop", "web", &url
     )
     .is_some()));
-    // Renewed at half its lifetime: within about five minutes.
+    // Renewed half way: within five minutes.
     let mut renewed = None;
     assert!(
         eventually(Duration::from_secs(400), || {
@@ -892,7 +892,9 @@ spec:
         }),
         "the certificate was renewed"
     );
-    assert!(renewed.unwrap() >= first + 250, "{renewed:?} after {first}");
+    // Half way through its validity, which starts a little before it was
+    // issued (the signer backdates for clock skew): not at once, not late.
+    assert!(renewed.unwrap() >= first + 120, "{renewed:?} after {first}");
     // The pod, calling itself through the mesh, gets through with the new
     // certificate.
     assert!(eventually(Duration::from_secs(30), || fetch(
