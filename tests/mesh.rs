@@ -548,19 +548,18 @@ fn meshed_shop_with_load(c: &Cluster, manifest: &str) {
 /// Answers per (status, echo server hostname) from `netbench http`, and
 /// the connections it opened.
 fn http_load(c: &Cluster, target: &str, count: usize) -> (BTreeMap<(u16, String), usize>, usize) {
-    let out = c.kubectl(&[
-        "exec",
-        "-n",
-        "shop",
-        "load",
-        "--",
-        "/netbench",
-        "http",
-        target,
-        &count.to_string(),
-    ]);
+    let (answers, connections, _) = load(c, &["http", target, &count.to_string()]);
+    (answers, connections)
+}
+
+/// What `netbench <args>` run in pod `load` reports: answers per (status,
+/// echo server hostname), connections opened and requests failed.
+fn load(c: &Cluster, args: &[&str]) -> (BTreeMap<(u16, String), usize>, usize, usize) {
+    let mut command = vec!["exec", "-n", "shop", "load", "--", "/netbench"];
+    command.extend(args);
+    let out = c.kubectl(&command);
     let mut answers = BTreeMap::new();
-    let mut connections = 0;
+    let (mut connections, mut failures) = (0, 0);
     for line in out.lines() {
         let field = |name: &str| {
             line.split_whitespace()
@@ -573,11 +572,21 @@ fn http_load(c: &Cluster, target: &str, count: usize) -> (BTreeMap<(u16, String)
                 (field("status").parse().unwrap(), field("hostname")),
                 field("count").parse().unwrap(),
             );
-        } else if line.starts_with("http ") {
+        } else if line.starts_with("http ") || line.starts_with("h2 ") {
             connections = field("connections").parse().unwrap();
+            failures = field("failures").parse().unwrap();
         }
     }
-    (answers, connections)
+    (answers, connections, failures)
+}
+
+/// The sum of the series of `metric` whose labels contain all of `labels`.
+fn sum_of(text: &str, metric: &str, labels: &[&str]) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")))
+        .filter(|l| labels.iter().all(|label| l.contains(label)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
 }
 
 /// `kedge up` with default flags, a meshed namespace and a Service port
@@ -744,6 +753,150 @@ spec:
         .filter_map(|l| l.split("count=").nth(1)?.parse::<usize>().ok())
         .sum();
     assert_eq!(answered, 3000, "{out}");
+}
+
+/// `kedge up` with default flags and a Service port of
+/// `appProtocol: kubernetes.io/h2c` over three echo pods, called the way
+/// gRPC clients call, over one HTTP/2 connection with requests in flight
+/// together: the requests spread over all three pods, and the node proxy's
+/// request count and latency histogram for the pair grow by exactly the
+/// requests sent. A pod that answers every request with 503 while it stays
+/// ready is ejected: its failures are retried on the others, so the client
+/// sees none, and after the ejection it gets no more requests.
+#[test]
+fn http2_requests_of_one_connection_spread_over_pods_and_a_failing_pod_is_ejected() {
+    let echo = images::echo();
+    let c = Cluster::up();
+    meshed_shop_with_load(
+        &c,
+        &format!(
+            r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: api, namespace: shop}}
+spec:
+  replicas: 3
+  selector: {{matchLabels: {{app: api}}}}
+  template:
+    metadata: {{labels: {{app: api}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: echo
+        image: {echo}
+        imagePullPolicy: Never
+        readinessProbe: {{httpGet: {{path: /readyz, port: 8080}}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: api, namespace: shop}}
+spec:
+  selector: {{app: api}}
+  ports: [{{name: rpc, port: 80, targetPort: 8080, appProtocol: kubernetes.io/h2c}}]
+"#
+        ),
+    );
+    c.kubectl(&[
+        "rollout",
+        "status",
+        "deployment/api",
+        "-n",
+        "shop",
+        "--timeout=120s",
+    ]);
+    let cluster_ip = c.kubectl(&[
+        "get",
+        "service",
+        "api",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    let target = format!("{cluster_ip}:80");
+    let mut last = (BTreeMap::new(), 0, 0);
+    let spread = eventually(Duration::from_secs(60), || {
+        last = load(&c, &["h2", &target, "90"]);
+        last.0.len() == 3 && last.0.keys().all(|(status, _)| *status == 200)
+    });
+    let (answers, connections, failures) = last;
+    assert!(spread, "{answers:?}");
+    assert_eq!((connections, failures), (1, 0), "{answers:?}");
+    assert!(answers.values().all(|n| *n >= 10), "{answers:?}");
+
+    // The metrics count what was sent: 300 requests, 300 more of each.
+    let metrics_addr = c.arg_after("--metrics-addr").unwrap();
+    let pair = [
+        r#"source_workload="shop/default""#,
+        r#"destination_service="shop/api""#,
+    ];
+    let counts = |text: &str| {
+        let ok: Vec<&str> = pair
+            .iter()
+            .copied()
+            .chain([r#"response_code="200""#])
+            .collect();
+        (
+            sum_of(text, "kedge_mesh_requests_total", &ok),
+            sum_of(text, "kedge_mesh_request_duration_seconds_count", &pair),
+        )
+    };
+    let before = counts(&metrics(&metrics_addr));
+    let (answers, _, failures) = load(&c, &["h2", &target, "300"]);
+    assert_eq!(failures, 0, "{answers:?}");
+    assert_eq!(answers.values().sum::<usize>(), 300, "{answers:?}");
+    let after = counts(&metrics(&metrics_addr));
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1),
+        (300, 300),
+        "requests and latencies counted once each"
+    );
+
+    // One pod fails every request but stays ready.
+    let pods = c.kubectl(&[
+        "get",
+        "pods",
+        "-n",
+        "shop",
+        "-l",
+        "app=api",
+        "-o",
+        r#"jsonpath={range .items[*]}{.metadata.name} {.status.podIP}{"\n"}{end}"#,
+    ]);
+    let (failing, failing_ip) = pods.lines().next().unwrap().split_once(' ').unwrap();
+    let (set, _, _) = load(
+        &c,
+        &["http", &format!("{failing_ip}:8080"), "1", "/set-failing"],
+    );
+    assert_eq!(set.keys().next().map(|(s, _)| *s), Some(200), "{set:?}");
+    let ejections = |text: &str| sum_of(text, "kedge_mesh_endpoint_ejections_total", &pair);
+    let ejected_before = ejections(&metrics(&metrics_addr));
+    let (answers, _, failures) = load(&c, &["h2", &target, "300"]);
+    assert_eq!(failures, 0, "{answers:?}");
+    assert!(
+        answers.keys().all(|(status, _)| *status == 200),
+        "retries hid the failing pod's 503s: {answers:?}"
+    );
+    assert_eq!(answers.values().sum::<usize>(), 300, "{answers:?}");
+    assert!(
+        !answers.keys().any(|(_, host)| host == failing),
+        "{failing} answered nothing: {answers:?}"
+    );
+    let text = metrics(&metrics_addr);
+    assert!(
+        ejections(&text) > ejected_before,
+        "the failing pod was ejected\n{text}"
+    );
+    // Ejected, it is not even tried: the next requests need no retries.
+    let retries = |text: &str| sum_of(text, "kedge_mesh_request_retries_total", &pair);
+    let retried_before = retries(&text);
+    let (answers, _, failures) = load(&c, &["h2", &target, "100"]);
+    assert_eq!(failures, 0, "{answers:?}");
+    assert_eq!(
+        retries(&metrics(&metrics_addr)),
+        retried_before,
+        "no request went to the ejected pod: {answers:?}"
+    );
 }
 
 /// A canary by weights: Service `api` split 90/10 between `api-v1` and
