@@ -30,7 +30,7 @@
 #[path = "support.rs"]
 mod support;
 
-use support::Proc;
+use support::{median, Proc};
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::Path;
@@ -244,11 +244,6 @@ fn measure(server: SocketAddr, pid: u32, queries: &Path, seconds: u64, max: u64,
         run.p99_ms = at(0.99) * 1e3;
     }
     run
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {

@@ -22,7 +22,7 @@
 #[path = "support.rs"]
 mod support;
 
-use support::{free_port, Proc};
+use support::{free_port, median, Proc};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -141,11 +141,6 @@ fn wrk(url: &str, seconds: u64, close: bool) -> Wrk {
     }
     assert!(w.rps > 0.0, "wrk printed no rate for {url}:\n{text}");
     w
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 fn objects(upstream: SocketAddr, cert_pem: &str, key_pem: &str) -> Snapshot {

@@ -20,32 +20,19 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support.rs"]
+mod support;
 
 use std::time::Duration;
 
 use common::machines::{Machine, Machines};
 use common::{eventually, images};
+use support::{median, rounds, value};
 
 const WAIT: Duration = Duration::from_secs(180);
 const BYTES: u64 = 256 << 20;
 const ROUND_TRIPS: usize = 5_000;
 const REQUESTS: usize = 2_000;
-
-fn rounds() -> usize {
-    std::env::var("ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .filter(|r| *r > 0)
-        .unwrap_or(3)
-}
-
-/// `key=value` of a netbench result line.
-fn value(out: &str, key: &str) -> f64 {
-    out.split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{key}=")))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {key} in {out:?}"))
-}
 
 fn run_in(m: &Machine, namespace: &str, pod: &str, args: &[&str]) -> String {
     let mut all = vec!["exec", "-n", namespace, pod, "--", "/netbench"];
@@ -60,11 +47,6 @@ struct Samples {
     p50_us: Vec<f64>,
     p99_us: Vec<f64>,
     requests_s: Vec<f64>,
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 fn manifest(namespace: &str, netbench: &str, echo: &str) -> String {

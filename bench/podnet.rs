@@ -14,31 +14,18 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support.rs"]
+mod support;
 
 use std::time::{Duration, Instant};
 
 use common::machines::{Machine, Machines};
 use common::{eventually, images};
+use support::{median, rounds, value};
 
 const WAIT: Duration = Duration::from_secs(180);
 const BYTES: u64 = 1 << 30;
 const ROUND_TRIPS: usize = 10_000;
-
-fn rounds() -> usize {
-    std::env::var("ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .filter(|r| *r > 0)
-        .unwrap_or(3)
-}
-
-/// `key=value` of a netbench result line.
-fn value(line: &str, key: &str) -> f64 {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{key}=")))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {key} in {line:?}"))
-}
 
 fn run_in(m: &Machine, pod: &str, args: &[&str]) -> String {
     let mut all = vec!["exec", pod, "--", "/netbench"];
@@ -52,11 +39,6 @@ struct Samples {
     gbit_s: Vec<f64>,
     p50_us: Vec<f64>,
     p99_us: Vec<f64>,
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 fn main() {
