@@ -920,6 +920,7 @@ async fn run_service_network(
     let identities = std::sync::Arc::new(kedge_proxy::mesh::identity::Identities::new());
     let mesh_metrics = std::sync::Arc::new(kedge_proxy::mesh::metrics::MeshMetrics::new());
     let (table_updates, tables) = tokio::sync::watch::channel(std::sync::Arc::default());
+    let network_policy = std::sync::Arc::new(kedge_proxy::netpol::Policy::default());
     let mesh = kedge_proxy::mesh::run(
         proxy_client.clone(),
         node_client,
@@ -931,6 +932,7 @@ async fn run_service_network(
         identities.clone(),
         mesh_metrics.clone(),
         tables,
+        network_policy.clone(),
     );
     let proxy = kedge_proxy::run(
         proxy_client,
@@ -944,6 +946,7 @@ async fn run_service_network(
             locally_served: dns_frontends.to_vec(),
             local_ports: dns_frontends.iter().map(|f| (*f, dns_port)).collect(),
             table_updates: Some(std::sync::Arc::new(table_updates)),
+            network_policy,
             ..Default::default()
         },
     );

@@ -899,6 +899,126 @@ spec:
     );
 }
 
+/// `kedge up` with default flags: a NetworkPolicy on a meshed pod keeps
+/// its meaning in the mesh. It lets clients labelled `role: client` reach
+/// port 8080 only; their connections cross as tunnels to port 15008,
+/// which the enforcer lets through for meshed pods, and the node proxy
+/// applies the policy with the connection's own port: the client gets its
+/// answers (by pod address and through the Service), any other pod of the
+/// namespace is refused.
+#[test]
+fn a_network_policy_on_a_meshed_pod_applies_to_tunnelled_connections() {
+    let echo = images::echo();
+    let netbench = images::netbench();
+    let c = Cluster::up_with_env(&[], &[("RUST_LOG", "warn,kedge_proxy::mesh=info")]);
+    meshed_shop_with_load(
+        &c,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: api, namespace: shop, labels: {{app: api}}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {{name: echo, image: {echo}, imagePullPolicy: Never}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: client, namespace: shop, labels: {{role: client}}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {{name: client, image: {netbench}, imagePullPolicy: Never}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: api, namespace: shop}}
+spec:
+  selector: {{app: api}}
+  ports: [{{name: http, port: 80, targetPort: 8080}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: api, namespace: shop}}
+spec:
+  podSelector: {{matchLabels: {{app: api}}}}
+  ingress:
+  - from: [{{podSelector: {{matchLabels: {{role: client}}}}}}]
+    ports: [{{port: 8080}}]
+"#
+        ),
+    );
+    for pod in ["api", "client"] {
+        c.wait_ready(&["pod", pod, "-n", "shop"], Duration::from_secs(120));
+    }
+    let ip = |pod: &str| {
+        c.kubectl(&[
+            "get",
+            "pod",
+            pod,
+            "-n",
+            "shop",
+            "-o",
+            "jsonpath={.status.podIP}",
+        ])
+    };
+    let api = format!("{}:8080", ip("api"));
+    let cluster_ip = c.kubectl(&[
+        "get",
+        "service",
+        "api",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    let from = |pod: &str, target: &str| {
+        let out = c.kubectl(&[
+            "exec",
+            "-n",
+            "shop",
+            pod,
+            "--",
+            "/netbench",
+            "http",
+            target,
+            "3",
+        ]);
+        let ok = out
+            .lines()
+            .any(|l| l.starts_with("answer status=200") && l.ends_with("count=3"));
+        (ok, out)
+    };
+    let mut last = (false, String::new());
+    let reached = eventually(Duration::from_secs(60), || {
+        last = from("client", &api);
+        last.0
+    });
+    assert!(
+        reached,
+        "the client reaches port 8080 through the mesh:\n{}",
+        last.1
+    );
+    let (ok, out) = from("client", &format!("{cluster_ip}:80"));
+    assert!(ok, "and through the Service:\n{out}");
+    let (ok, out) = from("load", &api);
+    assert!(
+        !ok && out.contains("failures=3"),
+        "another pod is refused:\n{out}"
+    );
+    let (ok, out) = from("load", &format!("{cluster_ip}:80"));
+    assert!(
+        !ok && !out.contains("status=200"),
+        "also through the Service:\n{out}"
+    );
+    assert!(
+        c.log()
+            .contains("mesh connection denied by a NetworkPolicy"),
+        "the proxy says why"
+    );
+}
+
 /// A canary by weights: Service `api` split 90/10 between `api-v1` and
 /// `api-v2` (one pod each); of 1,000 requests from a meshed pod, v2
 /// answers 10% within a few points, with no request failing.

@@ -32,7 +32,7 @@ use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use super::tunnel::TunnelError;
+use super::tunnel::{copy_both_ways, TunnelError};
 use crate::table::HttpPort;
 
 /// The bodies the proxy sends on.
@@ -401,7 +401,8 @@ async fn attempts(
                 return response.map(|b| b.boxed());
             }
             Err(error) => {
-                if route.balancer.record(&picked, false) {
+                let verdict = TunnelError::is_verdict_in(&error);
+                if !verdict && route.balancer.record(&picked, false) {
                     outcome.ejected.push(picked.endpoint);
                 }
                 tracing::debug!(endpoint = %picked.endpoint, %error, attempt, "mesh request failed");
@@ -424,7 +425,7 @@ fn switch_protocols(
     tokio::spawn(async move {
         if let (Ok(app), Ok(endpoint)) = (app.await, endpoint.await) {
             let (mut app, mut endpoint) = (TokioIo::new(app), TokioIo::new(endpoint));
-            let _ = tokio::io::copy_bidirectional(&mut app, &mut endpoint).await;
+            let _ = copy_both_ways(&mut app, &mut endpoint).await;
         }
     });
     response.map(|_| Empty::new().map_err(|never| match never {}).boxed())

@@ -30,8 +30,6 @@ use super::is_meshed;
 
 /// The signer of workload certificates.
 pub const SIGNER: &str = "kedge.io/mesh-workload";
-/// How long a certificate is asked for (the usual mesh lifetime).
-pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// The shortest lifetime the Certificates API takes.
 const MIN_LIFETIME: Duration = Duration::from_secs(600);
 /// How long a request may wait for its certificate.

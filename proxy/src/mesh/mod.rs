@@ -60,7 +60,8 @@ pub const MTLS_LABEL: &str = "kedge.io/mesh-mtls";
 /// The mesh on this node until dropped: the identities of its meshed pods
 /// (asked for with `node_client`, the node's credentials) and their data
 /// path, from the cluster's pods and namespaces (watched with
-/// `watch_client`) and the service proxy's table (`services`).
+/// `watch_client`), the service proxy's table (`services`) and the
+/// NetworkPolicies it enforces (`network_policy`).
 pub async fn run(
     watch_client: Client,
     node_client: Client,
@@ -68,6 +69,7 @@ pub async fn run(
     identities: Arc<Identities>,
     metrics: Arc<MeshMetrics>,
     services: watch::Receiver<Arc<ProxyTable>>,
+    network_policy: Arc<crate::netpol::Policy>,
 ) {
     let (changed, changed_rx) = watch::channel(());
     let changed = Arc::new(changed);
@@ -110,13 +112,13 @@ pub async fn run(
     };
     let sandboxes = sandbox::DockerSandboxes::connect(&config.node_name);
     let mesh = Arc::new(NodeMesh::new(
-        config.node_name.clone(),
-        config.trust_domain.clone(),
+        &config,
         identities.clone(),
         workloads,
         services,
         policies,
         metrics,
+        network_policy,
     ));
     let identities = identity::run(
         watch_client,

@@ -22,8 +22,8 @@ use parking_lot::{Mutex, RwLock};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::http::{self, HttpClients, Io, RequestBalancer, Route as HttpRoute, Sniffed};
-use super::identity::{spiffe_id, Identities, WorkloadCertificate};
+use super::http::{self, HttpClients, Io, Picked, RequestBalancer, Route as HttpRoute, Sniffed};
+use super::identity::{spiffe_id, Identities, IdentityConfig, WorkloadCertificate};
 use super::metrics::{ConnectionLabels, MeshMetrics, Security};
 use super::netns::{
     capture_rules, original_destination, release_rules, Netns, INBOUND_PLAINTEXT_PORT,
@@ -33,9 +33,12 @@ use super::outbound::{self, Route};
 use super::policy::{Call, Caller, Policies};
 use super::sandbox::{Sandbox, Sandboxes};
 use super::tls::{client_config, server_config};
-use super::tunnel::{serve_connection_with, Connector, Relay, TunnelError, TunnelPool, HBONE_PORT};
+use super::tunnel::{
+    copy_both_ways, serve_connection_with, Connector, Relay, TunnelError, TunnelPool, HBONE_PORT,
+};
 use super::workloads::{MtlsMode, Workload, Workloads};
-use crate::balancer::Balancer;
+use crate::netpol::model::Proto;
+use crate::netpol::Policy;
 use crate::table::{HttpPort, ProxyTable, ServiceKey, ServicePortEntry};
 use crate::Protocol;
 
@@ -66,8 +69,9 @@ pub struct NodeMesh {
     pub policies: watch::Receiver<Arc<Policies>>,
     /// Connections counted per workload pair.
     pub metrics: Arc<MeshMetrics>,
-    balancer: Balancer,
-    /// Endpoint choice and health for HTTP requests.
+    /// The NetworkPolicies, checked per connection with its own port.
+    pub network_policy: Arc<Policy>,
+    /// Endpoint choice and health for connections and HTTP requests.
     requests: Arc<RequestBalancer>,
     /// The ClusterIP frontends of the last table seen (held, so its
     /// address is never another's), compiled once per table.
@@ -75,39 +79,41 @@ pub struct NodeMesh {
 }
 
 impl NodeMesh {
-    /// The shared part of this node's mesh.
+    /// The shared part of this node's mesh (the node and trust domain of
+    /// `config`).
     pub fn new(
-        node_name: String,
-        trust_domain: String,
+        config: &IdentityConfig,
         identities: Arc<Identities>,
         workloads: watch::Receiver<Arc<Workloads>>,
         services: watch::Receiver<Arc<ProxyTable>>,
         policies: watch::Receiver<Arc<Policies>>,
         metrics: Arc<MeshMetrics>,
+        network_policy: Arc<Policy>,
     ) -> Self {
         Self {
-            node_name,
-            trust_domain,
+            node_name: config.node_name.clone(),
+            trust_domain: config.trust_domain.clone(),
             identities,
             workloads,
             services,
             policies,
             metrics,
-            balancer: Balancer::new(),
+            network_policy,
             requests: Arc::default(),
             frontends: Mutex::new((Arc::default(), Arc::default())),
         }
     }
 
     /// Where a connection to `destination` goes: a ClusterIP is balanced
-    /// over its endpoints first; a meshed pod is reached through the
-    /// tunnel.
-    pub fn route(&self, destination: SocketAddr) -> (Route, Option<Arc<Workload>>) {
-        let target = self
+    /// over its endpoints first (the one with fewer open connections of
+    /// two, ejected ones left out; the pick counts the connection open
+    /// until dropped); a meshed pod is reached through the tunnel.
+    pub fn route(&self, destination: SocketAddr) -> (Route, Option<Arc<Workload>>, Option<Picked>) {
+        let picked = self
             .frontend(destination)
-            .and_then(|f| self.balancer.round_robin(&self.endpoints(&f)))
-            .unwrap_or(destination);
-        self.route_to(target)
+            .and_then(|f| self.requests.pick(&self.endpoints(&f), &[]));
+        let (route, peer) = self.route_to(picked.as_ref().map_or(destination, |p| p.endpoint));
+        (route, peer, picked)
     }
 
     /// How `target` (a pod's address and port, or anything else) is
@@ -500,6 +506,19 @@ impl PodContext {
 
     /// A stream along `route` from the pod.
     async fn dial(&self, route: &Route) -> Result<Box<dyn Io>, TunnelError> {
+        // NetworkPolicies, as without the mesh: the connection's own
+        // destination and port (the tunnel's port is let through).
+        let source = self.workload().ip;
+        let destination = route.destination();
+        if !self.mesh.network_policy.allows(
+            source,
+            destination.ip(),
+            Proto::Tcp,
+            destination.port(),
+        ) {
+            tracing::info!(pod = %self.workload().name, %destination, "mesh connection denied by a NetworkPolicy");
+            return Err(TunnelError::NetworkPolicy);
+        }
         match route {
             Route::Tunnel { .. } => {
                 let workload = self.workload();
@@ -607,13 +626,21 @@ impl PodContext {
         {
             return self.http(app, destination, port, service).await;
         }
-        let (route, peer) = self.mesh.route(destination);
+        let (route, peer, picked) = self.mesh.route(destination);
         let labels = ConnectionLabels::outbound(&workload, peer.as_deref(), &route);
         self.mesh.metrics.opened(&labels);
         let mut app = app;
         let _ = app.set_nodelay(true);
-        let result = match self.dial(&route).await {
-            Ok(mut upstream) => tokio::io::copy_bidirectional(&mut app, &mut upstream)
+        let dialled = self.dial(&route).await;
+        if let Some(picked) = &picked {
+            // Endpoints that cannot be reached are ejected, as for
+            // requests; a policy's refusal says nothing of their health.
+            if !dialled.as_ref().is_err_and(TunnelError::is_verdict) {
+                self.mesh.requests.record(picked, dialled.is_ok());
+            }
+        }
+        let result = match dialled {
+            Ok(mut upstream) => copy_both_ways(&mut app, &mut upstream)
                 .await
                 .map_err(TunnelError::from),
             Err(error) => {
@@ -657,11 +684,23 @@ impl PodContext {
         };
         let own_ip = workload.ip;
         let pod = self.clone();
-        // Only this pod, and never the proxy's own ports.
+        // Only this pod, never the proxy's own ports, and what the
+        // NetworkPolicies let the calling pod reach.
         let allow = move |caller: &str, destination: SocketAddr| {
             let allowed = destination.ip() == own_ip
                 && ![OUTBOUND_PORT, HBONE_PORT, INBOUND_PLAINTEXT_PORT]
                     .contains(&destination.port());
+            if allowed
+                && !pod.mesh.network_policy.allows(
+                    peer.ip(),
+                    destination.ip(),
+                    Proto::Tcp,
+                    destination.port(),
+                )
+            {
+                tracing::info!(pod = %pod.workload().name, namespace = %pod.workload().namespace, %caller, %destination, "mesh connection denied by a NetworkPolicy");
+                return false;
+            }
             if allowed {
                 tracing::info!(pod = %pod.workload().name, namespace = %pod.workload().namespace, %caller, %destination, "mesh connection accepted");
             }
@@ -708,7 +747,7 @@ impl PodContext {
                     .reads_http(&workload.namespace, &workload.labels);
                 let (mut stream, mut upstream) = (stream, upstream);
                 if !per_request {
-                    let _ = tokio::io::copy_bidirectional(&mut stream, &mut upstream).await;
+                    let _ = copy_both_ways(&mut stream, &mut upstream).await;
                     return;
                 }
                 let Ok((mut stream, kind)) = http::sniff_stream(stream, SNIFF_WAIT).await else {
@@ -723,7 +762,7 @@ impl PodContext {
                         .mesh
                         .authorize(&workload, caller_id, port, Call::Connection)
                     {
-                        let _ = tokio::io::copy_bidirectional(&mut stream, &mut upstream).await;
+                        let _ = copy_both_ways(&mut stream, &mut upstream).await;
                     }
                     return;
                 }
@@ -777,7 +816,7 @@ impl PodContext {
             upstream.is_ok(),
         );
         if let Ok(mut upstream) = upstream {
-            let _ = tokio::io::copy_bidirectional(&mut caller, &mut upstream).await;
+            let _ = copy_both_ways(&mut caller, &mut upstream).await;
         }
     }
 }

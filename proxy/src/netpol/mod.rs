@@ -9,7 +9,7 @@
 pub mod model;
 pub mod render;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +23,7 @@ use kube::{Api, Client};
 use parking_lot::RwLock;
 
 use self::model::{Compiled, PodView, Proto};
+use crate::mesh::is_meshed;
 
 /// Events coming close together make one compile.
 const DEBOUNCE: Duration = Duration::from_millis(20);
@@ -113,24 +114,29 @@ pub async fn run(client: Client, node_name: String, table: String, policy: Arc<P
             policies.state().iter().map(|p| (**p).clone()).collect();
         // Without policies nobody is isolated: the pods need not be looked
         // at (a pod event on a large cluster then costs nothing here).
+        let all_namespaces: Vec<Namespace> =
+            namespaces.state().iter().map(|n| (**n).clone()).collect();
         let views: Vec<PodView> = if all_policies.is_empty() {
             Vec::new()
         } else {
-            pods.state().iter().filter_map(|p| PodView::of(p)).collect()
-        };
-        let compiled = model::compile(
-            &all_policies,
-            &views,
-            &namespaces
-                .state()
+            let labels: HashMap<&str, &BTreeMap<String, String>> = all_namespaces
                 .iter()
-                .map(|n| (**n).clone())
-                .collect::<Vec<_>>(),
-        );
-        let local: Vec<IpAddr> = views
+                .filter_map(|n| Some((n.metadata.name.as_deref()?, n.metadata.labels.as_ref()?)))
+                .collect();
+            pods.state()
+                .iter()
+                .filter_map(|p| {
+                    let mut view = PodView::of(p)?;
+                    view.meshed = is_meshed(p, labels.get(view.namespace.as_str()).copied());
+                    Some(view)
+                })
+                .collect()
+        };
+        let compiled = model::compile(&all_policies, &views, &all_namespaces);
+        let local: Vec<(IpAddr, bool)> = views
             .iter()
             .filter(|p| p.node == node_name)
-            .map(|p| p.ip)
+            .map(|p| (p.ip, p.meshed))
             .collect();
         let script = render::render(&table, &compiled, &local, &node_sources(&nodes.state()));
         policy.set(compiled);

@@ -105,6 +105,10 @@ pub struct PodView {
     pub node: String,
     /// Named container ports: name → (protocol, port).
     pub named_ports: Vec<(String, Proto, u16)>,
+    /// Whether it is in the mesh: its connections with other meshed pods
+    /// cross as tunnels to port 15008, which the node proxies check
+    /// against the policies with the connection's own port.
+    pub meshed: bool,
 }
 
 impl PodView {
@@ -138,6 +142,7 @@ impl PodView {
             labels: pod.metadata.labels.clone().unwrap_or_default(),
             node: spec.node_name.clone().unwrap_or_default(),
             named_ports,
+            meshed: false,
         })
     }
 }
@@ -354,6 +359,7 @@ mod tests {
             labels: serde_json::from_value(labels).unwrap(),
             node: "n".into(),
             named_ports: vec![("http".into(), Proto::Tcp, 8080)],
+            meshed: false,
         }
     }
 

@@ -10,6 +10,7 @@ use std::fmt::Write;
 use std::net::IpAddr;
 
 use super::model::{Allow, Compiled, Peers, PortMatch, Proto};
+use crate::mesh::tunnel::HBONE_PORT;
 
 fn family(ip: IpAddr) -> &'static str {
     if ip.is_ipv4() {
@@ -100,9 +101,18 @@ fn allow_rules(allow: &Allow, dir: &str, out: &mut String) {
     }
 }
 
-/// The whole table for the pods of this node (`local`), replacing any
-/// earlier one in one transaction.
-pub fn render(table: &str, compiled: &Compiled, local: &[IpAddr], nodes: &[IpAddr]) -> String {
+/// The whole table for the pods of this node (`local`: each address, and
+/// whether the pod is meshed), replacing any earlier one in one
+/// transaction. A meshed pod's chains let the mesh's tunnel port through:
+/// its connections with other meshed pods all cross as tunnels to that
+/// port, and the node proxies at both ends apply the policies to each
+/// tunnelled connection with its own port instead.
+pub fn render(
+    table: &str,
+    compiled: &Compiled,
+    local: &[(IpAddr, bool)],
+    nodes: &[IpAddr],
+) -> String {
     let mut chains = String::new();
     let mut jumps = String::new();
     let node_rules = |out: &mut String| {
@@ -117,11 +127,17 @@ pub fn render(table: &str, compiled: &Compiled, local: &[IpAddr], nodes: &[IpAdd
             }
         }
     };
-    for (i, ip) in local.iter().enumerate() {
+    let tunnel = |meshed: bool, out: &mut String| {
+        if meshed {
+            let _ = writeln!(out, "    meta l4proto tcp th dport {HBONE_PORT} return");
+        }
+    };
+    for (i, (ip, meshed)) in local.iter().enumerate() {
         let fam = family(*ip);
         if let Some(rules) = compiled.egress.get(ip) {
             let _ = writeln!(jumps, "    {fam} saddr {ip} jump egress-{i}");
             let _ = writeln!(chains, "  chain egress-{i} {{");
+            tunnel(*meshed, &mut chains);
             for allow in rules {
                 allow_rules(allow, "daddr", &mut chains);
             }
@@ -131,6 +147,7 @@ pub fn render(table: &str, compiled: &Compiled, local: &[IpAddr], nodes: &[IpAdd
             let _ = writeln!(jumps, "    {fam} daddr {ip} jump ingress-{i}");
             let _ = writeln!(chains, "  chain ingress-{i} {{");
             node_rules(&mut chains);
+            tunnel(*meshed, &mut chains);
             for allow in rules {
                 allow_rules(allow, "saddr", &mut chains);
             }
@@ -185,7 +202,7 @@ mod tests {
         let script = render(
             "kedge-netpol",
             &c,
-            &[server],
+            &[(server, false)],
             &["10.0.0.1".parse().unwrap()],
         );
         assert!(
@@ -240,7 +257,7 @@ mod from_objects {
         let script = render(
             "t",
             &c,
-            &views.iter().map(|v| v.ip).collect::<Vec<_>>(),
+            &views.iter().map(|v| (v.ip, v.meshed)).collect::<Vec<_>>(),
             &[],
         );
         assert!(
@@ -253,5 +270,27 @@ mod from_objects {
             script.contains("ip daddr 10.0.0.3 jump ingress-1"),
             "{script}"
         );
+    }
+
+    #[test]
+    fn a_meshed_pods_chains_let_the_tunnel_through_before_their_rules() {
+        let (server, client): (IpAddr, IpAddr) =
+            ("10.0.0.2".parse().unwrap(), "10.0.0.3".parse().unwrap());
+        let mut c = Compiled::default();
+        c.ingress.insert(server, vec![]);
+        c.egress.insert(server, vec![]);
+        c.ingress.insert(client, vec![]);
+        let script = render("t", &c, &[(server, true), (client, false)], &[]);
+        let chain = |name: &str| {
+            let start = script.find(&format!("chain {name} {{")).unwrap();
+            script[start..][..script[start..].find('}').unwrap()].to_string()
+        };
+        for name in ["ingress-0", "egress-0"] {
+            assert!(
+                chain(name).contains("meta l4proto tcp th dport 15008 return\n    drop"),
+                "{script}"
+            );
+        }
+        assert!(!chain("ingress-1").contains("15008"), "{script}");
     }
 }
