@@ -234,6 +234,57 @@ fn a_node_gets_the_identities_of_its_own_pods_only() {
     assert!(decided(&c, "n1-after").contains("Denied"));
 }
 
+/// A ServiceAccount (a process that is its own workload, as the ingress
+/// controller is) gets its own identity from the signer, and only its own.
+#[test]
+fn a_service_account_gets_its_own_identity_only() {
+    let c = Cluster::start();
+    c.kubectl(&["create", "namespace", "edge"]);
+    c.kubectl(&["create", "serviceaccount", "gateway", "-n", "edge"]);
+    c.kubectl(&[
+        "create",
+        "clusterrole",
+        "csr-requester",
+        "--verb=create,get",
+        "--resource=certificatesigningrequests.certificates.k8s.io",
+    ]);
+    c.kubectl(&[
+        "create",
+        "clusterrolebinding",
+        "gateway-csr",
+        "--clusterrole=csr-requester",
+        "--serviceaccount=edge:gateway",
+    ]);
+    let token = c.kubectl(&["create", "token", "gateway", "-n", "edge"]);
+    let gateway = c.kubeconfig_for("gateway", &format!("\n    token: {}", token.trim()));
+
+    request(
+        &c,
+        &gateway,
+        "gateway-own",
+        "spiffe://cluster.local/ns/edge/sa/gateway",
+        600,
+    );
+    let row = decided(&c, "gateway-own");
+    assert!(row.contains("Approved,Issued"), "{row}");
+    assert!(row.contains("system:serviceaccount:edge:gateway"), "{row}");
+
+    request(
+        &c,
+        &gateway,
+        "gateway-other",
+        "spiffe://cluster.local/ns/edge/sa/default",
+        600,
+    );
+    assert!(decided(&c, "gateway-other").contains("Denied"));
+    assert_eq!(condition(&c, "gateway-other", "reason"), "NotOwnIdentity");
+    let message = condition(&c, "gateway-other", "message");
+    assert!(
+        message.contains("may ask for its own identity only"),
+        "{message}"
+    );
+}
+
 fn decode_base64(text: &str) -> Vec<u8> {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD
@@ -1094,12 +1145,11 @@ spec:
     );
 }
 
-/// Slow (about six minutes; `cargo test --test mesh -- --ignored`): with
-/// `--mesh-certificate-lifetime 10m`, the shortest the Certificates API
-/// gives, the node renews a pod's certificate half way and traffic goes
-/// on with the new one.
+/// The slowest of the suite (about six minutes, run beside the others):
+/// with `--mesh-certificate-lifetime 10m`, the shortest the Certificates
+/// API gives, the node renews a pod's certificate half way and traffic
+/// goes on with the new one.
 #[test]
-#[ignore]
 fn workload_certificates_are_renewed_half_way_and_traffic_goes_on() {
     let busybox = images::busybox();
     let c = Cluster::up_with(&["--mesh-certificate-lifetime", "10m"]);

@@ -179,9 +179,19 @@ pub fn check_workload_request(
     }
 }
 
+/// Who asks for a workload certificate.
+enum Requester<'a> {
+    /// A node, for the pods it runs.
+    Node(&'a str),
+    /// A ServiceAccount (a process that is its own workload, such as the
+    /// ingress controller), for itself.
+    ServiceAccount(&'a str, &'a str),
+}
+
 /// Approve a workload certificate for a node that runs a pod of the
-/// ServiceAccount asked for; deny it, saying why, for a node that does
-/// not. Requests from anyone but a node are left to an administrator.
+/// ServiceAccount asked for, or for a ServiceAccount asking for its own
+/// identity; deny it, saying why, otherwise. Requests from anyone else are
+/// left to an administrator.
 async fn approve_workload(
     ctx: &Context,
     api: &Api<CertificateSigningRequest>,
@@ -189,19 +199,46 @@ async fn approve_workload(
 ) -> Result<(), kube::Error> {
     let spec = &csr.spec;
     let username = spec.username.clone().unwrap_or_default();
-    let is_node = spec
-        .groups
-        .as_ref()
-        .is_some_and(|g| g.iter().any(|g| g == "system:nodes"));
-    let Some(node) = username.strip_prefix("system:node:").filter(|_| is_node) else {
+    let in_group = |group: &str| {
+        spec.groups
+            .as_ref()
+            .is_some_and(|g| g.iter().any(|g| g == group))
+    };
+    let requester = if let Some(node) = username
+        .strip_prefix("system:node:")
+        .filter(|_| in_group("system:nodes"))
+    {
+        Requester::Node(node)
+    } else if let Some((namespace, account)) = username
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|rest| rest.split_once(':'))
+        .filter(|_| in_group("system:serviceaccounts"))
+    {
+        Requester::ServiceAccount(namespace, account)
+    } else {
         return Ok(());
     };
     let usages = spec.usages.clone().unwrap_or_default();
     let checked = CsrInfo::parse(&spec.request.0)
         .and_then(|info| check_workload_request(&info, &usages, &ctx.mesh_trust_domain));
-    let (kind, reason, message) = match checked {
-        Err(why) => ("Denied", "InvalidWorkloadRequest", why),
-        Ok((namespace, account)) => {
+    let (kind, reason, message) = match (checked, requester) {
+        (Err(why), _) => ("Denied", "InvalidWorkloadRequest", why),
+        (Ok((namespace, account)), Requester::ServiceAccount(own_namespace, own_account)) => {
+            if (namespace.as_str(), account.as_str()) == (own_namespace, own_account) {
+                (
+                    "Approved",
+                    "AutoApproved",
+                    format!("Auto approving a mesh workload certificate: ServiceAccount {namespace}/{account} asks for its own identity."),
+                )
+            } else {
+                (
+                    "Denied",
+                    "NotOwnIdentity",
+                    format!("ServiceAccount {own_namespace}/{own_account} may ask for its own identity only, not {namespace}/{account}'s"),
+                )
+            }
+        }
+        (Ok((namespace, account)), Requester::Node(node)) => {
             if runs_workload(ctx, node, &namespace, &account).await? {
                 (
                     "Approved",
@@ -226,7 +263,7 @@ async fn approve_workload(
     next["status"]["conditions"] = with_condition(csr, kind, reason, &message);
     api.replace_subresource("approval", &name, &PostParams::default(), &next)
         .await?;
-    tracing::info!(csr = %name, %node, decision = kind, "mesh workload certificate request");
+    tracing::info!(csr = %name, requester = %username, decision = kind, "mesh workload certificate request");
     Ok(())
 }
 
