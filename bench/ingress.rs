@@ -273,6 +273,7 @@ fn main() {
                 .unwrap_or(2),
             access_log: false,
             https_port: None,
+            mesh: None,
         },
     )
     .unwrap();

@@ -285,6 +285,16 @@ struct IngressArgs {
     /// Do not log one line per request.
     #[arg(long)]
     no_access_log: bool,
+    /// The mesh's trust domain (the cluster domain): requests to meshed
+    /// pods leave in mutual TLS as the controller's ServiceAccount, named
+    /// by `--mesh-service-account`.
+    #[arg(long, default_value = "cluster.local")]
+    mesh_trust_domain: String,
+    /// The controller's own ServiceAccount, `namespace/name`, its identity
+    /// in the mesh (the DaemonSet gives its own); without it the ingress
+    /// stays out of the mesh.
+    #[arg(long, env = "KEDGE_MESH_SERVICE_ACCOUNT")]
+    mesh_service_account: Option<String>,
     /// Where Prometheus metrics are served.
     #[arg(long, default_value = "127.0.0.1:10254")]
     metrics_addr: std::net::SocketAddr,
@@ -845,7 +855,11 @@ struct UpNode {
 
 /// Import kedge's own binary as an image and apply the ingress
 /// controller's DaemonSet, which runs it on nodes labelled `ingress=true`.
-async fn deploy_ingress(client: kube::Client, args: IngressDeployArgs) -> anyhow::Result<()> {
+async fn deploy_ingress(
+    client: kube::Client,
+    args: IngressDeployArgs,
+    mesh_trust_domain: String,
+) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding kedge's own binary")?;
     let image = kedge_kubelet::runtime::docker::ensure_program_image("kedge/kedge", &exe)
         .await
@@ -857,6 +871,7 @@ async fn deploy_ingress(client: kube::Client, args: IngressDeployArgs) -> anyhow
             http_port: args.ingress_http_port,
             https_port: args.ingress_https_port,
             metrics_port: args.ingress_metrics_port,
+            mesh_trust_domain,
         },
     )
     .await
@@ -1009,8 +1024,22 @@ async fn run_ingress(args: IngressArgs) -> anyhow::Result<()> {
         &[SocketAddr::new(args.listen_address, args.http_port)],
         &[SocketAddr::new(args.listen_address, args.https_port)],
     )?;
+    let mesh = match args
+        .mesh_service_account
+        .as_deref()
+        .map(|a| a.split_once('/'))
+    {
+        Some(Some((namespace, name))) => Some(kedge_ingress::mesh::MeshOrigin::new(
+            (namespace.to_string(), name.to_string()),
+            args.mesh_trust_domain.clone(),
+            std::env::temp_dir().join(format!("kedge-ingress-mesh-{}.sock", std::process::id())),
+        )),
+        Some(None) => anyhow::bail!("--mesh-service-account is namespace/name"),
+        None => None,
+    };
     let mut opts = kedge_ingress::ServeOptions {
         access_log: !args.no_access_log,
+        mesh,
         ..Default::default()
     };
     if let Some(t) = args.threads {
@@ -1222,8 +1251,9 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
             }
             if !ingress.no_ingress {
                 let client = client.clone();
+                let domain = cfg_domain.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = deploy_ingress(client, ingress).await {
+                    if let Err(e) = deploy_ingress(client, ingress, domain).await {
                         tracing::error!("deploying the ingress controller: {e:#}");
                     }
                 });

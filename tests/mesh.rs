@@ -1070,6 +1070,134 @@ spec:
     );
 }
 
+/// `kedge up` with default flags and the ingress controller on the node
+/// (ports 80 and 443): an Ingress to pods of a STRICT namespace, which
+/// refuse plaintext, is served, because the ingress reaches meshed pods in
+/// mutual TLS as its own ServiceAccount; the pod's proxy logs that
+/// identity, and an AuthorizationPolicy naming it admits it.
+#[test]
+fn the_ingress_reaches_strict_meshed_pods_in_mutual_tls_as_itself() {
+    let echo = images::echo();
+    // The ingress on its default ports (the harness leaves it out unless
+    // a test names its port).
+    let c = Cluster::up_with_env(
+        &["--ingress-http-port", "80"],
+        &[("RUST_LOG", "warn,kedge_proxy::mesh=info")],
+    );
+    let node = c.node.clone().unwrap();
+    assert!(eventually(Duration::from_secs(60), || {
+        c.kubectl_output(&["label", "node", &node.name, "ingress=true"])
+            .status
+            .success()
+    }));
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+  labels: {{kedge.io/mesh: enabled, kedge.io/mesh-mtls: strict}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: shop}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: echo
+        image: {echo}
+        imagePullPolicy: Never
+        readinessProbe: {{httpGet: {{path: /readyz, port: 8080}}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: shop}}
+spec:
+  selector: {{app: web}}
+  ports: [{{name: http, port: 80, targetPort: 8080}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: web, namespace: shop}}
+spec:
+  rules:
+  - host: shop.example
+    http:
+      paths:
+      - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}
+---
+apiVersion: mesh.kedge.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: {{name: only-the-ingress, namespace: shop}}
+spec:
+  selector: {{matchLabels: {{app: web}}}}
+  action: ALLOW
+  rules:
+  - from: [{{source: {{principals: ["cluster.local/ns/kedge-ingress/sa/kedge-ingress"]}}}}]
+"#
+    ));
+    c.kubectl(&[
+        "rollout",
+        "status",
+        "deployment/web",
+        "-n",
+        "shop",
+        "--timeout=120s",
+    ]);
+    // Until the DaemonSet counts the labelled node, rollout status has
+    // nothing to wait for: wait for its pod on the node first.
+    let placed = eventually(Duration::from_secs(120), || {
+        c.kubectl_output(&[
+            "-n",
+            "kedge-ingress",
+            "get",
+            "pods",
+            "-o",
+            "jsonpath={.items[0].spec.nodeName}",
+        ])
+        .stdout
+            == node.name.as_bytes()
+    });
+    assert!(
+        placed,
+        "the ingress controller runs on the node: {}\n{}",
+        c.kubectl(&["get", "daemonsets,pods", "-A", "-o", "wide"]),
+        c.kubectl(&["get", "node", "--show-labels"])
+    );
+    c.kubectl(&[
+        "-n",
+        "kedge-ingress",
+        "rollout",
+        "status",
+        "daemonset/kedge-ingress",
+        "--timeout=180s",
+    ]);
+    let address: std::net::IpAddr = node.address().parse().unwrap();
+    let web = std::net::SocketAddr::new(address, 80);
+    let mut last = None;
+    let served = eventually(Duration::from_secs(90), || {
+        last = common::web::http(web, "shop.example", "/");
+        last.as_ref().is_some_and(|(status, _, _)| *status == 200)
+    });
+    assert!(served, "the ingress serves the STRICT pod: {last:?}");
+    let (_, _, body) = last.unwrap();
+    assert!(
+        body.contains("\"namespace\":") || body.contains("hostname"),
+        "{body}"
+    );
+    let log = c.log();
+    assert!(
+        log.lines().any(|l| l.contains("mesh connection accepted")
+            && l.contains("spiffe://cluster.local/ns/kedge-ingress/sa/kedge-ingress")),
+        "the pod's proxy knows the ingress by its identity"
+    );
+}
+
 /// A canary by weights: Service `api` split 90/10 between `api-v1` and
 /// `api-v2` (one pod each); of 1,000 requests from a meshed pod, v2
 /// answers 10% within a few points, with no request failing.

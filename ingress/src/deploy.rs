@@ -1,6 +1,8 @@
 //! The ingress controller deployed the Kubernetes way: its namespace, a
 //! ServiceAccount with a ClusterRole as narrow as ingress-nginx's (what the
-//! controller reads and the status it writes, nothing more), the `kedge`
+//! controller reads and the status it writes) plus what the mesh needs (the
+//! pods and namespaces, its own workload certificate and the mesh's trust
+//! bundle), the `kedge`
 //! IngressClass (the default class) and a
 //! DaemonSet whose pods run with the host's network on every node labelled
 //! `ingress=true`, binding the node's HTTP and HTTPS ports.
@@ -31,6 +33,8 @@ pub struct DeployOptions {
     pub https_port: u16,
     /// Where the pod serves metrics on the node.
     pub metrics_port: u16,
+    /// The mesh's trust domain (the cluster domain).
+    pub mesh_trust_domain: String,
 }
 
 /// The controller's ClusterRole and its binding to the ServiceAccount.
@@ -49,6 +53,13 @@ fn access() -> (Value, Value) {
             {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
              "verbs": ["get", "list", "watch"]},
             {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+            // The mesh: which pods are meshed and whose they are, the
+            // controller's own workload certificate and the trust bundle.
+            {"apiGroups": [""], "resources": ["pods", "namespaces"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["certificates.k8s.io"], "resources": ["certificatesigningrequests"],
+             "verbs": ["create", "get"]},
+            {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["kedge-mesh-ca"],
+             "verbs": ["get"]},
         ]
     });
     let binding = json!({
@@ -98,6 +109,8 @@ fn objects(o: &DeployOptions) -> (Value, Value, Value, Value) {
                             format!("--http-port={}", o.http_port),
                             format!("--https-port={}", o.https_port),
                             format!("--metrics-addr=127.0.0.1:{}", o.metrics_port),
+                            format!("--mesh-trust-domain={}", o.mesh_trust_domain),
+                            format!("--mesh-service-account={NAMESPACE}/kedge-ingress"),
                         ],
                         "env": [
                             {"name": "NODE_NAME",
@@ -158,6 +171,7 @@ mod tests {
             http_port: 80,
             https_port: 443,
             metrics_port: 10254,
+            mesh_trust_domain: "cluster.local".into(),
         });
         let _: Namespace = serde_json::from_value(ns).unwrap();
         let (role, binding) = access();

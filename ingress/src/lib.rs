@@ -12,6 +12,7 @@ use std::sync::Arc;
 mod accept;
 pub mod annotations;
 pub mod deploy;
+pub mod mesh;
 pub mod metrics;
 pub mod path;
 pub mod proxy;
@@ -80,6 +81,14 @@ pub async fn run_with_drain(
 ) -> Result<(), Error> {
     let fallback = Arc::new(tls::TlsCert::fallback());
     let routes = new_routes(fallback.clone());
+    if let Some(mesh) = opts.mesh.clone() {
+        let client = client.clone();
+        tokio::spawn(async move {
+            if let Err(error) = mesh.run(client).await {
+                tracing::warn!(%error, "the ingress stays out of the mesh");
+            }
+        });
+    }
     let server = server::start(routes.clone(), metrics.clone(), listeners, opts)?;
     let watch = watch::run(client, cfg, routes, metrics, fallback);
     tokio::pin!(watch);

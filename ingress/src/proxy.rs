@@ -50,6 +50,8 @@ pub struct IngressProxy {
     /// The HTTPS port redirects point at.
     https_port: u16,
     access_log: bool,
+    /// The way into the mesh for requests to meshed pods.
+    pub mesh: Option<Arc<crate::mesh::MeshOrigin>>,
 }
 
 impl IngressProxy {
@@ -66,6 +68,7 @@ impl IngressProxy {
             metrics,
             https_port,
             access_log,
+            mesh: None,
         }
     }
 }
@@ -397,7 +400,22 @@ impl ProxyHttp for IngressProxy {
         // The SNI only matters over TLS; leaving it empty otherwise lets
         // every host share the endpoint's keep-alive pool.
         let sni = if tls { ctx.host.clone() } else { String::new() };
-        let mut peer = HttpPeer::new(endpoint.addr, tls, sni);
+        let mut peer = match self
+            .mesh
+            .as_ref()
+            .and_then(|mesh| mesh.proxy_for(endpoint.addr))
+        {
+            // A meshed pod: through the mesh's tunnel, in mutual TLS.
+            Some(socket) => HttpPeer::new_proxy(
+                &socket.to_string_lossy(),
+                endpoint.addr.ip(),
+                endpoint.addr.port(),
+                tls,
+                &sni,
+                Default::default(),
+            ),
+            None => HttpPeer::new(endpoint.addr, tls, sni),
+        };
         peer.options.connection_timeout = Some(cfg.connect_timeout);
         peer.options.read_timeout = Some(cfg.read_timeout);
         peer.options.write_timeout = Some(cfg.send_timeout);

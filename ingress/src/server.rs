@@ -55,6 +55,9 @@ pub struct ServeOptions {
     /// The port HTTP→HTTPS redirects name (the first HTTPS listener's if
     /// not set).
     pub https_port: Option<u16>,
+    /// The way into the mesh, for requests to meshed pods (none: they are
+    /// sent in plaintext, as to any pod).
+    pub mesh: Option<Arc<crate::mesh::MeshOrigin>>,
 }
 
 impl Default for ServeOptions {
@@ -63,6 +66,7 @@ impl Default for ServeOptions {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             access_log: true,
             https_port: None,
+            mesh: None,
         }
     }
 }
@@ -174,7 +178,9 @@ pub fn start(
             http: copies(&listeners.http)?,
             https: copies(&listeners.https)?,
         };
-        let app = IngressProxy::new(routes.clone(), metrics.clone(), https_port, opts.access_log);
+        let mut app =
+            IngressProxy::new(routes.clone(), metrics.clone(), https_port, opts.access_log);
+        app.mesh = opts.mesh.clone();
         let (conf, acceptor, shutdown_rx) = (conf.clone(), acceptor.clone(), shutdown_rx.clone());
         let (mut force_rx, running_rx) = (force_rx.clone(), running_rx.clone());
         let worker = std::thread::Builder::new()

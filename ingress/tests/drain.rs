@@ -148,6 +148,7 @@ async fn drain_finishes_open_requests_and_refuses_new_connections() {
                 threads: 2,
                 access_log: false,
                 https_port: None,
+                mesh: None,
             },
         )
         .unwrap(),

@@ -315,6 +315,66 @@ pub async fn run(
     }
 }
 
+/// The identity of the process itself, for a ServiceAccount that is its
+/// own workload (the ingress controller, which originates mutual TLS to
+/// meshed pods): asked for with the process's own credentials (the signer
+/// gives a ServiceAccount its own identity only), renewed half way, with
+/// the trust bundle, into `identities`, until dropped.
+pub async fn run_own(
+    client: Client,
+    config: IdentityConfig,
+    account: Account,
+    identities: Arc<Identities>,
+) {
+    let csrs: Api<CertificateSigningRequest> = Api::all(client.clone());
+    let bundles: Api<ConfigMap> = Api::namespaced(client, TRUST_BUNDLE.0);
+    let mut retry = FIRST_RETRY;
+    loop {
+        match bundles.get_opt(TRUST_BUNDLE.1).await {
+            Ok(Some(map)) => {
+                if let Some(pem) = map.data.and_then(|mut d| d.remove(TRUST_BUNDLE.2)) {
+                    identities.set_trust_bundle(pem);
+                }
+            }
+            Ok(None) => tracing::debug!("no mesh trust bundle published yet"),
+            Err(error) => tracing::debug!(%error, "reading the mesh trust bundle"),
+        }
+        let due = identities
+            .get(&account.0, &account.1)
+            .map(|held| {
+                held.renew_at()
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default();
+        let wait = if !due.is_zero() {
+            due
+        } else {
+            match request(&csrs, &config, &account).await {
+                Ok(certificate) => {
+                    tracing::info!(id = %certificate.spiffe_id, not_after = ?certificate.not_after, "own workload certificate issued");
+                    identities.insert(account.clone(), certificate);
+                    retry = FIRST_RETRY;
+                    Duration::ZERO
+                }
+                Err(error) => {
+                    identities.failures.get_or_create(&labels(&account)).inc();
+                    tracing::warn!(namespace = %account.0, service_account = %account.1, %error, retry_in = ?retry, "no workload certificate");
+                    let wait = retry;
+                    retry = (retry * 2).min(MAX_RETRY);
+                    wait
+                }
+            }
+        };
+        let bundle_wait = if identities.trust_bundle().is_some() {
+            TRUST_BUNDLE_REFRESH
+        } else {
+            FIRST_RETRY
+        };
+        tokio::time::sleep(wait.min(bundle_wait).max(Duration::from_millis(100))).await;
+    }
+}
+
 /// The ServiceAccounts of the meshed pods (not finished) in `pods` on `node`.
 fn wanted_accounts(
     pods: &Store<Pod>,

@@ -28,21 +28,23 @@ use crate::mesh::is_meshed;
 /// Events coming close together make one compile.
 const DEBOUNCE: Duration = Duration::from_millis(20);
 
-/// The compiled policies, shared with the userspace proxy.
+/// The compiled policies, shared with the userspace proxy and the mesh.
 #[derive(Debug, Default)]
 pub struct Policy {
-    compiled: RwLock<Arc<Compiled>>,
+    compiled: RwLock<(Arc<Compiled>, Arc<[IpAddr]>)>,
 }
 
 impl Policy {
-    /// Whether a new connection from `src` to `dst:port` is allowed.
+    /// Whether a new connection from `src` to `dst:port` is allowed. The
+    /// nodes' own addresses are let through, as the kernel's table lets
+    /// them (a node reaches its pods without the forward path).
     pub fn allows(&self, src: IpAddr, dst: IpAddr, proto: Proto, port: u16) -> bool {
-        let c = self.compiled.read().clone();
-        c.is_open() || c.allows(src, dst, proto, port)
+        let (c, nodes) = self.compiled.read().clone();
+        c.is_open() || nodes.contains(&src) || c.allows(src, dst, proto, port)
     }
 
-    fn set(&self, c: Compiled) {
-        *self.compiled.write() = Arc::new(c);
+    fn set(&self, c: Compiled, nodes: Vec<IpAddr>) {
+        *self.compiled.write() = (Arc::new(c), nodes.into());
     }
 }
 
@@ -138,8 +140,9 @@ pub async fn run(client: Client, node_name: String, table: String, policy: Arc<P
             .filter(|p| p.node == node_name)
             .map(|p| (p.ip, p.meshed))
             .collect();
-        let script = render::render(&table, &compiled, &local, &node_sources(&nodes.state()));
-        policy.set(compiled);
+        let sources = node_sources(&nodes.state());
+        let script = render::render(&table, &compiled, &local, &sources);
+        policy.set(compiled, sources);
         if !kernel || script == applied {
             continue;
         }
