@@ -1200,7 +1200,8 @@ spec:
 
 /// A canary by weights: Service `api` split 90/10 between `api-v1` and
 /// `api-v2` (one pod each); of 1,000 requests from a meshed pod, v2
-/// answers 10% within a few points, with no request failing.
+/// answers 10% within a few points, with no request failing; the weights
+/// changed under load drop no request either.
 #[test]
 fn a_traffic_split_sends_each_service_its_weight_of_the_requests() {
     let echo = images::echo();
@@ -1271,6 +1272,59 @@ spec:
         (60..=140).contains(&v2),
         "v2 took {v2} of 1000: {answers:?}"
     );
+
+    // The weights turned to 10/90 while 3,000 requests run: none fails,
+    // and the requests after it go mostly to v2.
+    let load = {
+        let (kubeconfig, home, target) = (c.kubeconfig(), c.home.clone(), target.clone());
+        std::thread::spawn(move || {
+            Command::new("kubectl")
+                .env("HOME", home)
+                .arg("--kubeconfig")
+                .arg(kubeconfig)
+                .args([
+                    "exec",
+                    "-n",
+                    "shop",
+                    "load",
+                    "--",
+                    "/netbench",
+                    "http",
+                    &target,
+                    "3000",
+                ])
+                .output()
+                .unwrap()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    c.kubectl(&[
+        "annotate",
+        "service",
+        "api",
+        "-n",
+        "shop",
+        "--overwrite",
+        "kedge.io/mesh-traffic-split=api-v1=10,api-v2=90",
+    ]);
+    let out = String::from_utf8_lossy(&load.join().unwrap().stdout).to_string();
+    assert!(out.contains("failures=0"), "{out}");
+    assert!(
+        out.lines()
+            .filter(|l| l.starts_with("answer "))
+            .all(|l| l.contains("status=200")),
+        "{out}"
+    );
+    let moved = eventually(Duration::from_secs(30), || {
+        let (answers, _) = http_load(&c, &target, 200);
+        let v2: usize = answers
+            .iter()
+            .filter(|((status, host), _)| *status == 200 && host == "api-v2")
+            .map(|(_, n)| *n)
+            .sum();
+        v2 >= 150
+    });
+    assert!(moved, "the new weights apply");
 }
 
 /// The slowest of the suite (about six minutes, run beside the others):
