@@ -240,6 +240,7 @@ fn one_service(cluster_ip: Ipv4Addr, endpoint: SocketAddr) -> ProxyTable {
             internal_local: false,
             affinity: None,
             http: None,
+            sniff: None,
             traffic_split: Default::default(),
             endpoints: vec![Endpoint {
                 addr: endpoint,
@@ -428,6 +429,7 @@ fn services(n: usize, shift: u8) -> ProxyTable {
                 internal_local: false,
                 affinity: None,
                 http: None,
+                sniff: None,
                 traffic_split: Default::default(),
                 endpoints: vec![ep(0), ep(1)],
             }

@@ -525,12 +525,22 @@ spec:
             && l.contains("spiffe://cluster.local/ns/shop/sa/client")),
         "{log}"
     );
+    // The Service port declares no protocol; the request was seen to be
+    // HTTP: counted as a request by the client's side, as a mutual-TLS
+    // connection by the server's.
     let metrics_addr = c.arg_after("--metrics-addr").unwrap();
     let text = metrics(&metrics_addr);
     assert!(
+        text.lines().any(|l| l.starts_with("kedge_mesh_requests_total{")
+            && l.contains(r#"source_workload="shop/client""#)
+            && l.contains(r#"destination_workload="shop/web""#)
+            && l.contains(r#"response_code="200""#)),
+        "{text}"
+    );
+    assert!(
         text.lines().any(
             |l| l.starts_with("kedge_mesh_tcp_connections_opened_total{")
-                && l.contains(r#"reporter="source""#)
+                && l.contains(r#"reporter="destination""#)
                 && l.contains(r#"source_workload="shop/client""#)
                 && l.contains(r#"destination_workload="shop/web""#)
                 && l.contains(r#"connection_security_policy="mutual_tls""#)
@@ -1196,6 +1206,102 @@ spec:
             && l.contains("spiffe://cluster.local/ns/kedge-ingress/sa/kedge-ingress")),
         "the pod's proxy knows the ingress by its identity"
     );
+}
+
+/// `kedge up` with default flags and Service ports that declare no
+/// protocol: the mesh looks at each connection's first bytes. HTTP on port
+/// `web` is balanced request by request over the three pods behind it; the
+/// netbench protocol on port `bench` (not HTTP) is carried as it is.
+#[test]
+fn http_is_detected_on_a_port_that_declares_no_protocol() {
+    let echo = images::echo();
+    let netbench = images::netbench();
+    let c = Cluster::up();
+    meshed_shop_with_load(
+        &c,
+        &format!(
+            r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: api, namespace: shop}}
+spec:
+  replicas: 3
+  selector: {{matchLabels: {{app: api}}}}
+  template:
+    metadata: {{labels: {{app: api}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: echo
+        image: {echo}
+        imagePullPolicy: Never
+        readinessProbe: {{httpGet: {{path: /readyz, port: 8080}}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: api, namespace: shop}}
+spec:
+  selector: {{app: api}}
+  ports: [{{name: web, port: 80, targetPort: 8080}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: bench, namespace: shop, labels: {{app: bench}}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {{name: bench, image: {netbench}, imagePullPolicy: Never, args: [serve, "5001"]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: bench, namespace: shop}}
+spec:
+  selector: {{app: bench}}
+  ports: [{{name: bench, port: 5001}}]
+"#
+        ),
+    );
+    c.kubectl(&[
+        "rollout",
+        "status",
+        "deployment/api",
+        "-n",
+        "shop",
+        "--timeout=120s",
+    ]);
+    c.wait_ready(&["pod", "bench", "-n", "shop"], Duration::from_secs(120));
+    let cluster_ip = |name: &str| {
+        c.kubectl(&[
+            "get",
+            "service",
+            name,
+            "-n",
+            "shop",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ])
+    };
+    let target = format!("{}:80", cluster_ip("api"));
+    let mut last = (BTreeMap::new(), 0);
+    let spread = eventually(Duration::from_secs(60), || {
+        last = http_load(&c, &target, 90);
+        last.0.len() == 3 && last.0.keys().all(|(status, _)| *status == 200)
+    });
+    let (answers, connections) = last;
+    assert!(spread, "requests balanced one by one: {answers:?}");
+    assert_eq!(connections, 1, "{answers:?}");
+    let out = c.kubectl(&[
+        "exec",
+        "-n",
+        "shop",
+        "load",
+        "--",
+        "/netbench",
+        "rr",
+        &format!("{}:5001", cluster_ip("bench")),
+        "200",
+    ]);
+    assert!(out.starts_with("rr count=200"), "{out}");
 }
 
 /// A canary by weights: Service `api` split 90/10 between `api-v1` and

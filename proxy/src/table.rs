@@ -111,6 +111,11 @@ pub struct ServicePortEntry {
     /// Whether the port carries HTTP (the mesh balances it request by
     /// request) and how its requests are treated.
     pub http: Option<HttpPort>,
+    /// Set for a TCP port that declares no protocol (and is no well-known
+    /// port of a protocol whose server speaks first): the mesh looks at
+    /// each connection's first bytes, and treats the requests of one that
+    /// is HTTP as this says ([`sniffs_http`]).
+    pub sniff: Option<HttpPort>,
     /// The Services of its namespace the mesh splits its traffic between,
     /// with their weights ([`TRAFFIC_SPLIT_ANNOTATION`]); empty: none.
     pub traffic_split: Arc<[(Arc<str>, u32)]>,
@@ -287,6 +292,7 @@ struct PortInfo {
     port: u16,
     node_port: Option<u16>,
     http: Option<HttpVersion>,
+    sniff: bool,
 }
 
 /// An EndpointSlice as the proxy needs it.
@@ -417,6 +423,11 @@ impl ServiceState {
                         timeout: svc.timeout,
                         retries: svc.retries,
                     }),
+                    sniff: p.sniff.then_some(HttpPort {
+                        version: HttpVersion::Http1,
+                        timeout: svc.timeout,
+                        retries: svc.retries,
+                    }),
                     traffic_split: svc.traffic_split.clone(),
                     endpoints: endpoints.into_iter().collect(),
                 });
@@ -462,6 +473,8 @@ fn service_info(svc: &Service) -> Option<ServiceInfo> {
             Some(PortInfo {
                 name: p.name.as_deref().unwrap_or("").into(),
                 http: http_version(p.app_protocol.as_deref(), p.name.as_deref()),
+                sniff: sniffs_http(p.app_protocol.as_deref(), p.name.as_deref(), p.port)
+                    && Protocol::parse(p.protocol.as_deref()) == Some(Protocol::Tcp),
                 protocol: Protocol::parse(p.protocol.as_deref())?,
                 port: u16::try_from(p.port).ok()?,
                 node_port: p
@@ -533,6 +546,33 @@ fn parse_duration(text: &str) -> Option<Duration> {
 }
 
 /// The HTTP a port declares, by `appProtocol`, else by name.
+/// Ports of protocols whose server speaks first (SMTP, SSH, MySQL, …) or
+/// that the mesh leaves alone by default, as Linkerd's default opaque
+/// ports: no connection to them waits to be looked at.
+const SERVER_FIRST_PORTS: [i32; 12] = [
+    21, 22, 25, 110, 143, 587, 3306, 4444, 5432, 6379, 9300, 11211,
+];
+
+/// Port-name prefixes that declare a protocol other than HTTP (Istio's
+/// names).
+const OTHER_PROTOCOLS: [&str; 7] = ["https", "mongo", "mysql", "redis", "tcp", "tls", "udp"];
+
+/// Whether the mesh looks for HTTP in a port's connections: the port
+/// declares no protocol (no `appProtocol`, no name that says one) and is
+/// not one of [`SERVER_FIRST_PORTS`].
+pub(crate) fn sniffs_http(app_protocol: Option<&str>, name: Option<&str>, port: i32) -> bool {
+    if app_protocol.is_some() || SERVER_FIRST_PORTS.contains(&port) {
+        return false;
+    }
+    let prefix = name
+        .unwrap_or_default()
+        .split('-')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    http_version(None, name).is_none() && !OTHER_PROTOCOLS.contains(&prefix.as_str())
+}
+
 fn http_version(app_protocol: Option<&str>, name: Option<&str>) -> Option<HttpVersion> {
     if let Some(app) = app_protocol {
         return match app.to_ascii_lowercase().as_str() {

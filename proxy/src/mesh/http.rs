@@ -282,7 +282,7 @@ pub struct Route {
 
 /// Serve the application's connection as HTTP (HTTP/1.1 or HTTP/2, as it
 /// speaks), each request along `route`.
-pub async fn serve(app: TcpStream, route: Arc<Route>) -> Result<(), String> {
+pub async fn serve<S: Io + 'static>(app: S, route: Arc<Route>) -> Result<(), String> {
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let route = route.clone();
         async move { Ok::<_, std::convert::Infallible>(forward(request, &route).await) }
@@ -470,6 +470,11 @@ impl<S> Prefixed<S> {
     /// `inner`, `prefix` read from it first.
     pub fn new(prefix: Bytes, inner: S) -> Self {
         Self { prefix, inner }
+    }
+
+    /// The stream underneath.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
     }
 }
 

@@ -22,7 +22,9 @@ use parking_lot::{Mutex, RwLock};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::http::{self, HttpClients, Io, Picked, RequestBalancer, Route as HttpRoute, Sniffed};
+use super::http::{
+    self, HttpClients, Io, Picked, Prefixed, RequestBalancer, Route as HttpRoute, Sniffed,
+};
 use super::identity::{spiffe_id, Identities, IdentityConfig, WorkloadCertificate};
 use super::metrics::{ConnectionLabels, MeshMetrics, Security};
 use super::netns::{
@@ -49,6 +51,11 @@ const RESYNC: Duration = Duration::from_secs(5);
 /// before it is taken for another protocol (one whose server speaks
 /// first).
 const SNIFF_WAIT: Duration = Duration::from_secs(5);
+/// How long a connection to a port that declares no protocol waits for
+/// the client's first bytes before it is carried as it is (Istio's
+/// former protocol detection timeout): what a client that waits for the
+/// server's greeting pays once per connection.
+const DETECT_WAIT: Duration = Duration::from_millis(100);
 /// How long a connection waits for its pod's certificate (a pod just
 /// started: the node is asking for it).
 const IDENTITY_WAIT: Duration = Duration::from_secs(10);
@@ -218,6 +225,8 @@ struct ClusterIpPort {
     endpoints: Arc<[SocketAddr]>,
     /// Set when the port carries HTTP.
     http: Option<HttpPort>,
+    /// Set when the port declares no protocol: HTTP is looked for.
+    sniff: Option<HttpPort>,
     /// Its traffic split: the backends' endpoints and weights.
     split: Vec<(Arc<[SocketAddr]>, u32)>,
 }
@@ -273,6 +282,7 @@ fn cluster_ip_frontends(table: &ProxyTable, node: &str) -> ClusterIps {
                     service: entry.service.clone(),
                     endpoints: endpoints.clone(),
                     http: entry.http,
+                    sniff: entry.sniff,
                     split: split.clone(),
                 });
         }
@@ -564,9 +574,9 @@ impl PodContext {
     }
 
     /// Serve the application's connection to an HTTP Service port as HTTP.
-    async fn http(
+    async fn http<S: Io + 'static>(
         self: Arc<Self>,
-        app: TcpStream,
+        app: S,
         frontend: SocketAddr,
         port: HttpPort,
         service: ServiceKey,
@@ -618,19 +628,33 @@ impl PodContext {
                 return;
             }
         };
-        if let Some(ClusterIpPort {
-            service,
-            http: Some(port),
-            ..
-        }) = self.mesh.frontend(destination)
-        {
-            return self.http(app, destination, port, service).await;
-        }
+        let _ = app.set_nodelay(true);
+        let app = match self.mesh.frontend(destination) {
+            Some(ClusterIpPort {
+                service,
+                http: Some(port),
+                ..
+            }) => return self.http(app, destination, port, service).await,
+            // A port that declares no protocol: HTTP when the client's
+            // first bytes say so (a client that waits for the server is
+            // carried as it is after DETECT_WAIT).
+            Some(ClusterIpPort {
+                service,
+                sniff: Some(port),
+                ..
+            }) => match http::sniff_stream(app, DETECT_WAIT).await {
+                Ok((app, Sniffed::Http1 | Sniffed::Http2)) => {
+                    return self.http(app, destination, port, service).await
+                }
+                Ok((app, Sniffed::Other)) => app,
+                Err(_) => return,
+            },
+            _ => Prefixed::new(bytes::Bytes::new(), app),
+        };
         let (route, peer, picked) = self.mesh.route(destination);
         let labels = ConnectionLabels::outbound(&workload, peer.as_deref(), &route);
         self.mesh.metrics.opened(&labels);
         let mut app = app;
-        let _ = app.set_nodelay(true);
         let dialled = self.dial(&route).await;
         if let Some(picked) = &picked {
             // Endpoints that cannot be reached are ejected, as for
@@ -645,7 +669,7 @@ impl PodContext {
                 .map_err(TunnelError::from),
             Err(error) => {
                 // The application sees a reset, as from a closed port.
-                let _ = app.set_zero_linger();
+                let _ = app.get_ref().set_zero_linger();
                 Err(error)
             }
         };

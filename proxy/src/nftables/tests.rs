@@ -20,6 +20,7 @@ fn entry(name: &str, cluster_ip: &str, endpoints: &[(&str, &str)]) -> ServicePor
         internal_local: false,
         affinity: None,
         http: None,
+        sniff: None,
         traffic_split: Default::default(),
         endpoints: endpoints
             .iter()

@@ -357,3 +357,18 @@ fn a_traffic_split_names_services_with_positive_weights() {
     let split: Vec<(&str, u32)> = split.iter().map(|(n, w)| (&**n, *w)).collect();
     assert_eq!(split, [("api-v1", 90), ("api-v2", 10)]);
 }
+
+#[test]
+fn http_is_looked_for_on_ports_that_declare_no_protocol() {
+    assert!(sniffs_http(None, None, 8080));
+    assert!(sniffs_http(None, Some("web"), 80));
+    // Declared: HTTP already, or another protocol.
+    assert!(!sniffs_http(None, Some("http"), 80));
+    assert!(!sniffs_http(Some("kubernetes.io/h2c"), Some("web"), 80));
+    assert!(!sniffs_http(Some("postgresql"), None, 5000));
+    assert!(!sniffs_http(None, Some("tcp-db"), 5000));
+    assert!(!sniffs_http(None, Some("tls"), 8443));
+    // Servers that speak first.
+    assert!(!sniffs_http(None, Some("db"), 3306));
+    assert!(!sniffs_http(None, None, 22));
+}
