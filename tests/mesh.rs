@@ -531,10 +531,11 @@ spec:
     let metrics_addr = c.arg_after("--metrics-addr").unwrap();
     let text = metrics(&metrics_addr);
     assert!(
-        text.lines().any(|l| l.starts_with("kedge_mesh_requests_total{")
-            && l.contains(r#"source_workload="shop/client""#)
-            && l.contains(r#"destination_workload="shop/web""#)
-            && l.contains(r#"response_code="200""#)),
+        text.lines()
+            .any(|l| l.starts_with("kedge_mesh_requests_total{")
+                && l.contains(r#"source_workload="shop/client""#)
+                && l.contains(r#"destination_workload="shop/web""#)
+                && l.contains(r#"response_code="200""#)),
         "{text}"
     );
     assert!(
@@ -606,6 +607,60 @@ fn meshed_shop_with_load(c: &Cluster, manifest: &str) {
     c.wait_ready(&["pod", "load", "-n", "shop"], Duration::from_secs(120));
 }
 
+/// Namespace `shop` in the mesh with the pod `load`, three echo pods of
+/// Deployment `api` behind Service `api` with the port `port` (YAML, to
+/// 8080) and `extra` applied; once the rollout is done, the Service's
+/// ClusterIP.
+fn meshed_api(c: &Cluster, port: &str, extra: &str) -> String {
+    let echo = images::echo();
+    meshed_shop_with_load(
+        c,
+        &format!(
+            r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: api, namespace: shop}}
+spec:
+  replicas: 3
+  selector: {{matchLabels: {{app: api}}}}
+  template:
+    metadata: {{labels: {{app: api}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: echo
+        image: {echo}
+        imagePullPolicy: Never
+        readinessProbe: {{httpGet: {{path: /readyz, port: 8080}}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: api, namespace: shop}}
+spec:
+  selector: {{app: api}}
+  ports: [{port}]
+{extra}"#
+        ),
+    );
+    c.kubectl(&[
+        "rollout",
+        "status",
+        "deployment/api",
+        "-n",
+        "shop",
+        "--timeout=120s",
+    ]);
+    c.kubectl(&[
+        "get",
+        "service",
+        "api",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ])
+}
+
 /// Answers per (status, echo server hostname) from `netbench http`, and
 /// the connections it opened.
 fn http_load(c: &Cluster, target: &str, count: usize) -> (BTreeMap<(u16, String), usize>, usize) {
@@ -657,54 +712,8 @@ fn sum_of(text: &str, metric: &str, labels: &[&str]) -> u64 {
 /// deleted in the middle of a load, retries leave no request failed.
 #[test]
 fn http_requests_of_one_connection_spread_over_pods_and_survive_one_going_away() {
-    let echo = images::echo();
     let c = Cluster::up();
-    meshed_shop_with_load(
-        &c,
-        &format!(
-            r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: api, namespace: shop}}
-spec:
-  replicas: 3
-  selector: {{matchLabels: {{app: api}}}}
-  template:
-    metadata: {{labels: {{app: api}}}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: echo
-        image: {echo}
-        imagePullPolicy: Never
-        readinessProbe: {{httpGet: {{path: /readyz, port: 8080}}, periodSeconds: 1}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: api, namespace: shop}}
-spec:
-  selector: {{app: api}}
-  ports: [{{name: http, port: 80, targetPort: 8080}}]
-"#
-        ),
-    );
-    c.kubectl(&[
-        "rollout",
-        "status",
-        "deployment/api",
-        "-n",
-        "shop",
-        "--timeout=120s",
-    ]);
-    let cluster_ip = c.kubectl(&[
-        "get",
-        "service",
-        "api",
-        "-n",
-        "shop",
-        "-o",
-        "jsonpath={.spec.clusterIP}",
-    ]);
+    let cluster_ip = meshed_api(&c, "{name: http, port: 80, targetPort: 8080}", "");
     let target = format!("{cluster_ip}:80");
     // Once the three endpoints are in and every pod is captured, one
     // connection's 90 requests reach all three.
@@ -826,54 +835,12 @@ spec:
 /// sees none, and after the ejection it gets no more requests.
 #[test]
 fn http2_requests_of_one_connection_spread_over_pods_and_a_failing_pod_is_ejected() {
-    let echo = images::echo();
     let c = Cluster::up();
-    meshed_shop_with_load(
+    let cluster_ip = meshed_api(
         &c,
-        &format!(
-            r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: api, namespace: shop}}
-spec:
-  replicas: 3
-  selector: {{matchLabels: {{app: api}}}}
-  template:
-    metadata: {{labels: {{app: api}}}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: echo
-        image: {echo}
-        imagePullPolicy: Never
-        readinessProbe: {{httpGet: {{path: /readyz, port: 8080}}, periodSeconds: 1}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: api, namespace: shop}}
-spec:
-  selector: {{app: api}}
-  ports: [{{name: rpc, port: 80, targetPort: 8080, appProtocol: kubernetes.io/h2c}}]
-"#
-        ),
+        "{name: rpc, port: 80, targetPort: 8080, appProtocol: kubernetes.io/h2c}",
+        "",
     );
-    c.kubectl(&[
-        "rollout",
-        "status",
-        "deployment/api",
-        "-n",
-        "shop",
-        "--timeout=120s",
-    ]);
-    let cluster_ip = c.kubectl(&[
-        "get",
-        "service",
-        "api",
-        "-n",
-        "shop",
-        "-o",
-        "jsonpath={.spec.clusterIP}",
-    ]);
     let target = format!("{cluster_ip}:80");
     let mut last = (BTreeMap::new(), 0, 0);
     let spread = eventually(Duration::from_secs(60), || {
@@ -1214,36 +1181,13 @@ spec:
 /// netbench protocol on port `bench` (not HTTP) is carried as it is.
 #[test]
 fn http_is_detected_on_a_port_that_declares_no_protocol() {
-    let echo = images::echo();
     let netbench = images::netbench();
     let c = Cluster::up();
-    meshed_shop_with_load(
+    let api = meshed_api(
         &c,
+        "{name: web, port: 80, targetPort: 8080}",
         &format!(
-            r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: api, namespace: shop}}
-spec:
-  replicas: 3
-  selector: {{matchLabels: {{app: api}}}}
-  template:
-    metadata: {{labels: {{app: api}}}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: echo
-        image: {echo}
-        imagePullPolicy: Never
-        readinessProbe: {{httpGet: {{path: /readyz, port: 8080}}, periodSeconds: 1}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: api, namespace: shop}}
-spec:
-  selector: {{app: api}}
-  ports: [{{name: web, port: 80, targetPort: 8080}}]
----
+            r#"---
 apiVersion: v1
 kind: Pod
 metadata: {{name: bench, namespace: shop, labels: {{app: bench}}}}
@@ -1261,27 +1205,17 @@ spec:
 "#
         ),
     );
-    c.kubectl(&[
-        "rollout",
-        "status",
-        "deployment/api",
+    c.wait_ready(&["pod", "bench", "-n", "shop"], Duration::from_secs(120));
+    let bench = c.kubectl(&[
+        "get",
+        "service",
+        "bench",
         "-n",
         "shop",
-        "--timeout=120s",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
     ]);
-    c.wait_ready(&["pod", "bench", "-n", "shop"], Duration::from_secs(120));
-    let cluster_ip = |name: &str| {
-        c.kubectl(&[
-            "get",
-            "service",
-            name,
-            "-n",
-            "shop",
-            "-o",
-            "jsonpath={.spec.clusterIP}",
-        ])
-    };
-    let target = format!("{}:80", cluster_ip("api"));
+    let target = format!("{api}:80");
     let mut last = (BTreeMap::new(), 0);
     let spread = eventually(Duration::from_secs(60), || {
         last = http_load(&c, &target, 90);
@@ -1298,7 +1232,7 @@ spec:
         "--",
         "/netbench",
         "rr",
-        &format!("{}:5001", cluster_ip("bench")),
+        &format!("{bench}:5001"),
         "200",
     ]);
     assert!(out.starts_with("rr count=200"), "{out}");
