@@ -399,8 +399,21 @@ async fn serve(
         )
         .with_kubelet_client(kubelet_client),
     );
-    tokio::task::block_in_place(|| apiserver::bootstrap(&state))
-        .map_err(|e| StartError::Bootstrap(e.message))?;
+    // Bootstrapping is idempotent: a store hiccup (an etcd connection
+    // reset) or another server creating the same object first is tried
+    // again, a few times.
+    let mut attempt = 0u32;
+    loop {
+        match tokio::task::block_in_place(|| apiserver::bootstrap(&state)) {
+            Ok(()) => break,
+            Err(e) if attempt < 5 && (e.code >= 500 || e.code == 409) => {
+                attempt += 1;
+                tracing::warn!(error = %e.message, attempt, "bootstrapping the store failed; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+            }
+            Err(e) => return Err(StartError::Bootstrap(e.message)),
+        }
+    }
     // Pods reach the server on the advertise address: listen there too
     // unless the listener already covers it. Likewise the control-plane
     // endpoint when it is an address of this port: a virtual IP that
