@@ -850,7 +850,9 @@ fn http2_requests_of_one_connection_spread_over_pods_and_a_failing_pod_is_ejecte
     let (answers, connections, failures) = last;
     assert!(spread, "{answers:?}");
     assert_eq!((connections, failures), (1, 0), "{answers:?}");
-    assert!(answers.values().all(|n| *n >= 10), "{answers:?}");
+    // The least busy of two takes each request: a slower pod gets fewer,
+    // none is left out.
+    assert!(answers.values().all(|n| *n >= 3), "{answers:?}");
 
     // The metrics count what was sent: 300 requests, 300 more of each.
     let metrics_addr = c.arg_after("--metrics-addr").unwrap();
