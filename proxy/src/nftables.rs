@@ -3,9 +3,12 @@
 //! either the old table or the new one and never a half-written one.
 //!
 //! The first sync replaces any table of that name (a leftover of a crashed
-//! run); later ones flush and redefine it in place, which keeps the
-//! ClientIP affinity sets and their entries. A sync whose rendered text is
-//! the one applied last does nothing. Dropping the proxier deletes the table.
+//! run); later ones re-render only the Service ports that changed and send
+//! the difference ([`Ruleset::update`]) over netlink ([`netlink`]), or
+//! through `nft` where a change needs its compiler (affinity sets; a
+//! redefinition of the whole table in place, which keeps the ClientIP
+//! affinity sets and their entries). A sync that changes nothing sends
+//! nothing. Dropping the proxier deletes the table.
 //!
 //! Routes: DNAT happens in `prerouting` and `output` before the routing
 //! decision is final, so pods reach a ClusterIP without it being local.
@@ -32,12 +35,14 @@ use crate::metrics::Metrics;
 use crate::table::{Frontend, NodeInfo, ProxyTable};
 use crate::ProxyConfig;
 
+pub mod netlink;
 pub mod render;
 
 #[cfg(test)]
 mod tests;
 
 pub use render::{render, RenderOptions, Ruleset};
+use render::{Change, NeedsWhole};
 
 /// The default table name.
 pub const DEFAULT_TABLE: &str = "kedge";
@@ -51,6 +56,9 @@ pub enum NftablesError {
     /// `nft` rejected the script.
     #[error("nft -f -: {0}")]
     Failed(String),
+    /// The kernel refused a partial update sent over netlink.
+    #[error("netlink: {0}")]
+    Netlink(#[source] std::io::Error),
     /// The table name is not one nft accepts unquoted.
     #[error(
         "invalid nftables table name {0:?}: a letter or '_', then letters, digits, '_' or '-'"
@@ -110,8 +118,8 @@ impl NftablesProxier {
     }
 
     /// Program `table`. A failure is logged and retried by the next call
-    /// (see [`has_pending`](Self::has_pending)); the kernel keeps the table
-    /// applied before.
+    /// (see [`has_pending`](Self::has_pending)), which then replaces the
+    /// whole table.
     pub async fn sync(&mut self, table: &ProxyTable) {
         let start = Instant::now();
         if let Some(holder) = &mut self.holder {
@@ -119,23 +127,37 @@ impl NftablesProxier {
                 tracing::warn!(interface = holder.name(), error = %e, "updating ClusterIPs on the holder interface failed");
             }
         }
-        let ruleset = render(
-            table,
-            &RenderOptions {
-                table: &self.table,
-                node: &self.node,
-                locally_served: &self.locally_served,
-                local_ports: &self.local_ports,
+        let opts = RenderOptions {
+            table: &self.table,
+            node: &self.node,
+            locally_served: &self.locally_served,
+            local_ports: &self.local_ports,
+        };
+        let failed = self.failed;
+        let (result, ruleset) = match self.applied.take() {
+            Some(mut applied) if !failed => match applied.update(table, &opts) {
+                Ok(changes) if changes.is_empty() => {
+                    self.applied = Some(applied);
+                    return;
+                }
+                Ok(changes) => (apply_changes(&applied, &changes).await, applied),
+                // Compared as a whole: redefined in place, affinity sets kept.
+                Err(NeedsWhole) => {
+                    let next = render(table, &opts);
+                    let script = next.whole_update_script(&applied);
+                    (replace_on_failure(&next, &script).await, next)
+                }
             },
-        );
-        if self.applied.as_ref() == Some(&ruleset) {
-            self.failed = false;
-            return;
-        }
-        match self.apply(&ruleset).await {
+            _ => {
+                let next = render(table, &opts);
+                let script = next.replace_script();
+                (nft(&["-f", "-"], Some(&script)).await.map(|_| ()), next)
+            }
+        };
+        match result {
             Ok(()) => {
                 tracing::debug!(table = %self.table, rules = ruleset.rules, elapsed = ?start.elapsed(), "nftables table applied");
-                if self.failed {
+                if failed {
                     tracing::info!(table = %self.table, "nftables table applied after retrying");
                 }
                 self.metrics.set_nftables_rules(ruleset.rules);
@@ -144,28 +166,14 @@ impl NftablesProxier {
                 self.metrics.observe_sync(start.elapsed());
             }
             Err(e) => {
-                if !self.failed {
+                if !failed {
                     tracing::warn!(table = %self.table, error = %e, "applying the nftables table failed; retrying");
                 }
                 self.metrics.nftables_sync_failed();
+                // What the kernel holds is not known: replace it next time.
                 self.failed = true;
             }
         }
-    }
-
-    async fn apply(&mut self, ruleset: &Ruleset) -> Result<(), NftablesError> {
-        if let Some(previous) = &self.applied {
-            match nft(&["-f", "-"], Some(&ruleset.update_script(previous))).await {
-                Ok(_) => return Ok(()),
-                // Someone changed the table under us: start over.
-                Err(e) => {
-                    tracing::info!(table = %self.table, error = %e, "updating the nftables table in place failed; replacing it")
-                }
-            }
-        }
-        nft(&["-f", "-"], Some(&ruleset.replace_script()))
-            .await
-            .map(|_| ())
     }
 
     /// Whether the last sync failed and waits for a retry.
@@ -213,6 +221,40 @@ fn warn_without_bridge_netfilter() {
         tracing::warn!(
             "{path} is not 1 (br_netfilter): pods reaching a Service whose endpoint is on their own bridge will get no answer in nftables mode"
         );
+    }
+}
+
+/// Send a partial update: over netlink where every change can be encoded
+/// there, else as an `nft` script; if the kernel refuses it (someone
+/// changed the table under us), replace the whole table with `next`.
+async fn apply_changes(next: &Ruleset, changes: &[Change]) -> Result<(), NftablesError> {
+    let sent = match netlink::encode(&next.table, changes) {
+        Some(batch) => netlink::apply(&batch).map_err(NftablesError::Netlink),
+        None => nft(&["-f", "-"], Some(&render::script(&next.table, changes)))
+            .await
+            .map(|_| ()),
+    };
+    match sent {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            tracing::info!(table = %next.table, error = %e, "updating the nftables table in place failed; replacing it");
+            nft(&["-f", "-"], Some(&next.replace_script()))
+                .await
+                .map(|_| ())
+        }
+    }
+}
+
+/// Run `script`; if it fails, replace the whole table with `next`.
+async fn replace_on_failure(next: &Ruleset, script: &str) -> Result<(), NftablesError> {
+    match nft(&["-f", "-"], Some(script)).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::info!(table = %next.table, error = %e, "updating the nftables table in place failed; replacing it");
+            nft(&["-f", "-"], Some(&next.replace_script()))
+                .await
+                .map(|_| ())
+        }
     }
 }
 
