@@ -80,6 +80,8 @@ pub struct NftablesProxier {
     applied: Option<Ruleset>,
     /// Whether the last sync failed and should be retried.
     failed: bool,
+    /// Partial updates go here; opened at the first.
+    netlink: Option<netlink::Socket>,
     holder: Option<Holder>,
 }
 
@@ -108,6 +110,7 @@ impl NftablesProxier {
             metrics: config.metrics.clone(),
             applied: None,
             failed: false,
+            netlink: None,
             holder,
         })
     }
@@ -120,7 +123,7 @@ impl NftablesProxier {
     /// Program `table`. A failure is logged and retried by the next call
     /// (see [`has_pending`](Self::has_pending)), which then replaces the
     /// whole table.
-    pub async fn sync(&mut self, table: &ProxyTable) {
+    pub async fn sync(&mut self, table: &Arc<ProxyTable>) {
         let start = Instant::now();
         if let Some(holder) = &mut self.holder {
             if let Err(e) = holder.sync(&table.cluster_ips()).await {
@@ -140,16 +143,19 @@ impl NftablesProxier {
                     self.applied = Some(applied);
                     return;
                 }
-                Ok(changes) => (apply_changes(&applied, &changes).await, applied),
+                Ok(changes) => (
+                    apply_changes(&mut self.netlink, &applied, &changes).await,
+                    applied,
+                ),
                 // Compared as a whole: redefined in place, affinity sets kept.
                 Err(NeedsWhole) => {
-                    let next = render(table, &opts);
+                    let next = render::render_shared(table.clone(), &opts);
                     let script = next.whole_update_script(&applied);
                     (replace_on_failure(&next, &script).await, next)
                 }
             },
             _ => {
-                let next = render(table, &opts);
+                let next = render::render_shared(table.clone(), &opts);
                 let script = next.replace_script();
                 (nft(&["-f", "-"], Some(&script)).await.map(|_| ()), next)
             }
@@ -227,9 +233,26 @@ fn warn_without_bridge_netfilter() {
 /// Send a partial update: over netlink where every change can be encoded
 /// there, else as an `nft` script; if the kernel refuses it (someone
 /// changed the table under us), replace the whole table with `next`.
-async fn apply_changes(next: &Ruleset, changes: &[Change]) -> Result<(), NftablesError> {
-    let sent = match netlink::encode(&next.table, changes) {
-        Some(batch) => netlink::apply(&batch).map_err(NftablesError::Netlink),
+async fn apply_changes(
+    socket: &mut Option<netlink::Socket>,
+    next: &Ruleset,
+    changes: &[Change],
+) -> Result<(), NftablesError> {
+    if socket.is_none() {
+        match netlink::Socket::open() {
+            Ok(s) => *socket = Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "opening a netlink socket failed; updating through nft")
+            }
+        }
+    }
+    let sent = match socket.as_mut().and_then(|s| s.send(&next.table, changes)) {
+        Some(Ok(())) => Ok(()),
+        Some(Err(e)) => {
+            // A fresh socket next time: this one may hold late answers.
+            *socket = None;
+            Err(NftablesError::Netlink(e))
+        }
         None => nft(&["-f", "-"], Some(&render::script(&next.table, changes)))
             .await
             .map(|_| ()),

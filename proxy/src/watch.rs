@@ -52,7 +52,7 @@ impl DataPlane {
         })
     }
 
-    async fn sync(&mut self, table: &ProxyTable) {
+    async fn sync(&mut self, table: &Arc<ProxyTable>) {
         match self {
             Self::Userspace(p) => p.sync(table).await,
             Self::Nftables(p) => p.sync(table).await,
@@ -155,10 +155,10 @@ pub async fn run_with_drain(
         // Until both kinds are listed a partial table would refuse
         // connections that have endpoints.
         if dirty && sync.services_listed && sync.slices_listed {
-            let table = state.table();
+            let table = Arc::new(state.table());
             proxier.sync(&table).await;
             if let Some(updates) = &config.table_updates {
-                updates.send_replace(Arc::new(table));
+                updates.send_replace(table);
             }
             dirty = false;
         }

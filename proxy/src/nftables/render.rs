@@ -27,9 +27,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::{self, Write as _};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::table::{Frontend, NodeInfo, Protocol, ProxyTable, ServicePortEntry};
+use crate::table::{Frontend, NodeInfo, Protocol, ProxyTable, ServiceKey, ServicePortEntry};
 
 /// The packet mark bit asking `postrouting` to masquerade; kube-proxy's
 /// own, so the two never disagree about what the bit means on one node.
@@ -545,8 +546,13 @@ pub struct Ruleset {
     pub table: String,
     /// Rules in all chains (set and map elements not counted).
     pub rules: usize,
-    /// Each Service port's entry and part, by [`port_id`].
-    ports: HashMap<String, (ServicePortEntry, PortRules)>,
+    /// The table rendered, as given (shared, not copied).
+    entries: Arc<ProxyTable>,
+    /// Each Service port's part.
+    ports: HashMap<PortKey, PortRules>,
+    /// Whether ports were skipped for clashing with earlier ones: which
+    /// one wins then depends on the whole table.
+    skipped: bool,
     /// Every chain's rules, base chains' hooks not included.
     chains: BTreeMap<String, Vec<Rule>>,
     /// `service-ports` claims: a frontend's chains in the order the ports
@@ -565,10 +571,17 @@ pub struct Ruleset {
 /// Render `table` for the node in `opts`. IPv6 addresses are skipped (the
 /// table is of family `ip`); so are Service ports whose chain names clash.
 pub fn render(table: &ProxyTable, opts: &RenderOptions<'_>) -> Ruleset {
+    render_shared(Arc::new(table.clone()), opts)
+}
+
+/// [`render`] of a table the caller shares.
+pub fn render_shared(table: Arc<ProxyTable>, opts: &RenderOptions<'_>) -> Ruleset {
     let mut r = Ruleset {
         table: opts.table.to_string(),
         rules: 0,
+        entries: table.clone(),
         ports: HashMap::new(),
+        skipped: false,
         chains: shared_chains(opts),
         claims: BTreeMap::new(),
         no_endpoints: BTreeMap::new(),
@@ -579,14 +592,15 @@ pub fn render(table: &ProxyTable, opts: &RenderOptions<'_>) -> Ruleset {
     };
     r.rules = r.chains.values().map(Vec::len).sum();
     for entry in &table.ports {
-        let id = port_id(entry);
+        let key = port_key(entry);
         let part = render_port(entry, opts);
-        if r.ports.contains_key(&id) || part.chains.iter().any(|(c, _)| r.chains.contains_key(c)) {
-            tracing::warn!(service = %entry.service, id = %id, "two Service ports render to one chain; skipping the second");
+        if r.ports.contains_key(&key) || part.chains.iter().any(|(c, _)| r.chains.contains_key(c)) {
+            tracing::warn!(service = %entry.service, port = entry.port, "two Service ports render to one chain; skipping the second");
+            r.skipped = true;
             continue;
         }
         r.add(&part);
-        r.ports.insert(id, (entry.clone(), part));
+        r.ports.insert(key, part);
     }
     r
 }
@@ -720,50 +734,66 @@ impl Ruleset {
     /// by two ports, clashing chain names, an affinity set declared anew.
     pub fn update(
         &mut self,
-        table: &ProxyTable,
+        table: &Arc<ProxyTable>,
         opts: &RenderOptions<'_>,
     ) -> Result<Vec<Change>, NeedsWhole> {
-        // The ports that changed, with their new parts.
-        let mut seen: HashSet<String> = HashSet::with_capacity(table.ports.len());
-        let mut changed: Vec<(String, Option<&ServicePortEntry>)> = Vec::new();
-        for entry in &table.ports {
-            let id = port_id(entry);
-            if !seen.insert(id.clone()) {
+        if self.skipped {
+            return Err(NeedsWhole);
+        }
+        // Both tables list Services in order: what lies between their
+        // common beginning and end is all that can have changed. At
+        // 10,000 Services this walk is what a sync costs besides the kernel.
+        let (old, new) = (&self.entries.ports, &table.ports);
+        let same = |a: &ServicePortEntry, b: &ServicePortEntry| a == b;
+        let mut start = 0;
+        while start < old.len().min(new.len()) && same(&old[start], &new[start]) {
+            start += 1;
+        }
+        let mut end = 0;
+        while end < (old.len() - start).min(new.len() - start)
+            && same(&old[old.len() - 1 - end], &new[new.len() - 1 - end])
+        {
+            end += 1;
+        }
+        let (old, new) = (&old[start..old.len() - end], &new[start..new.len() - end]);
+        let mut before: HashMap<PortKey, &ServicePortEntry> = HashMap::with_capacity(old.len());
+        for entry in old {
+            before.insert(port_key(entry), entry);
+        }
+        let mut after: HashMap<PortKey, &ServicePortEntry> = HashMap::with_capacity(new.len());
+        let mut changed: Vec<(PortKey, Option<&ServicePortEntry>)> = Vec::new();
+        for entry in new {
+            let key = port_key(entry);
+            if after.insert(key.clone(), entry).is_some() {
                 return Err(NeedsWhole);
             }
-            match self.ports.get(&id) {
-                Some((before, _)) if before == entry => {}
-                _ => changed.push((id, Some(entry))),
+            if before.get(&key) != Some(&entry) {
+                changed.push((key, Some(entry)));
             }
         }
-        if seen.len() != self.ports.len()
-            || changed.iter().any(|(id, _)| !self.ports.contains_key(id))
-        {
-            changed.extend(
-                self.ports
-                    .keys()
-                    .filter(|id| !seen.contains(*id))
-                    .map(|id| (id.clone(), None)),
-            );
-        }
-        if changed.is_empty() {
-            return Ok(Vec::new());
-        }
+        changed.extend(
+            before
+                .into_keys()
+                .filter(|key| !after.contains_key(key))
+                .map(|key| (key, None)),
+        );
         let parts = changed
             .into_iter()
-            .map(|(id, entry)| (id, entry.map(|e| (e.clone(), render_port(e, opts)))))
+            .map(|(key, entry)| (key, entry.map(|e| render_port(e, opts))))
             .collect();
-        self.apply(parts)
+        let changes = self.apply(parts)?;
+        self.entries = table.clone();
+        Ok(changes)
     }
 
     /// Replace the parts of the ports in `parts` (`None`: the port is
     /// gone) and say what changed; see [`update`](Self::update).
     fn apply(
         &mut self,
-        parts: Vec<(String, Option<(ServicePortEntry, PortRules)>)>,
+        parts: Vec<(PortKey, Option<PortRules>)>,
     ) -> Result<Vec<Change>, NeedsWhole> {
         let none = PortRules::default();
-        let old = |id: &str| self.ports.get(id).map_or(&none, |(_, p)| p);
+        let old = |key: &PortKey| self.ports.get(key).unwrap_or(&none);
 
         // Refuse what a port by port comparison cannot decide.
         let old_chains: HashSet<&str> = parts
@@ -775,7 +805,7 @@ impl Ruleset {
             for (t, _) in &old(id).claims {
                 *claimed.entry(*t).or_default() -= 1;
             }
-            let Some((_, part)) = new else { continue };
+            let Some(part) = new else { continue };
             for (t, _) in &part.claims {
                 *claimed.entry(*t).or_default() += 1;
             }
@@ -803,10 +833,7 @@ impl Ruleset {
 
         // What the touched chains, sets and elements are before and after.
         let olds: Vec<PortRules> = parts.iter().map(|(id, _)| old(id).clone()).collect();
-        let news: Vec<PortRules> = parts
-            .iter()
-            .filter_map(|(_, new)| new.as_ref().map(|(_, p)| p.clone()))
-            .collect();
+        let news: Vec<PortRules> = parts.iter().filter_map(|(_, new)| new.clone()).collect();
         let touched = || olds.iter().chain(&news);
         let snapshot = |r: &Ruleset| {
             let mut chains: BTreeMap<String, Option<Vec<Rule>>> = BTreeMap::new();
@@ -829,9 +856,9 @@ impl Ruleset {
         }
         for (id, new) in parts {
             self.ports.remove(&id);
-            if let Some((entry, part)) = new {
+            if let Some(part) = new {
                 self.add(&part);
-                self.ports.insert(id, (entry, part));
+                self.ports.insert(id, part);
             }
         }
         let (chains_after, sets_after, elements_after) = snapshot(self);
@@ -1036,6 +1063,13 @@ fn dispatch(
             }
         });
     }
+}
+
+/// A Service port: its Service, protocol and port.
+type PortKey = (ServiceKey, Protocol, u16);
+
+fn port_key(entry: &ServicePortEntry) -> PortKey {
+    (entry.service.clone(), entry.protocol, entry.port)
 }
 
 /// `namespace/name/protocol/port`: unique per Service port, and readable in
