@@ -619,6 +619,17 @@ fn listing(table: &str) -> BTreeMap<String, Vec<String>> {
     by_name
 }
 
+/// Run `f` on a thread of its own in a network namespace of its own (gone
+/// with the thread), so tables made there touch nothing of the host's.
+fn in_own_network_namespace(f: impl FnOnce() + Send + 'static) {
+    std::thread::spawn(move || {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("a network namespace");
+        f()
+    })
+    .join()
+    .unwrap();
+}
+
 fn nft_script(script: &str) {
     use std::io::Write as _;
     let mut child = std::process::Command::new("nft")
@@ -650,8 +661,7 @@ fn updates_over_netlink_match_what_nft_loads() {
     if !nft_usable() {
         return;
     }
-    std::thread::spawn(|| {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("a network namespace");
+    in_own_network_namespace(|| {
         let node = node();
         let none = BTreeSet::new();
         let no_ports = BTreeMap::new();
@@ -691,9 +701,7 @@ fn updates_over_netlink_match_what_nft_loads() {
             over_netlink > 100,
             "only {over_netlink} updates went over netlink"
         );
-    })
-    .join()
-    .unwrap();
+    });
 }
 
 #[test]
@@ -701,8 +709,7 @@ fn the_kernel_refusal_of_a_batch_is_reported() {
     if !nft_usable() {
         return;
     }
-    std::thread::spawn(|| {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("a network namespace");
+    in_own_network_namespace(|| {
         use super::render::{Change, Rule};
         // No such table.
         let changes = [Change::AddRule("svc-x".into(), Rule::Mark)];
@@ -720,7 +727,5 @@ fn the_kernel_refusal_of_a_batch_is_reported() {
         assert!(socket.send("t", &text).is_none());
         // Nothing to send is sent at once.
         socket.send("t", &[]).unwrap().unwrap();
-    })
-    .join()
-    .unwrap();
+    });
 }
