@@ -18,7 +18,7 @@ use arc_swap::ArcSwap;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kedge_proxy::mesh::identity::{self, spiffe_id, Account, Identities, IdentityConfig};
-use kedge_proxy::mesh::tls::client_config;
+use kedge_proxy::mesh::tls::ClientConfigs;
 use kedge_proxy::mesh::tunnel::{copy_both_ways, TunnelError, TunnelPool, HBONE_PORT};
 use kedge_proxy::mesh::workloads::Workloads;
 use kube::runtime::reflector::{self, Store};
@@ -41,10 +41,7 @@ pub struct MeshOrigin {
     socket: PathBuf,
     /// Client TLS configurations by expected peer identity, for the
     /// certificate they were made with.
-    tls: Mutex<(
-        usize,
-        std::collections::HashMap<String, Arc<rustls::ClientConfig>>,
-    )>,
+    tls: Mutex<ClientConfigs>,
 }
 
 impl std::fmt::Debug for MeshOrigin {
@@ -213,18 +210,10 @@ impl MeshOrigin {
             .get(&self.account.0, &self.account.1)
             .ok_or_else(identity)?;
         let bundle = self.identities.trust_bundle().ok_or_else(identity)?;
-        let mut cache = self.tls.lock();
-        let key = Arc::as_ptr(&certificate) as usize;
-        if cache.0 != key {
-            *cache = (key, Default::default());
-        }
-        if let Some(config) = cache.1.get(expected) {
-            return Ok(config.clone());
-        }
-        let config = client_config(&certificate, &bundle, vec![expected.to_string()])
-            .map_err(|e| TunnelError::Identity(e.to_string()))?;
-        cache.1.insert(expected.to_string(), config.clone());
-        Ok(config)
+        self.tls
+            .lock()
+            .get(&certificate, &bundle, expected)
+            .map_err(|e| TunnelError::Identity(e.to_string()))
     }
 }
 

@@ -248,17 +248,10 @@ pub async fn run(
     let mut bundle_read: Option<std::time::Instant> = None;
     let mut retries: HashMap<Account, (Duration, std::time::Instant)> = HashMap::new();
     loop {
-        if bundle_read.is_none_or(|at| at.elapsed() >= TRUST_BUNDLE_REFRESH) {
-            match bundles.get_opt(TRUST_BUNDLE.1).await {
-                Ok(Some(map)) => {
-                    if let Some(pem) = map.data.and_then(|mut d| d.remove(TRUST_BUNDLE.2)) {
-                        identities.set_trust_bundle(pem);
-                        bundle_read = Some(std::time::Instant::now());
-                    }
-                }
-                Ok(None) => tracing::debug!("no mesh trust bundle published yet"),
-                Err(error) => tracing::debug!(%error, "reading the mesh trust bundle"),
-            }
+        if bundle_read.is_none_or(|at| at.elapsed() >= TRUST_BUNDLE_REFRESH)
+            && read_trust_bundle(&bundles, &identities).await
+        {
+            bundle_read = Some(std::time::Instant::now());
         }
         let mut next_wake = std::time::Instant::now()
             + if bundle_read.is_some() {
@@ -330,15 +323,7 @@ pub async fn run_own(
     let bundles: Api<ConfigMap> = Api::namespaced(client, TRUST_BUNDLE.0);
     let mut retry = FIRST_RETRY;
     loop {
-        match bundles.get_opt(TRUST_BUNDLE.1).await {
-            Ok(Some(map)) => {
-                if let Some(pem) = map.data.and_then(|mut d| d.remove(TRUST_BUNDLE.2)) {
-                    identities.set_trust_bundle(pem);
-                }
-            }
-            Ok(None) => tracing::debug!("no mesh trust bundle published yet"),
-            Err(error) => tracing::debug!(%error, "reading the mesh trust bundle"),
-        }
+        read_trust_bundle(&bundles, &identities).await;
         let due = identities
             .get(&account.0, &account.1)
             .map(|held| {
@@ -372,6 +357,27 @@ pub async fn run_own(
             FIRST_RETRY
         };
         tokio::time::sleep(wait.min(bundle_wait).max(Duration::from_millis(100))).await;
+    }
+}
+
+/// Read the published trust bundle into `identities`; whether there was one.
+async fn read_trust_bundle(bundles: &Api<ConfigMap>, identities: &Identities) -> bool {
+    match bundles.get_opt(TRUST_BUNDLE.1).await {
+        Ok(Some(map)) => match map.data.and_then(|mut d| d.remove(TRUST_BUNDLE.2)) {
+            Some(pem) => {
+                identities.set_trust_bundle(pem);
+                true
+            }
+            None => false,
+        },
+        Ok(None) => {
+            tracing::debug!("no mesh trust bundle published yet");
+            false
+        }
+        Err(error) => {
+            tracing::debug!(%error, "reading the mesh trust bundle");
+            false
+        }
     }
 }
 

@@ -34,7 +34,7 @@ use super::netns::{
 use super::outbound::{self, Route};
 use super::policy::{Call, Caller, Policies};
 use super::sandbox::{Sandbox, Sandboxes};
-use super::tls::{client_config, server_config};
+use super::tls::{server_config, ClientConfigs};
 use super::tunnel::{
     copy_both_ways, serve_connection_with, Connector, Relay, TunnelError, TunnelPool, HBONE_PORT,
 };
@@ -111,14 +111,17 @@ impl NodeMesh {
         }
     }
 
-    /// Where a connection to `destination` goes: a ClusterIP is balanced
-    /// over its endpoints first (the one with fewer open connections of
-    /// two, ejected ones left out; the pick counts the connection open
-    /// until dropped); a meshed pod is reached through the tunnel.
-    pub fn route(&self, destination: SocketAddr) -> (Route, Option<Arc<Workload>>, Option<Picked>) {
-        let picked = self
-            .frontend(destination)
-            .and_then(|f| self.requests.pick(&self.endpoints(&f), &[]));
+    /// Where a connection to `destination` goes: a ClusterIP (its Service
+    /// port, looked up by the caller, in `frontend`) is balanced over its
+    /// endpoints first (the one with fewer open connections of two,
+    /// ejected ones left out; the pick counts the connection open until
+    /// dropped); a meshed pod is reached through the tunnel.
+    fn route(
+        &self,
+        destination: SocketAddr,
+        frontend: Option<&ClusterIpPort>,
+    ) -> (Route, Option<Arc<Workload>>, Option<Picked>) {
+        let picked = frontend.and_then(|f| self.requests.pick(&self.endpoints(f), &[]));
         let (route, peer) = self.route_to(picked.as_ref().map_or(destination, |p| p.endpoint));
         (route, peer, picked)
     }
@@ -457,25 +460,9 @@ where
 /// when it is renewed.
 #[derive(Default)]
 struct TlsCache {
-    certificate: Option<Arc<WorkloadCertificate>>,
-    server: Option<Arc<rustls::ServerConfig>>,
-    clients: HashMap<String, Arc<rustls::ClientConfig>>,
-}
-
-impl TlsCache {
-    fn current(&mut self, certificate: &Arc<WorkloadCertificate>) -> &mut Self {
-        if !self
-            .certificate
-            .as_ref()
-            .is_some_and(|held| Arc::ptr_eq(held, certificate))
-        {
-            *self = Self {
-                certificate: Some(certificate.clone()),
-                ..Default::default()
-            };
-        }
-        self
-    }
+    /// The server's, with the certificate it was made from.
+    server: Option<(Arc<WorkloadCertificate>, Arc<rustls::ServerConfig>)>,
+    clients: ClientConfigs,
 }
 
 /// What one meshed pod's connections share.
@@ -503,15 +490,11 @@ impl PodContext {
         bundle: &str,
         expected: &str,
     ) -> Result<Arc<rustls::ClientConfig>, TunnelError> {
-        let mut cache = self.tls.lock();
-        let cache = cache.current(certificate);
-        if let Some(config) = cache.clients.get(expected) {
-            return Ok(config.clone());
-        }
-        let config = client_config(certificate, bundle, vec![expected.to_string()])
-            .map_err(|e| TunnelError::Identity(e.to_string()))?;
-        cache.clients.insert(expected.to_string(), config.clone());
-        Ok(config)
+        self.tls
+            .lock()
+            .clients
+            .get(certificate, bundle, expected)
+            .map_err(|e| TunnelError::Identity(e.to_string()))
     }
 
     /// A stream along `route` from the pod.
@@ -629,12 +612,13 @@ impl PodContext {
             }
         };
         let _ = app.set_nodelay(true);
-        let app = match self.mesh.frontend(destination) {
+        let frontend = self.mesh.frontend(destination);
+        let app = match &frontend {
             Some(ClusterIpPort {
                 service,
                 http: Some(port),
                 ..
-            }) => return self.http(app, destination, port, service).await,
+            }) => return self.http(app, destination, *port, service.clone()).await,
             // A port that declares no protocol: HTTP when the client's
             // first bytes say so (a client that waits for the server is
             // carried as it is after DETECT_WAIT).
@@ -644,14 +628,14 @@ impl PodContext {
                 ..
             }) => match http::sniff_stream(app, DETECT_WAIT).await {
                 Ok((app, Sniffed::Http1 | Sniffed::Http2)) => {
-                    return self.http(app, destination, port, service).await
+                    return self.http(app, destination, *port, service.clone()).await
                 }
                 Ok((app, Sniffed::Other)) => app,
                 Err(_) => return,
             },
             _ => Prefixed::new(bytes::Bytes::new(), app),
         };
-        let (route, peer, picked) = self.mesh.route(destination);
+        let (route, peer, picked) = self.mesh.route(destination, frontend.as_ref());
         let labels = ConnectionLabels::outbound(&workload, peer.as_deref(), &route);
         self.mesh.metrics.opened(&labels);
         let mut app = app;
@@ -691,12 +675,11 @@ impl PodContext {
         };
         let config = {
             let mut cache = self.tls.lock();
-            let cache = cache.current(&certificate);
             match &cache.server {
-                Some(config) => config.clone(),
-                None => match server_config(&certificate, &bundle) {
+                Some((made_from, config)) if Arc::ptr_eq(made_from, &certificate) => config.clone(),
+                _ => match server_config(&certificate, &bundle) {
                     Ok(config) => {
-                        cache.server = Some(config.clone());
+                        cache.server = Some((certificate.clone(), config.clone()));
                         config
                     }
                     Err(error) => {

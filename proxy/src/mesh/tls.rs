@@ -102,6 +102,41 @@ pub fn client_config(
     Ok(Arc::new(config))
 }
 
+/// Client configurations made from one workload certificate, by the peer
+/// identity they expect; made afresh once the certificate is renewed.
+#[derive(Default)]
+pub struct ClientConfigs {
+    certificate: Option<Arc<WorkloadCertificate>>,
+    by_peer: std::collections::HashMap<String, Arc<ClientConfig>>,
+}
+
+impl ClientConfigs {
+    /// The configuration presenting `certificate` and expecting `expected`.
+    pub fn get(
+        &mut self,
+        certificate: &Arc<WorkloadCertificate>,
+        trust_bundle: &str,
+        expected: &str,
+    ) -> Result<Arc<ClientConfig>, MeshTlsError> {
+        if !self
+            .certificate
+            .as_ref()
+            .is_some_and(|held| Arc::ptr_eq(held, certificate))
+        {
+            *self = ClientConfigs {
+                certificate: Some(certificate.clone()),
+                by_peer: Default::default(),
+            };
+        }
+        if let Some(config) = self.by_peer.get(expected) {
+            return Ok(config.clone());
+        }
+        let config = client_config(certificate, trust_bundle, vec![expected.to_string()])?;
+        self.by_peer.insert(expected.to_string(), config.clone());
+        Ok(config)
+    }
+}
+
 /// The SPIFFE ID a certificate names (its URI SAN), if exactly one.
 pub fn spiffe_id_of(cert: &CertificateDer<'_>) -> Option<String> {
     use x509_parser::extensions::GeneralName;
