@@ -60,6 +60,16 @@ pub async fn run_with_drain<T>(
         () = shutdown_signal() => {}
     }
     tracing::info!(grace = ?grace, "draining: no new connections, waiting for open ones");
+    drain_within(part, drain, grace).await
+}
+
+/// Start `drain` and give `part` `grace` to finish its in-flight work, then
+/// drop it.
+pub async fn drain_within<T>(
+    part: impl Future<Output = anyhow::Result<T>>,
+    drain: Drain,
+    grace: Duration,
+) -> anyhow::Result<()> {
     drain.start();
     match tokio::time::timeout(grace, part).await {
         Ok(r) => {

@@ -196,6 +196,11 @@ struct JoinArgs {
     apiserver_cert_extra_sans: Vec<String>,
     #[command(flatten)]
     etcd: EtcdArgs,
+    /// How long the node's service proxy may take to finish the
+    /// connections it carries after SIGTERM or SIGINT, in seconds; a
+    /// second signal exits at once.
+    #[arg(long, default_value = "30", value_parser = parse_seconds)]
+    shutdown_grace_period: Duration,
 }
 
 /// What a command line of `up` would hold with no flag: the defaults a
@@ -414,6 +419,11 @@ struct AgentArgs {
     /// working when one is lost.
     #[arg(long, value_delimiter = ',')]
     api_servers: Vec<SocketAddr>,
+    /// How long the node's service proxy may take to finish the
+    /// connections it carries after SIGTERM or SIGINT, in seconds; a
+    /// second signal exits at once.
+    #[arg(long, default_value = "30", value_parser = parse_seconds)]
+    shutdown_grace_period: Duration,
 }
 
 /// The real node of `agent` and `up`.
@@ -899,6 +909,7 @@ async fn run_service_network(
     dns_ip: std::net::IpAddr,
     cluster_domain: String,
     args: ServiceNetworkArgs,
+    drain: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let upstreams = if args.dns_upstreams.is_empty() {
         kedge_dns::host_nameservers()
@@ -949,7 +960,9 @@ async fn run_service_network(
         tables,
         network_policy.clone(),
     );
-    let proxy = kedge_proxy::run(
+    // On `drain` the proxy stops taking connections and returns once those
+    // it carries are closed; the rest go with it.
+    let proxy = kedge_proxy::run_with_drain(
         proxy_client,
         kedge_proxy::ProxyConfig {
             mode: args.proxy_mode.proxy_mode,
@@ -964,6 +977,7 @@ async fn run_service_network(
             network_policy,
             ..Default::default()
         },
+        drain,
     );
     let dns_metrics = dns.metrics().clone();
     let metrics = serve_metrics(args.metrics_addr, move || {
@@ -1324,6 +1338,7 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
             "Other control-plane machines join with (the certificate key reads the uploaded certificates for two hours; add the same --etcd-servers):\n  {join_command} --control-plane --certificate-key {key}"
         );
     }
+    let mut draining_network = None;
     match kubelet {
         Some((opts, services, podnet)) => {
             let node_address = match opts.internal_ip {
@@ -1334,7 +1349,8 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
             // with the new ones (its containers are adopted).
             loop {
                 let clients = NodeClients::read(&data_dir).await?;
-                let network = run_service_network(
+                let (network_drain, network_watcher) = drain::channel();
+                let mut network = Box::pin(run_service_network(
                     ServiceNetworkClients {
                         proxy: clients.proxy,
                         dns: clients.dns,
@@ -1345,15 +1361,16 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
                     std::net::IpAddr::V4(cfg_dns),
                     cfg_domain.clone(),
                     services.clone(),
-                );
-                // Dropping the futures on shutdown removes the proxy's
-                // holder interface.
+                    network_watcher.signaled(),
+                ));
+                // Dropping the futures removes the proxy's holder
+                // interface; on shutdown the proxy drains first.
                 tokio::select! {
                     r = kedge_kubelet::docker_node::run(clients.kubelet.clone(), &opts) => {
                         r.context("running the node (is Docker running?)")?;
                         break;
                     }
-                    r = network => {
+                    r = &mut network => {
                         r?;
                         break;
                     }
@@ -1365,7 +1382,10 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
                         r.context("renewing the node's certificates")?;
                         tracing::info!("restarting the node with its renewed certificates");
                     }
-                    _ = shutdown_signal() => break,
+                    _ = shutdown_signal() => {
+                        draining_network = Some((network_drain, network));
+                        break;
+                    }
                 }
             }
         }
@@ -1377,12 +1397,21 @@ async fn run_server(args: ServerArgs, node: Option<UpNode>) -> anyhow::Result<()
     scheduler.abort();
     controllers.abort();
     tracing::info!(grace = ?grace, "draining: no new connections, waiting for requests in flight");
-    if running.drain(grace).await {
+    // The node's service proxy finishes the connections it carries
+    // meanwhile.
+    let network = async {
+        match draining_network {
+            Some((drain, network)) => drain::drain_within(network, drain, grace).await,
+            None => Ok(()),
+        }
+    };
+    let (network, drained) = tokio::join!(network, running.drain(grace));
+    if drained {
         tracing::info!("drained");
     } else {
         tracing::warn!(grace = ?grace, "grace period over; closing what is still open");
     }
-    Ok(())
+    network.context("draining the node's service proxy")
 }
 
 /// The gateway of a node's pod network, its address there.
@@ -1532,6 +1561,7 @@ async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
         dns_kubeconfig: Some(joined.dns_kubeconfig),
         cluster_cidr: args.cluster_cidr,
         api_servers: args.api_servers,
+        shutdown_grace_period: args.shutdown_grace_period,
     };
     // The node runs until its certificates are renewed, then again with
     // the new ones (its containers are adopted).
@@ -1752,6 +1782,7 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         .await?;
         // The node's kube-proxy and DNS, which kubeadm's DaemonSets would
         // give it.
+        let (network_drain, network_watcher) = drain::channel();
         let network = async {
             if args.no_service_network {
                 return std::future::pending().await;
@@ -1784,18 +1815,23 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
                 dns_ip,
                 opts.cluster_domain.clone(),
                 args.services,
+                network_watcher.signaled(),
             )
             .await
         };
-        // Dropping the futures on shutdown removes the proxy's holder
-        // interface (and its nftables table).
+        tokio::pin!(network);
+        // Dropping the futures removes the proxy's holder interface (and
+        // its nftables table); on shutdown the proxy drains first.
         tokio::select! {
             r = kedge_kubelet::docker_node::run(client.clone(), &opts) => {
                 r.context("running the node (is Docker running?)")?;
             }
-            r = network => r?,
+            r = &mut network => r?,
             r = run_pod_network(client.clone(), podnet) => r?,
-            _ = shutdown_signal() => tracing::info!("shutting down"),
+            _ = shutdown_signal() => {
+                tracing::info!(grace = ?args.shutdown_grace_period, "shutting down: the service proxy finishes the connections it carries");
+                drain::drain_within(network, network_drain, args.shutdown_grace_period).await?;
+            }
         }
         return Ok(());
     }

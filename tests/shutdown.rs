@@ -1,7 +1,8 @@
 //! `kedge server` on SIGTERM: it stops accepting connections, ends its
 //! watches (clients resume them elsewhere), lets the requests in flight
 //! finish — a write whose body is still arriving is answered and kept —
-//! and exits by itself well within its grace period.
+//! and exits by itself well within its grace period. `kedge up`'s node
+//! proxy likewise finishes the connections it carries.
 
 mod common;
 
@@ -136,4 +137,106 @@ fn sigterm_drains_the_api_server() {
     c.restart();
     let data = c.kubectl(&["get", "configmap", "in-flight", "-o", "jsonpath={.data.a}"]);
     assert_eq!(data, "b");
+}
+
+/// `kedge up` on SIGTERM with its node's service proxy (userspace, the
+/// default) carrying a connection: the proxy stops taking new ones, the
+/// open one goes on carrying requests, and once it is closed the process
+/// exits by itself, well inside its grace period.
+#[test]
+fn sigterm_lets_the_node_proxy_finish_the_connections_it_carries() {
+    let echo = common::images::echo();
+    let mut c = Cluster::up();
+    let node = c.node.clone().unwrap();
+    c.apply(&format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: echo
+        image: {echo}
+        env: [{{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}]
+        readinessProbe:
+          httpGet: {{path: /readyz, port: 8080}}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web}}
+spec:
+  type: NodePort
+  selector: {{app: web}}
+  ports: [{{port: 80, targetPort: 8080}}]
+"#
+    ));
+    c.kubectl(&["rollout", "status", "deployment/web", "--timeout=120s"]);
+    let node_port = c.kubectl(&[
+        "get",
+        "svc",
+        "web",
+        "-o",
+        "jsonpath={.spec.ports[0].nodePort}",
+    ]);
+    let addr: SocketAddr = format!("{}:{node_port}", node.address()).parse().unwrap();
+    // One kept-alive connection through the proxy, answering.
+    let ask = |s: &mut TcpStream| -> String {
+        s.write_all(b"GET /kept HTTP/1.1\r\nHost: web\r\n\r\n")
+            .unwrap();
+        read_until(s, "}\n")
+    };
+    let mut open = None;
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+                return false;
+            };
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let answered = ask(&mut s).starts_with("HTTP/1.1 200");
+            if answered {
+                open = Some(s);
+            }
+            answered
+        }),
+        "the NodePort answers"
+    );
+    let mut open = open.unwrap();
+
+    c.sigterm();
+    // No new connection is taken once the proxy drains.
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+                .and_then(|mut s| {
+                    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+                    s.write_all(b"GET /new HTTP/1.1\r\nHost: web\r\n\r\n")?;
+                    let mut buf = [0u8; 1];
+                    s.read(&mut buf)
+                })
+                .map_or(true, |n| n == 0)
+        }),
+        "the node's proxy still takes connections while draining"
+    );
+    // The open one still carries requests, seconds after the signal.
+    std::thread::sleep(Duration::from_secs(2));
+    let answer = ask(&mut open);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        c.wait_exit(Duration::from_secs(1)).is_none(),
+        "exited with a connection still open"
+    );
+
+    // Closed: nothing is left, and the process ends by itself.
+    drop(open);
+    let status = c
+        .wait_exit(Duration::from_secs(25))
+        .expect("exited once the connection closed");
+    assert!(status.success(), "{status:?}");
 }

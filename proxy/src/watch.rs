@@ -138,6 +138,10 @@ pub async fn run_with_drain(
     let mut dirty = false;
     loop {
         tokio::select! {
+            // A drain wins over whatever else is ready (a watch the API
+            // server ends as it drains too, say).
+            biased;
+            () = &mut drain => break,
             event = events.next() => {
                 let Some(event) = event else {
                     return Err(Error::WatchEnded("Service or EndpointSlice"));
@@ -150,7 +154,6 @@ pub async fn run_with_drain(
                 }
             }
             _ = tokio::time::sleep(RETRY), if proxier.has_pending() => dirty = true,
-            () = &mut drain => break,
         }
         // Until both kinds are listed a partial table would refuse
         // connections that have endpoints.
