@@ -158,6 +158,7 @@ impl Message {
 
     fn end(&mut self) {
         let start = self.nests.pop().expect("a nest to close");
+        debug_assert!(self.buf.len() - start <= usize::from(u16::MAX));
         let len = (self.buf.len() - start) as u16;
         self.buf[start..start + 2].copy_from_slice(&len.to_ne_bytes());
     }
@@ -317,6 +318,8 @@ pub struct Batch {
 pub fn encode(table: &str, changes: &[Change], first: u32) -> Option<Batch> {
     let mut out = Vec::new();
     let mut seq = first - 1;
+    // Where the last message starts.
+    let mut last_at = 0;
     let nft = |kind: u16| (NFNL_SUBSYS_NFTABLES << 8) | kind;
     out.extend(
         Message::new(
@@ -331,7 +334,11 @@ pub fn encode(table: &str, changes: &[Change], first: u32) -> Option<Batch> {
     let mut i = 0;
     while i < changes.len() {
         seq += 1;
-        let ack = NLM_F_REQUEST | NLM_F_ACK;
+        // Only the last message asks for an answer (below): the kernel
+        // answers failures anyway, in order, so the last answer ends the
+        // batch's, and thousands of messages do not fill the receive buffer.
+        let ack = NLM_F_REQUEST;
+        last_at = out.len();
         let msg = match &changes[i] {
             Change::AddSet(..) | Change::DeleteSet(_) => return None,
             Change::AddChain(name) | Change::DeleteChain(name) => {
@@ -380,7 +387,11 @@ pub fn encode(table: &str, changes: &[Change], first: u32) -> Option<Batch> {
                 m.str(NFTA_SET_ELEM_LIST_SET, first.set());
                 m.begin(NFTA_SET_ELEM_LIST_ELEMENTS);
                 while let Some(Change::AddElement(e) | Change::DeleteElement(e)) = changes.get(i) {
-                    if e.set() != first.set() || add != matches!(&changes[i], Change::AddElement(_))
+                    // An attribute's length is 16 bits: a long run goes on
+                    // in the next message.
+                    if e.set() != first.set()
+                        || add != matches!(&changes[i], Change::AddElement(_))
+                        || m.buf.len() > 60 * 1024
                     {
                         break;
                     }
@@ -401,6 +412,11 @@ pub fn encode(table: &str, changes: &[Change], first: u32) -> Option<Batch> {
         i += 1;
     }
     let last = seq;
+    if last >= first {
+        let flags = &mut out[last_at + 6..last_at + 8];
+        let asked = u16::from_ne_bytes([flags[0], flags[1]]) | NLM_F_ACK;
+        flags.copy_from_slice(&asked.to_ne_bytes());
+    }
     out.extend(
         Message::new(
             NFNL_MSG_BATCH_END,
@@ -554,6 +570,11 @@ impl Socket {
 
 fn apply_on(fd: &OwnedFd, batch: &Batch) -> io::Result<()> {
     let (first, last, batch) = (batch.first, batch.last, &batch.bytes[..]);
+    // A batch goes in one send: the socket must take it whole (root may
+    // raise the limit past `wmem_max`, as nft does).
+    if batch.len() > 128 * 1024 {
+        setsockopt(fd, sockopt::SndBufForce, &(batch.len() + 64 * 1024))?;
+    }
     let sent = send(fd.as_raw_fd(), batch, MsgFlags::empty())?;
     if sent != batch.len() {
         return Err(io::Error::other("netlink batch sent in part"));

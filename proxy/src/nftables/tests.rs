@@ -729,3 +729,52 @@ fn the_kernel_refusal_of_a_batch_is_reported() {
         socket.send("t", &[]).unwrap().unwrap();
     });
 }
+
+/// Thousands of Services at once (a relist, a node coming back) still go
+/// in one batch: element runs are split below netlink's 64 KiB attribute
+/// limit, the socket takes the whole batch, and only its end is answered.
+#[test]
+fn a_large_update_goes_over_netlink_in_one_batch() {
+    if !nft_usable() {
+        return;
+    }
+    in_own_network_namespace(|| {
+        let node = node();
+        let none = BTreeSet::new();
+        let no_ports = BTreeMap::new();
+        let opts = |table| RenderOptions {
+            table,
+            node: &node,
+            locally_served: &none,
+            local_ports: &no_ports,
+        };
+        let table = std::sync::Arc::new(ProxyTable {
+            ports: (0..3000)
+                .map(|i| {
+                    entry(
+                        &format!("s{i}"),
+                        &format!("10.96.{}.{}", i / 250, i % 250 + 1),
+                        &[
+                            (
+                                &format!("10.244.{}.{}:8080", i / 250, i % 250 + 1),
+                                "node-a",
+                            ),
+                            (
+                                &format!("10.245.{}.{}:8080", i / 250, i % 250 + 1),
+                                "node-b",
+                            ),
+                        ],
+                    )
+                })
+                .collect(),
+        });
+        let mut sent = render(&ProxyTable::default(), &opts("sent"));
+        nft_script(&sent.replace_script());
+        let changes = sent.update(&table, &opts("sent")).unwrap();
+        assert!(changes.len() > 20_000, "{}", changes.len());
+        let mut socket = super::netlink::Socket::open().unwrap();
+        socket.send("sent", &changes).unwrap().unwrap();
+        nft_script(&render(&table, &opts("loaded")).replace_script());
+        assert_eq!(listing("sent"), listing("loaded"));
+    });
+}
