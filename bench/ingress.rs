@@ -257,33 +257,49 @@ fn main() {
     assert!(compiled.problems.is_empty(), "{:?}", compiled.problems);
     let routes = kedge_ingress::new_routes(fallback);
     routes.store(Arc::new(compiled.table));
-    let listeners = kedge_ingress::Listeners::bind(
-        &["127.0.0.1:0".parse().unwrap()],
-        &["127.0.0.1:0".parse().unwrap()],
-    )
-    .unwrap();
-    let server = kedge_ingress::server::start(
-        routes,
-        Arc::new(kedge_ingress::Metrics::new()),
-        listeners,
-        kedge_ingress::ServeOptions {
-            threads: std::env::var("THREADS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(2),
-            access_log: false,
-            https_port: None,
-            mesh: None,
-        },
-    )
-    .unwrap();
+    let threads = std::env::var("THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    // The proxy as shipped, and the same proxy serving plain HTTP through
+    // Pingora alone (its lean HTTP/1 path off), to see what that path gives.
+    let start = |lean_http1: bool| {
+        let listeners = kedge_ingress::Listeners::bind(
+            &["127.0.0.1:0".parse().unwrap()],
+            &["127.0.0.1:0".parse().unwrap()],
+        )
+        .unwrap();
+        let server = kedge_ingress::server::start(
+            routes.clone(),
+            Arc::new(kedge_ingress::Metrics::new()),
+            listeners,
+            kedge_ingress::ServeOptions {
+                threads,
+                access_log: false,
+                https_port: None,
+                mesh: None,
+                lean_http1,
+            },
+        )
+        .unwrap();
+        wait_port(server.http_addrs[0]);
+        server
+    };
+    let server = start(true);
+    let pingora = start(false);
     let (k_http, k_https) = (server.http_addrs[0].port(), server.https_addrs[0].port());
-    wait_port(server.http_addrs[0]);
+    let k_pingora = pingora.http_addrs[0].port();
 
-    let cases: [(&str, &str, bool); 3] = [
-        ("HTTP/1.1, kept alive", "http", false),
-        ("HTTPS, kept alive", "https", false),
-        ("TLS handshake per request", "https", true),
+    let cases: [(&str, &str, bool, u16); 4] = [
+        ("HTTP/1.1, kept alive", "http", false, k_http),
+        ("HTTPS, kept alive", "https", false, k_https),
+        ("TLS handshake per request", "https", true, k_https),
+        (
+            "HTTP/1.1, kept alive, Pingora path",
+            "http",
+            false,
+            k_pingora,
+        ),
     ];
     println!("{rounds} rounds of {seconds} s, {CONNECTIONS} connections, 2 wrk threads\n");
     println!("| case | kedge req/s | kedge p50 / p99 ms | nginx req/s | nginx p50 / p99 ms | kedge / nginx |");
@@ -293,12 +309,8 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(cases.len());
-    for (name, scheme, close) in cases.into_iter().take(only) {
-        let (kp, np) = if scheme == "http" {
-            (k_http, n_http)
-        } else {
-            (k_https, n_https)
-        };
+    for (name, scheme, close, kp) in cases.into_iter().take(only) {
+        let np = if scheme == "http" { n_http } else { n_https };
         let mut k = Vec::new();
         let mut n = Vec::new();
         for round in 0..rounds {
@@ -330,4 +342,5 @@ fn main() {
         );
     }
     drop(server);
+    drop(pingora);
 }

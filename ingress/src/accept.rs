@@ -132,18 +132,17 @@ impl Drop for OpenGuard {
     }
 }
 
-/// Accept TLS connections on `listener` until `shutdown` turns true; each
-/// is handshaken and served on its own task of the current runtime.
-pub(crate) async fn serve<A: ServerApp + Send + Sync + 'static>(
+/// Accept connections on `listener` until `shutdown` turns true, handing
+/// each to `serve` (with TCP_NODELAY set).
+pub(crate) async fn accept_loop(
     listener: std::net::TcpListener,
-    acceptor: Arc<Acceptor>,
-    app: Arc<SharedApp<A>>,
     mut shutdown: ShutdownWatch,
+    mut serve: impl FnMut(tokio::net::TcpStream, std::net::SocketAddr),
 ) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
-            tracing::error!(error = %e, "HTTPS listener");
+            tracing::error!(error = %e, "ingress listener");
             return;
         }
     };
@@ -152,7 +151,7 @@ pub(crate) async fn serve<A: ServerApp + Send + Sync + 'static>(
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
-                    tracing::warn!(error = %e, "accepting an HTTPS connection");
+                    tracing::warn!(error = %e, "accepting a connection");
                     // Out of file descriptors: accept() would fail at once
                     // again; give other connections time to close.
                     if e.raw_os_error() == Some(24) {
@@ -169,6 +168,20 @@ pub(crate) async fn serve<A: ServerApp + Send + Sync + 'static>(
             }
         };
         let _ = tcp.set_nodelay(true);
+        serve(tcp, peer);
+    }
+}
+
+/// Accept TLS connections on `listener` until `shutdown` turns true; each
+/// is handshaken and served on its own task of the current runtime.
+pub(crate) async fn serve<A: ServerApp + Send + Sync + 'static>(
+    listener: std::net::TcpListener,
+    acceptor: Arc<Acceptor>,
+    app: Arc<SharedApp<A>>,
+    shutdown: ShutdownWatch,
+) {
+    let watch = shutdown.clone();
+    accept_loop(listener, watch, |tcp, peer| {
         let mut l4 = L4Stream::from(tcp);
         let digest = SocketDigest::from_raw_fd(std::os::fd::AsRawFd::as_raw_fd(&l4));
         let _ = digest.peer_addr.set(Some(peer.into()));
@@ -192,6 +205,101 @@ pub(crate) async fn serve<A: ServerApp + Send + Sync + 'static>(
                 next = app.process_new(stream, &shutdown).await;
             }
         });
+    })
+    .await
+}
+
+/// A plain connection handed from the lean HTTP/1 path to Pingora's, with
+/// the bytes the lean path already read put back in front.
+#[derive(Debug)]
+pub(crate) struct Rewound {
+    read: Vec<u8>,
+    at: usize,
+    inner: L4Stream,
+}
+
+impl Rewound {
+    pub(crate) fn new(read: Vec<u8>, inner: L4Stream) -> Self {
+        Self { read, at: 0, inner }
+    }
+}
+
+impl AsyncRead for Rewound {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.at < self.read.len() {
+            let n = (self.read.len() - self.at).min(buf.remaining());
+            let at = self.at;
+            buf.put_slice(&self.read[at..at + n]);
+            self.at += n;
+            if self.at == self.read.len() {
+                self.read = Vec::new();
+                self.at = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewound {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[async_trait]
+impl Shutdown for Rewound {
+    async fn shutdown(&mut self) {
+        Shutdown::shutdown(&mut self.inner).await
+    }
+}
+
+impl UniqueID for Rewound {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for Rewound {}
+
+#[async_trait]
+impl Peek for Rewound {}
+
+impl GetTimingDigest for Rewound {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+}
+
+impl GetProxyDigest for Rewound {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        None
+    }
+}
+
+impl GetSocketDigest for Rewound {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.inner.set_socket_digest(digest)
     }
 }
 

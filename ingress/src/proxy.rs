@@ -19,15 +19,9 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::annotations::BackendProtocol;
 use crate::metrics::Metrics;
-use crate::path;
+use crate::request::{self, MAX_HEADERS, MAX_LINE, MAX_TRIES};
 use crate::table::{Endpoint, Location, Target};
 use crate::Routes;
-
-/// How many endpoints one request may be tried on when connecting fails
-/// (ingress-nginx's `proxy-next-upstream-tries`).
-const MAX_TRIES: usize = 3;
-
-const NOT_FOUND_BODY: &[u8] = b"<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n<center><h1>404 Not Found</h1></center>\r\n<hr><center>kedge</center>\r\n</body>\r\n</html>\r\n";
 
 /// Every answer names kedge as its server, proxied or not, as nginx puts
 /// its own name on both (ingress-nginx hides the version).
@@ -91,33 +85,11 @@ pub struct RequestCtx {
     status: u16,
 }
 
-/// Split a Host value into the host (lower case) and whether it is well formed.
-fn host_of(raw: &str) -> Option<String> {
-    let host = if let Some(rest) = raw.strip_prefix('[') {
-        // [v6]:port
-        let (inner, _) = rest.split_once(']')?;
-        inner
-    } else {
-        match raw.rsplit_once(':') {
-            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-            Some(_) => return None,
-            None => raw,
-        }
-    };
-    let ok = host
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':'));
-    ok.then(|| host.to_ascii_lowercase())
-}
-
 fn client_ip(session: &Session) -> Option<IpAddr> {
     session
         .client_addr()
         .and_then(|a| a.as_inet())
-        .map(|a| match a.ip() {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(a.ip()),
-            v4 => v4,
-        })
+        .map(|a| request::client_ip(a.ip()))
 }
 
 /// Framing that lets a proxy and a backend disagree on where a request
@@ -144,11 +116,6 @@ fn smuggling_shape(req: &RequestHeader) -> bool {
     }
     cl.windows(2).any(|w| w[0] != w[1])
 }
-
-/// nginx's `large_client_header_buffers 4 8k`: no request line or header
-/// line over 8 KiB, no more than 32 KiB of headers.
-const MAX_LINE: usize = 8 * 1024;
-const MAX_HEADERS: usize = 32 * 1024;
 
 /// 414 for a request target too long, 431 for headers too large.
 fn oversized(req: &RequestHeader) -> Option<u16> {
@@ -222,22 +189,6 @@ async fn respond(
     Ok(true)
 }
 
-fn cors_headers(cors: &crate::annotations::Cors) -> Vec<(&'static str, String)> {
-    let mut h = vec![
-        ("Access-Control-Allow-Origin", cors.allow_origin.clone()),
-        ("Access-Control-Allow-Methods", cors.allow_methods.clone()),
-        ("Access-Control-Allow-Headers", cors.allow_headers.clone()),
-        ("Access-Control-Max-Age", cors.max_age.to_string()),
-    ];
-    if cors.allow_credentials {
-        h.push(("Access-Control-Allow-Credentials", "true".into()));
-    }
-    if let Some(e) = &cors.expose_headers {
-        h.push(("Access-Control-Expose-Headers", e.clone()));
-    }
-    h
-}
-
 #[async_trait]
 impl ProxyHttp for IngressProxy {
     type CTX = RequestCtx;
@@ -271,91 +222,37 @@ impl ProxyHttp for IngressProxy {
         if let Some(code) = oversized(req) {
             return respond(session, ctx, code, &[], b"").await;
         }
-        let raw_host = match req.uri.authority() {
-            Some(a) => a.as_str().to_string(),
+        let host = match req.uri.authority() {
+            Some(a) => Some(a.as_str()),
             None => match req.headers.get(http::header::HOST).map(|h| h.to_str()) {
-                Some(Ok(h)) => h.to_string(),
+                Some(Ok(h)) => Some(h),
                 Some(Err(_)) => return respond(session, ctx, 400, &[], b"").await,
                 // HTTP/1.0 without Host: the catch-all server.
-                None => String::new(),
+                None => None,
             },
         };
-        let Some(host) = host_of(&raw_host) else {
-            return respond(session, ctx, 400, &[], b"").await;
-        };
-        let Some(norm) = path::normalize(req.uri.path()) else {
-            return respond(session, ctx, 400, &[], b"").await;
-        };
-        let (location, server_tls) = {
-            let table = self.routes.load();
-            let server = table.server(&host);
-            (server.locate(&norm).clone(), server.tls)
-        };
-        ctx.host = host;
-        ctx.host_header = raw_host;
-        ctx.path = norm;
-        ctx.location = Some(location.clone());
-        let cfg = &location.config;
-        let scheme = if ctx.tls { "https" } else { "http" };
-
-        if let Some(root) = &cfg.app_root {
-            if ctx.path == "/" {
-                let url = format!("{scheme}://{}{root}", ctx.host_header);
-                return respond(session, ctx, 302, &[("Location", url)], b"").await;
-            }
-        }
-        if let Some((url, code)) = &cfg.redirect {
-            return respond(session, ctx, *code, &[("Location", url.clone())], b"").await;
-        }
-        if !ctx.tls && (cfg.force_ssl_redirect || (cfg.ssl_redirect && server_tls)) {
-            let port = match self.https_port {
-                443 => String::new(),
-                p => format!(":{p}"),
-            };
-            let host = if ctx.host.contains(':') {
-                format!("[{}]", ctx.host)
-            } else {
-                ctx.host.clone()
-            };
-            let pq = session
-                .req_header()
-                .uri
-                .path_and_query()
-                .map_or("/", |pq| pq.as_str());
-            let url = format!("https://{host}{port}{pq}");
-            return respond(session, ctx, 308, &[("Location", url)], b"").await;
-        }
-        if let Some(cors) = &cfg.cors {
-            if session.req_header().method == Method::OPTIONS {
-                let mut h = cors_headers(cors);
-                h.push(("Content-Type", "text/plain; charset=utf-8".into()));
-                return respond(session, ctx, 204, &h, b"").await;
-            }
-        }
-        if let Some(ranges) = &cfg.source_range {
-            let allowed =
-                client_ip(session).is_some_and(|ip| ranges.iter().any(|r| r.contains(ip)));
-            if !allowed {
-                return respond(session, ctx, 403, &[], b"").await;
-            }
-        }
-        if let Some(limit) = cfg.body_size {
-            let declared = session
-                .req_header()
+        let facts = request::Facts {
+            method: &req.method,
+            host,
+            path: req.uri.path(),
+            path_and_query: req.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+            tls: ctx.tls,
+            client: client_ip(session),
+            content_length: req
                 .headers
                 .get(http::header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            if declared.is_some_and(|n| n > limit) {
-                return respond(session, ctx, 413, &[], b"").await;
-            }
-        }
-        match &location.target {
-            Target::NotFound => respond(session, ctx, 404, &[], NOT_FOUND_BODY).await,
-            Target::Backend(b) if b.endpoints.is_empty() => {
-                respond(session, ctx, 503, &[], b"").await
-            }
-            Target::Backend(_) => Ok(false),
+                .and_then(|v| v.parse::<u64>().ok()),
+        };
+        let mut routed = request::Routed::default();
+        let decided = request::decide(&self.routes, self.https_port, &facts, &mut routed);
+        ctx.location = routed.location;
+        ctx.host = routed.host;
+        ctx.host_header = routed.host_header;
+        ctx.path = routed.path;
+        match decided {
+            Ok(()) => Ok(false),
+            Err(a) => respond(session, ctx, a.code, &a.headers, a.body).await,
         }
     }
 
@@ -463,16 +360,13 @@ impl ProxyHttp for IngressProxy {
             return Ok(());
         };
         let query = session.req_header().uri.query();
-        let new_path = match location.rewritten(&ctx.path) {
-            // The replacement may have put back what normalizing took out.
-            Some(p) => match path::normalize(&p) {
-                Some(p) => Some(path::with_query(&p, query)),
-                None => {
-                    return Error::e_explain(ErrorType::HTTPStatus(400), "rewritten path escapes /")
-                }
-            },
+        let new_path = match request::rewritten(location, &ctx.path, query) {
+            Ok(Some(p)) => Some(p),
+            Err(()) => {
+                return Error::e_explain(ErrorType::HTTPStatus(400), "rewritten path escapes /")
+            }
             // Send the path as the client wrote it, in origin form.
-            None => upstream
+            Ok(None) => upstream
                 .uri
                 .authority()
                 .is_some()
@@ -509,7 +403,7 @@ impl ProxyHttp for IngressProxy {
             .unwrap_or_else(|| http::HeaderValue::from_static(""));
         let request_id = match session.req_header().headers.get(&X_REQUEST_ID) {
             Some(v) => v.clone(),
-            None => http::HeaderValue::from_str(&format!("{:032x}", rand::random::<u128>()))
+            None => http::HeaderValue::from_str(&request::request_id())
                 .expect("hex is a valid header value"),
         };
         // The upstream request is rebuilt from plain parts: Pingora's own
@@ -590,7 +484,7 @@ impl ProxyHttp for IngressProxy {
         // session replaces) and sends its own.
         resp.insert_header(http::header::SERVER, SERVER)?;
         if let Some(cors) = ctx.location.as_ref().and_then(|l| l.config.cors.as_ref()) {
-            for (name, value) in cors_headers(cors) {
+            for (name, value) in request::cors_headers(cors) {
                 resp.insert_header(name, value)?;
             }
         }
@@ -626,21 +520,5 @@ impl ProxyHttp for IngressProxy {
                 error = %e.map(|e| e.to_string()).unwrap_or_default(),
             );
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::host_of;
-
-    #[test]
-    fn hosts() {
-        assert_eq!(host_of("Foo.COM:8080").as_deref(), Some("foo.com"));
-        assert_eq!(host_of("foo.com").as_deref(), Some("foo.com"));
-        assert_eq!(host_of("[::1]:80").as_deref(), Some("::1"));
-        assert_eq!(host_of("").as_deref(), Some(""));
-        assert_eq!(host_of("a b"), None);
-        assert_eq!(host_of("foo.com:x"), None);
-        assert_eq!(host_of("foo/bar"), None);
     }
 }

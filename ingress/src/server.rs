@@ -3,20 +3,16 @@
 //! run elsewhere.
 
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::IntoRawFd;
 use std::sync::Arc;
 
+use pingora_core::apps::ServerApp;
 use pingora_core::listeners::tls::Acceptor;
 use pingora_core::server::configuration::ServerConf;
-use pingora_core::server::Fds;
-use pingora_core::server::ListenFds;
-use pingora_core::services::listening::Service;
-use pingora_core::services::Service as _;
-use pingora_proxy::HttpProxy;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
 
 use crate::accept::{self, SharedApp};
+use crate::h1;
 use crate::metrics::Metrics;
 use crate::proxy::IngressProxy;
 use crate::Routes;
@@ -58,6 +54,11 @@ pub struct ServeOptions {
     /// The way into the mesh, for requests to meshed pods (none: they are
     /// sent in plaintext, as to any pod).
     pub mesh: Option<Arc<crate::mesh::MeshOrigin>>,
+    /// Serve plain HTTP/1.1 on kedge's lean path (the default), handing
+    /// Pingora only what that path does not take; off, Pingora serves
+    /// every plain connection (the reference the lean path is tested
+    /// against).
+    pub lean_http1: bool,
 }
 
 impl Default for ServeOptions {
@@ -67,6 +68,7 @@ impl Default for ServeOptions {
             access_log: true,
             https_port: None,
             mesh: None,
+            lean_http1: true,
         }
     }
 }
@@ -181,6 +183,8 @@ pub fn start(
         let mut app =
             IngressProxy::new(routes.clone(), metrics.clone(), https_port, opts.access_log);
         app.mesh = opts.mesh.clone();
+        let (routes, metrics, mesh) = (routes.clone(), metrics.clone(), opts.mesh.clone());
+        let (access_log, lean_http1) = (opts.access_log, opts.lean_http1);
         let (conf, acceptor, shutdown_rx) = (conf.clone(), acceptor.clone(), shutdown_rx.clone());
         let (mut force_rx, running_rx) = (force_rx.clone(), running_rx.clone());
         let worker = std::thread::Builder::new()
@@ -198,17 +202,51 @@ pub fn start(
                 };
                 let app = SharedApp::new(Arc::new(pingora_proxy::http_proxy(&conf, app)));
                 let open = app.open.clone();
+                let lean = Arc::new(h1::Worker {
+                    routes,
+                    metrics,
+                    https_port,
+                    access_log,
+                    mesh,
+                    pool: h1::Pool::default(),
+                    fallback: Arc::new(app.clone()),
+                });
                 // Accept loops end, and their sockets close, when the
-                // shutdown watch turns true; Pingora's cleanup then closes
-                // idle keep-alive connections.
+                // shutdown watch turns true; idle keep-alive connections
+                // then close, those in a request once it is answered.
                 runtime.block_on(async {
                     let tls = own.https.into_iter().map(|(_, l)| {
                         let app = Arc::new(app.clone());
                         accept::serve(l, acceptor.clone(), app, shutdown_rx.clone())
                     });
-                    let tls = futures::future::join_all(tls);
-                    let (mut plain, fds) = plain_service(app, own.http);
-                    tokio::join!(plain.start_service(Some(fds), shutdown_rx, 1), tls);
+                    let plain = own.http.into_iter().map(|(_, l)| {
+                        let port = l.local_addr().map_or(0, |a| a.port());
+                        let (lean, open, shutdown) =
+                            (lean.clone(), open.clone(), shutdown_rx.clone());
+                        accept::accept_loop(l, shutdown_rx.clone(), move |tcp, peer| {
+                            let guard = open.enter();
+                            let (lean, shutdown) = (lean.clone(), shutdown.clone());
+                            tokio::spawn(async move {
+                                let _open = guard;
+                                if lean_http1 {
+                                    h1::serve_connection(lean, tcp, peer, port, shutdown).await;
+                                } else {
+                                    h1::handoff(&lean.fallback, tcp, Vec::new(), peer, shutdown)
+                                        .await;
+                                }
+                            });
+                        })
+                    });
+                    let accepting = futures::future::join(
+                        futures::future::join_all(plain),
+                        futures::future::join_all(tls),
+                    );
+                    tokio::select! {
+                        _ = accepting => {}
+                        () = sweep(&lean.pool) => {}
+                    }
+                    // Pingora's connections waiting for their next request.
+                    app.cleanup().await;
                     tokio::select! {
                         () = open.idle() => {}
                         _ = force_rx.wait_for(|forced| *forced) => {}
@@ -262,17 +300,11 @@ fn worker_socket(l: &TcpListener, first: bool) -> std::io::Result<TcpListener> {
     })
 }
 
-/// One worker's Pingora service over its own plain HTTP sockets.
-fn plain_service(
-    app: SharedApp<HttpProxy<IngressProxy>>,
-    http: Vec<(String, TcpListener)>,
-) -> (Service<SharedApp<HttpProxy<IngressProxy>>>, ListenFds) {
-    let mut service = Service::new("kedge ingress".to_string(), app);
-    // Pingora takes already-bound sockets from its fd table by address.
-    let mut fds = Fds::new();
-    for (addr, l) in http {
-        fds.add(addr.clone(), l.into_raw_fd());
-        service.add_tcp(&addr);
+/// Close the pool's connections idle past their time, every few seconds,
+/// until dropped.
+async fn sweep(pool: &h1::Pool) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+        pool.sweep();
     }
-    (service, Arc::new(parking_lot::Mutex::new(fds)))
 }

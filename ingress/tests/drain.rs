@@ -149,6 +149,7 @@ async fn drain_finishes_open_requests_and_refuses_new_connections() {
                 access_log: false,
                 https_port: None,
                 mesh: None,
+                ..Default::default()
             },
         )
         .unwrap(),
