@@ -21,13 +21,16 @@ use pingora_core::protocols::l4::stream::{Stream as L4Stream, DEFAULT_L4_WRITE_B
 use pingora_core::protocols::raw_connect::ProxyDigest;
 use pingora_core::protocols::{
     GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
-    TimingDigest, UniqueID, UniqueIDType,
+    TimingDigest, UniqueID, UniqueIDType, ALPN,
 };
 use pingora_core::server::ShutdownWatch;
+use pingora_proxy::HttpProxy;
 use rustls::server::ServerSessionMemoryCache;
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter, ReadBuf};
 
+use crate::h1;
+use crate::proxy::IngressProxy;
 use crate::tls::SniResolver;
 use crate::Routes;
 
@@ -173,13 +176,17 @@ pub(crate) async fn accept_loop(
 }
 
 /// Accept TLS connections on `listener` until `shutdown` turns true; each
-/// is handshaken and served on its own task of the current runtime.
-pub(crate) async fn serve<A: ServerApp + Send + Sync + 'static>(
+/// is handshaken and served on its own task of the current runtime: by the
+/// lean HTTP/1 path when it has one (`lean`) and the client did not choose
+/// HTTP/2, by the Pingora application otherwise.
+pub(crate) async fn serve(
     listener: std::net::TcpListener,
     acceptor: Arc<Acceptor>,
-    app: Arc<SharedApp<A>>,
+    app: Arc<SharedApp<HttpProxy<IngressProxy>>>,
+    lean: Option<Arc<h1::Worker>>,
     shutdown: ShutdownWatch,
 ) {
+    let port = listener.local_addr().map_or(0, |a| a.port());
     let watch = shutdown.clone();
     accept_loop(listener, watch, |tcp, peer| {
         let mut l4 = L4Stream::from(tcp);
@@ -187,6 +194,7 @@ pub(crate) async fn serve<A: ServerApp + Send + Sync + 'static>(
         let _ = digest.peer_addr.set(Some(peer.into()));
         l4.set_socket_digest(digest);
         let (acceptor, app, shutdown) = (acceptor.clone(), app.clone(), shutdown.clone());
+        let lean = lean.clone();
         // From the accept on, so that a drain also waits for handshakes.
         let open = app.open.enter();
         tokio::spawn(async move {
@@ -200,31 +208,36 @@ pub(crate) async fn serve<A: ServerApp + Send + Sync + 'static>(
                     Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake"),
                     Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
                 };
-            let mut next = app.process_new(Box::new(tls), &shutdown).await;
-            while let Some(stream) = next {
-                next = app.process_new(stream, &shutdown).await;
+            match lean {
+                Some(worker) if tls.selected_alpn_proto() != Some(ALPN::H2) => {
+                    h1::serve_connection(worker, tls, peer, port, shutdown).await
+                }
+                _ => h1::handoff(&app, tls, Vec::new(), peer, shutdown).await,
             }
         });
     })
     .await
 }
 
-/// A plain connection handed from the lean HTTP/1 path to Pingora's, with
-/// the bytes the lean path already read put back in front.
+/// A handshaken TLS client connection.
+pub(crate) type TlsClient = pingora_core::protocols::tls::TlsStream<Coalesced>;
+
+/// A connection handed from the lean HTTP/1 path to Pingora's, with the
+/// bytes the lean path already read put back in front.
 #[derive(Debug)]
-pub(crate) struct Rewound {
+pub(crate) struct Rewound<S> {
     read: Vec<u8>,
     at: usize,
-    inner: L4Stream,
+    inner: S,
 }
 
-impl Rewound {
-    pub(crate) fn new(read: Vec<u8>, inner: L4Stream) -> Self {
+impl<S> Rewound<S> {
+    pub(crate) fn new(read: Vec<u8>, inner: S) -> Self {
         Self { read, at: 0, inner }
     }
 }
 
-impl AsyncRead for Rewound {
+impl<S: AsyncRead + Unpin> AsyncRead for Rewound<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -245,7 +258,7 @@ impl AsyncRead for Rewound {
     }
 }
 
-impl AsyncWrite for Rewound {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewound<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -264,36 +277,49 @@ impl AsyncWrite for Rewound {
 }
 
 #[async_trait]
-impl Shutdown for Rewound {
+impl<S: Shutdown + Send> Shutdown for Rewound<S> {
     async fn shutdown(&mut self) {
         Shutdown::shutdown(&mut self.inner).await
     }
 }
 
-impl UniqueID for Rewound {
+impl<S: UniqueID> UniqueID for Rewound<S> {
     fn id(&self) -> UniqueIDType {
         self.inner.id()
     }
 }
 
-impl Ssl for Rewound {}
+/// TLS facts (the digest, the ALPN) are the inner stream's.
+impl<S: Ssl> Ssl for Rewound<S> {
+    fn get_ssl(&self) -> Option<&pingora_core::protocols::tls::TlsRef> {
+        self.inner.get_ssl()
+    }
+
+    fn get_ssl_digest(&self) -> Option<Arc<pingora_core::protocols::tls::SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+
+    fn selected_alpn_proto(&self) -> Option<pingora_core::protocols::ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
 
 #[async_trait]
-impl Peek for Rewound {}
+impl<S: Send> Peek for Rewound<S> {}
 
-impl GetTimingDigest for Rewound {
+impl<S: GetTimingDigest> GetTimingDigest for Rewound<S> {
     fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
         self.inner.get_timing_digest()
     }
 }
 
-impl GetProxyDigest for Rewound {
+impl<S> GetProxyDigest for Rewound<S> {
     fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
         None
     }
 }
 
-impl GetSocketDigest for Rewound {
+impl<S: GetSocketDigest> GetSocketDigest for Rewound<S> {
     fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
         self.inner.get_socket_digest()
     }
@@ -307,7 +333,7 @@ impl GetSocketDigest for Rewound {
 /// Pingora's own listeners buffer them: a response's TLS records (head,
 /// body) leave in one segment instead of one write each.
 #[derive(Debug)]
-struct Coalesced(BufWriter<L4Stream>);
+pub(crate) struct Coalesced(BufWriter<L4Stream>);
 
 impl AsyncRead for Coalesced {
     fn poll_read(

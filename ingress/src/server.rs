@@ -217,7 +217,8 @@ pub fn start(
                 runtime.block_on(async {
                     let tls = own.https.into_iter().map(|(_, l)| {
                         let app = Arc::new(app.clone());
-                        accept::serve(l, acceptor.clone(), app, shutdown_rx.clone())
+                        let lean = lean_http1.then(|| lean.clone());
+                        accept::serve(l, acceptor.clone(), app, lean, shutdown_rx.clone())
                     });
                     let plain = own.http.into_iter().map(|(_, l)| {
                         let port = l.local_addr().map_or(0, |a| a.port());

@@ -49,6 +49,9 @@ pub(crate) struct RequestHead {
     pub content_length: Option<u64>,
     /// `Connection: close`.
     pub close: bool,
+    /// `Expect: 100-continue`: the client waits for a go-ahead before
+    /// sending its body.
+    pub expect_continue: bool,
 }
 
 impl RequestHead {
@@ -88,6 +91,7 @@ impl RequestHead {
         self.host = None;
         self.request_id = None;
         self.content_length = None;
+        self.expect_continue = false;
         let mut close = false;
         let mut total = 0;
         for h in req.headers.iter() {
@@ -105,7 +109,13 @@ impl RequestHead {
                     }
                     self.host = Some(range(value));
                 }
-                6 if name.eq_ignore_ascii_case(b"expect") => return Parsed::Other,
+                6 if name.eq_ignore_ascii_case(b"expect") => {
+                    // Any other expectation: Pingora's answer.
+                    if !value.eq_ignore_ascii_case(b"100-continue") || self.expect_continue {
+                        return Parsed::Other;
+                    }
+                    self.expect_continue = true;
+                }
                 7 if name.eq_ignore_ascii_case(b"upgrade") => return Parsed::Other,
                 10 if name.eq_ignore_ascii_case(b"connection") => {
                     for token in value.split(|b| *b == b',').map(|t| t.trim_ascii()) {
@@ -173,6 +183,7 @@ pub(crate) fn dropped_request_header(name: &[u8]) -> bool {
     const DROPPED: &[&[u8]] = &[
         b"te",
         b"host",
+        b"expect",
         b"proxy",
         b"trailer",
         b"upgrade",
@@ -348,6 +359,8 @@ mod tests {
         let h = lean("POST / HTTP/1.1\r\nContent-Length: 5\r\nConnection: close\r\n\r\n");
         assert_eq!(h.content_length, Some(5));
         assert!(h.close);
+        let h = lean("POST / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n");
+        assert!(h.expect_continue);
         assert!(!lean("GET / HTTP/1.1\r\nConnection: Keep-Alive\r\n\r\n").close);
         let mut h = RequestHead::default();
         assert!(matches!(
@@ -364,7 +377,7 @@ mod tests {
         other("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
         other("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n");
         other("POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\n");
-        other("POST / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n");
+        other("POST / HTTP/1.1\r\nExpect: something\r\n\r\n");
         other("GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
         other("GET / HTTP/1.1\r\nConnection: close, X-Foo\r\n\r\n");
         other("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");

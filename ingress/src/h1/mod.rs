@@ -27,13 +27,13 @@ use std::time::{Duration, Instant};
 use pingora_core::apps::ServerApp;
 use pingora_core::protocols::http::date::get_cached_date;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
-use pingora_core::protocols::{GetSocketDigest, SocketDigest};
+use pingora_core::protocols::{GetSocketDigest, SocketDigest, Stream};
 use pingora_core::server::ShutdownWatch;
 use pingora_proxy::HttpProxy;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::accept::{Rewound, SharedApp};
+use crate::accept::{Rewound, SharedApp, TlsClient};
 use crate::annotations::BackendProtocol;
 use crate::metrics::Metrics;
 use crate::proxy::IngressProxy;
@@ -60,6 +60,36 @@ const BODY_WITH_HEAD: usize = 64 * 1024;
 /// Read size for streamed bodies.
 const CHUNK: usize = 16 * 1024;
 
+/// A client connection the lean path serves: plain TCP or TLS.
+pub(crate) trait Client: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Whether the client came over TLS.
+    const TLS: bool;
+
+    /// The connection as Pingora takes it, with the bytes already `read`
+    /// put back in front.
+    fn into_pingora(self, read: Vec<u8>, peer: SocketAddr) -> Stream;
+}
+
+impl Client for TcpStream {
+    const TLS: bool = false;
+
+    fn into_pingora(self, read: Vec<u8>, peer: SocketAddr) -> Stream {
+        let mut l4 = L4Stream::from(self);
+        let digest = SocketDigest::from_raw_fd(std::os::fd::AsRawFd::as_raw_fd(&l4));
+        let _ = digest.peer_addr.set(Some(peer.into()));
+        l4.set_socket_digest(digest);
+        Box::new(Rewound::new(read, l4))
+    }
+}
+
+impl Client for TlsClient {
+    const TLS: bool = true;
+
+    fn into_pingora(self, read: Vec<u8>, _: SocketAddr) -> Stream {
+        Box::new(Rewound::new(read, self))
+    }
+}
+
 /// What a worker's lean connections share.
 pub(crate) struct Worker {
     pub routes: Arc<Routes>,
@@ -74,11 +104,11 @@ pub(crate) struct Worker {
     pub fallback: Arc<SharedApp<HttpProxy<IngressProxy>>>,
 }
 
-/// Serve one accepted plain-HTTP connection. `port` is the listener's, for
+/// Serve one accepted HTTP/1 connection. `port` is the listener's, for
 /// `X-Forwarded-Port`.
-pub(crate) async fn serve_connection(
+pub(crate) async fn serve_connection<C: Client>(
     worker: Arc<Worker>,
-    client: TcpStream,
+    client: C,
     peer: SocketAddr,
     port: u16,
     shutdown: ShutdownWatch,
@@ -116,19 +146,15 @@ pub(crate) async fn serve_connection(
 }
 
 /// Give the connection to the Pingora path, the bytes `read` so far first.
-pub(crate) async fn handoff(
+pub(crate) async fn handoff<C: Client>(
     fallback: &Arc<SharedApp<HttpProxy<IngressProxy>>>,
-    client: TcpStream,
+    client: C,
     read: Vec<u8>,
     peer: SocketAddr,
     shutdown: ShutdownWatch,
 ) {
-    let mut l4 = L4Stream::from(client);
-    let digest = SocketDigest::from_raw_fd(std::os::fd::AsRawFd::as_raw_fd(&l4));
-    let _ = digest.peer_addr.set(Some(peer.into()));
-    l4.set_socket_digest(digest);
-    let stream = Rewound::new(read, l4);
-    let mut next = fallback.process_new(Box::new(stream), &shutdown).await;
+    let stream = client.into_pingora(read, peer);
+    let mut next = fallback.process_new(stream, &shutdown).await;
     while let Some(stream) = next {
         next = fallback.process_new(stream, &shutdown).await;
     }
@@ -152,8 +178,8 @@ enum Failed {
     Client,
 }
 
-struct Connection {
-    client: TcpStream,
+struct Connection<C> {
+    client: C,
     peer: IpAddr,
     /// The client's address as forwarded and logged.
     peer_text: String,
@@ -169,7 +195,7 @@ struct Connection {
     shutdown: ShutdownWatch,
 }
 
-impl Connection {
+impl<C: Client> Connection<C> {
     /// Read until a whole request head is in the buffer.
     async fn read_head(&mut self) -> io::Result<Parsed> {
         loop {
@@ -220,7 +246,7 @@ impl Connection {
             host: self.head.host.clone().map(|r| self.text(r)),
             path,
             path_and_query: target,
-            tls: false,
+            tls: C::TLS,
             client: Some(self.peer),
             content_length: self.head.content_length,
         };
@@ -425,9 +451,13 @@ impl Connection {
         out.extend_from_slice(routed.host_header.as_bytes());
         out.extend_from_slice(b"\r\nX-Forwarded-Port: ");
         out.extend_from_slice(itoa::Buffer::new().format(self.port).as_bytes());
-        out.extend_from_slice(
-            b"\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Scheme: http\r\nX-Scheme: http\r\n\r\n",
-        );
+        out.extend_from_slice(if C::TLS {
+            b"\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Scheme: https\r\nX-Scheme: https\r\n\r\n"
+                .as_slice()
+        } else {
+            b"\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Scheme: http\r\nX-Scheme: http\r\n\r\n"
+                .as_slice()
+        });
     }
 
     /// Send the upstream head (with the body, when it came with it) and
@@ -454,6 +484,17 @@ impl Connection {
         if in_buf as u64 == body_len {
             // A large body read whole: it leaves the buffer with the head.
             return Ok(());
+        }
+        if self.head.expect_continue {
+            // The client waits for this before it sends the rest (nginx
+            // sends it as it starts reading the body).
+            write_all(
+                &mut self.client,
+                b"HTTP/1.1 100 Continue\r\n\r\n",
+                CLIENT_TIMEOUT,
+            )
+            .await
+            .map_err(|_| Failed::Client)?;
         }
         let mut left = body_len - in_buf as u64;
         while left > 0 {
@@ -837,11 +878,21 @@ async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
     Ok(conn)
 }
 
-async fn write_all(stream: &mut TcpStream, bytes: &[u8], timeout: Duration) -> io::Result<()> {
+/// Write all of `bytes` and flush (a TLS client gathers its records until
+/// a flush).
+async fn write_all<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    bytes: &[u8],
+    timeout: Duration,
+) -> io::Result<()> {
     if bytes.is_empty() {
         return Ok(());
     }
-    tokio::time::timeout(timeout, stream.write_all(bytes))
+    let write = async {
+        stream.write_all(bytes).await?;
+        stream.flush().await
+    };
+    tokio::time::timeout(timeout, write)
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "write timed out"))?
 }
