@@ -441,7 +441,7 @@ impl<C: Client> Connection<C> {
         out.extend_from_slice(b"X-Request-ID: ");
         match &self.head.request_id {
             Some(r) => out.extend_from_slice(&self.buf[r.clone()]),
-            None => out.extend_from_slice(request::request_id().as_bytes()),
+            None => push_request_id(out),
         }
         out.extend_from_slice(b"\r\nX-Real-IP: ");
         out.extend_from_slice(self.peer_text.as_bytes());
@@ -849,6 +849,14 @@ fn frame(framing: Framing, bytes: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// A fresh `X-Request-ID`, 32 hex digits as `request::request_id` makes
+/// them, written in place.
+fn push_request_id(out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let id: u128 = rand::random();
+    out.extend((0..32).rev().map(|i| HEX[((id >> (i * 4)) & 0xf) as usize]));
+}
+
 /// `Access-Control-*`: replaced by a location's own CORS headers.
 fn is_cors_header(name: &[u8]) -> bool {
     name.len() > 15 && name[..15].eq_ignore_ascii_case(b"access-control-")
@@ -895,4 +903,15 @@ async fn write_all<S: AsyncWrite + Unpin>(
     tokio::time::timeout(timeout, write)
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "write timed out"))?
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_are_32_hex_digits() {
+        let mut out = Vec::new();
+        super::push_request_id(&mut out);
+        assert_eq!(out.len(), 32);
+        assert!(out.iter().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    }
 }
