@@ -30,7 +30,7 @@
 #[path = "support.rs"]
 mod support;
 
-use support::{median, Proc};
+use support::{cpu_seconds, median, Proc};
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::Path;
@@ -157,17 +157,6 @@ fn rdata(message: &Message) -> Vec<String> {
     let mut v: Vec<String> = message.answers.iter().map(|r| r.data.to_string()).collect();
     v.sort();
     v
-}
-
-/// CPU time (user + system) of a process so far, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name in parentheses: state is field 3,
-    // utime 14 and stime 15.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0
 }
 
 #[derive(Clone, Copy, Default)]

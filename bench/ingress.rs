@@ -22,7 +22,7 @@
 #[path = "support.rs"]
 mod support;
 
-use support::{free_port, median, Proc};
+use support::{free_port, median, threads_cpu_seconds, tree_cpu_seconds, Proc};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -93,6 +93,8 @@ struct Wrk {
     p50_ms: f64,
     p99_ms: f64,
     errors: u64,
+    /// The proxy's CPU time per request, µs.
+    cpu_us: f64,
 }
 
 fn parse_ms(s: &str) -> f64 {
@@ -109,7 +111,8 @@ fn parse_ms(s: &str) -> f64 {
     num.parse::<f64>().unwrap_or(f64::NAN) * mul
 }
 
-fn wrk(url: &str, seconds: u64, close: bool) -> Wrk {
+/// Run wrk against `url`; `cpu` reads the proxy's CPU seconds so far.
+fn wrk(url: &str, seconds: u64, close: bool, cpu: impl Fn() -> f64) -> Wrk {
     let mut cmd = Command::new("wrk");
     cmd.args([
         "-t2",
@@ -121,7 +124,9 @@ fn wrk(url: &str, seconds: u64, close: bool) -> Wrk {
     if close {
         cmd.args(["-H", "Connection: close"]);
     }
+    let before = cpu();
     let out = cmd.arg(url).output().expect("wrk (apt-get install wrk)");
+    let used = cpu() - before;
     let text = String::from_utf8_lossy(&out.stdout);
     let mut w = Wrk::default();
     for line in text.lines() {
@@ -140,6 +145,7 @@ fn wrk(url: &str, seconds: u64, close: bool) -> Wrk {
         }
     }
     assert!(w.rps > 0.0, "wrk printed no rate for {url}:\n{text}");
+    w.cpu_us = used * 1e6 / (w.rps * seconds as f64);
     w
 }
 
@@ -231,7 +237,7 @@ fn main() {
         proxy_set_header X-Forwarded-Host $host; proxy_set_header X-Forwarded-Port $server_port;\n\
         proxy_set_header X-Forwarded-Proto $scheme; proxy_set_header X-Forwarded-Scheme $scheme;\n\
         proxy_set_header X-Scheme $scheme; proxy_set_header Proxy \"\";";
-    let _peer = nginx(
+    let peer = nginx(
         dir.path(),
         "peer",
         &format!(
@@ -302,8 +308,8 @@ fn main() {
         ),
     ];
     println!("{rounds} rounds of {seconds} s, {CONNECTIONS} connections, 2 wrk threads\n");
-    println!("| case | kedge req/s | kedge p50 / p99 ms | nginx req/s | nginx p50 / p99 ms | kedge / nginx |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    println!("| case | kedge req/s | kedge p50 / p99 ms | nginx req/s | nginx p50 / p99 ms | kedge / nginx | CPU µs/request, kedge / nginx |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     // CASES=1 runs only the first case (for profiling runs).
     let only: usize = std::env::var("CASES")
         .ok()
@@ -314,8 +320,24 @@ fn main() {
         let mut k = Vec::new();
         let mut n = Vec::new();
         for round in 0..rounds {
-            let run_k = || wrk(&format!("{scheme}://127.0.0.1:{kp}/"), seconds, close);
-            let run_n = || wrk(&format!("{scheme}://127.0.0.1:{np}/"), seconds, close);
+            let kedge_cpu = || threads_cpu_seconds("ingress-proxy-");
+            let nginx_cpu = || tree_cpu_seconds(peer.0.id());
+            let run_k = || {
+                wrk(
+                    &format!("{scheme}://127.0.0.1:{kp}/"),
+                    seconds,
+                    close,
+                    kedge_cpu,
+                )
+            };
+            let run_n = || {
+                wrk(
+                    &format!("{scheme}://127.0.0.1:{np}/"),
+                    seconds,
+                    close,
+                    nginx_cpu,
+                )
+            };
             if round % 2 == 0 {
                 k.push(run_k());
                 n.push(run_n());
@@ -328,12 +350,14 @@ fn main() {
         let med = |v: &[Wrk], f: fn(&Wrk) -> f64| median(v.iter().map(f).collect());
         let (krps, nrps) = (med(&k, |w| w.rps), med(&n, |w| w.rps));
         println!(
-            "| {name} | {krps:.0} | {:.2} / {:.2} | {nrps:.0} | {:.2} / {:.2} | {:.2} |{}",
+            "| {name} | {krps:.0} | {:.2} / {:.2} | {nrps:.0} | {:.2} / {:.2} | {:.2} | {:.1} / {:.1} |{}",
             med(&k, |w| w.p50_ms),
             med(&k, |w| w.p99_ms),
             med(&n, |w| w.p50_ms),
             med(&n, |w| w.p99_ms),
             krps / nrps,
+            med(&k, |w| w.cpu_us),
+            med(&n, |w| w.cpu_us),
             if errors > 0 {
                 format!(" ({errors} errors)")
             } else {

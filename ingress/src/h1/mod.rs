@@ -912,6 +912,8 @@ mod tests {
         let mut out = Vec::new();
         super::push_request_id(&mut out);
         assert_eq!(out.len(), 32);
-        assert!(out.iter().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(out
+            .iter()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
     }
 }
