@@ -1120,3 +1120,150 @@ async fn backend_protocol_https() {
     assert!(r.body.starts_with("over tls"), "{}", r.body);
     assert!(r.body.contains("GET /x HTTP/1.1"), "{}", r.body);
 }
+
+/// Requests one after another on one kept-alive connection until `stop`,
+/// reconnecting only when the proxy closes between requests; returns how
+/// many were answered 200 and what went wrong otherwise.
+async fn keep_asking(
+    addr: SocketAddr,
+    host: &'static str,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> (usize, Vec<String>) {
+    let (mut ok, mut failed) = (0, Vec::new());
+    'connections: while !stop.load(Ordering::SeqCst) {
+        let mut s = BufReader::new(TcpStream::connect(addr).await.unwrap());
+        while !stop.load(Ordering::SeqCst) {
+            let request = format!("GET /load HTTP/1.1\r\nHost: {host}\r\n\r\n");
+            if let Err(e) = s.get_mut().write_all(request.as_bytes()).await {
+                failed.push(format!("sending: {e}"));
+                continue 'connections;
+            }
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                match s.read_line(&mut line).await {
+                    Ok(0) | Err(_) => {
+                        failed.push(format!("no answer (after {head:?})"));
+                        continue 'connections;
+                    }
+                    Ok(_) if line == "\r\n" => break,
+                    Ok(_) => head.push_str(&line),
+                }
+            }
+            let parsed = parse_response(format!("{head}\r\n").as_bytes());
+            let len: usize = parsed
+                .header("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0; len];
+            if s.read_exact(&mut body).await.is_err() {
+                failed.push("a body cut short".into());
+                continue 'connections;
+            }
+            if parsed.status == 200 {
+                ok += 1;
+            } else {
+                failed.push(head);
+            }
+            if parsed
+                .header("connection")
+                .is_some_and(|c| c.eq_ignore_ascii_case("close"))
+            {
+                continue 'connections;
+            }
+        }
+    }
+    (ok, failed)
+}
+
+/// A rollout (endpoints moving from one backend to another and back, the
+/// old one serving until it is out, as a terminating pod does) and 50
+/// edits of the Ingress, while four clients keep kept-alive connections
+/// busy: not one request fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_request_fails_through_a_rollout_and_fifty_ingress_edits() {
+    let h = start().await;
+    let (old, new) = backend_pair("old", "new").await;
+    service(&h.client, "default", "load", &[(old.addr, true)]).await;
+    let ingress = |i: usize| {
+        let mut v = one_path(
+            "load",
+            json!({"nginx.ingress.kubernetes.io/proxy-read-timeout": (30 + i % 7).to_string()}),
+            "load.luffy.com",
+            "/",
+            "Prefix",
+            "load",
+        );
+        // Every other edit adds a second path.
+        if i % 2 == 1 {
+            v["spec"]["rules"][0]["http"]["paths"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"path": format!("/extra-{i}"), "pathType": "Prefix",
+                             "backend": {"service": {"name": "load", "port": {"number": 80}}}}));
+        }
+        v
+    };
+    apply_ingress(&h.client, "default", ingress(0)).await;
+    eventually_some("the Ingress served", || async {
+        (get(h.http, "load.luffy.com", "/").await.status == 200).then_some(())
+    })
+    .await;
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(keep_asking(h.http, "load.luffy.com", stop.clone())))
+        .collect();
+    for i in 1..=50 {
+        match i {
+            10 => {
+                set_endpoints(
+                    &h.client,
+                    "default",
+                    "load",
+                    &[(old.addr, true), (new.addr, true)],
+                )
+                .await
+            }
+            20 => {
+                set_endpoints(
+                    &h.client,
+                    "default",
+                    "load",
+                    &[(old.addr, false), (new.addr, true)],
+                )
+                .await
+            }
+            25 => set_endpoints(&h.client, "default", "load", &[(new.addr, true)]).await,
+            35 => {
+                set_endpoints(
+                    &h.client,
+                    "default",
+                    "load",
+                    &[(new.addr, true), (old.addr, true)],
+                )
+                .await
+            }
+            45 => set_endpoints(&h.client, "default", "load", &[(old.addr, true)]).await,
+            _ => {}
+        }
+        apply_ingress(&h.client, "default", ingress(i)).await;
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let (mut answered, mut failures) = (0, Vec::new());
+    for c in clients {
+        let (ok, failed) = c.await.unwrap();
+        answered += ok;
+        failures.extend(failed);
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failed: {failures:#?}",
+        failures.len()
+    );
+    assert!(answered > 100, "only {answered} requests answered");
+    // Both backends served: the rollout went through.
+    assert!(old.served.load(Ordering::SeqCst) > 0);
+    assert!(new.served.load(Ordering::SeqCst) > 0);
+}

@@ -113,9 +113,11 @@ fn serve(stream: TcpStream) -> std::io::Result<()> {
         let close = header("connection").is_some_and(|c| c.eq_ignore_ascii_case("close"))
             || version == "HTTP/1.0";
         let hostname = hostname();
+        // Names in lower case (they are case-insensitive; proxies send
+        // them in different cases), as HTTP/2 spells them.
         let header_json: Vec<String> = headers
             .iter()
-            .map(|(k, v)| format!("{}:{}", quote(k), quote(v)))
+            .map(|(k, v)| format!("{}:{}", quote(&k.to_ascii_lowercase()), quote(v)))
             .collect();
         let body = format!(
             "{{\"pod\":{},\"namespace\":{},\"podIP\":{},\"hostname\":{},\"method\":{},\"path\":{},\"proto\":{},\"host\":{},\"remote\":{},\"headers\":{{{}}}}}\n",
