@@ -433,10 +433,7 @@ impl<C: Client> Connection<C> {
             if head::dropped_request_header(name) {
                 continue;
             }
-            out.extend_from_slice(name);
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(&self.buf[value.clone()]);
-            out.extend_from_slice(b"\r\n");
+            push_header(out, name, &self.buf[value.clone()]);
         }
         out.extend_from_slice(b"X-Request-ID: ");
         match &self.head.request_id {
@@ -582,10 +579,7 @@ impl<C: Client> Connection<C> {
         out.extend_from_slice(b"\r\n");
         if let Some(cors) = cors {
             for (name, value) in request::cors_headers(cors) {
-                out.extend_from_slice(name.as_bytes());
-                out.extend_from_slice(b": ");
-                out.extend_from_slice(value.as_bytes());
-                out.extend_from_slice(b"\r\n");
+                push_header(out, name.as_bytes(), value.as_bytes());
             }
         }
         if matches!(framing, Framing::Chunked | Framing::Close) {
@@ -674,10 +668,7 @@ impl<C: Client> Connection<C> {
             if head::dropped_response_header(name) || (cors.is_some() && is_cors_header(name)) {
                 continue;
             }
-            out.extend_from_slice(name);
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(&self.rbuf[value.clone()]);
-            out.extend_from_slice(b"\r\n");
+            push_header(out, name, &self.rbuf[value.clone()]);
         }
         out.extend_from_slice(b"Server: kedge\r\n");
     }
@@ -702,10 +693,7 @@ impl<C: Client> Connection<C> {
         status_line(out, answer.code);
         out.extend_from_slice(b"Server: kedge\r\n");
         for (name, value) in &answer.headers {
-            out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
+            push_header(out, name.as_bytes(), value.as_bytes());
         }
         out.extend_from_slice(b"Content-Length: ");
         out.extend_from_slice(itoa::Buffer::new().format(answer.body.len()).as_bytes());
@@ -847,6 +835,14 @@ fn frame(framing: Framing, bytes: &[u8], out: &mut Vec<u8>) {
     } else {
         out.extend_from_slice(bytes);
     }
+}
+
+/// Append one header line.
+fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// A fresh `X-Request-ID`, 32 hex digits as `request::request_id` makes
