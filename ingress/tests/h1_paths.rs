@@ -588,6 +588,14 @@ fn cases() -> Vec<Case> {
         case("chunks that come slowly", &get("/slow")),
         case("two Content-Lengths from the backend", &get("/badlength")),
         case("a backend that closes without answering", &get("/nothing")),
+        in_turn(
+            "a kept-alive backend connection closed under a GET",
+            &[&get("/plain"), &get("/nothing")],
+        ),
+        in_turn(
+            "a kept-alive backend connection closed under a POST",
+            &[&get("/plain"), "POST /nothing HTTP/1.1\r\nHost: d.test\r\nContent-Length: 2\r\n\r\nok"],
+        ),
         case("a backend that does not speak HTTP", &get("/garbage")),
         in_turn("a backend that closes after its answer", &[&get("/shutting"), &get("/next")]),
         case("the backend's Server, Date and CORS headers", &get("/server")),

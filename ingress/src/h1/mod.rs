@@ -235,6 +235,8 @@ impl<C: Client> Connection<C> {
     /// Serve the request whose head is parsed.
     async fn serve_request(&mut self, worker: &Worker) -> Next {
         let started = Instant::now();
+        // No response yet (the last request's status must not count).
+        self.resp.status = 0;
         let method = self.head.method().clone();
         let target = self.text(self.head.target.clone());
         let (path, query) = match target.split_once('?') {
@@ -341,7 +343,9 @@ impl<C: Client> Connection<C> {
                 Err(e) => Err(e),
             };
             match result {
-                Err(Failed::BeforeResponse) if reused && body_with_head => {
+                // Only a request that may be sent twice (RFC 9110 §9.2.2):
+                // the backend may have acted on it before closing.
+                Err(Failed::BeforeResponse) if reused && body_with_head && idempotent(&method) => {
                     reused = false;
                     match connect(addr, cfg.connect_timeout).await {
                         Ok(conn) => upstream = conn,
@@ -835,6 +839,15 @@ fn frame(framing: Framing, bytes: &[u8], out: &mut Vec<u8>) {
     } else {
         out.extend_from_slice(bytes);
     }
+}
+
+/// Whether a request may be repeated without changing its effect.
+fn idempotent(method: &http::Method) -> bool {
+    use http::Method;
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+    )
 }
 
 /// Append one header line.
