@@ -51,7 +51,8 @@ fn scrape_all(addrs: &[SocketAddr]) -> anyhow::Result<Samples> {
 
 fn scrape(addr: SocketAddr) -> anyhow::Result<String> {
     let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
-    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    // A node busy with its pods may take a while to render its metrics.
+    conn.set_read_timeout(Some(Duration::from_secs(15)))?;
     write!(
         conn,
         "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"

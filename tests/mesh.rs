@@ -747,12 +747,16 @@ fn http_requests_of_one_connection_spread_over_pods_and_survive_one_going_away()
         r#"kedge_mesh_request_duration_seconds_count{source_workload="shop/default",destination_service="shop/api"}"#
     ));
     // The same, as `kedge mesh top` shows it.
-    let top = Command::new(env!("CARGO_BIN_EXE_kedge"))
+    let out = Command::new(env!("CARGO_BIN_EXE_kedge"))
         .args(["mesh", "top", "--metrics-addr", &metrics_addr])
         .output()
         .unwrap();
-    let top = String::from_utf8_lossy(&top.stdout).to_string();
-    assert!(top.starts_with("SOURCE"), "{top}");
+    let top = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        top.starts_with("SOURCE"),
+        "{top}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         top.lines().any(|l| {
             let cells: Vec<&str> = l.split_whitespace().collect();
