@@ -116,6 +116,7 @@ async fn serve_backend(mut s: TcpStream, seen: Seen) -> Option<()> {
                 tokio::time::sleep(Duration::from_millis(30)).await;
                 b"0\r\n\r\n".to_vec()
             }
+            "/both" => b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n".to_vec(),
             "/badlength" => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc".to_vec(),
             "/nothing" => return None,
             "/garbage" => b"NOT HTTP AT ALL\r\n\r\n".to_vec(),
@@ -473,6 +474,10 @@ fn parse_response(raw: &[u8], head_only: bool, closed: bool) -> Option<(Response
             _ => headers.push(format!("{k}: {v}")),
         }
     }
+    if chunked && length.is_some() {
+        // Never to be sent (RFC 9112 §6.2); compared like a header.
+        headers.push("(a Content-Length beside chunked)".to_string());
+    }
     headers.sort();
     let no_body = head_only || matches!(status, 204 | 304) || status < 200;
     let (body, used) = if no_body {
@@ -536,6 +541,7 @@ impl Case {
             "/big ",
             "/slow ",
             "/badlength ",
+            "/both ",
             "/nothing ",
             "/garbage ",
             "/shutting ",
@@ -587,6 +593,10 @@ fn cases() -> Vec<Case> {
         case("a large body", &get("/big")),
         case("chunks that come slowly", &get("/slow")),
         case("two Content-Lengths from the backend", &get("/badlength")),
+        in_turn(
+            "a Content-Length beside chunked from the backend",
+            &[&get("/both"), &get("/after")],
+        ),
         case("a backend that closes without answering", &get("/nothing")),
         in_turn(
             "a kept-alive backend connection closed under a GET",

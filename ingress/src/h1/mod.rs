@@ -667,9 +667,15 @@ impl<C: Client> Connection<C> {
             out.extend_from_slice(reason);
         }
         out.extend_from_slice(b"\r\n");
+        // A body the proxy frames itself goes without the backend's length
+        // (a backend that sent both has it framed as chunked).
+        let reframed = matches!(resp.framing, Some(Framing::Chunked | Framing::Close));
         for (name, value) in &resp.headers {
             let name = &self.rbuf[name.clone()];
-            if head::dropped_response_header(name) || (cors.is_some() && is_cors_header(name)) {
+            if head::dropped_response_header(name)
+                || (cors.is_some() && is_cors_header(name))
+                || (reframed && name.eq_ignore_ascii_case(b"content-length"))
+            {
                 continue;
             }
             push_header(out, name, &self.rbuf[value.clone()]);
